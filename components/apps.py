@@ -1,0 +1,177 @@
+"""The platform's Spring services: one hardened definition for every service and for the worker pool."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, NotRequired, TypedDict
+
+import pulumi
+
+from components.datastores import kafka_jaas
+from components.runtime import Runtime
+from components.spec import ComponentArgsError, ContainerSpec, Healthcheck
+
+Dependency = Literal["postgres", "redis", "kafka", "clickhouse", "jwt"]
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+APP_PORT = 8080
+METRICS_PATH = "/actuator/prometheus"
+HEALTH_PATH = "/actuator/health"
+# Only what monitoring and the load balancer need; never env, heapdump, loggers or shutdown.
+ACTUATOR_EXPOSURE = "health,info,prometheus"
+APP_USER = "10001:10001"
+# Heap relative to the container limit leaves room for metaspace, threads and direct buffers.
+JAVA_OPTIONS = "-XX:MaxRAMPercentage=75.0 -XX:+ExitOnOutOfMemoryError"
+
+
+@dataclass(frozen=True)
+class Connections:
+    """Where the data stores are and the credentials to reach them (credentials are Pulumi secrets)."""
+
+    postgres_url: str
+    postgres_user: str
+    postgres_password: pulumi.Input[str]
+    redis_host: str
+    redis_password: pulumi.Input[str]
+    kafka_bootstrap: str
+    kafka_user: str
+    kafka_password: pulumi.Input[str]
+    clickhouse_url: str
+    clickhouse_user: str
+    clickhouse_password: pulumi.Input[str]
+    jwt_secret: pulumi.Input[str]
+
+
+class AppServiceArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    service: str
+    image: str
+    memory_mb: int
+    cpus: float
+    environment: str
+    log_level: str
+    swagger_enabled: bool
+    needs: Sequence[Dependency]
+    connections: Connections
+    replicas: NotRequired[int]
+    db_pool_size: NotRequired[int]
+    db_pool_min_idle: NotRequired[int]
+    extra_env: NotRequired[Mapping[str, str]]
+
+
+def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle: int
+                    ) -> tuple[dict[str, str], dict[str, pulumi.Input[str]]]:
+    env: dict[str, str] = {}
+    secret: dict[str, pulumi.Input[str]] = {}
+    if "postgres" in needs:
+        env |= {"SPRING_DATASOURCE_URL": c.postgres_url, "SPRING_DATASOURCE_USERNAME": c.postgres_user,
+                "SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE": str(pool),
+                "SPRING_DATASOURCE_HIKARI_MINIMUM_IDLE": str(idle)}
+        secret["SPRING_DATASOURCE_PASSWORD"] = c.postgres_password
+    if "redis" in needs:
+        env |= {"SPRING_DATA_REDIS_HOST": c.redis_host, "SPRING_DATA_REDIS_PORT": "6379"}
+        secret["SPRING_DATA_REDIS_PASSWORD"] = c.redis_password
+    if "kafka" in needs:
+        env |= {"SPRING_KAFKA_BOOTSTRAP_SERVERS": c.kafka_bootstrap,
+                "SPRING_KAFKA_PROPERTIES_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "SPRING_KAFKA_PROPERTIES_SASL_MECHANISM": "PLAIN"}
+        secret["SPRING_KAFKA_PROPERTIES_SASL_JAAS_CONFIG"] = kafka_jaas(c.kafka_password)
+    if "clickhouse" in needs:
+        env |= {"CLICKHOUSE_URL": c.clickhouse_url, "CLICKHOUSE_USER": c.clickhouse_user}
+        secret["CLICKHOUSE_PASSWORD"] = c.clickhouse_password
+    if "jwt" in needs:
+        secret["JWT_SECRET"] = c.jwt_secret
+    return env, secret
+
+
+def app_spec(args: AppServiceArgs) -> ContainerSpec:
+    """Validate the arguments and describe the service's container; pure, no resources."""
+    service = args.get("service") or ""
+    where = f"AppService {service!r}"
+    for key in ("runtime", "networks", "service", "image", "memory_mb", "cpus", "environment", "log_level",
+                "swagger_enabled", "needs", "connections"):
+        if args.get(key) is None:
+            raise ComponentArgsError(f"{where}: missing required arg {key!r}")
+    if args["log_level"] not in LOG_LEVELS:
+        raise ComponentArgsError(f"{where}: log_level must be one of {', '.join(LOG_LEVELS)}")
+    if args["environment"] == "prod" and args["swagger_enabled"]:
+        raise ComponentArgsError(f"{where}: swagger_enabled must be false in prod")
+    unknown = set(args["needs"]) - {"postgres", "redis", "kafka", "clickhouse", "jwt"}
+    if unknown:
+        raise ComponentArgsError(f"{where}: needs: unknown dependencies {sorted(unknown)}")
+    pool, idle = args.get("db_pool_size", 10), args.get("db_pool_min_idle", 2)
+    if not 0 <= idle <= pool:
+        raise ComponentArgsError(f"{where}: db_pool_min_idle must be between 0 and db_pool_size ({pool})")
+    dependency_env, secret_env = _dependency_env(args["needs"], args["connections"], pool, idle)
+    swagger = "true" if args["swagger_enabled"] else "false"
+    env = {
+        "SPRING_APPLICATION_NAME": service,
+        "SPRING_PROFILES_ACTIVE": args["environment"],
+        "SERVER_PORT": str(APP_PORT),
+        "LOGGING_LEVEL_ROOT": args["log_level"],
+        "SPRINGDOC_API_DOCS_ENABLED": swagger,
+        "SPRINGDOC_SWAGGER_UI_ENABLED": swagger,
+        "MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE": ACTUATOR_EXPOSURE,
+        "MANAGEMENT_ENDPOINT_HEALTH_PROBES_ENABLED": "true",
+        "MANAGEMENT_ENDPOINT_HEALTH_SHOW_DETAILS": "never",
+        "MANAGEMENT_METRICS_TAGS_APPLICATION": service,
+        "MANAGEMENT_METRICS_DISTRIBUTION_PERCENTILES_HISTOGRAM_HTTP_SERVER_REQUESTS": "true",
+        "JAVA_TOOL_OPTIONS": JAVA_OPTIONS,
+        **dependency_env,
+        **args.get("extra_env", {}),
+    }
+    return ContainerSpec(
+        service=service, role="app", image=args["image"],
+        networks=["app", "data"] if set(args["needs"]) - {"jwt"} else ["app"],
+        memory_mb=args["memory_mb"], cpus=args["cpus"], replicas=args.get("replicas", 1),
+        env=env, secret_env=secret_env,
+        healthcheck=Healthcheck(["CMD", "curl", "-fsS", f"http://127.0.0.1:{APP_PORT}{HEALTH_PATH}"],
+                                start_period="90s"),
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=128m"},
+        user=APP_USER,
+    )
+
+
+class AppService(pulumi.ComponentResource):
+    """A Spring service: `hostnames` are its replicas on the app network, each serving APP_PORT."""
+
+    hostnames: pulumi.Output[list[str]]
+    port: pulumi.Output[int]
+
+    def __init__(self, name: str, args: AppServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec = app_spec(args)
+        super().__init__("platform:index:AppService", name, {}, opts)
+        self.service = spec.service
+        self.deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self)
+        self.hostnames = pulumi.Output.from_input(self.deployment.hostnames)
+        self.port = pulumi.Output.from_input(APP_PORT)
+        self.register_outputs({"hostnames": self.hostnames, "port": self.port})
+
+
+class WorkerPoolArgs(AppServiceArgs):
+    count: int
+
+
+class WorkerPool(pulumi.ComponentResource):
+    """`count` workers, each its own AppService with a distinct WORKER_ID (worker-1 ... worker-N)."""
+
+    hostnames: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        count = args.get("count")
+        if not isinstance(count, int) or count < 1:
+            raise ComponentArgsError(f"WorkerPool: count must be an integer >= 1, got {count!r}")
+        base = {key: value for key, value in args.items() if key != "count"}
+        worker_args = [
+            {**base, "service": f"{args['service']}-{i}", "replicas": 1,
+             "extra_env": {**args.get("extra_env", {}), "WORKER_ID": f"{args['service']}-{i}"}}
+            for i in range(1, count + 1)
+        ]
+        for worker in worker_args:
+            app_spec(worker)
+        super().__init__("platform:index:WorkerPool", name, {}, opts)
+        self.workers = [AppService(f"{name}-{i}", worker, pulumi.ResourceOptions(parent=self))
+                        for i, worker in enumerate(worker_args, start=1)]
+        self.hostnames = pulumi.Output.from_input([w.deployment.hostnames[0] for w in self.workers])
+        self.register_outputs({"hostnames": self.hostnames})

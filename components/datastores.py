@@ -1,0 +1,221 @@
+"""PostgreSQL, Redis, Kafka and ClickHouse: data network only, no published ports, passwords from Secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, NotRequired, TypedDict
+
+import pulumi
+
+from components.runtime import Runtime
+from components.spec import ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, VolumeMount
+
+# Official images start as root and step down to their own user (gosu/setpriv); these are the
+# capabilities that step needs once everything else is dropped.
+STEP_DOWN_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+
+
+class DataStoreArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    image: str
+    memory_mb: int
+    cpus: float
+    password: pulumi.Input[str]
+
+
+class PostgresArgs(DataStoreArgs):
+    database: str
+    user: str
+
+
+class KafkaArgs(DataStoreArgs):
+    mode: NotRequired[Literal["kraft", "zookeeper"]]
+    zookeeper_image: NotRequired[str]
+
+
+def _require(component: str, args: Mapping, *keys: str) -> None:
+    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", "password", *keys)
+               if args.get(key) is None]
+    if missing:
+        raise ComponentArgsError(f"{component}: missing required args {missing}")
+    if "data" not in args["networks"]:
+        raise ComponentArgsError(f"{component}: networks must include the data network")
+
+
+def postgres_spec(args: PostgresArgs) -> ContainerSpec:
+    _require("Postgres", args, "database", "user")
+    if args["user"] == "postgres":
+        raise ComponentArgsError("Postgres: user must not be the superuser 'postgres'")
+    return ContainerSpec(
+        service="postgres", role="ds", image=args["image"], networks=["data"],
+        memory_mb=args["memory_mb"], cpus=args["cpus"],
+        env={"POSTGRES_USER": args["user"], "POSTGRES_DB": args["database"],
+             "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256 --auth-local=scram-sha-256",
+             "POSTGRES_HOST_AUTH_METHOD": "scram-sha-256", "PGDATA": "/var/lib/postgresql/data/pgdata"},
+        secret_env={"POSTGRES_PASSWORD": args["password"]},
+        healthcheck=Healthcheck(["CMD-SHELL", f"pg_isready -h 127.0.0.1 -U {args['user']} -d {args['database']}"]),
+        volumes=[VolumeMount("postgres-data", "/var/lib/postgresql/data")],
+        tmpfs={"/var/run/postgresql": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},
+        cap_add=STEP_DOWN_CAPS,
+        stop_grace_seconds=60,
+    )
+
+
+def redis_spec(args: DataStoreArgs) -> ContainerSpec:
+    _require("Redis", args)
+    conf_path = "/usr/local/etc/redis/redis.conf"
+    # The password lives in a config file, not on the command line where `docker inspect` shows it.
+    config = pulumi.Output.concat(
+        "requirepass ", args["password"], "\n",
+        "appendonly yes\nprotected-mode yes\n",
+        'rename-command FLUSHALL ""\nrename-command FLUSHDB ""\nrename-command DEBUG ""\n',
+    )
+    return ContainerSpec(
+        service="redis", role="ds", image=args["image"], networks=["data"],
+        memory_mb=args["memory_mb"], cpus=args["cpus"],
+        command=["redis-server", conf_path],
+        files=[FileSpec(conf_path, config, secret=True)],
+        healthcheck=Healthcheck(
+            ["CMD-SHELL", f"REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' {conf_path})\" redis-cli ping | grep -q PONG"],
+            start_period="10s"),
+        volumes=[VolumeMount("redis-data", "/data")],
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+        cap_add=STEP_DOWN_CAPS,
+    )
+
+
+KAFKA_USER = "platform"
+
+
+def kafka_jaas(password: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.concat(
+        'org.apache.kafka.common.security.plain.PlainLoginModule required username="', KAFKA_USER,
+        '" password="', password, '";')
+
+
+def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
+    _require("Kafka", args)
+    mode = args.get("mode", "kraft")
+    if mode not in ("kraft", "zookeeper"):
+        raise ComponentArgsError(f"Kafka: mode must be kraft or zookeeper, got {mode!r}")
+    if mode == "zookeeper" and not args.get("zookeeper_image"):
+        raise ComponentArgsError("Kafka: mode zookeeper needs zookeeper_image")
+    broker_jaas = pulumi.Output.concat(
+        'org.apache.kafka.common.security.plain.PlainLoginModule required username="', KAFKA_USER,
+        '" password="', args["password"], '" user_', KAFKA_USER, '="', args["password"], '";')
+    env = {
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "BROKER",
+        "KAFKA_ADVERTISED_LISTENERS": "BROKER://kafka:9092",
+        "KAFKA_SASL_ENABLED_MECHANISMS": "PLAIN",
+        "KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL": "PLAIN",
+        "KAFKA_SUPER_USERS": f"User:{KAFKA_USER}",
+        "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
+        "KAFKA_HEAP_OPTS": f"-Xmx{args['memory_mb'] // 2}m -Xms{args['memory_mb'] // 2}m",
+    }
+    specs = []
+    if mode == "kraft":
+        env |= {
+            "KAFKA_NODE_ID": "1",
+            "KAFKA_PROCESS_ROLES": "broker,controller",
+            "KAFKA_LISTENERS": "BROKER://:9092,CONTROLLER://127.0.0.1:9093",
+            "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+            "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@127.0.0.1:9093",
+            "KAFKA_AUTHORIZER_CLASS_NAME": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # The controller listener is loopback-only PLAINTEXT, so its principal is ANONYMOUS; clients
+            # can only reach the SASL listener.
+            "KAFKA_SUPER_USERS": f"User:{KAFKA_USER};User:ANONYMOUS",
+        }
+    else:
+        env |= {
+            "KAFKA_BROKER_ID": "1",
+            "KAFKA_LISTENERS": "BROKER://:9092",
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT",
+            "KAFKA_ZOOKEEPER_CONNECT": "zookeeper:2181",
+            "KAFKA_AUTHORIZER_CLASS_NAME": "kafka.security.authorizer.AclAuthorizer",
+        }
+        specs.append(ContainerSpec(
+            service="zookeeper", role="ds", image=args["zookeeper_image"], networks=["data"],
+            memory_mb=512, cpus=0.5,
+            env={"ZOO_ADMINSERVER_ENABLED": "false", "ZOO_4LW_COMMANDS_WHITELIST": "srvr,ruok"},
+            healthcheck=Healthcheck(["CMD", "zkServer.sh", "status"]),
+            volumes=[VolumeMount("zookeeper-data", "/data"), VolumeMount("zookeeper-datalog", "/datalog")],
+            read_only=False, cap_add=STEP_DOWN_CAPS,
+        ))
+    specs.append(ContainerSpec(
+        service="kafka", role="ds", image=args["image"], networks=["data"],
+        memory_mb=args["memory_mb"], cpus=args["cpus"], env=env,
+        secret_env={"KAFKA_LISTENER_NAME_BROKER_PLAIN_SASL_JAAS_CONFIG": broker_jaas},
+        healthcheck=Healthcheck(["CMD-SHELL", "bash -c 'echo > /dev/tcp/127.0.0.1/9092'"], start_period="60s"),
+        volumes=[VolumeMount("kafka-data", "/var/lib/kafka/data")],
+        user="1000:1000", read_only=False, stop_grace_seconds=60,
+    ))
+    return specs
+
+
+CLICKHOUSE_USER = "platform"
+CLICKHOUSE_METRICS = """<clickhouse>
+  <prometheus>
+    <endpoint>/metrics</endpoint><port>9363</port>
+    <metrics>true</metrics><events>true</events><asynchronous_metrics>true</asynchronous_metrics><errors>true</errors>
+  </prometheus>
+</clickhouse>
+"""
+
+
+def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
+    _require("ClickHouse", args)
+    return ContainerSpec(
+        service="clickhouse", role="ds", image=args["image"], networks=["data"],
+        memory_mb=args["memory_mb"], cpus=args["cpus"],
+        env={"CLICKHOUSE_USER": CLICKHOUSE_USER, "CLICKHOUSE_DB": "logs",
+             "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT": "0", "CLICKHOUSE_SKIP_USER_SETUP": "0"},
+        secret_env={"CLICKHOUSE_PASSWORD": args["password"]},
+        files=[FileSpec("/etc/clickhouse-server/config.d/prometheus.xml", CLICKHOUSE_METRICS)],
+        healthcheck=Healthcheck(["CMD-SHELL", "wget -qO- http://127.0.0.1:8123/ping | grep -q Ok"]),
+        volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse"),
+                 VolumeMount("clickhouse-logs", "/var/log/clickhouse-server")],
+        ulimits={"nofile": 262144},
+        read_only=False, cap_add=STEP_DOWN_CAPS, stop_grace_seconds=60,
+    )
+
+
+class DataStore(pulumi.ComponentResource):
+    """Deploys the specs a data store is made of; `host` and `port` are what clients connect to."""
+
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+
+    def __init__(self, token: str, name: str, specs: list[ContainerSpec], args: DataStoreArgs, port: int,
+                 opts: pulumi.ResourceOptions | None) -> None:
+        super().__init__(token, name, {}, opts)
+        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self) for spec in specs]
+        self.host = pulumi.Output.from_input(specs[-1].service)
+        self.port = pulumi.Output.from_input(port)
+        self.register_outputs({"host": self.host, "port": self.port})
+
+
+class Postgres(DataStore):
+    def __init__(self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:index:Postgres", name, [postgres_spec(args)], args, 5432, opts)
+
+
+class Redis(DataStore):
+    def __init__(self, name: str, args: DataStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:index:Redis", name, [redis_spec(args)], args, 6379, opts)
+
+
+class Kafka(DataStore):
+    def __init__(self, name: str, args: KafkaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:index:Kafka", name, kafka_specs(args), args, 9092, opts)
+
+
+class ClickHouse(DataStore):
+    def __init__(self, name: str, args: DataStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:index:ClickHouse", name, [clickhouse_spec(args)], args, 8123, opts)

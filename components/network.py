@@ -1,0 +1,35 @@
+"""The platform's three networks: edge (load balancer only), app, and data (internal)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+
+from components.runtime import Runtime
+
+# Which networks reach beyond the host: only the edge, where the load balancer publishes 80/443.
+NETWORK_INTERNAL = {"edge": False, "app": True, "data": True}
+
+
+class NetworkArgs(TypedDict):
+    runtime: Runtime
+
+
+class Network(pulumi.ComponentResource):
+    """Edge, app and data networks; app and data are internal (no route off the host)."""
+
+    edge_name: pulumi.Output[str]
+    app_name: pulumi.Output[str]
+    data_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:index:Network", name, {}, opts)
+        runtime = args["runtime"]
+        self.networks = {
+            net: runtime.network(net, internal, name, self) for net, internal in NETWORK_INTERNAL.items()
+        }
+        self.edge_name = self.networks["edge"].name
+        self.app_name = self.networks["app"].name
+        self.data_name = self.networks["data"].name
+        self.register_outputs({"edge_name": self.edge_name, "app_name": self.app_name, "data_name": self.data_name})

@@ -1,0 +1,132 @@
+"""Turn runtime-neutral specs into pulumi-docker resources.
+
+`DockerRuntime` targets one Docker host with plain containers. A Swarm runtime implements the same two
+methods (`network`, `deploy`) with overlay networks, `docker.Service` and `docker.Secret` files, so no
+component changes when the runtime does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pulumi
+import pulumi_docker as docker
+
+from components.spec import ContainerSpec, NetworkName, validate_spec
+
+# Docker's default capability set minus all of it: every spec starts from nothing and adds back.
+DROP_ALL = ["ALL"]
+
+
+@dataclass
+class Deployment:
+    """What a deployed spec offers other components: DNS names on the shared networks, and its resources."""
+
+    hostnames: list[str]
+    resources: list[pulumi.Resource] = field(default_factory=list)
+
+
+class Runtime(Protocol):
+    def network(self, name: NetworkName, internal: bool, owner: str, parent: pulumi.Resource) -> pulumi.Resource: ...
+
+    def deploy(self, spec: ContainerSpec, networks: dict[str, pulumi.Resource], owner: str,
+               parent: pulumi.Resource) -> Deployment: ...
+
+
+@dataclass(frozen=True)
+class DockerRuntime:
+    name_prefix: str
+    """Prefix of every Docker object name, so several stacks can share one host."""
+    provider: docker.Provider | None = None
+
+    def _opts(self, parent: pulumi.Resource, **extra) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
+
+    def network(self, name: NetworkName, internal: bool, owner: str, parent: pulumi.Resource) -> docker.Network:
+        return docker.Network(
+            f"{owner}-{name}",
+            name=f"{self.name_prefix}-{name}",
+            driver="bridge",
+            internal=internal,
+            labels=[docker.NetworkLabelArgs(label="platform.network", value=name)],
+            opts=self._opts(parent),
+        )
+
+    def deploy(self, spec: ContainerSpec, networks: dict[str, pulumi.Resource], owner: str,
+               parent: pulumi.Resource) -> Deployment:
+        validate_spec(spec)
+        image = docker.RemoteImage(f"{owner}-{spec.service}-image", name=spec.image, keep_locally=True,
+                                   opts=self._opts(parent))
+        volumes = {
+            mount.volume: docker.Volume(f"{owner}-{mount.volume}", name=f"{self.name_prefix}-{mount.volume}",
+                                        labels=[docker.VolumeLabelArgs(label="platform.service", value=spec.service)],
+                                        opts=self._opts(parent, retain_on_delete=True))
+            for mount in spec.volumes
+        }
+        hostnames = [spec.service] if spec.replicas == 1 else [f"{spec.service}-{i}" for i in range(1, spec.replicas + 1)]
+        containers = [
+            self._container(spec, hostname, image, volumes, networks, owner, parent) for hostname in hostnames
+        ]
+        return Deployment(hostnames, [image, *volumes.values(), *containers])
+
+    def _container(self, spec: ContainerSpec, hostname: str, image: docker.RemoteImage,
+                   volumes: dict[str, docker.Volume], networks: dict[str, pulumi.Resource], owner: str,
+                   parent: pulumi.Resource) -> docker.Container:
+        envs = [f"{key}={value}" for key, value in spec.env.items() if isinstance(value, str)]
+        envs += [pulumi.Output.concat(key, "=", value) for key, value in spec.env.items() if not isinstance(value, str)]
+        envs += [pulumi.Output.secret(pulumi.Output.concat(key, "=", value)) for key, value in spec.secret_env.items()]
+        uploads = [
+            docker.ContainerUploadArgs(
+                file=f.path,
+                content=pulumi.Output.secret(f.content) if f.secret else f.content,
+                permissions=f"0{f.mode:o}",
+            )
+            for f in spec.files
+        ]
+        check = spec.healthcheck
+        return docker.Container(
+            f"{owner}-{hostname}",
+            name=f"{self.name_prefix}-{hostname}",
+            hostname=hostname,
+            image=image.image_id,
+            envs=envs,
+            command=list(spec.command) if spec.command else None,
+            user=spec.user,
+            read_only=spec.read_only,
+            tmpfs=dict(spec.tmpfs) or None,
+            capabilities=docker.ContainerCapabilitiesArgs(drops=DROP_ALL, adds=list(spec.cap_add) or None),
+            security_opts=["no-new-privileges:true"],
+            memory=spec.memory_mb,
+            memory_swap=spec.memory_mb,
+            cpus=f"{spec.cpus:g}",
+            restart="on-failure",
+            max_retry_count=spec.max_restarts,
+            must_run=True,
+            destroy_grace_seconds=spec.stop_grace_seconds,
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=list(check.test), interval=check.interval, timeout=check.timeout,
+                retries=check.retries, start_period=check.start_period,
+            ),
+            log_driver="json-file",
+            log_opts={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=networks[name].name, aliases=[hostname, spec.service])
+                for name in spec.networks
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=volumes[m.volume].name, container_path=m.path,
+                                           read_only=m.read_only)
+                for m in spec.volumes
+            ] or None,
+            uploads=uploads or None,
+            ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip) for p in spec.ports]
+            or None,
+            ulimits=[docker.ContainerUlimitArgs(name=k, soft=v, hard=v) for k, v in spec.ulimits.items()] or None,
+            labels=[
+                docker.ContainerLabelArgs(label="platform.role", value=spec.role),
+                docker.ContainerLabelArgs(label="platform.service", value=spec.service),
+            ],
+            opts=self._opts(parent, delete_before_replace=True,
+                            additional_secret_outputs=["envs"] if spec.secret_env else None),
+        )

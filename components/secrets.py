@@ -1,0 +1,63 @@
+"""Platform credentials: supplied as config secrets, or generated; always Pulumi secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NotRequired, TypedDict
+
+import pulumi
+import pulumi_random as random
+
+from components.spec import ComponentArgsError
+
+PASSWORD_LENGTH = 32
+# 64 characters of key material: 512 bits of HMAC key, enough for HS256 up to HS512 (RFC 7518 §3.2).
+JWT_SECRET_LENGTH = 64
+CREDENTIALS = ("postgres_password", "redis_password", "kafka_password", "clickhouse_password",
+               "grafana_admin_password", "jwt_secret")
+
+
+class SecretsArgs(TypedDict):
+    rotation: int
+    """Bump to regenerate every generated credential."""
+    supplied: NotRequired[Mapping[str, pulumi.Input[str]]]
+    """Credentials given by the operator (config secrets), by name from CREDENTIALS."""
+
+
+def validate_secrets_args(args: SecretsArgs) -> None:
+    if not isinstance(args.get("rotation"), int) or args["rotation"] < 1:
+        raise ComponentArgsError(f"Secrets: rotation must be an integer >= 1, got {args.get('rotation')!r}")
+    unknown = set(args.get("supplied", {})) - set(CREDENTIALS)
+    if unknown:
+        raise ComponentArgsError(f"Secrets: supplied: unknown credentials {sorted(unknown)}; allowed: {CREDENTIALS}")
+
+
+class Secrets(pulumi.ComponentResource):
+    """One secret output per credential; generated ones rotate when `rotation` changes."""
+
+    postgres_password: pulumi.Output[str]
+    redis_password: pulumi.Output[str]
+    kafka_password: pulumi.Output[str]
+    clickhouse_password: pulumi.Output[str]
+    grafana_admin_password: pulumi.Output[str]
+    jwt_secret: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        validate_secrets_args(args)
+        super().__init__("platform:index:Secrets", name, {}, opts)
+        supplied = args.get("supplied", {})
+        keepers = {"rotation": str(args["rotation"])}
+        for credential in CREDENTIALS:
+            if credential in supplied:
+                value = pulumi.Output.secret(supplied[credential])
+            else:
+                length = JWT_SECRET_LENGTH if credential == "jwt_secret" else PASSWORD_LENGTH
+                # Letters and digits only: these go into JDBC URLs, JAAS strings and config files unescaped.
+                generated = random.RandomPassword(
+                    f"{name}-{credential.replace('_', '-')}", length=length, special=False,
+                    min_upper=2, min_lower=2, min_numeric=2, keepers=keepers,
+                    opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+                )
+                value = pulumi.Output.secret(generated.result)
+            setattr(self, credential, value)
+        self.register_outputs({credential: getattr(self, credential) for credential in CREDENTIALS})

@@ -1,0 +1,118 @@
+"""Runtime-neutral description of one hardened container, and its validation.
+
+Components describe *what* runs (a `ContainerSpec`); a runtime (`components.runtime`) decides *how*:
+plain containers on one Docker host today, Swarm services later, from the same specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+
+from infra.settings import pinned_image
+
+Role = Literal["app", "ds", "mon", "lb"]
+NetworkName = Literal["edge", "app", "data"]
+
+
+class ComponentArgsError(ValueError):
+    """A component was given arguments it cannot honour; raised before any child is registered."""
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    test: Sequence[str]
+    interval: str = "15s"
+    timeout: str = "5s"
+    retries: int = 5
+    start_period: str = "30s"
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    volume: str
+    """Logical volume name; the runtime creates one named volume per deployment."""
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    path: str
+    content: pulumi.Input[str]
+    secret: bool = False
+    mode: int = 0o444
+
+
+@dataclass(frozen=True)
+class Port:
+    internal: int
+    external: int
+    ip: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    service: str
+    """Stable service name, also the DNS alias other containers use."""
+    role: Role
+    image: str
+    networks: Sequence[NetworkName]
+    memory_mb: int
+    cpus: float
+    healthcheck: Healthcheck
+    env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    secret_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Credentials: Pulumi secrets in env on one host; secret files (`*_FILE`) on Swarm."""
+    command: Sequence[str] | None = None
+    volumes: Sequence[VolumeMount] = ()
+    tmpfs: Mapping[str, str] = field(default_factory=dict)
+    files: Sequence[FileSpec] = ()
+    ports: Sequence[Port] = ()
+    user: str | None = None
+    read_only: bool = True
+    cap_add: Sequence[str] = ()
+    ulimits: Mapping[str, int] = field(default_factory=dict)
+    replicas: int = 1
+    max_restarts: int = 5
+    log_max_size: str = "10m"
+    log_max_files: int = 3
+    stop_grace_seconds: int = 30
+
+
+_PUBLISHING_ROLES = {"lb"}
+_INTERNAL_ONLY_ROLES = {"ds", "mon"}
+
+
+def validate_spec(spec: ContainerSpec) -> ContainerSpec:
+    """Refuse the insecure or impossible; each message names the field and what is allowed."""
+    where = f"container {spec.service!r}"
+    try:
+        pinned_image(spec.image)
+    except ValueError as exc:
+        raise ComponentArgsError(f"{where}: image: {exc}") from None
+    if spec.memory_mb < 16:
+        raise ComponentArgsError(f"{where}: memory_mb must be at least 16, got {spec.memory_mb}")
+    if not 0 < spec.cpus <= 64:
+        raise ComponentArgsError(f"{where}: cpus must be in (0, 64], got {spec.cpus}")
+    if not 1 <= spec.max_restarts <= 5:
+        raise ComponentArgsError(f"{where}: max_restarts must be 1..5 (CIS 5.15), got {spec.max_restarts}")
+    if spec.replicas < 1:
+        raise ComponentArgsError(f"{where}: replicas must be at least 1, got {spec.replicas}")
+    if not spec.networks:
+        raise ComponentArgsError(f"{where}: networks must name at least one of edge, app, data")
+    if spec.ports and spec.role not in _PUBLISHING_ROLES:
+        raise ComponentArgsError(f"{where}: ports: only the load balancer publishes ports, not role {spec.role!r}")
+    if spec.role in _INTERNAL_ONLY_ROLES and "edge" in spec.networks:
+        raise ComponentArgsError(f"{where}: networks: role {spec.role!r} may not join the edge network")
+    if not spec.healthcheck.test or spec.healthcheck.test[0] not in ("CMD", "CMD-SHELL"):
+        raise ComponentArgsError(f"{where}: healthcheck.test must start with CMD or CMD-SHELL")
+    if spec.user in ("root", "0", "0:0"):
+        raise ComponentArgsError(f"{where}: user must not be root")
+    clash = set(spec.env) & set(spec.secret_env)
+    if clash:
+        raise ComponentArgsError(f"{where}: env and secret_env both set {sorted(clash)}")
+    return spec

@@ -1,0 +1,98 @@
+"""`infra`: the engine-free runner. Exit codes: 0 ok, 2 bad input or a failing program."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def program_error(exc: BaseException) -> str:
+    """One line for a program that failed: its own message for config errors, the type otherwise."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if type(exc).__name__ in ("RunError", "SettingsError", "ComponentArgsError", "ProgramInputError"):
+        return message
+    return f"program failed: {type(exc).__name__}: {message}"
+
+
+def run_project(args: argparse.Namespace) -> ProgramRun:
+    project = load_project(Path(args.project), args.stack)
+    return run_program(project, args.stack)
+
+
+def plan_report(run: ProgramRun) -> dict:
+    return {
+        "project": run.project,
+        "stack": run.stack,
+        "resources": [
+            {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "inputs": redact(r.inputs)}
+            for r in run.resources
+        ],
+        "outputs": redact(run.stack_outputs),
+        "counts": dict(sorted(Counter(r.type for r in run.resources).items())),
+    }
+
+
+def plan_text(run: ProgramRun) -> str:
+    children: dict[str | None, list] = {}
+    for resource in run.resources:
+        children.setdefault(resource.parent, []).append(resource)
+    lines = [f"Plan for stack {run.stack} of project {run.project}: {len(run.resources)} resources"]
+
+    def walk(parent: str | None, depth: int) -> None:
+        for resource in children.get(parent, []):
+            lines.append(f"{'  ' * (depth + 1)}{resource.type}  {resource.name}")
+            walk(resource.urn, depth + 1)
+
+    walk(None, 0)
+    lines.append("Resources by type:")
+    for type_, count in sorted(Counter(r.type for r in run.resources).items()):
+        lines.append(f"  {count:5d}  {type_}")
+    if run.stack_outputs:
+        lines.append("Outputs:")
+        for key, value in sorted(redact(run.stack_outputs).items()):
+            lines.append(f"  {key}: {json.dumps(value)}")
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    run = run_project(args)
+    print(json.dumps(plan_report(run), indent=2) if args.format == "json" else plan_text(run))
+    return 0
+
+
+def add_program_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--project", default=str(REPO_ROOT), help="directory holding Pulumi.yaml (default: this repo)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="infra", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan = commands.add_parser("plan", help="run the Pulumi program under mocks and print its resource tree")
+    add_program_arguments(plan)
+    plan.add_argument("--format", choices=["text", "json"], default="text")
+    plan.set_defaults(handler=cmd_plan)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ProgramInputError as exc:
+        print(f"infra: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 a failing program is reported, not re-raised
+        print(f"infra: error: {program_error(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Typed stack configuration: one structured key, `platform:settings`, validated once, up front.
+
+The program and the offline runner share this module, so a misspelt key fails the same way under
+`pulumi preview` and under `infra plan`: one line naming the stack file, the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAMESPACE = "platform"
+SETTINGS_KEY = "settings"
+
+# Credentials a stack may supply with `pulumi config set --secret platform:<key>`; when absent the
+# Secrets component generates them. Each maps to the attribute name used by the components.
+SECRET_KEYS = {
+    "postgresPassword": "postgres_password",
+    "redisPassword": "redis_password",
+    "kafkaPassword": "kafka_password",
+    "clickhousePassword": "clickhouse_password",
+    "grafanaAdminPassword": "grafana_admin_password",
+    "jwtSecret": "jwt_secret",
+    "tlsCertificate": "tls_certificate",
+    "tlsPrivateKey": "tls_private_key",
+}
+
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+class SettingsError(ValueError):
+    """Invalid stack configuration; `str()` is the one-line message shown to the user."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def pinned_image(value: str) -> str:
+    """Accept `repo:tag` or `repo@sha256:...`, never an untagged or `latest` reference."""
+    if "@sha256:" in value:
+        return value
+    repo, _, tag = value.rpartition(":")
+    if not repo or "/" in tag or not _TAG.match(tag) or tag == "latest":
+        raise ValueError(f"image {value!r} must be pinned as repo:version or repo@sha256:digest, not latest")
+    return value
+
+
+PinnedImage = Annotated[str, Field(min_length=3)]
+
+
+class Images(Model):
+    """Third-party images, pinned by version."""
+
+    postgres: PinnedImage = "postgres:16.4-bookworm"
+    redis: PinnedImage = "redis:7.4.1-bookworm"
+    kafka: PinnedImage = "apache/kafka:3.8.0"
+    zookeeper: PinnedImage = "zookeeper:3.9.2"
+    clickhouse: PinnedImage = "clickhouse/clickhouse-server:24.8.4.13"
+
+    @field_validator("*")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        return pinned_image(value)
+
+
+class Resources(Model):
+    """Container limits: memory in MiB, CPUs as a fraction of cores."""
+
+    memory_mb: int = Field(ge=64, le=262144)
+    cpus: float = Field(gt=0, le=64)
+
+
+class AppService(Model):
+    resources: Resources
+    replicas: int = Field(default=1, ge=1, le=50)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_min_idle: int = Field(default=2, ge=0, le=200)
+
+    @model_validator(mode="after")
+    def _pool(self) -> AppService:
+        if self.db_pool_min_idle > self.db_pool_size:
+            raise ValueError("db_pool_min_idle must not exceed db_pool_size")
+        return self
+
+
+class Apps(Model):
+    api_gateway: AppService
+    orchestrator: AppService
+    worker: AppService
+    log_aggregator: AppService
+    query_service: AppService
+
+
+class DataStores(Model):
+    postgres: Resources
+    redis: Resources
+    kafka: Resources
+    clickhouse: Resources
+    kafka_mode: Literal["kraft", "zookeeper"] = "kraft"
+    postgres_database: str = Field(default="orchestration", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    postgres_user: str = Field(default="orchestration", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    @field_validator("postgres_user")
+    @classmethod
+    def _not_superuser(cls, value: str) -> str:
+        if value == "postgres":
+            raise ValueError("the application must not connect as the superuser 'postgres'")
+        return value
+
+
+class Tls(Model):
+    mode: Literal["generated", "provided"] = "generated"
+    """generated: a private CA signs the server certificate; provided: platform:tlsCertificate and
+    platform:tlsPrivateKey config secrets."""
+    validity_days: int = Field(default=90, ge=1, le=366)
+    key_algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
+
+
+class Settings(Model):
+    environment: Literal["dev", "staging", "prod"]
+    public_hosts: list[str] = Field(min_length=1)
+    registry: str
+    """Where the platform's own images live, e.g. registry.example.internal/orchestration."""
+    app_version: str
+    """Tag of the platform's own images (api-gateway, orchestrator, ...)."""
+    images: Images = Images()
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+    swagger_enabled: bool
+    workers: int = Field(ge=1, le=500)
+    apps: Apps
+    data: DataStores
+    tls: Tls = Tls()
+    secret_rotation: int = Field(default=1, ge=1)
+    """Bump to regenerate every generated credential (random keepers)."""
+    docker_host: str | None = Field(default=None, pattern=r"^(unix|ssh|tcp)://\S+$")
+
+    @field_validator("public_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOST.match(host):
+                raise ValueError(f"{host!r} is not a lower-case DNS host name")
+        return hosts
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        if not _REGISTRY.match(value):
+            raise ValueError("must be a registry path such as registry.example.internal/orchestration")
+        return value
+
+    @field_validator("app_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _TAG.match(value) or value == "latest":
+            raise ValueError("must be a pinned image tag such as 1.4.2, not latest")
+        return value
+
+    @model_validator(mode="after")
+    def _prod_rules(self) -> Settings:
+        if self.environment == "prod":
+            if self.log_level not in ("INFO", "WARN"):
+                raise ValueError("log_level must be INFO or WARN in prod")
+            if self.swagger_enabled:
+                raise ValueError("swagger_enabled must be false in prod")
+        return self
+
+    def image(self, service: str) -> str:
+        return f"{self.registry}/{service}:{self.app_version}"
+
+
+def _app(memory_mb: int, cpus: float, pool: int, idle: int, replicas: int = 1) -> dict[str, Any]:
+    return {
+        "resources": {"memory_mb": memory_mb, "cpus": cpus},
+        "replicas": replicas,
+        "db_pool_size": pool,
+        "db_pool_min_idle": idle,
+    }
+
+
+_PROD_APPS = {
+    "api_gateway": _app(1024, 1.0, 20, 5, replicas=2),
+    "orchestrator": _app(1536, 1.5, 20, 10),
+    "worker": _app(1024, 1.0, 10, 2),
+    "log_aggregator": _app(1024, 1.0, 10, 2),
+    "query_service": _app(1024, 1.0, 15, 5),
+}
+_SMALL_APPS = {name: _app(512, 0.5, 5, 1) for name in _PROD_APPS}
+
+ENVIRONMENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prod": {
+        "log_level": "INFO",
+        "swagger_enabled": False,
+        "workers": 3,
+        "apps": _PROD_APPS,
+        "data": {
+            "postgres": {"memory_mb": 2048, "cpus": 2.0},
+            "redis": {"memory_mb": 512, "cpus": 0.5},
+            "kafka": {"memory_mb": 2048, "cpus": 1.5},
+            "clickhouse": {"memory_mb": 4096, "cpus": 2.0},
+        },
+    },
+    "staging": {
+        "log_level": "INFO",
+        "swagger_enabled": False,
+        "workers": 2,
+        "apps": _PROD_APPS,
+        "data": {
+            "postgres": {"memory_mb": 1024, "cpus": 1.0},
+            "redis": {"memory_mb": 256, "cpus": 0.5},
+            "kafka": {"memory_mb": 1024, "cpus": 1.0},
+            "clickhouse": {"memory_mb": 2048, "cpus": 1.0},
+        },
+    },
+    "dev": {
+        "log_level": "DEBUG",
+        "swagger_enabled": True,
+        "workers": 1,
+        "apps": _SMALL_APPS,
+        "data": {
+            "postgres": {"memory_mb": 512, "cpus": 0.5},
+            "redis": {"memory_mb": 128, "cpus": 0.25},
+            "kafka": {"memory_mb": 768, "cpus": 0.5},
+            "clickhouse": {"memory_mb": 1024, "cpus": 0.5},
+        },
+    },
+}
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    path = f"{NAMESPACE}:{SETTINGS_KEY}"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _allowed(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        return f"allowed: {error['ctx']['expected']}"
+    message = error["msg"].removeprefix("Value error, ")
+    return message
+
+
+def parse_settings(raw: Any, source: str) -> Settings:
+    """Validate the `platform:settings` object with the environment's defaults underneath it."""
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY} must be a mapping of settings")
+    env = raw.get("environment")
+    if env not in ENVIRONMENT_DEFAULTS:
+        allowed = ", ".join(ENVIRONMENT_DEFAULTS)
+        raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.environment: allowed: {allowed}")
+    try:
+        return Settings.model_validate(_merge(ENVIRONMENT_DEFAULTS[env], raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(f"{source}: {_location(first['loc'])}: {_allowed(first)}") from None
+
+
+def check_config_keys(keys: set[str], secure: set[str], source: str) -> None:
+    """Every `platform:*` key must be known, and credentials must be stored encrypted."""
+    for key in sorted(keys):
+        namespace, _, name = key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        if name != SETTINGS_KEY and name not in SECRET_KEYS:
+            allowed = ", ".join([SETTINGS_KEY, *SECRET_KEYS])
+            raise SettingsError(f"{source}: {key}: unknown key; allowed: {allowed}")
+        if name in SECRET_KEYS and key not in secure:
+            raise SettingsError(f"{source}: {key}: must be set with `pulumi config set --secret {key}`")

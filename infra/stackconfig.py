@@ -1,0 +1,76 @@
+"""Read the stack's config from the Pulumi runtime, once, into typed settings and supplied secrets."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
+
+from infra.settings import NAMESPACE, SECRET_KEYS, SETTINGS_KEY, Settings, SettingsError, check_config_keys, parse_settings
+
+WEAK_VALUES = {"admin", "admin123", "password", "postgres", "changeme", "change-me", "secret", "123456", "example",
+               "mysecretpassword", "dev-secret-change-me", "change-me-in-production", "your-256-bit-secret"}
+MIN_PASSWORD_LENGTH = 16
+MIN_JWT_BYTES = 32
+
+
+@dataclass(frozen=True)
+class StackInputs:
+    settings: Settings
+    secrets: dict[str, pulumi.Output[str]]
+    """Credentials the operator supplied, by component attribute name (see SECRET_KEYS)."""
+
+
+def _unknown_secret() -> pulumi.Output[str]:
+    """A value that is not known before deployment, as an encrypted config value is to the offline runner."""
+    loop = asyncio.get_event_loop()
+
+    def resolved(value):
+        future = loop.create_future()
+        future.set_result(value)
+        return future
+
+    return pulumi.Output(set(), resolved(None), resolved(False), resolved(True))
+
+
+def check_secret_value(key: str, value: str, source: str) -> None:
+    if key in ("tlsCertificate", "tlsPrivateKey"):
+        if "-----BEGIN " not in value:
+            raise SettingsError(f"{source}: {NAMESPACE}:{key}: must be PEM text")
+        return
+    if value.strip().lower() in WEAK_VALUES or len(set(value)) < 4:
+        raise SettingsError(f"{source}: {NAMESPACE}:{key}: is a default or weak value; set a random one")
+    minimum = MIN_JWT_BYTES if key == "jwtSecret" else MIN_PASSWORD_LENGTH
+    if len(value.encode()) < minimum:
+        raise SettingsError(f"{source}: {NAMESPACE}:{key}: must be at least {minimum} bytes"
+                            + (" (256 bits for HS256)" if key == "jwtSecret" else ""))
+
+
+def load_stack_inputs() -> StackInputs:
+    """Validate the whole stack config before the program registers anything; SettingsError otherwise."""
+    source = f"Pulumi.{pulumi.get_stack()}.yaml"
+    keys = set(get_config_env()) | set(CONFIG.get())
+    secure = set(get_config_secret_keys_env()) | {key for key in keys if is_config_secret(key)}
+    check_config_keys(keys, secure, source)
+    config = pulumi.Config(NAMESPACE)
+    raw = config.get_object(SETTINGS_KEY)
+    if raw is None:
+        raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}: required key is missing")
+    settings = parse_settings(raw, source)
+    secrets: dict[str, pulumi.Output[str]] = {}
+    for key, attribute in SECRET_KEYS.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        if value == rpc.UNKNOWN:
+            secrets[attribute] = _unknown_secret()
+            continue
+        check_secret_value(key, value, source)
+        secrets[attribute] = pulumi.Output.secret(value)
+    if settings.tls.mode == "provided" and not {"tls_certificate", "tls_private_key"} <= set(secrets):
+        raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.tls.mode: provided needs the config secrets "
+                            f"{NAMESPACE}:tlsCertificate and {NAMESPACE}:tlsPrivateKey")
+    return StackInputs(settings, secrets)

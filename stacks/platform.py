@@ -1,0 +1,92 @@
+"""Compose the platform from validated settings. Importable without side effects: call `build`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from components.apps import AppService, Connections, WorkerPool
+from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
+from components.network import Network
+from components.runtime import DockerRuntime
+from components.secrets import CREDENTIALS, Secrets
+from components.tls import Tls
+from infra.stackconfig import StackInputs
+
+# Which data stores each Spring service talks to; the worker pool is built separately.
+SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
+    "api-gateway": ("postgres", "redis", "jwt"),
+    "orchestrator": ("postgres", "redis", "kafka", "jwt"),
+    "log-aggregator": ("kafka", "clickhouse"),
+    "query-service": ("postgres", "clickhouse", "jwt"),
+}
+WORKER_NEEDS = ("postgres", "redis", "kafka")
+
+
+def build(inputs: StackInputs) -> dict[str, Any]:
+    settings = inputs.settings
+    provider = docker.Provider("docker", host=settings.docker_host) if settings.docker_host else None
+    runtime = DockerRuntime(name_prefix=f"orchestration-{settings.environment}", provider=provider)
+
+    network = Network("network", {"runtime": runtime})
+    networks = network.networks
+    secrets = Secrets("secrets", {
+        "rotation": settings.secret_rotation,
+        "supplied": {key: value for key, value in inputs.secrets.items() if key in CREDENTIALS},
+    })
+    tls = Tls("tls", {
+        "hosts": settings.public_hosts, "mode": settings.tls.mode, "validity_days": settings.tls.validity_days,
+        "key_algorithm": settings.tls.key_algorithm,
+        **({"certificate_pem": inputs.secrets["tls_certificate"], "private_key_pem": inputs.secrets["tls_private_key"]}
+           if settings.tls.mode == "provided" else {}),
+    })
+
+    data, images = settings.data, settings.images
+
+    def store_args(image: str, resources, password) -> dict[str, Any]:
+        return {"runtime": runtime, "networks": networks, "image": image, "memory_mb": resources.memory_mb,
+                "cpus": resources.cpus, "password": password}
+
+    postgres = Postgres("postgres", {**store_args(images.postgres, data.postgres, secrets.postgres_password),
+                                     "database": data.postgres_database, "user": data.postgres_user})
+    redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
+    kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
+                            "mode": data.kafka_mode, "zookeeper_image": images.zookeeper})
+    clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
+
+    connections = Connections(
+        postgres_url=f"jdbc:postgresql://postgres:5432/{data.postgres_database}",
+        postgres_user=data.postgres_user, postgres_password=secrets.postgres_password,
+        redis_host="redis", redis_password=secrets.redis_password,
+        kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password,
+        clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user=CLICKHOUSE_USER,
+        clickhouse_password=secrets.clickhouse_password,
+        jwt_secret=secrets.jwt_secret,
+    )
+
+    def app_args(service: str, needs: tuple[str, ...]) -> dict[str, Any]:
+        app = getattr(settings.apps, "worker" if service == "worker" else service.replace("-", "_"))
+        return {
+            "runtime": runtime, "networks": networks, "service": service, "image": settings.image(service),
+            "memory_mb": app.resources.memory_mb, "cpus": app.resources.cpus, "replicas": app.replicas,
+            "environment": settings.environment, "log_level": settings.log_level,
+            "swagger_enabled": settings.swagger_enabled, "needs": needs, "connections": connections,
+            "db_pool_size": app.db_pool_size, "db_pool_min_idle": app.db_pool_min_idle,
+        }
+
+    apps = {service: AppService(service, app_args(service, needs)) for service, needs in SERVICE_NEEDS.items()}
+    workers = WorkerPool("workers", {**app_args("worker", WORKER_NEEDS), "count": settings.workers})
+
+    return {
+        "environment": settings.environment,
+        "endpoints": [f"https://{host}" for host in settings.public_hosts],
+        "ca_certificate_pem": tls.ca_certificate_pem,
+        "networks": {"edge": network.edge_name, "app": network.app_name, "data": network.data_name},
+        "services": {**{service: app.hostnames for service, app in apps.items()}, "worker": workers.hostnames},
+        "data_stores": {"postgres": postgres.host, "redis": redis.host, "kafka": kafka.host,
+                        "clickhouse": clickhouse.host},
+        "grafana_admin_password": secrets.grafana_admin_password,
+        "postgres_password": secrets.postgres_password,
+    }
