@@ -10,7 +10,7 @@ import pulumi
 
 from components.datastores import kafka_jaas
 from components.runtime import Runtime
-from components.spec import ComponentArgsError, ContainerSpec, Healthcheck
+from components.spec import ComponentArgsError, ContainerSpec, Healthcheck, validate_spec
 
 Dependency = Literal["postgres", "redis", "kafka", "clickhouse", "jwt"]
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
@@ -121,7 +121,7 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
         **dependency_env,
         **args.get("extra_env", {}),
     }
-    return ContainerSpec(
+    return validate_spec(ContainerSpec(
         service=service, role="app", image=args["image"],
         networks=["app", "data"] if set(args["needs"]) - {"jwt"} else ["app"],
         memory_mb=args["memory_mb"], cpus=args["cpus"], replicas=args.get("replicas", 1),
@@ -130,7 +130,7 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
                                 start_period="90s"),
         tmpfs={"/tmp": "rw,noexec,nosuid,size=128m"},
         user=APP_USER,
-    )
+    ))
 
 
 class AppService(pulumi.ComponentResource):

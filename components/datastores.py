@@ -8,7 +8,7 @@ from typing import Literal, NotRequired, TypedDict
 import pulumi
 
 from components.runtime import Runtime
-from components.spec import ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, VolumeMount
+from components.spec import ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, VolumeMount, validate_spec
 
 # Official images start as root and step down to their own user (gosu/setpriv); these are the
 # capabilities that step needs once everything else is dropped.
@@ -47,7 +47,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
     _require("Postgres", args, "database", "user")
     if args["user"] == "postgres":
         raise ComponentArgsError("Postgres: user must not be the superuser 'postgres'")
-    return ContainerSpec(
+    return validate_spec(ContainerSpec(
         service="postgres", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         env={"POSTGRES_USER": args["user"], "POSTGRES_DB": args["database"],
@@ -59,7 +59,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
         tmpfs={"/var/run/postgresql": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},
         cap_add=STEP_DOWN_CAPS,
         stop_grace_seconds=60,
-    )
+    ))
 
 
 def redis_spec(args: DataStoreArgs) -> ContainerSpec:
@@ -71,7 +71,7 @@ def redis_spec(args: DataStoreArgs) -> ContainerSpec:
         "appendonly yes\nprotected-mode yes\n",
         'rename-command FLUSHALL ""\nrename-command FLUSHDB ""\nrename-command DEBUG ""\n',
     )
-    return ContainerSpec(
+    return validate_spec(ContainerSpec(
         service="redis", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         command=["redis-server", conf_path],
@@ -82,7 +82,7 @@ def redis_spec(args: DataStoreArgs) -> ContainerSpec:
         volumes=[VolumeMount("redis-data", "/data")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
         cap_add=STEP_DOWN_CAPS,
-    )
+    ))
 
 
 KAFKA_USER = "platform"
@@ -156,7 +156,7 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
         volumes=[VolumeMount("kafka-data", "/var/lib/kafka/data")],
         user="1000:1000", read_only=False, stop_grace_seconds=60,
     ))
-    return specs
+    return [validate_spec(spec) for spec in specs]
 
 
 CLICKHOUSE_USER = "platform"
@@ -171,7 +171,7 @@ CLICKHOUSE_METRICS = """<clickhouse>
 
 def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
     _require("ClickHouse", args)
-    return ContainerSpec(
+    return validate_spec(ContainerSpec(
         service="clickhouse", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         env={"CLICKHOUSE_USER": CLICKHOUSE_USER, "CLICKHOUSE_DB": "logs",
@@ -183,7 +183,7 @@ def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
                  VolumeMount("clickhouse-logs", "/var/log/clickhouse-server")],
         ulimits={"nofile": 262144},
         read_only=False, cap_add=STEP_DOWN_CAPS, stop_grace_seconds=60,
-    )
+    ))
 
 
 class DataStore(pulumi.ComponentResource):

@@ -14,7 +14,7 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,27 +271,35 @@ def _program_environment(project: Project) -> Iterator[None]:
                 del sys.modules[module]
 
 
-def run_program(project: Project, stack: str, mocks: pulumi_mocks.Mocks | None = None,
-                preview: bool = True) -> ProgramRun:
-    """Run the project's program once, as `pulumi preview` would, and return every registration."""
+def run_under_mocks(program: Callable[[], object], project: str, stack: str, config: dict[str, str] | None = None,
+                    secret_keys: list[str] | None = None, mocks: pulumi_mocks.Mocks | None = None,
+                    preview: bool = True) -> ProgramRun:
+    """Run `program` as the Pulumi language host would (inside a root stack), against recording mocks."""
     monitor = RecordingMonitor(mocks or PlanMocks())
     features = set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures)
     settings.configure(pulumi_mocks.MockSettings(
-        monitor=monitor, monitor_features=features, engine=pulumi_mocks.MockEngine(None), project=project.name,
+        monitor=monitor, monitor_features=features, engine=pulumi_mocks.MockEngine(None), project=project,
         stack=stack, dry_run=preview, organization=None, callbacks=None))
     settings.ROOT.set(None)
-    set_all_config(project.config, project.secret_keys)
+    set_all_config(config or {}, secret_keys or [])
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        with _program_environment(project):
-            loop.run_until_complete(run_in_stack(lambda: runpy.run_path(str(project.main), run_name="__main__")))
+        loop.run_until_complete(run_in_stack(program))
     finally:
         set_all_config({}, [])
         settings.reset_options()
         loop.close()
         asyncio.set_event_loop(None)
-    return ProgramRun(project.name, stack, monitor.registrations, monitor.stack_outputs)
+    return ProgramRun(project, stack, monitor.registrations, monitor.stack_outputs)
+
+
+def run_program(project: Project, stack: str, mocks: pulumi_mocks.Mocks | None = None,
+                preview: bool = True) -> ProgramRun:
+    """Run the project's program once, as `pulumi preview` would, and return every registration."""
+    with _program_environment(project):
+        return run_under_mocks(lambda: runpy.run_path(str(project.main), run_name="__main__"), project.name, stack,
+                               project.config, project.secret_keys, mocks, preview)
 
 
 def redact(value: Any) -> Any:

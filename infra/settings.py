@@ -250,10 +250,21 @@ def _location(loc: tuple[Any, ...]) -> str:
     return path
 
 
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a mapping at `loc` accepts, found by walking the model's fields."""
+    model: Any = Settings
+    for part in loc:
+        annotation = model.model_fields[part].annotation if isinstance(part, str) else model
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
 def _allowed(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        return f"unknown key; allowed: {', '.join(_keys_at(error['loc'][:-1]))}"
     if kind == "missing":
         return "required key is missing"
     if kind == "literal_error":
@@ -273,7 +284,8 @@ def parse_settings(raw: Any, source: str) -> Settings:
     try:
         return Settings.model_validate(_merge(ENVIRONMENT_DEFAULTS[env], raw))
     except ValidationError as exc:
-        first = exc.errors()[0]
+        # A misspelt key also shows up as the missing one it was meant to be: report the misspelling.
+        first = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
         raise SettingsError(f"{source}: {_location(first['loc'])}: {_allowed(first)}") from None
 
 

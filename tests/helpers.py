@@ -1,0 +1,34 @@
+"""Reading recorded registrations (engine wire form) in assertions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.mockrun import SECRET_SIG, SIG_KEY
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The value with every secret wrapper removed."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def env_of(container_inputs: dict) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in reveal(container_inputs.get("envs", [])))
+
+
+def secret_env_keys(container_inputs: dict) -> set[str]:
+    return {reveal(item).split("=", 1)[0] for item in container_inputs.get("envs", []) if is_secret(item)}
+
+
+def labels_of(inputs: dict) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in inputs.get("labels", [])}

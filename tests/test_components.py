@@ -1,0 +1,287 @@
+"""Each component's children and their properties, registered under Pulumi's mocks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pulumi
+import pytest
+
+from components.apps import AppService, Connections, WorkerPool, app_spec
+from components.datastores import ClickHouse, Kafka, Postgres, Redis
+from components.network import Network
+from components.runtime import DockerRuntime
+from components.secrets import CREDENTIALS, Secrets
+from components.spec import ComponentArgsError, Port, validate_spec
+from components.tls import Tls
+from tests.conftest import CountingMocks, deploy, registered
+from tests.helpers import env_of, is_secret, labels_of, reveal, secret_env_keys
+
+CONTAINER = "docker:index/container:Container"
+RUNTIME = DockerRuntime(name_prefix="orchestration-test")
+
+
+def by_hostname(run) -> dict[str, dict]:
+    return {r.inputs["hostname"]: r.inputs for r in registered(run, CONTAINER)}
+
+
+def network_names(inputs: dict) -> set[str]:
+    return {n["name"].rsplit("-", 1)[-1] for n in inputs["networksAdvanced"]}
+
+
+def assert_hardened(inputs: dict) -> None:
+    assert inputs["capabilities"]["drops"] == ["ALL"]
+    assert inputs["securityOpts"] == ["no-new-privileges:true"]
+    assert inputs["restart"] == "on-failure" and 1 <= inputs["maxRetryCount"] <= 5
+    assert inputs["memory"] > 0 and inputs["memory"] == inputs["memorySwap"] and float(inputs["cpus"]) > 0
+    assert inputs["healthcheck"]["tests"][0] in ("CMD", "CMD-SHELL")
+    assert inputs["logDriver"] == "json-file" and inputs["logOpts"]["max-size"] and inputs["logOpts"]["max-file"]
+    assert inputs["image"].startswith("sha256:")
+    assert "ports" not in inputs and not inputs.get("publishAllPorts")
+
+
+def assert_registers_nothing(program, error: str) -> None:
+    mocks = CountingMocks()
+    with pytest.raises(ComponentArgsError, match=error):
+        deploy(program, mocks=mocks)
+    assert mocks.created == []
+
+
+def with_networks(build):
+    """Run `build(networks)` after creating the platform networks, as the stack does."""
+    return lambda: build(Network("net", {"runtime": RUNTIME}).networks)
+
+
+def test_network_isolates_app_and_data():
+    run = deploy(lambda: Network("net", {"runtime": RUNTIME}))
+    nets = {r.inputs["name"]: r for r in registered(run, "docker:index/network:Network")}
+    assert set(nets) == {"orchestration-test-edge", "orchestration-test-app", "orchestration-test-data"}
+    assert nets["orchestration-test-data"].inputs["internal"] is True
+    assert nets["orchestration-test-app"].inputs["internal"] is True
+    assert nets["orchestration-test-edge"].inputs["internal"] is False
+    component = registered(run, "platform:index:Network")[0]
+    assert {r.parent for r in nets.values()} == {component.urn}
+
+
+def export_credentials(secrets: Secrets) -> None:
+    for credential in CREDENTIALS:
+        pulumi.export(credential, getattr(secrets, credential))
+
+
+def test_secrets_generated_are_secret_and_rotate_with_keepers():
+    run = deploy(lambda: export_credentials(Secrets("sec", {"rotation": 7})))
+    passwords = {r.name: r for r in registered(run, "random:index/randomPassword:RandomPassword")}
+    assert set(passwords) == {f"sec-{c.replace('_', '-')}" for c in CREDENTIALS}
+    assert passwords["sec-jwt-secret"].inputs["length"] == 64  # 512 bits, enough for HS512
+    assert all(r.inputs["length"] >= 32 and r.inputs["special"] is False for r in passwords.values())
+    assert all(r.inputs["keepers"] == {"rotation": "7"} for r in passwords.values())
+    assert all(is_secret(run.stack_outputs[c]) for c in CREDENTIALS)
+
+
+def test_secrets_supplied_are_used_instead_of_generated():
+    supplied = {"jwt_secret": "x" * 64, "redis_password": "y" * 32}
+    run = deploy(lambda: export_credentials(Secrets("sec", {"rotation": 1, "supplied": supplied})))
+    names = {r.name for r in registered(run, "random:index/randomPassword:RandomPassword")}
+    assert "sec-jwt-secret" not in names and "sec-redis-password" not in names and "sec-postgres-password" in names
+    assert run.stack_outputs["jwt_secret"] == {**run.stack_outputs["jwt_secret"], "value": "x" * 64}
+    assert is_secret(run.stack_outputs["jwt_secret"])
+
+
+@pytest.mark.parametrize("args, error", [
+    ({"rotation": 1, "supplied": {"root_password": "x"}}, "unknown credentials"),
+    ({"rotation": 0}, "rotation must be an integer >= 1"),
+])
+def test_secrets_bad_args(args, error):
+    assert_registers_nothing(lambda: Secrets("sec", args), error)
+
+
+def test_tls_generated_ca_signs_server_certificate_for_hosts():
+    def program():
+        cert = Tls("tls", {"hosts": ["a.example.com", "b.example.com"], "validity_days": 30})
+        pulumi.export("key", cert.private_key_pem)
+
+    run = deploy(program)
+    keys = registered(run, "tls:index/privateKey:PrivateKey")
+    assert {(k.inputs["algorithm"], k.inputs["ecdsaCurve"]) for k in keys} == {("ECDSA", "P256")}
+    ca = registered(run, "tls:index/selfSignedCert:SelfSignedCert")[0].inputs
+    assert ca["isCaCertificate"] is True and "cert_signing" in ca["allowedUses"]
+    csr = registered(run, "tls:index/certRequest:CertRequest")[0].inputs
+    assert csr["dnsNames"] == ["a.example.com", "b.example.com"]
+    server = registered(run, "tls:index/locallySignedCert:LocallySignedCert")[0].inputs
+    assert server["validityPeriodHours"] == 30 * 24 and "server_auth" in server["allowedUses"]
+    assert is_secret(run.stack_outputs["key"])
+
+
+def test_tls_rsa_keys_are_3072_bits():
+    run = deploy(lambda: Tls("tls", {"hosts": ["a.example.com"], "key_algorithm": "RSA"}))
+    assert [k.inputs["rsaBits"] for k in registered(run, "tls:index/privateKey:PrivateKey")] == [3072, 3072]
+
+
+def test_tls_provided_registers_no_keys_and_keeps_key_secret():
+    def program():
+        cert = Tls("tls", {"hosts": ["a.example.com"], "mode": "provided",
+                           "certificate_pem": "-----BEGIN CERTIFICATE-----", "private_key_pem": "-----BEGIN KEY-----"})
+        pulumi.export("key", cert.private_key_pem)
+
+    run = deploy(program)
+    assert not [r for r in run.resources if r.type.startswith("tls:")]
+    assert is_secret(run.stack_outputs["key"])
+
+
+@pytest.mark.parametrize("args, error", [
+    ({"hosts": []}, "at least one public host"),
+    ({"hosts": ["Bad_Host"]}, "not a lower-case DNS name"),
+    ({"hosts": ["a.example.com"], "mode": "provided"}, "needs certificate_pem"),
+    ({"hosts": ["a.example.com"], "validity_days": 400}, "validity_days must be 1..366"),
+])
+def test_tls_bad_args(args, error):
+    assert_registers_nothing(lambda: Tls("tls", args), error)
+
+
+def store(networks, image, password="s3cret-from-secrets", **extra):
+    return {"runtime": RUNTIME, "networks": networks, "image": image, "memory_mb": 512, "cpus": 0.5,
+            "password": pulumi.Output.secret(password), **extra}
+
+
+def test_data_stores_are_hardened_private_and_authenticated():
+    run = deploy(with_networks(lambda networks: [
+        Postgres("postgres", store(networks, "postgres:16.4-bookworm", database="jobs", user="jobs")),
+        Redis("redis", store(networks, "redis:7.4.1-bookworm")),
+        Kafka("kafka", store(networks, "apache/kafka:3.8.0")),
+        ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
+    ]))
+    found = by_hostname(run)
+    assert set(found) == {"postgres", "redis", "kafka", "clickhouse"}
+    for inputs in found.values():
+        assert_hardened(inputs)
+        assert network_names(inputs) == {"data"}
+        assert labels_of(inputs)["platform.role"] == "ds"
+        assert inputs["volumes"], "data stores keep their data in named volumes"
+        assert "s3cret-from-secrets" not in str([e for e in inputs.get("envs", []) if not is_secret(e)])
+    assert secret_env_keys(found["postgres"]) == {"POSTGRES_PASSWORD"}
+    assert env_of(found["postgres"])["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    redis = found["redis"]
+    assert "s3cret" not in " ".join(redis["command"])
+    upload = redis["uploads"][0]
+    assert is_secret(upload["content"]) and "requirepass s3cret-from-secrets" in reveal(upload["content"])
+    kafka_env = env_of(found["kafka"])
+    assert kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].startswith("BROKER:SASL_PLAINTEXT")
+    assert kafka_env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert secret_env_keys(found["kafka"]) == {"KAFKA_LISTENER_NAME_BROKER_PLAIN_SASL_JAAS_CONFIG"}
+    assert secret_env_keys(found["clickhouse"]) == {"CLICKHOUSE_PASSWORD"}
+    assert env_of(found["clickhouse"])["CLICKHOUSE_SKIP_USER_SETUP"] == "0"
+    volumes = {r.inputs["name"] for r in registered(run, "docker:index/volume:Volume")}
+    assert "orchestration-test-postgres-data" in volumes
+
+
+def test_kafka_zookeeper_mode_adds_locked_down_zookeeper():
+    run = deploy(with_networks(lambda networks: Kafka(
+        "kafka", store(networks, "apache/kafka:3.8.0", mode="zookeeper", zookeeper_image="zookeeper:3.9.2"))))
+    found = by_hostname(run)
+    assert set(found) == {"kafka", "zookeeper"}
+    assert env_of(found["zookeeper"])["ZOO_ADMINSERVER_ENABLED"] == "false"
+    assert env_of(found["kafka"])["KAFKA_ZOOKEEPER_CONNECT"] == "zookeeper:2181"
+    assert "KAFKA_PROCESS_ROLES" not in env_of(found["kafka"])
+    assert_hardened(found["zookeeper"])
+
+
+@pytest.mark.parametrize("image", ["postgres", "postgres:latest", "postgres:"])
+def test_data_store_refuses_unpinned_image(image):
+    networks = {"data": None}
+    assert_registers_nothing(
+        lambda: Postgres("postgres", store(networks, image, database="jobs", user="jobs")), "pinned")
+
+
+def test_postgres_refuses_superuser():
+    assert_registers_nothing(lambda: Postgres(
+        "postgres", store({"data": None}, "postgres:16.4-bookworm", database="jobs", user="postgres")), "superuser")
+
+
+CONNECTIONS = Connections(
+    postgres_url="jdbc:postgresql://postgres:5432/jobs", postgres_user="jobs", postgres_password="pg-pass",
+    redis_host="redis", redis_password="redis-pass", kafka_bootstrap="kafka:9092", kafka_user="platform",
+    kafka_password="kafka-pass", clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user="platform",
+    clickhouse_password="ch-pass", jwt_secret="j" * 64,
+)
+
+
+def app(networks, **extra):
+    return {"runtime": RUNTIME, "networks": networks, "service": "orchestrator",
+            "image": "registry.internal/orchestration/orchestrator:1.0.0", "memory_mb": 1024, "cpus": 1.0,
+            "environment": "prod", "log_level": "INFO", "swagger_enabled": False,
+            "needs": ("postgres", "kafka", "jwt"), "connections": CONNECTIONS, "db_pool_size": 20,
+            "db_pool_min_idle": 5, **extra}
+
+
+def test_app_service_container_settings():
+    run = deploy(with_networks(lambda networks: AppService("orchestrator", app(networks))))
+    inputs = by_hostname(run)["orchestrator"]
+    assert_hardened(inputs)
+    assert inputs["readOnly"] is True and inputs["user"] == "10001:10001"
+    env = env_of(inputs)
+    assert env["MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE"] == "health,info,prometheus"
+    assert env["LOGGING_LEVEL_ROOT"] == "INFO"
+    assert env["SPRINGDOC_SWAGGER_UI_ENABLED"] == "false" and env["SPRINGDOC_API_DOCS_ENABLED"] == "false"
+    assert env["SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE"] == "20"
+    assert env["SPRING_DATASOURCE_HIKARI_MINIMUM_IDLE"] == "5"
+    assert env["SPRING_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert "MaxRAMPercentage" in env["JAVA_TOOL_OPTIONS"]
+    assert "SPRING_DATA_REDIS_HOST" not in env  # only what the service needs
+    assert secret_env_keys(inputs) == {"SPRING_DATASOURCE_PASSWORD", "SPRING_KAFKA_PROPERTIES_SASL_JAAS_CONFIG",
+                                       "JWT_SECRET"}
+    assert inputs["healthcheck"]["tests"][-1].endswith("/actuator/health")
+    assert network_names(inputs) == {"app", "data"}
+    assert labels_of(inputs)["platform.role"] == "app"
+
+
+def test_dev_app_service_enables_swagger_and_debug_logs():
+    run = deploy(with_networks(lambda networks: AppService(
+        "orchestrator", app(networks, environment="dev", log_level="DEBUG", swagger_enabled=True))))
+    env = env_of(by_hostname(run)["orchestrator"])
+    assert env["LOGGING_LEVEL_ROOT"] == "DEBUG" and env["SPRINGDOC_SWAGGER_UI_ENABLED"] == "true"
+
+
+def test_app_service_replicas_become_containers():
+    run = deploy(with_networks(lambda networks: AppService(
+        "api-gateway", app(networks, service="api-gateway", replicas=2, needs=("jwt",)))))
+    found = by_hostname(run)
+    assert set(found) == {"api-gateway-1", "api-gateway-2"}
+    assert all(network_names(inputs) == {"app"} for inputs in found.values())
+
+
+def test_worker_pool_gives_each_worker_its_id():
+    run = deploy(with_networks(lambda networks: WorkerPool("workers", {**app(networks, service="worker"), "count": 3})))
+    assert {host: env_of(inputs)["WORKER_ID"] for host, inputs in by_hostname(run).items()} == {
+        "worker-1": "worker-1", "worker-2": "worker-2", "worker-3": "worker-3"}
+    pool = registered(run, "platform:index:WorkerPool")[0]
+    assert {r.parent for r in registered(run, "platform:index:AppService")} == {pool.urn}
+
+
+@pytest.mark.parametrize("extra, error", [
+    ({"swagger_enabled": True}, "swagger_enabled must be false in prod"),
+    ({"log_level": "VERBOSE"}, "log_level must be one of"),
+    ({"needs": ("mysql",)}, "unknown dependencies"),
+    ({"db_pool_min_idle": 50}, "db_pool_min_idle must be between"),
+    ({"image": "registry.internal/orchestration/orchestrator"}, "pinned"),
+    ({"memory_mb": 0}, "memory_mb must be at least"),
+])
+def test_app_service_bad_args_register_nothing(extra, error):
+    assert_registers_nothing(lambda: AppService("orchestrator", app({"app": None, "data": None}, **extra)), error)
+
+
+def test_worker_pool_validates_count_before_registering():
+    assert_registers_nothing(
+        lambda: WorkerPool("workers", {**app({"app": None}, service="worker"), "count": 0}), "count must be")
+
+
+def test_only_load_balancer_may_publish_ports_and_nobody_runs_as_root():
+    specs = []
+    deploy(lambda: specs.append(app_spec(app({"app": None, "data": None}))))
+    spec = specs[0]
+    with pytest.raises(ComponentArgsError, match="only the load balancer publishes"):
+        validate_spec(replace(spec, ports=[Port(8080, 8080)]))
+    with pytest.raises(ComponentArgsError, match="must not be root"):
+        validate_spec(replace(spec, user="0:0"))
+    with pytest.raises(ComponentArgsError, match="max_restarts must be 1..5"):
+        validate_spec(replace(spec, max_restarts=10))

@@ -1,0 +1,90 @@
+"""Stack config validation: each bad input gets one message naming the file, the key path and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.settings import SettingsError, check_config_keys, parse_settings
+from infra.stackconfig import check_secret_value
+
+BASE = {"environment": "prod", "public_hosts": ["orchestration.example.com"],
+        "registry": "registry.internal/orchestration", "app_version": "1.0.0"}
+
+
+def test_environment_defaults_apply_under_the_stack_values():
+    prod = parse_settings(BASE, "Pulumi.prod.yaml")
+    assert (prod.log_level, prod.swagger_enabled, prod.workers) == ("INFO", False, 3)
+    assert prod.apps.api_gateway.replicas == 2 and prod.data.postgres.memory_mb == 2048
+    dev = parse_settings({**BASE, "environment": "dev"}, "Pulumi.dev.yaml")
+    assert (dev.log_level, dev.swagger_enabled, dev.workers) == ("DEBUG", True, 1)
+    tuned = parse_settings({**BASE, "workers": 7, "apps": {"worker": {"db_pool_size": 30}}}, "Pulumi.prod.yaml")
+    assert tuned.workers == 7 and tuned.apps.worker.db_pool_size == 30
+    assert tuned.apps.worker.resources.memory_mb == 1024  # the rest of the default survives the override
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"app_verison": "1.0.0"}, "platform:settings.app_verison: unknown key; allowed: environment, public_hosts"),
+    ({"workers": "three"}, "platform:settings.workers: Input should be a valid integer"),
+    ({"workers": 0}, "platform:settings.workers: Input should be greater than or equal to 1"),
+    ({"log_level": "DEBUG"}, "log_level must be INFO or WARN in prod"),
+    ({"swagger_enabled": True}, "swagger_enabled must be false in prod"),
+    ({"log_level": "LOUD"}, "platform:settings.log_level: allowed: 'TRACE', 'DEBUG', 'INFO', 'WARN' or 'ERROR'"),
+    ({"app_version": "latest"}, "platform:settings.app_version: must be a pinned image tag"),
+    ({"images": {"redis": "redis"}}, "platform:settings.images.redis: image 'redis' must be pinned"),
+    ({"images": {"redis": "redis:latest"}}, "must be pinned"),
+    ({"public_hosts": ["Not A Host"]}, "platform:settings.public_hosts: 'Not A Host' is not a lower-case DNS host name"),
+    ({"public_hosts": []}, "platform:settings.public_hosts: List should have at least 1 item"),
+    ({"apps": {"worker": {"resources": {"memroy_mb": 3}}}},
+     "platform:settings.apps.worker.resources.memroy_mb: unknown key; allowed: memory_mb, cpus"),
+    ({"apps": {"worker": {"db_pool_min_idle": 99}}}, "db_pool_min_idle must not exceed db_pool_size"),
+    ({"data": {"postgres_user": "postgres"}}, "superuser"),
+    ({"data": {"kafka_mode": "raft"}}, "platform:settings.data.kafka_mode: allowed: 'kraft' or 'zookeeper'"),
+    ({"tls": {"validity_days": 1000}}, "platform:settings.tls.validity_days: Input should be less than or equal to 366"),
+    ({"docker_host": "http://x"}, "platform:settings.docker_host"),
+    ({"environment": "production"}, "platform:settings.environment: allowed: prod, staging, dev"),
+])
+def test_bad_settings_name_file_key_and_rule(override, message):
+    raw = {**BASE, **override}
+    with pytest.raises(SettingsError) as error:
+        parse_settings(raw, "Pulumi.prod.yaml")
+    assert str(error.value).startswith("Pulumi.prod.yaml: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["app_version", "registry", "public_hosts"])
+def test_missing_required_key(key):
+    raw = {k: v for k, v in BASE.items() if k != key}
+    with pytest.raises(SettingsError, match=f"platform:settings.{key}: required key is missing"):
+        parse_settings(raw, "Pulumi.prod.yaml")
+
+
+def test_settings_must_be_a_mapping():
+    with pytest.raises(SettingsError, match="must be a mapping"):
+        parse_settings(["prod"], "Pulumi.prod.yaml")
+
+
+def test_config_keys_unknown_or_unencrypted_are_refused():
+    check_config_keys({"platform:settings", "platform:jwtSecret", "aws:region"}, {"platform:jwtSecret"}, "P.yaml")
+    with pytest.raises(SettingsError, match="platform:setings: unknown key; allowed: settings, postgresPassword"):
+        check_config_keys({"platform:setings"}, set(), "P.yaml")
+    with pytest.raises(SettingsError, match="must be set with `pulumi config set --secret platform:jwtSecret`"):
+        check_config_keys({"platform:jwtSecret"}, set(), "P.yaml")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("jwtSecret", "short-but-random-Xy7", r"at least 32 bytes \(256 bits for HS256\)"),
+    ("jwtSecret", "your-256-bit-secret", "default or weak"),
+    ("postgresPassword", "postgres", "default or weak"),
+    ("grafanaAdminPassword", "admin", "default or weak"),
+    ("redisPassword", "a" * 40, "default or weak"),
+    ("clickhousePassword", "Abc123", "at least 16 bytes"),
+    ("tlsCertificate", "not pem", "must be PEM text"),
+])
+def test_supplied_secret_values_are_checked(key, value, message):
+    with pytest.raises(SettingsError, match=message):
+        check_secret_value(key, value, "Pulumi.prod.yaml")
+
+
+def test_strong_supplied_secret_is_accepted():
+    check_secret_value("jwtSecret", "q8Vn3Lr0Zt6Yw1Kp9Hs5Dm2Xc7Bf4Gj0Ne8Ra6Ub3Ti1", "Pulumi.prod.yaml")
