@@ -56,7 +56,7 @@ class Secrets(pulumi.ComponentResource):
                 generated = random.RandomPassword(
                     f"{name}-{credential.replace('_', '-')}", length=length, special=False,
                     min_upper=2, min_lower=2, min_numeric=2, keepers=keepers,
-                    opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+                    opts=pulumi.ResourceOptions(parent=self),
                 )
                 value = pulumi.Output.secret(generated.result)
             setattr(self, credential, value)

@@ -148,10 +148,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             self.stack_urn = response.urn
             return response
         # As the engine does, outputs a provider declares secret come back wrapped as secrets.
-        for key in request.additionalSecretOutputs:
-            if key in response.object.fields:
-                plain = json_format.MessageToDict(response.object)[key]
-                response.object.update({key: {SIG_KEY: SECRET_SIG, "value": plain}})
+        state = json_format.MessageToDict(response.object)
+        for key in set(request.additionalSecretOutputs) & set(state):
+            if not (isinstance(state[key], dict) and state[key].get(SIG_KEY) == SECRET_SIG):
+                response.object.update({key: {SIG_KEY: SECRET_SIG, "value": state[key]}})
         self.registrations.append(Registration(
             urn=response.urn,
             type=request.type,

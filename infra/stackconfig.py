@@ -26,7 +26,7 @@ class StackInputs:
 
 def _unknown_secret() -> pulumi.Output[str]:
     """A value that is not known before deployment, as an encrypted config value is to the offline runner."""
-    loop = asyncio.get_event_loop()
+    loop = asyncio.get_running_loop()
 
     def resolved(value):
         future = loop.create_future()
