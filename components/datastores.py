@@ -8,7 +8,14 @@ from typing import Literal, NotRequired, TypedDict
 import pulumi
 
 from components.runtime import Runtime
-from components.spec import ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, VolumeMount, validate_spec
+from components.spec import (
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    VolumeMount,
+    validate_spec,
+)
 
 # Official images start as root and step down to their own user (gosu/setpriv); these are the
 # capabilities that step needs once everything else is dropped.

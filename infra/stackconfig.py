@@ -9,7 +9,15 @@ import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
 
-from infra.settings import NAMESPACE, SECRET_KEYS, SETTINGS_KEY, Settings, SettingsError, check_config_keys, parse_settings
+from infra.settings import (
+    NAMESPACE,
+    SECRET_KEYS,
+    SETTINGS_KEY,
+    Settings,
+    SettingsError,
+    check_config_keys,
+    parse_settings,
+)
 
 WEAK_VALUES = {"admin", "admin123", "password", "postgres", "changeme", "change-me", "secret", "123456", "example",
                "mysecretpassword", "dev-secret-change-me", "change-me-in-production", "your-256-bit-secret"}

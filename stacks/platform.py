@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
 import pulumi_docker as docker
 
 from components.apps import AppService, Connections, WorkerPool

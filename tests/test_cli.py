@@ -13,7 +13,8 @@ INFRA = [sys.executable, "-m", "infra.cli"]
 
 
 def infra(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([*INFRA, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([*INFRA, *args], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          check=False)
 
 
 def test_plan_prod_json_lists_components_containers_and_redacts_secrets():
@@ -52,9 +53,9 @@ def test_plan_misspelt_key_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "infra: error: Pulumi.prod.yaml: platform:settings.app_verison: unknown key; allowed: environment, "
+        ("infra: error: Pulumi.prod.yaml: platform:settings.app_verison: unknown key; allowed: environment, "
         "public_hosts, registry, app_version, images, log_level, swagger_enabled, workers, apps, data, tls, "
-        "secret_rotation, docker_host"]
+        "secret_rotation, docker_host")]
 
 
 def test_plan_unknown_stack_and_bad_flags_exit_2():

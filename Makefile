@@ -1,0 +1,31 @@
+# Set-up is two commands on a fresh machine: `make preview` and `make test`.
+VENV := .venv
+PYTHON ?= python3
+STACK ?= dev
+STAMP := $(VENV)/.installed
+
+.PHONY: preview test plan lint benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# The main job without an engine: the default stack's plan under Pulumi's mocks.
+preview: $(STAMP)
+	$(VENV)/bin/infra plan --stack $(STACK)
+
+plan: preview
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+benchmark: $(STAMP)
+	$(VENV)/bin/python benchmarks/plan_scaling.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
