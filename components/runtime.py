@@ -7,6 +7,7 @@ component changes when the runtime does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,14 +25,15 @@ class Deployment:
     """What a deployed spec offers other components: DNS names on the shared networks, and its resources."""
 
     hostnames: list[str]
-    resources: list[pulumi.Resource] = field(default_factory=list)
+    containers: list[pulumi.Resource] = field(default_factory=list)
+    """One per hostname: what another component waits for (`depends_on`)."""
 
 
 class Runtime(Protocol):
     def network(self, name: NetworkName, internal: bool, owner: str, parent: pulumi.Resource) -> pulumi.Resource: ...
 
     def deploy(self, spec: ContainerSpec, networks: dict[str, pulumi.Resource], owner: str,
-               parent: pulumi.Resource) -> Deployment: ...
+               parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> Deployment: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class DockerRuntime:
         )
 
     def deploy(self, spec: ContainerSpec, networks: dict[str, pulumi.Resource], owner: str,
-               parent: pulumi.Resource) -> Deployment:
+               parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> Deployment:
         validate_spec(spec)
         image = docker.RemoteImage(f"{owner}-{spec.service}-image", name=spec.image, keep_locally=True,
                                    opts=self._opts(parent))
@@ -66,13 +68,14 @@ class DockerRuntime:
         }
         hostnames = [spec.service] if spec.replicas == 1 else [f"{spec.service}-{i}" for i in range(1, spec.replicas + 1)]
         containers = [
-            self._container(spec, hostname, image, volumes, networks, owner, parent) for hostname in hostnames
+            self._container(spec, hostname, image, volumes, networks, owner, parent, depends_on)
+            for hostname in hostnames
         ]
-        return Deployment(hostnames, [image, *volumes.values(), *containers])
+        return Deployment(hostnames, containers)
 
     def _container(self, spec: ContainerSpec, hostname: str, image: docker.RemoteImage,
                    volumes: dict[str, docker.Volume], networks: dict[str, pulumi.Resource], owner: str,
-                   parent: pulumi.Resource) -> docker.Container:
+                   parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource]) -> docker.Container:
         envs = [f"{key}={value}" for key, value in spec.env.items() if isinstance(value, str)]
         envs += [pulumi.Output.concat(key, "=", value) for key, value in spec.env.items() if not isinstance(value, str)]
         envs += [pulumi.Output.secret(pulumi.Output.concat(key, "=", value)) for key, value in spec.secret_env.items()]
@@ -127,6 +130,6 @@ class DockerRuntime:
                 docker.ContainerLabelArgs(label="platform.role", value=spec.role),
                 docker.ContainerLabelArgs(label="platform.service", value=spec.service),
             ],
-            opts=self._opts(parent, delete_before_replace=True,
+            opts=self._opts(parent, delete_before_replace=True, depends_on=list(depends_on) or None,
                             additional_secret_outputs=["envs"] if spec.secret_env else None),
         )

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.edge.model import EdgeConfig
+
 NAMESPACE = "platform"
 SETTINGS_KEY = "settings"
 
@@ -62,6 +64,7 @@ class Images(Model):
     kafka: PinnedImage = "apache/kafka:3.8.0"
     zookeeper: PinnedImage = "zookeeper:3.9.2"
     clickhouse: PinnedImage = "clickhouse/clickhouse-server:24.8.4.13"
+    nginx: PinnedImage = "nginx:1.26.2-bookworm"
 
     @field_validator("*")
     @classmethod
@@ -122,6 +125,12 @@ class Tls(Model):
     key_algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
 
 
+class LoadBalancer(Model):
+    resources: Resources = Resources(memory_mb=256, cpus=0.5)
+    bind_address: str = Field(default="0.0.0.0", pattern=r"^[0-9.]+$|^[0-9a-f:]+$")
+    """Host address the published ports 80 and 443 listen on."""
+
+
 class Settings(Model):
     environment: Literal["dev", "staging", "prod"]
     public_hosts: list[str] = Field(min_length=1)
@@ -136,9 +145,19 @@ class Settings(Model):
     apps: Apps
     data: DataStores
     tls: Tls = Tls()
+    edge: EdgeConfig
+    """nginx at the edge: TLS, headers, rate limits, CORS, blocked paths (server_names from public_hosts)."""
+    load_balancer: LoadBalancer = LoadBalancer()
     secret_rotation: int = Field(default=1, ge=1)
     """Bump to regenerate every generated credential (random keepers)."""
     docker_host: str | None = Field(default=None, pattern=r"^(unix|ssh|tcp)://\S+$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _edge_serves_public_hosts(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("edge", {}), dict):
+            raw = {**raw, "edge": {"server_names": raw.get("public_hosts"), **raw.get("edge", {})}}
+        return raw
 
     @field_validator("public_hosts")
     @classmethod
@@ -169,6 +188,8 @@ class Settings(Model):
                 raise ValueError("log_level must be INFO or WARN in prod")
             if self.swagger_enabled:
                 raise ValueError("swagger_enabled must be false in prod")
+            if not self.edge.block_management_paths:
+                raise ValueError("edge.block_management_paths must be true in prod")
         return self
 
     def image(self, service: str) -> str:
@@ -221,6 +242,8 @@ ENVIRONMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "dev": {
         "log_level": "DEBUG",
         "swagger_enabled": True,
+        # Swagger and actuator reachable through the edge in dev only.
+        "edge": {"block_management_paths": False},
         "workers": 1,
         "apps": _SMALL_APPS,
         "data": {

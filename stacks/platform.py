@@ -6,8 +6,9 @@ from typing import Any
 
 import pulumi_docker as docker
 
-from components.apps import AppService, Connections, WorkerPool
+from components.apps import APP_PORT, AppService, Connections, WorkerPool
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
+from components.loadbalancer import LoadBalancer
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
@@ -77,6 +78,16 @@ def build(inputs: StackInputs) -> dict[str, Any]:
 
     apps = {service: AppService(service, app_args(service, needs)) for service, needs in SERVICE_NEEDS.items()}
     workers = WorkerPool("workers", {**app_args("worker", WORKER_NEEDS), "count": settings.workers})
+
+    gateway = apps["api-gateway"].deployment
+    lb = settings.load_balancer
+    LoadBalancer("load-balancer", {
+        "runtime": runtime, "networks": networks, "image": images.nginx, "config": settings.edge,
+        "upstreams": [f"{host}:{APP_PORT}" for host in gateway.hostnames],
+        "certificate_pem": tls.certificate_pem, "private_key_pem": tls.private_key_pem,
+        "memory_mb": lb.resources.memory_mb, "cpus": lb.resources.cpus, "bind_address": lb.bind_address,
+        "depends_on": gateway.containers,
+    })
 
     return {
         "environment": settings.environment,

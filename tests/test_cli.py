@@ -25,7 +25,7 @@ def test_plan_prod_json_lists_components_containers_and_redacts_secrets():
     types = {r["type"] for r in report["resources"]}
     assert {"platform:index:Network", "platform:index:Secrets", "platform:index:Tls", "platform:index:Postgres",
             "platform:index:Redis", "platform:index:Kafka", "platform:index:ClickHouse", "platform:index:AppService",
-            "platform:index:WorkerPool"} <= types
+            "platform:index:WorkerPool", "platform:index:LoadBalancer"} <= types
     hosts = {r["inputs"]["hostname"] for r in report["resources"] if r["type"] == "docker:index/container:Container"}
     assert {"postgres", "redis", "kafka", "clickhouse", "orchestrator", "worker-3", "api-gateway-2"} <= hosts
     assert all(set(r) == {"urn", "type", "name", "parent", "inputs"} for r in report["resources"])
@@ -54,8 +54,8 @@ def test_plan_misspelt_key_exits_2_with_one_line(tmp_path):
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         ("infra: error: Pulumi.prod.yaml: platform:settings.app_verison: unknown key; allowed: environment, "
-        "public_hosts, registry, app_version, images, log_level, swagger_enabled, workers, apps, data, tls, "
-        "secret_rotation, docker_host")]
+        "public_hosts, registry, app_version, images, log_level, swagger_enabled, workers, apps, data, tls, edge, "
+        "load_balancer, secret_rotation, docker_host")]
 
 
 def test_plan_unknown_stack_and_bad_flags_exit_2():

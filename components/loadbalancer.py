@@ -1,0 +1,84 @@
+"""The edge: nginx terminating TLS in front of the api-gateway replicas, the only container publishing ports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NotRequired, TypedDict
+
+import pulumi
+
+from components.edge import EdgeConfig, render_nginx_conf
+from components.runtime import Deployment, Runtime
+from components.spec import ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, Port, validate_spec
+
+CONF_PATH = "/etc/nginx/nginx.conf"
+CERT_PATH = "/etc/nginx/tls/fullchain.pem"
+KEY_PATH = "/etc/nginx/tls/privkey.pem"
+# Unprivileged ports inside the container, so nginx runs as its own user with no capabilities at all.
+HTTP_PORT = 8080
+HTTPS_PORT = 8443
+# The official image's nginx user, in group root so it can read the key uploaded as root:root 0440.
+NGINX_USER = "101:0"
+
+
+class LoadBalancerArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    image: str
+    config: EdgeConfig
+    upstreams: Sequence[str]
+    """`host:port` of each api-gateway replica on the app network."""
+    certificate_pem: pulumi.Input[str]
+    private_key_pem: pulumi.Input[str]
+    memory_mb: int
+    cpus: float
+    bind_address: NotRequired[str]
+    depends_on: NotRequired[Sequence[pulumi.Resource]]
+    """The gateway containers: nginx resolves its upstreams when it starts."""
+
+
+def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
+    """The nginx container and its rendered configuration; pure, raises ComponentArgsError."""
+    for key in ("runtime", "networks", "image", "config", "upstreams", "certificate_pem", "private_key_pem",
+                "memory_mb", "cpus"):
+        if args.get(key) is None:
+            raise ComponentArgsError(f"LoadBalancer: missing required arg {key!r}")
+    if not isinstance(args["config"], EdgeConfig):
+        raise ComponentArgsError("LoadBalancer: config must be an EdgeConfig")
+    if not {"edge", "app"} <= set(args["networks"]):
+        raise ComponentArgsError("LoadBalancer: networks must include the edge and app networks")
+    try:
+        conf = render_nginx_conf(args["config"], list(args["upstreams"]), CERT_PATH, KEY_PATH,
+                                 listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
+                                 temp_dir="/var/cache/nginx")
+    except ValueError as exc:
+        raise ComponentArgsError(f"LoadBalancer: {exc}") from None
+    bind = args.get("bind_address", "0.0.0.0")
+    spec = ContainerSpec(
+        service="load-balancer", role="lb", image=args["image"], networks=["edge", "app"],
+        memory_mb=args["memory_mb"], cpus=args["cpus"],
+        command=["nginx", "-g", "daemon off;"],
+        files=[FileSpec(CONF_PATH, conf), FileSpec(CERT_PATH, args["certificate_pem"]),
+               FileSpec(KEY_PATH, args["private_key_pem"], secret=True, mode=0o440)],
+        ports=[Port(HTTP_PORT, 80, bind), Port(HTTPS_PORT, 443, bind)],
+        healthcheck=Healthcheck(
+            ["CMD-SHELL", f"curl -so /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/ | grep -q 301"],
+            start_period="10s"),
+        tmpfs={"/var/cache/nginx": "rw,noexec,nosuid,size=64m,uid=101", "/tmp": "rw,noexec,nosuid,size=8m,uid=101"},
+        user=NGINX_USER,
+    )
+    return validate_spec(spec), conf
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """nginx on the edge and app networks; `nginx_conf` is the configuration it runs."""
+
+    nginx_conf: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec, conf = load_balancer_spec(args)
+        super().__init__("platform:index:LoadBalancer", name, {}, opts)
+        self.deployment: Deployment = args["runtime"].deploy(
+            spec, dict(args["networks"]), name, self, depends_on=list(args.get("depends_on", [])))
+        self.nginx_conf = pulumi.Output.from_input(conf)
+        self.register_outputs({"nginx_conf": self.nginx_conf})
