@@ -95,6 +95,7 @@ class DockerRuntime:
             image=image.image_id,
             envs=envs,
             command=list(spec.command) if spec.command else None,
+            entrypoints=list(spec.entrypoint) if spec.entrypoint else None,
             user=spec.user,
             read_only=spec.read_only,
             tmpfs=dict(spec.tmpfs) or None,
@@ -122,6 +123,9 @@ class DockerRuntime:
                                            read_only=m.read_only)
                 for m in spec.volumes
             ] or None,
+            mounts=[docker.ContainerMountArgs(type="bind", source=m.source, target=m.target, read_only=True,
+                                              bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave"))
+                    for m in spec.bind_mounts] or None,
             uploads=uploads or None,
             ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip) for p in spec.ports]
             or None,

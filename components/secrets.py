@@ -14,7 +14,7 @@ PASSWORD_LENGTH = 32
 # 64 characters of key material: 512 bits of HMAC key, enough for HS256 up to HS512 (RFC 7518 §3.2).
 JWT_SECRET_LENGTH = 64
 CREDENTIALS = ("postgres_password", "redis_password", "kafka_password", "clickhouse_password",
-               "grafana_admin_password", "jwt_secret")
+               "grafana_admin_password", "grafana_secret_key", "jwt_secret")
 
 
 class SecretsArgs(TypedDict):
@@ -40,6 +40,8 @@ class Secrets(pulumi.ComponentResource):
     kafka_password: pulumi.Output[str]
     clickhouse_password: pulumi.Output[str]
     grafana_admin_password: pulumi.Output[str]
+    grafana_secret_key: pulumi.Output[str]
+    """Encrypts Grafana's stored datasource secrets; its built-in default is public."""
     jwt_secret: pulumi.Output[str]
 
     def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:

@@ -15,7 +15,7 @@ import pulumi
 from infra.settings import pinned_image
 
 Role = Literal["app", "ds", "mon", "lb"]
-NetworkName = Literal["edge", "app", "data"]
+NetworkName = Literal["edge", "app", "data", "egress"]
 
 
 class ComponentArgsError(ValueError):
@@ -37,6 +37,14 @@ class VolumeMount:
     """Logical volume name; the runtime creates one named volume per deployment."""
     path: str
     read_only: bool = False
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path, always read-only: only host-level exporters get one."""
+
+    source: str
+    target: str
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,9 @@ class ContainerSpec:
     secret_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Credentials: Pulumi secrets in env on one host; secret files (`*_FILE`) on Swarm."""
     command: Sequence[str] | None = None
+    entrypoint: Sequence[str] | None = None
     volumes: Sequence[VolumeMount] = ()
+    bind_mounts: Sequence[BindMount] = ()
     tmpfs: Mapping[str, str] = field(default_factory=dict)
     files: Sequence[FileSpec] = ()
     ports: Sequence[Port] = ()
@@ -103,11 +113,18 @@ def validate_spec(spec: ContainerSpec) -> ContainerSpec:
     if spec.replicas < 1:
         raise ComponentArgsError(f"{where}: replicas must be at least 1, got {spec.replicas}")
     if not spec.networks:
-        raise ComponentArgsError(f"{where}: networks must name at least one of edge, app, data")
+        raise ComponentArgsError(f"{where}: networks must name at least one of edge, app, data, egress")
     if spec.ports and spec.role not in _PUBLISHING_ROLES:
         raise ComponentArgsError(f"{where}: ports: only the load balancer publishes ports, not role {spec.role!r}")
     if spec.role in _INTERNAL_ONLY_ROLES and "edge" in spec.networks:
         raise ComponentArgsError(f"{where}: networks: role {spec.role!r} may not join the edge network")
+    if spec.role == "ds" and "egress" in spec.networks:
+        raise ComponentArgsError(f"{where}: networks: data stores may not join the egress network")
+    for mount in spec.bind_mounts:
+        if spec.role != "mon":
+            raise ComponentArgsError(f"{where}: bind_mounts: only host monitoring may mount host paths")
+        if "docker.sock" in mount.source or "containerd.sock" in mount.source:
+            raise ComponentArgsError(f"{where}: bind_mounts: the container runtime socket is never mounted")
     if not spec.healthcheck.test or spec.healthcheck.test[0] not in ("CMD", "CMD-SHELL"):
         raise ComponentArgsError(f"{where}: healthcheck.test must start with CMD or CMD-SHELL")
     if spec.user in ("root", "0", "0:0"):

@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from infra.check import add_check_arguments, cmd_check
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(plan)
     plan.add_argument("--format", choices=["text", "json"], default="text")
     plan.set_defaults(handler=cmd_plan)
+    check = commands.add_parser("check", help="evaluate the policy pack against the stack, offline, as preview does")
+    add_program_arguments(check)
+    add_check_arguments(check)
+    check.set_defaults(handler=cmd_check)
     return parser
 
 

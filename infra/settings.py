@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.edge.model import EdgeConfig
+from components.monitoring.model import MonitoringConfig
 
 NAMESPACE = "platform"
 SETTINGS_KEY = "settings"
@@ -26,6 +27,8 @@ SECRET_KEYS = {
     "clickhousePassword": "clickhouse_password",
     "grafanaAdminPassword": "grafana_admin_password",
     "jwtSecret": "jwt_secret",
+    "alertSmtpPassword": "alert_smtp_password",
+    "alertSlackWebhookUrl": "alert_slack_webhook_url",
     "tlsCertificate": "tls_certificate",
     "tlsPrivateKey": "tls_private_key",
 }
@@ -65,6 +68,14 @@ class Images(Model):
     zookeeper: PinnedImage = "zookeeper:3.9.2"
     clickhouse: PinnedImage = "clickhouse/clickhouse-server:24.8.4.13"
     nginx: PinnedImage = "nginx:1.26.2-bookworm"
+    prometheus: PinnedImage = "prom/prometheus:v2.53.3"
+    alertmanager: PinnedImage = "prom/alertmanager:v0.28.1"
+    grafana: PinnedImage = "grafana/grafana:11.6.0"
+    blackbox_exporter: PinnedImage = "prom/blackbox-exporter:v0.25.0"
+    node_exporter: PinnedImage = "quay.io/prometheus/node-exporter:v1.9.1"
+    postgres_exporter: PinnedImage = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
+    redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0"
+    kafka_exporter: PinnedImage = "danielqsj/kafka-exporter:v1.9.0"
 
     @field_validator("*")
     @classmethod
@@ -148,6 +159,12 @@ class Settings(Model):
     edge: EdgeConfig
     """nginx at the edge: TLS, headers, rate limits, CORS, blocked paths (server_names from public_hosts)."""
     load_balancer: LoadBalancer = LoadBalancer()
+    monitoring: MonitoringConfig
+    """Prometheus retention and intervals, alert thresholds, Alertmanager receivers (their secrets are the
+    config secrets platform:alertSmtpPassword and platform:alertSlackWebhookUrl)."""
+    grafana_root_url: str | None = Field(default=None, pattern=r"^https://\S+$")
+    """Where operators reach Grafana (through a tunnel or VPN: it is never published); default
+    https://grafana.<first public host>/."""
     secret_rotation: int = Field(default=1, ge=1)
     """Bump to regenerate every generated credential (random keepers)."""
     docker_host: str | None = Field(default=None, pattern=r"^(unix|ssh|tcp)://\S+$")
@@ -191,6 +208,10 @@ class Settings(Model):
             if not self.edge.block_management_paths:
                 raise ValueError("edge.block_management_paths must be true in prod")
         return self
+
+    @property
+    def grafana_url(self) -> str:
+        return self.grafana_root_url or f"https://grafana.{self.public_hosts[0]}/"
 
     def image(self, service: str) -> str:
         return f"{self.registry}/{service}:{self.app_version}"

@@ -45,6 +45,10 @@ def _unknown_secret() -> pulumi.Output[str]:
 
 
 def check_secret_value(key: str, value: str, source: str) -> None:
+    if key == "alertSlackWebhookUrl":
+        if not value.startswith("https://"):
+            raise SettingsError(f"{source}: {NAMESPACE}:{key}: must be an https:// webhook URL")
+        return
     if key in ("tlsCertificate", "tlsPrivateKey"):
         if "-----BEGIN " not in value:
             raise SettingsError(f"{source}: {NAMESPACE}:{key}: must be PEM text")

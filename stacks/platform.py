@@ -6,9 +6,10 @@ from typing import Any
 
 import pulumi_docker as docker
 
-from components.apps import APP_PORT, AppService, Connections, WorkerPool
+from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Connections, WorkerPool
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
 from components.loadbalancer import LoadBalancer
+from components.monitoring.component import Monitoring, StoreAccess, app_scrape_targets
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
@@ -89,12 +90,37 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "depends_on": gateway.containers,
     })
 
+    # Every app container is a scrape target: a service added above is monitored with no other edit.
+    services = {**{name: app.deployment.hostnames for name, app in apps.items()},
+                "worker": [w.deployment.hostnames[0] for w in workers.workers]}
+    Monitoring("monitoring", {
+        "runtime": runtime, "networks": networks, "config": settings.monitoring,
+        "images": {key: getattr(images, key) for key in ("prometheus", "alertmanager", "grafana",
+                                                         "blackbox_exporter", "node_exporter",
+                                                         "postgres_exporter", "redis_exporter", "kafka_exporter")},
+        "app_targets": [target for name, hosts in services.items()
+                        for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)],
+        "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
+        "grafana_root_url": settings.grafana_url,
+        "grafana_admin_password": secrets.grafana_admin_password,
+        "grafana_secret_key": secrets.grafana_secret_key,
+        "stores": StoreAccess(
+            postgres_dsn=f"postgres:5432/{data.postgres_database}?sslmode=disable",
+            postgres_user=data.postgres_user, postgres_password=secrets.postgres_password,
+            redis_address="redis:6379", redis_password=secrets.redis_password,
+            kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password),
+        **{key: inputs.secrets[key] for key in ("alert_smtp_password", "alert_slack_webhook_url")
+           if key in inputs.secrets},
+    })
+
     return {
         "environment": settings.environment,
         "endpoints": [f"https://{host}" for host in settings.public_hosts],
         "ca_certificate_pem": tls.ca_certificate_pem,
-        "networks": {"edge": network.edge_name, "app": network.app_name, "data": network.data_name},
-        "services": {**{service: app.hostnames for service, app in apps.items()}, "worker": workers.hostnames},
+        "networks": {"edge": network.edge_name, "app": network.app_name, "data": network.data_name,
+                     "egress": network.egress_name},
+        "services": services,
+        "grafana_url": settings.grafana_url,
         "data_stores": {"postgres": postgres.host, "redis": redis.host, "kafka": kafka.host,
                         "clickhouse": clickhouse.host},
         "grafana_admin_password": secrets.grafana_admin_password,

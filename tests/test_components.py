@@ -12,7 +12,7 @@ from components.datastores import ClickHouse, Kafka, Postgres, Redis
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
-from components.spec import ComponentArgsError, Port, validate_spec
+from components.spec import BindMount, ComponentArgsError, Port, validate_spec
 from components.tls import Tls
 from tests.conftest import CountingMocks, deploy, registered
 from tests.helpers import env_of, is_secret, labels_of, reveal, secret_env_keys
@@ -55,10 +55,12 @@ def with_networks(build):
 def test_network_isolates_app_and_data():
     run = deploy(lambda: Network("net", {"runtime": RUNTIME}))
     nets = {r.inputs["name"]: r for r in registered(run, "docker:index/network:Network")}
-    assert set(nets) == {"orchestration-test-edge", "orchestration-test-app", "orchestration-test-data"}
+    assert set(nets) == {"orchestration-test-edge", "orchestration-test-app", "orchestration-test-data",
+                         "orchestration-test-egress"}
     assert nets["orchestration-test-data"].inputs["internal"] is True
     assert nets["orchestration-test-app"].inputs["internal"] is True
     assert nets["orchestration-test-edge"].inputs["internal"] is False
+    assert nets["orchestration-test-egress"].inputs["internal"] is False
     component = registered(run, "platform:index:Network")[0]
     assert {r.parent for r in nets.values()} == {component.urn}
 
@@ -285,3 +287,12 @@ def test_only_load_balancer_may_publish_ports_and_nobody_runs_as_root():
         validate_spec(replace(spec, user="0:0"))
     with pytest.raises(ComponentArgsError, match="max_restarts must be 1..5"):
         validate_spec(replace(spec, max_restarts=10))
+    with pytest.raises(ComponentArgsError, match="only host monitoring may mount host paths"):
+        validate_spec(replace(spec, bind_mounts=[BindMount("/", "/host")]))
+    with pytest.raises(ComponentArgsError, match="runtime socket is never mounted"):
+        validate_spec(replace(spec, role="mon", networks=["data"],
+                              bind_mounts=[BindMount("/var/run/docker.sock", "/var/run/docker.sock")]))
+    with pytest.raises(ComponentArgsError, match="may not join the edge network"):
+        validate_spec(replace(spec, role="mon", networks=["edge"]))
+    with pytest.raises(ComponentArgsError, match="data stores may not join the egress network"):
+        validate_spec(replace(spec, role="ds", networks=["data", "egress"]))

@@ -7,8 +7,11 @@ import pytest
 from infra.settings import SettingsError, check_config_keys, parse_settings
 from infra.stackconfig import check_secret_value
 
+MONITORING = {"email": {"to": "oncall@example.com", "from_address": "am@example.com", "smarthost": "smtp.example.com:587",
+                        "auth_username": "am@example.com"},
+              "slack": {"channel": "#alerts"}}
 BASE = {"environment": "prod", "public_hosts": ["orchestration.example.com"],
-        "registry": "registry.internal/orchestration", "app_version": "1.0.0"}
+        "registry": "registry.internal/orchestration", "app_version": "1.0.0", "monitoring": MONITORING}
 
 
 def test_environment_defaults_apply_under_the_stack_values():
@@ -42,6 +45,11 @@ def test_environment_defaults_apply_under_the_stack_values():
     ({"tls": {"validity_days": 1000}}, "platform:settings.tls.validity_days: Input should be less than or equal to 366"),
     ({"docker_host": "http://x"}, "platform:settings.docker_host"),
     ({"environment": "production"}, "platform:settings.environment: allowed: prod, staging, dev"),
+    ({"monitoring": {**MONITORING, "alerts": {"error_rate_ratio": 2}}}, "platform:settings.monitoring.alerts.error_rate_ratio"),
+    ({"monitoring": {**MONITORING, "slack": {"chanel": "#x"}}},
+     "platform:settings.monitoring.slack.chanel: unknown key; allowed: channel, critical_channel"),
+    ({"edge": {"api_burst": -1}}, "platform:settings.edge.api_burst: Input should be greater than or equal to 0"),
+    ({"grafana_root_url": "http://grafana"}, "platform:settings.grafana_root_url"),
 ])
 def test_bad_settings_name_file_key_and_rule(override, message):
     raw = {**BASE, **override}
@@ -52,7 +60,7 @@ def test_bad_settings_name_file_key_and_rule(override, message):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("key", ["app_version", "registry", "public_hosts"])
+@pytest.mark.parametrize("key", ["app_version", "registry", "public_hosts", "monitoring"])
 def test_missing_required_key(key):
     raw = {k: v for k, v in BASE.items() if k != key}
     with pytest.raises(SettingsError, match=f"platform:settings.{key}: required key is missing"):

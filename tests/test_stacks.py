@@ -16,7 +16,8 @@ STACKS = ["dev", "staging", "prod"]
 CONTAINER = "docker:index/container:Container"
 COMPONENTS = {"platform:index:Network", "platform:index:Secrets", "platform:index:Tls", "platform:index:Postgres",
               "platform:index:Redis", "platform:index:Kafka", "platform:index:ClickHouse",
-              "platform:index:AppService", "platform:index:WorkerPool", "platform:index:LoadBalancer"}
+              "platform:index:AppService", "platform:index:WorkerPool", "platform:index:LoadBalancer",
+              "platform:index:Monitoring"}
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -35,7 +36,8 @@ def test_every_component_and_container_is_planned(stack_run):
     gateways = {"dev": ["api-gateway"], "staging": ["api-gateway-1", "api-gateway-2"],
                 "prod": ["api-gateway-1", "api-gateway-2"]}[stack]
     expected = {"postgres", "redis", "kafka", "clickhouse", "orchestrator", "log-aggregator", "query-service",
-                "load-balancer",
+                "load-balancer", "prometheus", "alertmanager", "grafana", "blackbox-exporter", "node-exporter",
+                "postgres-exporter", "redis-exporter", "kafka-exporter",
                 *gateways, *[f"worker-{i}" for i in range(1, expected_workers + 1)]}
     assert set(containers(run)) == expected
     assert all(r.parent for r in run.resources if r.custom), "every resource belongs to a component"

@@ -1,0 +1,209 @@
+"""The Monitoring component: Prometheus, Alertmanager, Grafana and the exporters the alerts need."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
+
+import pulumi
+
+from components.monitoring.model import MonitoringConfig
+from components.monitoring.render import (
+    load_dashboards,
+    render_alert_rules,
+    render_alertmanager_config,
+    render_blackbox_config,
+    render_grafana_dashboard_provider,
+    render_grafana_datasources,
+    render_prometheus_config,
+)
+from components.monitoring.runtime import alertmanager_args, grafana_environment, prometheus_args
+from components.monitoring.targets import ScrapeTarget, exporter_targets
+from components.runtime import Runtime
+from components.spec import (
+    BindMount,
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    VolumeMount,
+    validate_spec,
+)
+
+NOBODY = "65534:65534"
+SECRETS_DIR = "/run/secrets"
+PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
+RULES_FILE = "/etc/prometheus/rules/alerts.yml"
+ALERTMANAGER_CONFIG = "/etc/alertmanager/alertmanager.yml"
+BLACKBOX_CONFIG = "/etc/blackbox_exporter/config.yml"
+DASHBOARDS_DIR = "/etc/grafana/dashboards"
+IMAGE_KEYS = ("prometheus", "alertmanager", "grafana", "blackbox_exporter", "node_exporter", "postgres_exporter",
+              "redis_exporter", "kafka_exporter")
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """What the data-store exporters need to log in; passwords are Pulumi secrets."""
+
+    postgres_dsn: str
+    """host:port/database?options, without credentials."""
+    postgres_user: str
+    postgres_password: pulumi.Input[str]
+    redis_address: str
+    redis_password: pulumi.Input[str]
+    kafka_bootstrap: str
+    kafka_user: str
+    kafka_password: pulumi.Input[str]
+
+
+class MonitoringArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    config: MonitoringConfig
+    images: Mapping[str, str]
+    """Pinned images by IMAGE_KEYS."""
+    app_targets: Sequence[ScrapeTarget]
+    """One per app container: every service in the stack is scraped without further edits."""
+    probe_urls: Sequence[str]
+    grafana_root_url: str
+    grafana_admin_password: pulumi.Input[str]
+    grafana_secret_key: pulumi.Input[str]
+    stores: StoreAccess
+    alert_smtp_password: NotRequired[pulumi.Input[str]]
+    alert_slack_webhook_url: NotRequired[pulumi.Input[str]]
+
+
+def _secret_file(name: str, content: pulumi.Input[str]) -> FileSpec:
+    return FileSpec(f"{SECRETS_DIR}/{name}", content, secret=True)
+
+
+def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
+    """Every monitoring container and the rendered prometheus.yml; pure, raises ComponentArgsError."""
+    for key in ("runtime", "networks", "config", "images", "app_targets", "probe_urls", "grafana_root_url",
+                "grafana_admin_password", "grafana_secret_key", "stores"):
+        if args.get(key) is None:
+            raise ComponentArgsError(f"Monitoring: missing required arg {key!r}")
+    missing_images = [key for key in IMAGE_KEYS if not args["images"].get(key)]
+    if missing_images:
+        raise ComponentArgsError(f"Monitoring: images: missing {missing_images}")
+    config, images, stores = args["config"], args["images"], args["stores"]
+    targets = [*args["app_targets"], *exporter_targets()]
+    try:
+        prometheus_yml = render_prometheus_config(
+            targets, config, alertmanager_address="alertmanager:9093", rule_files=[RULES_FILE],
+            probe_urls=list(args["probe_urls"]), blackbox_address="blackbox-exporter:9115")
+        alertmanager_yml = render_alertmanager_config(
+            config, smtp_password_file=f"{SECRETS_DIR}/smtp_password",
+            slack_webhook_file=f"{SECRETS_DIR}/slack_webhook_url")
+        grafana_env = grafana_environment(
+            root_url=args["grafana_root_url"], admin_password_file=f"{SECRETS_DIR}/grafana_admin_password",
+            secret_key_file=f"{SECRETS_DIR}/grafana_secret_key")
+    except ValueError as exc:
+        raise ComponentArgsError(f"Monitoring: {exc}") from None
+
+    alert_secrets = [_secret_file(name, args[key]) for name, key in
+                     (("smtp_password", "alert_smtp_password"), ("slack_webhook_url", "alert_slack_webhook_url"))
+                     if args.get(key) is not None]
+    redis_password_map = pulumi.Output.json_dumps({f"redis://{stores.redis_address}": stores.redis_password})
+    specs = [
+        ContainerSpec(
+            service="prometheus", role="mon", image=images["prometheus"], networks=["app", "data"],
+            memory_mb=1024, cpus=1.0, user=NOBODY,
+            command=prometheus_args(config, config_file=PROMETHEUS_CONFIG, storage_path="/prometheus"),
+            files=[FileSpec(PROMETHEUS_CONFIG, prometheus_yml), FileSpec(RULES_FILE, render_alert_rules(config))],
+            volumes=[VolumeMount("prometheus-data", "/prometheus")],
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9090/-/healthy"]),
+        ),
+        ContainerSpec(
+            service="alertmanager", role="mon", image=images["alertmanager"], networks=["app", "egress"],
+            memory_mb=256, cpus=0.25, user=NOBODY,
+            command=alertmanager_args(config_file=ALERTMANAGER_CONFIG, storage_path="/alertmanager"),
+            files=[FileSpec(ALERTMANAGER_CONFIG, alertmanager_yml), *alert_secrets],
+            volumes=[VolumeMount("alertmanager-data", "/alertmanager")],
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9093/-/healthy"]),
+        ),
+        ContainerSpec(
+            service="grafana", role="mon", image=images["grafana"], networks=["app"],
+            memory_mb=512, cpus=0.5, user="472:0",
+            env={**grafana_env, "GF_SECURITY_ADMIN_USER": "platform-admin"},
+            files=[
+                _secret_file("grafana_admin_password", args["grafana_admin_password"]),
+                _secret_file("grafana_secret_key", args["grafana_secret_key"]),
+                FileSpec("/etc/grafana/provisioning/datasources/prometheus.yaml", render_grafana_datasources(
+                    "http://prometheus:9090", scrape_interval=config.scrape_interval)),
+                FileSpec("/etc/grafana/provisioning/dashboards/platform.yaml",
+                         render_grafana_dashboard_provider(DASHBOARDS_DIR)),
+                *[FileSpec(f"{DASHBOARDS_DIR}/{name}", text) for name, text in load_dashboards().items()],
+            ],
+            volumes=[VolumeMount("grafana-data", "/var/lib/grafana")],
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:3000/api/health"]),
+        ),
+        ContainerSpec(
+            service="blackbox-exporter", role="mon", image=images["blackbox_exporter"], networks=["app", "egress"],
+            memory_mb=64, cpus=0.1, user=NOBODY,
+            command=[f"--config.file={BLACKBOX_CONFIG}"],
+            files=[FileSpec(BLACKBOX_CONFIG, render_blackbox_config())],
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9115/-/healthy"]),
+        ),
+        ContainerSpec(
+            service="node-exporter", role="mon", image=images["node_exporter"], networks=["data"],
+            memory_mb=64, cpus=0.1, user=NOBODY,
+            command=["--path.rootfs=/host"], bind_mounts=[BindMount("/", "/host")],
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9100/metrics"]),
+        ),
+        ContainerSpec(
+            service="postgres-exporter", role="mon", image=images["postgres_exporter"], networks=["data"],
+            memory_mb=64, cpus=0.1, user=NOBODY,
+            env={"DATA_SOURCE_URI": stores.postgres_dsn, "DATA_SOURCE_USER": stores.postgres_user,
+                 "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/postgres_password"},
+            files=[_secret_file("postgres_password", stores.postgres_password)],
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9187/metrics"]),
+        ),
+        ContainerSpec(
+            service="redis-exporter", role="mon", image=images["redis_exporter"], networks=["data"],
+            memory_mb=64, cpus=0.1, user=NOBODY,
+            # The exporter's password file is a JSON map from address to password, not a bare password.
+            env={"REDIS_ADDR": f"redis://{stores.redis_address}",
+                 "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis_passwords.json"},
+            files=[_secret_file("redis_passwords.json", redis_password_map)],
+            healthcheck=Healthcheck(["CMD", "/redis_exporter", "--version"]),
+        ),
+        ContainerSpec(
+            service="kafka-exporter", role="mon", image=images["kafka_exporter"], networks=["data"],
+            memory_mb=128, cpus=0.1, user=NOBODY,
+            # Read the SASL password from its file at start, so it is not in the container's inspectable command.
+            entrypoint=["/bin/sh", "-c", (
+                f"exec kafka_exporter --kafka.server={stores.kafka_bootstrap} --sasl.enabled "
+                f"--sasl.mechanism=plain --sasl.username={stores.kafka_user} "
+                f"--sasl.password=\"$(cat {SECRETS_DIR}/kafka_password)\"")],
+            files=[_secret_file("kafka_password", stores.kafka_password)],
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9308/metrics"]),
+        ),
+    ]
+    return [validate_spec(spec) for spec in specs], prometheus_yml
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Prometheus, Alertmanager, Grafana and exporters, on internal networks, publishing nothing."""
+
+    prometheus_config: pulumi.Output[str]
+    scrape_jobs: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        specs, prometheus_yml = monitoring_specs(args)
+        super().__init__("platform:index:Monitoring", name, {}, opts)
+        if args.get("alert_smtp_password") is None or args.get("alert_slack_webhook_url") is None:
+            pulumi.log.warn("Monitoring: platform:alertSmtpPassword or platform:alertSlackWebhookUrl is not set; "
+                            "Alertmanager cannot deliver notifications until both are set as config secrets",
+                            resource=self)
+        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self) for spec in specs]
+        self.prometheus_config = pulumi.Output.from_input(prometheus_yml)
+        jobs = sorted({target.job for target in args["app_targets"]} | {t.job for t in exporter_targets()})
+        self.scrape_jobs = pulumi.Output.from_input(jobs)
+        self.register_outputs({"prometheus_config": self.prometheus_config, "scrape_jobs": self.scrape_jobs})
+
+
+def app_scrape_targets(service: str, hostnames: Sequence[str], port: int, metrics_path: str) -> list[ScrapeTarget]:
+    return [ScrapeTarget(service, f"{host}:{port}", metrics_path, {"service": service}) for host in hostnames]
+
