@@ -10,7 +10,7 @@ import pulumi
 
 from components.datastores import kafka_jaas
 from components.runtime import Runtime
-from components.spec import ComponentArgsError, ContainerSpec, Healthcheck, validate_spec
+from components.spec import FILES_DIR, ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, validate_spec
 
 Dependency = Literal["postgres", "redis", "kafka", "clickhouse", "jwt"]
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
@@ -20,6 +20,7 @@ HEALTH_PATH = "/actuator/health"
 # Only what monitoring and the load balancer need; never env, heapdump, loggers or shutdown.
 ACTUATOR_EXPOSURE = "health,info,prometheus"
 APP_USER = "10001:10001"
+SECRETS_DIR = f"{FILES_DIR}/secrets"
 # Heap relative to the container limit leaves room for metaspace, threads and direct buffers.
 JAVA_OPTIONS = "-XX:MaxRAMPercentage=75.0 -XX:+ExitOnOutOfMemoryError"
 
@@ -62,26 +63,27 @@ class AppServiceArgs(TypedDict):
 
 def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle: int
                     ) -> tuple[dict[str, str], dict[str, pulumi.Input[str]]]:
+    """Connection settings as env, and credentials by Spring property name (files in SECRETS_DIR)."""
     env: dict[str, str] = {}
     secret: dict[str, pulumi.Input[str]] = {}
     if "postgres" in needs:
         env |= {"SPRING_DATASOURCE_URL": c.postgres_url, "SPRING_DATASOURCE_USERNAME": c.postgres_user,
                 "SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE": str(pool),
                 "SPRING_DATASOURCE_HIKARI_MINIMUM_IDLE": str(idle)}
-        secret["SPRING_DATASOURCE_PASSWORD"] = c.postgres_password
+        secret["spring.datasource.password"] = c.postgres_password
     if "redis" in needs:
         env |= {"SPRING_DATA_REDIS_HOST": c.redis_host, "SPRING_DATA_REDIS_PORT": "6379"}
-        secret["SPRING_DATA_REDIS_PASSWORD"] = c.redis_password
+        secret["spring.data.redis.password"] = c.redis_password
     if "kafka" in needs:
         env |= {"SPRING_KAFKA_BOOTSTRAP_SERVERS": c.kafka_bootstrap,
                 "SPRING_KAFKA_PROPERTIES_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
                 "SPRING_KAFKA_PROPERTIES_SASL_MECHANISM": "PLAIN"}
-        secret["SPRING_KAFKA_PROPERTIES_SASL_JAAS_CONFIG"] = kafka_jaas(c.kafka_password)
+        secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(c.kafka_password)
     if "clickhouse" in needs:
         env |= {"CLICKHOUSE_URL": c.clickhouse_url, "CLICKHOUSE_USER": c.clickhouse_user}
-        secret["CLICKHOUSE_PASSWORD"] = c.clickhouse_password
+        secret["clickhouse.password"] = c.clickhouse_password
     if "jwt" in needs:
-        secret["JWT_SECRET"] = c.jwt_secret
+        secret["jwt.secret"] = c.jwt_secret
     return env, secret
 
 
@@ -103,7 +105,7 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
     pool, idle = args.get("db_pool_size", 10), args.get("db_pool_min_idle", 2)
     if not 0 <= idle <= pool:
         raise ComponentArgsError(f"{where}: db_pool_min_idle must be between 0 and db_pool_size ({pool})")
-    dependency_env, secret_env = _dependency_env(args["needs"], args["connections"], pool, idle)
+    dependency_env, credentials = _dependency_env(args["needs"], args["connections"], pool, idle)
     swagger = "true" if args["swagger_enabled"] else "false"
     env = {
         "SPRING_APPLICATION_NAME": service,
@@ -118,6 +120,8 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
         "MANAGEMENT_METRICS_TAGS_APPLICATION": service,
         "MANAGEMENT_METRICS_DISTRIBUTION_PERCENTILES_HISTOGRAM_HTTP_SERVER_REQUESTS": "true",
         "JAVA_TOOL_OPTIONS": JAVA_OPTIONS,
+        # Credentials are files named by property (Spring's config tree), never env: `docker inspect` shows env.
+        "SPRING_CONFIG_IMPORT": f"optional:configtree:{SECRETS_DIR}/",
         **dependency_env,
         **args.get("extra_env", {}),
     }
@@ -125,7 +129,8 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
         service=service, role="app", image=args["image"],
         networks=["app", "data"] if set(args["needs"]) - {"jwt"} else ["app"],
         memory_mb=args["memory_mb"], cpus=args["cpus"], replicas=args.get("replicas", 1),
-        env=env, secret_env=secret_env,
+        env=env,
+        files=[FileSpec(f"{SECRETS_DIR}/{prop}", value, secret=True) for prop, value in credentials.items()],
         healthcheck=Healthcheck(["CMD", "curl", "-fsS", f"http://127.0.0.1:{APP_PORT}{HEALTH_PATH}"],
                                 start_period="90s"),
         tmpfs={"/tmp": "rw,noexec,nosuid,size=128m"},

@@ -9,6 +9,7 @@ import pulumi
 
 from components.runtime import Runtime
 from components.spec import (
+    FILES_DIR,
     ComponentArgsError,
     ContainerSpec,
     FileSpec,
@@ -59,8 +60,9 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         env={"POSTGRES_USER": args["user"], "POSTGRES_DB": args["database"],
              "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256 --auth-local=scram-sha-256",
-             "POSTGRES_HOST_AUTH_METHOD": "scram-sha-256", "PGDATA": "/var/lib/postgresql/data/pgdata"},
-        secret_env={"POSTGRES_PASSWORD": args["password"]},
+             "POSTGRES_HOST_AUTH_METHOD": "scram-sha-256", "PGDATA": "/var/lib/postgresql/data/pgdata",
+             "POSTGRES_PASSWORD_FILE": f"{FILES_DIR}/secrets/postgres_password"},
+        files=[FileSpec(f"{FILES_DIR}/secrets/postgres_password", args["password"], secret=True)],
         healthcheck=Healthcheck(["CMD-SHELL", f"pg_isready -h 127.0.0.1 -U {args['user']} -d {args['database']}"]),
         volumes=[VolumeMount("postgres-data", "/var/lib/postgresql/data")],
         tmpfs={"/var/run/postgresql": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},
@@ -71,7 +73,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
 
 def redis_spec(args: DataStoreArgs) -> ContainerSpec:
     _require("Redis", args)
-    conf_path = "/usr/local/etc/redis/redis.conf"
+    conf_path = f"{FILES_DIR}/redis.conf"
     # The password lives in a config file, not on the command line where `docker inspect` shows it.
     config = pulumi.Output.concat(
         "requirepass ", args["password"], "\n",

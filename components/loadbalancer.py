@@ -9,16 +9,24 @@ import pulumi
 
 from components.edge import EdgeConfig, render_nginx_conf
 from components.runtime import Deployment, Runtime
-from components.spec import ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, Port, validate_spec
+from components.spec import (
+    FILES_DIR,
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    Port,
+    validate_spec,
+)
 
-CONF_PATH = "/etc/nginx/nginx.conf"
-CERT_PATH = "/etc/nginx/tls/fullchain.pem"
-KEY_PATH = "/etc/nginx/tls/privkey.pem"
+CONF_PATH = f"{FILES_DIR}/nginx.conf"
+CERT_PATH = f"{FILES_DIR}/tls/fullchain.pem"
+KEY_PATH = f"{FILES_DIR}/tls/privkey.pem"
 # Unprivileged ports inside the container, so nginx runs as its own user with no capabilities at all.
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
-# The official image's nginx user, in group root so it can read the key uploaded as root:root 0440.
-NGINX_USER = "101:0"
+# The official image's nginx user; the key is uploaded owned by it, mode 0400.
+NGINX_USER = "101:101"
 
 
 class LoadBalancerArgs(TypedDict):
@@ -57,9 +65,9 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
     spec = ContainerSpec(
         service="load-balancer", role="lb", image=args["image"], networks=["edge", "app"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
-        command=["nginx", "-g", "daemon off;"],
+        command=["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
         files=[FileSpec(CONF_PATH, conf), FileSpec(CERT_PATH, args["certificate_pem"]),
-               FileSpec(KEY_PATH, args["private_key_pem"], secret=True, mode=0o440)],
+               FileSpec(KEY_PATH, args["private_key_pem"], secret=True)],
         ports=[Port(HTTP_PORT, 80, bind), Port(HTTPS_PORT, 443, bind)],
         healthcheck=Healthcheck(
             ["CMD-SHELL", f"curl -so /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/ | grep -q 301"],

@@ -7,6 +7,7 @@ component changes when the runtime does.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,7 +15,7 @@ from typing import Protocol
 import pulumi
 import pulumi_docker as docker
 
-from components.spec import ContainerSpec, NetworkName, validate_spec
+from components.spec import FILES_DIR, ContainerSpec, NetworkName, validate_spec
 
 # Docker's default capability set minus all of it: every spec starts from nothing and adds back.
 DROP_ALL = ["ALL"]
@@ -66,27 +67,79 @@ class DockerRuntime:
                                         opts=self._opts(parent, retain_on_delete=True))
             for mount in spec.volumes
         }
+        files_mount: list[docker.ContainerVolumeArgs] = []
+        if spec.read_only and spec.files:
+            files_volume, seed = self._seed_files(spec, image, owner, parent)
+            files_mount = [docker.ContainerVolumeArgs(volume_name=files_volume.name, container_path=FILES_DIR,
+                                                      read_only=True)]
+            depends_on = [*depends_on, seed]
         hostnames = [spec.service] if spec.replicas == 1 else [f"{spec.service}-{i}" for i in range(1, spec.replicas + 1)]
         containers = [
-            self._container(spec, hostname, image, volumes, networks, owner, parent, depends_on)
+            self._container(spec, hostname, image, volumes, files_mount, networks, owner, parent, depends_on)
             for hostname in hostnames
         ]
         return Deployment(hostnames, containers)
 
-    def _container(self, spec: ContainerSpec, hostname: str, image: docker.RemoteImage,
-                   volumes: dict[str, docker.Volume], networks: dict[str, pulumi.Resource], owner: str,
-                   parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource]) -> docker.Container:
-        envs = [f"{key}={value}" for key, value in spec.env.items() if isinstance(value, str)]
-        envs += [pulumi.Output.concat(key, "=", value) for key, value in spec.env.items() if not isinstance(value, str)]
-        envs += [pulumi.Output.secret(pulumi.Output.concat(key, "=", value)) for key, value in spec.secret_env.items()]
-        uploads = [
+    def _uploads(self, spec: ContainerSpec) -> list[docker.ContainerUploadArgs]:
+        uid, _, gid = (spec.user or "").partition(":")
+        return [
             docker.ContainerUploadArgs(
                 file=f.path,
                 content=pulumi.Output.secret(f.content) if f.secret else f.content,
-                permissions=f"0{f.mode:o}",
+                # Secrets are for the service's own user; without one, the image's entrypoint steps down
+                # from root to a user of its own, which must still read them.
+                permissions="0400" if f.secret and uid else "0444",
+                owner=uid or None,
+                group=(gid or uid) or None,
             )
             for f in spec.files
         ]
+
+    def _seed_files(self, spec: ContainerSpec, image: docker.RemoteImage, owner: str,
+                    parent: pulumi.Resource) -> tuple[docker.Volume, docker.Container]:
+        """A volume holding the spec's files, filled through a container that is created and never started.
+
+        Docker copies into a container only through a writable root, so the service itself (read-only) cannot
+        receive uploads; this never-started container takes them onto the volume the service mounts read-only.
+        """
+        volume = docker.Volume(f"{owner}-{spec.service}-files", name=f"{self.name_prefix}-{spec.service}-files",
+                               labels=[docker.VolumeLabelArgs(label="platform.service", value=spec.service)],
+                               opts=self._opts(parent))
+        seed = docker.Container(
+            f"{owner}-{spec.service}-files",
+            name=f"{self.name_prefix}-{spec.service}-files",
+            image=image.image_id,
+            start=False,
+            must_run=False,
+            network_mode="none",
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=FILES_DIR)],
+            uploads=self._uploads(spec),
+            labels=[
+                docker.ContainerLabelArgs(label="platform.role", value=spec.role),
+                docker.ContainerLabelArgs(label="platform.service", value=spec.service),
+                docker.ContainerLabelArgs(label="platform.purpose", value="files"),
+            ],
+            opts=self._opts(parent, delete_before_replace=True),
+        )
+        return volume, seed
+
+    def _container(self, spec: ContainerSpec, hostname: str, image: docker.RemoteImage,
+                   volumes: dict[str, docker.Volume], files_mount: list[docker.ContainerVolumeArgs],
+                   networks: dict[str, pulumi.Resource], owner: str, parent: pulumi.Resource,
+                   depends_on: Sequence[pulumi.Resource]) -> docker.Container:
+        envs = [f"{key}={value}" for key, value in spec.env.items() if isinstance(value, str)]
+        envs += [pulumi.Output.concat(key, "=", value) for key, value in spec.env.items() if not isinstance(value, str)]
+        envs += [pulumi.Output.secret(pulumi.Output.concat(key, "=", value)) for key, value in spec.secret_env.items()]
+        labels = [
+            docker.ContainerLabelArgs(label="platform.role", value=spec.role),
+            docker.ContainerLabelArgs(label="platform.service", value=spec.service),
+        ]
+        if files_mount:
+            # The files live on a volume, not in this container's definition: a digest of them makes a changed
+            # file replace the container, so the service restarts on the new configuration.
+            digest = pulumi.Output.all(*[f.content for f in spec.files]).apply(
+                lambda contents: hashlib.sha256("\0".join(contents).encode()).hexdigest())
+            labels.append(docker.ContainerLabelArgs(label="platform.files-digest", value=digest))
         check = spec.healthcheck
         return docker.Container(
             f"{owner}-{hostname}",
@@ -119,21 +172,18 @@ class DockerRuntime:
                 for name in spec.networks
             ],
             volumes=[
-                docker.ContainerVolumeArgs(volume_name=volumes[m.volume].name, container_path=m.path,
-                                           read_only=m.read_only)
-                for m in spec.volumes
+                *[docker.ContainerVolumeArgs(volume_name=volumes[m.volume].name, container_path=m.path,
+                                             read_only=m.read_only) for m in spec.volumes],
+                *files_mount,
             ] or None,
             mounts=[docker.ContainerMountArgs(type="bind", source=m.source, target=m.target, read_only=True,
                                               bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave"))
                     for m in spec.bind_mounts] or None,
-            uploads=uploads or None,
+            uploads=None if files_mount else (self._uploads(spec) or None),
             ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip) for p in spec.ports]
             or None,
             ulimits=[docker.ContainerUlimitArgs(name=k, soft=v, hard=v) for k, v in spec.ulimits.items()] or None,
-            labels=[
-                docker.ContainerLabelArgs(label="platform.role", value=spec.role),
-                docker.ContainerLabelArgs(label="platform.service", value=spec.service),
-            ],
+            labels=labels,
             opts=self._opts(parent, delete_before_replace=True, depends_on=list(depends_on) or None,
                             additional_secret_outputs=["envs"] if spec.secret_env else None),
         )

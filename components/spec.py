@@ -18,6 +18,12 @@ Role = Literal["app", "ds", "mon", "lb"]
 NetworkName = Literal["edge", "app", "data", "egress"]
 
 
+# Where a read-only container finds the files it is given. pulumi-docker copies uploads through the
+# container's root ("/"), which Docker refuses for a read-only root filesystem, so these files reach the
+# container on a volume mounted read-only here (see DockerRuntime).
+FILES_DIR = "/etc/platform"
+
+
 class ComponentArgsError(ValueError):
     """A component was given arguments it cannot honour; raised before any child is registered."""
 
@@ -52,7 +58,7 @@ class FileSpec:
     path: str
     content: pulumi.Input[str]
     secret: bool = False
-    mode: int = 0o444
+    """Secret content stays a Pulumi secret, and is readable only by the container's user when it has one."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,11 @@ def validate_spec(spec: ContainerSpec) -> ContainerSpec:
         raise ComponentArgsError(f"{where}: healthcheck.test must start with CMD or CMD-SHELL")
     if spec.user in ("root", "0", "0:0"):
         raise ComponentArgsError(f"{where}: user must not be root")
+    if spec.read_only:
+        outside = [f.path for f in spec.files if not f.path.startswith(FILES_DIR + "/")]
+        if outside:
+            raise ComponentArgsError(f"{where}: files: a read-only container's files must be under {FILES_DIR}/, "
+                                     f"not {outside}")
     clash = set(spec.env) & set(spec.secret_env)
     if clash:
         raise ComponentArgsError(f"{where}: env and secret_env both set {sorted(clash)}")

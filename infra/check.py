@@ -67,6 +67,8 @@ class Report:
     violations: list[dict[str, Any]] = field(default_factory=list)
     unknown: list[dict[str, Any]] = field(default_factory=list)
     waived: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+    """The file results point at in SARIF: the stack's Pulumi.<stack>.yaml or the state export."""
 
     @property
     def stack_urn(self) -> str:
@@ -124,31 +126,29 @@ def load_state(path: Path, stack: str) -> ProgramRun:
     """A `pulumi stack export` file as a ProgramRun (state holds no unknowns; secrets stay unreadable)."""
     try:
         data = json.loads(path.read_text())
-        resources = (data.get("deployment") or data)["resources"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise ProgramInputError(f"--state {path}: not a `pulumi stack export` file ({error})") from None
-    registrations, outputs, project = [], {}, ""
-    for entry in resources or []:
-        urn = entry["urn"]
-        project = urn.split("::")[1] if urn.count("::") >= 2 else project
-        if entry["type"] == STACK_TYPE:
-            outputs = _state_value(entry.get("outputs") or {})
-            continue
-        registrations.append(
+        entries = (data.get("deployment") or data)["resources"] or []
+        stack_urns = {e["urn"] for e in entries if e["type"] == STACK_TYPE}
+        registrations = [
             Registration(
-                urn=urn,
-                type=entry["type"],
-                name=urn.rsplit("::", 1)[-1],
-                parent=entry.get("parent"),
-                custom=bool(entry.get("custom")),
-                inputs=_state_value(entry.get("inputs") or {}),
-                outputs=_state_value(entry.get("outputs") or {}),
-                provider=entry.get("provider"),
-                dependencies=list(entry.get("dependencies") or []),
-                protect=bool(entry.get("protect")),
-                additional_secret_outputs=list(entry.get("additionalSecretOutputs") or []),
+                urn=e["urn"],
+                type=e["type"],
+                name=e["urn"].rsplit("::", 1)[-1],
+                parent=None if e.get("parent") in stack_urns else e.get("parent"),
+                custom=bool(e.get("custom")),
+                inputs=_state_value(e.get("inputs") or {}),
+                outputs=_state_value(e.get("outputs") or {}),
+                provider=e.get("provider"),
+                dependencies=list(e.get("dependencies") or []),
+                protect=bool(e.get("protect")),
+                additional_secret_outputs=list(e.get("additionalSecretOutputs") or []),
             )
-        )
+            for e in entries
+            if e["type"] != STACK_TYPE
+        ]
+        outputs = next((_state_value(e.get("outputs") or {}) for e in entries if e["type"] == STACK_TYPE), {})
+        project = entries[0]["urn"].split("::")[1] if entries else ""
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError, IndexError) as error:
+        raise ProgramInputError(f"--state {path}: not a `pulumi stack export` file ({error!r})") from None
     return ProgramRun(project, stack, registrations, outputs)
 
 
@@ -163,6 +163,19 @@ def load_levels(config_path: Path | None) -> dict[str, tuple[str, dict[str, Any]
 # --- evaluation through the SDK servicer ---------------------------------------------------------------
 
 
+def _propagate_unknowns(value: Any) -> Any:
+    """A string built from an unknown is unknown: under mocks an encrypted config value reaches the program
+    as the sentinel string, and `apply` then embeds it ("JWT_SECRET=04da6b54-..."), where the engine would
+    hand the policy an unknown."""
+    if isinstance(value, str):
+        return UNKNOWN if UNKNOWN in value else value
+    if isinstance(value, dict):
+        return {k: _propagate_unknowns(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_propagate_unknowns(v) for v in value]
+    return value
+
+
 def _options(resource: Registration) -> Any:
     return proto.AnalyzerResourceOptions(
         protect=resource.protect,
@@ -171,7 +184,9 @@ def _options(resource: Registration) -> Any:
     )
 
 
-def evaluate(run: ProgramRun, config_path: Path | None, split_by_type: bool = True) -> Report:
+def evaluate(
+    run: ProgramRun, config_path: Path | None, split_by_type: bool = True, source: str = ""
+) -> Report:
     """Every resource through `Analyze` (its inputs) and the stack through `AnalyzeStack` (outputs).
 
     With `split_by_type`, a resource is offered only to the policies in scope for it (its type, and the
@@ -207,13 +222,15 @@ def evaluate(run: ProgramRun, config_path: Path | None, split_by_type: bool = Tr
         str(config_path) if config_path else None,
         run.resources,
         {name: level for name, (level, _) in resolved.items()},
+        source=source or f"Pulumi.{run.stack}.yaml",
     )
     by_urn = {r.urn: r for r in run.resources}
     for resource in run.resources:
         if not resource.custom:
             continue
+        inputs = _propagate_unknowns(resource.inputs)
         if split_by_type:
-            props = unknown_checking_proxy(deserialize_properties(resource.inputs))
+            props = unknown_checking_proxy(deserialize_properties(inputs))
             names = frozenset(
                 name
                 for name, rule in rules.items()
@@ -227,13 +244,13 @@ def evaluate(run: ProgramRun, config_path: Path | None, split_by_type: bool = Tr
         request = proto.AnalyzeRequest(
             type=resource.type, urn=resource.urn, name=resource.name, options=_options(resource)
         )
-        request.properties.update(resource.inputs)
+        request.properties.update(inputs)
         provider = by_urn.get((resource.provider or "").rsplit("::", 1)[0])
         if provider is not None:
             request.provider.CopyFrom(
                 proto.AnalyzerProviderResource(type=provider.type, urn=provider.urn, name=provider.name)
             )
-            request.provider.properties.update(provider.outputs)
+            request.provider.properties.update(_propagate_unknowns(provider.outputs))
         _collect(report, rules, servicer.Analyze(request, None), resource.urn)
 
     stack_types = {t for rule in rules.values() if rule.kind != "resource" for t in rule.types}
@@ -249,7 +266,7 @@ def evaluate(run: ProgramRun, config_path: Path | None, split_by_type: bool = Tr
             dependencies=resource.dependencies,
             options=_options(resource),
         )
-        entry.properties.update(resource.outputs)
+        entry.properties.update(_propagate_unknowns(resource.outputs))
     stack_policies = frozenset(name for name, rule in rules.items() if rule.kind != "resource")
     servicer = servicer_for(stack_policies if split_by_type else every_policy)
     if servicer is not None:
@@ -432,13 +449,14 @@ def sarif_report(report: Report, rules: list[Rule]) -> dict[str, Any]:
             "message": {"text": message},
             "locations": [
                 {
+                    "physicalLocation": {"artifactLocation": {"uri": report.source}},
                     "logicalLocations": [
                         {
                             "fullyQualifiedName": resource,
                             "kind": "resource",
                             "name": resource.rsplit("::", 1)[-1],
                         }
-                    ]
+                    ],
                 }
             ],
         }
@@ -566,11 +584,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     config_path = Path(args.policy_config) if args.policy_config else default_path(args.stack)
     if config_path is not None and not config_path.is_file():
         raise ProgramInputError(f"--policy-config: {config_path} does not exist")
+    config_path = _relative(config_path) if config_path else None
     load_levels(config_path)  # bad config is exit 2 before the program runs
-    run = load_state(Path(args.state), args.stack) if args.state else run_project(args)
-    report = evaluate(run, config_path)
+    if args.state:
+        run, source = load_state(Path(args.state), args.stack), _relative(Path(args.state))
+    else:
+        run, source = run_project(args), _relative(Path(args.project) / f"Pulumi.{args.stack}.yaml")
+    report = evaluate(run, config_path, source=str(source))
     print(render(report, args.format))
     return 1 if report.failed else 0
+
+
+def _relative(path: Path) -> Path:
+    """Paths in reports relative to the working directory when below it (stable across machines)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:

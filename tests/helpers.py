@@ -32,3 +32,20 @@ def secret_env_keys(container_inputs: dict) -> set[str]:
 
 def labels_of(inputs: dict) -> dict[str, str]:
     return {item["label"]: item["value"] for item in inputs.get("labels", [])}
+
+
+CONTAINER = "docker:index/container:Container"
+
+
+def running_containers(resources) -> dict[str, dict]:
+    """Inputs of every container that runs (never-started file carriers excluded), by hostname."""
+    return {r.inputs["hostname"]: r.inputs for r in resources
+            if r.type == CONTAINER and r.inputs.get("start", True) is not False}
+
+
+def files_of(resources, service: str) -> dict[str, dict]:
+    """The upload entries a service's containers receive, by path: from its file carrier when it runs
+    read-only, else from its own container."""
+    return {upload["file"]: upload for r in resources
+            if r.type == CONTAINER and labels_of(r.inputs).get("platform.service") == service
+            for upload in r.inputs.get("uploads", [])}

@@ -12,17 +12,17 @@ from components.datastores import ClickHouse, Kafka, Postgres, Redis
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
-from components.spec import BindMount, ComponentArgsError, Port, validate_spec
+from components.spec import BindMount, ComponentArgsError, FileSpec, Port, validate_spec
 from components.tls import Tls
 from tests.conftest import CountingMocks, deploy, registered
-from tests.helpers import env_of, is_secret, labels_of, reveal, secret_env_keys
+from tests.helpers import env_of, files_of, is_secret, labels_of, reveal, running_containers, secret_env_keys
 
 CONTAINER = "docker:index/container:Container"
 RUNTIME = DockerRuntime(name_prefix="orchestration-test")
 
 
 def by_hostname(run) -> dict[str, dict]:
-    return {r.inputs["hostname"]: r.inputs for r in registered(run, CONTAINER)}
+    return running_containers(run.resources)
 
 
 def network_names(inputs: dict) -> set[str]:
@@ -160,11 +160,15 @@ def test_data_stores_are_hardened_private_and_authenticated():
         assert labels_of(inputs)["platform.role"] == "ds"
         assert inputs["volumes"], "data stores keep their data in named volumes"
         assert "s3cret-from-secrets" not in str([e for e in inputs.get("envs", []) if not is_secret(e)])
-    assert secret_env_keys(found["postgres"]) == {"POSTGRES_PASSWORD"}
-    assert env_of(found["postgres"])["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert secret_env_keys(found["postgres"]) == set()
+    postgres_env = env_of(found["postgres"])
+    assert postgres_env["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    password_file = files_of(run.resources, "postgres")[postgres_env["POSTGRES_PASSWORD_FILE"]]
+    assert is_secret(password_file["content"]) and reveal(password_file["content"]) == "s3cret-from-secrets"
     redis = found["redis"]
     assert "s3cret" not in " ".join(redis["command"])
-    upload = redis["uploads"][0]
+    [upload] = files_of(run.resources, "redis").values()
+    assert redis["command"] == ["redis-server", upload["file"]]
     assert is_secret(upload["content"]) and "requirepass s3cret-from-secrets" in reveal(upload["content"])
     kafka_env = env_of(found["kafka"])
     assert kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].startswith("BROKER:SASL_PLAINTEXT")
@@ -230,8 +234,15 @@ def test_app_service_container_settings():
     assert env["SPRING_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert "MaxRAMPercentage" in env["JAVA_TOOL_OPTIONS"]
     assert "SPRING_DATA_REDIS_HOST" not in env  # only what the service needs
-    assert secret_env_keys(inputs) == {"SPRING_DATASOURCE_PASSWORD", "SPRING_KAFKA_PROPERTIES_SASL_JAAS_CONFIG",
-                                       "JWT_SECRET"}
+    assert secret_env_keys(inputs) == set(), "credentials never travel in env"
+    assert env["SPRING_CONFIG_IMPORT"] == "optional:configtree:/etc/platform/secrets/"
+    credentials = files_of(run.resources, "orchestrator")
+    assert set(credentials) == {"/etc/platform/secrets/spring.datasource.password",
+                                "/etc/platform/secrets/spring.kafka.properties.sasl.jaas.config",
+                                "/etc/platform/secrets/jwt.secret"}
+    assert all(is_secret(f["content"]) and f["permissions"] == "0400" and f["owner"] == "10001"
+               for f in credentials.values())
+    assert reveal(credentials["/etc/platform/secrets/jwt.secret"]["content"]) == "j" * 64
     assert inputs["healthcheck"]["tests"][-1].endswith("/actuator/health")
     assert network_names(inputs) == {"app", "data"}
     assert labels_of(inputs)["platform.role"] == "app"
@@ -296,3 +307,40 @@ def test_only_load_balancer_may_publish_ports_and_nobody_runs_as_root():
         validate_spec(replace(spec, role="mon", networks=["edge"]))
     with pytest.raises(ComponentArgsError, match="data stores may not join the egress network"):
         validate_spec(replace(spec, role="ds", networks=["data", "egress"]))
+
+
+def test_read_only_service_gets_its_files_from_a_volume_filled_by_a_never_started_container():
+    """Docker refuses uploads into a read-only root filesystem, so the files travel on a volume."""
+    run = deploy(with_networks(lambda networks: AppService(
+        "api-gateway", app(networks, service="api-gateway", replicas=2, needs=("jwt",)))))
+    containers = registered(run, CONTAINER)
+    [carrier] = [c for c in containers if c.inputs.get("start") is False]
+    replicas = [c for c in containers if c is not carrier]
+    assert carrier.inputs["mustRun"] is False and carrier.inputs["networkMode"] == "none"
+    assert carrier.inputs.get("readOnly") is not True, "Docker copies uploads only into a writable root"
+    [carrier_volume] = carrier.inputs["volumes"]
+    assert carrier_volume["containerPath"] == "/etc/platform" and not carrier_volume.get("readOnly")
+    for replica in replicas:
+        assert "uploads" not in replica.inputs and replica.inputs["readOnly"] is True
+        assert {"volumeName": carrier_volume["volumeName"], "containerPath": "/etc/platform",
+                "readOnly": True} in replica.inputs["volumes"]
+        assert carrier.urn in replica.dependencies
+        assert "platform.files-digest" in labels_of(reveal(replica.inputs))
+
+
+def test_changed_file_content_changes_the_service_container():
+    def digest(jwt: str) -> str:
+        connections = replace(CONNECTIONS, jwt_secret=jwt)
+        run = deploy(with_networks(lambda networks: AppService(
+            "api-gateway", app(networks, service="api-gateway", needs=("jwt",), connections=connections))))
+        return labels_of(reveal(by_hostname(run)["api-gateway"]))["platform.files-digest"]
+
+    assert digest("a" * 64) != digest("b" * 64)
+    assert digest("a" * 64) == digest("a" * 64)
+
+
+def test_read_only_files_must_live_under_the_files_directory():
+    specs = []
+    deploy(lambda: specs.append(app_spec(app({"app": None, "data": None}))))
+    with pytest.raises(ComponentArgsError, match="must be under /etc/platform/"):
+        validate_spec(replace(specs[0], files=[FileSpec("/app/config.yml", "x")]))

@@ -10,7 +10,7 @@ import pytest
 from infra.cli import REPO_ROOT
 from infra.mockrun import UNKNOWN, load_project, run_program
 from tests.conftest import CountingMocks, registered
-from tests.helpers import env_of, is_secret, labels_of
+from tests.helpers import env_of, files_of, is_secret, labels_of, running_containers
 
 STACKS = ["dev", "staging", "prod"]
 CONTAINER = "docker:index/container:Container"
@@ -26,7 +26,7 @@ def stack_run(request):
 
 
 def containers(run) -> dict[str, dict]:
-    return {r.inputs["hostname"]: r.inputs for r in registered(run, CONTAINER)}
+    return running_containers(run.resources)
 
 
 def test_every_component_and_container_is_planned(stack_run):
@@ -118,10 +118,8 @@ def test_encrypted_credentials_are_used_and_stay_unknown_secrets(tmp_path):
     run = run_program(load_project(_project_with(tmp_path, text), "prod"), "prod")
     generated = {r.name for r in registered(run, "random:index/randomPassword:RandomPassword")}
     assert "secrets-jwt-secret" not in generated and "secrets-postgres-password" in generated
-    gateway = containers(run)["api-gateway-1"]
-    unknown = [item for item in gateway["envs"] if is_secret(item) and item["value"] == UNKNOWN]
-    assert len(unknown) == 1, "JWT_SECRET carries the encrypted value, unknown until deployment"
-    assert not any("JWT_SECRET" in json.dumps(item) for item in gateway["envs"] if not is_secret(item))
+    jwt = files_of(run.resources, "api-gateway")["/etc/platform/secrets/jwt.secret"]
+    assert is_secret(jwt["content"]) and jwt["content"]["value"] == UNKNOWN, "unknown until deployment"
 
 
 def test_unencrypted_credential_in_stack_file_is_refused(tmp_path):

@@ -22,6 +22,7 @@ from components.monitoring.runtime import alertmanager_args, grafana_environment
 from components.monitoring.targets import ScrapeTarget, exporter_targets
 from components.runtime import Runtime
 from components.spec import (
+    FILES_DIR,
     BindMount,
     ComponentArgsError,
     ContainerSpec,
@@ -32,12 +33,13 @@ from components.spec import (
 )
 
 NOBODY = "65534:65534"
-SECRETS_DIR = "/run/secrets"
-PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
-RULES_FILE = "/etc/prometheus/rules/alerts.yml"
-ALERTMANAGER_CONFIG = "/etc/alertmanager/alertmanager.yml"
-BLACKBOX_CONFIG = "/etc/blackbox_exporter/config.yml"
-DASHBOARDS_DIR = "/etc/grafana/dashboards"
+SECRETS_DIR = f"{FILES_DIR}/secrets"
+PROMETHEUS_CONFIG = f"{FILES_DIR}/prometheus.yml"
+RULES_FILE = f"{FILES_DIR}/rules/alerts.yml"
+ALERTMANAGER_CONFIG = f"{FILES_DIR}/alertmanager.yml"
+BLACKBOX_CONFIG = f"{FILES_DIR}/blackbox.yml"
+GRAFANA_PROVISIONING = f"{FILES_DIR}/provisioning"
+DASHBOARDS_DIR = f"{FILES_DIR}/dashboards"
 IMAGE_KEYS = ("prometheus", "alertmanager", "grafana", "blackbox_exporter", "node_exporter", "postgres_exporter",
               "redis_exporter", "kafka_exporter")
 
@@ -88,7 +90,8 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     if missing_images:
         raise ComponentArgsError(f"Monitoring: images: missing {missing_images}")
     config, images, stores = args["config"], args["images"], args["stores"]
-    targets = [*args["app_targets"], *exporter_targets()]
+    targets = [*args["app_targets"], *exporter_targets(),
+               ScrapeTarget("blackbox-exporter", "blackbox-exporter:9115")]
     try:
         prometheus_yml = render_prometheus_config(
             targets, config, alertmanager_address="alertmanager:9093", rule_files=[RULES_FILE],
@@ -126,13 +129,15 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
         ContainerSpec(
             service="grafana", role="mon", image=images["grafana"], networks=["app"],
             memory_mb=512, cpus=0.5, user="472:0",
-            env={**grafana_env, "GF_SECURITY_ADMIN_USER": "platform-admin"},
+            env={**grafana_env, "GF_SECURITY_ADMIN_USER": "platform-admin",
+                 "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING},
+            tmpfs={"/tmp": "rw,noexec,nosuid,size=32m"},
             files=[
                 _secret_file("grafana_admin_password", args["grafana_admin_password"]),
                 _secret_file("grafana_secret_key", args["grafana_secret_key"]),
-                FileSpec("/etc/grafana/provisioning/datasources/prometheus.yaml", render_grafana_datasources(
+                FileSpec(f"{GRAFANA_PROVISIONING}/datasources/prometheus.yaml", render_grafana_datasources(
                     "http://prometheus:9090", scrape_interval=config.scrape_interval)),
-                FileSpec("/etc/grafana/provisioning/dashboards/platform.yaml",
+                FileSpec(f"{GRAFANA_PROVISIONING}/dashboards/platform.yaml",
                          render_grafana_dashboard_provider(DASHBOARDS_DIR)),
                 *[FileSpec(f"{DASHBOARDS_DIR}/{name}", text) for name, text in load_dashboards().items()],
             ],

@@ -14,14 +14,13 @@ from components.loadbalancer import CERT_PATH, CONF_PATH, HTTP_PORT, HTTPS_PORT,
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
 from infra.settings import parse_settings
-from tests.helpers import is_secret, labels_of, reveal
+from tests.helpers import files_of, is_secret, labels_of, reveal, running_containers
 
 STACKS = ["dev", "staging", "prod"]
 
 
-def stack_containers(stack: str) -> dict[str, dict]:
-    run = run_program(load_project(REPO_ROOT, stack), stack)
-    return {r.inputs["hostname"]: r.inputs for r in run.resources if r.type == "docker:index/container:Container"}
+def stack_run(stack: str):
+    return run_program(load_project(REPO_ROOT, stack), stack)
 
 
 def stack_settings(stack: str, **edge_overrides):
@@ -31,36 +30,34 @@ def stack_settings(stack: str, **edge_overrides):
 
 @pytest.fixture(scope="module", params=STACKS)
 def deployed(request):
-    return request.param, stack_containers(request.param)
-
-
-def uploads(container: dict) -> dict[str, dict]:
-    return {upload["file"]: upload for upload in container["uploads"]}
+    run = stack_run(request.param)
+    return request.param, running_containers(run.resources), files_of(run.resources, "load-balancer")
 
 
 def test_only_the_load_balancer_publishes_and_only_80_and_443(deployed):
-    _, containers = deployed
+    _, containers, files = deployed
     publishing = {host for host, inputs in containers.items() if inputs.get("ports")}
     assert publishing == {"load-balancer"}
     lb = containers["load-balancer"]
     assert sorted((p["external"], p["internal"]) for p in lb["ports"]) == [(80, HTTP_PORT), (443, HTTPS_PORT)]
     assert labels_of(lb)["platform.role"] == "lb"
     assert {n["name"].rsplit("-", 1)[-1] for n in lb["networksAdvanced"]} == {"edge", "app"}
-    assert lb["user"] == "101:0" and lb["readOnly"] is True and lb["capabilities"]["drops"] == ["ALL"]
+    assert lb["user"] == "101:101" and lb["readOnly"] is True and lb["capabilities"]["drops"] == ["ALL"]
     assert "adds" not in lb["capabilities"]
-    files = uploads(lb)
-    assert is_secret(files[KEY_PATH]["content"]) and files[KEY_PATH]["permissions"] == "0440"
+    assert lb["command"] == ["nginx", "-c", CONF_PATH, "-g", "daemon off;"]
+    assert is_secret(files[KEY_PATH]["content"]) and files[KEY_PATH]["permissions"] == "0400"
+    assert files[KEY_PATH]["owner"] == "101"
     assert not is_secret(files[CONF_PATH]["content"])
 
 
 def test_uploaded_config_is_the_stack_settings_rendered(deployed):
-    stack, containers = deployed
+    stack, containers, files = deployed
     settings = stack_settings(stack)
     gateways = sorted(host for host in containers if host.startswith("api-gateway"))
     expected = render_nginx_conf(settings.edge, [f"{host}:8080" for host in gateways], CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
                                  temp_dir="/var/cache/nginx")
-    assert uploads(containers["load-balancer"])[CONF_PATH]["content"] == expected
+    assert files[CONF_PATH]["content"] == expected
     servers = [d["args"][0] for d in iter_directives(parse_nginx_conf(expected), "server") if d.get("args")]
     assert servers == [f"{host}:8080" for host in gateways]
 
@@ -88,8 +85,8 @@ def localize(conf: str, workdir: Path, tls_files, upstream: str) -> Path:
 
 
 def test_deployed_config_passes_nginx_t(deployed, nginx_binary, tls_files, tmp_path):
-    _, containers = deployed
-    conf = uploads(containers["load-balancer"])[CONF_PATH]["content"]
+    _, _, files = deployed
+    conf = files[CONF_PATH]["content"]
     path = localize(reveal(conf), tmp_path, tls_files, "127.0.0.1:9")
     result = subprocess.run([nginx_binary, "-t", "-p", str(tmp_path), "-c", str(path), "-e", "stderr"],
                             capture_output=True, text=True, timeout=30, check=False)

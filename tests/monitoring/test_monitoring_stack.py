@@ -17,7 +17,7 @@ from components.monitoring.component import (
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
 from infra.settings import parse_settings
-from tests.helpers import env_of, is_secret, labels_of, reveal
+from tests.helpers import env_of, files_of, is_secret, labels_of, reveal, running_containers
 
 STACKS = ["dev", "staging", "prod"]
 
@@ -26,14 +26,23 @@ STACKS = ["dev", "staging", "prod"]
 def deployed(request):
     stack = request.param
     run = run_program(load_project(REPO_ROOT, stack), stack)
-    containers = {r.inputs["hostname"]: r.inputs for r in run.resources
-                  if r.type == "docker:index/container:Container"}
     raw = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["platform:settings"]
-    return stack, containers, parse_settings(raw, f"Pulumi.{stack}.yaml")
+    return stack, Deployed(run.resources), parse_settings(raw, f"Pulumi.{stack}.yaml")
 
 
-def uploaded(container: dict, path: str) -> str:
-    return reveal({u["file"]: u for u in container["uploads"]}[path]["content"])
+class Deployed(dict):
+    """Running containers by hostname, and the files each service receives."""
+
+    def __init__(self, resources):
+        super().__init__(running_containers(resources))
+        self.resources = resources
+
+    def files(self, service: str) -> dict[str, dict]:
+        return files_of(self.resources, service)
+
+
+def uploaded(containers: Deployed, service: str, path: str) -> str:
+    return reveal(containers.files(service)[path]["content"])
 
 
 def scraped_addresses(prometheus_yml: str) -> dict[str, set[str]]:
@@ -46,13 +55,13 @@ def scraped_addresses(prometheus_yml: str) -> dict[str, set[str]]:
 
 def test_every_app_container_and_data_store_is_scraped(deployed):
     _, containers, _ = deployed
-    jobs = scraped_addresses(uploaded(containers["prometheus"], PROMETHEUS_CONFIG))
+    jobs = scraped_addresses(uploaded(containers, "prometheus", PROMETHEUS_CONFIG))
     scraped = set().union(*jobs.values())
     apps = {host for host, inputs in containers.items() if labels_of(inputs)["platform.role"] == "app"}
     missing = {host for host in apps if f"{host}:8080" not in scraped}
     assert apps and missing == set(), f"app containers without a scrape target: {missing}"
     assert {"postgres-exporter", "redis-exporter", "kafka-exporter", "node-exporter", "clickhouse"} <= set(jobs)
-    for job in yaml.safe_load(uploaded(containers["prometheus"], PROMETHEUS_CONFIG))["scrape_configs"]:
+    for job in yaml.safe_load(uploaded(containers, "prometheus", PROMETHEUS_CONFIG))["scrape_configs"]:
         if job["job_name"] in ("api-gateway", "orchestrator", "worker", "log-aggregator", "query-service"):
             assert job["metrics_path"] == "/actuator/prometheus"
     exporters = {"postgres-exporter", "redis-exporter", "kafka-exporter", "node-exporter"}
@@ -77,19 +86,18 @@ def test_monitoring_is_private_and_hardened(deployed):
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and env["GF_USERS_ALLOW_SIGN_UP"] == "false"
     assert env["GF_SECURITY_COOKIE_SECURE"] == "true" and env["GF_SECURITY_ADMIN_USER"] != "admin"
     assert "GF_SECURITY_ADMIN_PASSWORD" not in env and env["GF_SECURITY_ADMIN_PASSWORD__FILE"]
-    secret_files = {u["file"] for u in grafana["uploads"] if is_secret(u["content"])}
+    secret_files = {path for path, u in containers.files("grafana").items() if is_secret(u["content"])}
     assert {env["GF_SECURITY_ADMIN_PASSWORD__FILE"], env["GF_SECURITY_SECRET_KEY__FILE"]} <= secret_files
     kafka_exporter = monitoring["kafka-exporter"]
     assert "kafka_password" in kafka_exporter["entrypoints"][-1]
-    assert all(is_secret(u["content"]) for u in kafka_exporter["uploads"])
+    assert all(is_secret(u["content"]) for u in containers.files("kafka-exporter").values())
 
 
 def test_deployed_prometheus_config_and_rules_pass_promtool(deployed, promtool, run, tmp_path):
     _, containers, settings = deployed
-    prometheus = containers["prometheus"]
     rules = tmp_path / "alerts.yml"
-    rules.write_text(uploaded(prometheus, RULES_FILE))
-    config = yaml.safe_load(uploaded(prometheus, PROMETHEUS_CONFIG))
+    rules.write_text(uploaded(containers, "prometheus", RULES_FILE))
+    config = yaml.safe_load(uploaded(containers, "prometheus", PROMETHEUS_CONFIG))
     assert config["rule_files"] == [RULES_FILE]
     config["rule_files"] = [str(rules)]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -105,7 +113,7 @@ def test_deployed_prometheus_config_and_rules_pass_promtool(deployed, promtool, 
 def test_deployed_alertmanager_config_passes_amtool_and_routes(deployed, amtool, run, tmp_path):
     _, containers, _ = deployed
     path: Path = tmp_path / "alertmanager.yml"
-    path.write_text(uploaded(containers["alertmanager"], ALERTMANAGER_CONFIG))
+    path.write_text(uploaded(containers, "alertmanager", ALERTMANAGER_CONFIG))
     checked = run(amtool, "check-config", path)
     assert checked.returncode == 0, checked.stdout
     critical = run(amtool, "config", "routes", "test", f"--config.file={path}", "severity=critical",

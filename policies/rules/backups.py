@@ -1,0 +1,43 @@
+"""Backup rules: every PostgreSQL and ClickHouse store has a backup job in the stack."""
+
+from __future__ import annotations
+
+from policies import checklist as cl
+from policies.props import WORKLOADS
+from policies.registry import ADVISORY, stack_rule
+
+# What a backup job for each store looks like: its image, name or command mentions one of these.
+BACKUP_TOOLS = {
+    "postgres": ["pgbackrest", "wal-g", "walg", "pg_basebackup", "pg_dump", "postgres-backup"],
+    "clickhouse": ["clickhouse-backup"],
+}
+
+
+@stack_rule(
+    "BAK-001",
+    "backups-configured",
+    "Backups configured",
+    types=WORKLOADS,
+    severity="high",
+    prod=ADVISORY,
+    checklist=[cl.BACKUP_STRATEGY, cl.BACKUP_JOB],
+    sources=["(synthesis) production-checklist Backup Strategy", "ops.md §6"],
+    options={
+        "stores": {"type": "array", "items": {"enum": sorted(BACKUP_TOOLS)}, "default": sorted(BACKUP_TOOLS)}
+    },
+    remediation="Add the backup job (ops.md §6: pgBackRest/WAL-G or pg_basebackup sidecar for PostgreSQL, "
+    "clickhouse-backup beside ClickHouse) to the stack.",
+)
+def backups_configured(stack, report, options) -> None:
+    """Each PostgreSQL and ClickHouse store has a backup job (a container or service running a backup
+    tool)."""
+
+    def text(w) -> str:
+        return " ".join([w.image, w.name, w.resource_name, *w.labels.values(), *w.command]).lower()
+
+    jobs = [text(w) for w in stack.workloads if w.kind in ("backup", "postgres", "clickhouse")]
+    for w in stack.workloads:
+        if w.kind in options["stores"] and not any(
+            tool in job for job in jobs for tool in BACKUP_TOOLS[w.kind]
+        ):
+            report(f"{w.kind} {w.name} has no backup job", w.urn)

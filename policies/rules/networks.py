@@ -1,0 +1,130 @@
+"""Network rules: internal networks for data and monitoring, encrypted overlays, no ingress publishing."""
+
+from __future__ import annotations
+
+from policies import checklist as cl
+from policies.props import NETWORK, SERVICE, WORKLOADS, Workload, get, truthy
+from policies.registry import MANDATORY, resource_rule, stack_rule
+
+
+def _network_index(stack) -> dict[str, object]:
+    """Network name (the output, else the resource name) -> resource."""
+    index = {}
+    for network in stack.of_type(NETWORK):
+        index[str(get(network.props, "name", default=network.name))] = network
+    return index
+
+
+def _attached(w: Workload, resource, index: dict[str, object]) -> list[tuple[str, object | None]]:
+    """(network reference, network resource or None) for each attachment; Services often attach by id, which
+    the stack does not show, so an unmatched reference is resolved through the resource's dependencies."""
+    dependencies = [d for d in getattr(resource, "dependencies", []) if d.resource_type == NETWORK]
+    found = []
+    for reference in w.networks:
+        network = index.get(reference)
+        if network is None and len(dependencies) == 1:
+            network = dependencies[0]
+        found.append((reference, network))
+    return found
+
+
+@stack_rule(
+    "NET-001",
+    "internal-data-network",
+    "Data and monitoring on internal networks",
+    types=[*WORKLOADS, NETWORK],
+    severity="high",
+    prod=MANDATORY,
+    checklist=[cl.NETWORK_POLICIES],
+    sources=["CIS 5.30", "KICS networks_not_set", "CKV2_K8S_6", "Polaris missingNetworkPolicy"],
+    options={
+        "internalOnlyRoles": {
+            "type": "array",
+            "items": {"enum": ["app", "ds", "mon", "lb"]},
+            "default": ["ds", "mon"],
+        },
+        "egressAllowed": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": ["alertmanager", "blackbox"],
+            "description": "monitoring workloads (name, image or service label containing one of these) that "
+            "may also join a dedicated egress network: one no data store and no load balancer joins",
+        },
+    },
+    remediation="Create the backend networks with `internal=True`; attach only the LB to the edge network; "
+    "give Alertmanager/blackbox probes their own egress network.",
+)
+def internal_data_network(stack, report, options) -> None:
+    """Data stores and monitoring attach only to internal networks, and only the load balancer joins the
+    edge; Alertmanager and blackbox probes, which must reach the outside, may use a dedicated egress network
+    that no data store and no load balancer shares."""
+    index = _network_index(stack)
+    by_urn = {r.urn: r for r in stack.resources}
+    attached = {w.urn: _attached(w, by_urn[w.urn], index) for w in stack.workloads}
+    members: dict[str, set[str]] = {}
+    for w in stack.workloads:
+        for reference, _ in attached[w.urn]:
+            members.setdefault(reference, set()).add(w.role)
+    for w in stack.workloads:
+        text = " ".join([w.name, w.image, w.labels.get("platform.service", "")]).lower()
+        may_egress = w.role == "mon" and any(fragment in text for fragment in options["egressAllowed"])
+        for reference, network in attached[w.urn]:
+            internal = network is not None and truthy(get(network.props, "internal"))
+            dedicated_egress = network is not None and not members[reference] & {"ds", "lb"}
+            if (
+                w.role in options["internalOnlyRoles"]
+                and not internal
+                and not (may_egress and dedicated_egress)
+            ):
+                what = "a network not declared in the stack" if network is None else "non-internal network"
+                report(f"role {w.role} is attached to {what} {reference}", w.urn)
+            elif (
+                w.role not in ("lb", *options["internalOnlyRoles"])
+                and not internal
+                and "lb" in members[reference]
+            ):
+                report(f"role {w.role} joins the load balancer's edge network {reference}", w.urn)
+
+
+@resource_rule(
+    "NET-002",
+    "encrypted-overlay",
+    "Encrypted overlay networks",
+    types=[NETWORK],
+    severity="high",
+    prod=MANDATORY,
+    checklist=[cl.NETWORK_POLICIES],
+    sources=["CIS 7.3"],
+    remediation="Create overlay networks with `options={'encrypted': 'true'}`.",
+)
+def encrypted_overlay(resource, report, options) -> None:
+    """Swarm overlay networks encrypt traffic between hosts."""
+    if str(get(resource.props, "driver", default="")) == "overlay" and "encrypted" not in (
+        get(resource.props, "options", default={}) or {}
+    ):
+        report("overlay network without the encrypted option")
+
+
+@resource_rule(
+    "NET-003",
+    "no-ingress-publish-ds",
+    "No ingress publishing for data and monitoring",
+    types=[SERVICE],
+    severity="high",
+    prod=MANDATORY,
+    checklist=[cl.FIREWALL],
+    sources=["CIS 7.2"],
+    remediation="Publish nothing from data/monitoring Services; pin a host-mode LB with placement "
+    "constraints.",
+)
+def no_ingress_publish_ds(w: Workload, report, options) -> None:
+    """Swarm data and monitoring services publish no ingress ports; a host-mode LB is pinned to its nodes."""
+    for port in w.ports:
+        if w.role in ("ds", "mon") and port.mode == "ingress":
+            report(f"role {w.role} publishes {port.external} on the ingress mesh")
+        if (
+            w.role == "lb"
+            and port.mode == "host"
+            and not get(w.props, "taskSpec", "placement", "constraints")
+        ):
+            report(f"host-mode port {port.external} without placement constraints")

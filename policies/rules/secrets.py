@@ -1,0 +1,305 @@
+"""Credentials, JWT keys, generated secrets and TLS keys. Messages name fields, never values."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections import Counter
+
+from policies import checklist as cl
+from policies.props import (
+    CONTAINER,
+    JWT_NAME,
+    PRIVATE_KEY_TEXT,
+    RANDOM_BYTES,
+    RANDOM_PASSWORD,
+    SERVICE_CONFIG,
+    TLS_LOCALLY_SIGNED_CERT,
+    TLS_PRIVATE_KEY,
+    TLS_SELF_SIGNED_CERT,
+    WORKLOADS,
+    Workload,
+    decode_base64,
+    get,
+    number,
+    sensitive_env,
+    truthy,
+)
+from policies.registry import ADVISORY, MANDATORY, resource_rule
+from policies.scope import has_jwt_env
+
+EMBEDDED_PASSWORD = re.compile(r"password\s*=\s*\"[^\"$][^\"]*\"", re.IGNORECASE)
+CONFIG_FILE_SUFFIXES = (".conf", ".yml", ".yaml", ".json", ".ini", ".properties", ".xml", ".env", ".cfg")
+
+
+@resource_rule(
+    "SEC-001",
+    "no-plaintext-secret-env",
+    "No plaintext secrets in container env",
+    reads_files=True,
+    types=[CONTAINER],
+    severity="high",
+    prod=ADVISORY,
+    checklist=[cl.DB_PASSWORDS],
+    sources=["Polaris sensitiveContainerEnvVar", "CKV_K8S_35", "CIS 4.10", "CIS 7.4", "CKV_SECRET_13"],
+    remediation="Pass credentials as files (`*_FILE` from a tmpfs upload or docker secret); at least "
+    "make the env value a Pulumi secret. Never put private keys in env or config files.",
+)
+def no_plaintext_secret_env(w: Workload, report, options) -> None:
+    """Credentials reach containers as files rather than env values (visible in `docker inspect`); private
+    keys never sit in env or in a config file. Whether an env value is a Pulumi secret is invisible to a
+    policy (pulumi-policy#241), so on single-host Containers this stays advisory."""
+    env = w.env
+    for key in sorted(sensitive_env(env)):
+        report(f"env {key} carries a credential; prefer {key}_FILE")
+    for key, value in sorted(env.items()):
+        if PRIVATE_KEY_TEXT.search(value):
+            report(f"env {key} holds a private key")
+        elif key not in sensitive_env(env) and EMBEDDED_PASSWORD.search(value):
+            report(f"env {key} embeds a password (e.g. a JAAS config); prefer a mounted file")
+    for path, content in sorted(w.uploads.items()):
+        if path.endswith(CONFIG_FILE_SUFFIXES) and PRIVATE_KEY_TEXT.search(content):
+            report(f"upload {path} embeds a private key")
+
+
+HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+PLACEHOLDERS = {
+    "secret",
+    "changeme",
+    "change-me",
+    "change-me-in-production",
+    "dev-secret-change-me",
+    "your-256-bit-secret",
+    "mysecret",
+    "jwtsecret",
+    "jwt-secret",
+    "password",
+    "default",
+}
+
+
+def _key_bytes(value: str) -> int:
+    """Bytes of key material: a value that is valid base64 counts decoded (the smaller, cautious reading)."""
+    raw = len(value.encode())
+    if len(value) % 4 == 0 and re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", value):
+        try:
+            return min(raw, len(base64.b64decode(value, validate=True)))
+        except binascii.Error:
+            return raw
+    return raw
+
+
+def _entropy_bits_per_char(value: str) -> float:
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+@resource_rule(
+    "SEC-002",
+    "jwt-hs-key-length",
+    "JWT HMAC key of at least 256 bits",
+    types=WORKLOADS,
+    scope=has_jwt_env,
+    severity="critical",
+    prod=MANDATORY,
+    checklist=[cl.JWT_SECRET],
+    sources=["RFC 7518 §3.2", "jjwt WeakKeyException", "Nimbus JOSE MACProvider"],
+    options={
+        "algorithm": {"enum": ["HS256", "HS384", "HS512"], "default": "HS256"},
+        "minEntropyBitsPerChar": {"type": "number", "minimum": 0, "default": 3.0},
+    },
+    remediation="Generate the key (random.RandomPassword length >= 64, or RandomBytes 32+) and pass it "
+    "as a secret; HS384/HS512 need 48/64 bytes.",
+)
+def jwt_hs_key_length(w: Workload, report, options) -> None:
+    """JWT HMAC secrets are at least as long as the hash (32 bytes for HS256), random and not a
+    placeholder."""
+    algorithm = w.env.get("JWT_ALGORITHM", options["algorithm"]).upper()
+    needed = HMAC_MIN_BYTES.get(algorithm, 32)
+    for key, value in sorted(w.env.items()):
+        if not JWT_NAME.search(key) or key.upper().endswith("_FILE"):
+            continue
+        if value.strip().lower() in PLACEHOLDERS:
+            report(f"env {key} is a placeholder value")
+        elif _key_bytes(value) < needed:
+            report(f"env {key} is shorter than {needed} bytes ({needed * 8} bits) for {algorithm}")
+        elif _entropy_bits_per_char(value) < options["minEntropyBitsPerChar"]:
+            report(f"env {key} has too little entropy (repeated or patterned characters)")
+
+
+WEAK_VALUES = {
+    "",
+    "admin",
+    "admin123",
+    "password",
+    "passw0rd",
+    "postgres",
+    "root",
+    "guest",
+    "changeme",
+    "mysecretpassword",
+    "example",
+    "secret",
+    "123456",
+    "12345678",
+    "default",
+    "test",
+    "redis",
+    "clickhouse",
+    "grafana",
+    "kafka",
+    "letmein",
+    "qwerty",
+}
+CREDENTIAL_LINE = re.compile(
+    r"^\s*(?:[\w.-]*password[\w.-]*|requirepass|masterauth)\s*(?:[:=]\s*|\s+)['\"]?([^'\"\s#]*)['\"]?\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _weakness(value: str, min_length: int) -> str | None:
+    if value.strip().lower() in WEAK_VALUES:
+        return "a default or well-known weak value"
+    if len(value) < min_length:
+        return f"shorter than {min_length} characters"
+    return None
+
+
+def _credential_values(w: Workload) -> list[tuple[str, str]]:
+    found = [
+        (f"env {key}", value)
+        for key, value in w.env.items()
+        if re.search(r"PASSWORD|PASSWD|SECRET", key, re.IGNORECASE)
+        and not key.upper().endswith("_FILE")
+        and not value.startswith("$")
+    ]
+    command = w.command
+    for index, part in enumerate(command[:-1]):
+        if part in ("--requirepass", "--masterauth") and not command[index + 1].startswith("$"):
+            found.append((f"command {part}", command[index + 1]))
+    for path, content in w.uploads.items():
+        for match in CREDENTIAL_LINE.finditer(content):
+            if not match.group(1).startswith(("$", "/")) and "<password_sha256_hex>" not in match.group(0):
+                found.append((f"upload {path}", match.group(1)))
+    return found
+
+
+@resource_rule(
+    "SEC-003",
+    "weak-password-list",
+    "No default or weak credentials",
+    reads_files=True,
+    types=[*WORKLOADS, SERVICE_CONFIG],
+    severity="critical",
+    prod=MANDATORY,
+    checklist=[cl.PASSWORDS_CHANGED, cl.GRAFANA_PASSWORD],
+    sources=[
+        "vendor defaults (rules.md §5)",
+        "postgres/postgres",
+        "Grafana admin/admin",
+        "ClickHouse empty default password",
+        "admin/admin123",
+    ],
+    options={"minLength": {"type": "integer", "minimum": 1, "default": 16}},
+    remediation="Generate every credential (random.RandomPassword, length >= 24) and pass it as a secret.",
+)
+def weak_password_list(resource, report, options) -> None:
+    """No credential in env, command line or uploaded config is a vendor default, a well-known weak value,
+    empty, or shorter than 16 characters."""
+    if isinstance(resource, Workload):
+        values = _credential_values(resource)
+    else:
+        text = decode_base64(str(get(resource.props, "data", default=""))) or ""
+        values = [("data", m.group(1)) for m in CREDENTIAL_LINE.finditer(text)]
+    for where, value in sorted(values):
+        weakness = _weakness(value, options["minLength"])
+        if weakness:
+            report(f"{where} is {weakness}")
+
+
+@resource_rule(
+    "SEC-004",
+    "generated-secret-strength",
+    "Strong generated secrets",
+    types=[RANDOM_PASSWORD, RANDOM_BYTES],
+    severity="high",
+    prod=MANDATORY,
+    checklist=[cl.PASSWORDS_CHANGED, cl.JWT_SECRET],
+    sources=["(synthesis) SEC-002", "SEC-003"],
+    options={
+        "minLength": {"type": "integer", "minimum": 8, "default": 16},
+        "minBytes": {"type": "integer", "minimum": 16, "default": 32},
+    },
+    remediation="Use RandomPassword length >= 24 with at least two character classes; RandomBytes >= 32.",
+)
+def generated_secret_strength(resource, report, options) -> None:
+    """Generated credentials are long enough: passwords of 16+ characters from 2+ character classes, random
+    bytes of 32+ (256 bits)."""
+    length = number(get(resource.props, "length")) or 0
+    if resource.resource_type == RANDOM_BYTES:
+        if length < options["minBytes"]:
+            report(f"length {length:.0f} is below {options['minBytes']} bytes")
+        return
+    if length < options["minLength"]:
+        report(f"length {length:.0f} is below {options['minLength']}")
+    # Each class defaults to enabled in the random provider.
+    classes = [
+        c
+        for c in ("upper", "lower", "numeric", "special")
+        if get(resource.props, c) is None or truthy(get(resource.props, c))
+    ]
+    if len(classes) < 2:
+        report("fewer than two character classes enabled")
+
+
+RSA_MIN_BITS = 2048
+STRONG_CURVES = ("P256", "P384", "P521")
+
+
+@resource_rule(
+    "TLS-001",
+    "tls-key-strength",
+    "TLS key strength",
+    types=[TLS_PRIVATE_KEY],
+    severity="high",
+    prod=MANDATORY,
+    checklist=[cl.TLS],
+    sources=["Mozilla intermediate rsa_key_size 2048", "EDGE-005"],
+    remediation="Use `algorithm='ECDSA', ecdsa_curve='P256'` (or P384), or RSA with rsa_bits >= 2048.",
+)
+def tls_key_strength(resource, report, options) -> None:
+    """TLS private keys are at least RSA-2048 or ECDSA P-256 (the tls provider's ECDSA default is P224)."""
+    algorithm = str(get(resource.props, "algorithm", default="")).upper()
+    if algorithm == "RSA":
+        bits = number(get(resource.props, "rsaBits")) or 2048
+        if bits < RSA_MIN_BITS:
+            report(f"RSA key of {bits:.0f} bits (minimum {RSA_MIN_BITS})")
+    elif algorithm == "ECDSA":
+        curve = str(get(resource.props, "ecdsaCurve", default="P224")).upper()
+        if curve not in STRONG_CURVES:
+            report(f"ECDSA curve {curve} (use {' or '.join(STRONG_CURVES[:2])})")
+
+
+@resource_rule(
+    "TLS-002",
+    "cert-lifetime",
+    "Certificate lifetime",
+    types=[TLS_SELF_SIGNED_CERT, TLS_LOCALLY_SIGNED_CERT],
+    severity="medium",
+    prod=ADVISORY,
+    checklist=[cl.TLS],
+    sources=["Mozilla maximum_certificate_lifespan 366 d", "EDGE-005"],
+    options={
+        "maxHours": {"type": "integer", "minimum": 1, "default": 366 * 24},
+        "maxCaHours": {"type": "integer", "minimum": 1, "default": 10 * 366 * 24},
+    },
+    remediation="Issue server certificates for 90 days (at most 366) and renew early.",
+)
+def cert_lifetime(resource, report, options) -> None:
+    """Server certificates live at most 366 days; CA certificates at most ten years."""
+    hours = number(get(resource.props, "validityPeriodHours")) or 0
+    limit = options["maxCaHours"] if truthy(get(resource.props, "isCaCertificate")) else options["maxHours"]
+    if hours > limit:
+        report(f"validityPeriodHours {hours:.0f} exceeds {limit}")

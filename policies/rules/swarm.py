@@ -1,0 +1,139 @@
+"""Swarm service rules (docker.Service) and the Docker daemon evidence the program cannot show."""
+
+from __future__ import annotations
+
+from policies import checklist as cl
+from policies.props import SERVICE, WORKLOADS, Workload, get, number, sensitive_env
+from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+
+
+@resource_rule(
+    "SWM-001",
+    "swarm-secrets",
+    "Swarm credentials as docker secrets",
+    types=[SERVICE],
+    severity="high",
+    prod=MANDATORY,
+    checklist=[cl.DB_PASSWORDS],
+    sources=["CIS 7.4", "Polaris sensitiveContainerEnvVar", "CKV_K8S_35"],
+    remediation="Create a docker.Secret, list it in containerSpec.secrets and point `<NAME>_FILE` at "
+    "/run/secrets/<name>.",
+)
+def swarm_secrets(w: Workload, report, options) -> None:
+    """Swarm services read credentials from docker secrets (`*_FILE`), never from env values."""
+    for key in sorted(sensitive_env(w.env)):
+        report(f"env {key} carries a credential; use a docker secret and {key}_FILE")
+
+
+@resource_rule(
+    "SWM-002",
+    "replicas",
+    "Stateless services replicated",
+    types=[SERVICE],
+    severity="medium",
+    prod=ADVISORY,
+    checklist=[cl.FAILOVER],
+    sources=["kube-score deployment-replicas", "Polaris deploymentMissingReplicas"],
+    options={"minReplicas": {"type": "integer", "minimum": 1, "default": 2}},
+    remediation="Set mode.replicated.replicas >= 2 for application services.",
+)
+def replicas(w: Workload, report, options) -> None:
+    """Stateless application services run at least two replicas."""
+    if w.role != "app" or get(w.props, "mode", "global"):
+        return
+    count = number(get(w.props, "mode", "replicated", "replicas")) or 1
+    if count < options["minReplicas"]:
+        report(f"{count:.0f} replica(s), fewer than {options['minReplicas']}")
+
+
+@resource_rule(
+    "SWM-003",
+    "safe-rollout",
+    "Rollback on failed update",
+    types=[SERVICE],
+    severity="low",
+    prod=ADVISORY,
+    checklist=[cl.ROLLBACK],
+    sources=["kube-score deployment-strategy (analogue)"],
+    remediation="update_config: failure_action=rollback, order, monitor; and a rollback_config.",
+)
+def safe_rollout(w: Workload, report, options) -> None:
+    """A failed rolling update rolls back by itself."""
+    update = get(w.props, "updateConfig", default={})
+    if get(update, "failureAction") != "rollback":
+        report("updateConfig.failureAction is not rollback")
+    for field in ("order", "monitor"):
+        if not get(update, field):
+            report(f"updateConfig.{field} is not set")
+    if not get(w.props, "rollbackConfig"):
+        report("no rollbackConfig")
+
+
+@resource_rule(
+    "SWM-004",
+    "stateful-placement",
+    "Stateful services pinned",
+    types=[SERVICE],
+    severity="low",
+    prod=ADVISORY,
+    checklist=[cl.VOLUMES],
+    sources=["(synthesis)", "kube-score statefulset analogue"],
+    remediation="Pin data stores with taskSpec.placement.constraints on a node label.",
+)
+def stateful_placement(w: Workload, report, options) -> None:
+    """Data store services are pinned to the nodes holding their volumes."""
+    if w.role == "ds" and not get(w.props, "taskSpec", "placement", "constraints"):
+        report("no placement constraints")
+
+
+DAEMON_EXPECTED = {
+    "icc": False,
+    "live-restore": True,
+    "userland-proxy": False,
+    "no-new-privileges": True,
+    "experimental": False,
+}
+
+
+@stack_rule(
+    "DMN-001",
+    "daemon-evidence",
+    "Daemon hardening attested",
+    evidence=True,
+    types=WORKLOADS,
+    severity="medium",
+    prod=ADVISORY,
+    checklist=[cl.SECURITY_SCAN],
+    sources=["CIS 2.2", "CIS 2.9", "CIS 2.13", "CIS 2.14", "CIS 2.15", "CIS 2.16", "CIS 2.18", "CIS 5.1"],
+    reason="daemon.json is host configuration no resource shows; the policy config attests it.",
+    options={
+        "daemon": {
+            "type": "object",
+            "default": {},
+            "description": "daemon.json keys as set on the target host",
+            "properties": {
+                "icc": {"type": "boolean"},
+                "live-restore": {"type": "boolean"},
+                "userland-proxy": {"type": "boolean"},
+                "no-new-privileges": {"type": "boolean"},
+                "experimental": {"type": "boolean"},
+                "userns-remap": {"type": "string"},
+                "default-pids-limit": {"type": "integer"},
+                "log-driver": {"type": "string"},
+            },
+        }
+    },
+    remediation="Harden /etc/docker/daemon.json (icc false, userns-remap, live-restore, userland-proxy "
+    "false, no-new-privileges, no experimental) and record it under `daemon` in the config.",
+)
+def daemon_evidence(stack, report, options) -> None:
+    """The Docker daemon's own hardening (CIS §2) is attested for the target host, since resource policies
+    cannot see daemon.json; Swarm services rely on its no-new-privileges."""
+    if not stack.workloads:
+        return
+    daemon = options["daemon"]
+    for key, expected in DAEMON_EXPECTED.items():
+        if daemon.get(key) is not expected:
+            report(f"daemon.json {key} is not attested as {str(expected).lower()}")
+    if not daemon.get("userns-remap"):
+        report("daemon.json userns-remap is not attested")

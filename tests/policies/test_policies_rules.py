@@ -1,0 +1,495 @@
+"""Every rule: one secure baseline that passes all of them, and per rule a mutation that makes it fail.
+
+All cases run through `infra.check.evaluate` (the SDK servicer on wire-form props), as `infra check` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from infra.mockrun import Registration
+from policies.registry import enforced_rules
+from tests.policies.conftest import ids, messages, named
+from tests.policies.fixtures import C, S, container, registration
+
+Mutation = Callable[[list[Registration]], None]
+
+
+def set_fields(resource: str, /, **fields: Any) -> Mutation:
+    return lambda rs: named(rs, resource).inputs.update(fields)
+
+
+def drop_fields(resource: str, *fields: str) -> Mutation:
+    def mutate(rs: list[Registration]) -> None:
+        for field in fields:
+            named(rs, resource).inputs.pop(field, None)
+
+    return mutate
+
+
+def add_env(name: str, *entries: str) -> Mutation:
+    return lambda rs: named(rs, name).inputs.setdefault("envs", []).extend(entries)
+
+
+def drop_env(name: str, prefix: str) -> Mutation:
+    def mutate(rs: list[Registration]) -> None:
+        envs = named(rs, name).inputs["envs"]
+        envs[:] = [e for e in envs if not e.startswith(prefix)]
+
+    return mutate
+
+
+def edit_upload(name: str, suffix: str, old: str, new: str) -> Mutation:
+    def mutate(rs: list[Registration]) -> None:
+        for upload in named(rs, name).inputs["uploads"]:
+            if upload["file"].endswith(suffix):
+                holder = upload["content"] if isinstance(upload["content"], dict) else upload  # a secret
+                key = "value" if holder is not upload else "content"
+                assert old in holder[key], f"fixture lacks {old!r}"
+                holder[key] = holder[key].replace(old, new)
+
+    return mutate
+
+
+def site(old: str, new: str) -> Mutation:
+    return edit_upload("nginx", "site.conf", old, new)
+
+
+def remove(name: str) -> Mutation:
+    return lambda rs: rs.remove(named(rs, name))
+
+
+def edit_service(name: str, *path: str, value: Any) -> Mutation:
+    def mutate(rs: list[Registration]) -> None:
+        node = named(rs, name).inputs
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+    return mutate
+
+
+def both(*mutations: Mutation) -> Mutation:
+    def mutate(rs: list[Registration]) -> None:
+        for mutation in mutations:
+            mutation(rs)
+
+    return mutate
+
+
+def shared_volume(rs: list[Registration]) -> None:
+    for name in ("api-gateway", "grafana"):
+        named(rs, name).inputs["volumes"] = [{"volumeName": "shared", "containerPath": "/data"}]
+
+
+def add_resource(registration_: Registration) -> Mutation:
+    return lambda rs: rs.append(registration_)
+
+
+# (rule id, mutation, resource expected in the finding or None for the stack)
+CASES: list[tuple[str, Mutation, str | None]] = [
+    ("CTR-001", set_fields("api-gateway", privileged=True), "api-gateway"),
+    (
+        "CTR-002",
+        set_fields("api-gateway", capabilities={"adds": ["CAP_SYS_ADMIN"], "drops": ["ALL"]}),
+        "api-gateway",
+    ),
+    ("CTR-003", set_fields("api-gateway", capabilities={"drops": ["NET_RAW"]}), "api-gateway"),
+    ("CTR-003", set_fields("postgres", capabilities={}), "postgres"),
+    ("CTR-004", set_fields("api-gateway", user="0:0"), "api-gateway"),
+    ("CTR-004", drop_fields("api-gateway", "user"), "api-gateway"),
+    ("CTR-005", set_fields("nginx", readOnly=False), "nginx"),
+    ("CTR-006", set_fields("api-gateway", securityOpts=["no-new-privileges:false"]), "api-gateway"),
+    (
+        "CTR-007",
+        set_fields("api-gateway", securityOpts=["no-new-privileges", "seccomp=unconfined"]),
+        "api-gateway",
+    ),
+    (
+        "CTR-008",
+        set_fields("api-gateway", securityOpts=["no-new-privileges", "apparmor=unconfined"]),
+        "api-gateway",
+    ),
+    (
+        "CTR-008",
+        edit_service(
+            "orders", "taskSpec", "containerSpec", "privileges", value={"seLinuxContext": {"disable": True}}
+        ),
+        "orders",
+    ),
+    ("CTR-009", set_fields("api-gateway", networkMode="host"), "api-gateway"),
+    ("CTR-009", edit_service("orders", "taskSpec", "networksAdvanceds", value=[{"name": "host"}]), "orders"),
+    ("CTR-010", set_fields("api-gateway", pidMode="host"), "api-gateway"),
+    ("CTR-011", set_fields("api-gateway", ipcMode="host"), "api-gateway"),
+    ("CTR-012", set_fields("api-gateway", usernsMode="host"), "api-gateway"),
+    (
+        "CTR-014",
+        set_fields(
+            "traefik",
+            mounts=[
+                {
+                    "target": "/var/run/docker.sock",
+                    "type": "bind",
+                    "source": "/var/run/docker.sock",
+                    "readOnly": True,
+                }
+            ],
+        ),
+        "traefik",
+    ),
+    (
+        "CTR-015",
+        set_fields("api-gateway", volumes=[{"hostPath": "/etc/ssl", "containerPath": "/x"}]),
+        "api-gateway",
+    ),
+    (
+        "CTR-016",
+        set_fields(
+            "api-gateway",
+            mounts=[
+                {
+                    "target": "/m",
+                    "type": "bind",
+                    "source": "/srv/m",
+                    "bindOptions": {"propagation": "rshared"},
+                }
+            ],
+        ),
+        "api-gateway",
+    ),
+    ("CTR-017", set_fields("api-gateway", devices=[{"hostPath": "/dev/sda"}]), "api-gateway"),
+    ("CTR-018", set_fields("api-gateway", cgroupParent="/custom"), "api-gateway"),
+    ("CTR-019", drop_fields("api-gateway", "memory"), "api-gateway"),
+    (
+        "CTR-019",
+        edit_service("orders", "taskSpec", "resources", value={"limits": {"nanoCpus": 1e9}}),
+        "orders",
+    ),
+    ("CTR-020", drop_fields("api-gateway", "cpus"), "api-gateway"),
+    ("CTR-021", lambda rs: None, None),  # the config attests no pids limit (see `attested` below)
+    ("CTR-022", set_fields("api-gateway", maxRetryCount=0.0), "api-gateway"),
+    ("CTR-022", edit_service("orders", "taskSpec", "restartPolicy", value={"condition": "any"}), "orders"),
+    ("CTR-023", set_fields("api-gateway", healthcheck={"tests": ["NONE"]}), "api-gateway"),
+    (
+        "CTR-024",
+        set_fields("api-gateway", ports=[{"internal": 8080.0, "external": 80.0, "ip": "127.0.0.1"}]),
+        "api-gateway",
+    ),
+    (
+        "CTR-025",
+        set_fields("grafana", ports=[{"internal": 3000.0, "external": 3000.0, "ip": "0.0.0.0"}]),
+        "grafana",
+    ),
+    (
+        "CTR-026",
+        set_fields("postgres", ports=[{"internal": 5432.0, "external": 15432.0, "ip": "127.0.0.1"}]),
+        "postgres",
+    ),
+    ("CTR-027", set_fields("api-gateway", publishAllPorts=True), "api-gateway"),
+    ("CTR-028", set_fields("api-gateway", command=["/usr/sbin/sshd", "-D"]), "api-gateway"),
+    (
+        "CTR-029",
+        both(drop_fields("api-gateway", "networksAdvanced"), set_fields("api-gateway", networkMode="bridge")),
+        "api-gateway",
+    ),
+    (
+        "CTR-030",
+        set_fields("clickhouse", ulimits=[{"name": "nofile", "soft": 10.0, "hard": 5.0}]),
+        "clickhouse",
+    ),
+    ("CTR-031", set_fields("api-gateway", logOpts={}), "api-gateway"),
+    ("CTR-031", edit_service("orders", "taskSpec", "logDriver", value={"name": "none"}), "orders"),
+    ("CTR-032", set_fields("api-gateway", sysctls={"kernel.shmmax": "1"}), "api-gateway"),
+    ("CTR-033", shared_volume, "grafana"),
+    ("IMG-001", set_fields("postgres-image", name="postgres:latest"), "postgres-image"),
+    (
+        "IMG-001",
+        set_fields("api-gateway", image="registry.internal/orchestration/api-gateway"),
+        "api-gateway",
+    ),
+    ("IMG-002", set_fields("postgres-image", name="postgres:16.4-bookworm"), "postgres-image"),
+    ("IMG-003", set_fields("app-image", name="evil.example.com/api-gateway:1.0.0"), "app-image"),
+    ("IMG-004", set_fields("app-push", insecureSkipVerify=True), "app-push"),
+    ("PROV-001", set_fields("docker", host="tcp://10.1.2.3:2375"), "docker"),
+    ("NET-001", set_fields("postgres", networksAdvanced=[{"name": "edge"}]), "postgres"),
+    ("NET-001", set_fields("api-gateway", networksAdvanced=[{"name": "edge"}]), "api-gateway"),
+    ("NET-002", set_fields("swarm", options={}), "swarm"),
+    (
+        "NET-003",
+        edit_service(
+            "cache", "endpointSpec", value={"ports": [{"targetPort": 6379.0, "publishedPort": 6379.0}]}
+        ),
+        "cache",
+    ),
+    (
+        "SWM-001",
+        edit_service("orders", "taskSpec", "containerSpec", "env", value={"DB_PASSWORD": "x" * 24}),
+        "orders",
+    ),
+    ("SWM-002", edit_service("orders", "mode", value={"replicated": {"replicas": 1.0}}), "orders"),
+    ("SWM-003", edit_service("orders", "updateConfig", value={"failureAction": "pause"}), "orders"),
+    ("SWM-004", edit_service("cache", "taskSpec", "placement", value={}), "cache"),
+    ("DMN-001", lambda rs: None, None),  # the config attests nothing (see `attested` below)
+    ("SEC-001", add_env("api-gateway", "DB_PASSWORD=Xk3pq9Lm2nVb7Rt5Wz8yQa1c"), "api-gateway"),
+    (
+        "SEC-001",
+        add_env("api-gateway", 'KAFKA_JAAS=PlainLoginModule required username="u" password="Xk3pq9Lm";'),
+        "api-gateway",
+    ),
+    ("SEC-002", add_env("api-gateway", "JWT_SECRET=Xk3pq9Lm2nVb7Rt5"), "api-gateway"),
+    ("SEC-002", add_env("api-gateway", "JWT_SECRET=your-256-bit-secret"), "api-gateway"),
+    ("SEC-002", add_env("api-gateway", "JWT_SECRET=" + "ab" * 40), "api-gateway"),
+    ("SEC-003", add_env("postgres", "POSTGRES_PASSWORD=postgres"), "postgres"),
+    ("SEC-003", add_env("clickhouse", "CLICKHOUSE_PASSWORD="), "clickhouse"),
+    ("SEC-003", edit_upload("redis", "redis.conf", "Zq8vN3kP0wLx7TbR2mYc", "changeme"), "redis"),
+    ("SEC-004", set_fields("db-password", length=8.0), "db-password"),
+    ("TLS-001", set_fields("tls-key", algorithm="RSA", rsaBits=1024.0), "tls-key"),
+    ("TLS-001", set_fields("tls-key", algorithm="ECDSA", ecdsaCurve="P224"), "tls-key"),
+    ("TLS-002", set_fields("tls-cert", validityPeriodHours=24 * 800.0), "tls-cert"),
+    ("DS-PG-001", drop_env("postgres", "POSTGRES_PASSWORD_FILE"), "postgres"),
+    ("DS-PG-001", add_env("postgres", "POSTGRES_HOST_AUTH_METHOD=trust"), "postgres"),
+    ("DS-REDIS-001", drop_fields("redis", "uploads"), "redis"),
+    (
+        "DS-REDIS-001",
+        set_fields("redis", command=["redis-server", "--requirepass", "Zq8vN3kP0wLx7TbR2mYc"]),
+        "redis",
+    ),
+    ("DS-CH-001", drop_env("clickhouse", "CLICKHOUSE_PASSWORD_FILE"), "clickhouse"),
+    ("DS-KAFKA-001", set_fields("kafka", envs=["KAFKA_LISTENERS=PLAINTEXT://:9092"]), "kafka"),
+    ("DS-ZK-001", drop_env("zookeeper", "ZOO_ADMINSERVER_ENABLED"), "zookeeper"),
+    ("MON-GRAF-001", drop_env("grafana", "GF_SECURITY_ADMIN_PASSWORD__FILE"), "grafana"),
+    (
+        "MON-GRAF-001",
+        add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=true", "GF_AUTH_ANONYMOUS_ORG_ROLE=Admin"),
+        "grafana",
+    ),
+    (
+        "MON-PROM-001",
+        set_fields("prometheus", command=["--web.enable-admin-api", "--storage.tsdb.retention.time=1d"]),
+        "prometheus",
+    ),
+    (
+        "MON-001",
+        both(
+            edit_upload("prometheus", "prometheus.yml", "'api-gateway:8080', ", ""),
+            edit_upload("prometheus", "prometheus.yml", "job_name: api-gateway", "job_name: apps"),
+        ),
+        "api-gateway",
+    ),
+    (
+        "MON-001",
+        edit_upload("prometheus", "prometheus.yml", "metrics_path: /actuator/prometheus", ""),
+        "api-gateway",
+    ),
+    ("MON-002", edit_upload("prometheus", "platform.yml", "pg_up == 0", "vector(1)"), None),
+    (
+        "MON-003",
+        edit_upload("alertmanager", "alertmanager.yml", "email_configs: [{to: 'oncall@example.com'}]", "{}"),
+        "alertmanager",
+    ),
+    (
+        "MON-003",
+        edit_upload("alertmanager", "alertmanager.yml", "receiver: slack", "receiver: nowhere"),
+        "alertmanager",
+    ),
+    (
+        "MON-004",
+        set_fields("prometheus", command=["--config.file=/etc/prometheus/prometheus.yml"]),
+        "prometheus",
+    ),
+    ("BAK-001", remove("postgres-backup"), "postgres"),
+    ("BAK-001", remove("clickhouse-backup"), "clickhouse"),
+    ("CFG-001", add_env("api-gateway", "LOGGING_LEVEL_ORG_HIBERNATE_SQL=DEBUG"), "api-gateway"),
+    ("CFG-001", add_env("api-gateway", "JAVA_TOOL_OPTIONS=-Dlogging.level.root=TRACE"), "api-gateway"),
+    ("EDGE-001", site("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.1 TLSv1.2;"), "nginx"),
+    ("EDGE-001", site("ssl_protocols TLSv1.2 TLSv1.3;", ""), "nginx"),
+    ("EDGE-001", drop_fields("nginx", "uploads"), "nginx"),
+    (
+        "EDGE-002",
+        site("ECDHE-ECDSA-AES256-GCM-SHA384;", "ECDHE-ECDSA-AES256-GCM-SHA384:AES128-SHA;"),
+        "nginx",
+    ),
+    ("EDGE-002", site("X25519:prime256v1", "X25519MLKEM768:X25519:prime256v1"), "nginx"),
+    (
+        "EDGE-003",
+        site('add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;', ""),
+        "nginx",
+    ),
+    ("EDGE-003", site("location /api/ {", "location /api/ {\n        add_header X-Extra 1 always;"), "nginx"),
+    (
+        "EDGE-004",
+        site("return 301 https://$host$request_uri;", "location / { proxy_pass http://api-gateway:8080; }"),
+        "nginx",
+    ),
+    ("EDGE-005", site("ssl_session_tickets off;", ""), "nginx"),
+    ("EDGE-006", site("add_header X-Content-Type-Options nosniff always;", ""), "nginx"),
+    (
+        "EDGE-006",
+        site("add_header Referrer-Policy no-referrer always;", "add_header Referrer-Policy no-referrer;"),
+        "nginx",
+    ),
+    ("EDGE-007", site('add_header Permissions-Policy "camera=(), geolocation=()" always;', ""), "nginx"),
+    ("EDGE-008", edit_upload("nginx", "nginx.conf", "server_tokens off;", "server_tokens on;"), "nginx"),
+    ("EDGE-009", site("limit_req zone=api burst=20 nodelay;", ""), "nginx"),
+    ("EDGE-009", site("limit_req zone=login burst=5 nodelay;", "limit_req zone=api burst=5;"), "nginx"),
+    ("EDGE-009", edit_upload("nginx", "nginx.conf", "limit_req_status 429;", ""), "nginx"),
+    ("EDGE-010", edit_upload("nginx", "nginx.conf", "client_max_body_size 1m;", ""), "nginx"),
+    (
+        "EDGE-011",
+        site(
+            "location /api/ {",
+            "location /api/ {\n        add_header Access-Control-Allow-Origin $http_origin always;",
+        ),
+        "nginx",
+    ),
+    ("EDGE-011", add_env("api-gateway", "APP_CORS_ALLOWED_ORIGINS=*"), "api-gateway"),
+    (
+        "EDGE-012",
+        site(
+            "location / { return 404; }",
+            "location / { proxy_pass http://api-gateway:8080; }\n"
+            "    location ^~ /actuator/ { proxy_pass http://x:8080; }",
+        ),
+        "nginx",
+    ),
+    ("EDGE-012", drop_env("api-gateway", "SPRINGDOC_SWAGGER_UI_ENABLED"), "api-gateway"),
+    (
+        "EDGE-012",
+        add_env("api-gateway", "MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE=health,env,heapdump"),
+        "api-gateway",
+    ),
+    (
+        "EDGE-013",
+        site("if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$) { return 405; }", ""),
+        "nginx",
+    ),
+    ("EDGE-014", set_fields("traefik", command=["--api.insecure=true"]), "traefik"),
+    ("EDGE-014", set_fields("traefik", command=["--providers.docker.endpoint=tcp://proxy:2375"]), "traefik"),
+    ("EDGE-015", edit_upload("haproxy", "haproxy.cfg", "ssl-min-ver TLSv1.2", "no-tls-tickets"), "haproxy"),
+    ("EDGE-015", drop_fields("haproxy", "uploads"), "haproxy"),
+]
+
+NO_ATTESTATION = {"CTR-021", "DMN-001"}
+
+
+def test_secure_baseline_passes_every_rule(check):
+    report = check()
+    assert report.violations == []
+    assert report.unknown == [] and report.waived == []
+    assert not report.failed
+
+
+def test_every_enforced_rule_has_a_failing_case():
+    covered = {rule_id for rule_id, _, _ in CASES}
+    assert {r.id for r in enforced_rules()} <= covered
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "mutation", "resource"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_rule_fails_on_its_mutation(check, rule_id, mutation, resource):
+    report = check(mutate=mutation, attested=rule_id not in NO_ATTESTATION)
+    assert rule_id in ids(report), f"{rule_id} did not fire; got {sorted(ids(report))}"
+    findings = [v for v in report.violations if v["rule"] == rule_id]
+    rule = next(r for r in enforced_rules() if r.id == rule_id)
+    assert {v["enforcement"] for v in findings} == {rule.prod}
+    expected = resource or "fixture-test"
+    assert any(v["resource"].rsplit("::", 1)[-1] == expected for v in findings), messages(report, rule_id)
+
+
+def test_service_role_and_kind_come_from_labels_or_image(check):
+    # Without platform labels the image name decides: a postgres image is a data store and may not publish.
+    bare = container(
+        "db",
+        "ds",
+        "postgres:16.4",
+        "data",
+        ports=[{"internal": 5432.0, "external": 5432.0, "ip": "127.0.0.1"}],
+    )
+    bare.inputs["labels"] = []
+    report = check([bare])
+    assert "role ds publishes port(s) 5432" in [
+        v["message"] for v in report.violations if v["rule"] == "CTR-026"
+    ]
+
+
+def test_strong_literal_jwt_secret_passes_the_length_rule(check):
+    report = check(mutate=add_env("api-gateway", "JWT_SECRET=Xk3pq9Lm2nVb7Rt5Wz8yQa1cE4fG6hJ0kL2mN4pQ6rS8tU"))
+    assert "SEC-002" not in ids(report)
+    assert "SEC-001" in ids(report)  # still advisory: prefer JWT_SECRET_FILE
+
+
+def test_location_add_header_drops_inherited_headers(check):
+    report = check(mutate=site("location /api/ {", "location /api/ {\n        add_header X-Extra 1 always;"))
+    found = messages(report, "EDGE-006")
+    assert found and all("location /api/" in m for m in found)
+
+
+def test_prefix_location_with_caret_tilde_wins_over_the_deny_regex(check):
+    # `^~ /actuator/` stops nginx from consulting regex locations, so the 404 regex no longer protects it.
+    exposed = check(
+        mutate=site(
+            "location / { return 404; }",
+            "location / { return 404; }\n    location ^~ /actuator/ { proxy_pass http://a:1; }",
+        )
+    )
+    plain = check(
+        mutate=site(
+            "location / { return 404; }",
+            "location / { return 404; }\n    location /actuator/ { proxy_pass http://a:1; }",
+        )
+    )
+    assert any("/actuator/env" in m for m in messages(exposed, "EDGE-012"))
+    assert "EDGE-012" not in ids(plain)
+
+
+def test_unparseable_nginx_config_is_a_violation(check):
+    report = check(mutate=edit_upload("nginx", "site.conf", "location / { return 404; }", "location / {"))
+    assert any("does not parse" in m for m in messages(report, "EDGE-002"))
+
+
+def test_kafka_controller_listener_is_exempt_unless_configured(check):
+    assert "DS-KAFKA-001" not in ids(check())
+    report = check(config={"ds-kafka-001-kafka-authn-authz": {"exemptListeners": []}})
+    assert any("listener CONTROLLER" in m for m in messages(report, "DS-KAFKA-001"))
+
+
+def test_options_come_from_the_policy_config(check):
+    report = check(config={"sec-004-generated-secret-strength": {"minLength": 64}})
+    assert messages(report, "SEC-004") == ["db-password: length 32 is below 64"]
+
+
+def test_rules_ignore_resources_of_other_types(check):
+    # A Service has no `privileged`; the Container-only rule must not even look at it.
+    report = check(
+        [
+            registration(S, "svc", {"taskSpec": {"containerSpec": {"image": "x:1"}}, "privileged": True}),
+            registration(C, "c", {"image": "sha256:" + "0" * 64, "privileged": False}),
+        ]
+    )
+    assert "CTR-001" not in ids(report)
+
+
+def _egress(*names: str) -> Mutation:
+    def mutate(rs: list[Registration]) -> None:
+        rs.append(
+            registration("docker:index/network:Network", "egress", {"name": "egress", "internal": False})
+        )
+        for name in names:
+            named(rs, name).inputs["networksAdvanced"].append({"name": "egress"})
+
+    return mutate
+
+
+def test_alertmanager_may_use_a_dedicated_egress_network(check):
+    assert "NET-001" not in ids(check(mutate=_egress("alertmanager")))
+    assert messages(check(mutate=_egress("alertmanager", "grafana")), "NET-001") == [
+        "grafana: role mon is attached to non-internal network egress"
+    ]
+    assert messages(check(mutate=_egress("alertmanager", "postgres")), "NET-001") == [
+        "alertmanager: role mon is attached to non-internal network egress",
+        "postgres: role ds is attached to non-internal network egress",
+    ]
