@@ -4,7 +4,7 @@ PYTHON ?= python3
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: preview test plan lint benchmark clean
+.PHONY: preview test plan check lint benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+check: $(STAMP)
+	$(VENV)/bin/infra check --stack $(STACK)
+
 benchmark: $(STAMP)
 	$(VENV)/bin/python benchmarks/plan_scaling.py
+	$(VENV)/bin/python benchmarks/check_overhead.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
