@@ -13,14 +13,17 @@ from infra.mockrun import PlanMocks, ProgramRun, Registration, run_under_mocks
 ON_CI = os.environ.get("CI") == "true"
 
 
-def require_tool(name: str) -> str:
-    """Path of a system tool the test needs: skipped locally when absent, a failure on CI."""
-    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
+def require_tool(name: str, debian_package: str | None = None) -> str:
+    """Path of a system tool the test needs: skipped locally when absent, a failure on CI (CI=true), where a
+    check that silently vanished would pass."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
     if path:
         return path
+    message = f"{name} not found (Debian: apt-get install {debian_package or name}; .ci/run installs it)"
     if ON_CI:
-        pytest.fail(f"{name} is required on CI (.ci/run installs it)")
-    pytest.skip(f"{name} not installed")
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 class CountingMocks(PlanMocks):

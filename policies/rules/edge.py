@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import yaml
 
+from components.edge.model import MOZILLA_INTERMEDIATE_CIPHERS
 from policies import checklist as cl
 from policies import nginxconf
 from policies.nginxconf import NginxConfigError, Server
@@ -15,13 +16,9 @@ from policies.props import WORKLOADS, Workload, truthy
 from policies.registry import ADVISORY, MANDATORY, resource_rule
 from policies.scope import app_or_nginx, kind_is, load_balancer_or_nginx, serves_nginx
 
+# Mozilla intermediate: the ECDHE ciphers our edge uses, plus the DHE ones other configurations may add.
 INTERMEDIATE_CIPHERS = [
-    "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "ECDHE-RSA-CHACHA20-POLY1305",
+    *MOZILLA_INTERMEDIATE_CIPHERS,
     "DHE-RSA-AES128-GCM-SHA256",
     "DHE-RSA-AES256-GCM-SHA384",
     "DHE-RSA-CHACHA20-POLY1305",

@@ -9,7 +9,6 @@ import http.client
 import ipaddress
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from components.edge import EdgeConfig, render_nginx_conf
+from tests.conftest import require_tool
 
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "api.example.test"
@@ -36,20 +36,9 @@ CLIENT_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 10.0
 
 
-def require_tool(name: str, fallback: str) -> str:
-    """Path of a tool; missing fails under CI=true (the check must not silently vanish), else skips."""
-    path = shutil.which(name) or (fallback if os.access(fallback, os.X_OK) else None)
-    if path is None:
-        message = f"{name} not installed (Debian package: nginx or nginx-light)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " and CI=true", pytrace=False)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture(scope="session")
 def nginx_binary() -> str:
-    return require_tool("nginx", "/usr/sbin/nginx")
+    return require_tool("nginx", "nginx-light")
 
 
 def free_ports(count: int) -> list[int]:

@@ -5,8 +5,6 @@ promtool/amtool/prometheus/alertmanager binaries, and a runner for short-lived s
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from components.monitoring import MonitoringConfig, ScrapeTarget, exporter_targets
+from tests.conftest import require_tool
 
 TOOL_TIMEOUT = 60
 STARTUP_TIMEOUT = 15.0
@@ -34,42 +33,29 @@ APP_SERVICES = ("api-gateway", "orchestrator", "log-aggregator", "query-service"
 WORKERS = 3
 
 
-def require_tool(name: str) -> str:
-    """Path of a binary: missing fails under CI=true (the check must not silently vanish), else skips."""
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.path.exists(p)), None
-    )
-    if path:
-        return path
-    message = f"{name} not found (Debian: apt-get install {DEBIAN_PACKAGE.get(name, name)})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture
 def promtool() -> str:
-    return require_tool("promtool")
+    return require_tool("promtool", DEBIAN_PACKAGE["promtool"])
 
 
 @pytest.fixture
 def amtool() -> str:
-    return require_tool("amtool")
+    return require_tool("amtool", DEBIAN_PACKAGE["amtool"])
 
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    return require_tool("prometheus")
+    return require_tool("prometheus", DEBIAN_PACKAGE["prometheus"])
 
 
 @pytest.fixture
 def alertmanager_binary() -> str:
-    return require_tool("prometheus-alertmanager")
+    return require_tool("prometheus-alertmanager", DEBIAN_PACKAGE["prometheus-alertmanager"])
 
 
 @pytest.fixture
 def blackbox_binary() -> str:
-    return require_tool("prometheus-blackbox-exporter")
+    return require_tool("prometheus-blackbox-exporter", DEBIAN_PACKAGE["prometheus-blackbox-exporter"])
 
 
 @pytest.fixture
