@@ -108,10 +108,8 @@ def _resource_validate(rule: Rule):
                 if args.resource_type in WORKLOADS
                 else args
             )
-            if rule.scope is not None and isinstance(target, Workload) and not rule.scope(target):
+            if isinstance(target, Workload) and not applies(rule, target):
                 return  # out of scope: no finding, and no waiver to list (infra check does not ask)
-            if isinstance(target, Workload) and not target.runs and not rule.reads_files:
-                return  # a never-started file carrier has no process for runtime rules to judge
             rule.check(target, findings.append, options)
         except UnknownValueError as error:
             unknown = error
@@ -183,12 +181,20 @@ def in_scope(rule: Rule, resource_type: str, props: Any, name: str = "", urn: st
     in scope, so the policy runs and reports the unknown."""
     if rule.kind != "resource" or resource_type not in rule.types:
         return False
-    if rule.scope is None or resource_type not in WORKLOADS:
+    if resource_type not in WORKLOADS:
         return True
     try:
-        return rule.scope(Workload(resource_type, props, name, urn))
+        return applies(rule, Workload(resource_type, props, name, urn))
     except UnknownValueError:
         return True
+
+
+def applies(rule: Rule, workload: Workload) -> bool:
+    """The rule's declared scope; a never-started file carrier has no process, so only rules that read files
+    judge it."""
+    if not workload.runs and not rule.reads_files:
+        return False
+    return rule.scope is None or rule.scope(workload)
 
 
 def config_schema(rule: Rule) -> PolicyConfigSchema:
