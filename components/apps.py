@@ -59,6 +59,8 @@ class AppServiceArgs(TypedDict):
     db_pool_size: NotRequired[int]
     db_pool_min_idle: NotRequired[int]
     extra_env: NotRequired[Mapping[str, str]]
+    instance_env: NotRequired[str]
+    """Env var that tells each replica its own hostname (the worker pool's WORKER_ID)."""
 
 
 def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle: int
@@ -129,6 +131,7 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
         service=service, role="app", image=args["image"],
         networks=["app", "data"] if set(args["needs"]) - {"jwt"} else ["app"],
         memory_mb=args["memory_mb"], cpus=args["cpus"], replicas=args.get("replicas", 1),
+        instance_env=args.get("instance_env"),
         env=env,
         files=[FileSpec(f"{SECRETS_DIR}/{prop}", value, secret=True) for prop, value in credentials.items()],
         healthcheck=Healthcheck(["CMD", "curl", "-fsS", f"http://127.0.0.1:{APP_PORT}{HEALTH_PATH}"],
@@ -159,7 +162,7 @@ class WorkerPoolArgs(AppServiceArgs):
 
 
 class WorkerPool(pulumi.ComponentResource):
-    """`count` workers, each its own AppService with a distinct WORKER_ID (worker-1 ... worker-N)."""
+    """`count` workers of one service definition, worker-1 ... worker-N, each told its name in WORKER_ID."""
 
     hostnames: pulumi.Output[list[str]]
 
@@ -167,16 +170,10 @@ class WorkerPool(pulumi.ComponentResource):
         count = args.get("count")
         if not isinstance(count, int) or count < 1:
             raise ComponentArgsError(f"WorkerPool: count must be an integer >= 1, got {count!r}")
-        base = {key: value for key, value in args.items() if key != "count"}
-        worker_args = [
-            {**base, "service": f"{args['service']}-{i}", "replicas": 1,
-             "extra_env": {**args.get("extra_env", {}), "WORKER_ID": f"{args['service']}-{i}"}}
-            for i in range(1, count + 1)
-        ]
-        for worker in worker_args:
-            app_spec(worker)
+        worker_args = {**{key: value for key, value in args.items() if key != "count"},
+                       "replicas": count, "instance_env": "WORKER_ID"}
+        app_spec(worker_args)
         super().__init__("platform:index:WorkerPool", name, {}, opts)
-        self.workers = [AppService(f"{name}-{i}", worker, pulumi.ResourceOptions(parent=self))
-                        for i, worker in enumerate(worker_args, start=1)]
-        self.hostnames = pulumi.Output.from_input([w.deployment.hostnames[0] for w in self.workers])
+        self.service = AppService(name, worker_args, pulumi.ResourceOptions(parent=self))
+        self.hostnames = self.service.hostnames
         self.register_outputs({"hostnames": self.hostnames})

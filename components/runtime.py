@@ -21,6 +21,11 @@ from components.spec import FILES_DIR, ContainerSpec, NetworkName, validate_spec
 DROP_ALL = ["ALL"]
 
 
+def _child(owner: str, part: str) -> str:
+    """A child's resource name: prefixed by its component's name, without saying the same word twice."""
+    return part if part == owner or part.startswith(f"{owner}-") else f"{owner}-{part}"
+
+
 @dataclass
 class Deployment:
     """What a deployed spec offers other components: DNS names on the shared networks, and its resources."""
@@ -59,10 +64,10 @@ class DockerRuntime:
     def deploy(self, spec: ContainerSpec, networks: dict[str, pulumi.Resource], owner: str,
                parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> Deployment:
         validate_spec(spec)
-        image = docker.RemoteImage(f"{owner}-{spec.service}-image", name=spec.image, keep_locally=True,
+        image = docker.RemoteImage(_child(owner, f"{spec.service}-image"), name=spec.image, keep_locally=True,
                                    opts=self._opts(parent))
         volumes = {
-            mount.volume: docker.Volume(f"{owner}-{mount.volume}", name=f"{self.name_prefix}-{mount.volume}",
+            mount.volume: docker.Volume(_child(owner, mount.volume), name=f"{self.name_prefix}-{mount.volume}",
                                         labels=[docker.VolumeLabelArgs(label="platform.service", value=spec.service)],
                                         opts=self._opts(parent, retain_on_delete=True))
             for mount in spec.volumes
@@ -73,7 +78,8 @@ class DockerRuntime:
             files_mount = [docker.ContainerVolumeArgs(volume_name=files_volume.name, container_path=FILES_DIR,
                                                       read_only=True)]
             depends_on = [*depends_on, seed]
-        hostnames = [spec.service] if spec.replicas == 1 else [f"{spec.service}-{i}" for i in range(1, spec.replicas + 1)]
+        numbered = spec.replicas > 1 or spec.instance_env is not None
+        hostnames = [f"{spec.service}-{i}" for i in range(1, spec.replicas + 1)] if numbered else [spec.service]
         containers = [
             self._container(spec, hostname, image, volumes, files_mount, networks, owner, parent, depends_on)
             for hostname in hostnames
@@ -102,11 +108,11 @@ class DockerRuntime:
         Docker copies into a container only through a writable root, so the service itself (read-only) cannot
         receive uploads; this never-started container takes them onto the volume the service mounts read-only.
         """
-        volume = docker.Volume(f"{owner}-{spec.service}-files", name=f"{self.name_prefix}-{spec.service}-files",
+        volume = docker.Volume(_child(owner, f"{spec.service}-files"), name=f"{self.name_prefix}-{spec.service}-files",
                                labels=[docker.VolumeLabelArgs(label="platform.service", value=spec.service)],
                                opts=self._opts(parent))
         seed = docker.Container(
-            f"{owner}-{spec.service}-files",
+            _child(owner, f"{spec.service}-files"),
             name=f"{self.name_prefix}-{spec.service}-files",
             image=image.image_id,
             start=False,
@@ -128,6 +134,8 @@ class DockerRuntime:
                    networks: dict[str, pulumi.Resource], owner: str, parent: pulumi.Resource,
                    depends_on: Sequence[pulumi.Resource]) -> docker.Container:
         envs = [f"{key}={value}" for key, value in spec.env.items() if isinstance(value, str)]
+        if spec.instance_env:
+            envs.append(f"{spec.instance_env}={hostname}")
         envs += [pulumi.Output.concat(key, "=", value) for key, value in spec.env.items() if not isinstance(value, str)]
         envs += [pulumi.Output.secret(pulumi.Output.concat(key, "=", value)) for key, value in spec.secret_env.items()]
         labels = [
@@ -142,7 +150,7 @@ class DockerRuntime:
             labels.append(docker.ContainerLabelArgs(label="platform.files-digest", value=digest))
         check = spec.healthcheck
         return docker.Container(
-            f"{owner}-{hostname}",
+            _child(owner, hostname),
             name=f"{self.name_prefix}-{hostname}",
             hostname=hostname,
             image=image.image_id,

@@ -93,6 +93,9 @@ class ContainerSpec:
     cap_add: Sequence[str] = ()
     ulimits: Mapping[str, int] = field(default_factory=dict)
     replicas: int = 1
+    instance_env: str | None = None
+    """Env var set to each instance's own hostname (e.g. WORKER_ID); instances are then numbered
+    service-1..N even when there is one."""
     max_restarts: int = 5
     log_max_size: str = "10m"
     log_max_files: int = 3

@@ -92,7 +92,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
 
     # Every app container is a scrape target: a service added above is monitored with no other edit.
     services = {**{name: app.deployment.hostnames for name, app in apps.items()},
-                "worker": [w.deployment.hostnames[0] for w in workers.workers]}
+                "worker": workers.service.deployment.hostnames}
     Monitoring("monitoring", {
         "runtime": runtime, "networks": networks, "config": settings.monitoring,
         "images": {key: getattr(images, key) for key in ("prometheus", "alertmanager", "grafana",

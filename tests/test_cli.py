@@ -41,7 +41,7 @@ def test_plan_text_prints_tree_and_counts():
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Plan for stack dev of project platform:")
     assert "  platform:index:WorkerPool  workers" in lines
-    assert "      docker:index/container:Container  workers-1-worker-1" in lines  # nested under its AppService
+    assert "      docker:index/container:Container  workers-worker-1" in lines  # nested under its AppService
     assert any(line.strip().endswith("docker:index/container:Container") for line in lines)
 
 

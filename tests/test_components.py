@@ -268,7 +268,15 @@ def test_worker_pool_gives_each_worker_its_id():
     assert {host: env_of(inputs)["WORKER_ID"] for host, inputs in by_hostname(run).items()} == {
         "worker-1": "worker-1", "worker-2": "worker-2", "worker-3": "worker-3"}
     pool = registered(run, "platform:index:WorkerPool")[0]
-    assert {r.parent for r in registered(run, "platform:index:AppService")} == {pool.urn}
+    [service] = registered(run, "platform:index:AppService")
+    assert service.parent == pool.urn
+    assert {r.parent for r in registered(run, CONTAINER)} == {service.urn}
+    assert len(registered(run, CONTAINER)) == 4, "three workers share one file carrier"
+
+
+def test_a_pool_of_one_is_still_worker_1():
+    run = deploy(with_networks(lambda networks: WorkerPool("workers", {**app(networks, service="worker"), "count": 1})))
+    assert {host: env_of(inputs)["WORKER_ID"] for host, inputs in by_hostname(run).items()} == {"worker-1": "worker-1"}
 
 
 @pytest.mark.parametrize("extra, error", [
