@@ -141,6 +141,8 @@ class DockerRuntime:
         labels = [
             docker.ContainerLabelArgs(label="platform.role", value=spec.role),
             docker.ContainerLabelArgs(label="platform.service", value=spec.service),
+            *[docker.ContainerLabelArgs(label=f"platform.waiver.{rule}", value=waiver)
+              for rule, waiver in spec.waivers.items()],
         ]
         if files_mount:
             # The files live on a volume, not in this container's definition: a digest of them makes a changed

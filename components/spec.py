@@ -92,6 +92,8 @@ class ContainerSpec:
     read_only: bool = True
     cap_add: Sequence[str] = ()
     ulimits: Mapping[str, int] = field(default_factory=dict)
+    waivers: Mapping[str, str] = field(default_factory=dict)
+    """Policy waivers by rule id, each `reason=...;expires=YYYY-MM-DD` (the platform.waiver.<id> label)."""
     replicas: int = 1
     instance_env: str | None = None
     """Env var set to each instance's own hostname (e.g. WORKER_ID); instances are then numbered
@@ -132,8 +134,10 @@ def validate_spec(spec: ContainerSpec) -> ContainerSpec:
     for mount in spec.bind_mounts:
         if spec.role != "mon":
             raise ComponentArgsError(f"{where}: bind_mounts: only host monitoring may mount host paths")
-        if "docker.sock" in mount.source or "containerd.sock" in mount.source:
-            raise ComponentArgsError(f"{where}: bind_mounts: the container runtime socket is never mounted")
+        socket = "docker.sock" in mount.source or "containerd.sock" in mount.source
+        if socket and "CTR-014" not in spec.waivers:
+            raise ComponentArgsError(f"{where}: bind_mounts: the container runtime socket is mounted only with a "
+                                     "dated CTR-014 waiver")
     if not spec.healthcheck.test or spec.healthcheck.test[0] not in ("CMD", "CMD-SHELL"):
         raise ComponentArgsError(f"{where}: healthcheck.test must start with CMD or CMD-SHELL")
     if spec.user in ("root", "0", "0:0"):

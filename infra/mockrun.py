@@ -198,9 +198,19 @@ def _config_value(value: Any) -> tuple[str, bool]:
     return json.dumps(rendered), secret
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as Pulumi reads config: scalars stay strings, numbers and booleans; no timestamps."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_ConfigLoader) or {}  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ProgramInputError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

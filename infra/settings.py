@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -76,6 +77,7 @@ class Images(Model):
     postgres_exporter: PinnedImage = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
     redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0"
     kafka_exporter: PinnedImage = "danielqsj/kafka-exporter:v1.9.0"
+    cadvisor: PinnedImage = "gcr.io/cadvisor/cadvisor:v0.49.1"
 
     @field_validator("*")
     @classmethod
@@ -142,6 +144,14 @@ class LoadBalancer(Model):
     """Host address the published ports 80 and 443 listen on."""
 
 
+class ContainerMetrics(Model):
+    """Per-container CPU and memory (cAdvisor). cAdvisor learns container names only from the Docker API, so
+    it mounts the Docker socket read-only: a risk the stack accepts explicitly, until a date."""
+
+    docker_socket_accepted_until: date
+    """Expiry of the CTR-014 waiver; past it the policy pack fails the stack until someone re-decides."""
+
+
 class Settings(Model):
     environment: Literal["dev", "staging", "prod"]
     public_hosts: list[str] = Field(min_length=1)
@@ -162,6 +172,8 @@ class Settings(Model):
     monitoring: MonitoringConfig
     """Prometheus retention and intervals, alert thresholds, Alertmanager receivers (their secrets are the
     config secrets platform:alertSmtpPassword and platform:alertSlackWebhookUrl)."""
+    container_metrics: ContainerMetrics | None = None
+    """Enable cAdvisor (per-container CPU and memory alerts); omitted: host-level alerts only."""
     grafana_root_url: str | None = Field(default=None, pattern=r"^https://\S+$")
     """Where operators reach Grafana (through a tunnel or VPN: it is never published); default
     https://grafana.<first public host>/."""

@@ -9,7 +9,7 @@ import pulumi_docker as docker
 from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Connections, WorkerPool
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
 from components.loadbalancer import LoadBalancer
-from components.monitoring.component import Monitoring, StoreAccess, app_scrape_targets
+from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
@@ -95,13 +95,13 @@ def build(inputs: StackInputs) -> dict[str, Any]:
                 "worker": workers.service.deployment.hostnames}
     Monitoring("monitoring", {
         "runtime": runtime, "networks": networks, "config": settings.monitoring,
-        "images": {key: getattr(images, key) for key in ("prometheus", "alertmanager", "grafana",
-                                                         "blackbox_exporter", "node_exporter",
-                                                         "postgres_exporter", "redis_exporter", "kafka_exporter")},
+        "images": {key: getattr(images, key) for key in (*IMAGE_KEYS, "cadvisor")},
         "app_targets": [target for name, hosts in services.items()
                         for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)],
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
         "grafana_root_url": settings.grafana_url,
+        **({"container_metrics_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}
+           if settings.container_metrics else {}),
         "grafana_admin_password": secrets.grafana_admin_password,
         "grafana_secret_key": secrets.grafana_secret_key,
         "stores": StoreAccess(

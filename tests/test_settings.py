@@ -50,6 +50,9 @@ def test_environment_defaults_apply_under_the_stack_values():
      "platform:settings.monitoring.slack.chanel: unknown key; allowed: channel, critical_channel"),
     ({"edge": {"api_burst": -1}}, "platform:settings.edge.api_burst: Input should be greater than or equal to 0"),
     ({"grafana_root_url": "http://grafana"}, "platform:settings.grafana_root_url"),
+    ({"container_metrics": {"docker_socket_accepted_until": "soon"}},
+     "platform:settings.container_metrics.docker_socket_accepted_until: Input should be a valid date"),
+    ({"container_metrics": {}}, "platform:settings.container_metrics.docker_socket_accepted_until: required key"),
 ])
 def test_bad_settings_name_file_key_and_rule(override, message):
     raw = {**BASE, **override}

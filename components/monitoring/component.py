@@ -42,6 +42,7 @@ GRAFANA_PROVISIONING = f"{FILES_DIR}/provisioning"
 DASHBOARDS_DIR = f"{FILES_DIR}/dashboards"
 IMAGE_KEYS = ("prometheus", "alertmanager", "grafana", "blackbox_exporter", "node_exporter", "postgres_exporter",
               "redis_exporter", "kafka_exporter")
+CADVISOR_WAIVER_REASON = "cAdvisor names containers only through the Docker API (socket mounted read-only)"
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,17 @@ class MonitoringArgs(TypedDict):
     grafana_admin_password: pulumi.Input[str]
     grafana_secret_key: pulumi.Input[str]
     stores: StoreAccess
+    container_metrics_until: NotRequired[str]
+    """ISO date: deploy cAdvisor, accepting its read-only Docker socket until then (a CTR-014 waiver)."""
     alert_smtp_password: NotRequired[pulumi.Input[str]]
     alert_slack_webhook_url: NotRequired[pulumi.Input[str]]
+
+
+def effective_config(config: MonitoringConfig, *, container_metrics: bool) -> MonitoringConfig:
+    """The configuration the rendered files follow: with container metrics, cAdvisor is a required job."""
+    if not container_metrics or "cadvisor" in config.required_jobs:
+        return config
+    return config.model_copy(update={"required_jobs": (*config.required_jobs, "cadvisor")})
 
 
 def _secret_file(name: str, content: pulumi.Input[str]) -> FileSpec:
@@ -90,7 +100,11 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     if missing_images:
         raise ComponentArgsError(f"Monitoring: images: missing {missing_images}")
     config, images, stores = args["config"], args["images"], args["stores"]
-    targets = [*args["app_targets"], *exporter_targets(),
+    until = args.get("container_metrics_until")
+    if until and not images.get("cadvisor"):
+        raise ComponentArgsError("Monitoring: images: missing ['cadvisor'] (container metrics are on)")
+    config = effective_config(config, container_metrics=bool(until))
+    targets = [*args["app_targets"], *exporter_targets(cadvisor="cadvisor" if until else None),
                ScrapeTarget("blackbox-exporter", "blackbox-exporter:9115")]
     try:
         prometheus_yml = render_prometheus_config(
@@ -186,6 +200,18 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9308/metrics"]),
         ),
     ]
+    if until:
+        specs.append(ContainerSpec(
+            service="cadvisor", role="mon", image=images["cadvisor"], networks=["data"],
+            memory_mb=256, cpus=0.25,
+            command=["--docker_only=true", "--housekeeping_interval=15s", "--store_container_labels=false",
+                     "--disable_metrics=advtcp,cpu_topology,hugetlb,percpu,process,referenced_memory,tcp,udp"],
+            bind_mounts=[BindMount("/", "/rootfs"), BindMount("/sys", "/sys"),
+                         BindMount("/var/lib/docker", "/var/lib/docker"),
+                         BindMount("/var/run/docker.sock", "/var/run/docker.sock")],
+            waivers={"CTR-014": f"reason={CADVISOR_WAIVER_REASON};expires={until}"},
+            healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:8080/healthz"]),
+        ))
     return [validate_spec(spec) for spec in specs], prometheus_yml
 
 

@@ -13,6 +13,7 @@ from components.monitoring.component import (
     PROMETHEUS_CONFIG,
     RULES_FILE,
     app_scrape_targets,
+    effective_config,
 )
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
@@ -76,7 +77,8 @@ def test_monitoring_is_private_and_hardened(deployed):
         assert "ports" not in inputs, host
         networks = {n["name"].rsplit("-", 1)[-1] for n in inputs["networksAdvanced"]}
         assert "edge" not in networks, host
-        assert inputs["capabilities"]["drops"] == ["ALL"] and inputs["user"] not in ("root", "0")
+        assert inputs["capabilities"]["drops"] == ["ALL"] and inputs.get("user") not in ("root", "0", "0:0")
+        assert "user" in inputs or host == "cadvisor", f"{host} runs as an explicit non-root user"
         assert all(m["readOnly"] for m in inputs.get("mounts", [])), host
     prometheus = monitoring["prometheus"]["command"]
     assert not [flag for flag in prometheus if "enable-admin-api" in flag or "enable-lifecycle" in flag]
@@ -105,7 +107,8 @@ def test_deployed_prometheus_config_and_rules_pass_promtool(deployed, promtool, 
     assert checked.returncode == 0, checked.stdout
     assert "SUCCESS" in checked.stdout
     tests = tmp_path / "alerts_test.yml"
-    tests.write_text(render_rule_tests(settings.monitoring, rule_file="alerts.yml"))
+    config = effective_config(settings.monitoring, container_metrics=settings.container_metrics is not None)
+    tests.write_text(render_rule_tests(config, rule_file="alerts.yml"))
     tested = run(promtool, "test", "rules", tests, cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout
 
@@ -163,3 +166,19 @@ def test_monitoring_bad_args_register_nothing(overrides, error):
     with pytest.raises(ComponentArgsError, match=error):
         deploy(lambda: Monitoring("monitoring", monitoring_args(settings, **overrides)), mocks=mocks)
     assert mocks.created == []
+
+
+def test_container_metrics_only_with_a_dated_socket_waiver(deployed):
+    _, containers, settings = deployed
+    jobs = scraped_addresses(uploaded(containers, "prometheus", PROMETHEUS_CONFIG))
+    if settings.container_metrics is None:
+        assert "cadvisor" not in containers and "cadvisor" not in jobs
+        return
+    cadvisor = containers["cadvisor"]
+    until = settings.container_metrics.docker_socket_accepted_until.isoformat()
+    assert labels_of(cadvisor)["platform.waiver.CTR-014"].endswith(f";expires={until}")
+    assert labels_of(cadvisor)["platform.waiver.CTR-014"].startswith("reason=")
+    socket = [m for m in cadvisor["mounts"] if m["source"] == "/var/run/docker.sock"]
+    assert socket and all(m["readOnly"] for m in cadvisor["mounts"])
+    assert jobs["cadvisor"] == {"cadvisor:8080"}
+    assert "ports" not in cadvisor and not cadvisor.get("privileged")
