@@ -80,7 +80,7 @@ def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle
         env |= {"SPRING_KAFKA_BOOTSTRAP_SERVERS": c.kafka_bootstrap,
                 "SPRING_KAFKA_PROPERTIES_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
                 "SPRING_KAFKA_PROPERTIES_SASL_MECHANISM": "PLAIN"}
-        secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(c.kafka_password)
+        secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(c.kafka_user, c.kafka_password)
     if "clickhouse" in needs:
         env |= {"CLICKHOUSE_URL": c.clickhouse_url, "CLICKHOUSE_USER": c.clickhouse_user}
         secret["clickhouse.password"] = c.clickhouse_password

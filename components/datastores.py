@@ -97,10 +97,12 @@ def redis_spec(args: DataStoreArgs) -> ContainerSpec:
 KAFKA_USER = "platform"
 
 
-def kafka_jaas(password: pulumi.Input[str]) -> pulumi.Output[str]:
+def kafka_jaas(user: str, password: pulumi.Input[str], *, broker: bool = False) -> pulumi.Output[str]:
+    """SASL/PLAIN login for a client, or for the broker, which also declares the user it accepts."""
+    accepted = ['" user_', user, '="', password] if broker else []
     return pulumi.Output.concat(
-        'org.apache.kafka.common.security.plain.PlainLoginModule required username="', KAFKA_USER,
-        '" password="', password, '";')
+        'org.apache.kafka.common.security.plain.PlainLoginModule required username="', user,
+        '" password="', password, *accepted, '";')
 
 
 def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
@@ -110,9 +112,6 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
         raise ComponentArgsError(f"Kafka: mode must be kraft or zookeeper, got {mode!r}")
     if mode == "zookeeper" and not args.get("zookeeper_image"):
         raise ComponentArgsError("Kafka: mode zookeeper needs zookeeper_image")
-    broker_jaas = pulumi.Output.concat(
-        'org.apache.kafka.common.security.plain.PlainLoginModule required username="', KAFKA_USER,
-        '" password="', args["password"], '" user_', KAFKA_USER, '="', args["password"], '";')
     env = {
         "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "KAFKA_INTER_BROKER_LISTENER_NAME": "BROKER",
@@ -160,7 +159,8 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
     specs.append(ContainerSpec(
         service="kafka", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"], env=env,
-        secret_env={"KAFKA_LISTENER_NAME_BROKER_PLAIN_SASL_JAAS_CONFIG": broker_jaas},
+        secret_env={"KAFKA_LISTENER_NAME_BROKER_PLAIN_SASL_JAAS_CONFIG": kafka_jaas(
+            KAFKA_USER, args["password"], broker=True)},
         healthcheck=Healthcheck(["CMD-SHELL", "bash -c 'echo > /dev/tcp/127.0.0.1/9092'"], start_period="60s"),
         volumes=[VolumeMount("kafka-data", "/var/lib/kafka/data")],
         user="1000:1000", read_only=False, stop_grace_seconds=60,

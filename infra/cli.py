@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def program_error(exc: BaseException) -> str:
     """One line for a program that failed: its own message for config errors, the type otherwise."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if type(exc).__name__ in ("RunError", "SettingsError", "ComponentArgsError", "ProgramInputError"):
+    if type(exc).__name__ in ("RunError", "SettingsError", "ComponentArgsError"):
         return message
     return f"program failed: {type(exc).__name__}: {message}"
 

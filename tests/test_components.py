@@ -8,7 +8,7 @@ import pulumi
 import pytest
 
 from components.apps import AppService, Connections, WorkerPool, app_spec
-from components.datastores import ClickHouse, Kafka, Postgres, Redis
+from components.datastores import ClickHouse, Kafka, Postgres, Redis, kafka_jaas
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
@@ -352,3 +352,15 @@ def test_read_only_files_must_live_under_the_files_directory():
     deploy(lambda: specs.append(app_spec(app({"app": None, "data": None}))))
     with pytest.raises(ComponentArgsError, match="must be under /etc/platform/"):
         validate_spec(replace(specs[0], files=[FileSpec("/app/config.yml", "x")]))
+
+
+def test_kafka_login_strings_for_client_and_broker():
+
+    def program():
+        pulumi.export("client", kafka_jaas("jobs", pulumi.Output.secret("pw")))
+        pulumi.export("broker", kafka_jaas("jobs", "pw", broker=True))
+
+    logins = deploy(program).stack_outputs
+    assert reveal(logins["client"]).endswith('username="jobs" password="pw";')
+    assert reveal(logins["broker"]).endswith('username="jobs" password="pw" user_jobs="pw";')
+    assert is_secret(logins["client"])
