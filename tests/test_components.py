@@ -355,7 +355,6 @@ def test_read_only_files_must_live_under_the_files_directory():
 
 
 def test_kafka_login_strings_for_client_and_broker():
-
     def program():
         pulumi.export("client", kafka_jaas("jobs", pulumi.Output.secret("pw")))
         pulumi.export("broker", kafka_jaas("jobs", "pw", broker=True))
