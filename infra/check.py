@@ -579,6 +579,13 @@ def render(report: Report, output_format: str) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    report = check_report(args)
+    print(render(report, args.format))
+    return 1 if report.failed else 0
+
+
+def check_report(args: argparse.Namespace) -> Report:
+    """The policy report of the stack `args` name (`--stack`, `--project`, `--policy-config`, `--state`)."""
     from infra.cli import run_project
 
     config_path = Path(args.policy_config) if args.policy_config else default_path(args.stack)
@@ -590,9 +597,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         run, source = load_state(Path(args.state), args.stack), _relative(Path(args.state))
     else:
         run, source = run_project(args), _relative(Path(args.project) / f"Pulumi.{args.stack}.yaml")
-    report = evaluate(run, config_path, source=str(source))
-    print(render(report, args.format))
-    return 1 if report.failed else 0
+    return evaluate(run, config_path, source=str(source))
 
 
 def _relative(path: Path) -> Path:

@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from infra.check import add_check_arguments, cmd_check
+from infra.checklist import add_checklist_arguments, cmd_checklist
+from infra.diagram import add_diagram_arguments, cmd_diagram
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(check)
     add_check_arguments(check)
     check.set_defaults(handler=cmd_check)
+    checklist = commands.add_parser("checklist", help="the production checklist for the stack: status and coverage")
+    add_program_arguments(checklist)
+    add_checklist_arguments(checklist)
+    checklist.set_defaults(handler=cmd_checklist)
+    diagram = commands.add_parser("diagram", help="the architecture the stack deploys, from its resource graph")
+    add_program_arguments(diagram)
+    add_diagram_arguments(diagram)
+    diagram.set_defaults(handler=cmd_diagram)
     return parser
 
 

@@ -22,6 +22,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from infra import catalog
 from policies import waivers
 from policies.props import WORKLOADS, Workload, labels
 from policies.registry import DOCS_PATH, Rule, enforced_rules
@@ -203,7 +204,7 @@ def config_schema(rule: Rule) -> PolicyConfigSchema:
 
 def build_policy(rule: Rule) -> ResourceValidationPolicy | StackValidationPolicy:
     # The semicolon convention of Pulumi's packs: reference and specification are parallel lists.
-    sections = [line.split(":", 1)[0] for line in rule.checklist]
+    items = catalog.load().by_id()
     common: dict[str, Any] = {
         "name": rule.policy_name,
         "description": f"[{rule.id}] {rule.description}",
@@ -214,8 +215,8 @@ def build_policy(rule: Rule) -> ResourceValidationPolicy | StackValidationPolicy
         "framework": PolicyComplianceFramework(
             name="production-checklist",
             version="1",
-            reference="; ".join(sections),
-            specification="; ".join(rule.checklist),
+            reference="; ".join(rule.checklist),
+            specification="; ".join(items[item].text for item in rule.checklist),
         ),
         "tags": [rule.id, rule.domain, rule.kind],
         "remediation_steps": rule.remediation,

@@ -34,7 +34,7 @@ SERVICE_LABEL = "platform.service"
 FILES_DIGEST_LABEL = "platform.files-digest"
 ROLES = ("app", "ds", "mon", "lb")
 
-# Image/service name fragments -> kind, and kind -> role (rules.md §1). Exporters and backup tools carry a
+# Image/service name fragments -> kind, and kind -> role. Exporters and backup tools carry a
 # data store's name too ("postgres-exporter", "clickhouse-backup"), so they are matched first.
 KIND_PATTERNS = (
     ("exporter", re.compile(r"exporter|kminion|cadvisor")),

@@ -1,4 +1,4 @@
-"""Settings of the observability stack, with production defaults from production-checklist.md.
+"""Settings of the observability stack, with production defaults from the checklist (infra/checklist.yaml).
 
 Secrets (SMTP password, Slack webhook URL) have no field here on purpose: the renderers take the
 paths of the files that hold them, so a secret never reaches a config value, a state file or a log.
@@ -144,7 +144,7 @@ class MonitoringConfig(_Frozen):
     scrape_interval: Duration = "15s"
     scrape_timeout: Duration = "10s"
     evaluation_interval: Duration = "15s"
-    # Bounded by time and by size so the TSDB cannot fill the data volume (rules.md MON-004);
+    # Bounded by time and by size so the TSDB cannot fill the data volume (policy MON-004);
     # Prometheus reads size units as powers of 2 (20GB = 20GiB).
     retention_time: Duration = "15d"
     retention_size: Size = "20GB"
@@ -155,8 +155,9 @@ class MonitoringConfig(_Frozen):
     email: EmailReceiver
     slack: SlackReceiver
     routing: Routing = Routing()
-    # Alerts link to f"{runbook_base_url}/{AlertName}"; the default is the repository path.
-    runbook_base_url: str = Field(default="docs/runbooks", min_length=1)
+    # Alerts link to f"{runbook_base_url}#{alertname}", the alert's entry in the runbook; the default is
+    # the repository's docs/RUNBOOK.md (tests/test_docs.py keeps one entry per alert).
+    runbook_base_url: str = Field(default="docs/RUNBOOK.md", min_length=1)
 
     @model_validator(mode="after")
     def _timeout_fits_interval(self) -> "MonitoringConfig":

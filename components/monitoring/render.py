@@ -171,7 +171,7 @@ def render_blackbox_config() -> str:
 
 
 def _runbook(config: MonitoringConfig, spec: AlertSpec) -> str:
-    return f"{config.runbook_base_url.rstrip('/')}/{spec.name}"
+    return f"{config.runbook_base_url}#{spec.name.lower()}"
 
 
 def _annotations(config: MonitoringConfig, spec: AlertSpec) -> dict[str, str]:

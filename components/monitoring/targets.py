@@ -39,7 +39,7 @@ class ScrapeTarget:
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
 
-# Default ports of the exporters (ops.md §1.2); the job names are what the alert rules and
+# Default ports of the exporters (each exporter's README, Prometheus default port allocations wiki); the job names are what the alert rules and
 # MonitoringConfig.required_jobs refer to.
 POSTGRES_EXPORTER_PORT = 9187
 REDIS_EXPORTER_PORT = 9121

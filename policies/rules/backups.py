@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from policies import checklist as cl
 from policies.props import WORKLOADS
 from policies.registry import ADVISORY, stack_rule
 
@@ -20,12 +19,24 @@ BACKUP_TOOLS = {
     types=WORKLOADS,
     severity="high",
     prod=ADVISORY,
-    checklist=[cl.BACKUP_STRATEGY, cl.BACKUP_JOB],
-    sources=["(synthesis) production-checklist Backup Strategy", "ops.md §6"],
+    checklist=[
+        "infrastructure.backup-strategy",
+        "backup.postgres",
+        "backup.clickhouse",
+        "backup.hourly-incremental",
+        "backup.daily-full",
+        "backup.weekly-clickhouse",
+        "success.backup-job",
+    ],
+    sources=[
+        "PostgreSQL docs: Backup and Restore (continuous archiving)",
+        "pgBackRest user guide",
+        "Altinity clickhouse-backup README",
+    ],
     options={
         "stores": {"type": "array", "items": {"enum": sorted(BACKUP_TOOLS)}, "default": sorted(BACKUP_TOOLS)}
     },
-    remediation="Add the backup job (ops.md §6: pgBackRest/WAL-G or pg_basebackup sidecar for PostgreSQL, "
+    remediation="Add the backup job (pgBackRest/WAL-G or pg_basebackup sidecar for PostgreSQL, "
     "clickhouse-backup beside ClickHouse) to the stack.",
 )
 def backups_configured(stack, report, options) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from policies import checklist as cl
 from policies.props import WORKLOADS, Workload
 from policies.registry import MANDATORY, resource_rule
 
@@ -19,8 +18,8 @@ LEVEL_PROPERTY = re.compile(r"logging\.level\.[\w.]+=(\w+)", re.IGNORECASE)
     types=WORKLOADS,
     severity="medium",
     prod=MANDATORY,
-    checklist=[cl.LOG_LEVELS],
-    sources=["(synthesis) production-checklist"],
+    checklist=["configuration.log-levels"],
+    sources=["Spring Boot docs: logging levels", "OWASP Logging Cheat Sheet"],
     options={
         "allowedLevels": {
             "type": "array",

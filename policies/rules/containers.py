@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
-from policies import checklist as cl
 from policies.props import CONTAINER, WORKLOADS, Workload, get, items, number, truthy
 from policies.registry import ADVISORY, MANDATORY, not_enforceable, resource_rule, stack_rule
 from policies.scope import publishes_ports
 
 ROLES_SCHEMA = {"type": "array", "items": {"enum": ["app", "ds", "mon", "lb"]}, "uniqueItems": True}
-SCAN = [cl.SECURITY_SCAN]
+SCAN = ["success.security-scan"]
 
 
 @resource_rule(
@@ -238,7 +237,7 @@ def _host_mode_rule(
     severity="critical",
     prod=MANDATORY,
     on_unknown="fail",
-    checklist=[cl.NETWORK_POLICIES],
+    checklist=["infrastructure.network-policies"],
     sources=["CIS 5.10", "CKV_K8S_19", "Polaris hostNetworkSet", "KICS network_mode_host_exists"],
     remediation="Attach the container to a user-defined network instead of `network_mode='host'`.",
 )
@@ -388,7 +387,7 @@ def no_host_devices(w: Workload, report, options) -> None:
     types=[CONTAINER],
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.LIMITS],
+    checklist=["infrastructure.resource-limits"],
     sources=["CIS 5.25", "KICS cgroup_not_default"],
     remediation="Remove `cgroup_parent`; keep `cgroupns_mode` private.",
 )
@@ -407,7 +406,7 @@ def default_cgroup(w: Workload, report, options) -> None:
     types=WORKLOADS,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.LIMITS],
+    checklist=["infrastructure.resource-limits"],
     sources=["CIS 5.11", "CKV_K8S_13", "Polaris memoryLimitsMissing", "KICS memory_not_limited"],
     remediation="Set `memory` (MB) on the Container or `resources.limits.memoryBytes` on the Service.",
 )
@@ -429,7 +428,7 @@ def memory_limit(w: Workload, report, options) -> None:
     types=WORKLOADS,
     severity="medium",
     prod=MANDATORY,
-    checklist=[cl.LIMITS],
+    checklist=["infrastructure.resource-limits"],
     sources=["CIS 5.12", "CKV_K8S_11", "Polaris cpuLimitsMissing", "KICS cpus_not_limited"],
     remediation="Set `cpus` (or cpu_quota+cpu_period) on the Container, `limits.nanoCpus` on the Service.",
 )
@@ -453,7 +452,7 @@ def cpu_limit(w: Workload, report, options) -> None:
     types=WORKLOADS,
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.LIMITS],
+    checklist=["infrastructure.resource-limits"],
     sources=["CIS 5.29", "KICS pids_limit_not_set"],
     reason="pulumi-docker has no pidsLimit; the policy config attests the daemon's default-pids-limit.",
     options={
@@ -480,7 +479,7 @@ def pids_limit(stack, report, options) -> None:
     types=WORKLOADS,
     severity="medium",
     prod=MANDATORY,
-    checklist=[cl.HEALTH_CHECKS],
+    checklist=["infrastructure.health-checks"],
     sources=["CIS 5.15", "KICS restart_policy_on_failure_not_set_to_5"],
     options={"maxRetries": {"type": "integer", "minimum": 1, "default": 5}},
     remediation="Use `restart='on-failure'` with `max_retry_count` 1-5 (Service: `maxAttempts`).",
@@ -507,7 +506,7 @@ def restart_policy(w: Workload, report, options) -> None:
     types=WORKLOADS,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.HEALTH_CHECKS],
+    checklist=["infrastructure.health-checks", "post.hour.services-healthy", "success.health-checks"],
     sources=[
         "CIS 5.27",
         "CKV_DOCKER_2",
@@ -533,7 +532,7 @@ def healthcheck(w: Workload, report, options) -> None:
     scope=publishes_ports,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.LOAD_BALANCER],
+    checklist=["infrastructure.load-balancer"],
     sources=["CIS 5.8", "CKV_K8S_26", "Polaris hostPortSet", "KICS privileged_ports_mapped_in_container"],
     remediation="Publish host ports below 1024 only on the load balancer, and only 80/443.",
 )
@@ -553,7 +552,7 @@ def no_privileged_host_ports(w: Workload, report, options) -> None:
     scope=publishes_ports,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.FIREWALL],
+    checklist=["security.firewall"],
     sources=["CIS 5.14", "CIS 7.2", "KICS container_traffic_not_bound_to_host_interface"],
     remediation="Set `ports[].ip='127.0.0.1'` for anything but the load balancer.",
 )
@@ -574,7 +573,7 @@ def bind_specific_interface(w: Workload, report, options) -> None:
     scope=publishes_ports,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.NETWORK_POLICIES, cl.LOAD_BALANCER],
+    checklist=["infrastructure.network-policies", "infrastructure.load-balancer"],
     sources=["CIS 5.9", "CIS 5.14", "OWASP REST CS management endpoints", "docker-library redis"],
     remediation="Remove `ports` from data stores, monitoring and apps; route through the LB.",
 )
@@ -593,7 +592,7 @@ def only_lb_publishes(w: Workload, report, options) -> None:
     severity="high",
     prod=MANDATORY,
     on_unknown="fail",
-    checklist=[cl.FIREWALL],
+    checklist=["security.firewall"],
     sources=["CIS 5.9"],
     remediation="Remove `publish_all_ports=True`.",
 )
@@ -629,7 +628,7 @@ def no_ssh(w: Workload, report, options) -> None:
     types=WORKLOADS,
     severity="medium",
     prod=MANDATORY,
-    checklist=[cl.NETWORK_POLICIES],
+    checklist=["infrastructure.network-policies"],
     sources=["CIS 5.30", "KICS networks_not_set", "CKV2_K8S_6"],
     remediation="Attach via `networks_advanced` to a named docker.Network, not the default bridge.",
 )
@@ -653,7 +652,7 @@ def user_defined_network(w: Workload, report, options) -> None:
     types=[CONTAINER],
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.LIMITS],
+    checklist=["infrastructure.resource-limits"],
     sources=["CIS 5.19", "CIS 2.8"],
     options={"ceiling": {"type": "integer", "minimum": 1, "default": 1048576}},
     remediation="Keep soft <= hard and both under the ceiling; override ulimits only when needed.",
@@ -679,7 +678,7 @@ FILE_LOG_DRIVERS = ("json-file", "local", "")
     types=WORKLOADS,
     severity="medium",
     prod=MANDATORY,
-    checklist=[cl.LOG_AGGREGATION],
+    checklist=["monitoring.log-aggregation"],
     sources=["CIS 2.13", "Docker json-file logging driver docs"],
     remediation="Set `log_driver='json-file'` with `log_opts={'max-size': '10m', 'max-file': '5'}`.",
 )
@@ -715,7 +714,7 @@ DEFAULT_SYSCTLS = [
     severity="low",
     prod=ADVISORY,
     checklist=SCAN,
-    sources=["docker-library haproxy (synthesis)"],
+    sources=["docker-library haproxy docs"],
     options={"allowed": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_SYSCTLS}},
     remediation="Remove the sysctl or add it to the rule's `allowed` option after review.",
 )
@@ -734,7 +733,7 @@ def sysctls_allowlist(w: Workload, report, options) -> None:
     types=WORKLOADS,
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.VOLUMES],
+    checklist=["infrastructure.volumes"],
     sources=["KICS shared_volumes_between_containers", "KICS volume_mounted_in_multiple_containers"],
     remediation="Give each data store its own volume; share read-only where another container reads it.",
 )

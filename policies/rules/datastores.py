@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from policies import checklist as cl
 from policies.props import WORKLOADS, Workload, truthy
 from policies.registry import MANDATORY, resource_rule
 from policies.scope import kind_is
@@ -23,7 +22,7 @@ def _has_value(env: dict[str, str], key: str) -> bool:
     scope=kind_is("postgres"),
     severity="critical",
     prod=MANDATORY,
-    checklist=[cl.DB_PASSWORDS],
+    checklist=["security.database-passwords"],
     sources=["docker-library postgres docs"],
     remediation="Set POSTGRES_PASSWORD_FILE (or POSTGRES_PASSWORD from a secret); never "
     "POSTGRES_HOST_AUTH_METHOD=trust.",
@@ -56,7 +55,7 @@ def _redis_config_auth(text: str) -> bool:
     scope=kind_is("redis"),
     severity="critical",
     prod=MANDATORY,
-    checklist=[cl.REDIS_PASSWORD],
+    checklist=["security.redis-password"],
     sources=["docker-library redis docs (protected mode off in the image)"],
     remediation="Upload a redis.conf with `requirepass` (or an ACL file) from a secret and start "
     "`redis-server /path/redis.conf`; keep the password off the command line.",
@@ -90,7 +89,7 @@ def redis_auth(w: Workload, report, options) -> None:
     scope=kind_is("clickhouse"),
     severity="critical",
     prod=MANDATORY,
-    checklist=[cl.CLICKHOUSE_PASSWORD],
+    checklist=["security.clickhouse-password"],
     sources=["docker-library clickhouse docs"],
     remediation="Set CLICKHOUSE_USER and CLICKHOUSE_PASSWORD from a secret (or a users.xml with "
     "password_sha256_hex); never CLICKHOUSE_SKIP_USER_SETUP=1.",
@@ -138,7 +137,7 @@ def _listener_protocols(env: dict[str, str]) -> dict[str, str]:
     scope=kind_is("kafka"),
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.KAFKA],
+    checklist=["configuration.kafka-bootstrap"],
     sources=["Apache Kafka security model (kafka.apache.org/44)"],
     options={
         "exemptListeners": {
@@ -180,7 +179,7 @@ def kafka_authn_authz(w: Workload, report, options) -> None:
     scope=kind_is("zookeeper"),
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.SECURITY_SCAN],
+    checklist=["success.security-scan"],
     sources=["docker-library zookeeper docs"],
     options={"allowed4lw": {"type": "array", "items": {"type": "string"}, "default": ["srvr", "ruok"]}},
     remediation="ZOO_ADMINSERVER_ENABLED=false; ZOO_4LW_COMMANDS_WHITELIST=srvr,ruok; no anonymous login.",

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import yaml
 
 from components.edge.model import MOZILLA_INTERMEDIATE_CIPHERS
-from policies import checklist as cl
 from policies import nginxconf
 from policies.nginxconf import NginxConfigError, Server
 from policies.props import WORKLOADS, Workload, truthy
@@ -90,7 +89,7 @@ def _served_chains(server: Server) -> list[tuple[str, str | None, list[list]]]:
     scope=load_balancer_or_nginx,
     severity="critical",
     prod=MANDATORY,
-    checklist=[cl.TLS],
+    checklist=["security.tls"],
     sources=["Mozilla server-side TLS intermediate (5.7, 6.0)"],
     remediation="Serve the public hosts with `listen 443 ssl` and `ssl_protocols TLSv1.2 TLSv1.3;`.",
 )
@@ -126,8 +125,8 @@ def _tls_protocols(config, servers, w, report, options) -> None:
     scope=serves_nginx,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.TLS],
-    sources=["Mozilla intermediate ciphers/curves (rules.md §4.1)"],
+    checklist=["security.tls"],
+    sources=["Mozilla server-side TLS intermediate (5.7): ciphers and curves"],
     options={
         "allowedCiphers": {"type": "array", "items": {"type": "string"}, "default": INTERMEDIATE_CIPHERS},
         "rejectedCurves": {"type": "array", "items": {"type": "string"}, "default": ["X25519MLKEM768"]},
@@ -170,7 +169,7 @@ def _max_age(value: str) -> int:
     scope=serves_nginx,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.TLS],
+    checklist=["security.tls"],
     sources=["Mozilla hsts_min_age", "OWASP Secure Headers", "OWASP REST CS"],
     options={
         "minMaxAge": {"type": "integer", "minimum": 0, "default": 31536000},
@@ -211,7 +210,7 @@ def _redirects_to_https(returns: list[list[str]]) -> bool:
     scope=serves_nginx,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.TLS],
+    checklist=["security.tls"],
     sources=["Mozilla generator (nginx, HAProxy, Traefik)"],
     remediation="In the port-80 server: `return 301 https://$host$request_uri;` and nothing else.",
 )
@@ -246,8 +245,8 @@ def http_to_https(config, servers, w, report, options) -> None:
     scope=serves_nginx,
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.TLS],
-    sources=["Mozilla intermediate (rules.md §4.1)"],
+    checklist=["security.tls"],
+    sources=["Mozilla server-side TLS intermediate (5.7): session tickets and cache"],
     remediation="ssl_session_timeout 1d; ssl_session_cache shared:MozSSL:10m; ssl_session_tickets off; "
     "ssl_stapling on (with a resolver).",
 )
@@ -310,7 +309,7 @@ def _header_problems(headers: dict[str, tuple[str, bool]], api: bool) -> list[st
     scope=serves_nginx,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.HEADERS],
+    checklist=["security.headers"],
     sources=["OWASP Secure Headers ci/headers_add.json", "OWASP REST CS API headers"],
     options={"apiPathPattern": {"type": "string", "default": "^\\^?/api"}},
     remediation="add_header X-Content-Type-Options nosniff always; X-Frame-Options DENY; a CSP with "
@@ -344,7 +343,7 @@ EXTRA_HEADERS = [
     scope=serves_nginx,
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.HEADERS],
+    checklist=["security.headers"],
     sources=["OWASP Secure Headers ci/headers_add.json"],
     options={"headers": {"type": "array", "items": {"type": "string"}, "default": EXTRA_HEADERS}},
     remediation="Add Permissions-Policy, Cross-Origin-Opener/Resource-Policy and "
@@ -372,7 +371,7 @@ def security_headers_extra(config, servers, w, report, options) -> None:
     scope=serves_nginx,
     severity="medium",
     prod=MANDATORY,
-    checklist=[cl.HEADERS],
+    checklist=["security.headers"],
     sources=["OWASP ci/headers_remove.json"],
     remediation="`server_tokens off;` in the http block (and proxy_hide_header X-Powered-By).",
 )
@@ -400,7 +399,7 @@ def _rate_per_second(rate: str) -> float:
     scope=serves_nginx,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.RATE_LIMITING],
+    checklist=["security.rate-limiting"],
     sources=["nginx ngx_http_limit_req_module", "OWASP REST CS (429)"],
     options={
         "apiPathPattern": {"type": "string", "default": "^\\^?/api"},
@@ -464,7 +463,7 @@ REQUEST_LIMITS = [
     scope=serves_nginx,
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.RATE_LIMITING],
+    checklist=["security.rate-limiting"],
     sources=["OWASP REST CS (413, input validation)"],
     remediation="Set client_max_body_size and the client/keepalive/send timeouts in the http block.",
 )
@@ -523,7 +522,7 @@ def _cors_problems(config, chain: list[list]) -> list[str]:
     scope=app_or_nginx,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.CORS],
+    checklist=["security.cors"],
     sources=["OWASP REST CS CORS", "Fetch standard"],
     remediation="Allow origins through `map $http_origin $cors_origin` with anchored regexes, empty "
     "default and `Vary: Origin`; never `*` with credentials; app CORS env not `*`.",
@@ -556,7 +555,7 @@ def _is_spring(w: Workload) -> bool:
     scope=app_or_nginx,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.SWAGGER],
+    checklist=["security.swagger"],
     sources=["OWASP REST CS management endpoints", "springdoc properties", "Spring Boot actuator docs"],
     options={
         "requireSpringdocDisabled": {"type": "boolean", "default": True},
@@ -608,7 +607,7 @@ def _docs_routed(config, servers, w, report, options) -> None:
     scope=serves_nginx,
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.HEADERS],
+    checklist=["security.headers"],
     sources=["OWASP REST CS restrict HTTP methods (405)"],
     remediation="if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$) { return 405; }",
 )
@@ -663,7 +662,7 @@ def _traefik_settings(w: Workload) -> dict[str, str]:
     scope=kind_is("traefik"),
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.SWAGGER],
+    checklist=["security.swagger"],
     sources=["Traefik docs API & Dashboard", "CIS 5.32"],
     remediation="No --api.insecure; dashboard behind auth on an internal entrypoint; "
     "--providers.docker.exposedByDefault=false; Docker API through a socket proxy.",
@@ -702,7 +701,7 @@ def _haproxy_global(text: str) -> list[str]:
     scope=kind_is("haproxy"),
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.TLS],
+    checklist=["security.tls"],
     sources=["Mozilla generator (haproxy)", "docker-library haproxy"],
     remediation="global: ssl-default-bind-ciphers, ssl-default-bind-ciphersuites, "
     "ssl-default-bind-options prefer-client-ciphers ssl-min-ver TLSv1.2 no-tls-tickets.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 
-from policies import checklist as cl
 from policies.props import (
     DOCKER_PROVIDER,
     IMAGE,
@@ -50,7 +49,7 @@ IMAGE_TYPES = [*WORKLOADS, REMOTE_IMAGE, IMAGE]
     scope=names_an_image,
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.IMAGES],
+    checklist=["infrastructure.images-tagged"],
     sources=[
         "CIS 5.28",
         "CKV_DOCKER_7",
@@ -80,7 +79,7 @@ def pinned_tag(resource, report, options) -> None:
     scope=names_an_image,
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.IMAGES],
+    checklist=["infrastructure.images-tagged"],
     sources=["CKV_K8S_43", "CIS 5.28 remediation", "CIS 4.5"],
     remediation="Append the digest: `postgres:16.4-bookworm@sha256:...`.",
 )
@@ -122,7 +121,7 @@ def qualified(image: str) -> str:
     scope=names_an_image,
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.REGISTRY],
+    checklist=["infrastructure.registry"],
     sources=["CIS 4.2"],
     options={
         "allowed": {
@@ -150,7 +149,7 @@ def registry_allowlist(resource, report, options) -> None:
     severity="high",
     prod=MANDATORY,
     on_unknown="fail",
-    checklist=[cl.REGISTRY],
+    checklist=["infrastructure.registry"],
     sources=["CIS 2.5"],
     remediation="Remove `insecure_skip_verify=True`; give the registry a trusted certificate.",
 )
@@ -166,7 +165,7 @@ not_enforceable(
     "Dockerfile lint",
     domain="images",
     severity="medium",
-    checklist=[cl.IMAGES],
+    checklist=["infrastructure.images-tagged"],
     sources=["CKV_DOCKER_1-11", "CKV2_DOCKER_1-17", "CIS 4.1", "CIS 4.6", "CIS 4.9", "CIS 4.10"],
     reason="The Dockerfile is a file beside the program, not a resource property; lint it in CI "
     "(Checkov's Dockerfile framework) where the application images are built.",
@@ -181,7 +180,7 @@ not_enforceable(
     types=[DOCKER_PROVIDER],
     severity="critical",
     prod=MANDATORY,
-    checklist=[cl.SECURITY_SCAN],
+    checklist=["success.security-scan"],
     sources=["CIS 2.7"],
     remediation="Use `unix://` or `ssh://`, or `tcp://` with ca/cert/key material (or certPath).",
 )

@@ -10,7 +10,6 @@ from typing import Any
 
 import yaml
 
-from policies import checklist as cl
 from policies.props import SERVICE_CONFIG, WORKLOADS, Workload, decode_base64, get, items, truthy
 from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
 from policies.scope import kind_is
@@ -46,7 +45,7 @@ def _grafana_setting(w: Workload, section: str, key: str) -> tuple[str | None, b
     scope=kind_is("grafana"),
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.GRAFANA_PASSWORD],
+    checklist=["security.grafana-admin-password"],
     sources=["grafana conf/defaults.ini"],
     options={"requireCookieSecure": {"type": "boolean", "default": True}},
     remediation="Set GF_SECURITY_ADMIN_PASSWORD__FILE and GF_SECURITY_SECRET_KEY__FILE from secrets, "
@@ -82,7 +81,7 @@ def grafana_hardening(w: Workload, report, options) -> None:
     scope=kind_is("prometheus", "alertmanager"),
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.NETWORK_POLICIES],
+    checklist=["infrastructure.network-policies"],
     sources=["Prometheus HTTPS and authentication docs"],
     remediation="Publish no port (reach them through Grafana or the LB with auth), or start them with "
     "--web.config.file (basic auth/TLS); never --web.enable-admin-api.",
@@ -143,8 +142,8 @@ def _identifiers(w: Workload) -> set[str]:
     types=[*WORKLOADS, SERVICE_CONFIG],
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.SCRAPE_TARGETS],
-    sources=["(synthesis)"],
+    checklist=["monitoring.scrape-targets"],
+    sources=["Prometheus docs: scrape_config", "Spring Boot actuator docs: Prometheus endpoint"],
     options={"metricsPath": {"type": "string", "default": "/actuator/prometheus"}},
     remediation="Add a scrape job per application service (metrics_path /actuator/prometheus) and per "
     "exporter to the uploaded prometheus.yml.",
@@ -202,8 +201,22 @@ REQUIRED_ALERTS = {
     types=[*WORKLOADS, SERVICE_CONFIG],
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.ALERT_RULES, cl.ALERTMANAGER, cl.ALL_ALERTS],
-    sources=["(synthesis)", "samber/awesome-prometheus-alerts (ops.md §1.1)"],
+    checklist=[
+        "monitoring.alert-rules",
+        "monitoring.alertmanager",
+        "success.alerts-functioning",
+        "alerts.service-down",
+        "alerts.error-rate",
+        "alerts.database-connection",
+        "alerts.kafka-lag",
+        "alerts.disk-space",
+        "alerts.job-failure-rate",
+        "alerts.latency",
+        "alerts.memory",
+        "alerts.cpu",
+        "alerts.unusual-logins",
+    ],
+    sources=["samber/awesome-prometheus-alerts", "Prometheus docs: alerting rules"],
     options={
         "requiredAlerts": {
             "type": "object",
@@ -212,7 +225,7 @@ REQUIRED_ALERTS = {
             "description": "alert family -> regex one rule expr must match",
         }
     },
-    remediation="Upload Prometheus rule files with the checklist's alerts (ops.md §1.1), reference them in "
+    remediation="Upload Prometheus rule files with the checklist's alerts, reference them in "
     "rule_files, point `alerting` at Alertmanager, and unit-test them with promtool.",
 )
 def baseline_alerts(stack, report, options) -> None:
@@ -257,8 +270,8 @@ def _route_receivers(route: Any) -> list[str]:
     scope=kind_is("alertmanager"),
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.ALERTMANAGER],
-    sources=["(synthesis)", "amtool check-config"],
+    checklist=["monitoring.alertmanager"],
+    sources=["Alertmanager docs: configuration (route, receiver)", "amtool check-config"],
     remediation="Upload an alertmanager.yml whose route tree reaches receivers with email/Slack/"
     "PagerDuty/webhook configs.",
 )
@@ -300,8 +313,8 @@ def alert_routing(w: Workload, report, options) -> None:
     scope=kind_is("prometheus"),
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.VOLUMES],
-    sources=["(synthesis)"],
+    checklist=["infrastructure.volumes"],
+    sources=["Prometheus docs: storage (retention.time, retention.size)"],
     remediation="Start Prometheus with --storage.tsdb.retention.time=15d and/or .size=<budget>.",
 )
 def retention_bounds(w: Workload, report, options) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from policies import checklist as cl
 from policies.props import NETWORK, SERVICE, WORKLOADS, Workload, get, truthy
 from policies.registry import MANDATORY, resource_rule, stack_rule
 
@@ -35,7 +34,7 @@ def _attached(w: Workload, resource, index: dict[str, object]) -> list[tuple[str
     types=[*WORKLOADS, NETWORK],
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.NETWORK_POLICIES],
+    checklist=["infrastructure.network-policies"],
     sources=["CIS 5.30", "KICS networks_not_set", "CKV2_K8S_6", "Polaris missingNetworkPolicy"],
     options={
         "internalOnlyRoles": {
@@ -93,7 +92,7 @@ def internal_data_network(stack, report, options) -> None:
     types=[NETWORK],
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.NETWORK_POLICIES],
+    checklist=["infrastructure.network-policies"],
     sources=["CIS 7.3"],
     remediation="Create overlay networks with `options={'encrypted': 'true'}`.",
 )
@@ -112,7 +111,7 @@ def encrypted_overlay(resource, report, options) -> None:
     types=[SERVICE],
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.FIREWALL],
+    checklist=["security.firewall"],
     sources=["CIS 7.2"],
     remediation="Publish nothing from data/monitoring Services; pin a host-mode LB with placement "
     "constraints.",

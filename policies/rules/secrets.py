@@ -8,7 +8,6 @@ import math
 import re
 from collections import Counter
 
-from policies import checklist as cl
 from policies.props import (
     CONTAINER,
     JWT_NAME,
@@ -42,7 +41,7 @@ CONFIG_FILE_SUFFIXES = (".conf", ".yml", ".yaml", ".json", ".ini", ".properties"
     types=[CONTAINER],
     severity="high",
     prod=ADVISORY,
-    checklist=[cl.DB_PASSWORDS],
+    checklist=["security.database-passwords"],
     sources=["Polaris sensitiveContainerEnvVar", "CKV_K8S_35", "CIS 4.10", "CIS 7.4", "CKV_SECRET_13"],
     remediation="Pass credentials as files (`*_FILE` from a tmpfs upload or docker secret); at least "
     "make the env value a Pulumi secret. Never put private keys in env or config files.",
@@ -104,7 +103,7 @@ def _entropy_bits_per_char(value: str) -> float:
     scope=has_jwt_env,
     severity="critical",
     prod=MANDATORY,
-    checklist=[cl.JWT_SECRET],
+    checklist=["security.jwt-secret"],
     sources=["RFC 7518 §3.2", "jjwt WeakKeyException", "Nimbus JOSE MACProvider"],
     options={
         "algorithm": {"enum": ["HS256", "HS384", "HS512"], "default": "HS256"},
@@ -194,9 +193,9 @@ def _credential_values(w: Workload) -> list[tuple[str, str]]:
     types=[*WORKLOADS, SERVICE_CONFIG],
     severity="critical",
     prod=MANDATORY,
-    checklist=[cl.PASSWORDS_CHANGED, cl.GRAFANA_PASSWORD],
+    checklist=["security.default-passwords", "security.grafana-admin-password", "security.app-admin-password"],
     sources=[
-        "vendor defaults (rules.md §5)",
+        "vendor documentation of default credentials",
         "postgres/postgres",
         "Grafana admin/admin",
         "ClickHouse empty default password",
@@ -226,8 +225,8 @@ def weak_password_list(resource, report, options) -> None:
     types=[RANDOM_PASSWORD, RANDOM_BYTES],
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.PASSWORDS_CHANGED, cl.JWT_SECRET],
-    sources=["(synthesis) SEC-002", "SEC-003"],
+    checklist=["security.default-passwords", "security.jwt-secret"],
+    sources=["NIST SP 800-63B §5.1.1", "RFC 7518 §3.2"],
     options={
         "minLength": {"type": "integer", "minimum": 8, "default": 16},
         "minBytes": {"type": "integer", "minimum": 16, "default": 32},
@@ -265,7 +264,7 @@ STRONG_CURVES = ("P256", "P384", "P521")
     types=[TLS_PRIVATE_KEY],
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.TLS],
+    checklist=["security.tls"],
     sources=["Mozilla intermediate rsa_key_size 2048", "EDGE-005"],
     remediation="Use `algorithm='ECDSA', ecdsa_curve='P256'` (or P384), or RSA with rsa_bits >= 2048.",
 )
@@ -289,7 +288,7 @@ def tls_key_strength(resource, report, options) -> None:
     types=[TLS_SELF_SIGNED_CERT, TLS_LOCALLY_SIGNED_CERT],
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.TLS],
+    checklist=["security.tls"],
     sources=["Mozilla maximum_certificate_lifespan 366 d", "EDGE-005"],
     options={
         "maxHours": {"type": "integer", "minimum": 1, "default": 366 * 24},

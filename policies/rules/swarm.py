@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from policies import checklist as cl
 from policies.props import SERVICE, WORKLOADS, Workload, get, number, sensitive_env
 from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
 
@@ -14,7 +13,7 @@ from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
     types=[SERVICE],
     severity="high",
     prod=MANDATORY,
-    checklist=[cl.DB_PASSWORDS],
+    checklist=["security.database-passwords"],
     sources=["CIS 7.4", "Polaris sensitiveContainerEnvVar", "CKV_K8S_35"],
     remediation="Create a docker.Secret, list it in containerSpec.secrets and point `<NAME>_FILE` at "
     "/run/secrets/<name>.",
@@ -32,7 +31,7 @@ def swarm_secrets(w: Workload, report, options) -> None:
     types=[SERVICE],
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.FAILOVER],
+    checklist=["testing.failover"],
     sources=["kube-score deployment-replicas", "Polaris deploymentMissingReplicas"],
     options={"minReplicas": {"type": "integer", "minimum": 1, "default": 2}},
     remediation="Set mode.replicated.replicas >= 2 for application services.",
@@ -53,7 +52,7 @@ def replicas(w: Workload, report, options) -> None:
     types=[SERVICE],
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.ROLLBACK],
+    checklist=["rollback.stop-new-version"],
     sources=["kube-score deployment-strategy (analogue)"],
     remediation="update_config: failure_action=rollback, order, monitor; and a rollback_config.",
 )
@@ -76,8 +75,8 @@ def safe_rollout(w: Workload, report, options) -> None:
     types=[SERVICE],
     severity="low",
     prod=ADVISORY,
-    checklist=[cl.VOLUMES],
-    sources=["(synthesis)", "kube-score statefulset analogue"],
+    checklist=["infrastructure.volumes"],
+    sources=["Docker docs: swarm service placement constraints", "kube-score statefulset analogue"],
     remediation="Pin data stores with taskSpec.placement.constraints on a node label.",
 )
 def stateful_placement(w: Workload, report, options) -> None:
@@ -103,7 +102,7 @@ DAEMON_EXPECTED = {
     types=WORKLOADS,
     severity="medium",
     prod=ADVISORY,
-    checklist=[cl.SECURITY_SCAN],
+    checklist=["success.security-scan"],
     sources=["CIS 2.2", "CIS 2.9", "CIS 2.13", "CIS 2.14", "CIS 2.15", "CIS 2.16", "CIS 2.18", "CIS 5.1"],
     reason="daemon.json is host configuration no resource shows; the policy config attests it.",
     options={

@@ -5,7 +5,6 @@ They are listed so docs and reports show them, with the reason they are not poli
 
 from __future__ import annotations
 
-from policies import checklist as cl
 from policies.registry import not_enforceable
 
 CI = "Needs the {tool} binary on the rendered file, which a policy cannot run; a CI job does ({command})."
@@ -16,7 +15,7 @@ not_enforceable(
     "nginx -t passes",
     domain="validation",
     severity="high",
-    checklist=[cl.LOAD_BALANCER],
+    checklist=["infrastructure.load-balancer"],
     sources=["nginx 1.22.1 (bookworm)"],
     reason=CI.format(tool="nginx", command="nginx -t -p <dir> -c <conf>"),
     remediation="Render nginx.conf in CI and run `nginx -t` with test certificates.",
@@ -27,7 +26,7 @@ not_enforceable(
     "haproxy -c passes",
     domain="validation",
     severity="high",
-    checklist=[cl.LOAD_BALANCER],
+    checklist=["infrastructure.load-balancer"],
     sources=["haproxy 2.6.12 (bookworm)"],
     reason=CI.format(tool="haproxy", command="haproxy -c -f <cfg>"),
     remediation="Run `haproxy -c -f haproxy.cfg` in CI when HAProxy is the load balancer.",
@@ -38,7 +37,7 @@ not_enforceable(
     "promtool checks pass",
     domain="validation",
     severity="high",
-    checklist=[cl.ALERT_RULES],
+    checklist=["monitoring.alert-rules"],
     sources=["prometheus 2.42.0 promtool"],
     reason=CI.format(tool="promtool", command="check config, check rules, test rules"),
     remediation="Run `promtool check config`, `check rules` and `test rules` in CI.",
@@ -49,7 +48,7 @@ not_enforceable(
     "amtool check-config passes",
     domain="validation",
     severity="high",
-    checklist=[cl.ALERTMANAGER],
+    checklist=["monitoring.alertmanager"],
     sources=["alertmanager 0.25.0 amtool"],
     reason=CI.format(tool="amtool", command="amtool check-config alertmanager.yml"),
     remediation="Run `amtool check-config alertmanager.yml` in CI.",
@@ -60,7 +59,7 @@ not_enforceable(
     "Grafana provisioning valid",
     domain="validation",
     severity="low",
-    checklist=[cl.GRAFANA_DASHBOARDS],
+    checklist=["monitoring.dashboards"],
     sources=["(no Debian package)"],
     reason="Grafana publishes no provisioning schema or offline validator; the provisioning files are "
     "checked by the monitoring component's unit tests.",
@@ -72,7 +71,7 @@ not_enforceable(
     "Traefik config valid",
     domain="validation",
     severity="low",
-    checklist=[cl.LOAD_BALANCER],
+    checklist=["infrastructure.load-balancer"],
     sources=["(no Debian package)"],
     reason="Traefik has no offline config validator packaged here; only a schema or unit test can "
     "check it, in CI.",

@@ -60,7 +60,7 @@ def test_groups_and_severities(config):
         assert rule["labels"]["severity"] == ("critical" if group == "critical" else "warning")
         assert rule["for"], rule["alert"]
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
-        assert rule["annotations"]["runbook_url"] == f"docs/runbooks/{rule['alert']}"
+        assert rule["annotations"]["runbook_url"] == f"docs/RUNBOOK.md#{rule['alert'].lower()}"
 
 
 def test_promtool_accepts_the_rules(promtool, run, write, config):

@@ -16,7 +16,7 @@ from components.monitoring import (
     render_grafana_datasources,
 )
 
-# production-checklist.md "Monitoring Dashboards" -> a pattern some panel query must contain.
+# The checklist's key metrics (infra/checklist.yaml, section Key Metrics) -> a pattern some panel query must contain.
 KEY_METRICS = {
     "Request rate": r"rate\(http_server_requests_seconds_count\{",
     "Error rate": r'status=~"5\.\."',

@@ -1,0 +1,326 @@
+"""`infra checklist`: every line of the production checklist with its status for one stack.
+
+A line's status comes from the `infra check` report of the stack and the catalog (infra/checklist.yaml):
+fail (a rule it names has violations), waived (only waived findings), pass (its rules ran clean), provided
+(a component the stack deploys provides it), proven (a named test of this repository proves it), or manual
+(a person follows its runbook step). Exit 0 when no line fails with a mandatory violation, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from infra import catalog
+from infra.check import Report, _resource_label, check_report
+from policies.registry import RULES, all_rules
+
+STATUSES = ("fail", "waived", "pass", "provided", "proven", "manual")
+COVERED = ("pass", "waived", "provided", "proven")
+"""Covered: the stack or the repository shows the line holds (a waiver is a dated, reviewed exception)."""
+
+
+@dataclass
+class Line:
+    id: str
+    section: str
+    text: str
+    status: str
+    evidence: list[dict[str, Any]]
+    blocking: bool
+    """Fails with a mandatory violation: the stack is not ready to sign off."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "section": self.section, "text": self.text, "status": self.status,
+                "evidence": self.evidence}
+
+
+@dataclass
+class Checklist:
+    stack: str
+    project: str
+    lines: list[Line]
+    sign_off: tuple[str, ...]
+
+    @property
+    def failed(self) -> bool:
+        return any(line.blocking for line in self.lines)
+
+    def sections(self) -> list[str]:
+        return list(dict.fromkeys(line.section for line in self.lines))
+
+    def coverage(self) -> dict[str, dict[str, int]]:
+        def figures(lines: list[Line]) -> dict[str, int]:
+            return {"covered": sum(line.status in COVERED for line in lines), "total": len(lines)}
+
+        result = {s: figures([line for line in self.lines if line.section == s]) for s in self.sections()}
+        result["overall"] = figures(self.lines)
+        return result
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "items": [line.as_json() for line in self.lines],
+                "coverage": self.coverage()}
+
+
+def _rule_evidence(report: Report, rule_id: str) -> tuple[list[dict[str, Any]], str | None]:
+    """Evidence of one rule, and its verdict: fail, waived, pass or None (no verdict on this stack)."""
+    rule = RULES[rule_id]
+    if not rule.enforced:
+        return [{"kind": "rule", "rule": rule_id, "result": "not enforceable", "detail": rule.reason}], None
+    level = report.levels.get(rule.policy_name, rule.prod)
+    if level == "disabled":
+        return [{"kind": "rule", "rule": rule_id, "result": "disabled", "detail": "disabled by the policy config"}], None
+    violations = [
+        {"kind": "violation", "rule": rule_id, "enforcement": v["enforcement"], "resource": v["resource"],
+         "message": v["message"], "remediation": v["remediation"]}
+        for v in report.violations if v["rule"] == rule_id
+    ]
+    if violations:
+        return violations, "fail"
+    waived = [
+        {"kind": "waiver", "rule": rule_id, "resource": w["resource"], "reason": w["reason"],
+         "expires": w["expires"]}
+        for w in report.waived if w["rule"] == rule_id
+    ]
+    unknown = [
+        {"kind": "unknown", "rule": rule_id, "resource": u["resource"], "message": u["message"]}
+        for u in report.unknown if u["rule"] == rule_id
+    ]
+    if unknown:
+        return waived + unknown, None
+    if waived:
+        return waived, "waived"
+    return [{"kind": "rule", "rule": rule_id, "result": "pass", "enforcement": level}], "pass"
+
+
+def build(report: Report, loaded: catalog.Catalog | None = None) -> Checklist:
+    loaded = loaded or catalog.load()
+    all_rules()  # registers the rules
+    deployed = {r.type for r in report.resources}
+    lines = []
+    for section, item in loaded.lines():
+        evidence: list[dict[str, Any]] = []
+        verdicts = set()
+        for rule_id in item.rules:
+            found, verdict = _rule_evidence(report, rule_id)
+            evidence += found
+            verdicts.add(verdict)
+        provided = [c for c in item.components if catalog.component_type(c) in deployed]
+        evidence += [{"kind": "component", "component": c, "deployed": c in provided} for c in item.components]
+        proven = [t for t in item.tests if catalog.named_test_exists(t)]
+        evidence += [{"kind": "test", "test": t, "exists": t in proven} for t in item.tests]
+        if item.runbook:
+            evidence.append({"kind": "runbook", "step": item.runbook})
+        if "fail" in verdicts:
+            status = "fail"
+        elif "waived" in verdicts:
+            status = "waived"
+        elif "pass" in verdicts and not any(e["kind"] == "unknown" for e in evidence):
+            status = "pass"
+        elif provided:
+            status = "provided"
+        elif proven:
+            status = "proven"
+        else:
+            status = "manual"
+        blocking = any(e["kind"] == "violation" and e["enforcement"] == "mandatory" for e in evidence)
+        lines.append(Line(item.id, section.name, item.text, status, evidence, blocking))
+    return Checklist(report.stack, report.project, lines, loaded.sign_off)
+
+
+# --- output --------------------------------------------------------------------------------------------
+
+
+def describe(report: Checklist, evidence: dict[str, Any], resource_label) -> str:
+    kind = evidence["kind"]
+    if kind == "violation":
+        return (f"{evidence['rule']} [{evidence['enforcement']}] {resource_label(evidence['resource'])}: "
+                f"{evidence['message']}")
+    if kind == "waiver":
+        return (f"{evidence['rule']} waived on {resource_label(evidence['resource'])}: {evidence['reason']} "
+                f"(until {evidence['expires']})")
+    if kind == "unknown":
+        return f"{evidence['rule']} not known at preview on {resource_label(evidence['resource'])}"
+    if kind == "rule":
+        level = f" ({evidence['enforcement']})" if "enforcement" in evidence else ""
+        return f"{evidence['rule']} {evidence['result']}{level}"
+    if kind == "component":
+        return f"component {evidence['component']} {'deployed' if evidence['deployed'] else 'not deployed'}"
+    if kind == "test":
+        return f"test {evidence['test']}" + ("" if evidence["exists"] else " (missing)")
+    return f"runbook {evidence['step']}"
+
+
+def _ordered(lines: list[Line]) -> list[Line]:
+    """Failing lines first, then by status, in catalog order within a status."""
+    return sorted(lines, key=lambda line: STATUSES.index(line.status))
+
+
+def _percent(figures: dict[str, int]) -> str:
+    return f"{100 * figures['covered'] / figures['total']:.0f}%" if figures["total"] else "n/a"
+
+
+def _headline(checklist: Checklist) -> str:
+    overall = checklist.coverage()["overall"]
+    counts = Counter(line.status for line in checklist.lines)
+    blocking = sum(line.blocking for line in checklist.lines)
+    by_status = ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+    return (f"{overall['covered']}/{overall['total']} lines covered ({_percent(overall)}): {by_status}; "
+            f"{blocking} failing with a mandatory violation: {'not ready' if checklist.failed else 'ready'} "
+            f"to sign off")
+
+
+def text_report(checklist: Checklist, label) -> str:
+    out = [f"Production checklist for stack {checklist.stack} (project {checklist.project})",
+           _headline(checklist), "", "Coverage by section:"]
+    coverage = checklist.coverage()
+    width = max(len(s) for s in coverage)
+    out += [f"  {name:<{width}}  {f['covered']:3d}/{f['total']:<3d} {_percent(f):>5}" for name, f in coverage.items()]
+    for section in checklist.sections():
+        out += ["", f"{section}:"]
+        for line in _ordered([line for line in checklist.lines if line.section == section]):
+            out.append(f"  [{line.status}] {line.id}  {line.text}")
+            out += [f"      {describe(checklist, e, label)}" for e in line.evidence]
+    out += ["", "Sign-off (name, signature, date to fill in):"]
+    out += [f"  {role}: ____________________" for role in checklist.sign_off]
+    return "\n".join(out)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_report(checklist: Checklist, label) -> str:
+    out = [f"# Production checklist: stack `{checklist.stack}`", "", _headline(checklist), "",
+           "| Section | Covered | Total | |", "|---|---|---|---|"]
+    out += [f"| {_md(name)} | {f['covered']} | {f['total']} | {_percent(f)} |"
+            for name, f in checklist.coverage().items()]
+    failing = [line for line in checklist.lines if line.status == "fail"]
+    if failing:
+        out += ["", "## Failing lines", ""]
+        out += [f"- **{line.id}** {_md(line.text)}" for line in failing]
+    for section in checklist.sections():
+        out += ["", f"## {section}", "", "| Status | Id | Line | Evidence |", "|---|---|---|---|"]
+        for line in _ordered([line for line in checklist.lines if line.section == section]):
+            evidence = "<br>".join(_md(describe(checklist, e, label)) for e in line.evidence)
+            out.append(f"| {line.status} | `{line.id}` | {_md(line.text)} | {evidence} |")
+    out += ["", "## Sign-off", "", "| Role | Name | Signature | Date |", "|---|---|---|---|"]
+    out += [f"| {role} | | | |" for role in checklist.sign_off]
+    return "\n".join(out) + "\n"
+
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f5f6f8}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px}
+.sub{color:#5b6475;margin:0 0 18px}
+.figures{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:18px}
+.figure{background:#fff;border-radius:8px;padding:12px 16px;min-width:110px;box-shadow:0 1px 2px #0002}
+.figure .value{display:block;font-size:28px;font-weight:700}
+.figure .label{color:#5b6475;font-size:13px}
+.verdict{padding:10px 14px;border-radius:8px;font-weight:600;margin-bottom:18px}
+.verdict.ready{background:#e3f5e8;color:#1c6b34}.verdict.blocked{background:#fde8e8;color:#9b1c1c}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e4e7ec;vertical-align:top}
+th{background:#eef0f4;font-size:13px}
+.bar{background:#e4e7ec;border-radius:4px;height:10px;width:160px}
+.bar span{display:block;height:10px;border-radius:4px;background:#2f7d4a}
+details{background:#fff;border-radius:8px;margin:10px 0;box-shadow:0 1px 2px #0002}
+summary{cursor:pointer;padding:10px 14px;font-weight:600}
+details table{border-top:1px solid #e4e7ec}
+code{font-size:13px}ul.ev{margin:0;padding-left:18px;font-size:13px;color:#3a4252}
+.st{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:700;text-transform:uppercase}
+.st-fail{background:#fde8e8;color:#9b1c1c}.st-waived{background:#fff4d6;color:#8a5a00}
+.st-pass{background:#e3f5e8;color:#1c6b34}.st-provided{background:#e3eefc;color:#1d4f91}
+.st-proven{background:#ece6fb;color:#4b2a91}.st-manual{background:#eef0f4;color:#4a5160}
+.signoff td{height:28px}
+"""
+
+
+def html_report(checklist: Checklist, label) -> str:
+    esc = html.escape
+    coverage = checklist.coverage()
+    counts = Counter(line.status for line in checklist.lines)
+    overall = coverage["overall"]
+
+    def rows(lines: list[Line]) -> str:
+        return "".join(
+            f'<tr class="line {line.status}"><td><span class="st st-{line.status}">{line.status}</span></td>'
+            f"<td><code>{esc(line.id)}</code></td><td>{esc(line.text)}</td><td><ul class=\"ev\">"
+            + "".join(f"<li>{esc(describe(checklist, e, label))}</li>" for e in line.evidence)
+            + "</ul></td></tr>"
+            for line in lines
+        )
+
+    head = "<tr><th>Status</th><th>Id</th><th>Line</th><th>Evidence</th></tr>"
+    figures = [(f'<div class="figure" id="figure-overall"><span class="value">{_percent(overall)}</span>'
+               f'<span class="label">covered: {overall["covered"]} of {overall["total"]} lines</span></div>')]
+    figures += [f'<div class="figure" id="figure-{s}"><span class="value">{counts[s]}</span>'
+                f'<span class="label">{s}</span></div>' for s in STATUSES]
+    section_rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{f['covered']}</td><td>{f['total']}</td><td>{_percent(f)}</td>"
+        f'<td><div class="bar"><span style="width:{100 * f["covered"] // max(f["total"], 1)}%"></span></div></td></tr>'
+        for name, f in coverage.items()
+    )
+    failing = [line for line in checklist.lines if line.status == "fail"]
+    body = [
+        f"<h1>Production checklist: stack {esc(checklist.stack)}</h1>",
+        f'<p class="sub">Project {esc(checklist.project)}. {esc(_headline(checklist))}.</p>',
+        f'<div class="verdict {"blocked" if checklist.failed else "ready"}">'
+        + ("Not ready: a line fails with a mandatory violation." if checklist.failed
+           else "Ready to sign off: no line fails with a mandatory violation.") + "</div>",
+        f'<div class="figures">{"".join(figures)}</div>',
+        ('<table class="coverage"><tr><th>Section</th><th>Covered</th><th>Total</th><th>%</th><th></th></tr>'
+        f"{section_rows}</table>"),
+    ]
+    if failing:
+        body += ['<h2 id="failing">Failing lines</h2>', f"<table>{head}{rows(failing)}</table>"]
+    body.append("<h2>Sections</h2>")
+    for section in checklist.sections():
+        lines = [line for line in checklist.lines if line.section == section]
+        f = coverage[section]
+        fails = sum(line.status == "fail" for line in lines)
+        body.append(
+            f'<details{" open" if fails else ""}><summary>{esc(section)}: {f["covered"]}/{f["total"]} covered'
+            + (f", {fails} failing" if fails else "") + f"</summary><table>{head}{rows(_ordered(lines))}</table>"
+            "</details>"
+        )
+    body += ['<h2 id="signoff">Sign-off</h2>',
+             '<table class="signoff"><tr><th>Role</th><th>Name</th><th>Signature</th><th>Date</th></tr>'
+             + "".join(f"<tr><td>{esc(role)}</td><td></td><td></td><td></td></tr>" for role in checklist.sign_off)
+             + "</table>"]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Checklist {esc(checklist.stack)}</title><style>{CSS}</style></head>"
+        f"<body><main>{''.join(body)}</main></body></html>\n"
+    )
+
+
+def render(checklist: Checklist, report: Report, output_format: str) -> str:
+    def label(urn: str) -> str:
+        return _resource_label(report, urn)
+
+    if output_format == "json":
+        return json.dumps(checklist.as_json(), indent=2)
+    if output_format == "md":
+        return markdown_report(checklist, label)
+    if output_format == "html":
+        return html_report(checklist, label)
+    return text_report(checklist, label)
+
+
+def cmd_checklist(args: argparse.Namespace) -> int:
+    report = check_report(args)
+    checklist = build(report)
+    print(render(checklist, report, args.format))
+    return 1 if checklist.failed else 0
+
+
+def add_checklist_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["text", "md", "html", "json"], default="text")
+    parser.add_argument("--policy-config", help="policy config JSON (default: policies/config/<stack>.json)")
+    parser.add_argument("--state", help="judge a `pulumi stack export` file instead of running the program")
