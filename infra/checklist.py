@@ -34,6 +34,12 @@ class Line:
     blocking: bool
     """Fails with a mandatory violation: the stack is not ready to sign off."""
 
+    @property
+    def shown_status(self) -> str:
+        if self.status != "fail":
+            return self.status
+        return f"fail ({'mandatory' if self.blocking else 'advisory only'})"
+
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "section": self.section, "text": self.text, "status": self.status,
                 "evidence": self.evidence}
@@ -183,7 +189,7 @@ def text_report(checklist: Checklist, label) -> str:
     for section in checklist.sections():
         out += ["", f"{section}:"]
         for line in _ordered([line for line in checklist.lines if line.section == section]):
-            out.append(f"  [{line.status}] {line.id}  {line.text}")
+            out.append(f"  [{line.shown_status}] {line.id}  {line.text}")
             out += [f"      {describe(checklist, e, label)}" for e in line.evidence]
     out += ["", "Sign-off (name, signature, date to fill in):"]
     out += [f"  {role}: ____________________" for role in checklist.sign_off]
@@ -207,7 +213,7 @@ def markdown_report(checklist: Checklist, label) -> str:
         out += ["", f"## {section}", "", "| Status | Id | Line | Evidence |", "|---|---|---|---|"]
         for line in _ordered([line for line in checklist.lines if line.section == section]):
             evidence = "<br>".join(_md(describe(checklist, e, label)) for e in line.evidence)
-            out.append(f"| {line.status} | `{line.id}` | {_md(line.text)} | {evidence} |")
+            out.append(f"| {line.shown_status} | `{line.id}` | {_md(line.text)} | {evidence} |")
     out += ["", "## Sign-off", "", "| Role | Name | Signature | Date |", "|---|---|---|---|"]
     out += [f"| {role} | | | |" for role in checklist.sign_off]
     return "\n".join(out) + "\n"
@@ -249,7 +255,7 @@ def html_report(checklist: Checklist, label) -> str:
 
     def rows(lines: list[Line]) -> str:
         return "".join(
-            f'<tr class="line {line.status}"><td><span class="st st-{line.status}">{line.status}</span></td>'
+            f'<tr class="line {line.status}"><td><span class="st st-{line.status}">{line.shown_status}</span></td>'
             f"<td><code>{esc(line.id)}</code></td><td>{esc(line.text)}</td><td><ul class=\"ev\">"
             + "".join(f"<li>{esc(describe(checklist, e, label))}</li>" for e in line.evidence)
             + "</ul></td></tr>"
