@@ -6,6 +6,7 @@ components that provide it when deployed, tests of this repository that prove it
 
 from __future__ import annotations
 
+import ast
 import re
 from functools import cache
 from pathlib import Path
@@ -100,8 +101,6 @@ def component_type(name: str) -> str:
 
 def named_test_exists(test_id: str, root: Path = REPO_ROOT) -> bool:
     """A `tests/<file>.py::<function>` names a module-level test function of this repository."""
-    import ast
-
     path, _, function = test_id.partition("::")
     file = root / path
     if not file.is_file():

@@ -12,8 +12,11 @@ import argparse
 import html
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from infra import catalog
 from infra.check import Report, _resource_label, check_report
@@ -103,10 +106,17 @@ def _rule_evidence(report: Report, rule_id: str) -> tuple[list[dict[str, Any]], 
     return [{"kind": "rule", "rule": rule_id, "result": "pass", "enforcement": level}], "pass"
 
 
+def own_project() -> str:
+    """The name of this repository's Pulumi project: the program its tests exercise."""
+    return yaml.safe_load((catalog.REPO_ROOT / "Pulumi.yaml").read_text())["name"]
+
+
 def build(report: Report, loaded: catalog.Catalog | None = None) -> Checklist:
     loaded = loaded or catalog.load()
     all_rules()  # registers the rules
     deployed = {r.type for r in report.resources}
+    # The tests prove this repository's program; another project is judged by its resources alone.
+    tested = report.project == own_project()
     lines = []
     for section, item in loaded.lines():
         evidence: list[dict[str, Any]] = []
@@ -117,8 +127,8 @@ def build(report: Report, loaded: catalog.Catalog | None = None) -> Checklist:
             verdicts.add(verdict)
         provided = [c for c in item.components if catalog.component_type(c) in deployed]
         evidence += [{"kind": "component", "component": c, "deployed": c in provided} for c in item.components]
-        proven = [t for t in item.tests if catalog.named_test_exists(t)]
-        evidence += [{"kind": "test", "test": t, "exists": t in proven} for t in item.tests]
+        proven = [t for t in item.tests if tested and catalog.named_test_exists(t)]
+        evidence += [{"kind": "test", "test": t, "proves": t in proven} for t in item.tests]
         if item.runbook:
             evidence.append({"kind": "runbook", "step": item.runbook})
         if "fail" in verdicts:
@@ -141,7 +151,7 @@ def build(report: Report, loaded: catalog.Catalog | None = None) -> Checklist:
 # --- output --------------------------------------------------------------------------------------------
 
 
-def describe(report: Checklist, evidence: dict[str, Any], resource_label) -> str:
+def describe(evidence: dict[str, Any], resource_label: Callable[[str], str]) -> str:
     kind = evidence["kind"]
     if kind == "violation":
         return (f"{evidence['rule']} [{evidence['enforcement']}] {resource_label(evidence['resource'])}: "
@@ -157,7 +167,7 @@ def describe(report: Checklist, evidence: dict[str, Any], resource_label) -> str
     if kind == "component":
         return f"component {evidence['component']} {'deployed' if evidence['deployed'] else 'not deployed'}"
     if kind == "test":
-        return f"test {evidence['test']}" + ("" if evidence["exists"] else " (missing)")
+        return f"test {evidence['test']}" + ("" if evidence["proves"] else " (not for this program)")
     return f"runbook {evidence['step']}"
 
 
@@ -180,7 +190,7 @@ def _headline(checklist: Checklist) -> str:
             f"to sign off")
 
 
-def text_report(checklist: Checklist, label) -> str:
+def text_report(checklist: Checklist, label: Callable[[str], str]) -> str:
     out = [f"Production checklist for stack {checklist.stack} (project {checklist.project})",
            _headline(checklist), "", "Coverage by section:"]
     coverage = checklist.coverage()
@@ -190,7 +200,7 @@ def text_report(checklist: Checklist, label) -> str:
         out += ["", f"{section}:"]
         for line in _ordered([line for line in checklist.lines if line.section == section]):
             out.append(f"  [{line.shown_status}] {line.id}  {line.text}")
-            out += [f"      {describe(checklist, e, label)}" for e in line.evidence]
+            out += [f"      {describe(e, label)}" for e in line.evidence]
     out += ["", "Sign-off (name, signature, date to fill in):"]
     out += [f"  {role}: ____________________" for role in checklist.sign_off]
     return "\n".join(out)
@@ -200,7 +210,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_report(checklist: Checklist, label) -> str:
+def markdown_report(checklist: Checklist, label: Callable[[str], str]) -> str:
     out = [f"# Production checklist: stack `{checklist.stack}`", "", _headline(checklist), "",
            "| Section | Covered | Total | |", "|---|---|---|---|"]
     out += [f"| {_md(name)} | {f['covered']} | {f['total']} | {_percent(f)} |"
@@ -212,7 +222,7 @@ def markdown_report(checklist: Checklist, label) -> str:
     for section in checklist.sections():
         out += ["", f"## {section}", "", "| Status | Id | Line | Evidence |", "|---|---|---|---|"]
         for line in _ordered([line for line in checklist.lines if line.section == section]):
-            evidence = "<br>".join(_md(describe(checklist, e, label)) for e in line.evidence)
+            evidence = "<br>".join(_md(describe(e, label)) for e in line.evidence)
             out.append(f"| {line.shown_status} | `{line.id}` | {_md(line.text)} | {evidence} |")
     out += ["", "## Sign-off", "", "| Role | Name | Signature | Date |", "|---|---|---|---|"]
     out += [f"| {role} | | | |" for role in checklist.sign_off]
@@ -225,13 +235,15 @@ main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px}
 .sub{color:#5b6475;margin:0 0 18px}
 .figures{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:18px}
-.figure{background:#fff;border-radius:8px;padding:12px 16px;min-width:110px;box-shadow:0 1px 2px #0002}
+.figure{flex:1 1 0;background:#fff;border-radius:8px;padding:12px 16px;min-width:90px;box-shadow:0 1px 2px #0002}
 .figure .value{display:block;font-size:28px;font-weight:700}
 .figure .label{color:#5b6475;font-size:13px}
 .verdict{padding:10px 14px;border-radius:8px;font-weight:600;margin-bottom:18px}
 .verdict.ready{background:#e3f5e8;color:#1c6b34}.verdict.blocked{background:#fde8e8;color:#9b1c1c}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e4e7ec;vertical-align:top}
+table.lines{table-layout:fixed}table.lines th:nth-child(1){width:150px}table.lines th:nth-child(2){width:210px}
+table.lines th:nth-child(3){width:26%}table.lines td{overflow-wrap:anywhere}
 th{background:#eef0f4;font-size:13px}
 .bar{background:#e4e7ec;border-radius:4px;height:10px;width:160px}
 .bar span{display:block;height:10px;border-radius:4px;background:#2f7d4a}
@@ -239,7 +251,7 @@ details{background:#fff;border-radius:8px;margin:10px 0;box-shadow:0 1px 2px #00
 summary{cursor:pointer;padding:10px 14px;font-weight:600}
 details table{border-top:1px solid #e4e7ec}
 code{font-size:13px}ul.ev{margin:0;padding-left:18px;font-size:13px;color:#3a4252}
-.st{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:700;text-transform:uppercase}
+.st{display:inline-block;white-space:nowrap;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:700;text-transform:uppercase}
 .st-fail{background:#fde8e8;color:#9b1c1c}.st-waived{background:#fff4d6;color:#8a5a00}
 .st-pass{background:#e3f5e8;color:#1c6b34}.st-provided{background:#e3eefc;color:#1d4f91}
 .st-proven{background:#ece6fb;color:#4b2a91}.st-manual{background:#eef0f4;color:#4a5160}
@@ -247,7 +259,7 @@ code{font-size:13px}ul.ev{margin:0;padding-left:18px;font-size:13px;color:#3a425
 """
 
 
-def html_report(checklist: Checklist, label) -> str:
+def html_report(checklist: Checklist, label: Callable[[str], str]) -> str:
     esc = html.escape
     coverage = checklist.coverage()
     counts = Counter(line.status for line in checklist.lines)
@@ -257,7 +269,7 @@ def html_report(checklist: Checklist, label) -> str:
         return "".join(
             f'<tr class="line {line.status}"><td><span class="st st-{line.status}">{line.shown_status}</span></td>'
             f"<td><code>{esc(line.id)}</code></td><td>{esc(line.text)}</td><td><ul class=\"ev\">"
-            + "".join(f"<li>{esc(describe(checklist, e, label))}</li>" for e in line.evidence)
+            + "".join(f"<li>{esc(describe(e, label))}</li>" for e in line.evidence)
             + "</ul></td></tr>"
             for line in lines
         )
@@ -284,7 +296,7 @@ def html_report(checklist: Checklist, label) -> str:
         f"{section_rows}</table>"),
     ]
     if failing:
-        body += ['<h2 id="failing">Failing lines</h2>', f"<table>{head}{rows(failing)}</table>"]
+        body += ['<h2 id="failing">Failing lines</h2>', f'<table class="lines">{head}{rows(failing)}</table>']
     body.append("<h2>Sections</h2>")
     for section in checklist.sections():
         lines = [line for line in checklist.lines if line.section == section]
@@ -292,7 +304,7 @@ def html_report(checklist: Checklist, label) -> str:
         fails = sum(line.status == "fail" for line in lines)
         body.append(
             f'<details{" open" if fails else ""}><summary>{esc(section)}: {f["covered"]}/{f["total"]} covered'
-            + (f", {fails} failing" if fails else "") + f"</summary><table>{head}{rows(_ordered(lines))}</table>"
+            + (f", {fails} failing" if fails else "") + f'</summary><table class="lines">{head}{rows(_ordered(lines))}</table>'
             "</details>"
         )
     body += ['<h2 id="signoff">Sign-off</h2>',

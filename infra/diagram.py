@@ -4,7 +4,7 @@ Read from the registrations `infra plan` records (pulumi-docker inputs, as the p
 networks (`docker:index/network:Network`) become clusters; running containers, grouped by their
 `platform.service` label, become one node each with the replica count, placed in the first network of their
 `networksAdvanced`; published `ports` come from the outside; data flows are the other services' host names
-(network aliases) found in a container's env values, command and uploaded files; Prometheus' scrape edges
+(network aliases) found in a container's env values, entrypoint, command and uploaded files; Prometheus' scrape edges
 and its Alertmanager come from the uploaded prometheus.yml. Output is sorted, so the same stack draws the
 same picture; `--format svg` runs Graphviz's `dot`.
 """
@@ -89,7 +89,8 @@ def build(run: ProgramRun) -> Architecture:
         for port in inputs.get("ports") or []:
             service.ports.add(f"{port.get('ip', '0.0.0.0')}:{int(port['external'])}->{int(port['internal'])}")
         env = [text.split("=", 1)[1] for text in map(_plain, inputs.get("envs") or []) if text and "=" in text]
-        service.texts += env + [text for text in map(_plain, inputs.get("command") or []) if text]
+        arguments = [*(inputs.get("entrypoints") or []), *(inputs.get("command") or [])]
+        service.texts += env + [text for text in map(_plain, arguments) if text]
 
     flows: dict[tuple[str, str], set[str]] = defaultdict(set)
     scrapes: dict[str, set[str]] = defaultdict(set)
@@ -126,7 +127,14 @@ def _host(target: str) -> str:
     return target.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
 
 
-def _read_prometheus(name, config, hosts, flows, scrapes, probes) -> None:
+def _read_prometheus(
+    name: str,
+    config: dict[str, Any],
+    hosts: dict[str, str],
+    flows: dict[tuple[str, str], set[str]],
+    scrapes: dict[str, set[str]],
+    probes: set[tuple[str, str]],
+) -> None:
     """Scrape edges of prometheus.yml: static targets, or the `__address__` a relabelling sets (blackbox
     probes, whose own targets are URLs the exporter fetches); Alertmanager from `alerting`."""
     for manager in (config.get("alerting") or {}).get("alertmanagers") or []:
@@ -140,12 +148,12 @@ def _read_prometheus(name, config, hosts, flows, scrapes, probes) -> None:
                         if r.get("target_label") == "__address__"), None)
         if address and _host(address) in hosts:
             prober = hosts[_host(address)]
-            scrapes.setdefault(prober, set()).add(name)
+            scrapes[prober].add(name)
             probes.update((prober, _host(t)) for t in targets)
             continue
         for target in targets:
             if _host(target) in hosts:
-                scrapes.setdefault(hosts[_host(target)], set()).add(name)
+                scrapes[hosts[_host(target)]].add(name)
 
 
 # --- output --------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_statuses_carry_their_evidence(prod_json):
         if item["status"] == "provided":
             assert any(e["kind"] == "component" and e["deployed"] for e in item["evidence"])
         if item["status"] == "proven":
-            assert any(e["kind"] == "test" and e["exists"] for e in item["evidence"])
+            assert any(e["kind"] == "test" and e["proves"] for e in item["evidence"])
     # Rules that ran clean on the stack.
     tls = {e["rule"]: e for e in items["security.tls"]["evidence"] if e["kind"] in ("rule", "violation")}
     assert tls["EDGE-001"] == {"kind": "rule", "rule": "EDGE-001", "result": "pass", "enforcement": "mandatory"}
@@ -95,6 +95,8 @@ def test_a_stack_with_mandatory_violations_exits_1_and_shows_them(capsys):
                   if e["kind"] == "violation" and e["rule"] == "CTR-001"]
     assert privileged and privileged[0]["enforcement"] == "mandatory" and privileged[0]["message"]
     assert "security.tls" in failing
+    # This repository's tests prove its own program, not another one.
+    assert not [item["id"] for item in report["items"] if item["status"] in ("proven", "provided")]
     assert report["coverage"]["overall"]["covered"] < report["coverage"]["overall"]["total"]
 
 
@@ -152,3 +154,17 @@ def test_bad_input_exits_2(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["checklist", "--stack", "prod", "--format", "pdf"])
     assert exit_info.value.code == 2
+
+
+def test_a_line_whose_only_findings_are_waived_is_waived(capsys, tmp_path, prod_json):
+    from policies.registry import RULES
+
+    _, report = prod_json
+    scan = next(item for item in report["items"] if item["id"] == "success.security-scan")
+    failing = {e["rule"] for e in scan["evidence"] if e["kind"] == "violation"}
+    config = tmp_path / "prod.json"
+    config.write_text(json.dumps({RULES[rule].policy_name: "disabled" for rule in failing}))
+    code, out, _ = checklist(capsys, "--stack", "prod", "--format", "json", "--policy-config", str(config))
+    scan = next(item for item in json.loads(out)["items"] if item["id"] == "success.security-scan")
+    assert code == 0 and scan["status"] == "waived"
+    assert [e["rule"] for e in scan["evidence"] if e["kind"] == "waiver"] == ["CTR-014"]

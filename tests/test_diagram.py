@@ -69,6 +69,7 @@ def test_flows_come_from_the_wired_connections(capsys):
     assert 'orchestrator -> kafka [label="9092"]' in dot
     assert 'worker -> postgres [label="5432"]' in dot  # the host in the JDBC URL
     assert 'log_aggregator -> clickhouse [label="8123"]' in dot
+    assert 'kafka_exporter -> kafka [label="9092"]' in dot  # --kafka.server in its entrypoint
     assert "api_gateway -> redis" in dot  # SPRING_DATA_REDIS_HOST
     assert "log_aggregator -> postgres" not in dot and "api_gateway -> prometheus" not in dot
     assert "prometheus -> worker [style=dashed" in dot  # a scrape target of the uploaded prometheus.yml
