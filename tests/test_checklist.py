@@ -133,7 +133,7 @@ def test_html_report_renders_in_headless_chromium(capsys, tmp_path, prod_json):
     path = tmp_path / "checklist.html"
     path.write_text(page)
     dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--dump-dom", path.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
     overall = report["coverage"]["overall"]
