@@ -168,3 +168,20 @@ def test_a_line_whose_only_findings_are_waived_is_waived(capsys, tmp_path, prod_
     scan = next(item for item in json.loads(out)["items"] if item["id"] == "success.security-scan")
     assert code == 0 and scan["status"] == "waived"
     assert [e["rule"] for e in scan["evidence"] if e["kind"] == "waiver"] == ["CTR-014"]
+
+
+def test_a_rule_not_known_at_preview_does_not_pass_its_line():
+    from infra.check import evaluate
+    from infra.checklist import build
+    from infra.mockrun import SECRET_SIG, SIG_KEY, UNKNOWN, load_project, run_program
+    from policies.policy_config import default_path
+
+    run = run_program(load_project(catalog.REPO_ROOT, "prod"), "prod")
+    gateway = next(r for r in run.resources if r.name == "api-gateway-1")
+    # An encrypted config value as the program sees it under mocks: a secret nobody can read.
+    gateway.inputs["envs"].append({SIG_KEY: SECRET_SIG, "value": UNKNOWN})
+    lines = {line.id: line for line in build(evaluate(run, default_path("prod"))).lines}
+    jwt = lines["security.jwt-secret"]
+    assert any(e["kind"] == "unknown" and e["rule"] == "SEC-002" for e in jwt.evidence)
+    assert jwt.status == "provided"  # SEC-004 passed, but SEC-002 could not judge: the component is the evidence
+    assert lines["configuration.log-levels"].status == "proven"
