@@ -82,3 +82,9 @@ def test_the_existence_checks_fail_on_names_that_do_not_exist():
 def test_bad_catalog_is_refused_naming_the_problem(text, message):
     with pytest.raises(catalog.CatalogError, match=message):
         catalog.parse(text)
+
+
+def test_rule_sources_name_upstream_documents_not_local_files():
+    for rule in all_rules():
+        for source in rule.sources:
+            assert not re.search(r"\.md\b|synthesis|\.\./", source), f"{rule.id}: {source!r}"
