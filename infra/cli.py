@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from infra.backup import add_backup_commands
 from infra.check import add_check_arguments, cmd_check
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
 
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(check)
     add_check_arguments(check)
     check.set_defaults(handler=cmd_check)
+    add_backup_commands(commands, add_program_arguments)
     return parser
 
 

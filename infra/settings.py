@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.backup.model import BackupConfig
 from components.edge.model import EdgeConfig
 from components.monitoring.model import MonitoringConfig
 
@@ -180,6 +181,9 @@ class Settings(Model):
     secret_rotation: int = Field(default=1, ge=1)
     """Bump to regenerate every generated credential (random keepers)."""
     docker_host: str | None = Field(default=None, pattern=r"^(unix|ssh|tcp)://\S+$")
+    backups: BackupConfig | None = None
+    """The S3 backup store and each backup class's schedule and retention; omitted: no backup jobs (which
+    the policy pack's BAK-001 refuses in prod)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -13,7 +13,7 @@ import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components.backup import BackupStore
+from components.backup.component import BackupStore
 from components.backup.model import BackupConfig
 from components.backup.store import BackupStoreError, BackupStoreProvider, desired_settings
 from components.spec import ComponentArgsError

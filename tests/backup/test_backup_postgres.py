@@ -1,0 +1,260 @@
+"""A real PostgreSQL backed up with pgBackRest into moto's S3 (over TLS) and restored from it.
+
+The bucket is made by the BackupStore provider, the archive command and pgbackrest.conf come from the
+renderers the stack uses, backups are taken with `infra backup now` and restored by `infra backup drill`,
+all driven by the standard AWS and libpq environment variables only."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+
+from components.backup.model import BackupConfig
+from components.backup.pgbackrest import Cluster, archive_settings, render_pgbackrest_conf
+from components.backup.store import BackupStoreProvider
+from infra.backup import table_checksums
+from tests.backup.conftest import REGION, TlsS3, free_port, let_moto_write
+from tests.conftest import require_tool
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+OS_USER = "postgres"
+BUCKET = "i12-drill-backups"
+STANZA = "drill"
+DATABASE = "jobs"
+BIG_ROWS = 300_000
+INFRA = [sys.executable, "-m", "infra.cli"]
+# The project's own settings for this throwaway stack: the store on moto, everything else as in dev.
+STACK_FILE = f"""
+config:
+  platform:settings:
+    environment: dev
+    public_hosts: [orchestration.dev.internal]
+    registry: registry.internal/orchestration
+    app_version: 1.0.0
+    monitoring:
+      email: {{to: oncall@example.com, from_address: am@example.com, smarthost: smtp.example.com:587,
+               auth_username: am@example.com}}
+      slack: {{channel: "#drill"}}
+    backups:
+      bucket: {BUCKET}
+      region: {REGION}
+      stanza: {STANZA}
+      clickhouse: {{schedule: "0 2 * * 0", max_age: MAXAGE}}
+"""
+
+SCHEMA = """
+CREATE SEQUENCE ticket_seq START 1000 INCREMENT 7;
+CREATE TABLE awkward (
+    id bigint PRIMARY KEY DEFAULT nextval('ticket_seq'),
+    raw bytea, doc jsonb, tags text[], amount numeric(38, 12), at timestamptz, note text);
+INSERT INTO awkward (raw, doc, tags, amount, at, note)
+SELECT CASE WHEN g % 5 = 0 THEN NULL ELSE decode(md5(g::text) || '00ff', 'hex') END,
+       CASE WHEN g % 7 = 0 THEN NULL ELSE jsonb_build_object('n', g, 'nested', jsonb_build_array(g, 'x', NULL)) END,
+       CASE WHEN g % 3 = 0 THEN NULL ELSE ARRAY['a', NULL, 'quote''s', g::text] END,
+       CASE WHEN g % 11 = 0 THEN NULL ELSE g * 12345.678901234567 END,
+       CASE WHEN g % 13 = 0 THEN NULL ELSE timestamptz '2026-01-01 00:00:00+05:30' + g * interval '1 minute' END,
+       CASE WHEN g % 2 = 0 THEN E'tab\\there\\nnewline' ELSE NULL END
+FROM generate_series(1, 2000) AS g;
+CREATE TABLE "Event Log" (id bigint PRIMARY KEY, payload text NOT NULL, at timestamptz NOT NULL);
+INSERT INTO "Event Log" SELECT g, md5(g::text), timestamptz '2026-06-01 00:00:00Z' + g * interval '1 second'
+FROM generate_series(1, {big}) AS g;
+"""
+
+
+@dataclass(frozen=True)
+class Chain:
+    env: dict[str, str]
+    project: Path
+    data_dir: Path
+    socket_dir: Path
+    conf: Path
+    full_label: str
+    incr_label: str
+
+
+def run(*command: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def as_postgres(*command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = run("runuser", "-u", OS_USER, "--", *command, env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result
+
+
+def sql(env: dict[str, str], statement: str, dbname: str | None = None):
+    with psycopg.connect(host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"],
+                         dbname=dbname or env["PGDATABASE"], autocommit=True) as conn:
+        cursor = conn.execute(statement)
+        return cursor.fetchall() if cursor.description else None
+
+
+def wait_archived(env: dict[str, str]) -> None:
+    """Switch WAL segments and wait until pgBackRest has archived the one just closed."""
+    [(segment,)] = sql(env, "SELECT pg_walfile_name(pg_switch_wal())", dbname="postgres")
+    deadline = time.monotonic() + 120
+    while (sql(env, "SELECT last_archived_wal FROM pg_stat_archiver", dbname="postgres")[0][0] or "") < segment:
+        assert time.monotonic() < deadline, sql(env, "SELECT * FROM pg_stat_archiver", dbname="postgres")
+        time.sleep(0.2)
+
+
+def infra(chain_env: dict[str, str], project: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(*INFRA, *args, "--stack", "drill", "--project", str(project), env=chain_env)
+
+
+@pytest.fixture(scope="module")
+def chain(tls_s3: TlsS3) -> Iterator[Chain]:
+    """PostgreSQL with awkward data, archiving to the store; a full and an incremental `infra backup now`,
+    then more writes that only the archived WAL holds."""
+    for tool in ("pgbackrest", "runuser"):
+        require_tool(tool, "pgbackrest" if tool == "pgbackrest" else "util-linux")
+    if not (PG_BIN / "initdb").exists():
+        require_tool("initdb-15", "postgresql-15")
+    root = Path(tempfile.mkdtemp(prefix="i12-pg-"))
+    root.chmod(0o755)
+    shutil.chown(root, OS_USER)
+    data_dir, socket_dir, port = root / "data", root, free_port()
+    config = BackupConfig(bucket=BUCKET, region=REGION, stanza=STANZA, endpoint=None)
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(root),
+        "AWS_ACCESS_KEY_ID": f"AKIA{secrets.token_hex(8).upper()}", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20),
+        "AWS_REGION": REGION, "AWS_ENDPOINT_URL": tls_s3.endpoint, "AWS_CA_BUNDLE": tls_s3.ca_file,
+        "PGBACKREST_REPO1_CIPHER_PASS": secrets.token_urlsafe(32),
+        "PGHOST": str(socket_dir), "PGPORT": str(port), "PGUSER": OS_USER, "PGDATABASE": DATABASE,
+        "PGDATA": str(data_dir),
+    }
+    project = root / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: platform\nruntime: python\nmain: .\n")
+    (project / "__main__.py").write_text("")
+    (project / "Pulumi.drill.yaml").write_text(STACK_FILE.replace("MAXAGE", "8d"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_CA_BUNDLE"):
+            patch.setenv(key, env[key])
+        BackupStoreProvider().create({
+            "bucket": BUCKET, "region": REGION, "endpoint": tls_s3.endpoint, "expiry_days": config.expiry_days(),
+            "noncurrent_days": 7, "abort_multipart_days": 2})
+        let_moto_write(boto3.session.Session().client("s3", endpoint_url=tls_s3.endpoint), BUCKET)
+
+    # The server's archive_command reads this file, rendered by the function the stack's job uses.
+    conf = root / "pgbackrest.conf"
+    conf.write_text(render_pgbackrest_conf(config, Cluster(str(data_dir), port, str(socket_dir), OS_USER),
+                                           endpoint_url=tls_s3.endpoint, ca_file=tls_s3.ca_file))
+    conf.chmod(0o644)
+    server_env = {**env, "PGBACKREST_REPO1_S3_KEY": env["AWS_ACCESS_KEY_ID"],
+                  "PGBACKREST_REPO1_S3_KEY_SECRET": env["AWS_SECRET_ACCESS_KEY"]}
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", OS_USER, "--auth=trust", "-E", "UTF8",
+                "--no-sync", env=env)
+    settings = {**archive_settings(config, str(conf)), "port": str(port), "listen_addresses": "''",
+                "unix_socket_directories": f"'{socket_dir}'", "fsync": "off"}
+    with (data_dir / "postgresql.conf").open("a") as postgresql_conf:
+        for key, value in settings.items():
+            quoted = value if value.startswith("'") or key != "archive_command" else f"'{value}'"
+            postgresql_conf.write(f"{key} = {quoted}\n")
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(root / "server.log"), "-w", "start",
+                env=server_env)
+    try:
+        sql(env, f"CREATE DATABASE {DATABASE}", dbname="postgres")
+        with psycopg.connect(host=env["PGHOST"], port=port, user=OS_USER, dbname=DATABASE) as conn:
+            conn.execute(SCHEMA.format(big=BIG_ROWS))
+
+        full = infra(env, project, "backup", "now", "--class", "full")
+        assert full.returncode == 0, full.stderr
+        sql(env, "INSERT INTO \"Event Log\" SELECT g, 'after full', now() FROM generate_series(1000001, 1005000) g")
+        sql(env, "UPDATE awkward SET doc = doc || '{\"updated\": true}' WHERE id % 3 = 0")
+        incr = infra(env, project, "backup", "now", "--class", "incr")
+        assert incr.returncode == 0, incr.stderr
+        # Only the archived WAL holds these: the restore must replay it.
+        sql(env, "INSERT INTO awkward (raw, note) VALUES ('\\x00'::bytea, 'after the incremental')")
+        sql(env, "DELETE FROM \"Event Log\" WHERE id % 1000 = 0")
+        wait_archived(env)
+        yield Chain(env, project, data_dir, socket_dir, conf, full.stdout.strip(), incr.stdout.strip())
+    finally:
+        run("runuser", "-u", OS_USER, "--", str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_backup_now_prints_the_labels_of_a_full_and_an_incremental(chain):
+    assert chain.full_label.endswith("F")
+    assert chain.incr_label.startswith(chain.full_label + "_") and chain.incr_label.endswith("I")
+
+
+def test_the_repository_is_encrypted_at_rest(chain, tls_s3):
+    client = boto3.session.Session().client("s3", endpoint_url=tls_s3.endpoint, region_name=REGION,
+                                            aws_access_key_id=chain.env["AWS_ACCESS_KEY_ID"],
+                                            aws_secret_access_key=chain.env["AWS_SECRET_ACCESS_KEY"],
+                                            verify=tls_s3.ca_file)
+    info = client.get_object(Bucket=BUCKET, Key=f"postgres/backup/{STANZA}/backup.info")["Body"].read()
+    # pgBackRest's aes-256-cbc output starts with OpenSSL's salted header, never the INI text.
+    assert info.startswith(b"Salted__")
+
+
+def test_drill_restores_every_table_identical(chain):
+    result = infra(chain.env, chain.project, "backup", "drill", "--format", "json")
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads(result.stdout)
+    assert set(report) >= {"source", "backup", "tables", "rto_seconds", "rpo_seconds", "ok"}
+    assert report["ok"] is True and report["backup"] == chain.incr_label
+    rows = {t["name"]: t["restored_rows"] for t in report["tables"]}
+    # 300 000 + 5 000 rows, less every thousandth id (300 + 5); 2 000 + 1 awkward ones.
+    assert rows == {"public.\"Event Log\"": 304_695, "public.awkward": 2001}
+    assert all(t["match"] and t["source_rows"] == t["restored_rows"] for t in report["tables"])
+    assert 0 < report["rto_seconds"] < 600 and 0 <= report["rpo_seconds"] < 600
+    print(f"\ndrill: {json.dumps(report)}")
+
+
+def test_drill_exits_1_when_the_restore_differs(chain):
+    """Writes that never reach the store (archiving stopped) make the source and the restore differ."""
+    sql(chain.env, "ALTER SYSTEM SET archive_command = '/bin/false'", dbname="postgres")
+    sql(chain.env, "SELECT pg_reload_conf()", dbname="postgres")
+    try:
+        sql(chain.env, "UPDATE awkward SET note = 'never archived' WHERE id = 1000")
+        result = infra(chain.env, chain.project, "backup", "drill", "--format", "json")
+        assert result.returncode == 1, result.stderr
+        report = json.loads(result.stdout)
+        assert report["ok"] is False
+        assert {t["name"]: t["match"] for t in report["tables"]} == {"public.\"Event Log\"": True,
+                                                                     "public.awkward": False}
+    finally:
+        sql(chain.env, "ALTER SYSTEM RESET archive_command", dbname="postgres")
+        sql(chain.env, "SELECT pg_reload_conf()", dbname="postgres")
+        wait_archived(chain.env)
+
+
+def test_dropped_database_comes_back_from_the_store(chain):
+    """The rollback plan's "restore database": drop it, restore the cluster from S3 to just before the drop."""
+    before = table_checksums({"host": chain.env["PGHOST"], "port": chain.env["PGPORT"], "user": OS_USER,
+                              "dbname": DATABASE})
+    sql(chain.env, "SELECT pg_create_restore_point('before-drop')", dbname="postgres")
+    sql(chain.env, f"DROP DATABASE {DATABASE}", dbname="postgres")
+    wait_archived(chain.env)
+    server_env = {**chain.env, "PGBACKREST_REPO1_S3_KEY": chain.env["AWS_ACCESS_KEY_ID"],
+                  "PGBACKREST_REPO1_S3_KEY_SECRET": chain.env["AWS_SECRET_ACCESS_KEY"]}
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(chain.data_dir), "-m", "fast", "-w", "stop")
+    as_postgres("pgbackrest", f"--config={chain.conf}", f"--stanza={STANZA}", "--delta", "--type=name",
+                "--target=before-drop", "--target-action=promote", "restore", env=server_env)
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(chain.data_dir), "-l", str(chain.data_dir.parent / "server.log"),
+                "-w", "start", env=server_env)
+    deadline = time.monotonic() + 120
+    while sql(chain.env, "SELECT pg_is_in_recovery()", dbname="postgres")[0][0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    log = (chain.data_dir.parent / "server.log").read_text()
+    assert "recovery stopping at restore point \"before-drop\"" in log, log[-3000:]
+    after = table_checksums({"host": chain.env["PGHOST"], "port": chain.env["PGPORT"], "user": OS_USER,
+                             "dbname": DATABASE})
+    assert after == before
