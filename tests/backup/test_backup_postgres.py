@@ -111,8 +111,8 @@ def wait_archived(env: dict[str, str]) -> None:
         time.sleep(0.2)
 
 
-def infra(chain_env: dict[str, str], project: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(*INFRA, *args, "--stack", "drill", "--project", str(project), env=chain_env)
+def infra(chain_env: dict[str, str], project: Path, *args: str, stack: str = "drill") -> subprocess.CompletedProcess:
+    return run(*INFRA, *args, "--stack", stack, "--project", str(project), env=chain_env)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,8 @@ def chain(tls_s3: TlsS3) -> Iterator[Chain]:
     (project / "Pulumi.yaml").write_text("name: platform\nruntime: python\nmain: .\n")
     (project / "__main__.py").write_text("")
     (project / "Pulumi.drill.yaml").write_text(STACK_FILE.replace("MAXAGE", "8d"))
+    # The same store, judged by a stack whose ClickHouse backups must be at most a second old.
+    (project / "Pulumi.impatient.yaml").write_text(STACK_FILE.replace("MAXAGE", "1s"))
 
     with pytest.MonkeyPatch.context() as patch:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_CA_BUNDLE"):
@@ -258,3 +260,72 @@ def test_dropped_database_comes_back_from_the_store(chain):
     after = table_checksums({"host": chain.env["PGHOST"], "port": chain.env["PGPORT"], "user": OS_USER,
                              "dbname": DATABASE})
     assert after == before
+
+
+def store_client(chain, tls_s3):
+    return boto3.session.Session().client("s3", endpoint_url=tls_s3.endpoint, region_name=REGION,
+                                          aws_access_key_id=chain.env["AWS_ACCESS_KEY_ID"],
+                                          aws_secret_access_key=chain.env["AWS_SECRET_ACCESS_KEY"],
+                                          verify=tls_s3.ca_file)
+
+
+def test_verify_names_the_classes_with_no_backup(chain):
+    result = infra(chain.env, chain.project, "backup", "verify", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    report = {c["class"]: c for c in json.loads(result.stdout)["classes"]}
+    assert report["incr"]["fresh"] and report["full"]["fresh"]
+    assert report["incr"]["newest"].endswith(f"/{chain.incr_label}/backup.manifest")
+    assert {name for name, c in report.items() if c["newest"] is None} == {"clickhouse", "logs", "config"}
+    for name in ("clickhouse", "logs", "config"):
+        assert f"backup class {name} is missing" in result.stderr
+
+
+def test_verify_passes_when_every_class_is_fresh_and_names_the_stale_one(chain, tls_s3):
+    client = store_client(chain, tls_s3)
+    # Stand-ins for what clickhouse-backup, the log archive and the configuration jobs upload.
+    keys = ["clickhouse/weekly-20261203/metadata.json", "logs/2026-11.tar.zst", "config/20261203.tar.zst.enc"]
+    for key in keys:
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    try:
+        fresh = infra(chain.env, chain.project, "backup", "verify")
+        assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+        assert [line.split()[:2] for line in fresh.stdout.splitlines()] == [
+            [name, "fresh"] for name in ("incr", "full", "clickhouse", "logs", "config")]
+        time.sleep(1.5)
+        stale = infra(chain.env, chain.project, "backup", "verify", stack="impatient")
+        assert stale.returncode == 1
+        assert "backup class clickhouse is stale" in stale.stderr and "incr" not in stale.stderr
+    finally:
+        for key in keys:
+            for version in client.list_object_versions(Bucket=BUCKET, Prefix=key).get("Versions", []):
+                client.delete_object(Bucket=BUCKET, Key=key, VersionId=version["VersionId"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"AWS_ENDPOINT_URL": "https://localhost:9"}, "store unreachable: S3 list_objects_v2 on bucket i12-drill-backups"),
+    ({"AWS_SECRET_ACCESS_KEY": ""}, None),
+])
+def test_verify_exits_2_when_the_store_cannot_be_reached(chain, change, message):
+    env = {**chain.env, **change}
+    if not env["AWS_SECRET_ACCESS_KEY"]:
+        del env["AWS_SECRET_ACCESS_KEY"], env["AWS_ACCESS_KEY_ID"]
+        env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent")
+        message = "Unable to locate credentials"
+    result = infra(env, chain.project, "backup", "verify")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_backup_commands_exit_2_on_bad_input(chain):
+    unknown = infra(chain.env, chain.project, "backup", "verify", stack="nope")
+    assert unknown.returncode == 2 and "--stack: no Pulumi.nope.yaml" in unknown.stderr
+    no_pgdata = infra({k: v for k, v in chain.env.items() if k != "PGDATA"}, chain.project, "backup", "now",
+                      "--class", "full")
+    assert no_pgdata.returncode == 2 and "PGDATA" in no_pgdata.stderr
+    bad_class = infra(chain.env, chain.project, "backup", "now", "--class", "weekly")
+    assert bad_class.returncode == 2 and "invalid choice: 'weekly'" in bad_class.stderr
+
+
+def test_backup_now_exits_1_when_pgbackrest_fails(chain):
+    """A PostgreSQL that is not there (wrong port): pgBackRest refuses and infra says so."""
+    result = infra({**chain.env, "PGPORT": "9"}, chain.project, "backup", "now", "--class", "incr")
+    assert result.returncode == 1 and "pgbackrest" in result.stderr, result.stderr
