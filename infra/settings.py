@@ -33,6 +33,8 @@ SECRET_KEYS = {
     "alertSlackWebhookUrl": "alert_slack_webhook_url",
     "tlsCertificate": "tls_certificate",
     "tlsPrivateKey": "tls_private_key",
+    "backupAccessKeyId": "backup_access_key_id",
+    "backupSecretAccessKey": "backup_secret_access_key",
 }
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -79,6 +81,7 @@ class Images(Model):
     redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0"
     kafka_exporter: PinnedImage = "danielqsj/kafka-exporter:v1.9.0"
     cadvisor: PinnedImage = "gcr.io/cadvisor/cadvisor:v0.49.1"
+    clickhouse_backup: PinnedImage = "altinity/clickhouse-backup:2.6.9"
 
     @field_validator("*")
     @classmethod

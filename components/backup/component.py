@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NotRequired, TypedDict
 
 import pulumi
+import pulumi_random as random
 
 from components.backup.model import BackupConfig
 from components.backup.store import CREDENTIAL_KEYS, BackupBucket
@@ -22,6 +23,8 @@ class BackupStore(pulumi.ComponentResource):
     """A versioned, encrypted, private, TLS-only bucket with a lifecycle rule per backup class."""
 
     bucket: pulumi.Output[str]
+    cipher_pass: pulumi.Output[str]
+    """Encrypts what the jobs write (pgBackRest's repository, the archives); a secret kept in the stack."""
 
     def __init__(self, name: str, args: BackupStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         config = args.get("config")
@@ -41,4 +44,6 @@ class BackupStore(pulumi.ComponentResource):
         resource = BackupBucket(name, props, pulumi.ResourceOptions(
             parent=self, additional_secret_outputs=list(CREDENTIAL_KEYS)))
         self.bucket = resource.bucket
-        self.register_outputs({"bucket": self.bucket})
+        self.cipher_pass = pulumi.Output.secret(random.RandomPassword(
+            f"{name}-cipher-pass", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)).result)
+        self.register_outputs({"bucket": self.bucket, "cipher_pass": self.cipher_pass})
