@@ -58,9 +58,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             pulumi.log.warn("backups: platform:backupAccessKeyId and platform:backupSecretAccessKey are not set; "
                             "the backup jobs cannot reach the store until they are")
         store = BackupStore("backups", {"config": backups, **store_keys})
-        store_credentials = {"access_key_id": store_keys.get("access_key_id", pulumi.Output.secret("")),
-                             "secret_access_key": store_keys.get("secret_access_key", pulumi.Output.secret("")),
-                             "cipher_pass": store.cipher_pass}
+        store_credentials = {**store_keys, "cipher_pass": store.cipher_pass}
         backup_image = docker.Image(
             "postgres-backup-image", image_name=settings.image("postgres-backup"),
             build=docker.DockerBuildArgs(context=IMAGE_CONTEXT, args={"POSTGRES_IMAGE": images.postgres},

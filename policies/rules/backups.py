@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from policies import checklist as cl
 from policies.props import WORKLOADS
-from policies.registry import ADVISORY, stack_rule
+from policies.registry import MANDATORY, stack_rule
 
 # What a backup job for each store looks like: its image, name or command mentions one of these.
 BACKUP_TOOLS = {
@@ -19,14 +19,15 @@ BACKUP_TOOLS = {
     "Backups configured",
     types=WORKLOADS,
     severity="high",
-    prod=ADVISORY,
+    prod=MANDATORY,
     checklist=[cl.BACKUP_STRATEGY, cl.BACKUP_JOB],
-    sources=["(synthesis) production-checklist Backup Strategy", "ops.md §6"],
+    sources=["(synthesis) production-checklist Backup Strategy", "pgBackRest user guide (pgbackrest.org/user-guide.html)",
+             "clickhouse-backup README (github.com/Altinity/clickhouse-backup)"],
     options={
         "stores": {"type": "array", "items": {"enum": sorted(BACKUP_TOOLS)}, "default": sorted(BACKUP_TOOLS)}
     },
-    remediation="Add the backup job (ops.md §6: pgBackRest/WAL-G or pg_basebackup sidecar for PostgreSQL, "
-    "clickhouse-backup beside ClickHouse) to the stack.",
+    remediation="Add the backup jobs: pgBackRest (or WAL-G) with WAL archiving for PostgreSQL, clickhouse-backup "
+    "beside ClickHouse; this platform deploys both when `platform:settings.backups` names the store.",
 )
 def backups_configured(stack, report, options) -> None:
     """Each PostgreSQL and ClickHouse store has a backup job (a container or service running a backup
