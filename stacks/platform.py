@@ -63,7 +63,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "postgres-backup-image", image_name=settings.image("postgres-backup"),
             build=docker.DockerBuildArgs(context=IMAGE_CONTEXT, args={"POSTGRES_IMAGE": images.postgres},
                                          platform="linux/amd64"),
-            opts=pulumi.ResourceOptions(provider=provider))
+            # The store's client image: it belongs with the store in the resource tree.
+            opts=pulumi.ResourceOptions(provider=provider, parent=store))
 
     def store_args(image: str, resources, password) -> dict[str, Any]:
         return {"runtime": runtime, "networks": networks, "image": image, "memory_mb": resources.memory_mb,

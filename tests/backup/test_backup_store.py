@@ -171,11 +171,13 @@ def test_component_keeps_credentials_secret_and_registers_the_bucket():
 
     run = deploy(program)
     [component] = registered(run, "platform:index:BackupStore")
-    [bucket] = [r for r in run.resources if r.parent == component.urn]
+    [bucket] = [r for r in run.resources if r.parent == component.urn and r.type.startswith("pulumi-python:dynamic")]
     assert bucket.type == "pulumi-python:dynamic/backup:BackupBucket"
     assert bucket.inputs["bucket"] == CONFIG.bucket
     assert is_secret(bucket.inputs["access_key_id"]) and is_secret(bucket.inputs["secret_access_key"])
     assert is_secret(bucket.inputs["__provider"])
+    [cipher] = [r for r in run.resources if r.parent == component.urn and r.type.startswith("random:")]
+    assert cipher.inputs["length"] == 64
 
 
 def test_component_refuses_half_the_credentials():
