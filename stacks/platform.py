@@ -7,9 +7,15 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components.backup.component import BackupStore
-from components.backup.jobs import IMAGE_CONTEXT, TEXTFILE_DIR, TEXTFILE_VOLUME, BackupJobs, postgres_archiving
 from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Connections, WorkerPool
+from components.backup.component import BackupStore
+from components.backup.jobs import (
+    IMAGE_CONTEXT,
+    TEXTFILE_DIR,
+    TEXTFILE_VOLUME,
+    BackupJobs,
+    postgres_archiving,
+)
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
 from components.loadbalancer import LoadBalancer
 from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets

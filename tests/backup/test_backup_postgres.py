@@ -21,13 +21,22 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+import yaml
 
+from components.backup.jobs import render_job_script
 from components.backup.model import BackupConfig
 from components.backup.pgbackrest import Cluster, archive_settings, render_pgbackrest_conf
 from components.backup.store import BackupStoreProvider
 from infra.backup import table_checksums
+from infra.cli import REPO_ROOT
+from infra.mockrun import load_project
 from tests.backup.conftest import REGION, TlsS3, free_port, let_moto_write
 from tests.conftest import require_tool
+
+
+@pytest.fixture
+def promtool() -> str:
+    return require_tool("promtool", "prometheus")
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
@@ -329,3 +338,133 @@ def test_backup_now_exits_1_when_pgbackrest_fails(chain):
     """A PostgreSQL that is not there (wrong port): pgBackRest refuses and infra says so."""
     result = infra({**chain.env, "PGPORT": "9"}, chain.project, "backup", "now", "--class", "incr")
     assert result.returncode == 1 and "pgbackrest" in result.stderr, result.stderr
+
+
+def run_job(chain, tls_s3, config_dir: Path, textfile_dir: Path, backup_class: str) -> subprocess.CompletedProcess:
+    """The stack's rendered job script, run as the postgres user against this cluster and store."""
+    config = BackupConfig(bucket=BUCKET, region=REGION, stanza=STANZA)
+    script = textfile_dir.parent / "platform-backup"
+    script.write_text(render_job_script(config))
+    script.chmod(0o755)
+    env = {**chain.env, "PGBACKREST_CONFIG": str(chain.conf), "TEXTFILE_DIR": str(textfile_dir),
+           "PGBACKREST_REPO1_S3_KEY": chain.env["AWS_ACCESS_KEY_ID"],
+           "PGBACKREST_REPO1_S3_KEY_SECRET": chain.env["AWS_SECRET_ACCESS_KEY"],
+           "S3_ACCESS_KEY_ID": chain.env["AWS_ACCESS_KEY_ID"], "S3_SECRET_ACCESS_KEY": chain.env["AWS_SECRET_ACCESS_KEY"],
+           "S3_ENDPOINT_URL": tls_s3.endpoint, "S3_CA_FILE": tls_s3.ca_file, "CONFIG_BACKUP_DIR": str(config_dir),
+           "TMPDIR": str(textfile_dir.parent)}
+    return run("runuser", "-u", OS_USER, "--", "/bin/sh", str(script), backup_class, env=env)
+
+
+@pytest.fixture(scope="module")
+def job_runs(chain, tls_s3) -> dict:
+    """The job script run for an incremental, a full and the configuration archive; what each left behind."""
+    for tool in ("curl", "zstd", "openssl"):
+        require_tool(tool)
+    work = Path(tempfile.mkdtemp(prefix="i12-job-"))
+    textfile_dir, config_dir = work / "textfile", work / "config"
+    textfile_dir.mkdir()
+    config_dir.mkdir()
+    (config_dir / "settings.json").write_text('{"environment": "drill"}')
+    (config_dir / "server.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a real key\n-----END PRIVATE KEY-----\n")
+    for path in (work, textfile_dir, config_dir, *config_dir.iterdir()):
+        shutil.chown(path, OS_USER)
+    try:
+        results = {}
+        for backup_class in ("incr", "full", "config"):
+            started = time.time()
+            results[backup_class] = (run_job(chain, tls_s3, config_dir, textfile_dir, backup_class), started)
+        yield {"results": results, "textfile": textfile_dir}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_job_script_backs_up_and_writes_its_metric(job_runs, promtool):
+    for backup_class, (result, started) in job_runs["results"].items():
+        assert result.returncode == 0, f"{backup_class}: {result.stderr}"
+        metric = job_runs["textfile"] / f"backup-{backup_class}.prom"
+        check = subprocess.run([promtool, "check", "metrics"], input=metric.read_text(), capture_output=True,
+                               text=True, timeout=30, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+        [sample] = [line for line in metric.read_text().splitlines() if not line.startswith("#")]
+        assert sample.startswith(f'backup_last_success_timestamp_seconds{{type="{backup_class}"}} ')
+        assert started - 1 <= int(sample.split()[-1]) <= time.time() + 1
+
+
+def test_the_configuration_archive_is_encrypted_and_restorable(chain, tls_s3, job_runs):
+    client = store_client(chain, tls_s3)
+    [key] = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="config/").get("Contents", [])]
+    sealed = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert b"PRIVATE KEY" not in sealed and sealed.startswith(b"Salted__")
+    opened = subprocess.run(["openssl", "enc", "-d", "-aes-256-cbc", "-pbkdf2", "-iter", "600000",
+                             "-pass", "env:PGBACKREST_REPO1_CIPHER_PASS"], input=sealed, capture_output=True,
+                            env={"PGBACKREST_REPO1_CIPHER_PASS": chain.env["PGBACKREST_REPO1_CIPHER_PASS"]},
+                            timeout=30, check=True).stdout
+    archive = subprocess.run(["zstd", "-d", "-c"], input=opened, capture_output=True, timeout=30, check=True).stdout
+    listing = subprocess.run(["tar", "-tf", "-"], input=archive, capture_output=True, timeout=30, check=True).stdout
+    assert {"./settings.json", "./server.key"} <= set(listing.decode().split())
+    for version in client.list_object_versions(Bucket=BUCKET, Prefix="config/").get("Versions", []):
+        client.delete_object(Bucket=BUCKET, Key=version["Key"], VersionId=version["VersionId"])
+
+
+def _series_from_job(job_runs, backup_class: str) -> tuple[str, float]:
+    """The job's sample as node_exporter serves it (its target labels added), and the value relative to
+    when the job ran: promtool's clock starts at 0, so time 0 is the moment the job wrote the file."""
+    _, started = job_runs["results"][backup_class]
+    [sample] = [line for line in (job_runs["textfile"] / f"backup-{backup_class}.prom").read_text().splitlines()
+                if not line.startswith("#")]
+    selector, value = sample.rsplit(" ", 1)
+    labels = selector.removesuffix("}") + ',job="node-exporter",instance="node-exporter:9100"}'
+    return labels, float(value) - started
+
+
+def test_stale_backup_alerts_are_silent_while_the_job_runs_and_fire_when_it_stops(job_runs, promtool, tmp_path):
+    """The alert rules the stack deploys, fed with what the job script wrote: hourly incrementals and daily
+    fulls keep both alerts silent for two days; a job that stops makes each fire past its max age."""
+    from components.monitoring import render_alert_rules
+    from components.monitoring.alerts import alert_specs
+    from components.monitoring.model import duration_seconds
+    from components.monitoring.render import _expected_alert
+    from infra.settings import parse_settings
+
+    project = load_project(REPO_ROOT, "prod")
+    monitoring = parse_settings(json.loads(project.config["platform:settings"]), "Pulumi.prod.yaml").monitoring
+    specs = {spec.name: spec for spec in alert_specs(monitoring)}
+    minutes = 2 * 24 * 60
+    series = {name: _series_from_job(job_runs, name) for name in ("incr", "full")}
+    every = {"incr": 3600, "full": 86400}
+
+    def running(name: str) -> str:
+        _, base = series[name]
+        return " ".join(str(round(base + every[name] * (m * 60 // every[name]))) for m in range(minutes + 1))
+
+    def stopped(name: str) -> str:
+        _, base = series[name]
+        return f"{round(base)}+0x{minutes}"
+
+    checks = {"PostgresIncrementalBackupStale": ("incr", "2h"), "PostgresFullBackupStale": ("full", "26h")}
+    tests = [{
+        "name": "a running job keeps the backup alerts silent",
+        "interval": "1m",
+        "input_series": [{"series": series[name][0], "values": running(name)} for name in series],
+        "alert_rule_test": [{"eval_time": f"{hours}h", "alertname": alert, "exp_alerts": []}
+                            for alert in checks for hours in range(0, 48, 1)],
+    }]
+    for alert, (name, max_age) in checks.items():
+        assert specs[alert].expr.startswith("time() -")
+        fire_at = duration_seconds(max_age) + duration_seconds(specs[alert].for_) + 120
+        tests.append({
+            "name": f"{alert} fires once the {name} job stops",
+            "interval": "1m",
+            "input_series": [{"series": series[n][0], "values": stopped(n) if n == name else running(n)}
+                             for n in series],
+            "alert_rule_test": [
+                {"eval_time": f"{duration_seconds(max_age) - 300}s", "alertname": alert, "exp_alerts": []},
+                {"eval_time": f"{fire_at}s", "alertname": alert,
+                 "exp_alerts": [_expected_alert(monitoring, specs[alert], {"type": name})]},
+            ],
+        })
+    (tmp_path / "alerts.yml").write_text(render_alert_rules(monitoring))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m",
+                                                        "tests": tests}))
+    result = run(promtool, "test", "rules", str(tmp_path / "tests.yml"), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
