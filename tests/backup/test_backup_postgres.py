@@ -131,7 +131,7 @@ def chain(tls_s3: TlsS3) -> Iterator[Chain]:
     for tool in ("pgbackrest", "runuser"):
         require_tool(tool, "pgbackrest" if tool == "pgbackrest" else "util-linux")
     if not (PG_BIN / "initdb").exists():
-        require_tool("initdb-15", "postgresql-15")
+        require_tool("initdb", "postgresql-15")
     root = Path(tempfile.mkdtemp(prefix="i12-pg-"))
     root.chmod(0o755)
     shutil.chown(root, OS_USER)
