@@ -353,8 +353,10 @@ def drill(config: BackupConfig) -> dict:
     return {
         "source": f"{source.get('host', 'localhost')}:{source.get('port', '5432')}/{source.get('dbname', '')}",
         "backup": newest["label"],
-        "backup_size_bytes": newest["info"]["size"],
-        "backup_stored_bytes": newest["info"]["repository"]["delta"],
+        # The restored backup and the ones it builds on: database size and bytes stored in the repository.
+        "chain": [{"label": b["label"], "type": b["type"], "size_bytes": b["info"]["size"],
+                   "stored_bytes": b["info"]["repository"]["delta"]}
+                  for b in backups if b["label"] in {newest["label"], *(newest.get("reference") or [])}],
         "tables": tables,
         "rto_seconds": round(rto, 3),
         "rpo_seconds": round(max(0.0, (source_now - newest_restored).total_seconds()), 3),

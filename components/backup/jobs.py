@@ -159,7 +159,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         env={"PGBACKREST_CONFIG": PGBACKREST_CONF, "PGHOST": "postgres", "PGPORT": "5432",
              "PGUSER": args["postgres_user"], "TEXTFILE_DIR": TEXTFILE_DIR, "S3_ENDPOINT_URL": endpoint,
              "CONFIG_BACKUP_DIR": CONFIG_DIR, "LOG_ARCHIVE_DIR": "/var/log/clickhouse-server",
-             "TMPDIR": "/tmp"},
+             "TMPDIR": "/tmp", "HOME": "/tmp"},
         secret_env={**_s3_env(credentials), "PGPASSWORD": args["postgres_password"],
                     **_keys(credentials, ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"))},
         files=[FileSpec(PGBACKREST_CONF, conf), FileSpec(JOB_SCRIPT, render_job_script(config)),

@@ -220,6 +220,8 @@ def test_drill_restores_every_table_identical(chain):
     report = json.loads(result.stdout)
     assert set(report) >= {"source", "backup", "tables", "rto_seconds", "rpo_seconds", "ok"}
     assert report["ok"] is True and report["backup"] == chain.incr_label
+    assert [(b["label"], b["type"]) for b in report["chain"]] == [(chain.full_label, "full"), (chain.incr_label, "incr")]
+    assert report["chain"][1]["stored_bytes"] < report["chain"][0]["stored_bytes"]
     rows = {t["name"]: t["restored_rows"] for t in report["tables"]}
     # 300 000 + 5 000 rows, less every thousandth id (300 + 5); 2 000 + 1 awkward ones.
     assert rows == {"public.\"Event Log\"": 304_695, "public.awkward": 2001}

@@ -115,3 +115,8 @@ def test_a_prod_stack_without_backups_fails_bak_001(tmp_path, capsys):
     assert code == 1
     assert {(v["rule"], v["enforcement"]) for v in report["violations"] if v["rule"] == "BAK-001"} == {
         ("BAK-001", "mandatory")}
+
+
+def test_backup_commands_need_a_stack_with_a_store(capsys):
+    assert main(["backup", "verify", "--stack", "dev"]) == 2
+    assert "Pulumi.dev.yaml: platform:settings.backups: the stack declares no backup store" in capsys.readouterr().err
