@@ -173,14 +173,18 @@ def run_as(user: str | None) -> list[str]:
 
 
 @contextmanager
-def pgbackrest_config(config: BackupConfig, cluster: Cluster, owner: str | None) -> Iterator[str]:
+def pgbackrest_config(config: BackupConfig, cluster: Cluster) -> Iterator[str]:
     """A temporary pgbackrest.conf (no secrets in it) readable by the tool's user."""
+    try:
+        text = render_pgbackrest_conf(
+            config, cluster, endpoint_url=os.environ.get("AWS_ENDPOINT_URL"), ca_file=os.environ.get("AWS_CA_BUNDLE"),
+            encrypted=bool(os.environ.get("PGBACKREST_REPO1_CIPHER_PASS")))
+    except ValueError as exc:
+        raise ProgramInputError(f"environment: AWS_ENDPOINT_URL: {exc}") from None
     directory = tempfile.mkdtemp(prefix="infra-pgbackrest-")
     try:
         path = Path(directory) / "pgbackrest.conf"
-        path.write_text(render_pgbackrest_conf(
-            config, cluster, endpoint_url=os.environ.get("AWS_ENDPOINT_URL"), ca_file=os.environ.get("AWS_CA_BUNDLE"),
-            encrypted=bool(os.environ.get("PGBACKREST_REPO1_CIPHER_PASS"))))
+        path.write_text(text)
         os.chmod(directory, 0o755)
         path.chmod(0o644)
         yield str(path)
@@ -226,7 +230,7 @@ def cmd_now(args: argparse.Namespace) -> int:
         raise ProgramInputError("environment: PGDATA must name the data directory of the PostgreSQL to back up")
     owner = data_dir_owner(data_dir)
     try:
-        with pgbackrest_config(config, libpq_cluster(data_dir), owner) as conf:
+        with pgbackrest_config(config, libpq_cluster(data_dir)) as conf:
             pgbackrest(conf, config, owner, "stanza-create")  # a no-op once the stanza exists
             pgbackrest(conf, config, owner, f"--type={args.backup_class}", "backup")
             newest = backup_info(conf, config, owner)[-1]
@@ -311,7 +315,7 @@ def drill(config: BackupConfig) -> dict:
     owner = POSTGRES_OS_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     with throwaway_instance(config, owner) as (root, data_dir, port):
         restored_cluster = Cluster(data_dir=data_dir, port=port, socket_dir=root, user=source.get("user"))
-        with pgbackrest_config(config, restored_cluster, owner) as conf:
+        with pgbackrest_config(config, restored_cluster) as conf:
             backups = backup_info(conf, config, owner)
             if not backups:
                 raise BackupError(f"no PostgreSQL backup of stanza {config.stanza} in s3://{config.bucket}")

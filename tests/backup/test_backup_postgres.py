@@ -332,6 +332,9 @@ def test_backup_commands_exit_2_on_bad_input(chain):
     no_pgdata = infra({k: v for k, v in chain.env.items() if k != "PGDATA"}, chain.project, "backup", "now",
                       "--class", "full")
     assert no_pgdata.returncode == 2 and "PGDATA" in no_pgdata.stderr
+    plain_http = infra({**chain.env, "AWS_ENDPOINT_URL": "http://localhost:9"}, chain.project, "backup", "now",
+                       "--class", "incr")
+    assert plain_http.returncode == 2 and "AWS_ENDPOINT_URL" in plain_http.stderr and "https" in plain_http.stderr
     bad_class = infra(chain.env, chain.project, "backup", "now", "--class", "weekly")
     assert bad_class.returncode == 2 and "invalid choice: 'weekly'" in bad_class.stderr
 
