@@ -166,8 +166,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
                FileSpec(CRONTAB, render_crontab(config)),
                *[FileSpec(f"{CONFIG_DIR}/{name}", content, secret=True)
                  for name, content in sorted(args["config_files"].items())]],
-        volumes=[VolumeMount(POSTGRES_DATA_VOLUME, POSTGRES_DATA_MOUNT, read_only=True),
-                 VolumeMount("clickhouse-logs", "/var/log/clickhouse-server", read_only=True),
+        volumes=[VolumeMount(POSTGRES_DATA_VOLUME, POSTGRES_DATA_MOUNT, read_only=True, shared_from="postgres"),
+                 VolumeMount("clickhouse-logs", "/var/log/clickhouse-server", read_only=True,
+                             shared_from="clickhouse"),
                  VolumeMount(TEXTFILE_VOLUME, TEXTFILE_DIR)],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=1g"},
         healthcheck=Healthcheck(["CMD", "pgbackrest", "version"]),
@@ -186,7 +187,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true"},
         secret_env={"CLICKHOUSE_PASSWORD": args["clickhouse_password"],
                     **_keys(credentials, ("S3_ACCESS_KEY", "S3_SECRET_KEY"))},
-        volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse")],
+        volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse", shared_from="clickhouse")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
         healthcheck=Healthcheck(["CMD", "wget", "-qO-", f"http://127.0.0.1:{CLICKHOUSE_BACKUP_API_PORT}/backup/status"]),
     )

@@ -176,7 +176,8 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             command=["--path.rootfs=/host",
                      *([f"--collector.textfile.directory={args['textfile'][1]}"] if args.get("textfile") else [])],
             bind_mounts=[BindMount("/", "/host")],
-            volumes=[VolumeMount(args["textfile"][0], args["textfile"][1], read_only=True)] if args.get("textfile") else [],
+            volumes=[VolumeMount(args["textfile"][0], args["textfile"][1], read_only=True, shared_from="postgres-backup")]
+            if args.get("textfile") else [],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9100/metrics"]),
         ),
         ContainerSpec(

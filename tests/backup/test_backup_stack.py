@@ -120,3 +120,14 @@ def test_a_prod_stack_without_backups_fails_bak_001(tmp_path, capsys):
 def test_backup_commands_need_a_stack_with_a_store(capsys):
     assert main(["backup", "verify", "--stack", "dev"]) == 2
     assert "Pulumi.dev.yaml: platform:settings.backups: the stack declares no backup store" in capsys.readouterr().err
+
+
+def test_the_jobs_mount_the_stores_volumes_without_managing_them_twice(prod):
+    _, run = prod
+    containers = running_containers(run.resources)
+    mounts = {v["containerPath"]: v for v in containers["postgres-backup"]["volumes"]}
+    served = {v["containerPath"]: v["volumeName"] for v in containers["postgres"]["volumes"]}
+    assert mounts["/var/lib/postgresql/data"]["volumeName"] == served["/var/lib/postgresql/data"]
+    assert mounts["/var/lib/postgresql/data"]["readOnly"] is True
+    names = [r.inputs["name"] for r in run.resources if r.type == "docker:index/volume:Volume"]
+    assert len(names) == len(set(names)), "one Docker volume, one resource"
