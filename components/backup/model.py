@@ -90,6 +90,12 @@ class BackupConfig(Model):
             expiry[prefix] = max(expiry.get(prefix, 0), self.tool_retention_days(prefix) + interval + 1)
         return expiry
 
+    def alert_max_ages(self) -> dict[str, str]:
+        """The monitoring thresholds (AlertThresholds) of the backup-stale alerts: the same limits as verify's."""
+        return {"postgres_incremental_backup_max_age": self.incr.max_age,
+                "postgres_full_backup_max_age": self.full.max_age,
+                "clickhouse_backup_max_age": self.clickhouse.max_age}
+
     def clickhouse_keep_remote(self) -> int:
         """clickhouse-backup's BACKUPS_TO_KEEP_REMOTE covering the retention at the ClickHouse schedule."""
         return max(1, math.ceil(self.clickhouse_retention_days * 86400 / duration_seconds(self.clickhouse.max_age)))

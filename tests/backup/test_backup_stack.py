@@ -131,3 +131,14 @@ def test_the_jobs_mount_the_stores_volumes_without_managing_them_twice(prod):
     assert mounts["/var/lib/postgresql/data"]["readOnly"] is True
     names = [r.inputs["name"] for r in run.resources if r.type == "docker:index/volume:Volume"]
     assert len(names) == len(set(names)), "one Docker volume, one resource"
+
+
+def test_the_stale_alerts_follow_the_backup_schedule(tmp_path):
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    stack["config"]["platform:settings"]["backups"]["incr"] = {"schedule": "*/30 * * * *", "max_age": "45m"}
+    (tmp_path / "Pulumi.yaml").write_text(f"name: platform\nruntime: python\nmain: {REPO_ROOT / 'stacks'}\n")
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    run = run_program(load_project(tmp_path, "prod"), "prod")
+    rules = yaml.safe_load(reveal(files_of(run.resources, "prometheus")["/etc/platform/rules/alerts.yml"]["content"]))
+    [stale] = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "PostgresIncrementalBackupStale"]
+    assert "> 2700" in stale["expr"]
