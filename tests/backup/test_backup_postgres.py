@@ -228,6 +228,9 @@ def test_drill_restores_every_table_identical(chain):
     assert all(t["match"] and t["source_rows"] == t["restored_rows"] for t in report["tables"])
     assert 0 < report["rto_seconds"] < 600 and 0 <= report["rpo_seconds"] < 600
     print(f"\ndrill: {json.dumps(report)}")
+    text = infra(chain.env, chain.project, "backup", "drill")
+    assert text.returncode == 0 and "public.awkward: 2001 rows, restored 2001" in text.stdout
+    assert text.stdout.splitlines()[-1].endswith("identical")
 
 
 def test_drill_exits_1_when_the_restore_differs(chain):
@@ -356,6 +359,7 @@ def run_job(chain, tls_s3, config_dir: Path, textfile_dir: Path, backup_class: s
            "PGBACKREST_REPO1_S3_KEY_SECRET": chain.env["AWS_SECRET_ACCESS_KEY"],
            "S3_ACCESS_KEY_ID": chain.env["AWS_ACCESS_KEY_ID"], "S3_SECRET_ACCESS_KEY": chain.env["AWS_SECRET_ACCESS_KEY"],
            "S3_ENDPOINT_URL": tls_s3.endpoint, "S3_CA_FILE": tls_s3.ca_file, "CONFIG_BACKUP_DIR": str(config_dir),
+           "LOG_ARCHIVE_DIR": str(config_dir),
            "TMPDIR": str(textfile_dir.parent)}
     return run("runuser", "-u", OS_USER, "--", "/bin/sh", str(script), backup_class, env=env)
 
@@ -375,7 +379,7 @@ def job_runs(chain, tls_s3) -> dict:
         shutil.chown(path, OS_USER)
     try:
         results = {}
-        for backup_class in ("incr", "full", "config"):
+        for backup_class in ("incr", "full", "config", "logs"):
             started = time.time()
             results[backup_class] = (run_job(chain, tls_s3, config_dir, textfile_dir, backup_class), started)
         yield {"results": results, "textfile": textfile_dir}
@@ -407,8 +411,11 @@ def test_the_configuration_archive_is_encrypted_and_restorable(chain, tls_s3, jo
     archive = subprocess.run(["zstd", "-d", "-c"], input=opened, capture_output=True, timeout=30, check=True).stdout
     listing = subprocess.run(["tar", "-tf", "-"], input=archive, capture_output=True, timeout=30, check=True).stdout
     assert {"./settings.json", "./server.key"} <= set(listing.decode().split())
-    for version in client.list_object_versions(Bucket=BUCKET, Prefix="config/").get("Versions", []):
-        client.delete_object(Bucket=BUCKET, Key=version["Key"], VersionId=version["VersionId"])
+    [log_archive] = client.list_objects_v2(Bucket=BUCKET, Prefix="logs/")["Contents"]
+    assert log_archive["Key"].startswith(f"logs/{time.strftime('%Y-%m', time.gmtime())}-")
+    for prefix in ("config/", "logs/"):
+        for version in client.list_object_versions(Bucket=BUCKET, Prefix=prefix).get("Versions", []):
+            client.delete_object(Bucket=BUCKET, Key=version["Key"], VersionId=version["VersionId"])
 
 
 def _series_from_job(job_runs, backup_class: str) -> tuple[str, float]:
