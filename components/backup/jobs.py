@@ -16,6 +16,7 @@ import pulumi
 
 from components.backup.model import PREFIXES, BackupConfig
 from components.backup.pgbackrest import Cluster, archive_settings, render_pgbackrest_conf
+from components.monitoring.model import duration_seconds
 from components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT
 from components.runtime import Runtime
 from components.spec import FILES_DIR, ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, VolumeMount
@@ -195,8 +196,6 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
 
 
 def _hours(duration: str) -> str:
-    from components.monitoring.model import duration_seconds
-
     return f"{max(1, duration_seconds(duration) // 3600 - 24)}h"
 
 

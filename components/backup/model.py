@@ -61,6 +61,7 @@ class BackupConfig(Model):
     incr: Schedule = Schedule(schedule="0 * * * *", max_age="2h")
     full: Schedule = Schedule(schedule="30 1 * * *", max_age="26h")
     clickhouse: Schedule = Schedule(schedule="0 2 * * 0", max_age="8d")
+    """clickhouse-backup's server schedules by interval, not cron: a full every max_age less a day."""
     logs: Schedule = Schedule(schedule="0 3 1 * *", max_age="32d")
     config: Schedule = Schedule(schedule="0 4 * * *", max_age="26h")
     postgres_retention_days: int = Field(default=14, ge=1, le=3650)
