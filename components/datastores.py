@@ -7,6 +7,7 @@ from typing import Literal, NotRequired, TypedDict
 
 import pulumi
 
+from components.backup.jobs import PostgresArchiving
 from components.runtime import Runtime
 from components.spec import (
     FILES_DIR,
@@ -35,6 +36,8 @@ class DataStoreArgs(TypedDict):
 class PostgresArgs(DataStoreArgs):
     database: str
     user: str
+    archiving: NotRequired[PostgresArchiving]
+    """Continuous WAL archiving (components.backup.jobs.postgres_archiving); the image must hold the tool."""
 
 
 class KafkaArgs(DataStoreArgs):
@@ -55,6 +58,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
     _require("Postgres", args, "database", "user")
     if args["user"] == "postgres":
         raise ComponentArgsError("Postgres: user must not be the superuser 'postgres'")
+    archiving = args.get("archiving")
     return validate_spec(ContainerSpec(
         service="postgres", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
@@ -62,7 +66,11 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
              "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256 --auth-local=scram-sha-256",
              "POSTGRES_HOST_AUTH_METHOD": "scram-sha-256", "PGDATA": "/var/lib/postgresql/data/pgdata",
              "POSTGRES_PASSWORD_FILE": f"{FILES_DIR}/secrets/postgres_password"},
-        files=[FileSpec(f"{FILES_DIR}/secrets/postgres_password", args["password"], secret=True)],
+        files=[FileSpec(f"{FILES_DIR}/secrets/postgres_password", args["password"], secret=True),
+               *(archiving.files if archiving else ())],
+        secret_env=dict(archiving.secret_env) if archiving else {},
+        # The image's entrypoint passes `postgres -c name=value` through to the server.
+        command=["postgres", *[f"-c{key}={value}" for key, value in archiving.settings.items()]] if archiving else None,
         healthcheck=Healthcheck(["CMD-SHELL", f"pg_isready -h 127.0.0.1 -U {args['user']} -d {args['database']}"]),
         volumes=[VolumeMount("postgres-data", "/var/lib/postgresql/data")],
         tmpfs={"/var/run/postgresql": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},

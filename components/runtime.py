@@ -66,10 +66,13 @@ class DockerRuntime:
         validate_spec(spec)
         image = docker.RemoteImage(_child(owner, f"{spec.service}-image"), name=spec.image, keep_locally=True,
                                    opts=self._opts(parent))
-        volumes = {
+        # Volume names by logical name. Another service's volume is mounted by its Docker name, never made a
+        # second resource managing the same volume.
+        volumes: dict[str, pulumi.Input[str]] = {
             mount.volume: docker.Volume(_child(owner, mount.volume), name=f"{self.name_prefix}-{mount.volume}",
                                         labels=[docker.VolumeLabelArgs(label="platform.service", value=spec.service)],
-                                        opts=self._opts(parent, retain_on_delete=True))
+                                        opts=self._opts(parent, retain_on_delete=True)).name
+            if mount.shared_from is None else f"{self.name_prefix}-{mount.volume}"
             for mount in spec.volumes
         }
         files_mount: list[docker.ContainerVolumeArgs] = []
@@ -130,7 +133,7 @@ class DockerRuntime:
         return volume, seed
 
     def _container(self, spec: ContainerSpec, hostname: str, image: docker.RemoteImage,
-                   volumes: dict[str, docker.Volume], files_mount: list[docker.ContainerVolumeArgs],
+                   volumes: dict[str, pulumi.Input[str]], files_mount: list[docker.ContainerVolumeArgs],
                    networks: dict[str, pulumi.Resource], owner: str, parent: pulumi.Resource,
                    depends_on: Sequence[pulumi.Resource]) -> docker.Container:
         envs = [f"{key}={value}" for key, value in spec.env.items() if isinstance(value, str)]
@@ -182,7 +185,7 @@ class DockerRuntime:
                 for name in spec.networks
             ],
             volumes=[
-                *[docker.ContainerVolumeArgs(volume_name=volumes[m.volume].name, container_path=m.path,
+                *[docker.ContainerVolumeArgs(volume_name=volumes[m.volume], container_path=m.path,
                                              read_only=m.read_only) for m in spec.volumes],
                 *files_mount,
             ] or None,

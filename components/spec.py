@@ -43,6 +43,9 @@ class VolumeMount:
     """Logical volume name; the runtime creates one named volume per deployment."""
     path: str
     read_only: bool = False
+    shared_from: str | None = None
+    """The service whose deployment creates (and keeps) this volume; this one only mounts it by name, as a
+    backup job mounts the data it backs up."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from infra.backup import add_backup_commands
 from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
 from infra.diagram import add_diagram_arguments, cmd_diagram
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(diagram)
     add_diagram_arguments(diagram)
     diagram.set_defaults(handler=cmd_diagram)
+    add_backup_commands(commands, add_program_arguments)
     return parser
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.backup.model import BackupConfig
 from components.edge.model import EdgeConfig
 from components.monitoring.model import MonitoringConfig
 
@@ -32,6 +33,8 @@ SECRET_KEYS = {
     "alertSlackWebhookUrl": "alert_slack_webhook_url",
     "tlsCertificate": "tls_certificate",
     "tlsPrivateKey": "tls_private_key",
+    "backupAccessKeyId": "backup_access_key_id",
+    "backupSecretAccessKey": "backup_secret_access_key",
 }
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -78,6 +81,7 @@ class Images(Model):
     redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0"
     kafka_exporter: PinnedImage = "danielqsj/kafka-exporter:v1.9.0"
     cadvisor: PinnedImage = "gcr.io/cadvisor/cadvisor:v0.49.1"
+    clickhouse_backup: PinnedImage = "altinity/clickhouse-backup:2.6.9"
 
     @field_validator("*")
     @classmethod
@@ -180,6 +184,9 @@ class Settings(Model):
     secret_rotation: int = Field(default=1, ge=1)
     """Bump to regenerate every generated credential (random keepers)."""
     docker_host: str | None = Field(default=None, pattern=r"^(unix|ssh|tcp)://\S+$")
+    backups: BackupConfig | None = None
+    """The S3 backup store and each backup class's schedule and retention; omitted: no backup jobs (which
+    the policy pack's BAK-001 refuses in prod)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pulumi_docker as docker
 
 from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Connections, WorkerPool
+from components.backup.component import BackupStore
+from components.backup.jobs import (
+    IMAGE_CONTEXT,
+    TEXTFILE_DIR,
+    TEXTFILE_VOLUME,
+    BackupJobs,
+    postgres_archiving,
+)
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
 from components.loadbalancer import LoadBalancer
 from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets
@@ -46,12 +55,33 @@ def build(inputs: StackInputs) -> dict[str, Any]:
 
     data, images = settings.data, settings.images
 
+    # Backups (settings.backups): the store, WAL archiving from PostgreSQL, and the scheduled jobs below.
+    backups = settings.backups
+    if backups:
+        store_keys = {key: inputs.secrets[f"backup_{key}"] for key in ("access_key_id", "secret_access_key")
+                      if f"backup_{key}" in inputs.secrets}
+        if len(store_keys) < 2:
+            pulumi.log.warn("backups: platform:backupAccessKeyId and platform:backupSecretAccessKey are not set; "
+                            "the backup jobs cannot reach the store until they are")
+        store = BackupStore("backups", {"config": backups, **store_keys})
+        store_credentials = {**store_keys, "cipher_pass": store.cipher_pass}
+        backup_image = docker.Image(
+            "postgres-backup-image", image_name=settings.image("postgres-backup"),
+            build=docker.DockerBuildArgs(context=IMAGE_CONTEXT, args={"POSTGRES_IMAGE": images.postgres},
+                                         platform="linux/amd64"),
+            # The store's client image: it belongs with the store in the resource tree.
+            opts=pulumi.ResourceOptions(provider=provider, parent=store))
+
     def store_args(image: str, resources, password) -> dict[str, Any]:
         return {"runtime": runtime, "networks": networks, "image": image, "memory_mb": resources.memory_mb,
                 "cpus": resources.cpus, "password": password}
 
-    postgres = Postgres("postgres", {**store_args(images.postgres, data.postgres, secrets.postgres_password),
-                                     "database": data.postgres_database, "user": data.postgres_user})
+    postgres = Postgres("postgres", {
+        **store_args(settings.image("postgres-backup") if backups else images.postgres, data.postgres,
+                     secrets.postgres_password),
+        "database": data.postgres_database, "user": data.postgres_user,
+        **({"archiving": postgres_archiving(backups, store_credentials)} if backups else {})},
+        pulumi.ResourceOptions(depends_on=[backup_image]) if backups else None)
     redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
                             "mode": data.kafka_mode, "zookeeper_image": images.zookeeper})
@@ -90,11 +120,26 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "depends_on": gateway.containers,
     })
 
+    backup_jobs = BackupJobs("backup-jobs", {
+        "runtime": runtime, "networks": networks, "config": backups, "job_image": settings.image("postgres-backup"),
+        "clickhouse_backup_image": images.clickhouse_backup, "credentials": store_credentials,
+        "postgres_user": data.postgres_user, "postgres_password": secrets.postgres_password,
+        "clickhouse_user": CLICKHOUSE_USER, "clickhouse_password": secrets.clickhouse_password,
+        "config_files": {"settings.json": settings.model_dump_json(), "ca.pem": tls.ca_certificate_pem,
+                         "server.pem": tls.certificate_pem, "server.key": tls.private_key_pem},
+        "depends_on": [backup_image, *postgres.deployments[0].containers, *clickhouse.deployments[0].containers],
+    }) if backups else None
+
     # Every app container is a scrape target: a service added above is monitored with no other edit.
     services = {**{name: app.deployment.hostnames for name, app in apps.items()},
                 "worker": workers.service.deployment.hostnames}
+    monitoring = settings.monitoring
+    if backups:
+        # The backup-stale alerts judge freshness by the backup settings, as `infra backup verify` does.
+        monitoring = monitoring.model_copy(update={"alerts": monitoring.alerts.model_copy(
+            update=backups.alert_max_ages())})
     Monitoring("monitoring", {
-        "runtime": runtime, "networks": networks, "config": settings.monitoring,
+        "runtime": runtime, "networks": networks, "config": monitoring,
         "images": {key: getattr(images, key) for key in (*IMAGE_KEYS, "cadvisor")},
         "app_targets": [target for name, hosts in services.items()
                         for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)],
@@ -111,6 +156,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password),
         **{key: inputs.secrets[key] for key in ("alert_smtp_password", "alert_slack_webhook_url")
            if key in inputs.secrets},
+        **({"clickhouse_backup": backup_jobs.clickhouse_backup_host, "textfile": (TEXTFILE_VOLUME, TEXTFILE_DIR)}
+           if backup_jobs else {}),
     })
 
     return {

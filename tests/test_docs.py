@@ -25,9 +25,16 @@ CONFIG_SECRET = re.compile(r"platform:([a-z][A-Za-z]+)\b(?!:)")
 
 
 def infra_options() -> dict[str, set[str]]:
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices
-    return {name: set(sub._option_string_actions) for name, sub in commands.items()}
+    """Each command's flags, keyed `plan`, ..., and `backup verify` for a command's own subcommands."""
+
+    def walk(parser, prefix: str) -> dict[str, set[str]]:
+        found = {prefix: set(parser._option_string_actions)} if prefix else {}
+        if parser._subparsers is not None:
+            for name, sub in parser._subparsers._group_actions[0].choices.items():
+                found |= walk(sub, f"{prefix} {name}".strip())
+        return found
+
+    return walk(build_parser(), "")
 
 
 def settings_key_exists(path: str) -> bool:
@@ -52,6 +59,9 @@ def unknown_references(text: str) -> list[str]:
     prefixes = "|".join(sorted({rule_id.rsplit("-", 1)[0] for rule_id in rules}, key=len, reverse=True))
     found = []
     for command, rest in INFRA_COMMAND.findall(text):
+        subcommand = rest.split()[0] if rest.split() else ""
+        if f"{command} {subcommand}" in options:
+            command, rest = f"{command} {subcommand}", rest.split(None, 1)[1] if " " in rest.strip() else ""
         if command not in options:
             found.append(f"infra {command}")
             continue

@@ -77,6 +77,10 @@ class MonitoringArgs(TypedDict):
     """ISO date: deploy cAdvisor, accepting its read-only Docker socket until then (a CTR-014 waiver)."""
     alert_smtp_password: NotRequired[pulumi.Input[str]]
     alert_slack_webhook_url: NotRequired[pulumi.Input[str]]
+    clickhouse_backup: NotRequired[str]
+    """Host of `clickhouse-backup server`, scraped for the ClickHouse backup alerts."""
+    textfile: NotRequired[tuple[str, str]]
+    """(volume, path) node_exporter's textfile collector reads: where backup jobs write their metrics."""
 
 
 def effective_config(config: MonitoringConfig, *, container_metrics: bool) -> MonitoringConfig:
@@ -104,7 +108,8 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     if until and not images.get("cadvisor"):
         raise ComponentArgsError("Monitoring: images: missing ['cadvisor'] (container metrics are on)")
     config = effective_config(config, container_metrics=bool(until))
-    targets = [*args["app_targets"], *exporter_targets(cadvisor="cadvisor" if until else None),
+    targets = [*args["app_targets"], *exporter_targets(cadvisor="cadvisor" if until else None,
+                                                         clickhouse_backup=args.get("clickhouse_backup")),
                ScrapeTarget("blackbox-exporter", "blackbox-exporter:9115")]
     try:
         prometheus_yml = render_prometheus_config(
@@ -168,7 +173,11 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
         ContainerSpec(
             service="node-exporter", role="mon", image=images["node_exporter"], networks=["data"],
             memory_mb=64, cpus=0.1, user=NOBODY,
-            command=["--path.rootfs=/host"], bind_mounts=[BindMount("/", "/host")],
+            command=["--path.rootfs=/host",
+                     *([f"--collector.textfile.directory={args['textfile'][1]}"] if args.get("textfile") else [])],
+            bind_mounts=[BindMount("/", "/host")],
+            volumes=[VolumeMount(args["textfile"][0], args["textfile"][1], read_only=True, shared_from="postgres-backup")]
+            if args.get("textfile") else [],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9100/metrics"]),
         ),
         ContainerSpec(

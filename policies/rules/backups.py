@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policies.props import WORKLOADS
-from policies.registry import ADVISORY, stack_rule
+from policies.registry import MANDATORY, stack_rule
 
 # What a backup job for each store looks like: its image, name or command mentions one of these.
 BACKUP_TOOLS = {
@@ -18,7 +18,7 @@ BACKUP_TOOLS = {
     "Backups configured",
     types=WORKLOADS,
     severity="high",
-    prod=ADVISORY,
+    prod=MANDATORY,
     checklist=[
         "infrastructure.backup-strategy",
         "backup.postgres",
@@ -36,8 +36,8 @@ BACKUP_TOOLS = {
     options={
         "stores": {"type": "array", "items": {"enum": sorted(BACKUP_TOOLS)}, "default": sorted(BACKUP_TOOLS)}
     },
-    remediation="Add the backup job (pgBackRest/WAL-G or pg_basebackup sidecar for PostgreSQL, "
-    "clickhouse-backup beside ClickHouse) to the stack.",
+    remediation="Add the backup jobs: pgBackRest (or WAL-G) with WAL archiving for PostgreSQL, clickhouse-backup "
+    "beside ClickHouse; this platform deploys both when `platform:settings.backups` names the store.",
 )
 def backups_configured(stack, report, options) -> None:
     """Each PostgreSQL and ClickHouse store has a backup job (a container or service running a backup

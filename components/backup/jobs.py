@@ -1,0 +1,212 @@
+"""The scheduled backup jobs: pgBackRest (hourly incremental, daily full), ClickHouse's weekly full with
+clickhouse-backup in server mode, the monthly log archive and the daily encrypted configuration archive.
+
+Each job reports success the way the alerts read it: the PostgreSQL, log and configuration jobs write
+`backup_last_success_timestamp_seconds{type=...}` into node_exporter's textfile directory, clickhouse-backup
+exports `clickhouse_backup_last_create_remote_*` on its API port (components/monitoring/alerts.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
+
+import pulumi
+
+from components.backup.model import PREFIXES, BackupConfig
+from components.backup.pgbackrest import Cluster, archive_settings, render_pgbackrest_conf
+from components.monitoring.model import duration_seconds
+from components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT
+from components.runtime import Runtime
+from components.spec import FILES_DIR, ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, VolumeMount
+
+METRIC = "backup_last_success_timestamp_seconds"
+TEXTFILE_DIR = "/var/lib/node-exporter/textfile"
+TEXTFILE_VOLUME = "backup-metrics"
+PGBACKREST_CONF = f"{FILES_DIR}/pgbackrest.conf"
+JOB_SCRIPT = f"{FILES_DIR}/platform-backup"
+CRONTAB = f"{FILES_DIR}/backup.vixie"
+CONFIG_DIR = f"{FILES_DIR}/config-backup"
+# The official postgres image's data layout (PGDATA) and its postgres user (uid 999 in the Debian image).
+POSTGRES_DATA_VOLUME = "postgres-data"
+POSTGRES_DATA_MOUNT = "/var/lib/postgresql/data"
+POSTGRES_DATA = f"{POSTGRES_DATA_MOUNT}/pgdata"
+POSTGRES_UID = "999:999"
+# clickhouse-server's user (uid 101): clickhouse-backup reads and hard-links the server's data files.
+CLICKHOUSE_UID = "101:101"
+# The Dockerfile of the image holding PostgreSQL, pgBackRest and mcron (relative to the repository root).
+IMAGE_CONTEXT = "images/postgres-backup"
+
+
+def render_job_script(config: BackupConfig) -> str:
+    """`platform-backup CLASS`: one backup of the class, then its success time for node_exporter.
+
+    pgBackRest reads its configuration from PGBACKREST_CONFIG and its credentials from PGBACKREST_REPO1_*;
+    the archives go to S3 with curl's SigV4 signing (curl >= 7.75) and are encrypted with openssl first.
+    """
+    bucket_url = '"${S3_ENDPOINT_URL%/}/' + config.bucket + '"'
+    return f"""#!/bin/sh
+# Rendered by components/backup/jobs.py: one scheduled backup, then its metric.
+set -eu
+class="$1"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+upload() {{  # upload FILE KEY: a signed PUT, credentials from a private file, never the command line
+    umask 077
+    printf 'user = "%s:%s"\\n' "$S3_ACCESS_KEY_ID" "$S3_SECRET_ACCESS_KEY" > "${{TMPDIR:-/tmp}}/curl-s3.conf"
+    curl --fail --silent --show-error ${{S3_CA_FILE:+--cacert "$S3_CA_FILE"}} -K "${{TMPDIR:-/tmp}}/curl-s3.conf" \\
+        --aws-sigv4 "aws:amz:{config.region}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \\
+        -T "$1" {bucket_url}/"$2"
+    rm -f "${{TMPDIR:-/tmp}}/curl-s3.conf"
+}}
+encrypt() {{  # the archive, compressed and encrypted with the stack's backup passphrase
+    zstd -q -c | openssl enc -aes-256-cbc -pbkdf2 -iter 600000 -salt -pass env:PGBACKREST_REPO1_CIPHER_PASS
+}}
+case "$class" in
+    incr|full)
+        pgbackrest --stanza={config.stanza} stanza-create
+        pgbackrest --stanza={config.stanza} --type="$class" backup ;;
+    logs)
+        archive="${{TMPDIR:-/tmp}}/logs-$stamp.tar.zst.enc"
+        tar -C "$LOG_ARCHIVE_DIR" -cf - . | encrypt > "$archive"
+        upload "$archive" "{PREFIXES['logs']}$(date -u +%Y-%m)-$stamp.tar.zst.enc"
+        rm -f "$archive" ;;
+    config)
+        archive="${{TMPDIR:-/tmp}}/config-$stamp.tar.zst.enc"
+        tar -C "$CONFIG_BACKUP_DIR" -cf - . | encrypt > "$archive"
+        upload "$archive" "{PREFIXES['config']}$stamp.tar.zst.enc"
+        rm -f "$archive" ;;
+    *) echo "usage: platform-backup incr|full|logs|config" >&2; exit 2 ;;
+esac
+# Written aside and renamed, so node_exporter never reads half a file.
+metric="$TEXTFILE_DIR/backup-$class.prom"
+printf '# HELP {METRIC} Time of the last successful backup of each class.\\n# TYPE {METRIC} gauge\\n{METRIC}{{type="%s"}} %s\\n' \\
+    "$class" "$(date +%s)" > "$metric.$$"
+mv "$metric.$$" "$metric"
+"""
+
+
+def render_crontab(config: BackupConfig) -> str:
+    """mcron's Vixie-format table: the classes of the checklist on the stack's schedule (UTC)."""
+    lines = [f"{config.schedule(name).schedule} {JOB_SCRIPT} {name}" for name in ("incr", "full", "logs", "config")]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class PostgresArchiving:
+    """What the PostgreSQL server needs to hand its WAL to pgBackRest: give it to the Postgres component."""
+
+    settings: Mapping[str, str]
+    files: tuple[FileSpec, ...]
+    secret_env: Mapping[str, pulumi.Input[str]]
+
+
+class StoreCredentials(TypedDict):
+    access_key_id: NotRequired[pulumi.Input[str]]
+    """With secret_access_key: the store's keys (stack secrets); omitted, the jobs cannot write until set."""
+    secret_access_key: NotRequired[pulumi.Input[str]]
+    cipher_pass: pulumi.Input[str]
+    """Encrypts the pgBackRest repository and the archives (aes-256-cbc); generated by the stack."""
+
+
+def _keys(credentials: StoreCredentials, names: tuple[str, str]) -> dict[str, pulumi.Input[str]]:
+    """The store's keys under the names a tool reads them from; none when the stack has not set them."""
+    given = [credentials.get("access_key_id"), credentials.get("secret_access_key")]
+    return dict(zip(names, given, strict=True)) if all(value is not None for value in given) else {}
+
+
+def _s3_env(credentials: StoreCredentials) -> dict[str, pulumi.Input[str]]:
+    return {**_keys(credentials, ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET")),
+            "PGBACKREST_REPO1_CIPHER_PASS": credentials["cipher_pass"]}
+
+
+def postgres_archiving(config: BackupConfig, credentials: StoreCredentials) -> PostgresArchiving:
+    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA), endpoint_url=config.endpoint)
+    return PostgresArchiving(archive_settings(config, PGBACKREST_CONF), (FileSpec(PGBACKREST_CONF, conf),),
+                             _s3_env(credentials))
+
+
+class BackupJobsArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    config: BackupConfig
+    job_image: str
+    """The image built from IMAGE_CONTEXT (PostgreSQL's own image plus pgBackRest and mcron)."""
+    clickhouse_backup_image: str
+    credentials: StoreCredentials
+    postgres_user: str
+    postgres_password: pulumi.Input[str]
+    clickhouse_user: str
+    clickhouse_password: pulumi.Input[str]
+    config_files: Mapping[str, pulumi.Input[str]]
+    """The configuration and TLS material archived daily, by file name; kept secret."""
+    depends_on: NotRequired[list[pulumi.Resource]]
+
+
+def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
+    for key in ("runtime", "networks", "config", "job_image", "clickhouse_backup_image", "credentials",
+                "postgres_user", "postgres_password", "clickhouse_user", "clickhouse_password", "config_files"):
+        if args.get(key) is None:
+            raise ComponentArgsError(f"BackupJobs: missing required arg {key!r}")
+    config, credentials = args["config"], args["credentials"]
+    if not isinstance(config, BackupConfig):
+        raise ComponentArgsError("BackupJobs: config must be a BackupConfig")
+    endpoint = config.endpoint or f"https://s3.{config.region}.amazonaws.com"
+    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA), endpoint_url=config.endpoint)
+    postgres_job = ContainerSpec(
+        service="postgres-backup", role="ds", image=args["job_image"], networks=["data"],
+        memory_mb=512, cpus=1.0, user=POSTGRES_UID,
+        command=["mcron", CRONTAB],
+        env={"PGBACKREST_CONFIG": PGBACKREST_CONF, "PGHOST": "postgres", "PGPORT": "5432",
+             "PGUSER": args["postgres_user"], "TEXTFILE_DIR": TEXTFILE_DIR, "S3_ENDPOINT_URL": endpoint,
+             "CONFIG_BACKUP_DIR": CONFIG_DIR, "LOG_ARCHIVE_DIR": "/var/log/clickhouse-server",
+             "TMPDIR": "/tmp", "HOME": "/tmp"},
+        secret_env={**_s3_env(credentials), "PGPASSWORD": args["postgres_password"],
+                    **_keys(credentials, ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"))},
+        files=[FileSpec(PGBACKREST_CONF, conf), FileSpec(JOB_SCRIPT, render_job_script(config)),
+               FileSpec(CRONTAB, render_crontab(config)),
+               *[FileSpec(f"{CONFIG_DIR}/{name}", content, secret=True)
+                 for name, content in sorted(args["config_files"].items())]],
+        volumes=[VolumeMount(POSTGRES_DATA_VOLUME, POSTGRES_DATA_MOUNT, read_only=True, shared_from="postgres"),
+                 VolumeMount("clickhouse-logs", "/var/log/clickhouse-server", read_only=True,
+                             shared_from="clickhouse"),
+                 VolumeMount(TEXTFILE_VOLUME, TEXTFILE_DIR)],
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=1g"},
+        healthcheck=Healthcheck(["CMD", "pgbackrest", "version"]),
+    )
+    clickhouse_job = ContainerSpec(
+        service="clickhouse-backup", role="ds", image=args["clickhouse_backup_image"], networks=["data"],
+        memory_mb=512, cpus=0.5, user=CLICKHOUSE_UID,
+        # A full backup at every interval (watch = full = the ClickHouse schedule's max age less a day).
+        command=["server", "--watch", f"--watch-interval={_hours(config.clickhouse.max_age)}",
+                 f"--full-interval={_hours(config.clickhouse.max_age)}"],
+        env={"CLICKHOUSE_HOST": "clickhouse", "CLICKHOUSE_USERNAME": args["clickhouse_user"],
+             "REMOTE_STORAGE": "s3", "S3_BUCKET": config.bucket, "S3_REGION": config.region,
+             "S3_ENDPOINT": endpoint, "S3_FORCE_PATH_STYLE": "true" if config.endpoint else "false",
+             "S3_PATH": PREFIXES["clickhouse"].rstrip("/"), "S3_SSE": "AES256",
+             "BACKUPS_TO_KEEP_LOCAL": "-1", "BACKUPS_TO_KEEP_REMOTE": str(config.clickhouse_keep_remote()),
+             "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true"},
+        secret_env={"CLICKHOUSE_PASSWORD": args["clickhouse_password"],
+                    **_keys(credentials, ("S3_ACCESS_KEY", "S3_SECRET_KEY"))},
+        volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse", shared_from="clickhouse")],
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+        healthcheck=Healthcheck(["CMD", "wget", "-qO-", f"http://127.0.0.1:{CLICKHOUSE_BACKUP_API_PORT}/backup/status"]),
+    )
+    return [postgres_job, clickhouse_job]
+
+
+def _hours(duration: str) -> str:
+    return f"{max(1, duration_seconds(duration) // 3600 - 24)}h"
+
+
+class BackupJobs(pulumi.ComponentResource):
+    """The scheduled backup containers; `clickhouse_backup_host` is the scrape target of its metrics."""
+
+    def __init__(self, name: str, args: BackupJobsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        specs = backup_job_specs(args)
+        super().__init__("platform:index:BackupJobs", name, {}, opts)
+        deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self,
+                                              depends_on=args.get("depends_on", [])) for spec in specs]
+        self.clickhouse_backup_host = deployments[1].hostnames[0]
+        self.register_outputs({"jobs": [spec.service for spec in specs]})
+

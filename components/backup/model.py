@@ -1,0 +1,102 @@
+"""Backup settings of a stack (`platform:settings.backups`): the store, and each backup class's schedule,
+freshness and retention. Defaults are the checklist's schedule: hourly incremental and daily full
+PostgreSQL, weekly full ClickHouse, monthly log archive, daily configuration and TLS material."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from components.monitoring.model import Duration, duration_seconds
+
+# S3 bucket naming rules (AWS "Bucket naming rules"): 3-63 lower-case letters, digits, dots and hyphens.
+_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Five cron fields as supercronic and crond read them; each field digits, *, ranges, steps and lists.
+_CRON_FIELD = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*"
+_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+
+ClassName = Literal["incr", "full", "clickhouse", "logs", "config"]
+CLASSES: tuple[ClassName, ...] = ("incr", "full", "clickhouse", "logs", "config")
+# Where each class lives in the bucket. pgBackRest keeps incrementals, fulls and WAL in one repository,
+# so both PostgreSQL classes share a prefix (and a lifecycle rule sized for the fulls they depend on).
+PREFIXES: dict[ClassName, str] = {"incr": "postgres/", "full": "postgres/", "clickhouse": "clickhouse/",
+                                  "logs": "logs/", "config": "config/"}
+
+
+def _cron(value: str) -> str:
+    if not _CRON.match(value):
+        raise ValueError(f"{value!r} is not a five-field cron schedule such as '0 * * * *'")
+    return value
+
+
+def _bucket(value: str) -> str:
+    if not _BUCKET.match(value):
+        raise ValueError(f"{value!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(Model):
+    schedule: Cron
+    """When the job runs (cron, UTC)."""
+    max_age: Duration
+    """`infra backup verify` calls the class stale past this age (schedule plus the time a run takes)."""
+
+
+class BackupConfig(Model):
+    bucket: Annotated[str, AfterValidator(_bucket)]
+    endpoint: str | None = Field(default=None, pattern=r"^https://[^/\s]+/?$")
+    """An S3-compatible endpoint (MinIO, Ceph) as https://host[:port]; omitted: AWS S3 of `region`."""
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{2,32}$")
+    stanza: str = Field(default="platform", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    incr: Schedule = Schedule(schedule="0 * * * *", max_age="2h")
+    full: Schedule = Schedule(schedule="30 1 * * *", max_age="26h")
+    clickhouse: Schedule = Schedule(schedule="0 2 * * 0", max_age="8d")
+    """clickhouse-backup's server schedules by interval, not cron: a full every max_age less a day."""
+    logs: Schedule = Schedule(schedule="0 3 1 * *", max_age="32d")
+    config: Schedule = Schedule(schedule="0 4 * * *", max_age="26h")
+    postgres_retention_days: int = Field(default=14, ge=1, le=3650)
+    """pgBackRest keeps what restores to any point of the last N days (repo1-retention-full-type=time)."""
+    clickhouse_retention_days: int = Field(default=28, ge=7, le=3650)
+    log_retention_days: int = Field(default=365, ge=30, le=3650)
+    config_retention_days: int = Field(default=90, ge=7, le=3650)
+    noncurrent_version_days: int = Field(default=7, ge=1, le=365)
+    """Overwritten or deleted objects stay recoverable this long (versioning)."""
+    abort_multipart_days: int = Field(default=2, ge=1, le=30)
+
+    def schedule(self, name: ClassName) -> Schedule:
+        return getattr(self, name)
+
+    def tool_retention_days(self, prefix: str) -> int:
+        return {"postgres/": self.postgres_retention_days, "clickhouse/": self.clickhouse_retention_days,
+                "logs/": self.log_retention_days, "config/": self.config_retention_days}[prefix]
+
+    def expiry_days(self) -> dict[str, int]:
+        """S3 expiry per prefix: the tool's own retention plus the longest interval of the classes stored
+        there plus a day, so the lifecycle never removes what the tool still counts on (the full an
+        incremental needs is older than the retention by up to one full interval)."""
+        expiry: dict[str, int] = {}
+        for name in CLASSES:
+            prefix = PREFIXES[name]
+            interval = math.ceil(duration_seconds(self.schedule(name).max_age) / 86400)
+            expiry[prefix] = max(expiry.get(prefix, 0), self.tool_retention_days(prefix) + interval + 1)
+        return expiry
+
+    def alert_max_ages(self) -> dict[str, str]:
+        """The monitoring thresholds (AlertThresholds) of the backup-stale alerts: the same limits as verify's."""
+        return {"postgres_incremental_backup_max_age": self.incr.max_age,
+                "postgres_full_backup_max_age": self.full.max_age,
+                "clickhouse_backup_max_age": self.clickhouse.max_age}
+
+    def clickhouse_keep_remote(self) -> int:
+        """clickhouse-backup's BACKUPS_TO_KEEP_REMOTE covering the retention at the ClickHouse schedule."""
+        return max(1, math.ceil(self.clickhouse_retention_days * 86400 / duration_seconds(self.clickhouse.max_age)))

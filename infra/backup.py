@@ -1,0 +1,406 @@
+"""`infra backup verify|now|drill`: the stack's backups, checked, taken and restored.
+
+The store is reached with the standard AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL, AWS_CA_BUNDLE) and PostgreSQL with libpq's (PGHOST, PGPORT,
+PGUSER, PGPASSWORD, PGDATABASE, and PGDATA where pgBackRest needs the data directory); pgBackRest is
+configured by the same renderer as the stack's backup job. Exit codes: 0 ok, 1 missing/stale/failed/different,
+2 bad input or an unreachable store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from components.backup.model import CLASSES, PREFIXES, BackupConfig
+from components.backup.pgbackrest import Cluster, render_pgbackrest_conf
+from components.monitoring.model import duration_seconds
+from infra.mockrun import ProgramInputError, load_project
+from infra.settings import NAMESPACE, SETTINGS_KEY, SettingsError, parse_settings
+
+# PostgreSQL refuses to run as root; run as root, infra hands its tools to the data directory's owner,
+# or to this conventional account for the drill's throwaway instance.
+POSTGRES_OS_USER = "postgres"
+PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
+# pgBackRest backup labels: 20261203-085434F, and 20261203-085434F_20261203-085440I (or D) for the others.
+_LABEL = re.compile(r"/(\d{8}-\d{6}F(?:_\d{8}-\d{6}[DI])?)/backup\.manifest$")
+TOOL_TIMEOUT = 3600
+
+
+class BackupError(RuntimeError):
+    """A backup tool or the store failed (exit 1)."""
+
+
+def stack_backup_config(project: Path, stack: str) -> BackupConfig:
+    """The `backups` settings of a stack file, validated like the program validates them."""
+    loaded = load_project(project, stack)
+    source = f"Pulumi.{stack}.yaml"
+    raw = loaded.config.get(f"{NAMESPACE}:{SETTINGS_KEY}")
+    try:
+        settings = parse_settings(json.loads(raw) if raw else None, source)
+    except SettingsError as exc:
+        raise ProgramInputError(str(exc)) from None
+    if settings.backups is None:
+        raise ProgramInputError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.backups: the stack declares no backup store")
+    return settings.backups
+
+
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"},
+                                                               s3={"addressing_style": "path"}))
+
+
+def store_error(operation: str, bucket: str, exc: Exception) -> ProgramInputError:
+    from botocore.exceptions import ClientError
+
+    detail = (f"{exc.response['Error'].get('Code')}: {exc.response['Error'].get('Message')}"
+              if isinstance(exc, ClientError) else str(exc))
+    return ProgramInputError(f"store unreachable: S3 {operation} on bucket {bucket}: {detail}")
+
+
+# --- verify -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Newest:
+    name: str
+    key: str | None
+    age_seconds: float | None
+    max_age: str
+
+    @property
+    def fresh(self) -> bool:
+        return self.age_seconds is not None and self.age_seconds <= duration_seconds(self.max_age)
+
+    def as_json(self) -> dict:
+        return {"class": self.name, "newest": self.key, "age_seconds": self.age_seconds,
+                "max_age_seconds": duration_seconds(self.max_age), "fresh": self.fresh}
+
+
+def _objects(client, bucket: str, prefix: str) -> Iterator[dict]:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
+
+
+def _is_backup_of(name: str, key: str, stanza: str) -> bool:
+    """Whether a key marks one completed backup of the class: pgBackRest writes a backup's manifest last,
+    clickhouse-backup its metadata.json; a log or configuration archive is one object."""
+    if name in ("incr", "full"):
+        match = _LABEL.search(key)
+        return bool(match) and f"/backup/{stanza}/" in key and match.group(1).endswith("F") == (name == "full")
+    if name == "clickhouse":
+        return key.endswith("/metadata.json") and key.count("/") == 2
+    return not key.endswith("/")
+
+
+def newest_backups(config: BackupConfig, now: datetime) -> list[Newest]:
+    client = s3_client()
+    found: list[Newest] = []
+    listed: dict[str, list[dict]] = {}
+    for name in CLASSES:
+        prefix = PREFIXES[name]
+        if prefix not in listed:
+            try:
+                listed[prefix] = list(_objects(client, config.bucket, prefix))
+            except Exception as exc:  # noqa: BLE001 botocore raises many kinds; all mean unreachable
+                raise store_error("list_objects_v2", config.bucket, exc) from None
+        marks = [obj for obj in listed[prefix] if _is_backup_of(name, obj["Key"], config.stanza)]
+        newest = max(marks, key=lambda obj: obj["LastModified"], default=None)
+        found.append(Newest(name, newest["Key"] if newest else None,
+                            (now - newest["LastModified"]).total_seconds() if newest else None,
+                            config.schedule(name).max_age))
+    return found
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    config = stack_backup_config(Path(args.project), args.stack)
+    found = newest_backups(config, datetime.now(UTC))
+    bad = [n for n in found if not n.fresh]
+    if args.format == "json":
+        print(json.dumps({"stack": args.stack, "bucket": config.bucket, "classes": [n.as_json() for n in found],
+                          "ok": not bad}, indent=2))
+    else:
+        for n in found:
+            state = "fresh" if n.fresh else ("MISSING" if n.key is None else "STALE")
+            age = "never" if n.age_seconds is None else f"{n.age_seconds:.0f}s old"
+            print(f"{n.name:<10} {state:<7} {age:<14} (max {n.max_age})  {n.key or ''}")
+    for n in bad:
+        problem = "missing" if n.key is None else f"stale ({n.age_seconds:.0f}s old, max {n.max_age})"
+        print(f"infra: backup class {n.name} is {problem} in s3://{config.bucket}/{PREFIXES[n.name]}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+# --- pgBackRest ---------------------------------------------------------------------------------------------
+
+
+def _aws_region(config: BackupConfig) -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or config.region
+
+
+def pgbackrest_environment(config: BackupConfig) -> dict[str, str]:
+    """pgBackRest's credentials, from the standard AWS environment (never written to its config file)."""
+    keys = {"AWS_ACCESS_KEY_ID": "PGBACKREST_REPO1_S3_KEY", "AWS_SECRET_ACCESS_KEY": "PGBACKREST_REPO1_S3_KEY_SECRET",
+            "AWS_SESSION_TOKEN": "PGBACKREST_REPO1_S3_TOKEN"}
+    missing = [key for key in list(keys)[:2] if not os.environ.get(key)]
+    if missing:
+        raise ProgramInputError(f"environment: {' and '.join(missing)} must be set (the store's credentials)")
+    env = {tool: os.environ[aws] for aws, tool in keys.items() if os.environ.get(aws)}
+    env["PGBACKREST_REPO1_S3_REGION"] = _aws_region(config)
+    return env
+
+
+def run_as(user: str | None) -> list[str]:
+    """Prefix that runs a command as `user` when infra runs as root (PostgreSQL and pgBackRest refuse root)."""
+    if os.geteuid() != 0 or user is None or user == "root":
+        return []
+    return [shutil.which("runuser") or "/usr/sbin/runuser", "-u", user, "--"]
+
+
+@contextmanager
+def pgbackrest_config(config: BackupConfig, cluster: Cluster) -> Iterator[str]:
+    """A temporary pgbackrest.conf (no secrets in it) readable by the tool's user."""
+    try:
+        text = render_pgbackrest_conf(
+            config, cluster, endpoint_url=os.environ.get("AWS_ENDPOINT_URL"), ca_file=os.environ.get("AWS_CA_BUNDLE"),
+            encrypted=bool(os.environ.get("PGBACKREST_REPO1_CIPHER_PASS")))
+    except ValueError as exc:
+        raise ProgramInputError(f"environment: AWS_ENDPOINT_URL: {exc}") from None
+    directory = tempfile.mkdtemp(prefix="infra-pgbackrest-")
+    try:
+        path = Path(directory) / "pgbackrest.conf"
+        path.write_text(text)
+        os.chmod(directory, 0o755)
+        path.chmod(0o644)
+        yield str(path)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def pgbackrest(conf: str, config: BackupConfig, owner: str | None, *args: str) -> str:
+    """Run one pgBackRest command; its stdout, or BackupError with its last lines."""
+    env = {**os.environ, **pgbackrest_environment(config)}
+    tool = shutil.which("pgbackrest")
+    if tool is None:
+        raise BackupError("pgbackrest not found (Debian: apt-get install pgbackrest)")
+    # runuser keeps the caller's environment, so the credentials travel in it, never on a command line.
+    command = [*run_as(owner), tool, f"--config={conf}", f"--stanza={config.stanza}", *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        raise BackupError(f"pgbackrest {args[-1]} failed (exit {result.returncode}): {tail}")
+    return result.stdout
+
+
+def backup_info(conf: str, config: BackupConfig, owner: str | None) -> list[dict]:
+    """pgBackRest's own account of the stanza's backups, oldest first (`info --output=json`)."""
+    [stanza] = json.loads(pgbackrest(conf, config, owner, "--output=json", "info"))
+    return stanza.get("backup", [])
+
+
+def libpq_cluster(data_dir: str) -> Cluster:
+    host = os.environ.get("PGHOST", "")
+    return Cluster(data_dir=data_dir, port=int(os.environ.get("PGPORT") or 5432),
+                   socket_dir=host if host.startswith("/") else None, user=os.environ.get("PGUSER"))
+
+
+def data_dir_owner(data_dir: str) -> str:
+    return pwd.getpwuid(Path(data_dir).stat().st_uid).pw_name
+
+
+def cmd_now(args: argparse.Namespace) -> int:
+    config = stack_backup_config(Path(args.project), args.stack)
+    data_dir = os.environ.get("PGDATA")
+    if not data_dir or not Path(data_dir).is_dir():
+        raise ProgramInputError("environment: PGDATA must name the data directory of the PostgreSQL to back up")
+    owner = data_dir_owner(data_dir)
+    try:
+        with pgbackrest_config(config, libpq_cluster(data_dir)) as conf:
+            pgbackrest(conf, config, owner, "stanza-create")  # a no-op once the stanza exists
+            pgbackrest(conf, config, owner, f"--type={args.backup_class}", "backup")
+            newest = backup_info(conf, config, owner)[-1]
+    except BackupError as exc:
+        print(f"infra: error: {exc}", file=sys.stderr)
+        return 1
+    print(newest["label"])
+    return 0
+
+
+# --- drill --------------------------------------------------------------------------------------------------
+
+
+# Rows and an order-independent checksum of a table: the sum of each row's hash (a sum, unlike XOR, counts
+# duplicate rows). The row's text form covers every column of every type.
+_CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text "
+             "FROM {table} AS t")
+_TABLES = ("SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables "
+           "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")
+
+
+def table_checksums(conninfo: Mapping[str, str]) -> dict[str, tuple[int, str]]:
+    import psycopg
+
+    with psycopg.connect(**conninfo) as conn:
+        tables = [row[0] for row in conn.execute(_TABLES)]
+        return {table: tuple(conn.execute(_CHECKSUM.format(table=table)).fetchone()) for table in tables}
+
+
+def pg_binary(name: str) -> str:
+    for directory in PG_BIN_DIRS:
+        if os.access(f"{directory}/{name}", os.X_OK):
+            return f"{directory}/{name}"
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(f"{name} not found (Debian: apt-get install postgresql-15)")
+    return found
+
+
+@contextmanager
+def throwaway_instance(config: BackupConfig, owner: str) -> Iterator[tuple[str, str, int]]:
+    """A temporary directory for a restored cluster, and a free port for it; removed afterwards."""
+    import socket
+
+    root = tempfile.mkdtemp(prefix="infra-drill-")
+    try:
+        os.mkdir(f"{root}/data", 0o700)
+        os.chmod(root, 0o700)
+        if os.geteuid() == 0:
+            account = pwd.getpwnam(owner)
+            for path in (root, f"{root}/data"):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        yield root, f"{root}/data", port
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_promoted(conninfo: Mapping[str, str], deadline: float) -> None:
+    import psycopg
+
+    while True:
+        try:
+            with psycopg.connect(**conninfo, connect_timeout=5) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return
+        except psycopg.OperationalError:
+            pass
+        if time.monotonic() > deadline:
+            raise BackupError("the restored instance did not finish recovery in time")
+        time.sleep(0.2)
+
+
+def drill(config: BackupConfig) -> dict:
+    import psycopg
+
+    source = {key: value for key, value in {
+        "host": os.environ.get("PGHOST"), "port": os.environ.get("PGPORT"), "user": os.environ.get("PGUSER"),
+        "password": os.environ.get("PGPASSWORD"), "dbname": os.environ.get("PGDATABASE")}.items() if value}
+    owner = POSTGRES_OS_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    with throwaway_instance(config, owner) as (root, data_dir, port):
+        restored_cluster = Cluster(data_dir=data_dir, port=port, socket_dir=root, user=source.get("user"))
+        with pgbackrest_config(config, restored_cluster) as conf:
+            backups = backup_info(conf, config, owner)
+            if not backups:
+                raise BackupError(f"no PostgreSQL backup of stanza {config.stanza} in s3://{config.bucket}")
+            newest = backups[-1]
+            started = time.monotonic()
+            # The newest backup plus every archived WAL segment after it, then promotion.
+            pgbackrest(conf, config, owner, "--archive-mode=off", "--type=default", "restore")
+            env = {**os.environ, **pgbackrest_environment(config)}
+            # Local socket only, no archiving: the throwaway instance must not write into the store.
+            options = (f"-c port={port} -c listen_addresses='' -c unix_socket_directories='{root}' "
+                       "-c archive_mode=off -c cluster_name=infra-drill")
+            server = [*run_as(owner), pg_binary("pg_ctl"), "-D", data_dir, "-l", f"{root}/server.log", "-w",
+                      "-t", "600", "-o", options, "start"]
+            result = subprocess.run(server, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+            if result.returncode != 0:
+                log = Path(f"{root}/server.log")
+                tail = "\n".join(log.read_text().splitlines()[-5:]) if log.exists() else result.stderr
+                raise BackupError(f"the restored instance did not start: {tail}")
+            try:
+                restored = {**source, "host": root, "port": str(port)}
+                _wait_promoted(restored, time.monotonic() + 600)
+                rto = time.monotonic() - started
+                with psycopg.connect(**source) as conn:
+                    source_now = conn.execute("SELECT now()").fetchone()[0]
+                with psycopg.connect(**restored) as conn:
+                    replayed = conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()[0]
+                newest_restored = replayed or datetime.fromtimestamp(newest["timestamp"]["stop"], UTC)
+                source_sums, restored_sums = table_checksums(source), table_checksums(restored)
+            finally:
+                subprocess.run([*run_as(owner), pg_binary("pg_ctl"), "-D", data_dir, "-m", "immediate", "-w", "stop"],
+                               capture_output=True, timeout=120, check=False)
+    tables = [{"name": name,
+               "source_rows": source_sums[name][0],
+               "restored_rows": restored_sums[name][0] if name in restored_sums else None,
+               "match": restored_sums.get(name) == source_sums[name]}
+              for name in sorted(source_sums.keys() | restored_sums.keys()) if name in source_sums]
+    tables += [{"name": name, "source_rows": None, "restored_rows": restored_sums[name][0], "match": False}
+               for name in sorted(restored_sums.keys() - source_sums.keys())]
+    return {
+        "source": f"{source.get('host', 'localhost')}:{source.get('port', '5432')}/{source.get('dbname', '')}",
+        "backup": newest["label"],
+        # The restored backup and the ones it builds on: database size and bytes stored in the repository.
+        "chain": [{"label": b["label"], "type": b["type"], "size_bytes": b["info"]["size"],
+                   "stored_bytes": b["info"]["repository"]["delta"]}
+                  for b in backups if b["label"] in {newest["label"], *(newest.get("reference") or [])}],
+        "tables": tables,
+        "rto_seconds": round(rto, 3),
+        "rpo_seconds": round(max(0.0, (source_now - newest_restored).total_seconds()), 3),
+        "ok": bool(tables) and all(t["match"] for t in tables),
+    }
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    import psycopg
+
+    config = stack_backup_config(Path(args.project), args.stack)
+    try:
+        report = drill(config)
+    except (BackupError, psycopg.Error) as exc:
+        print(f"infra: error: drill failed: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"Restore drill of {report['source']} from backup {report['backup']}")
+        for t in report["tables"]:
+            print(f"  {'ok  ' if t['match'] else 'DIFF'} {t['name']}: {t['source_rows']} rows, "
+                  f"restored {t['restored_rows']}")
+        print(f"RTO {report['rto_seconds']}s, RPO {report['rpo_seconds']}s: {'identical' if report['ok'] else 'DIFFERENT'}")
+    return 0 if report["ok"] else 1
+
+
+def add_backup_commands(commands, add_program_arguments) -> None:
+    backup = commands.add_parser("backup", help="check, take or restore the stack's backups")
+    actions = backup.add_subparsers(dest="backup_command", required=True)
+    verify = actions.add_parser("verify", help="the newest backup of each class in the store, against its schedule")
+    add_program_arguments(verify)
+    verify.add_argument("--format", choices=["text", "json"], default="text")
+    verify.set_defaults(handler=cmd_verify)
+    now = actions.add_parser("now", help="take a PostgreSQL backup now, as the scheduled job does")
+    add_program_arguments(now)
+    now.add_argument("--class", dest="backup_class", choices=["full", "incr"], required=True)
+    now.set_defaults(handler=cmd_now)
+    drill_ = actions.add_parser("drill", help="restore the newest PostgreSQL backup into a throwaway instance "
+                                "and compare every table with the source")
+    add_program_arguments(drill_)
+    drill_.add_argument("--format", choices=["text", "json"], default="text")
+    drill_.set_defaults(handler=cmd_drill)

@@ -1,0 +1,144 @@
+"""The prod stack's backups as planned: the store, WAL archiving from PostgreSQL, the jobs on the stack's
+schedule with the renderers' files, their metrics reaching Prometheus, and BAK-001 enforced."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from components.backup.jobs import CRONTAB, JOB_SCRIPT, PGBACKREST_CONF, POSTGRES_DATA, render_crontab
+from components.backup.model import BackupConfig
+from components.backup.pgbackrest import Cluster, render_pgbackrest_conf
+from infra.cli import REPO_ROOT, main
+from infra.mockrun import load_project, run_program
+from infra.settings import parse_settings
+from tests.helpers import env_of, files_of, is_secret, reveal, running_containers
+
+IMAGE = "docker:index/image:Image"
+
+
+@pytest.fixture(scope="module")
+def prod():
+    project = load_project(REPO_ROOT, "prod")
+    settings = parse_settings(json.loads(project.config["platform:settings"]), "Pulumi.prod.yaml")
+    return settings, run_program(project, "prod")
+
+
+def test_the_prod_stack_declares_the_store_with_its_lifecycle(prod):
+    settings, run = prod
+    [bucket] = [r for r in run.resources if r.type == "pulumi-python:dynamic/backup:BackupBucket"]
+    assert bucket.inputs["bucket"] == settings.backups.bucket == "orchestration-prod-backups"
+    assert bucket.inputs["expiry_days"] == settings.backups.expiry_days()
+    assert set(bucket.inputs["expiry_days"]) == {"postgres/", "clickhouse/", "logs/", "config/"}
+
+
+def test_postgres_archives_its_wal_with_the_rendered_configuration(prod):
+    settings, run = prod
+    postgres = running_containers(run.resources)["postgres"]
+    [image] = [r for r in run.resources if r.type == IMAGE]
+    assert image.inputs["imageName"] == settings.image("postgres-backup")
+    assert image.inputs["build"]["args"] == {"POSTGRES_IMAGE": settings.images.postgres}
+    assert image.inputs["build"]["context"] == "images/postgres-backup"
+    command = postgres["command"]
+    assert command[0] == "postgres"
+    assert f"-carchive_command=pgbackrest --config={PGBACKREST_CONF} --stanza=platform archive-push %p" in command
+    assert "-carchive_mode=on" in command
+    conf = reveal(files_of(run.resources, "postgres")[PGBACKREST_CONF]["content"])
+    assert conf == render_pgbackrest_conf(settings.backups, Cluster(POSTGRES_DATA))
+    assert "s3-key" not in conf  # credentials reach pgBackRest only through its environment
+    assert is_secret(next(e for e in postgres["envs"] if "PGBACKREST_REPO1_CIPHER_PASS" in str(reveal(e))))
+
+
+def test_the_jobs_run_on_the_checklist_schedule(prod):
+    settings, run = prod
+    jobs = running_containers(run.resources)
+    assert jobs["postgres-backup"]["command"] == ["mcron", CRONTAB]
+    crontab = reveal(files_of(run.resources, "postgres-backup")[CRONTAB]["content"])
+    assert crontab == render_crontab(settings.backups)
+    assert crontab.splitlines() == [f"0 * * * * {JOB_SCRIPT} incr", f"30 1 * * * {JOB_SCRIPT} full",
+                                    f"0 3 1 * * {JOB_SCRIPT} logs", f"0 4 * * * {JOB_SCRIPT} config"]
+    clickhouse = jobs["clickhouse-backup"]
+    assert clickhouse["command"] == ["server", "--watch", "--watch-interval=168h", "--full-interval=168h"]
+    env = env_of(clickhouse)
+    assert env["S3_BUCKET"] == "orchestration-prod-backups" and env["S3_PATH"] == "clickhouse"
+    assert env["API_ENABLE_METRICS"] == "true" and env["BACKUPS_TO_KEEP_REMOTE"] == "4"
+    assert "CLICKHOUSE_PASSWORD" in {reveal(e).split("=")[0] for e in clickhouse["envs"] if is_secret(e)}
+
+
+def test_the_configuration_archive_holds_the_tls_material_as_secrets(prod):
+    _, run = prod
+    files = files_of(run.resources, "postgres-backup")
+    for name in ("ca.pem", "server.pem", "server.key", "settings.json"):
+        assert f"/etc/platform/config-backup/{name}" in files
+    assert is_secret(files["/etc/platform/config-backup/server.key"]["content"])
+
+
+def test_the_job_metrics_reach_prometheus(prod):
+    _, run = prod
+    containers = running_containers(run.resources)
+    node = containers["node-exporter"]
+    assert "--collector.textfile.directory=/var/lib/node-exporter/textfile" in node["command"]
+    [textfile] = [v["volumeName"] for v in node["volumes"] if v["containerPath"] == "/var/lib/node-exporter/textfile"]
+    [written] = [v["volumeName"] for v in containers["postgres-backup"]["volumes"]
+                 if v["containerPath"] == "/var/lib/node-exporter/textfile"]
+    assert textfile == written
+    prometheus_yml = yaml.safe_load(reveal(files_of(run.resources, "prometheus")["/etc/platform/prometheus.yml"]["content"]))
+    targets = {job["job_name"]: job for job in prometheus_yml["scrape_configs"]}
+    assert targets["clickhouse-backup"]["static_configs"][0]["targets"] == ["clickhouse-backup:7171"]
+
+
+def test_bak_001_is_mandatory_in_prod_and_passes(capsys):
+    assert main(["check", "--stack", "prod", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not [v for v in report["violations"] if v["rule"] == "BAK-001"]
+    levels = json.loads((REPO_ROOT / "policies" / "config" / "prod.json").read_text())
+    assert levels["bak-001-backups-configured"] == "mandatory"
+
+
+def test_backup_settings_refuse_bad_values():
+    with pytest.raises(ValueError, match="is not an S3 bucket name"):
+        BackupConfig(bucket="Bad_Bucket")
+    with pytest.raises(ValueError, match="five-field cron schedule"):
+        BackupConfig(bucket="ok-bucket", incr={"schedule": "hourly", "max_age": "2h"})
+
+
+def test_a_prod_stack_without_backups_fails_bak_001(tmp_path, capsys):
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    del stack["config"]["platform:settings"]["backups"]
+    (tmp_path / "Pulumi.yaml").write_text(f"name: platform\nruntime: python\nmain: {REPO_ROOT / 'stacks'}\n")
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    code = main(["check", "--stack", "prod", "--project", str(tmp_path), "--format", "json",
+                 "--policy-config", str(REPO_ROOT / "policies" / "config" / "prod.json")])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert {(v["rule"], v["enforcement"]) for v in report["violations"] if v["rule"] == "BAK-001"} == {
+        ("BAK-001", "mandatory")}
+
+
+def test_backup_commands_need_a_stack_with_a_store(capsys):
+    assert main(["backup", "verify", "--stack", "dev"]) == 2
+    assert "Pulumi.dev.yaml: platform:settings.backups: the stack declares no backup store" in capsys.readouterr().err
+
+
+def test_the_jobs_mount_the_stores_volumes_without_managing_them_twice(prod):
+    _, run = prod
+    containers = running_containers(run.resources)
+    mounts = {v["containerPath"]: v for v in containers["postgres-backup"]["volumes"]}
+    served = {v["containerPath"]: v["volumeName"] for v in containers["postgres"]["volumes"]}
+    assert mounts["/var/lib/postgresql/data"]["volumeName"] == served["/var/lib/postgresql/data"]
+    assert mounts["/var/lib/postgresql/data"]["readOnly"] is True
+    names = [r.inputs["name"] for r in run.resources if r.type == "docker:index/volume:Volume"]
+    assert len(names) == len(set(names)), "one Docker volume, one resource"
+
+
+def test_the_stale_alerts_follow_the_backup_schedule(tmp_path):
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    stack["config"]["platform:settings"]["backups"]["incr"] = {"schedule": "*/30 * * * *", "max_age": "45m"}
+    (tmp_path / "Pulumi.yaml").write_text(f"name: platform\nruntime: python\nmain: {REPO_ROOT / 'stacks'}\n")
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    run = run_program(load_project(tmp_path, "prod"), "prod")
+    rules = yaml.safe_load(reveal(files_of(run.resources, "prometheus")["/etc/platform/rules/alerts.yml"]["content"]))
+    [stale] = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "PostgresIncrementalBackupStale"]
+    assert "> 2700" in stale["expr"]

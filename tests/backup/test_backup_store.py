@@ -1,0 +1,185 @@
+"""The BackupStore dynamic provider against moto's S3, in-process and over HTTP: every operation, twice
+where it must be idempotent, drift made behind its back, and S3 errors naming bucket and operation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import urllib.request
+
+import boto3
+import dill
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+
+from components.backup.component import BackupStore
+from components.backup.model import BackupConfig
+from components.backup.store import BackupStoreError, BackupStoreProvider, desired_settings
+from components.spec import ComponentArgsError
+from tests.backup.conftest import REGION, let_moto_write
+from tests.conftest import deploy, registered
+from tests.helpers import is_secret
+
+CONFIG = BackupConfig(bucket="platform-backups-test", region=REGION)
+
+
+def props(endpoint: str | None, bucket: str = CONFIG.bucket) -> dict:
+    return {"bucket": bucket, "region": REGION, "endpoint": endpoint, "expiry_days": CONFIG.expiry_days(),
+            "noncurrent_days": CONFIG.noncurrent_version_days, "abort_multipart_days": CONFIG.abort_multipart_days}
+
+
+def s3(endpoint: str | None):
+    return boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+
+
+def test_create_makes_a_private_versioned_encrypted_tls_only_bucket(s3_endpoint):
+    provider = BackupStoreProvider()
+    created = provider.create(props(s3_endpoint))
+    client = s3(s3_endpoint)
+    assert created.id == CONFIG.bucket
+    assert client.get_bucket_versioning(Bucket=CONFIG.bucket)["Status"] == "Enabled"
+    rule = client.get_bucket_encryption(Bucket=CONFIG.bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = client.get_public_access_block(Bucket=CONFIG.bucket)["PublicAccessBlockConfiguration"]
+    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                     "RestrictPublicBuckets": True}
+    [statement] = json.loads(client.get_bucket_policy(Bucket=CONFIG.bucket)["Policy"])["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    rules = {r["Filter"]["Prefix"]: r for r in
+             client.get_bucket_lifecycle_configuration(Bucket=CONFIG.bucket)["Rules"]}
+    assert set(rules) == {"postgres/", "clickhouse/", "logs/", "config/"}
+    # pgBackRest keeps 14 days; a daily full that the oldest incremental needs may be a day older.
+    assert rules["postgres/"]["Expiration"]["Days"] == 14 + 2 + 1
+    assert rules["clickhouse/"]["Expiration"]["Days"] > CONFIG.clickhouse_retention_days
+    for rule in rules.values():
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 7
+        assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 2
+    # What create reports is what S3 has: the diff against the same wish is empty.
+    assert provider.diff(created.id, created.outs, props(s3_endpoint)).changes is False
+
+
+def test_create_update_and_read_are_idempotent(s3_endpoint):
+    provider = BackupStoreProvider()
+    first = provider.create(props(s3_endpoint))
+    again = provider.create(props(s3_endpoint))
+    assert again.outs == first.outs
+    assert provider.update(first.id, first.outs, props(s3_endpoint)).outs == first.outs
+    assert provider.read(first.id, first.outs).outs == first.outs
+
+
+def test_read_detects_drift_and_update_repairs_it(s3_endpoint):
+    provider = BackupStoreProvider()
+    created = provider.create(props(s3_endpoint))
+    client = s3(s3_endpoint)
+    client.put_bucket_versioning(Bucket=CONFIG.bucket, VersioningConfiguration={"Status": "Suspended"})
+    client.delete_bucket_lifecycle(Bucket=CONFIG.bucket)
+    client.delete_bucket_policy(Bucket=CONFIG.bucket)
+
+    drifted = provider.read(created.id, created.outs)
+    assert drifted.outs["versioning"] == "Suspended"
+    assert drifted.outs["lifecycle"] is None and drifted.outs["policy"] is None
+    assert provider.diff(created.id, drifted.outs, props(s3_endpoint)).changes is True
+
+    repaired = provider.update(created.id, drifted.outs, props(s3_endpoint))
+    assert repaired.outs == created.outs
+    assert provider.read(created.id, repaired.outs).outs == created.outs
+
+
+def test_read_of_a_deleted_bucket_reports_it_gone(s3_endpoint):
+    provider = BackupStoreProvider()
+    created = provider.create(props(s3_endpoint))
+    s3(s3_endpoint).delete_bucket(Bucket=CONFIG.bucket)
+    assert provider.read(created.id, created.outs).id is None
+
+
+def test_diff_replaces_on_another_bucket_and_updates_on_retention(s3_endpoint):
+    provider = BackupStoreProvider()
+    created = provider.create(props(s3_endpoint))
+    renamed = provider.diff(created.id, created.outs, props(s3_endpoint, bucket="platform-backups-other"))
+    assert renamed.replaces == ["bucket"]
+    longer = {**props(s3_endpoint), "expiry_days": {**CONFIG.expiry_days(), "logs/": 800}}
+    changed = provider.diff(created.id, created.outs, longer)
+    assert changed.changes is True and not changed.replaces
+    updated = provider.update(created.id, created.outs, longer)
+    assert {r["ID"]: r["Expiration"]["Days"] for r in updated.outs["lifecycle"]}["expire-logs"] == 800
+
+
+def test_delete_refuses_a_bucket_with_backups_and_is_idempotent(s3_endpoint):
+    provider = BackupStoreProvider()
+    created = provider.create(props(s3_endpoint))
+    client = s3(s3_endpoint)
+    let_moto_write(client, CONFIG.bucket)
+    client.put_object(Bucket=CONFIG.bucket, Key="config/x.tar.enc", Body=b"x")
+    with pytest.raises(BackupStoreError, match=f"delete_bucket on bucket {CONFIG.bucket}: the bucket still holds"):
+        provider.delete(created.id, created.outs)
+    for version in client.list_object_versions(Bucket=CONFIG.bucket).get("Versions", []):
+        client.delete_object(Bucket=CONFIG.bucket, Key=version["Key"], VersionId=version["VersionId"])
+    provider.delete(created.id, created.outs)
+    provider.delete(created.id, created.outs)
+    assert CONFIG.bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]
+
+
+def test_s3_errors_name_the_bucket_and_operation(moto_server, aws_env, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(BackupStoreError, match=f"S3 create_bucket on bucket {CONFIG.bucket}: Unable to locate credentials"):
+        BackupStoreProvider().create(props(moto_server))
+
+
+def test_an_unreachable_endpoint_is_reported_with_bucket_and_operation(aws_env):
+    with pytest.raises(BackupStoreError, match=f"S3 create_bucket on bucket {CONFIG.bucket}: Could not connect"):
+        BackupStoreProvider().create(props("http://127.0.0.1:9"))
+
+
+def test_bad_credentials_are_reported_with_bucket_and_operation(moto_server, aws_env):
+    # moto checks credentials against its IAM once told to authenticate every request (a process-wide
+    # setting, restored afterwards).
+    def authenticate_after(count: bytes) -> None:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{moto_server}/moto-api/reset-auth", data=count, headers={"Content-Type": "text/plain"}), timeout=10)
+
+    authenticate_after(b"0")
+    try:
+        with pytest.raises(BackupStoreError, match=f"S3 create_bucket on bucket {CONFIG.bucket}: InvalidAccessKeyId"):
+            BackupStoreProvider().create(props(moto_server))
+    finally:
+        authenticate_after(b"inf")
+
+
+def test_stack_secret_credentials_win_over_the_environment(moto_server, aws_env, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    given = {"access_key_id": f"AKIA{secrets.token_hex(8).upper()}", "secret_access_key": secrets.token_hex(20)}
+    created = BackupStoreProvider().create({**props(moto_server), **given})
+    assert created.outs["versioning"] == "Enabled"
+
+
+def test_the_provider_survives_pulumi_serialization():
+    """Pulumi pickles the provider with dill into the state (as a secret) and runs it from there."""
+    provider = dill.loads(base64.b64decode(serialize_provider(BackupStoreProvider())))
+    assert type(provider).__name__ == "BackupStoreProvider"
+    assert desired_settings(props(None))["versioning"] == "Enabled"
+
+
+def test_component_keeps_credentials_secret_and_registers_the_bucket():
+    def program():
+        BackupStore("backups", {"config": CONFIG, "access_key_id": "AKIAEXAMPLEONLY0001",
+                                "secret_access_key": secrets.token_hex(20)})
+
+    run = deploy(program)
+    [component] = registered(run, "platform:index:BackupStore")
+    [bucket] = [r for r in run.resources if r.parent == component.urn and r.type.startswith("pulumi-python:dynamic")]
+    assert bucket.type == "pulumi-python:dynamic/backup:BackupBucket"
+    assert bucket.inputs["bucket"] == CONFIG.bucket
+    assert is_secret(bucket.inputs["access_key_id"]) and is_secret(bucket.inputs["secret_access_key"])
+    assert is_secret(bucket.inputs["__provider"])
+    [cipher] = [r for r in run.resources if r.parent == component.urn and r.type.startswith("random:")]
+    assert cipher.inputs["length"] == 64
+
+
+def test_component_refuses_half_the_credentials():
+    with pytest.raises(ComponentArgsError, match="give both access_key_id and secret_access_key"):
+        BackupStore("backups", {"config": CONFIG, "access_key_id": "AKIAEXAMPLEONLY0001"})
