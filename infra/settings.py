@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.edge.model import EdgeConfig
+from components.images import pinned_image, pinned_tag
 from components.monitoring.model import MonitoringConfig
 
 NAMESPACE = "platform"
@@ -34,7 +35,6 @@ SECRET_KEYS = {
     "tlsPrivateKey": "tls_private_key",
 }
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
@@ -45,16 +45,6 @@ class SettingsError(ValueError):
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def pinned_image(value: str) -> str:
-    """Accept `repo:tag` or `repo@sha256:...`, never an untagged or `latest` reference."""
-    if "@sha256:" in value:
-        return value
-    repo, _, tag = value.rpartition(":")
-    if not repo or "/" in tag or not _TAG.match(tag) or tag == "latest":
-        raise ValueError(f"image {value!r} must be pinned as repo:version or repo@sha256:digest, not latest")
-    return value
 
 
 PinnedImage = Annotated[str, Field(min_length=3)]
@@ -206,9 +196,7 @@ class Settings(Model):
     @field_validator("app_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not _TAG.match(value) or value == "latest":
-            raise ValueError("must be a pinned image tag such as 1.4.2, not latest")
-        return value
+        return pinned_tag(value)
 
     @model_validator(mode="after")
     def _prod_rules(self) -> Settings:
