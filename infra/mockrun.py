@@ -27,6 +27,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
+from infra.fastrun import collector_paused, settle_outputs
+
 UNKNOWN = rpc.UNKNOWN
 SIG_KEY = rpc._special_sig_key
 SECRET_SIG = rpc._special_secret_sig
@@ -284,7 +286,10 @@ def _program_environment(project: Project) -> Iterator[None]:
 def run_under_mocks(program: Callable[[], object], project: str, stack: str, config: dict[str, str] | None = None,
                     secret_keys: list[str] | None = None, mocks: pulumi_mocks.Mocks | None = None,
                     preview: bool = True) -> ProgramRun:
-    """Run `program` as the Pulumi language host would (inside a root stack), against recording mocks."""
+    """Run `program` as the Pulumi language host would (inside a root stack), against recording mocks.
+
+    Resources come back in URN order: the SDK's tasks finish in an order that differs from run to run, and
+    plans are compared as text."""
     monitor = RecordingMonitor(mocks or PlanMocks())
     features = set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures)
     settings.configure(pulumi_mocks.MockSettings(
@@ -294,14 +299,21 @@ def run_under_mocks(program: Callable[[], object], project: str, stack: str, con
     set_all_config(config or {}, secret_keys or [])
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+
+    def settled() -> object:
+        program()
+        return settle_outputs()
+
     try:
-        loop.run_until_complete(run_in_stack(program))
+        with collector_paused():
+            loop.run_until_complete(run_in_stack(settled))
     finally:
         set_all_config({}, [])
         settings.reset_options()
         loop.close()
         asyncio.set_event_loop(None)
-    return ProgramRun(project, stack, monitor.registrations, monitor.stack_outputs)
+    resources = sorted(monitor.registrations, key=lambda r: r.urn)
+    return ProgramRun(project, stack, resources, monitor.stack_outputs)
 
 
 def run_program(project: Project, stack: str, mocks: pulumi_mocks.Mocks | None = None,
