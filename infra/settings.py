@@ -152,7 +152,7 @@ class Settings(Model):
     images: Images = Images()
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
     swagger_enabled: bool
-    workers: int = Field(ge=1, le=500)
+    workers: int = Field(ge=1, le=1000)
     apps: Apps
     data: DataStores
     tls: Tls = Tls()
