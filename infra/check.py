@@ -19,10 +19,10 @@ from typing import Any
 
 from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
-from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.policy import _PolicyAnalyzerServicer
-from pulumi_policy.proxy import unknown_checking_proxy
 
+from infra.analyze_once import converted_once
+from infra.fastrun import collector_paused
 from infra.mockrun import (
     SECRET_SIG,
     SIG_KEY,
@@ -185,7 +185,11 @@ def _options(resource: Registration) -> Any:
 
 
 def evaluate(
-    run: ProgramRun, config_path: Path | None, split_by_type: bool = True, source: str = ""
+    run: ProgramRun,
+    config_path: Path | None,
+    split_by_type: bool = True,
+    source: str = "",
+    levels: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> Report:
     """Every resource through `Analyze` (its inputs) and the stack through `AnalyzeStack` (outputs).
 
@@ -195,7 +199,7 @@ def evaluate(
     policy, which is most of the cost. Results are identical (tests compare both ways).
     """
     rules = by_policy_name()
-    resolved = load_levels(config_path)
+    resolved = levels if levels is not None else load_levels(config_path)
     meta = pack_metadata()
     configure = proto.ConfigureAnalyzerRequest()
     for name, (level, options) in resolved.items():
@@ -224,13 +228,28 @@ def evaluate(
         {name: level for name, (level, _) in resolved.items()},
         source=source or f"Pulumi.{run.stack}.yaml",
     )
+    with converted_once() as props_of, collector_paused():
+        _analyze(report, rules, run, servicer_for, every_policy, split_by_type, props_of)
+
+    order = {"mandatory": 0, "advisory": 1}
+    report.violations.sort(key=lambda v: (order.get(v["enforcement"], 2), v["rule"], v["resource"]))
+    _scrub(report, run)
+    return report
+
+
+def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_for: Any,
+             every_policy: frozenset[str], split_by_type: bool, props_of: Any) -> None:
     by_urn = {r.urn: r for r in run.resources}
     for resource in run.resources:
         if not resource.custom:
             continue
         inputs = _propagate_unknowns(resource.inputs)
+        request = proto.AnalyzeRequest(
+            type=resource.type, urn=resource.urn, name=resource.name, options=_options(resource)
+        )
+        request.properties.update(inputs)
         if split_by_type:
-            props = unknown_checking_proxy(deserialize_properties(inputs))
+            props = props_of(request.properties)
             names = frozenset(
                 name
                 for name, rule in rules.items()
@@ -241,10 +260,6 @@ def evaluate(
         servicer = servicer_for(names)
         if servicer is None:
             continue
-        request = proto.AnalyzeRequest(
-            type=resource.type, urn=resource.urn, name=resource.name, options=_options(resource)
-        )
-        request.properties.update(inputs)
         provider = by_urn.get((resource.provider or "").rsplit("::", 1)[0])
         if provider is not None:
             request.provider.CopyFrom(
@@ -271,11 +286,6 @@ def evaluate(
     servicer = servicer_for(stack_policies if split_by_type else every_policy)
     if servicer is not None:
         _collect(report, rules, servicer.AnalyzeStack(stack_request, None), report.stack_urn)
-
-    order = {"mandatory": 0, "advisory": 1}
-    report.violations.sort(key=lambda v: (order.get(v["enforcement"], 2), v["rule"], v["resource"]))
-    _scrub(report, run)
-    return report
 
 
 def _collect(report: Report, rules: dict[str, Rule], response: Any, default_urn: str) -> None:
@@ -585,12 +595,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config_path is not None and not config_path.is_file():
         raise ProgramInputError(f"--policy-config: {config_path} does not exist")
     config_path = _relative(config_path) if config_path else None
-    load_levels(config_path)  # bad config is exit 2 before the program runs
+    levels = load_levels(config_path)  # bad config is exit 2 before the program runs
     if args.state:
         run, source = load_state(Path(args.state), args.stack), _relative(Path(args.state))
     else:
         run, source = run_project(args), _relative(Path(args.project) / f"Pulumi.{args.stack}.yaml")
-    report = evaluate(run, config_path, source=str(source))
+    report = evaluate(run, config_path, source=str(source), levels=levels)
     print(render(report, args.format))
     return 1 if report.failed else 0
 

@@ -23,7 +23,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 from policies import waivers
-from policies.props import WORKLOADS, Workload, labels
+from policies.props import WORKLOADS, Workload, labels, workload
 from policies.registry import DOCS_PATH, Rule, enforced_rules
 
 PACK_DIR = Path(__file__).resolve().parent
@@ -55,7 +55,7 @@ class Stack:
 
     def __init__(self, resources: list[Any]):
         self.resources = resources
-        every = [Workload(r.resource_type, r.props, r.name, r.urn) for r in resources if r.resource_type in WORKLOADS]
+        every = [workload(r.resource_type, r.props, r.name, r.urn) for r in resources if r.resource_type in WORKLOADS]
         self.workloads = [w for w in every if w.runs]
         """Running workloads: the subjects of stack rules."""
         self.file_carriers = every
@@ -80,13 +80,12 @@ def _options(rule: Rule, config: Any) -> dict[str, Any]:
     return {**rule.defaults(), **_plain(dict(config or {}))}
 
 
-def _resource_labels(resource_type: str, props: Any) -> dict[str, str]:
+def _resource_labels(resource_type: str, props: Any, name: str = "", urn: str = "") -> dict[str, str]:
     """Labels that may carry waivers; unknown labels carry none (the findings then stand)."""
     try:
-        found = labels(props, "labels")
         if resource_type in WORKLOADS:
-            found.update(labels(props, "taskSpec", "containerSpec", "labels"))
-        return found
+            return workload(resource_type, props, name, urn).labels
+        return labels(props, "labels")
     except UnknownValueError:
         return {}
 
@@ -104,7 +103,7 @@ def _resource_validate(rule: Rule):
         unknown: UnknownValueError | None = None
         try:
             target = (
-                Workload(args.resource_type, args.props, args.name, args.urn)
+                workload(args.resource_type, args.props, args.name, args.urn)
                 if args.resource_type in WORKLOADS
                 else args
             )
@@ -115,7 +114,7 @@ def _resource_validate(rule: Rule):
             unknown = error
         found = waivers.waivers_for(
             rule.id,
-            _resource_labels(args.resource_type, args.props),
+            _resource_labels(args.resource_type, args.props, args.name, args.urn),
             args.name,
             args.urn,
             options.get("waivers", []),
@@ -155,7 +154,7 @@ def _stack_validate(rule: Rule):
                 if resource is None
                 else waivers.waivers_for(
                     rule.id,
-                    _resource_labels(resource.resource_type, resource.props),
+                    _resource_labels(resource.resource_type, resource.props, resource.name, urn),
                     resource.name,
                     urn,
                     options.get("waivers", []),
@@ -184,17 +183,17 @@ def in_scope(rule: Rule, resource_type: str, props: Any, name: str = "", urn: st
     if resource_type not in WORKLOADS:
         return True
     try:
-        return applies(rule, Workload(resource_type, props, name, urn))
+        return applies(rule, workload(resource_type, props, name, urn))
     except UnknownValueError:
         return True
 
 
-def applies(rule: Rule, workload: Workload) -> bool:
+def applies(rule: Rule, w: Workload) -> bool:
     """The rule's declared scope; a never-started file carrier has no process, so only rules that read files
     judge it."""
-    if not workload.runs and not rule.reads_files:
+    if not w.runs and not rule.reads_files:
         return False
-    return rule.scope is None or rule.scope(workload)
+    return rule.scope is None or rule.scope(w)
 
 
 def config_schema(rule: Rule) -> PolicyConfigSchema:

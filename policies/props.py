@@ -12,6 +12,7 @@ import binascii
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 CONTAINER = "docker:index/container:Container"
@@ -177,31 +178,31 @@ class Workload:
         self.is_service = type_ == SERVICE
         self.spec = get(props, "taskSpec", "containerSpec", default={}) if self.is_service else props
 
-    @property
+    @cached_property
     def labels(self) -> dict[str, str]:
         merged = labels(self.props, "labels")
         if self.is_service:
             merged.update(labels(self.spec, "labels"))
         return merged
 
-    @property
+    @cached_property
     def name(self) -> str:
         return str(get(self.props, "name", default=self.resource_name))
 
-    @property
+    @cached_property
     def image(self) -> str:
         return str(get(self.spec, "image", default=""))
 
-    @property
+    @cached_property
     def kind(self) -> str | None:
         return kind_of(self.labels.get(SERVICE_LABEL), self.image, self.name, self.resource_name)
 
-    @property
+    @cached_property
     def role(self) -> str:
         role = self.labels.get(ROLE_LABEL)
         return role if role else KIND_ROLE.get(self.kind or "", "app")
 
-    @property
+    @cached_property
     def env(self) -> dict[str, str]:
         if self.is_service:
             return {str(k): str(v) for k, v in (get(self.spec, "env", default={}) or {}).items()}
@@ -211,25 +212,25 @@ class Workload:
             env[key] = value
         return env
 
-    @property
+    @cached_property
     def command(self) -> list[str]:
         if self.is_service:
             return strings(get(self.spec, "commands")) + strings(get(self.spec, "args"))
         return strings(get(self.props, "entrypoints")) + strings(get(self.props, "command"))
 
-    @property
+    @cached_property
     def runs(self) -> bool:
         """False for a container created with `start: false`: it never runs, it only carries files (uploads)
         onto a volume that a read-only container mounts."""
         return self.is_service or get(self.props, "start", default=True) is not False
 
-    @property
+    @cached_property
     def files_on_volume(self) -> bool:
         """Its files come from a volume filled by a never-started container (label FILES_DIGEST_LABEL); rules
         read them there."""
         return FILES_DIGEST_LABEL in self.labels
 
-    @property
+    @cached_property
     def uploads(self) -> dict[str, str]:
         """File path -> text of every `uploads` entry (Containers only; Services use docker configs)."""
         files: dict[str, str] = {}
@@ -243,7 +244,7 @@ class Workload:
                 files[str(get(upload, "file", default=""))] = str(content)
         return files
 
-    @property
+    @cached_property
     def uploaded_files(self) -> list[str]:
         return (
             []
@@ -251,13 +252,13 @@ class Workload:
             else [str(get(u, "file", default="")) for u in items(get(self.props, "uploads"))]
         )
 
-    @property
+    @cached_property
     def security_opts(self) -> list[str]:
         return (
             [] if self.is_service else [o.strip().lower() for o in strings(get(self.props, "securityOpts"))]
         )
 
-    @property
+    @cached_property
     def cap_adds(self) -> list[str]:
         raw = (
             strings(get(self.spec, "capAdds"))
@@ -266,7 +267,7 @@ class Workload:
         )
         return [normalise_capability(c) for c in raw]
 
-    @property
+    @cached_property
     def cap_drops(self) -> list[str]:
         raw = (
             strings(get(self.spec, "capDrops"))
@@ -275,7 +276,7 @@ class Workload:
         )
         return [normalise_capability(c) for c in raw]
 
-    @property
+    @cached_property
     def mounts(self) -> list[Mount]:
         found: list[Mount] = []
         if not self.is_service:
@@ -303,7 +304,7 @@ class Workload:
             )
         return found
 
-    @property
+    @cached_property
     def ports(self) -> list[Port]:
         if self.is_service:
             return [
@@ -322,7 +323,7 @@ class Workload:
             for p in items(get(self.props, "ports"))
         ]
 
-    @property
+    @cached_property
     def networks(self) -> list[str]:
         if self.is_service:
             return [
@@ -331,9 +332,25 @@ class Workload:
             ]
         return [str(get(n, "name", default="")) for n in items(get(self.props, "networksAdvanced"))]
 
-    @property
+    @cached_property
     def healthcheck_tests(self) -> list[str]:
         return strings(get(self.spec, "healthcheck", "tests"))
+
+
+_SHARED: dict[tuple[str, int, str, str], Workload] = {}
+_SHARED_LIMIT = 4096
+
+
+def workload(type_: str, props: Any, name: str, urn: str = "") -> Workload:
+    """The one Workload for these props: rules reading the same props object (every policy of one
+    `infra check` run, see infra.analyze_once) share what it derives, each fact computed once."""
+    key = (type_, id(props), name, urn)
+    found = _SHARED.get(key)
+    if found is None or found.props is not props:
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()  # the engine hands each policy fresh props: nothing to share across resources
+        found = _SHARED[key] = Workload(type_, props, name, urn)
+    return found
 
 
 def normalise_capability(cap: str) -> str:
