@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -299,7 +299,9 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     model: Any = Settings
     for part in loc:
         annotation = model.model_fields[part].annotation if isinstance(part, str) else model
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        # `Model | None` (an optional section) names its model among the union's members.
+        candidates = get_args(annotation) or (annotation,)
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if model is None:
             return []
     return list(model.model_fields)
@@ -322,7 +324,7 @@ def parse_settings(raw: Any, source: str) -> Settings:
     if not isinstance(raw, dict):
         raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY} must be a mapping of settings")
     env = raw.get("environment")
-    if env not in ENVIRONMENT_DEFAULTS:
+    if not isinstance(env, str) or env not in ENVIRONMENT_DEFAULTS:
         allowed = ", ".join(ENVIRONMENT_DEFAULTS)
         raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.environment: allowed: {allowed}")
     try:
