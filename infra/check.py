@@ -33,9 +33,9 @@ from infra.mockrun import (
     Registration,
 )
 from policies import waivers
-from policies.pack import UNKNOWN_PREFIX, build_policies, in_scope, pack_metadata
+from policies.pack import GRAPH_UNKNOWN_SEPARATOR, UNKNOWN_PREFIX, build_policies, in_scope, pack_metadata
 from policies.policy_config import PolicyConfigError, default_path, read, resolve
-from policies.props import SENSITIVE_NAME
+from policies.props import IMAGE_SOURCE_FIELDS, SENSITIVE_NAME
 from policies.registry import DOCS_PATH, Rule, by_policy_name
 
 PROTO_LEVEL = {
@@ -139,6 +139,7 @@ def load_state(path: Path, stack: str) -> ProgramRun:
                 outputs=_state_value(e.get("outputs") or {}),
                 provider=e.get("provider"),
                 dependencies=list(e.get("dependencies") or []),
+                property_dependencies={k: list(v) for k, v in (e.get("propertyDependencies") or {}).items()},
                 protect=bool(e.get("protect")),
                 additional_secret_outputs=list(e.get("additionalSecretOutputs") or []),
             )
@@ -268,7 +269,9 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
             request.provider.properties.update(_propagate_unknowns(provider.outputs))
         _collect(report, rules, servicer.Analyze(request, None), resource.urn)
 
-    stack_types = {t for rule in rules.values() if rule.kind != "resource" for t in rule.types}
+    stack_types = {t for rule in rules.values() if not rule.per_resource for t in rule.types}
+    if any(rule.reads_identity for rule in rules.values()):
+        stack_types |= set(IMAGE_SOURCE_FIELDS)  # where a workload's image comes from
     stack_request = proto.AnalyzeStackRequest()
     for resource in run.resources:
         if split_by_type and resource.type not in stack_types:
@@ -282,10 +285,19 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
             options=_options(resource),
         )
         entry.properties.update(_propagate_unknowns(resource.outputs))
-    stack_policies = frozenset(name for name, rule in rules.items() if rule.kind != "resource")
+        for key, urns in resource.property_dependencies.items():
+            entry.propertyDependencies[key].urns.extend(urns)
+    stack_policies = frozenset(name for name, rule in rules.items() if not rule.per_resource)
     servicer = servicer_for(stack_policies if split_by_type else every_policy)
     if servicer is not None:
         _collect(report, rules, servicer.AnalyzeStack(stack_request, None), report.stack_urn)
+
+
+def _unknown_parts(rule: Rule, reason: str, resource: str) -> list[tuple[str, str]]:
+    """(resource, what is unknown): a workload rule judged over the stack names each workload on a line."""
+    if rule.kind != "resource" or rule.per_resource:
+        return [(resource, reason)]
+    return [tuple(line.split(": ", 1)) for line in reason.split(GRAPH_UNKNOWN_SEPARATOR)]  # type: ignore[misc]
 
 
 def _collect(report: Report, rules: dict[str, Rule], response: Any, default_urn: str) -> None:
@@ -296,9 +308,8 @@ def _collect(report: Report, rules: dict[str, Rule], response: Any, default_urn:
         if message.startswith(CANT_RUN):
             # The SDK's fail-open path: advisory, and the policy stopped on this resource.
             reason = message.split("during preview: ", 1)[-1]
-            report.unknown.append(
-                {"rule": rule.id, "resource": resource, "message": reason, "failClosed": False}
-            )
+            for at, text in _unknown_parts(rule, reason, resource):
+                report.unknown.append({"rule": rule.id, "resource": at, "message": text, "failClosed": False})
             continue
         report.violations.append(
             {

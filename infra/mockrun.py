@@ -51,6 +51,8 @@ class Registration:
     outputs: dict[str, Any] = field(default_factory=dict)
     provider: str | None = None
     dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input property (wire name) -> URNs of the resources its value came from."""
     protect: bool = False
     additional_secret_outputs: list[str] = field(default_factory=list)
 
@@ -164,6 +166,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             outputs=json_format.MessageToDict(response.object),
             provider=request.provider or None,
             dependencies=list(request.dependencies),
+            property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             protect=bool(request.protect),
             additional_secret_outputs=list(request.additionalSecretOutputs),
         ))

@@ -20,15 +20,17 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.proxy import UnknownValueError
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from policies import waivers
-from policies.props import WORKLOADS, Workload, labels, workload
+from policies.props import SERVICE, WORKLOADS, ImageSource, Workload, image_source, labels, workload
 from policies.registry import DOCS_PATH, Rule, enforced_rules
 
 PACK_DIR = Path(__file__).resolve().parent
 PACK_NAME = "platform-production-checklist"
 UNKNOWN_PREFIX = "[unknown] "
+GRAPH_UNKNOWN_SEPARATOR = "\n"
+"""Between the `<urn>: <what is unknown>` lines of a workload rule judged over the stack."""
 LEVELS = {
     "mandatory": EnforcementLevel.MANDATORY,
     "advisory": EnforcementLevel.ADVISORY,
@@ -50,12 +52,26 @@ def pack_metadata() -> dict[str, str]:
     return {"name": PACK_NAME, "version": str(data["version"]), "description": data["description"]}
 
 
+def image_sources(resource: Any) -> tuple[ImageSource, ...]:
+    """The RemoteImages and Images a workload's image property depends on (all its dependencies when the
+    engine or state file gives no property dependencies)."""
+    field = "taskSpec" if resource.resource_type == SERVICE else "image"
+    sources = (getattr(resource, "property_dependencies", None) or {}).get(field) or getattr(
+        resource, "dependencies", []
+    )
+    return tuple(found for found in (image_source(d.resource_type, d.props) for d in sources) if found)
+
+
 class Stack:
     """Every resource of the stack, for stack rules; `resources` are pulumi_policy PolicyResources."""
 
     def __init__(self, resources: list[Any]):
         self.resources = resources
-        every = [workload(r.resource_type, r.props, r.name, r.urn) for r in resources if r.resource_type in WORKLOADS]
+        every = [
+            workload(r.resource_type, r.props, r.name, r.urn, image_sources(r))
+            for r in resources
+            if r.resource_type in WORKLOADS
+        ]
         self.workloads = [w for w in every if w.runs]
         """Running workloads: the subjects of stack rules."""
         self.file_carriers = every
@@ -175,10 +191,54 @@ def _stack_validate(rule: Rule):
     return validate
 
 
+def _graph_validate(rule: Rule):
+    """A workload rule judged over the stack: each workload as its resource policy would judge it, with its
+    identity followed through the resource graph. Unknowns the rule reports (rather than fails on) are
+    gathered into the one "can't run during preview" the SDK allows a stack policy, a line per workload."""
+
+    def validate(args: StackValidationArgs, report_violation) -> None:
+        options = _options(rule, args.get_config())
+        unknown: list[str] = []
+        waived_records = []
+        for w in Stack(list(args.resources)).file_carriers:
+            findings: list[str] = []
+            error: UnknownValueError | None = None
+            try:
+                if w.type not in rule.types or not applies(rule, w):
+                    continue
+                rule.check(w, findings.append, options)
+            except UnknownValueError as raised:
+                error = raised
+            found = waivers.waivers_for(
+                rule.id,
+                _resource_labels(w.type, w.props, w.resource_name, w.urn),
+                w.resource_name,
+                w.urn,
+                options.get("waivers", []),
+            )
+            waived = waivers.settle(
+                rule.id, findings, found, lambda message, at=w.urn: report_violation(message, at)
+            )
+            if waived is not None:
+                waived_records.append({**waived, "resource": w.urn})
+            if error is not None and rule.on_unknown == "fail":
+                report_violation(_unknown_message(rule, error), w.urn)
+            elif error is not None:
+                unknown.append(f"{w.urn}: {error.message}")
+        if waived_records:
+            args.not_applicable(waivers.waived_reason(waived_records))
+        if unknown:
+            error = UnknownValueError(UNKNOWN_STRING_VALUE, [])
+            error.message = GRAPH_UNKNOWN_SEPARATOR.join(unknown)
+            raise error
+
+    return validate
+
+
 def in_scope(rule: Rule, resource_type: str, props: Any, name: str = "", urn: str = "") -> bool:
     """Whether the rule looks at this resource at all; an unknown value in the scope's inputs counts as
     in scope, so the policy runs and reports the unknown."""
-    if rule.kind != "resource" or resource_type not in rule.types:
+    if not rule.per_resource or resource_type not in rule.types:
         return False
     if resource_type not in WORKLOADS:
         return True
@@ -220,8 +280,10 @@ def build_policy(rule: Rule) -> ResourceValidationPolicy | StackValidationPolicy
         "remediation_steps": rule.remediation,
         "url": f"{DOCS_PATH}#{rule.anchor}",
     }
-    if rule.kind == "resource":
+    if rule.per_resource:
         return ResourceValidationPolicy(validate=_resource_validate(rule), **common)
+    if rule.kind == "resource":
+        return StackValidationPolicy(validate=_graph_validate(rule), **common)
     return StackValidationPolicy(validate=_stack_validate(rule), **common)
 
 
@@ -241,4 +303,3 @@ def pack_arguments() -> dict[str, Any]:
         "provider": "docker",
         "tags": ["docker", "production-checklist"],
     }
-

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
+
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"
 NETWORK = "docker:index/network:Network"
@@ -151,6 +153,35 @@ def decode_base64(value: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class ImageSource:
+    """A docker.RemoteImage or docker.Image a workload takes its image from; None where not known yet."""
+
+    name: str | None
+    """What the image is: RemoteImage.name, Image.imageName."""
+    references: tuple[str, ...]
+    """What a workload's `image` may hold instead: RemoteImage.imageId and repoDigest, Image.repoDigest."""
+
+
+IMAGE_SOURCE_FIELDS = {REMOTE_IMAGE: ("name", ("imageId", "repoDigest")), IMAGE: ("imageName", ("repoDigest",))}
+
+
+def image_source(resource_type: str, props: Any) -> ImageSource | None:
+    """The image resource's name and the references to it (pulumi-docker's RemoteImage and Image outputs)."""
+    if resource_type not in IMAGE_SOURCE_FIELDS:
+        return None
+    name_field, reference_fields = IMAGE_SOURCE_FIELDS[resource_type]
+
+    def known(field_name: str) -> str | None:
+        try:
+            value = get(props, field_name)
+        except UnknownValueError:
+            return None
+        return str(value) if value else None
+
+    return ImageSource(known(name_field), tuple(r for r in map(known, reference_fields) if r))
+
+
+@dataclass(frozen=True)
 class Mount:
     source: str
     target: str
@@ -170,11 +201,13 @@ class Port:
 class Workload:
     """A docker.Container or docker.Service seen through one interface (S.taskSpec.containerSpec for S)."""
 
-    def __init__(self, type_: str, props: Any, name: str, urn: str = ""):
+    def __init__(self, type_: str, props: Any, name: str, urn: str = "", images: tuple[ImageSource, ...] = ()):
         self.type = type_
         self.props = props
         self.resource_name = name
         self.urn = urn
+        self.images = images
+        """The image resources its image comes from (stack rules see them through the resource graph)."""
         self.is_service = type_ == SERVICE
         self.spec = get(props, "taskSpec", "containerSpec", default={}) if self.is_service else props
 
@@ -194,8 +227,26 @@ class Workload:
         return str(get(self.spec, "image", default=""))
 
     @cached_property
+    def identity_image(self) -> str:
+        """The image reference that says what runs: the image when it is a name, else the name of the image
+        resource it was taken from (`image=remote.image_id` is a `sha256:` id, unknown in a preview before the
+        pull). Raises UnknownValueError when neither is known."""
+        try:
+            image = self.image
+        except UnknownValueError:
+            image = None
+        if image and not is_image_id(image) and not any(image in source.references for source in self.images):
+            return image
+        matches = [s for s in self.images if image in s.references] if image else list(self.images)
+        if len(matches) == 1 and matches[0].name:
+            return matches[0].name
+        if image is None or len(matches) == 1:
+            raise UnknownValueError(UNKNOWN_STRING_VALUE, ["image"])
+        return image
+
+    @cached_property
     def kind(self) -> str | None:
-        return kind_of(self.labels.get(SERVICE_LABEL), self.image, self.name, self.resource_name)
+        return kind_of(self.labels.get(SERVICE_LABEL)) or kind_of(self.identity_image, self.name, self.resource_name)
 
     @cached_property
     def role(self) -> str:
@@ -337,19 +388,19 @@ class Workload:
         return strings(get(self.spec, "healthcheck", "tests"))
 
 
-_SHARED: dict[tuple[str, int, str, str], Workload] = {}
+_SHARED: dict[tuple[str, int, str, str, tuple[ImageSource, ...]], Workload] = {}
 _SHARED_LIMIT = 4096
 
 
-def workload(type_: str, props: Any, name: str, urn: str = "") -> Workload:
+def workload(type_: str, props: Any, name: str, urn: str = "", images: tuple[ImageSource, ...] = ()) -> Workload:
     """The one Workload for these props: rules reading the same props object (every policy of one
     `infra check` run, see infra.analyze_once) share what it derives, each fact computed once."""
-    key = (type_, id(props), name, urn)
+    key = (type_, id(props), name, urn, images)
     found = _SHARED.get(key)
     if found is None or found.props is not props:
         if len(_SHARED) >= _SHARED_LIMIT:
             _SHARED.clear()  # the engine hands each policy fresh props: nothing to share across resources
-        found = _SHARED[key] = Workload(type_, props, name, urn)
+        found = _SHARED[key] = Workload(type_, props, name, urn, images)
     return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from policies import checklist as cl
 from policies.props import SERVICE, WORKLOADS, Workload, get, number, sensitive_env
 from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+from policies.scope import reads_identity
 
 
 @resource_rule(
@@ -37,6 +38,7 @@ def swarm_secrets(w: Workload, report, options) -> None:
     options={"minReplicas": {"type": "integer", "minimum": 1, "default": 2}},
     remediation="Set mode.replicated.replicas >= 2 for application services.",
 )
+@reads_identity
 def replicas(w: Workload, report, options) -> None:
     """Stateless application services run at least two replicas."""
     if w.role != "app" or get(w.props, "mode", "global"):
@@ -80,6 +82,7 @@ def safe_rollout(w: Workload, report, options) -> None:
     sources=["(synthesis)", "kube-score statefulset analogue"],
     remediation="Pin data stores with taskSpec.placement.constraints on a node label.",
 )
+@reads_identity
 def stateful_placement(w: Workload, report, options) -> None:
     """Data store services are pinned to the nodes holding their volumes."""
     if w.role == "ds" and not get(w.props, "taskSpec", "placement", "constraints"):
