@@ -20,12 +20,14 @@ from google.protobuf import json_format
 from pulumi_policy import policy as sdk_policy
 
 
-def _once(convert: Callable[..., Any], cache: dict[tuple, tuple[Any, Any]]) -> Callable[..., Any]:
-    def converted(value: Any, *args: Any, **kwargs: Any) -> Any:
-        key = (convert, id(value), args, tuple(sorted(kwargs.items())))
+def _once(convert: Callable[..., Any]) -> Callable[..., Any]:
+    cache: dict[tuple, tuple[Any, Any]] = {}
+
+    def converted(value: Any, *args: Any) -> Any:
+        key = (id(value), args)
         hit = cache.get(key)
         if hit is None or hit[0] is not value:
-            hit = cache[key] = (value, convert(value, *args, **kwargs))
+            hit = cache[key] = (value, convert(value, *args))
         return hit[1]
 
     return converted
@@ -34,11 +36,10 @@ def _once(convert: Callable[..., Any], cache: dict[tuple, tuple[Any, Any]]) -> C
 @contextmanager
 def converted_once() -> Iterator[Callable[[Any], Any]]:
     """Within the block the servicer converts each Struct once; yields that conversion (Struct -> props)."""
-    cache: dict[tuple, tuple[Any, Any]] = {}
     saved = sdk_policy.json_format, sdk_policy.deserialize_properties, sdk_policy.unknown_checking_proxy
-    to_dict = _once(json_format.MessageToDict, cache)
-    deserialize = _once(saved[1], cache)
-    proxy = _once(saved[2], cache)
+    to_dict = _once(json_format.MessageToDict)
+    deserialize = _once(saved[1])
+    proxy = _once(saved[2])
     sdk_policy.json_format = SimpleNamespace(MessageToDict=to_dict)
     sdk_policy.deserialize_properties = deserialize
     sdk_policy.unknown_checking_proxy = proxy

@@ -168,12 +168,18 @@ def _propagate_unknowns(value: Any) -> Any:
     """A string built from an unknown is unknown: under mocks an encrypted config value reaches the program
     as the sentinel string, and `apply` then embeds it ("JWT_SECRET=04da6b54-..."), where the engine would
     hand the policy an unknown."""
+    if isinstance(value, dict) and UNKNOWN not in json.dumps(value):
+        return value  # nothing to propagate (one C-speed scan instead of a walk)
+    return _propagated(value)
+
+
+def _propagated(value: Any) -> Any:
     if isinstance(value, str):
         return UNKNOWN if UNKNOWN in value else value
     if isinstance(value, dict):
-        return {k: _propagate_unknowns(v) for k, v in value.items()}
+        return {k: _propagated(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_propagate_unknowns(v) for v in value]
+        return [_propagated(v) for v in value]
     return value
 
 
@@ -241,8 +247,14 @@ def evaluate(
 def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_for: Any,
              every_policy: frozenset[str], split_by_type: bool, props_of: Any) -> None:
     by_urn = {r.urn: r for r in run.resources}
+    candidates: dict[str, dict[str, Rule]] = {}
     for resource in run.resources:
         if not resource.custom:
+            continue
+        of_type = candidates.setdefault(
+            resource.type, {n: r for n, r in rules.items() if r.per_resource and resource.type in r.types}
+        )
+        if split_by_type and not of_type:
             continue
         inputs = _propagate_unknowns(resource.inputs)
         request = proto.AnalyzeRequest(
@@ -253,7 +265,7 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
             props = props_of(request.properties)
             names = frozenset(
                 name
-                for name, rule in rules.items()
+                for name, rule in of_type.items()
                 if in_scope(rule, resource.type, props, resource.name, resource.urn)
             )
         else:
@@ -286,7 +298,8 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
         )
         entry.properties.update(_propagate_unknowns(resource.outputs))
         for key, urns in resource.property_dependencies.items():
-            entry.propertyDependencies[key].urns.extend(urns)
+            if urns:  # the SDK walks every entry for every stack policy; an empty one says nothing
+                entry.propertyDependencies[key].urns.extend(urns)
     stack_policies = frozenset(name for name, rule in rules.items() if not rule.per_resource)
     servicer = servicer_for(stack_policies if split_by_type else every_policy)
     if servicer is not None:
@@ -297,7 +310,11 @@ def _unknown_parts(rule: Rule, reason: str, resource: str) -> list[tuple[str, st
     """(resource, what is unknown): a workload rule judged over the stack names each workload on a line."""
     if rule.kind != "resource" or rule.per_resource:
         return [(resource, reason)]
-    return [tuple(line.split(": ", 1)) for line in reason.split(GRAPH_UNKNOWN_SEPARATOR)]  # type: ignore[misc]
+    parts = []
+    for line in reason.split(GRAPH_UNKNOWN_SEPARATOR):
+        at, _, text = line.partition(": ")
+        parts.append((at, text) if at.startswith("urn:") and text else (resource, line))
+    return parts
 
 
 def _collect(report: Report, rules: dict[str, Rule], response: Any, default_urn: str) -> None:

@@ -62,6 +62,9 @@ def image_sources(resource: Any) -> tuple[ImageSource, ...]:
     return tuple(found for found in (image_source(d.resource_type, d.props) for d in sources) if found)
 
 
+_STACKS: dict[tuple[int, ...], Stack] = {}
+
+
 class Stack:
     """Every resource of the stack, for stack rules; `resources` are pulumi_policy PolicyResources."""
 
@@ -76,6 +79,18 @@ class Stack:
         """Running workloads: the subjects of stack rules."""
         self.file_carriers = every
         """Every workload, never-started file carriers included: where uploaded files are found."""
+
+    @classmethod
+    def of(cls, resources: list[Any]) -> Stack:
+        """The Stack of these resources, shared by every stack policy that reads the same props (one
+        `infra check` run); the key's props stay referenced by the cached Stack, so their ids are not reused."""
+        key = tuple(id(r.props) for r in resources)
+        found = _STACKS.get(key)
+        if found is None:
+            if len(_STACKS) >= 8:
+                _STACKS.clear()
+            found = _STACKS[key] = cls(resources)
+        return found
 
     def of_type(self, *types: str) -> list[Any]:
         return [r for r in self.resources if r.resource_type in types]
@@ -154,7 +169,7 @@ def _stack_validate(rule: Rule):
         unknown: UnknownValueError | None = None
         try:
             rule.check(
-                Stack(list(args.resources)),
+                Stack.of(list(args.resources)),
                 lambda message, urn=None: findings.append((message, urn)),
                 options,
             )
@@ -200,7 +215,7 @@ def _graph_validate(rule: Rule):
         options = _options(rule, args.get_config())
         unknown: list[str] = []
         waived_records = []
-        for w in Stack(list(args.resources)).file_carriers:
+        for w in Stack.of(list(args.resources)).file_carriers:
             findings: list[str] = []
             error: UnknownValueError | None = None
             try:

@@ -70,6 +70,10 @@ KIND_ROLE = {
     "traefik": "lb",
 }
 THIRD_PARTY_KINDS = frozenset(KIND_ROLE) - {"backup", "exporter"}
+_SHARED_LIMIT = 4096
+"""Facts derived from props are shared while the same props object is read again (every policy of one
+`infra check` run gets the same props, see infra.analyze_once); the engine hands each policy fresh props,
+so past this many entries the caches start over."""
 
 
 def get(node: Any, *path: Any, default: Any = None) -> Any:
@@ -165,10 +169,24 @@ class ImageSource:
 IMAGE_SOURCE_FIELDS = {REMOTE_IMAGE: ("name", ("imageId", "repoDigest")), IMAGE: ("imageName", ("repoDigest",))}
 
 
+_SOURCES: dict[int, tuple[Any, ImageSource]] = {}
+
+
 def image_source(resource_type: str, props: Any) -> ImageSource | None:
     """The image resource's name and the references to it (pulumi-docker's RemoteImage and Image outputs)."""
     if resource_type not in IMAGE_SOURCE_FIELDS:
         return None
+    shared = _SOURCES.get(id(props))
+    if shared is not None and shared[0] is props:
+        return shared[1]
+    if len(_SOURCES) >= _SHARED_LIMIT:
+        _SOURCES.clear()
+    found = _read_image_source(resource_type, props)
+    _SOURCES[id(props)] = (props, found)
+    return found
+
+
+def _read_image_source(resource_type: str, props: Any) -> ImageSource:
     name_field, reference_fields = IMAGE_SOURCE_FIELDS[resource_type]
 
     def known(field_name: str) -> str | None:
@@ -389,7 +407,6 @@ class Workload:
 
 
 _SHARED: dict[tuple[str, int, str, str, tuple[ImageSource, ...]], Workload] = {}
-_SHARED_LIMIT = 4096
 
 
 def workload(type_: str, props: Any, name: str, urn: str = "", images: tuple[ImageSource, ...] = ()) -> Workload:
