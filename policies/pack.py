@@ -6,6 +6,8 @@ run exactly these policy objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,32 +127,50 @@ def _unknown_message(rule: Rule, error: UnknownValueError) -> str:
     return f"{UNKNOWN_PREFIX}{error.message}; {rule.id} fails closed on values not known at preview"
 
 
+def _judge(
+    rule: Rule,
+    resource_type: str,
+    props: Any,
+    name: str,
+    urn: str,
+    target: Callable[[], Any],
+    options: dict[str, Any],
+    report: Callable,
+) -> tuple[dict[str, Any] | None, UnknownValueError | None] | None:
+    """One resource (or workload) through a per-resource rule: None when out of the rule's scope; else the
+    waiver that settled its findings (findings not waived are reported) and the unknown that stopped it."""
+    findings: list[str] = []
+    unknown: UnknownValueError | None = None
+    try:
+        subject = target()
+        if isinstance(subject, Workload) and not applies(rule, subject):
+            return None  # out of scope: no finding, and no waiver to list (infra check does not ask)
+        rule.check(subject, findings.append, options)
+    except UnknownValueError as error:
+        unknown = error
+    found = waivers.waivers_for(
+        rule.id, _resource_labels(resource_type, props, name, urn), name, urn, options.get("waivers", [])
+    )
+    return waivers.settle(rule.id, findings, found, report), unknown
+
+
 def _resource_validate(rule: Rule):
     def validate(args: ResourceValidationArgs, report_violation) -> None:
         if args.resource_type not in rule.types:
             return
         options = _options(rule, args.get_config())
-        findings: list[str] = []
-        unknown: UnknownValueError | None = None
-        try:
-            target = (
-                workload(args.resource_type, args.props, args.name, args.urn)
-                if args.resource_type in WORKLOADS
-                else args
-            )
-            if isinstance(target, Workload) and not applies(rule, target):
-                return  # out of scope: no finding, and no waiver to list (infra check does not ask)
-            rule.check(target, findings.append, options)
-        except UnknownValueError as error:
-            unknown = error
-        found = waivers.waivers_for(
-            rule.id,
-            _resource_labels(args.resource_type, args.props, args.name, args.urn),
-            args.name,
-            args.urn,
-            options.get("waivers", []),
+
+        def target() -> Any:
+            if args.resource_type in WORKLOADS:
+                return workload(args.resource_type, args.props, args.name, args.urn)
+            return args
+
+        judged = _judge(
+            rule, args.resource_type, args.props, args.name, args.urn, target, options, report_violation
         )
-        waived = waivers.settle(rule.id, findings, found, report_violation)
+        if judged is None:
+            return
+        waived, unknown = judged
         if waived is not None:
             args.not_applicable(waivers.waived_reason([{**waived, "resource": args.urn}]))
         if unknown is not None:
@@ -216,28 +236,17 @@ def _graph_validate(rule: Rule):
         unknown: list[str] = []
         waived_records = []
         for w in Stack.of(list(args.resources)).file_carriers:
-            findings: list[str] = []
-            error: UnknownValueError | None = None
-            try:
-                if w.type not in rule.types or not applies(rule, w):
-                    continue
-                rule.check(w, findings.append, options)
-            except UnknownValueError as raised:
-                error = raised
-            found = waivers.waivers_for(
-                rule.id,
-                _resource_labels(w.type, w.props, w.resource_name, w.urn),
-                w.resource_name,
-                w.urn,
-                options.get("waivers", []),
-            )
-            waived = waivers.settle(
-                rule.id, findings, found, lambda message, at=w.urn: report_violation(message, at)
-            )
+            if w.type not in rule.types:
+                continue
+            report = partial(report_violation, urn=w.urn)
+            judged = _judge(rule, w.type, w.props, w.resource_name, w.urn, lambda w=w: w, options, report)
+            if judged is None:
+                continue
+            waived, error = judged
             if waived is not None:
                 waived_records.append({**waived, "resource": w.urn})
             if error is not None and rule.on_unknown == "fail":
-                report_violation(_unknown_message(rule, error), w.urn)
+                report(_unknown_message(rule, error))
             elif error is not None:
                 unknown.append(f"{w.urn}: {error.message}")
         if waived_records:

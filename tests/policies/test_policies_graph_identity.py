@@ -135,3 +135,13 @@ def test_identity_rules_are_stack_policies_in_the_engine():
         assert RULES[rule_id].reads_identity or RULES[rule_id].kind == "stack"
         assert isinstance(policies[RULES[rule_id].policy_name], StackValidationPolicy)
     assert not RULES["CTR-001"].reads_identity
+
+
+def test_a_waiver_label_settles_a_finding_judged_over_the_graph(tmp_path):
+    body = POSTGRES.format(ref="image_id").replace(
+        'envs=[', 'labels=[{"label": "platform.waiver.DS-PG-001", "value": "reason=lab only;expires=2999-01-01"}],'
+                  ' envs=[')
+    report = evaluate(run_program(load_project(write_program(tmp_path, body), "prod"), "prod"), PROD_CONFIG)
+    assert findings(report, "DS-PG-001") == []
+    waived = [w for w in report.waived if w["rule"] == "DS-PG-001"]
+    assert len(waived) == 1 and waived[0]["resource"].endswith("::db") and len(waived[0]["findings"]) == 2
