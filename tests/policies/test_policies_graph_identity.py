@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.check import evaluate
+from infra.check import evaluate, load_state
 from infra.mockrun import UNKNOWN, PlanMocks, load_project, run_program
 from policies.policy_config import default_path
-from tests.policies.test_policies_cli import run_cli, write_program
+from tests.policies.test_policies_cli import _export, run_cli, write_program
 
 PROD_CONFIG = default_path("prod")
 
@@ -145,3 +145,17 @@ def test_a_waiver_label_settles_a_finding_judged_over_the_graph(tmp_path):
     assert findings(report, "DS-PG-001") == []
     waived = [w for w in report.waived if w["rule"] == "DS-PG-001"]
     assert len(waived) == 1 and waived[0]["resource"].endswith("::db") and len(waived[0]["findings"]) == 2
+
+
+@pytest.mark.parametrize("property_dependencies", [True, False])
+def test_a_state_export_is_judged_through_the_same_graph(property_dependencies, tmp_path):
+    """`--state`: the engine records each property's dependencies; older state has only `dependencies`."""
+    run = run_program(load_project(write_program(tmp_path, POSTGRES.format(ref="image_id")), "prod"), "prod")
+    export = _export(run)
+    if not property_dependencies:
+        for entry in export["deployment"]["resources"]:
+            entry.pop("propertyDependencies", None)
+    state = tmp_path / "export.json"
+    state.write_text(json.dumps(export))
+    report = evaluate(load_state(state, "prod"), PROD_CONFIG)
+    assert "db" in findings(report, "DS-PG-001")
