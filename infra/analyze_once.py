@@ -20,30 +20,62 @@ from google.protobuf import json_format
 from pulumi_policy import policy as sdk_policy
 
 
-def _once(convert: Callable[..., Any]) -> Callable[..., Any]:
-    cache: dict[tuple, tuple[Any, Any]] = {}
+class _Once:
+    """`convert`, remembered per input object (and arguments)."""
 
-    def converted(value: Any, *args: Any) -> Any:
+    def __init__(self, convert: Callable[..., Any]):
+        self.convert = convert
+        self.cache: dict[tuple, tuple[Any, Any]] = {}
+
+    def __call__(self, value: Any, *args: Any) -> Any:
         key = (id(value), args)
-        hit = cache.get(key)
+        hit = self.cache.get(key)
         if hit is None or hit[0] is not value:
-            hit = cache[key] = (value, convert(value, *args))
+            hit = self.cache[key] = (value, self.convert(value, *args))
         return hit[1]
 
-    return converted
+    def remember(self, value: Any, result: Any) -> None:
+        self.cache[(id(value), ())] = (value, result)
+
+
+class Conversions:
+    """The servicer's three conversion steps, each done once per input."""
+
+    def __init__(self) -> None:
+        self.to_dict = _Once(json_format.MessageToDict)
+        self.deserialize = _Once(sdk_policy.deserialize_properties)
+        self.proxy = _Once(sdk_policy.unknown_checking_proxy)
+
+    def props(self, struct: Any) -> Any:
+        """The props every policy gets for this Struct."""
+        return self.proxy(self.deserialize(self.to_dict(struct)))
+
+    def give(self, struct: Any, plain: dict[str, Any]) -> None:
+        """Let the servicer read `plain` (in Struct form: see `struct_form`) where it converts the (unfilled)
+        `struct`: the registered values reach the policies without a protobuf round trip."""
+        self.to_dict.remember(struct, plain)
+
+
+def struct_form(value: Any) -> Any:
+    """A JSON value as a protobuf Struct gives it back (google/protobuf/json_format.py): numbers are doubles."""
+    if isinstance(value, dict):
+        return {key: struct_form(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [struct_form(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 @contextmanager
-def converted_once() -> Iterator[Callable[[Any], Any]]:
-    """Within the block the servicer converts each Struct once; yields that conversion (Struct -> props)."""
+def converted_once() -> Iterator[Conversions]:
+    """Within the block the servicer converts each Struct once; yields the conversions."""
     saved = sdk_policy.json_format, sdk_policy.deserialize_properties, sdk_policy.unknown_checking_proxy
-    to_dict = _once(json_format.MessageToDict)
-    deserialize = _once(saved[1])
-    proxy = _once(saved[2])
-    sdk_policy.json_format = SimpleNamespace(MessageToDict=to_dict)
-    sdk_policy.deserialize_properties = deserialize
-    sdk_policy.unknown_checking_proxy = proxy
+    conversions = Conversions()
+    sdk_policy.json_format = SimpleNamespace(MessageToDict=conversions.to_dict)
+    sdk_policy.deserialize_properties = conversions.deserialize
+    sdk_policy.unknown_checking_proxy = conversions.proxy
     try:
-        yield lambda struct: proxy(deserialize(to_dict(struct)))
+        yield conversions
     finally:
         sdk_policy.json_format, sdk_policy.deserialize_properties, sdk_policy.unknown_checking_proxy = saved

@@ -21,7 +21,7 @@ from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from infra.analyze_once import converted_once
+from infra.analyze_once import Conversions, converted_once, struct_form
 from infra.fastrun import collector_paused
 from infra.mockrun import (
     SECRET_SIG,
@@ -235,8 +235,8 @@ def evaluate(
         {name: level for name, (level, _) in resolved.items()},
         source=source or f"Pulumi.{run.stack}.yaml",
     )
-    with converted_once() as props_of, collector_paused():
-        _analyze(report, rules, run, servicer_for, every_policy, split_by_type, props_of)
+    with converted_once() as conversions, collector_paused():
+        _analyze(report, rules, run, servicer_for, every_policy, split_by_type, conversions)
 
     order = {"mandatory": 0, "advisory": 1}
     report.violations.sort(key=lambda v: (order.get(v["enforcement"], 2), v["rule"], v["resource"]))
@@ -245,7 +245,7 @@ def evaluate(
 
 
 def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_for: Any,
-             every_policy: frozenset[str], split_by_type: bool, props_of: Any) -> None:
+             every_policy: frozenset[str], split_by_type: bool, conversions: Conversions) -> None:
     by_urn = {r.urn: r for r in run.resources}
     candidates: dict[str, dict[str, Rule]] = {}
     for resource in run.resources:
@@ -256,13 +256,12 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
         )
         if split_by_type and not of_type:
             continue
-        inputs = _propagate_unknowns(resource.inputs)
         request = proto.AnalyzeRequest(
             type=resource.type, urn=resource.urn, name=resource.name, options=_options(resource)
         )
-        request.properties.update(inputs)
+        conversions.give(request.properties, struct_form(_propagate_unknowns(resource.inputs)))
         if split_by_type:
-            props = props_of(request.properties)
+            props = conversions.props(request.properties)
             names = frozenset(
                 name
                 for name, rule in of_type.items()
@@ -296,7 +295,7 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
             dependencies=resource.dependencies,
             options=_options(resource),
         )
-        entry.properties.update(_propagate_unknowns(resource.outputs))
+        conversions.give(entry.properties, struct_form(_propagate_unknowns(resource.outputs)))
         for key, urns in resource.property_dependencies.items():
             if urns:  # the SDK walks every entry for every stack policy; an empty one says nothing
                 entry.propertyDependencies[key].urns.extend(urns)
