@@ -56,12 +56,15 @@ class Conversions:
         self.to_dict.remember(struct, plain)
 
 
-def struct_form(value: Any) -> Any:
-    """A JSON value as a protobuf Struct gives it back (google/protobuf/json_format.py): numbers are doubles."""
+def struct_form(value: Any, string: Callable[[str], Any] = str) -> Any:
+    """A JSON value as a protobuf Struct gives it back (google/protobuf/json_format.py): numbers are doubles;
+    `string` maps each string on the way."""
+    if isinstance(value, str):
+        return string(value)
     if isinstance(value, dict):
-        return {key: struct_form(item) for key, item in value.items()}
+        return {key: struct_form(item, string) for key, item in value.items()}
     if isinstance(value, list):
-        return [struct_form(item) for item in value]
+        return [struct_form(item, string) for item in value]
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value

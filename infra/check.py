@@ -167,20 +167,12 @@ def load_levels(config_path: Path | None) -> dict[str, tuple[str, dict[str, Any]
 def _propagate_unknowns(value: Any) -> Any:
     """A string built from an unknown is unknown: under mocks an encrypted config value reaches the program
     as the sentinel string, and `apply` then embeds it ("JWT_SECRET=04da6b54-..."), where the engine would
-    hand the policy an unknown."""
-    if isinstance(value, dict) and UNKNOWN not in json.dumps(value):
-        return value  # nothing to propagate (one C-speed scan instead of a walk)
-    return _propagated(value)
+    hand the policy an unknown. Returned in Struct form, as the servicer reads it."""
+    return struct_form(value, _unknown_if_built_from_one)
 
 
-def _propagated(value: Any) -> Any:
-    if isinstance(value, str):
-        return UNKNOWN if UNKNOWN in value else value
-    if isinstance(value, dict):
-        return {k: _propagated(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_propagated(v) for v in value]
-    return value
+def _unknown_if_built_from_one(text: str) -> str:
+    return UNKNOWN if UNKNOWN in text else text
 
 
 def _options(resource: Registration) -> Any:
@@ -259,7 +251,7 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
         request = proto.AnalyzeRequest(
             type=resource.type, urn=resource.urn, name=resource.name, options=_options(resource)
         )
-        conversions.give(request.properties, struct_form(_propagate_unknowns(resource.inputs)))
+        conversions.give(request.properties, _propagate_unknowns(resource.inputs))
         if split_by_type:
             props = conversions.props(request.properties)
             names = frozenset(
@@ -295,7 +287,7 @@ def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_f
             dependencies=resource.dependencies,
             options=_options(resource),
         )
-        conversions.give(entry.properties, struct_form(_propagate_unknowns(resource.outputs)))
+        conversions.give(entry.properties, _propagate_unknowns(resource.outputs))
         for key, urns in resource.property_dependencies.items():
             if urns:  # the SDK walks every entry for every stack policy; an empty one says nothing
                 entry.propertyDependencies[key].urns.extend(urns)
