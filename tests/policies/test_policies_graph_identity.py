@@ -159,3 +159,20 @@ def test_a_state_export_is_judged_through_the_same_graph(property_dependencies, 
     state.write_text(json.dumps(export))
     report = evaluate(load_state(state, "prod"), PROD_CONFIG)
     assert "db" in findings(report, "DS-PG-001")
+
+
+def test_every_rule_reading_kind_or_role_is_judged_over_the_graph():
+    """A new rule that reads what a workload is must be marked (policies.scope.reads_identity) or use a kind
+    or role scope; otherwise it would judge `image=remote.image_id` workloads as unknown apps."""
+    import inspect
+    import re
+
+    from policies.registry import enforced_rules
+
+    reads = re.compile(r"\bw\.(kind|role)\b")
+    for rule in enforced_rules():
+        if rule.kind != "resource" or rule.check is None:
+            continue
+        sources = inspect.getsource(rule.check) + (inspect.getsource(rule.scope) if rule.scope else "")
+        if reads.search(sources):
+            assert rule.reads_identity, f"{rule.id} reads a workload's kind or role"
