@@ -1,8 +1,12 @@
-"""How `infra plan` scales with the worker count, against the bare cost of registering as many resources.
+"""How `infra plan` scales with the worker count, against the floor of registering as many bare containers.
 
-Runs the prod stack in-process (as `infra plan --stack prod` does) with 3, 30 and 300 workers, and a
-program that registers the same number of plain custom resources under the same mocks. Prints seconds,
-per-resource milliseconds and the ratio plan/bare: the cost our components add over Pulumi itself.
+    python benchmarks/plan_scaling.py [--workers 3 30 300 1000] [--repeat 3]
+
+Runs the prod stack in-process (as `infra plan --stack prod` does) with each worker count, and, under the
+same runner and mocks, a program registering the same number of bare `docker.Container`s with inputs shaped
+like a worker's (env, labels, healthcheck, networks, limits). Prints seconds, per-resource milliseconds, the
+ratio plan/floor (goal: within 1.2x), then a least-squares line over the worker counts with its residuals:
+a constant cost per added worker shows as small residuals.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import pulumi
+import pulumi_docker as docker
 import yaml
 
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program, run_under_mocks
+
+GOAL = 1.2
 
 
 def prod_project(workers: int, directory: Path) -> Path:
@@ -44,30 +50,71 @@ def median_seconds(action, repeat: int) -> tuple[float, object]:
 
 
 def bare_program(count: int):
+    """`count` plain containers, each with the inputs a worker container has, and nothing around them."""
+
     def program() -> None:
         for i in range(count):
-            pulumi.CustomResource("bench:index:Plain", f"plain-{i}", {"index": i})
+            docker.Container(
+                f"bare-{i}",
+                name=f"bare-{i}",
+                hostname=f"bare-{i}",
+                image="registry.example.internal/orchestration/worker:1.0.0",
+                envs=[f"SETTING_{n}=value-{n}" for n in range(22)] + [f"WORKER_ID=bare-{i}"],
+                labels=[{"label": "platform.role", "value": "app"}, {"label": "platform.service", "value": "bare"}],
+                healthcheck={"tests": ["CMD", "curl", "-fsS", "http://127.0.0.1:8080/actuator/health"],
+                             "interval": "15s", "timeout": "5s", "start_period": "90s", "retries": 5},
+                networks_advanced=[{"name": "app", "aliases": [f"bare-{i}", "bare"]},
+                                   {"name": "data", "aliases": [f"bare-{i}", "bare"]}],
+                volumes=[{"volume_name": "files", "container_path": "/etc/platform", "read_only": True}],
+                tmpfs={"/tmp": "rw,noexec,nosuid,size=128m"},
+                capabilities={"drops": ["ALL"]},
+                security_opts=["no-new-privileges:true"],
+                user="10001:10001", read_only=True, memory=1024, memory_swap=1024, cpus="1",
+                restart="on-failure", max_retry_count=5, must_run=True, destroy_grace_seconds=30,
+                log_driver="json-file", log_opts={"max-size": "10m", "max-file": "3"},
+            )
+
     return program
 
 
+def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float, list[float]]:
+    """Least squares y = a + b x: (a, b, residuals)."""
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    intercept = mean_y - slope * mean_x
+    return intercept, slope, [y - (intercept + slope * x) for x, y in zip(xs, ys)]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workers", type=int, nargs="+", default=[3, 30, 300])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[3, 30, 300, 1000])
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    print(f"{'workers':>7} {'resources':>9} {'plan s':>8} {'bare s':>8} {'plan ms/res':>11} "
-          f"{'bare ms/res':>11} {'ratio':>6}")
+    print(f"{'workers':>7} {'resources':>9} {'plan s':>8} {'floor s':>8} {'plan ms/res':>11} "
+          f"{'floor ms/res':>12} {'ratio':>6}")
+    plans: list[float] = []
+    floors: list[float] = []
     for workers in args.workers:
         with tempfile.TemporaryDirectory() as tmp:
             project = load_project(prod_project(workers, Path(tmp)), "prod")
             plan_s, run = median_seconds(lambda project=project: run_program(project, "prod"), args.repeat)
         count = len(run.resources)
-        bare_s, bare = median_seconds(lambda count=count: run_under_mocks(bare_program(count), "bench", "prod"),
-                                      args.repeat)
+        floor_s, bare = median_seconds(
+            lambda count=count: run_under_mocks(bare_program(count), "bench", "prod"), args.repeat)
         assert len(bare.resources) == count
-        print(f"{workers:>7} {count:>9} {plan_s:>8.3f} {bare_s:>8.3f} {1000 * plan_s / count:>11.3f} "
-              f"{1000 * bare_s / count:>11.3f} {plan_s / bare_s:>6.2f}")
+        plans.append(plan_s)
+        floors.append(floor_s)
+        ratio = plan_s / floor_s
+        print(f"{workers:>7} {count:>9} {plan_s:>8.3f} {floor_s:>8.3f} {1000 * plan_s / count:>11.3f} "
+              f"{1000 * floor_s / count:>12.3f} {ratio:>6.2f}{'' if ratio <= GOAL else '  (over goal)'}")
+    if len(args.workers) >= 3:
+        intercept, slope, residuals = linear_fit([float(w) for w in args.workers], plans)
+        print(f"plan s = {intercept:.3f} + {1000 * slope:.3f} ms x workers; residuals (s): "
+              + ", ".join(f"{w}: {r:+.3f}" for w, r in zip(args.workers, residuals)))
+        intercept, slope, residuals = linear_fit([float(w) for w in args.workers], floors)
+        print(f"floor s = {intercept:.3f} + {1000 * slope:.3f} ms x workers; residuals (s): "
+              + ", ".join(f"{w}: {r:+.3f}" for w, r in zip(args.workers, residuals)))
 
 
 if __name__ == "__main__":

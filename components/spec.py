@@ -12,7 +12,7 @@ from typing import Literal
 
 import pulumi
 
-from infra.settings import pinned_image
+from components.images import pinned_image
 
 Role = Literal["app", "ds", "mon", "lb"]
 NetworkName = Literal["edge", "app", "data", "egress"]

@@ -19,10 +19,10 @@ from typing import Any
 
 from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
-from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.policy import _PolicyAnalyzerServicer
-from pulumi_policy.proxy import unknown_checking_proxy
 
+from infra.analyze_once import Conversions, converted_once, struct_form
+from infra.fastrun import collector_paused
 from infra.mockrun import (
     SECRET_SIG,
     SIG_KEY,
@@ -33,9 +33,9 @@ from infra.mockrun import (
     Registration,
 )
 from policies import waivers
-from policies.pack import UNKNOWN_PREFIX, build_policies, in_scope, pack_metadata
+from policies.pack import GRAPH_UNKNOWN_SEPARATOR, UNKNOWN_PREFIX, build_policies, in_scope, pack_metadata
 from policies.policy_config import PolicyConfigError, default_path, read, resolve
-from policies.props import SENSITIVE_NAME
+from policies.props import IMAGE_SOURCE_FIELDS, SENSITIVE_NAME
 from policies.registry import DOCS_PATH, Rule, by_policy_name
 
 PROTO_LEVEL = {
@@ -139,6 +139,7 @@ def load_state(path: Path, stack: str) -> ProgramRun:
                 outputs=_state_value(e.get("outputs") or {}),
                 provider=e.get("provider"),
                 dependencies=list(e.get("dependencies") or []),
+                property_dependencies={k: list(v) for k, v in (e.get("propertyDependencies") or {}).items()},
                 protect=bool(e.get("protect")),
                 additional_secret_outputs=list(e.get("additionalSecretOutputs") or []),
             )
@@ -166,14 +167,12 @@ def load_levels(config_path: Path | None) -> dict[str, tuple[str, dict[str, Any]
 def _propagate_unknowns(value: Any) -> Any:
     """A string built from an unknown is unknown: under mocks an encrypted config value reaches the program
     as the sentinel string, and `apply` then embeds it ("JWT_SECRET=04da6b54-..."), where the engine would
-    hand the policy an unknown."""
-    if isinstance(value, str):
-        return UNKNOWN if UNKNOWN in value else value
-    if isinstance(value, dict):
-        return {k: _propagate_unknowns(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_propagate_unknowns(v) for v in value]
-    return value
+    hand the policy an unknown. Returned in Struct form, as the servicer reads it."""
+    return struct_form(value, _unknown_if_built_from_one)
+
+
+def _unknown_if_built_from_one(text: str) -> str:
+    return UNKNOWN if UNKNOWN in text else text
 
 
 def _options(resource: Registration) -> Any:
@@ -185,7 +184,11 @@ def _options(resource: Registration) -> Any:
 
 
 def evaluate(
-    run: ProgramRun, config_path: Path | None, split_by_type: bool = True, source: str = ""
+    run: ProgramRun,
+    config_path: Path | None,
+    split_by_type: bool = True,
+    source: str = "",
+    levels: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> Report:
     """Every resource through `Analyze` (its inputs) and the stack through `AnalyzeStack` (outputs).
 
@@ -195,7 +198,7 @@ def evaluate(
     policy, which is most of the cost. Results are identical (tests compare both ways).
     """
     rules = by_policy_name()
-    resolved = load_levels(config_path)
+    resolved = levels if levels is not None else load_levels(config_path)
     meta = pack_metadata()
     configure = proto.ConfigureAnalyzerRequest()
     for name, (level, options) in resolved.items():
@@ -224,16 +227,36 @@ def evaluate(
         {name: level for name, (level, _) in resolved.items()},
         source=source or f"Pulumi.{run.stack}.yaml",
     )
+    with converted_once() as conversions, collector_paused():
+        _analyze(report, rules, run, servicer_for, every_policy, split_by_type, conversions)
+
+    order = {"mandatory": 0, "advisory": 1}
+    report.violations.sort(key=lambda v: (order.get(v["enforcement"], 2), v["rule"], v["resource"]))
+    _scrub(report, run)
+    return report
+
+
+def _analyze(report: Report, rules: dict[str, Rule], run: ProgramRun, servicer_for: Any,
+             every_policy: frozenset[str], split_by_type: bool, conversions: Conversions) -> None:
     by_urn = {r.urn: r for r in run.resources}
+    candidates: dict[str, dict[str, Rule]] = {}
     for resource in run.resources:
         if not resource.custom:
             continue
-        inputs = _propagate_unknowns(resource.inputs)
+        of_type = candidates.setdefault(
+            resource.type, {n: r for n, r in rules.items() if r.per_resource and resource.type in r.types}
+        )
+        if split_by_type and not of_type:
+            continue
+        request = proto.AnalyzeRequest(
+            type=resource.type, urn=resource.urn, name=resource.name, options=_options(resource)
+        )
+        conversions.give(request.properties, _propagate_unknowns(resource.inputs))
         if split_by_type:
-            props = unknown_checking_proxy(deserialize_properties(inputs))
+            props = conversions.props(request.properties)
             names = frozenset(
                 name
-                for name, rule in rules.items()
+                for name, rule in of_type.items()
                 if in_scope(rule, resource.type, props, resource.name, resource.urn)
             )
         else:
@@ -241,10 +264,6 @@ def evaluate(
         servicer = servicer_for(names)
         if servicer is None:
             continue
-        request = proto.AnalyzeRequest(
-            type=resource.type, urn=resource.urn, name=resource.name, options=_options(resource)
-        )
-        request.properties.update(inputs)
         provider = by_urn.get((resource.provider or "").rsplit("::", 1)[0])
         if provider is not None:
             request.provider.CopyFrom(
@@ -253,7 +272,9 @@ def evaluate(
             request.provider.properties.update(_propagate_unknowns(provider.outputs))
         _collect(report, rules, servicer.Analyze(request, None), resource.urn)
 
-    stack_types = {t for rule in rules.values() if rule.kind != "resource" for t in rule.types}
+    stack_types = {t for rule in rules.values() if not rule.per_resource for t in rule.types}
+    if any(rule.reads_identity for rule in rules.values()):
+        stack_types |= set(IMAGE_SOURCE_FIELDS)  # where a workload's image comes from
     stack_request = proto.AnalyzeStackRequest()
     for resource in run.resources:
         if split_by_type and resource.type not in stack_types:
@@ -266,16 +287,25 @@ def evaluate(
             dependencies=resource.dependencies,
             options=_options(resource),
         )
-        entry.properties.update(_propagate_unknowns(resource.outputs))
-    stack_policies = frozenset(name for name, rule in rules.items() if rule.kind != "resource")
+        conversions.give(entry.properties, _propagate_unknowns(resource.outputs))
+        for key, urns in resource.property_dependencies.items():
+            if urns:  # the SDK walks every entry for every stack policy; an empty one says nothing
+                entry.propertyDependencies[key].urns.extend(urns)
+    stack_policies = frozenset(name for name, rule in rules.items() if not rule.per_resource)
     servicer = servicer_for(stack_policies if split_by_type else every_policy)
     if servicer is not None:
         _collect(report, rules, servicer.AnalyzeStack(stack_request, None), report.stack_urn)
 
-    order = {"mandatory": 0, "advisory": 1}
-    report.violations.sort(key=lambda v: (order.get(v["enforcement"], 2), v["rule"], v["resource"]))
-    _scrub(report, run)
-    return report
+
+def _unknown_parts(rule: Rule, reason: str, resource: str) -> list[tuple[str, str]]:
+    """(resource, what is unknown): a workload rule judged over the stack names each workload on a line."""
+    if rule.kind != "resource" or rule.per_resource:
+        return [(resource, reason)]
+    parts = []
+    for line in reason.split(GRAPH_UNKNOWN_SEPARATOR):
+        at, _, text = line.partition(": ")
+        parts.append((at, text) if at.startswith("urn:") and text else (resource, line))
+    return parts
 
 
 def _collect(report: Report, rules: dict[str, Rule], response: Any, default_urn: str) -> None:
@@ -286,9 +316,8 @@ def _collect(report: Report, rules: dict[str, Rule], response: Any, default_urn:
         if message.startswith(CANT_RUN):
             # The SDK's fail-open path: advisory, and the policy stopped on this resource.
             reason = message.split("during preview: ", 1)[-1]
-            report.unknown.append(
-                {"rule": rule.id, "resource": resource, "message": reason, "failClosed": False}
-            )
+            for at, text in _unknown_parts(rule, reason, resource):
+                report.unknown.append({"rule": rule.id, "resource": at, "message": text, "failClosed": False})
             continue
         report.violations.append(
             {
@@ -592,12 +621,12 @@ def check_report(args: argparse.Namespace) -> Report:
     if config_path is not None and not config_path.is_file():
         raise ProgramInputError(f"--policy-config: {config_path} does not exist")
     config_path = _relative(config_path) if config_path else None
-    load_levels(config_path)  # bad config is exit 2 before the program runs
+    levels = load_levels(config_path)  # bad config is exit 2 before the program runs
     if args.state:
         run, source = load_state(Path(args.state), args.stack), _relative(Path(args.state))
     else:
         run, source = run_project(args), _relative(Path(args.project) / f"Pulumi.{args.stack}.yaml")
-    return evaluate(run, config_path, source=str(source))
+    return evaluate(run, config_path, source=str(source), levels=levels)
 
 
 def _relative(path: Path) -> Path:

@@ -27,6 +27,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
+from infra.fastrun import collector_paused, settle_outputs
+
 UNKNOWN = rpc.UNKNOWN
 SIG_KEY = rpc._special_sig_key
 SECRET_SIG = rpc._special_secret_sig
@@ -49,6 +51,8 @@ class Registration:
     outputs: dict[str, Any] = field(default_factory=dict)
     provider: str | None = None
     dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input property (wire name) -> URNs of the resources its value came from."""
     protect: bool = False
     additional_secret_outputs: list[str] = field(default_factory=list)
 
@@ -162,6 +166,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             outputs=json_format.MessageToDict(response.object),
             provider=request.provider or None,
             dependencies=list(request.dependencies),
+            property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             protect=bool(request.protect),
             additional_secret_outputs=list(request.additionalSecretOutputs),
         ))
@@ -284,7 +289,10 @@ def _program_environment(project: Project) -> Iterator[None]:
 def run_under_mocks(program: Callable[[], object], project: str, stack: str, config: dict[str, str] | None = None,
                     secret_keys: list[str] | None = None, mocks: pulumi_mocks.Mocks | None = None,
                     preview: bool = True) -> ProgramRun:
-    """Run `program` as the Pulumi language host would (inside a root stack), against recording mocks."""
+    """Run `program` as the Pulumi language host would (inside a root stack), against recording mocks.
+
+    Resources come back in URN order: the SDK's tasks finish in an order that differs from run to run, and
+    plans are compared as text."""
     monitor = RecordingMonitor(mocks or PlanMocks())
     features = set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures)
     settings.configure(pulumi_mocks.MockSettings(
@@ -294,14 +302,21 @@ def run_under_mocks(program: Callable[[], object], project: str, stack: str, con
     set_all_config(config or {}, secret_keys or [])
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+
+    def settled() -> object:
+        program()
+        return settle_outputs()
+
     try:
-        loop.run_until_complete(run_in_stack(program))
+        with collector_paused():
+            loop.run_until_complete(run_in_stack(settled))
     finally:
         set_all_config({}, [])
         settings.reset_options()
         loop.close()
         asyncio.set_event_loop(None)
-    return ProgramRun(project, stack, monitor.registrations, monitor.stack_outputs)
+    resources = sorted(monitor.registrations, key=lambda r: r.urn)
+    return ProgramRun(project, stack, resources, monitor.stack_outputs)
 
 
 def run_program(project: Project, stack: str, mocks: pulumi_mocks.Mocks | None = None,

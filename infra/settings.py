@@ -9,12 +9,13 @@ from __future__ import annotations
 import copy
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.backup.model import BackupConfig
 from components.edge.model import EdgeConfig
+from components.images import pinned_image, pinned_tag
 from components.monitoring.model import MonitoringConfig
 
 NAMESPACE = "platform"
@@ -37,7 +38,6 @@ SECRET_KEYS = {
     "backupSecretAccessKey": "backup_secret_access_key",
 }
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
@@ -48,16 +48,6 @@ class SettingsError(ValueError):
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def pinned_image(value: str) -> str:
-    """Accept `repo:tag` or `repo@sha256:...`, never an untagged or `latest` reference."""
-    if "@sha256:" in value:
-        return value
-    repo, _, tag = value.rpartition(":")
-    if not repo or "/" in tag or not _TAG.match(tag) or tag == "latest":
-        raise ValueError(f"image {value!r} must be pinned as repo:version or repo@sha256:digest, not latest")
-    return value
 
 
 PinnedImage = Annotated[str, Field(min_length=3)]
@@ -166,7 +156,7 @@ class Settings(Model):
     images: Images = Images()
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
     swagger_enabled: bool
-    workers: int = Field(ge=1, le=500)
+    workers: int = Field(ge=1, le=1000)
     apps: Apps
     data: DataStores
     tls: Tls = Tls()
@@ -213,9 +203,7 @@ class Settings(Model):
     @field_validator("app_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not _TAG.match(value) or value == "latest":
-            raise ValueError("must be a pinned image tag such as 1.4.2, not latest")
-        return value
+        return pinned_tag(value)
 
     @model_validator(mode="after")
     def _prod_rules(self) -> Settings:
@@ -318,7 +306,9 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     model: Any = Settings
     for part in loc:
         annotation = model.model_fields[part].annotation if isinstance(part, str) else model
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        # `Model | None` (an optional section) names its model among the union's members.
+        candidates = get_args(annotation) or (annotation,)
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if model is None:
             return []
     return list(model.model_fields)
@@ -341,7 +331,7 @@ def parse_settings(raw: Any, source: str) -> Settings:
     if not isinstance(raw, dict):
         raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY} must be a mapping of settings")
     env = raw.get("environment")
-    if env not in ENVIRONMENT_DEFAULTS:
+    if not isinstance(env, str) or env not in ENVIRONMENT_DEFAULTS:
         allowed = ", ".join(ENVIRONMENT_DEFAULTS)
         raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.environment: allowed: {allowed}")
     try:

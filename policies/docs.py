@@ -43,7 +43,11 @@ passed silently. Rules marked *fail closed* report it as a violation instead.
 
 **Kinds.** *resource*: checked on each resource, blocks `pulumi preview`; *stack*: checked across all
 resources; *evidence*: reads what the policy config attests about the host, since no resource shows it;
-*not enforceable*: listed with the reason, checked elsewhere (CI).
+*not enforceable*: listed with the reason, checked elsewhere (CI). A *resource* rule marked *graph* reads
+what a workload is (its kind or role); since a workload's image is usually another resource's output
+(`image=remote.image_id`, a `sha256:` id, unknown before the pull), it runs as a stack policy that follows
+each workload's image to the `docker.RemoteImage` or `docker.Image` it came from, and reports a workload
+whose image is not known at preview as unknown.
 
 **Partly enforceable.** Swarm services have no securityOpts, seccomp or AppArmor settings in the schema, so
 CTR-006/007/008 rely on DMN-001's daemon attestation for them. Whether an env value is a Pulumi secret is
@@ -58,10 +62,14 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _kind(rule: Rule) -> str:
+    return f"{rule.kind}, graph" if rule.reads_identity else rule.kind
+
+
 def _rule_section(rule: Rule) -> list[str]:
     lines = [f"### {rule.id} {rule.title}", "", f'<a id="{rule.anchor}"></a>', ""]
     lines.append(
-        f"- Policy: `{rule.policy_name}` ({rule.kind}, {rule.domain})"
+        f"- Policy: `{rule.policy_name}` ({_kind(rule)}, {rule.domain})"
         if rule.enforced
         else f"- Not enforceable ({rule.domain})"
     )
@@ -116,7 +124,7 @@ def render() -> str:
         prod = rule.prod if rule.enforced else "n/a"
         lines.append(
             f"| [{rule.id}](#{rule.anchor}) | {_escape(rule.title)} | {rule.severity} | {prod} | "
-            f"{rule.kind} | "
+            f"{_kind(rule)} | "
             f"{_escape('; '.join(rule.checklist))} | {_escape(rule.remediation)} |"
         )
     lines += ["", "## Not enforceable", ""]

@@ -12,7 +12,10 @@ import binascii
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"
@@ -67,6 +70,10 @@ KIND_ROLE = {
     "traefik": "lb",
 }
 THIRD_PARTY_KINDS = frozenset(KIND_ROLE) - {"backup", "exporter"}
+_SHARED_LIMIT = 4096
+"""Facts derived from props are shared while the same props object is read again (every policy of one
+`infra check` run gets the same props, see infra.analyze_once); the engine hands each policy fresh props,
+so past this many entries the caches start over."""
 
 
 def get(node: Any, *path: Any, default: Any = None) -> Any:
@@ -150,6 +157,49 @@ def decode_base64(value: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class ImageSource:
+    """A docker.RemoteImage or docker.Image a workload takes its image from; None where not known yet."""
+
+    name: str | None
+    """What the image is: RemoteImage.name, Image.imageName."""
+    references: tuple[str, ...]
+    """What a workload's `image` may hold instead: RemoteImage.imageId and repoDigest, Image.repoDigest."""
+
+
+IMAGE_SOURCE_FIELDS = {REMOTE_IMAGE: ("name", ("imageId", "repoDigest")), IMAGE: ("imageName", ("repoDigest",))}
+
+
+_SOURCES: dict[int, tuple[Any, ImageSource]] = {}
+
+
+def image_source(resource_type: str, props: Any) -> ImageSource | None:
+    """The image resource's name and the references to it (pulumi-docker's RemoteImage and Image outputs)."""
+    if resource_type not in IMAGE_SOURCE_FIELDS:
+        return None
+    shared = _SOURCES.get(id(props))
+    if shared is not None and shared[0] is props:
+        return shared[1]
+    if len(_SOURCES) >= _SHARED_LIMIT:
+        _SOURCES.clear()
+    found = _read_image_source(resource_type, props)
+    _SOURCES[id(props)] = (props, found)
+    return found
+
+
+def _read_image_source(resource_type: str, props: Any) -> ImageSource:
+    name_field, reference_fields = IMAGE_SOURCE_FIELDS[resource_type]
+
+    def known(field_name: str) -> str | None:
+        try:
+            value = get(props, field_name)
+        except UnknownValueError:
+            return None
+        return str(value) if value else None
+
+    return ImageSource(known(name_field), tuple(r for r in map(known, reference_fields) if r))
+
+
+@dataclass(frozen=True)
 class Mount:
     source: str
     target: str
@@ -169,39 +219,59 @@ class Port:
 class Workload:
     """A docker.Container or docker.Service seen through one interface (S.taskSpec.containerSpec for S)."""
 
-    def __init__(self, type_: str, props: Any, name: str, urn: str = ""):
+    def __init__(self, type_: str, props: Any, name: str, urn: str = "", images: tuple[ImageSource, ...] = ()):
         self.type = type_
         self.props = props
         self.resource_name = name
         self.urn = urn
+        self.images = images
+        """The image resources its image comes from (stack rules see them through the resource graph)."""
         self.is_service = type_ == SERVICE
         self.spec = get(props, "taskSpec", "containerSpec", default={}) if self.is_service else props
 
-    @property
+    @cached_property
     def labels(self) -> dict[str, str]:
         merged = labels(self.props, "labels")
         if self.is_service:
             merged.update(labels(self.spec, "labels"))
         return merged
 
-    @property
+    @cached_property
     def name(self) -> str:
         return str(get(self.props, "name", default=self.resource_name))
 
-    @property
+    @cached_property
     def image(self) -> str:
         return str(get(self.spec, "image", default=""))
 
-    @property
-    def kind(self) -> str | None:
-        return kind_of(self.labels.get(SERVICE_LABEL), self.image, self.name, self.resource_name)
+    @cached_property
+    def identity_image(self) -> str:
+        """The image reference that says what runs: the image when it is a name, else the name of the image
+        resource it was taken from (`image=remote.image_id` is a `sha256:` id, unknown in a preview before the
+        pull). Raises UnknownValueError when neither is known."""
+        try:
+            image = self.image
+        except UnknownValueError:
+            image = None
+        if image and not is_image_id(image) and not any(image in source.references for source in self.images):
+            return image
+        matches = [s for s in self.images if image in s.references] if image else list(self.images)
+        if len(matches) == 1 and matches[0].name:
+            return matches[0].name
+        if image is None or len(matches) == 1:
+            raise UnknownValueError(UNKNOWN_STRING_VALUE, ["image"])
+        return image
 
-    @property
+    @cached_property
+    def kind(self) -> str | None:
+        return kind_of(self.labels.get(SERVICE_LABEL)) or kind_of(self.identity_image, self.name, self.resource_name)
+
+    @cached_property
     def role(self) -> str:
         role = self.labels.get(ROLE_LABEL)
         return role if role else KIND_ROLE.get(self.kind or "", "app")
 
-    @property
+    @cached_property
     def env(self) -> dict[str, str]:
         if self.is_service:
             return {str(k): str(v) for k, v in (get(self.spec, "env", default={}) or {}).items()}
@@ -211,25 +281,25 @@ class Workload:
             env[key] = value
         return env
 
-    @property
+    @cached_property
     def command(self) -> list[str]:
         if self.is_service:
             return strings(get(self.spec, "commands")) + strings(get(self.spec, "args"))
         return strings(get(self.props, "entrypoints")) + strings(get(self.props, "command"))
 
-    @property
+    @cached_property
     def runs(self) -> bool:
         """False for a container created with `start: false`: it never runs, it only carries files (uploads)
         onto a volume that a read-only container mounts."""
         return self.is_service or get(self.props, "start", default=True) is not False
 
-    @property
+    @cached_property
     def files_on_volume(self) -> bool:
         """Its files come from a volume filled by a never-started container (label FILES_DIGEST_LABEL); rules
         read them there."""
         return FILES_DIGEST_LABEL in self.labels
 
-    @property
+    @cached_property
     def uploads(self) -> dict[str, str]:
         """File path -> text of every `uploads` entry (Containers only; Services use docker configs)."""
         files: dict[str, str] = {}
@@ -243,7 +313,7 @@ class Workload:
                 files[str(get(upload, "file", default=""))] = str(content)
         return files
 
-    @property
+    @cached_property
     def uploaded_files(self) -> list[str]:
         return (
             []
@@ -251,13 +321,13 @@ class Workload:
             else [str(get(u, "file", default="")) for u in items(get(self.props, "uploads"))]
         )
 
-    @property
+    @cached_property
     def security_opts(self) -> list[str]:
         return (
             [] if self.is_service else [o.strip().lower() for o in strings(get(self.props, "securityOpts"))]
         )
 
-    @property
+    @cached_property
     def cap_adds(self) -> list[str]:
         raw = (
             strings(get(self.spec, "capAdds"))
@@ -266,7 +336,7 @@ class Workload:
         )
         return [normalise_capability(c) for c in raw]
 
-    @property
+    @cached_property
     def cap_drops(self) -> list[str]:
         raw = (
             strings(get(self.spec, "capDrops"))
@@ -275,7 +345,7 @@ class Workload:
         )
         return [normalise_capability(c) for c in raw]
 
-    @property
+    @cached_property
     def mounts(self) -> list[Mount]:
         found: list[Mount] = []
         if not self.is_service:
@@ -303,7 +373,7 @@ class Workload:
             )
         return found
 
-    @property
+    @cached_property
     def ports(self) -> list[Port]:
         if self.is_service:
             return [
@@ -322,7 +392,7 @@ class Workload:
             for p in items(get(self.props, "ports"))
         ]
 
-    @property
+    @cached_property
     def networks(self) -> list[str]:
         if self.is_service:
             return [
@@ -331,9 +401,24 @@ class Workload:
             ]
         return [str(get(n, "name", default="")) for n in items(get(self.props, "networksAdvanced"))]
 
-    @property
+    @cached_property
     def healthcheck_tests(self) -> list[str]:
         return strings(get(self.spec, "healthcheck", "tests"))
+
+
+_SHARED: dict[tuple[str, int, str, str, tuple[ImageSource, ...]], Workload] = {}
+
+
+def workload(type_: str, props: Any, name: str, urn: str = "", images: tuple[ImageSource, ...] = ()) -> Workload:
+    """The one Workload for these props: rules reading the same props object (every policy of one
+    `infra check` run, see infra.analyze_once) share what it derives, each fact computed once."""
+    key = (type_, id(props), name, urn, images)
+    found = _SHARED.get(key)
+    if found is None or found.props is not props:
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()  # the engine hands each policy fresh props: nothing to share across resources
+        found = _SHARED[key] = Workload(type_, props, name, urn, images)
+    return found
 
 
 def normalise_capability(cap: str) -> str:

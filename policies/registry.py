@@ -49,6 +49,10 @@ class Rule:
     reads_files: bool = False
     """The rule reads uploaded files, so it also applies to never-started containers that only carry files;
     every other rule is about a running process and skips them."""
+    reads_identity: bool = False
+    """The rule's scope or check reads what a workload is (its kind or role). A workload's image is often
+    another resource's output (`RemoteImage.image_id`), which a resource policy cannot follow, so the rule
+    judges each workload from the stack's resource graph instead (see policies.scope.reads_identity)."""
 
     @property
     def policy_name(self) -> str:
@@ -57,6 +61,11 @@ class Rule:
     @property
     def anchor(self) -> str:
         return self.id.lower()
+
+    @property
+    def per_resource(self) -> bool:
+        """A ResourceValidationPolicy; every other enforced rule is a StackValidationPolicy."""
+        return self.kind == "resource" and not self.reads_identity
 
     @property
     def enforced(self) -> bool:
@@ -99,6 +108,8 @@ def _decorator(kind: str, **meta: Any) -> Callable[[Callable[..., None]], Callab
                 sources=tuple(meta.pop("sources")),
                 types=tuple(meta.pop("types", ())),
                 reads_files=meta.pop("reads_files", False) or getattr(check, "reads_files", False),
+                reads_identity=getattr(check, "reads_identity", False)
+                or getattr(meta.get("scope"), "reads_identity", False),
                 **meta,
             )
         )

@@ -12,9 +12,18 @@ from policies import nginxconf
 from policies.props import JWT_NAME, Workload, is_image_id
 
 Scope = Callable[[Workload], bool]
+Check = Callable[..., None]
+
+
+def reads_identity(function: Check) -> Check:
+    """Mark a scope or check that reads a workload's kind or role: its rule then judges workloads over the
+    stack's resource graph, where an image ID leads to the image resource it came from."""
+    function.reads_identity = True  # type: ignore[attr-defined]
+    return function
 
 
 def kind_is(*kinds: str) -> Scope:
+    @reads_identity
     def scope(w: Workload) -> bool:
         return w.kind in kinds
 
@@ -27,11 +36,13 @@ def serves_nginx(w: Workload) -> bool:
     return any(nginxconf.is_nginx_file(path) for path in w.uploaded_files)
 
 
+@reads_identity
 def load_balancer_or_nginx(w: Workload) -> bool:
     """load balancers and workloads with an uploaded nginx config"""
     return w.role == "lb" or serves_nginx(w)
 
 
+@reads_identity
 def app_or_nginx(w: Workload) -> bool:
     """applications (their env) and workloads with an uploaded nginx config"""
     return w.role == "app" or serves_nginx(w)

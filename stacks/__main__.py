@@ -2,6 +2,7 @@
 
 import pulumi
 
+from infra.fastrun import collector_paused, settle_outputs
 from infra.settings import SettingsError
 from infra.stackconfig import load_stack_inputs
 from stacks.platform import build
@@ -12,5 +13,15 @@ except SettingsError as exc:
     # A clean one-line failure before anything is registered, instead of a stack trace.
     raise pulumi.RunError(str(exc)) from None
 
-for key, value in build(inputs).items():
-    pulumi.export(key, value)
+with collector_paused():
+    for key, value in build(inputs).items():
+        pulumi.export(key, value)
+
+
+async def _settled() -> None:
+    # Outputs resolved here, together, leave the SDK's final wait (one pass per finished Output) nothing to do.
+    with collector_paused():
+        await settle_outputs()
+
+
+pulumi.run(_settled)

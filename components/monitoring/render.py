@@ -51,7 +51,7 @@ CRITICAL_SLACK = "critical-slack"
 WARNING_SLACK = "warning-slack"
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml when built in: same YAML, faster
     # Shared Python objects would otherwise become YAML anchors (&id001), which obscure the file.
     def ignore_aliases(self, data: object) -> bool:
         return True

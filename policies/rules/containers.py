@@ -6,7 +6,7 @@ import re
 
 from policies.props import CONTAINER, WORKLOADS, Workload, get, items, number, truthy
 from policies.registry import ADVISORY, MANDATORY, not_enforceable, resource_rule, stack_rule
-from policies.scope import publishes_ports
+from policies.scope import publishes_ports, reads_identity
 
 ROLES_SCHEMA = {"type": "array", "items": {"enum": ["app", "ds", "mon", "lb"]}, "uniqueItems": True}
 SCAN = ["success.security-scan"]
@@ -84,6 +84,7 @@ def no_dangerous_cap_add(w: Workload, report, options) -> None:
     options={"dropAllRoles": {**ROLES_SCHEMA, "default": ["app"]}},
     remediation="Set `capabilities.drops=['ALL']` (Service: `capDrops`) and add back the minimum.",
 )
+@reads_identity
 def drop_all_caps(w: Workload, report, options) -> None:
     """Application containers drop ALL capabilities; every container drops at least NET_RAW."""
     drops = set(w.cap_drops)
@@ -116,6 +117,7 @@ NON_ROOT_IMAGES = ["grafana", "prometheus", "alertmanager", "haproxy", "exporter
     options={"explicitUserRoles": {**ROLES_SCHEMA, "default": ["app"]}},
     remediation="Set `user='10001:10001'` (Service: `containerSpec.user`); never 0 or root.",
 )
+@reads_identity
 def non_root_user(w: Workload, report, options) -> None:
     """Containers must not run as root; application containers name their user explicitly."""
     user = str(get(w.spec, "user", default="")).strip()
@@ -138,6 +140,7 @@ def non_root_user(w: Workload, report, options) -> None:
     options={"roles": {**ROLES_SCHEMA, "default": ["app", "lb"]}},
     remediation="Set `read_only=True` and give writable paths as tmpfs or volumes.",
 )
+@reads_identity
 def read_only_rootfs(w: Workload, report, options) -> None:
     """Application and load-balancer containers run with a read-only root filesystem."""
     if w.role in options["roles"] and not truthy(get(w.spec, "readOnly")):
@@ -536,6 +539,7 @@ def healthcheck(w: Workload, report, options) -> None:
     sources=["CIS 5.8", "CKV_K8S_26", "Polaris hostPortSet", "KICS privileged_ports_mapped_in_container"],
     remediation="Publish host ports below 1024 only on the load balancer, and only 80/443.",
 )
+@reads_identity
 def no_privileged_host_ports(w: Workload, report, options) -> None:
     """Host ports below 1024 are published only by the load balancer, and only 80 and 443."""
     for port in w.ports:
@@ -556,6 +560,7 @@ def no_privileged_host_ports(w: Workload, report, options) -> None:
     sources=["CIS 5.14", "CIS 7.2", "KICS container_traffic_not_bound_to_host_interface"],
     remediation="Set `ports[].ip='127.0.0.1'` for anything but the load balancer.",
 )
+@reads_identity
 def bind_specific_interface(w: Workload, report, options) -> None:
     """Ports published by anything but the load balancer bind to loopback, never to all interfaces."""
     if w.role == "lb":
@@ -577,6 +582,7 @@ def bind_specific_interface(w: Workload, report, options) -> None:
     sources=["CIS 5.9", "CIS 5.14", "OWASP REST CS management endpoints", "docker-library redis"],
     remediation="Remove `ports` from data stores, monitoring and apps; route through the LB.",
 )
+@reads_identity
 def only_lb_publishes(w: Workload, report, options) -> None:
     """Data stores, monitoring and applications publish no ports; traffic enters through the load balancer."""
     if w.role != "lb" and w.ports:

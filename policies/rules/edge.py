@@ -13,7 +13,7 @@ from policies import nginxconf
 from policies.nginxconf import NginxConfigError, Server
 from policies.props import WORKLOADS, Workload, truthy
 from policies.registry import ADVISORY, MANDATORY, resource_rule
-from policies.scope import app_or_nginx, kind_is, load_balancer_or_nginx, serves_nginx
+from policies.scope import app_or_nginx, kind_is, load_balancer_or_nginx, reads_identity, serves_nginx
 
 # Mozilla intermediate: the ECDHE ciphers our edge uses, plus the DHE ones other configurations may add.
 INTERMEDIATE_CIPHERS = [
@@ -93,6 +93,7 @@ def _served_chains(server: Server) -> list[tuple[str, str | None, list[list]]]:
     sources=["Mozilla server-side TLS intermediate (5.7, 6.0)"],
     remediation="Serve the public hosts with `listen 443 ssl` and `ssl_protocols TLSv1.2 TLSv1.3;`.",
 )
+@reads_identity
 def tls_protocols(w: Workload, report, options) -> None:
     """The load balancer terminates TLS and allows only TLS 1.2 and 1.3 (nginx 1.22 still enables 1.0/1.1)."""
     uploads = [path for path in w.uploads if nginxconf.is_nginx_file(path)]
@@ -569,6 +570,7 @@ def _is_spring(w: Workload) -> bool:
     "{ return 404; }`; apps: SPRINGDOC_API_DOCS_ENABLED=false, SPRINGDOC_SWAGGER_UI_ENABLED="
     "false, MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE=health,prometheus.",
 )
+@reads_identity
 def hide_docs_and_mgmt(w: Workload, report, options) -> None:
     """Swagger UI, API docs and actuator endpoints are neither routed by the load balancer nor enabled in the
     Spring services beyond health, info and prometheus."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from policies.props import NETWORK, SERVICE, WORKLOADS, Workload, get, truthy
 from policies.registry import MANDATORY, resource_rule, stack_rule
+from policies.scope import reads_identity
 
 
 def _network_index(stack) -> dict[str, object]:
@@ -116,6 +117,7 @@ def encrypted_overlay(resource, report, options) -> None:
     remediation="Publish nothing from data/monitoring Services; pin a host-mode LB with placement "
     "constraints.",
 )
+@reads_identity
 def no_ingress_publish_ds(w: Workload, report, options) -> None:
     """Swarm data and monitoring services publish no ingress ports; a host-mode LB is pinned to its nodes."""
     for port in w.ports:

@@ -51,12 +51,13 @@ def no_plaintext_secret_env(w: Workload, report, options) -> None:
     keys never sit in env or in a config file. Whether an env value is a Pulumi secret is invisible to a
     policy (pulumi-policy#241), so on single-host Containers this stays advisory."""
     env = w.env
-    for key in sorted(sensitive_env(env)):
+    credentials = sensitive_env(env)
+    for key in sorted(credentials):
         report(f"env {key} carries a credential; prefer {key}_FILE")
     for key, value in sorted(env.items()):
         if PRIVATE_KEY_TEXT.search(value):
             report(f"env {key} holds a private key")
-        elif key not in sensitive_env(env) and EMBEDDED_PASSWORD.search(value):
+        elif key not in credentials and EMBEDDED_PASSWORD.search(value):
             report(f"env {key} embeds a password (e.g. a JAAS config); prefer a mounted file")
     for path, content in sorted(w.uploads.items()):
         if path.endswith(CONFIG_FILE_SUFFIXES) and PRIVATE_KEY_TEXT.search(content):

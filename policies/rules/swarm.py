@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from policies.props import SERVICE, WORKLOADS, Workload, get, number, sensitive_env
 from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+from policies.scope import reads_identity
 
 
 @resource_rule(
@@ -36,6 +37,7 @@ def swarm_secrets(w: Workload, report, options) -> None:
     options={"minReplicas": {"type": "integer", "minimum": 1, "default": 2}},
     remediation="Set mode.replicated.replicas >= 2 for application services.",
 )
+@reads_identity
 def replicas(w: Workload, report, options) -> None:
     """Stateless application services run at least two replicas."""
     if w.role != "app" or get(w.props, "mode", "global"):
@@ -79,6 +81,7 @@ def safe_rollout(w: Workload, report, options) -> None:
     sources=["Docker docs: swarm service placement constraints", "kube-score statefulset analogue"],
     remediation="Pin data stores with taskSpec.placement.constraints on a node label.",
 )
+@reads_identity
 def stateful_placement(w: Workload, report, options) -> None:
     """Data store services are pinned to the nodes holding their volumes."""
     if w.role == "ds" and not get(w.props, "taskSpec", "placement", "constraints"):

@@ -21,7 +21,7 @@ EXAMPLE = REPO_ROOT / "examples" / "insecure"
 def as_run(resources: list[Registration]) -> ProgramRun:
     # Stack policies read outputs; in preview the engine propagates inputs into them, and so do we.
     for resource in resources:
-        resource.outputs = {**copy.deepcopy(resource.inputs), **resource.outputs}
+        resource.outputs = {**resource.outputs, **copy.deepcopy(resource.inputs)}
     return ProgramRun(PROJECT, STACK, resources, {})
 
 

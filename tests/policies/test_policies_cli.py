@@ -228,6 +228,7 @@ def _export(run) -> dict:
             "parent": r.parent or stack_urn,
             "provider": r.provider,
             "dependencies": r.dependencies,
+            "propertyDependencies": r.property_dependencies,
         }
         for r in run.resources
     ]

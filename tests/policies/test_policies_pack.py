@@ -68,7 +68,7 @@ def test_policy_metadata_as_the_engine_sees_it():
         assert policy.remediation_steps and policy.url.endswith(f"#{rule.anchor}")
         assert policy.framework.name == "production-checklist" and policy.framework.specification
         assert rule.id in policy.tags
-        expected_type = proto.POLICY_TYPE_RESOURCE if rule.kind == "resource" else proto.POLICY_TYPE_STACK
+        expected_type = proto.POLICY_TYPE_RESOURCE if rule.per_resource else proto.POLICY_TYPE_STACK
         assert policy.policy_type == expected_type
         assert "waivers" in policy.configSchema.properties
 

@@ -1,0 +1,25 @@
+"""Image references: the pinning rule every component and the stack settings apply (never `latest`)."""
+
+from __future__ import annotations
+
+import re
+
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+"""A Docker image tag (distribution reference grammar)."""
+
+
+def pinned_tag(value: str) -> str:
+    """A version tag such as 1.4.2, never `latest`."""
+    if not TAG.match(value) or value == "latest":
+        raise ValueError("must be a pinned image tag such as 1.4.2, not latest")
+    return value
+
+
+def pinned_image(value: str) -> str:
+    """Accept `repo:tag` or `repo@sha256:...`, never an untagged or `latest` reference."""
+    if "@sha256:" in value:
+        return value
+    repo, _, tag = value.rpartition(":")
+    if not repo or "/" in tag or not TAG.match(tag) or tag == "latest":
+        raise ValueError(f"image {value!r} must be pinned as repo:version or repo@sha256:digest, not latest")
+    return value
