@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.autoscaling import ScalingPolicy
 from components.edge.model import EdgeConfig
 from components.monitoring.model import MonitoringConfig
 
@@ -152,6 +153,16 @@ class ContainerMetrics(Model):
     """Expiry of the CTR-014 waiver; past it the policy pack fails the stack until someone re-decides."""
 
 
+class Autoscaling(Model):
+    workers: ScalingPolicy
+    """Worker replicas follow the Kafka consumer lag (swarm runtime; `infra autoscale` applies it)."""
+
+
+class Swarm(Model):
+    encrypt_networks: bool = False
+    """IPsec on the overlay networks (needs the kernel's esp/xfrm support on every node); on in prod."""
+
+
 class Settings(Model):
     environment: Literal["dev", "staging", "prod"]
     public_hosts: list[str] = Field(min_length=1)
@@ -180,6 +191,10 @@ class Settings(Model):
     secret_rotation: int = Field(default=1, ge=1)
     """Bump to regenerate every generated credential (random keepers)."""
     docker_host: str | None = Field(default=None, pattern=r"^(unix|ssh|tcp)://\S+$")
+    runtime: Literal["docker", "swarm"] = "docker"
+    """docker: plain containers on one host; swarm: services on a Docker Swarm (one node or many)."""
+    swarm: Swarm = Swarm()
+    autoscaling: Autoscaling | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -221,6 +236,17 @@ class Settings(Model):
                 raise ValueError("edge.block_management_paths must be true in prod")
         return self
 
+    @model_validator(mode="after")
+    def _autoscaling_on_swarm(self) -> Settings:
+        if self.autoscaling is not None:
+            policy = self.autoscaling.workers
+            if self.runtime != "swarm":
+                raise ValueError("autoscaling needs runtime: swarm")
+            if not policy.min_replicas <= self.workers <= policy.max_replicas:
+                raise ValueError(f"workers ({self.workers}) must be within autoscaling.workers min_replicas.."
+                                 f"max_replicas ({policy.min_replicas}..{policy.max_replicas})")
+        return self
+
     @property
     def grafana_url(self) -> str:
         return self.grafana_root_url or f"https://grafana.{self.public_hosts[0]}/"
@@ -250,6 +276,7 @@ _SMALL_APPS = {name: _app(512, 0.5, 5, 1) for name in _PROD_APPS}
 ENVIRONMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "prod": {
         "log_level": "INFO",
+        "swarm": {"encrypt_networks": True},
         "swagger_enabled": False,
         "workers": 3,
         "apps": _PROD_APPS,
@@ -311,6 +338,8 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     model: Any = Settings
     for part in loc:
         annotation = model.model_fields[part].annotation if isinstance(part, str) else model
+        # An optional section (`X | None`) accepts X's keys.
+        annotation = next((arg for arg in get_args(annotation) if arg is not type(None)), annotation)
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
         if model is None:
             return []
