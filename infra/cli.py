@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from infra.autoscale import add_autoscale_arguments, cmd_autoscale
 from infra.check import add_check_arguments, cmd_check
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
 
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(check)
     add_check_arguments(check)
     check.set_defaults(handler=cmd_check)
+    autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
+    add_autoscale_arguments(autoscale)
+    autoscale.set_defaults(handler=cmd_autoscale)
     return parser
 
 
