@@ -51,6 +51,7 @@ class Registration:
     dependencies: list[str] = field(default_factory=list)
     protect: bool = False
     additional_secret_outputs: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -164,6 +165,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             dependencies=list(request.dependencies),
             protect=bool(request.protect),
             additional_secret_outputs=list(request.additionalSecretOutputs),
+            ignore_changes=list(request.ignoreChanges),
         ))
         return response
 

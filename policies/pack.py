@@ -23,7 +23,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 from policies import waivers
-from policies.props import WORKLOADS, Workload, labels
+from policies.props import FILE_OBJECTS, WORKLOADS, Workload, labels
 from policies.registry import DOCS_PATH, Rule, enforced_rules
 
 PACK_DIR = Path(__file__).resolve().parent
@@ -55,7 +55,8 @@ class Stack:
 
     def __init__(self, resources: list[Any]):
         self.resources = resources
-        every = [Workload(r.resource_type, r.props, r.name, r.urn) for r in resources if r.resource_type in WORKLOADS]
+        every = [Workload(r.resource_type, r.props, r.name, r.urn) for r in resources
+                 if r.resource_type in (*WORKLOADS, *FILE_OBJECTS)]
         self.workloads = [w for w in every if w.runs]
         """Running workloads: the subjects of stack rules."""
         self.file_carriers = every
@@ -105,7 +106,7 @@ def _resource_validate(rule: Rule):
         try:
             target = (
                 Workload(args.resource_type, args.props, args.name, args.urn)
-                if args.resource_type in WORKLOADS
+                if args.resource_type in (*WORKLOADS, *FILE_OBJECTS)
                 else args
             )
             if isinstance(target, Workload) and not applies(rule, target):
@@ -181,7 +182,7 @@ def in_scope(rule: Rule, resource_type: str, props: Any, name: str = "", urn: st
     in scope, so the policy runs and reports the unknown."""
     if rule.kind != "resource" or resource_type not in rule.types:
         return False
-    if resource_type not in WORKLOADS:
+    if resource_type not in (*WORKLOADS, *FILE_OBJECTS):
         return True
     try:
         return applies(rule, Workload(resource_type, props, name, urn))

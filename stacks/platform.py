@@ -13,6 +13,7 @@ from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess,
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
+from components.swarm import SwarmRuntime
 from components.tls import Tls
 from infra.stackconfig import StackInputs
 
@@ -29,7 +30,12 @@ WORKER_NEEDS = ("postgres", "redis", "kafka")
 def build(inputs: StackInputs) -> dict[str, Any]:
     settings = inputs.settings
     provider = docker.Provider("docker", host=settings.docker_host) if settings.docker_host else None
-    runtime = DockerRuntime(name_prefix=f"orchestration-{settings.environment}", provider=provider)
+    prefix = f"orchestration-{settings.environment}"
+    if settings.runtime == "swarm":
+        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, encrypt_networks=settings.swarm.encrypt_networks,
+                               autoscaled=frozenset({"worker"} if settings.autoscaling else ()))
+    else:
+        runtime = DockerRuntime(name_prefix=prefix, provider=provider)
 
     network = Network("network", {"runtime": runtime})
     networks = network.networks
