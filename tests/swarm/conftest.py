@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,14 +54,15 @@ def standin_image(swarm: docker.DockerClient) -> Iterator[str]:
         pytest.fail(f"{BUSYBOX} missing (Debian: busybox-static); found only {busybox}", pytrace=False)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
+        for directory, mode in (("bin", 0o755), ("tmp", 0o1777)):
+            entry = tarfile.TarInfo(directory)
+            entry.type, entry.mode = tarfile.DIRTYPE, mode
+            tar.addfile(entry)
         tar.add(BUSYBOX, arcname="bin/busybox")
         for applet in ("sh", "sleep", "test", "cat", "wget", "httpd", "false", "true"):
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
-        tmp = tarfile.TarInfo("tmp")
-        tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
-        tar.addfile(tmp)
     repository = unique("standin")
     swarm.api.import_image_from_data(archive.getvalue(), repository=repository, tag="1")
     image = f"{repository}:1"
@@ -75,7 +77,11 @@ def cleanup(swarm: docker.DockerClient) -> Iterator[Callable[[object], object]]:
     created: list[object] = []
     yield lambda thing: created.append(thing) or thing
     for thing in sorted(created, key=lambda t: not isinstance(t, docker.models.services.Service)):
-        try:
-            thing.remove()
-        except docker.errors.NotFound:
-            pass
+        for _ in range(60):  # a network stays in use until the removed service's tasks have left it
+            try:
+                thing.remove()
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:
+                time.sleep(0.5)
