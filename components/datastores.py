@@ -40,6 +40,8 @@ class PostgresArgs(DataStoreArgs):
 class KafkaArgs(DataStoreArgs):
     mode: NotRequired[Literal["kraft", "zookeeper"]]
     zookeeper_image: NotRequired[str]
+    partitions: NotRequired[int]
+    """Partitions of the topics the broker creates (num.partitions): at least the most consumers of a group."""
 
 
 def _require(component: str, args: Mapping, *keys: str) -> None:
@@ -121,6 +123,8 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
         "KAFKA_SUPER_USERS": f"User:{KAFKA_USER}",
         "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        # Topics created without a partition count get this many, so every autoscaled consumer has one.
+        "KAFKA_NUM_PARTITIONS": str(args.get("partitions", 1)),
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",

@@ -158,6 +158,9 @@ class SwarmRuntime:
             constraints.append(f"node.labels.{STATEFUL_NODE_LABEL.format(service=spec.service)}==true")
         if spec.ports:
             constraints.append(f"node.labels.{EDGE_NODE_LABEL}==true")
+        if any(m.source.endswith("docker.sock") for m in spec.bind_mounts):
+            # Only a manager's Engine API schedules services.
+            constraints.append("node.role==manager")
         service = docker.Service(
             _child(owner, spec.service),
             name=service_name,

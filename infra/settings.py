@@ -156,6 +156,9 @@ class ContainerMetrics(Model):
 class Autoscaling(Model):
     workers: ScalingPolicy
     """Worker replicas follow the Kafka consumer lag (swarm runtime; `infra autoscale` applies it)."""
+    docker_socket_accepted_until: date
+    """The controller mounts a manager's Docker socket to update the worker service: a risk accepted until
+    this date (its CTR-014 waiver expires then)."""
 
 
 class Swarm(Model):

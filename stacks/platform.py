@@ -7,6 +7,8 @@ from typing import Any
 import pulumi_docker as docker
 
 from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Connections, WorkerPool
+from components.autoscaler import METRICS_PORT as AUTOSCALER_METRICS_PORT
+from components.autoscaler import Autoscaler
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
 from components.loadbalancer import LoadBalancer
 from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets
@@ -60,7 +62,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
                                      "database": data.postgres_database, "user": data.postgres_user})
     redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
-                            "mode": data.kafka_mode, "zookeeper_image": images.zookeeper})
+                            "mode": data.kafka_mode, "zookeeper_image": images.zookeeper,
+                            **({"partitions": settings.autoscaling.workers.max_replicas} if settings.autoscaling
+                               else {})})
     clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
 
     connections = Connections(
@@ -96,6 +100,16 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "depends_on": gateway.containers,
     })
 
+    scaler_targets = []
+    if settings.autoscaling:
+        policy = settings.autoscaling.workers
+        scaler = Autoscaler("autoscaler", {
+            "runtime": runtime, "networks": networks, "image": settings.image("autoscaler"), "policy": policy,
+            "service": f"{prefix}-worker", "prometheus_url": "http://prometheus:9090", "provider": provider,
+            "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
+        scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.hostnames, AUTOSCALER_METRICS_PORT,
+                                            "/metrics")
+
     # Every app container is a scrape target: a service added above is monitored with no other edit.
     services = {**{name: app.deployment.hostnames for name, app in apps.items()},
                 "worker": workers.service.deployment.hostnames}
@@ -103,7 +117,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "runtime": runtime, "networks": networks, "config": settings.monitoring,
         "images": {key: getattr(images, key) for key in (*IMAGE_KEYS, "cadvisor")},
         "app_targets": [target for name, hosts in services.items()
-                        for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)],
+                        for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)] + scaler_targets,
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
         "grafana_root_url": settings.grafana_url,
         **({"container_metrics_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}

@@ -11,6 +11,7 @@ from infra.settings import SettingsError, parse_settings
 
 PROD = yaml.safe_load((Path(__file__).parents[2] / "Pulumi.prod.yaml").read_text())["config"]["platform:settings"]
 POLICY = {"min_replicas": 2, "max_replicas": 8, "consumer_group": "workers", "topic": "jobs"}
+UNTIL = "2027-11-30"
 
 
 def test_docker_is_the_default_runtime_and_prod_encrypts_overlays() -> None:
@@ -21,21 +22,23 @@ def test_docker_is_the_default_runtime_and_prod_encrypts_overlays() -> None:
 
 
 def test_a_swarm_stack_takes_a_worker_policy() -> None:
-    settings = parse_settings({**PROD, "runtime": "swarm", "autoscaling": {"workers": POLICY}}, "Pulumi.prod.yaml")
+    settings = parse_settings({**PROD, "runtime": "swarm", "autoscaling": {"workers": POLICY, "docker_socket_accepted_until": UNTIL}}, "Pulumi.prod.yaml")
     assert settings.autoscaling.workers.max_replicas == 8
     assert settings.autoscaling.workers.scale_down_stabilization_seconds == 300
 
 
 @pytest.mark.parametrize(("override", "message"), [
     ({"runtime": "k8s"}, "platform:settings.runtime: allowed: 'docker' or 'swarm'"),
-    ({"autoscaling": {"workers": POLICY}}, "platform:settings: autoscaling needs runtime: swarm"),
-    ({"runtime": "swarm", "workers": 9, "autoscaling": {"workers": POLICY}},
+    ({"autoscaling": {"workers": POLICY, "docker_socket_accepted_until": UNTIL}}, "platform:settings: autoscaling needs runtime: swarm"),
+    ({"runtime": "swarm", "workers": 9, "autoscaling": {"workers": POLICY, "docker_socket_accepted_until": UNTIL}},
      "workers (9) must be within autoscaling.workers min_replicas..max_replicas (2..8)"),
-    ({"runtime": "swarm", "autoscaling": {"workers": {**POLICY, "target_lag": 5}}},
+    ({"runtime": "swarm", "autoscaling": {"workers": {**POLICY, "target_lag": 5}, "docker_socket_accepted_until": UNTIL}},
      ("platform:settings.autoscaling.workers.target_lag: unknown key; allowed: min_replicas, max_replicas, "
       "target_lag_per_replica")),
-    ({"runtime": "swarm", "autoscaling": {"workers": {**POLICY, "max_replicas": 1}}},
+    ({"runtime": "swarm", "autoscaling": {"workers": {**POLICY, "max_replicas": 1}, "docker_socket_accepted_until": UNTIL}},
      "platform:settings.autoscaling.workers: min_replicas must not exceed max_replicas"),
+    ({"runtime": "swarm", "autoscaling": {"workers": POLICY}},
+     "platform:settings.autoscaling.docker_socket_accepted_until: required key is missing"),
     ({"swarm": {"encrypt": True}}, "platform:settings.swarm.encrypt: unknown key; allowed: encrypt_networks"),
 ])
 def test_bad_scaling_settings_name_the_key(override, message) -> None:

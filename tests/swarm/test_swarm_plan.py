@@ -22,6 +22,7 @@ CONFIG = "docker:index/serviceConfig:ServiceConfig"
 NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
 POLICY = {"min_replicas": 2, "max_replicas": 12, "consumer_group": "job-workers", "topic": "jobs"}
+AUTOSCALING = {"workers": POLICY, "docker_socket_accepted_until": "2027-11-30"}
 
 
 def swarm_project(directory: Path, **settings) -> Path:
@@ -36,7 +37,7 @@ def swarm_project(directory: Path, **settings) -> Path:
 
 @pytest.fixture(scope="module")
 def swarm_run(tmp_path_factory):
-    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling={"workers": POLICY})
+    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING)
     return run_program(load_project(project, "prod"), "prod")
 
 
@@ -53,7 +54,7 @@ def test_one_service_per_spec_and_no_container(swarm_run) -> None:
     assert set(planned) == {"postgres", "redis", "kafka", "clickhouse", "api-gateway", "orchestrator", "worker",
                             "log-aggregator", "query-service", "load-balancer", "prometheus", "alertmanager",
                             "grafana", "blackbox-exporter", "node-exporter", "postgres-exporter",
-                            "redis-exporter", "kafka-exporter", "cadvisor"}
+                            "redis-exporter", "kafka-exporter", "cadvisor", "autoscaler"}
     assert not of_type(swarm_run, CONTAINER)
     assert planned["worker"]["mode"]["replicated"]["replicas"] == 3
     assert planned["api-gateway"]["mode"]["replicated"]["replicas"] == 2
@@ -65,6 +66,28 @@ def test_the_autoscaled_workers_replicas_are_left_to_the_controller(swarm_run) -
     worker = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "workers-worker")
     gateway = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "api-gateway")
     assert (worker.ignore_changes, gateway.ignore_changes) == (["mode.replicated.replicas"], [])
+
+
+def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_builds(swarm_run) -> None:
+    (image,) = of_type(swarm_run, "docker:index/image:Image").values()
+    assert image["imageName"] == "registry.internal/orchestration/autoscaler:1.0.0"
+    assert image["build"]["dockerfile"].endswith("images/autoscaler/Dockerfile")
+    scaler = services(swarm_run)["autoscaler"]
+    container = scaler["taskSpec"]["containerSpec"]
+    assert container["image"] == image["imageName"]
+    assert container["args"][:4] == ["--service", "orchestration-prod-worker", "--prometheus-url",
+                                      "http://prometheus:9090"]
+    assert scaler["mode"]["replicated"]["replicas"] == 1
+    assert "node.role==manager" in scaler["taskSpec"]["placement"]["constraints"]
+    policy_file = next(c for c in of_type(swarm_run, CONFIG).values()
+                       if labels_of(c)["platform.path"] == "/etc/platform/autoscale-policy.yaml")
+    assert yaml.safe_load(base64.b64decode(policy_file["data"]))["max_replicas"] == POLICY["max_replicas"]
+    kafka = services(swarm_run)["kafka"]["taskSpec"]["containerSpec"]["env"]
+    assert kafka["KAFKA_NUM_PARTITIONS"] == str(POLICY["max_replicas"])
+    prometheus_yml = next(c for c in of_type(swarm_run, CONFIG).values()
+                          if labels_of(c)["platform.path"].endswith("prometheus.yml"))
+    jobs = yaml.safe_load(base64.b64decode(prometheus_yml["data"]))["scrape_configs"]
+    assert any(job["job_name"] == "autoscaler" for job in jobs)
 
 
 def test_overlay_networks_internal_and_encrypted(swarm_run) -> None:
@@ -156,7 +179,7 @@ def test_the_policy_pack_reads_a_services_files_in_its_configs(swarm_run) -> Non
 def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
     from infra.cli import main
 
-    project = swarm_project(tmp_path, runtime="swarm", autoscaling={"workers": POLICY})
+    project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING)
     assert main(["check", "--stack", "prod", "--project", str(project)]) == 0
 
 
