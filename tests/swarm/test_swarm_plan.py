@@ -196,3 +196,30 @@ def test_spec_values_become_swarm_forms() -> None:
     name = object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "x")
     assert len(name) <= 64 and name.endswith(".password") and name.startswith("orchestration-prod-query-service-")
     assert name != object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "y")
+
+
+def _violations(run, rule: str) -> list[tuple[str, str]]:
+    report = evaluate(run, REPO_ROOT / "policies" / "config" / "prod.json")
+    return [(v["enforcement"], v["resource"].rsplit("::", 1)[-1], v["message"]) for v in report.violations
+            if v["rule"] == rule]
+
+
+def test_a_prod_swarm_stack_without_worker_autoscaling_fails(tmp_path) -> None:
+    run = run_program(load_project(swarm_project(tmp_path, runtime="swarm"), "prod"), "prod")
+    assert _violations(run, "SWM-005") == [
+        ("mandatory", "workers-worker",
+         "no autoscaler targets orchestration-prod-worker: its replicas do not follow the Kafka lag")]
+
+
+def test_max_replicas_above_the_topics_partitions_fails(swarm_run) -> None:
+    run = copy.deepcopy(swarm_run)
+    kafka = next(r for r in run.resources if r.type == SERVICE and labels_of(r.inputs)["platform.service"] == "kafka")
+    for props in (kafka.inputs, kafka.outputs):  # stack rules read the outputs
+        props["taskSpec"]["containerSpec"]["env"]["KAFKA_NUM_PARTITIONS"] = "4"
+    message = "max_replicas 12 is above the 4 partition(s) of topic jobs: workers beyond them would idle"
+    assert _violations(run, "SWM-005") == [("mandatory", "autoscaler", message)]
+    policy = next(r for r in run.resources if r.type == CONFIG and labels_of(r.inputs)["platform.path"].endswith(
+        "autoscale-policy.yaml"))
+    policy.inputs["data"] = policy.outputs["data"] = base64.b64encode(b"max_replicas: 0\n").decode()
+    (finding,) = _violations(run, "SWM-005")
+    assert finding[1] == "autoscaler" and "policy /etc/platform/autoscale-policy.yaml is missing or invalid" in finding[2]
