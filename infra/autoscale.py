@@ -105,7 +105,8 @@ class SwarmService:
 class ControllerMetrics:
     def __init__(self, service: str, policy: ScalingPolicy) -> None:
         self.registry = CollectorRegistry()
-        labels = ["service"]
+        # Not `service`: Prometheus's target labels carry that one (the controller's own service).
+        labels = ["swarm_service"]
 
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, labels, registry=self.registry).labels(service)
@@ -117,10 +118,10 @@ class ControllerMetrics:
         self.lag = gauge("autoscaler_observed_lag", "Total consumer lag the last decision saw (NaN: missing)")
         self.last = gauge("autoscaler_last_decision_timestamp_seconds", "Unix time of the last decision")
         self.decisions = Counter("autoscaler_decisions", "Decisions taken, by whether they changed the service",
-                                 ["service", "applied"], registry=self.registry)
+                                 ["swarm_service", "applied"], registry=self.registry)
         self.conflicts = Counter("autoscaler_update_conflicts", "Service updates refused as out of sequence and "
                                  "retried", labels, registry=self.registry).labels(service)
-        self.errors = Counter("autoscaler_errors", "Failed reads or updates, by source", ["service", "source"],
+        self.errors = Counter("autoscaler_errors", "Failed reads or updates, by source", ["swarm_service", "source"],
                               registry=self.registry)
         self.service = service
         self.min.set(policy.min_replicas)

@@ -113,8 +113,11 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     # Every app container is a scrape target: a service added above is monitored with no other edit.
     services = {**{name: app.deployment.hostnames for name, app in apps.items()},
                 "worker": workers.service.deployment.hostnames}
+    monitoring = settings.monitoring
+    if settings.autoscaling:  # a missing autoscaler gets its ServiceAbsent alert
+        monitoring = monitoring.model_copy(update={"required_jobs": (*monitoring.required_jobs, "autoscaler")})
     Monitoring("monitoring", {
-        "runtime": runtime, "networks": networks, "config": settings.monitoring,
+        "runtime": runtime, "networks": networks, "config": monitoring,
         "images": {key: getattr(images, key) for key in (*IMAGE_KEYS, "cadvisor")},
         "app_targets": [target for name, hosts in services.items()
                         for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)] + scaler_targets,

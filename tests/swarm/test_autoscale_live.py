@@ -174,7 +174,7 @@ def test_autoscale_follows_the_lag_trace_within_the_policy(swarm, worker_service
         assert after["current"] == before["desired"], (before, after)
     assert spec_replicas(swarm, name) == desired[-1] == 1
     assert [line["applied"] for line in lines].count(True) == 5  # 1->3, 3->4, 4->3, 3->2, 2->1
-    of = (("service", name),)
+    of = (("swarm_service", name),)
     assert metrics[("autoscaler_desired_replicas", of)] == 1
     assert metrics[("autoscaler_max_replicas", of)] == POLICY.max_replicas
     assert metrics[("autoscaler_decisions_total", (("applied", "true"), *of))] == 5

@@ -88,6 +88,12 @@ def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_bu
                           if labels_of(c)["platform.path"].endswith("prometheus.yml"))
     jobs = yaml.safe_load(base64.b64decode(prometheus_yml["data"]))["scrape_configs"]
     assert any(job["job_name"] == "autoscaler" for job in jobs)
+    rules_file = next(c for c in of_type(swarm_run, CONFIG).values()
+                      if labels_of(c)["platform.path"].endswith("alerts.yml"))
+    rules = [(rule["alert"], rule["expr"]) for group in yaml.safe_load(base64.b64decode(rules_file["data"]))["groups"]
+             for rule in group["rules"]]
+    assert ("ServiceAbsent", 'absent(up{job="autoscaler"} == 1)') in rules  # the controller down or gone
+    assert ("WorkersAtMaxReplicas", "autoscaler_desired_replicas >= autoscaler_max_replicas") in rules
 
 
 def test_overlay_networks_internal_and_encrypted(swarm_run) -> None:
