@@ -85,6 +85,10 @@ def object_name(prefix: str, service: str, path: str, content: str) -> str:
     return f"{prefix}-{service}"[: 64 - len(digest) - len(suffix) - 1] + f"-{digest}{suffix}"
 
 
+def is_engine_socket(path: str) -> bool:
+    return path.endswith(("docker.sock", "containerd.sock"))
+
+
 def is_stateful(spec: ContainerSpec) -> bool:
     return bool(spec.volumes)
 
@@ -158,14 +162,17 @@ class SwarmRuntime:
             constraints.append(f"node.labels.{STATEFUL_NODE_LABEL.format(service=spec.service)}==true")
         if spec.ports:
             constraints.append(f"node.labels.{EDGE_NODE_LABEL}==true")
-        if any(m.source.endswith("docker.sock") for m in spec.bind_mounts):
-            # Only a manager's Engine API schedules services.
+        # A spec reading host paths watches its host: one task on every node. One that only talks to the
+        # Engine API updates services, which only a manager's API does.
+        per_node = any(not is_engine_socket(m.source) for m in spec.bind_mounts)
+        if spec.bind_mounts and not per_node:
             constraints.append("node.role==manager")
         service = docker.Service(
             _child(owner, spec.service),
             name=service_name,
             labels=_labels(docker.ServiceLabelArgs, labels),
-            mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
+            mode=docker.ServiceModeArgs(global_=True) if per_node else docker.ServiceModeArgs(
+                replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
             task_spec=docker.ServiceTaskSpecArgs(
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                     image=spec.image,

@@ -151,6 +151,9 @@ def test_rollouts_roll_back_and_stateful_services_are_pinned(swarm_run) -> None:
     assert planned["postgres"]["taskSpec"]["placement"]["constraints"] == ["node.labels.platform.postgres==true"]
     assert planned["load-balancer"]["taskSpec"]["placement"]["constraints"] == ["node.labels.platform.edge==true"]
     assert "placement" not in planned["api-gateway"]["taskSpec"]
+    # Host-level exporters run on every node; only the autoscaler is held to a manager.
+    assert {s for s, inputs in planned.items() if "global" in inputs["mode"]} == {"node-exporter", "cadvisor"}
+    assert "placement" not in planned["cadvisor"]["taskSpec"]
     limits = planned["postgres"]["taskSpec"]["resources"]
     assert limits == {"limits": {"nanoCpus": 2_000_000_000, "memoryBytes": 2048 * 2**20},
                       "reservation": {"nanoCpus": 1_000_000_000, "memoryBytes": 1024 * 2**20}}
