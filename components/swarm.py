@@ -34,7 +34,6 @@ STATEFUL_NODE_LABEL = "platform.{service}"
 """Node label pinning a stateful service to the node holding its volumes (`platform.postgres=true`)."""
 # Reservations are what the scheduler sets aside on a node; limits are what a task may use.
 RESERVATION_RATIO = 0.5
-TMPFS_MODE = 0o1777
 UPDATE_DELAY = "10s"
 RESTART_DELAY = "5s"
 RESTART_WINDOW = "2m"
@@ -266,8 +265,10 @@ class SwarmRuntime:
             *[Mount(type="bind", source=m.source, target=m.target, read_only=True,
                     bind_options=docker.ServiceTaskSpecContainerSpecMountBindOptionsArgs(propagation="rslave"))
               for m in spec.bind_mounts],
+            # No mode: the kernel's tmpfs default is 1777, and the provider reads a mode back through
+            # FileMode.Perm(), which drops the sticky bit (flattenServiceMounts), so 01777 would always differ.
             *[Mount(type="tmpfs", target=path, tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(
-                size_bytes=tmpfs_bytes(options), mode=TMPFS_MODE))
+                size_bytes=tmpfs_bytes(options)))
               for path, options in spec.tmpfs.items()],
         ]
 

@@ -98,7 +98,7 @@ def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
                 "File": {"Name": ref["fileName"], "UID": ref["fileUid"], "GID": ref["fileGid"], "Mode": ref["fileMode"]}}
 
     mounts = [{"Type": m["type"], "Target": m["target"], "ReadOnly": m.get("readOnly", False),
-               **({"TmpfsOptions": {"SizeBytes": m["tmpfsOptions"]["sizeBytes"], "Mode": m["tmpfsOptions"]["mode"]}}
+               **({"TmpfsOptions": {"SizeBytes": m["tmpfsOptions"]["sizeBytes"], "Mode": m["tmpfsOptions"].get("mode", 0)}}
                   if m["type"] == "tmpfs" else {})}
               for m in container.get("mounts", [])]
     resources = task["resources"]
