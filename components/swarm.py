@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from components.monitoring.targets import TASKS_DNS_PREFIX
 from components.runtime import DROP_ALL, Deployment, _child
 from components.spec import ContainerSpec, FileSpec, NetworkName, validate_spec
 
@@ -231,8 +232,9 @@ class SwarmRuntime:
                             ignore_changes=["mode.replicated.replicas"] if spec.service in self.autoscaled
                             else None),
         )
-        # Docker DNS gives the service name a virtual IP balancing over every replica.
-        return Deployment([spec.service], [service])
+        # Docker DNS gives the service name a virtual IP balancing over every replica, and `tasks.<service>`
+        # the address of each task (what Prometheus scrapes).
+        return Deployment([spec.service], [service], scrape_hostnames=[f"{TASKS_DNS_PREFIX}{spec.service}"])
 
     def _file_object(self, kind: type[docker.Secret | docker.ServiceConfig], spec: ContainerSpec,
                      file: FileSpec, owner: str, parent: pulumi.Resource) -> docker.Secret | docker.ServiceConfig:

@@ -107,19 +107,22 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "runtime": runtime, "networks": networks, "image": settings.image("autoscaler"), "policy": policy,
             "service": f"{prefix}-worker", "prometheus_url": "http://prometheus:9090", "provider": provider,
             "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
-        scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.hostnames, AUTOSCALER_METRICS_PORT,
+        scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.scrape_hosts, AUTOSCALER_METRICS_PORT,
                                             "/metrics")
 
     # Every app container is a scrape target: a service added above is monitored with no other edit.
     services = {**{name: app.deployment.hostnames for name, app in apps.items()},
                 "worker": workers.service.deployment.hostnames}
+    scraped = {**{name: app.deployment.scrape_hosts for name, app in apps.items()},
+               "worker": workers.service.deployment.scrape_hosts}
     monitoring = settings.monitoring
     if settings.autoscaling:  # a missing autoscaler gets its ServiceAbsent alert
         monitoring = monitoring.model_copy(update={"required_jobs": (*monitoring.required_jobs, "autoscaler")})
     Monitoring("monitoring", {
         "runtime": runtime, "networks": networks, "config": monitoring,
+        "per_task_dns": settings.runtime == "swarm",
         "images": {key: getattr(images, key) for key in (*IMAGE_KEYS, "cadvisor")},
-        "app_targets": [target for name, hosts in services.items()
+        "app_targets": [target for name, hosts in scraped.items()
                         for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)] + scaler_targets,
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
         "grafana_root_url": settings.grafana_url,

@@ -223,8 +223,11 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     env = container.attrs["Config"]["Env"]
     assert "API_KEY_FILE=/run/secrets/api_key" in env
     assert not [entry for entry in env if TOKEN in entry or API_KEY in entry]
-    # The alias resolves on the internal overlay to the service's virtual IP.
+    # The alias resolves on the internal overlay to the service's virtual IP, and tasks.<service> to each
+    # task (what Prometheus scrapes in Swarm mode).
     assert "Address" in run("nslookup", "store-client")
+    task_ips = {c.attrs["NetworkSettings"]["Networks"][f"{prefix}-app"]["IPAddress"] for c in running}
+    assert len(task_ips) == 2 and task_ips <= set(re.findall(r"Address(?: \d+)?:\s*([\d.]+)", run("nslookup", "tasks.store-client")))
     network = swarm.networks.get(f"{prefix}-app")
     assert (network.attrs["Driver"], network.attrs["Internal"], network.attrs["Options"].get("encrypted")) == (
         "overlay", True, "true")
