@@ -60,7 +60,7 @@ def standin_image(swarm: docker.DockerClient) -> Iterator[str]:
             entry.type, entry.mode = tarfile.DIRTYPE, mode
             tar.addfile(entry)
         tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in ("sh", "sleep", "test", "cat", "wget", "httpd", "false", "true"):
+        for applet in ("sh", "sleep", "test", "cat", "wget", "httpd", "mkdir", "hostname"):
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)

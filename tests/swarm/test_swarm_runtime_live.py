@@ -31,9 +31,11 @@ TOKEN = "i11-token-4f1c9a7e2b6d8035"
 API_KEY = "i11-api-key-9d2e7c4b1a6f3058"
 CONF = "greeting=hello from a docker config\n"
 READY = "/tmp/ready"
-# Ready once every file it is given can be read by its own user.
-STARTUP = f"cat /etc/platform/secrets/token /etc/platform/app.conf $API_KEY_FILE >/dev/null && touch {READY} && " \
-    "exec /bin/busybox sleep 3600"
+PORT = 8080
+# Ready once every file it is given can be read by its own user; then it answers HTTP with its hostname.
+STARTUP = (f"cat /etc/platform/secrets/token /etc/platform/app.conf $API_KEY_FILE >/dev/null && mkdir /tmp/www && "
+           f"/bin/busybox hostname > /tmp/www/index.html && touch {READY} && "
+           f"exec /bin/busybox httpd -f -p {PORT} -h /tmp/www")
 
 
 def standin_spec(image: str, service: str, healthy: bool = True) -> ContainerSpec:
@@ -227,7 +229,13 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     # task (what Prometheus scrapes in Swarm mode).
     assert "Address" in run("nslookup", "store-client")
     task_ips = {c.attrs["NetworkSettings"]["Networks"][f"{prefix}-app"]["IPAddress"] for c in running}
-    assert len(task_ips) == 2 and task_ips <= set(re.findall(r"Address(?: \d+)?:\s*([\d.]+)", run("nslookup", "tasks.store-client")))
+    resolved = set(re.findall(r"Address(?: \d+)?:\s*([\d.]+)", run("nslookup", "tasks.store-client")))
+    assert len(task_ips) == 2 and task_ips <= resolved
+    # Every task answers over the overlay. (Not through the service's virtual IP: that needs the daemon's
+    # iptables, which the CI daemon runs without; busybox's own nc, since a static glibc wget cannot resolve.)
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5"
+    answers = {run("sh", "-c", f"{request} {ip} {PORT}").split("\r\n\r\n")[-1].strip() for ip in task_ips}
+    assert answers == {c.attrs["Config"]["Hostname"] for c in running}
     network = swarm.networks.get(f"{prefix}-app")
     assert (network.attrs["Driver"], network.attrs["Internal"], network.attrs["Options"].get("encrypted")) == (
         "overlay", True, "true")
