@@ -29,6 +29,7 @@ check: $(STAMP)
 
 benchmark: $(STAMP)
 	$(VENV)/bin/python benchmarks/plan_scaling.py
+	$(VENV)/bin/python benchmarks/plan_scaling.py --runtime swarm
 	$(VENV)/bin/python benchmarks/check_overhead.py
 
 clean:

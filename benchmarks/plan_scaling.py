@@ -7,6 +7,9 @@ same runner and mocks, a program registering the same number of bare `docker.Con
 like a worker's (env, labels, healthcheck, networks, limits). Prints seconds, per-resource milliseconds, the
 ratio plan/floor (goal: within 1.2x), then a least-squares line over the worker counts with its residuals:
 a constant cost per added worker shows as small residuals.
+
+`--runtime swarm` plans the Swarm runtime with the workers autoscaled: one worker service whatever their
+count, so the resource count must not grow with it (checked).
 """
 
 from __future__ import annotations
@@ -28,12 +31,17 @@ from infra.mockrun import load_project, run_program, run_under_mocks
 GOAL = 1.2
 
 
-def prod_project(workers: int, directory: Path) -> Path:
+def prod_project(workers: int, directory: Path, runtime: str = "docker") -> Path:
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     project["main"] = str(REPO_ROOT / "stacks")
     (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
     stack = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
-    stack["config"]["platform:settings"]["workers"] = workers
+    settings = stack["config"]["platform:settings"]
+    settings["workers"] = workers
+    if runtime == "swarm":
+        settings["runtime"] = "swarm"
+        settings["autoscaling"] = {"docker_socket_accepted_until": "2027-11-30", "workers": {
+            "min_replicas": 1, "max_replicas": workers, "consumer_group": "job-workers", "topic": "jobs"}}
     (directory / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
     return directory
 
@@ -89,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[3, 30, 300, 1000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--runtime", choices=["docker", "swarm"], default="docker")
     args = parser.parse_args()
+    counts = set()
 
     print(f"{'workers':>7} {'resources':>9} {'plan s':>8} {'floor s':>8} {'plan ms/res':>11} "
           f"{'floor ms/res':>12} {'ratio':>6}")
@@ -97,9 +107,10 @@ def main() -> None:
     floors: list[float] = []
     for workers in args.workers:
         with tempfile.TemporaryDirectory() as tmp:
-            project = load_project(prod_project(workers, Path(tmp)), "prod")
+            project = load_project(prod_project(workers, Path(tmp), args.runtime), "prod")
             plan_s, run = median_seconds(lambda project=project: run_program(project, "prod"), args.repeat)
         count = len(run.resources)
+        counts.add(count)
         floor_s, bare = median_seconds(
             lambda count=count: run_under_mocks(bare_program(count), "bench", "prod"), args.repeat)
         assert len(bare.resources) == count
@@ -115,6 +126,8 @@ def main() -> None:
         intercept, slope, residuals = linear_fit([float(w) for w in args.workers], floors)
         print(f"floor s = {intercept:.3f} + {1000 * slope:.3f} ms x workers; residuals (s): "
               + ", ".join(f"{w}: {r:+.3f}" for w, r in zip(args.workers, residuals)))
+    if args.runtime == "swarm" and len(counts) > 1:
+        raise SystemExit(f"swarm plan grows with the worker count: {sorted(counts)} resources")
 
 
 if __name__ == "__main__":

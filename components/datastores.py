@@ -43,6 +43,8 @@ class PostgresArgs(DataStoreArgs):
 class KafkaArgs(DataStoreArgs):
     mode: NotRequired[Literal["kraft", "zookeeper"]]
     zookeeper_image: NotRequired[str]
+    partitions: NotRequired[int]
+    """Partitions of the topics the broker creates (num.partitions): at least the most consumers of a group."""
 
 
 def _require(component: str, args: Mapping, *keys: str) -> None:
@@ -113,6 +115,9 @@ def kafka_jaas(user: str, password: pulumi.Input[str], *, broker: bool = False) 
         '" password="', password, *accepted, '";')
 
 
+KAFKA_JAAS_PATH = f"{FILES_DIR}/secrets/kafka_server_jaas.conf"
+
+
 def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
     _require("Kafka", args)
     mode = args.get("mode", "kraft")
@@ -129,6 +134,8 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
         "KAFKA_SUPER_USERS": f"User:{KAFKA_USER}",
         "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        # Topics created without a partition count get this many, so every autoscaled consumer has one.
+        "KAFKA_NUM_PARTITIONS": str(args.get("partitions", 1)),
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
@@ -164,11 +171,15 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
             volumes=[VolumeMount("zookeeper-data", "/data"), VolumeMount("zookeeper-datalog", "/datalog")],
             read_only=False, cap_add=STEP_DOWN_CAPS,
         ))
+    # The broker's login is a JAAS file named in KAFKA_OPTS (the apache/kafka image keeps KAFKA_OPTS out of
+    # server.properties and expects the login there for SASL: apache/kafka docker/resources/common-scripts/
+    # configure, core/src/main/scala/kafka/docker/KafkaDockerWrapper.scala), so no credential is in env.
+    jaas = pulumi.Output.concat("KafkaServer {\n  ", kafka_jaas(KAFKA_USER, args["password"], broker=True), "\n};\n")
     specs.append(ContainerSpec(
         service="kafka", role="ds", image=args["image"], networks=["data"],
-        memory_mb=args["memory_mb"], cpus=args["cpus"], env=env,
-        secret_env={"KAFKA_LISTENER_NAME_BROKER_PLAIN_SASL_JAAS_CONFIG": kafka_jaas(
-            KAFKA_USER, args["password"], broker=True)},
+        memory_mb=args["memory_mb"], cpus=args["cpus"],
+        env={**env, "KAFKA_OPTS": f"-Djava.security.auth.login.config={KAFKA_JAAS_PATH}"},
+        files=[FileSpec(KAFKA_JAAS_PATH, jaas, secret=True)],
         healthcheck=Healthcheck(["CMD-SHELL", "bash -c 'echo > /dev/tcp/127.0.0.1/9092'"], start_period="60s"),
         volumes=[VolumeMount("kafka-data", "/var/lib/kafka/data")],
         user="1000:1000", read_only=False, stop_grace_seconds=60,
@@ -177,6 +188,7 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
 
 
 CLICKHOUSE_USER = "platform"
+CLICKHOUSE_PASSWORD_PATH = f"{FILES_DIR}/secrets/clickhouse_password"
 CLICKHOUSE_METRICS = """<clickhouse>
   <prometheus>
     <endpoint>/metrics</endpoint><port>9363</port>
@@ -191,10 +203,13 @@ def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
     return validate_spec(ContainerSpec(
         service="clickhouse", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
+        # The image's entrypoint reads CLICKHOUSE_PASSWORD_FILE (ClickHouse/docker-library
+        # server/24.8.*/entrypoint.sh), so the password is a file, not env.
         env={"CLICKHOUSE_USER": CLICKHOUSE_USER, "CLICKHOUSE_DB": "logs",
-             "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT": "0", "CLICKHOUSE_SKIP_USER_SETUP": "0"},
-        secret_env={"CLICKHOUSE_PASSWORD": args["password"]},
-        files=[FileSpec("/etc/clickhouse-server/config.d/prometheus.xml", CLICKHOUSE_METRICS)],
+             "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT": "0", "CLICKHOUSE_SKIP_USER_SETUP": "0",
+             "CLICKHOUSE_PASSWORD_FILE": CLICKHOUSE_PASSWORD_PATH},
+        files=[FileSpec("/etc/clickhouse-server/config.d/prometheus.xml", CLICKHOUSE_METRICS),
+               FileSpec(CLICKHOUSE_PASSWORD_PATH, args["password"], secret=True)],
         healthcheck=Healthcheck(["CMD-SHELL", "wget -qO- http://127.0.0.1:8123/ping | grep -q Ok"]),
         volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse"),
                  VolumeMount("clickhouse-logs", "/var/log/clickhouse-server")],

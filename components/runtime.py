@@ -33,6 +33,13 @@ class Deployment:
     hostnames: list[str]
     containers: list[pulumi.Resource] = field(default_factory=list)
     """One per hostname: what another component waits for (`depends_on`)."""
+    scrape_hostnames: list[str] = field(default_factory=list)
+    """Names through which Prometheus reaches every instance, when the hostnames do not (a Swarm service's
+    name is one virtual IP; `tasks.<service>` resolves to each task); empty: the hostnames."""
+
+    @property
+    def scrape_hosts(self) -> list[str]:
+        return self.scrape_hostnames or self.hostnames
 
 
 class Runtime(Protocol):

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from infra.backup import add_backup_commands
+from infra.autoscale import add_autoscale_arguments, cmd_autoscale
 from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
 from infra.diagram import add_diagram_arguments, cmd_diagram
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagram_arguments(diagram)
     diagram.set_defaults(handler=cmd_diagram)
     add_backup_commands(commands, add_program_arguments)
+    autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
+    add_autoscale_arguments(autoscale)
+    autoscale.set_defaults(handler=cmd_autoscale)
     return parser
 
 

@@ -55,6 +55,7 @@ class Registration:
     """Input property (wire name) -> URNs of the resources its value came from."""
     protect: bool = False
     additional_secret_outputs: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +170,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             protect=bool(request.protect),
             additional_secret_outputs=list(request.additionalSecretOutputs),
+            ignore_changes=list(request.ignoreChanges),
         ))
         return response
 

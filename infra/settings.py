@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.backup.model import BackupConfig
+from components.autoscaling import ScalingPolicy
 from components.edge.model import EdgeConfig
 from components.images import pinned_image, pinned_tag
 from components.monitoring.model import MonitoringConfig
@@ -146,6 +147,19 @@ class ContainerMetrics(Model):
     """Expiry of the CTR-014 waiver; past it the policy pack fails the stack until someone re-decides."""
 
 
+class Autoscaling(Model):
+    workers: ScalingPolicy
+    """Worker replicas follow the Kafka consumer lag (swarm runtime; `infra autoscale` applies it)."""
+    docker_socket_accepted_until: date
+    """The controller mounts a manager's Docker socket to update the worker service: a risk accepted until
+    this date (its CTR-014 waiver expires then)."""
+
+
+class Swarm(Model):
+    encrypt_networks: bool = False
+    """IPsec on the overlay networks (needs the kernel's esp/xfrm support on every node); on in prod."""
+
+
 class Settings(Model):
     environment: Literal["dev", "staging", "prod"]
     public_hosts: list[str] = Field(min_length=1)
@@ -177,6 +191,10 @@ class Settings(Model):
     backups: BackupConfig | None = None
     """The S3 backup store and each backup class's schedule and retention; omitted: no backup jobs (which
     the policy pack's BAK-001 refuses in prod)."""
+    runtime: Literal["docker", "swarm"] = "docker"
+    """docker: plain containers on one host; swarm: services on a Docker Swarm (one node or many)."""
+    swarm: Swarm = Swarm()
+    autoscaling: Autoscaling | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -216,6 +234,17 @@ class Settings(Model):
                 raise ValueError("edge.block_management_paths must be true in prod")
         return self
 
+    @model_validator(mode="after")
+    def _autoscaling_on_swarm(self) -> Settings:
+        if self.autoscaling is not None:
+            policy = self.autoscaling.workers
+            if self.runtime != "swarm":
+                raise ValueError("autoscaling needs runtime: swarm")
+            if not policy.min_replicas <= self.workers <= policy.max_replicas:
+                raise ValueError(f"workers ({self.workers}) must be within autoscaling.workers min_replicas.."
+                                 f"max_replicas ({policy.min_replicas}..{policy.max_replicas})")
+        return self
+
     @property
     def grafana_url(self) -> str:
         return self.grafana_root_url or f"https://grafana.{self.public_hosts[0]}/"
@@ -245,6 +274,7 @@ _SMALL_APPS = {name: _app(512, 0.5, 5, 1) for name in _PROD_APPS}
 ENVIRONMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "prod": {
         "log_level": "INFO",
+        "swarm": {"encrypt_networks": True},
         "swagger_enabled": False,
         "workers": 3,
         "apps": _PROD_APPS,

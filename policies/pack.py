@@ -26,7 +26,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from infra import catalog
 from policies import waivers
-from policies.props import SERVICE, WORKLOADS, ImageSource, Workload, image_source, labels, workload
+from policies.props import FILE_OBJECTS, SERVICE, WORKLOADS, ImageSource, Workload, image_source, labels, workload
 from policies.registry import DOCS_PATH, Rule, enforced_rules
 
 PACK_DIR = Path(__file__).resolve().parent
@@ -76,7 +76,7 @@ class Stack:
         every = [
             workload(r.resource_type, r.props, r.name, r.urn, image_sources(r))
             for r in resources
-            if r.resource_type in WORKLOADS
+            if r.resource_type in (*WORKLOADS, *FILE_OBJECTS)
         ]
         self.workloads = [w for w in every if w.runs]
         """Running workloads: the subjects of stack rules."""
@@ -162,7 +162,7 @@ def _resource_validate(rule: Rule):
         options = _options(rule, args.get_config())
 
         def target() -> Any:
-            if args.resource_type in WORKLOADS:
+            if args.resource_type in (*WORKLOADS, *FILE_OBJECTS):
                 return workload(args.resource_type, args.props, args.name, args.urn)
             return args
 
@@ -265,7 +265,7 @@ def in_scope(rule: Rule, resource_type: str, props: Any, name: str = "", urn: st
     in scope, so the policy runs and reports the unknown."""
     if not rule.per_resource or resource_type not in rule.types:
         return False
-    if resource_type not in WORKLOADS:
+    if resource_type not in (*WORKLOADS, *FILE_OBJECTS):
         return True
     try:
         return applies(rule, workload(resource_type, props, name, urn))

@@ -24,6 +24,7 @@ REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 IMAGE = "docker:index/image:Image"
 REGISTRY_IMAGE = "docker:index/registryImage:RegistryImage"
 SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
+SECRET = "docker:index/secret:Secret"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
@@ -31,10 +32,14 @@ TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
 TLS_LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 WORKLOADS = (CONTAINER, SERVICE)
+FILE_OBJECTS = (SERVICE_CONFIG, SECRET)
+"""Swarm configs and secrets: each carries one file of a service (label PATH_LABEL), judged by the rules that
+read files, as a never-started container carries a plain container's files."""
 
 ROLE_LABEL = "platform.role"
 SERVICE_LABEL = "platform.service"
 FILES_DIGEST_LABEL = "platform.files-digest"
+PATH_LABEL = "platform.path"
 ROLES = ("app", "ds", "mon", "lb")
 
 # Image/service name fragments -> kind, and kind -> role. Exporters and backup tools carry a
@@ -227,6 +232,7 @@ class Workload:
         self.images = images
         """The image resources its image comes from (stack rules see them through the resource graph)."""
         self.is_service = type_ == SERVICE
+        self.is_file_object = type_ in FILE_OBJECTS
         self.spec = get(props, "taskSpec", "containerSpec", default={}) if self.is_service else props
 
     @cached_property
@@ -291,7 +297,16 @@ class Workload:
     def runs(self) -> bool:
         """False for a container created with `start: false`: it never runs, it only carries files (uploads)
         onto a volume that a read-only container mounts."""
+        if self.is_file_object:
+            return False
         return self.is_service or get(self.props, "start", default=True) is not False
+
+    @cached_property
+    def holds_its_files(self) -> bool:
+        """Its files, if any, are all in its own uploads: a rule may report one that is missing. Not so for a
+        workload whose files live elsewhere (FILES_DIGEST_LABEL), nor for a config or secret, which carries
+        one file of its service."""
+        return not self.files_on_volume and not self.is_file_object
 
     @cached_property
     def files_on_volume(self) -> bool:
@@ -303,6 +318,10 @@ class Workload:
     def uploads(self) -> dict[str, str]:
         """File path -> text of every `uploads` entry (Containers only; Services use docker configs)."""
         files: dict[str, str] = {}
+        if self.is_file_object:
+            content = decode_base64(str(get(self.props, "data", default="")))
+            path = self.labels.get(PATH_LABEL, self.name)
+            return {path: content} if content is not None else files
         if self.is_service:
             return files
         for upload in items(get(self.props, "uploads")):
@@ -315,6 +334,8 @@ class Workload:
 
     @cached_property
     def uploaded_files(self) -> list[str]:
+        if self.is_file_object:
+            return [self.labels.get(PATH_LABEL, self.name)]
         return (
             []
             if self.is_service
@@ -396,7 +417,7 @@ class Workload:
     def networks(self) -> list[str]:
         if self.is_service:
             return [
-                str(get(n, "name", default=""))
+                str(get(n, "name", default=None) or get(n, "id", default=""))
                 for n in items(get(self.props, "taskSpec", "networksAdvanceds"))
             ]
         return [str(get(n, "name", default="")) for n in items(get(self.props, "networksAdvanced"))]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from policies.props import FILE_OBJECTS, SERVICE
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -98,6 +100,11 @@ def _decorator(kind: str, **meta: Any) -> Callable[[Callable[..., None]], Callab
     def wrap(check: Callable[..., None]) -> Callable[..., None]:
         description = inspect.cleandoc(check.__doc__ or "").split("\n\n")[0].replace("\n", " ")
         domain = check.__module__.rsplit(".", 1)[-1]
+        reads_files = meta.pop("reads_files", False) or getattr(check, "reads_files", False)
+        types = tuple(meta.pop("types", ()))
+        if kind == "resource" and reads_files and SERVICE in types:
+            # A Swarm service's files are its configs and secrets: the rules reading files judge those.
+            types += tuple(t for t in FILE_OBJECTS if t not in types)
         _register(
             Rule(
                 kind=kind,
@@ -106,8 +113,8 @@ def _decorator(kind: str, **meta: Any) -> Callable[[Callable[..., None]], Callab
                 check=check,
                 checklist=tuple(meta.pop("checklist")),
                 sources=tuple(meta.pop("sources")),
-                types=tuple(meta.pop("types", ())),
-                reads_files=meta.pop("reads_files", False) or getattr(check, "reads_files", False),
+                types=types,
+                reads_files=reads_files,
                 reads_identity=getattr(check, "reads_identity", False)
                 or getattr(meta.get("scope"), "reads_identity", False),
                 **meta,

@@ -16,12 +16,15 @@ from components.backup.jobs import (
     BackupJobs,
     postgres_archiving,
 )
+from components.autoscaler import METRICS_PORT as AUTOSCALER_METRICS_PORT
+from components.autoscaler import Autoscaler
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
 from components.loadbalancer import LoadBalancer
 from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets
 from components.network import Network
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
+from components.swarm import SwarmRuntime
 from components.tls import Tls
 from infra.stackconfig import StackInputs
 
@@ -38,7 +41,12 @@ WORKER_NEEDS = ("postgres", "redis", "kafka")
 def build(inputs: StackInputs) -> dict[str, Any]:
     settings = inputs.settings
     provider = docker.Provider("docker", host=settings.docker_host) if settings.docker_host else None
-    runtime = DockerRuntime(name_prefix=f"orchestration-{settings.environment}", provider=provider)
+    prefix = f"orchestration-{settings.environment}"
+    if settings.runtime == "swarm":
+        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, encrypt_networks=settings.swarm.encrypt_networks,
+                               autoscaled=frozenset({"worker"} if settings.autoscaling else ()))
+    else:
+        runtime = DockerRuntime(name_prefix=prefix, provider=provider)
 
     network = Network("network", {"runtime": runtime})
     networks = network.networks
@@ -84,7 +92,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         pulumi.ResourceOptions(depends_on=[backup_image]) if backups else None)
     redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
-                            "mode": data.kafka_mode, "zookeeper_image": images.zookeeper})
+                            "mode": data.kafka_mode, "zookeeper_image": images.zookeeper,
+                            **({"partitions": settings.autoscaling.workers.max_replicas} if settings.autoscaling
+                               else {})})
     clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
 
     connections = Connections(
@@ -130,19 +140,34 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "depends_on": [backup_image, *postgres.deployments[0].containers, *clickhouse.deployments[0].containers],
     }) if backups else None
 
+    scaler_targets = []
+    if settings.autoscaling:
+        policy = settings.autoscaling.workers
+        scaler = Autoscaler("autoscaler", {
+            "runtime": runtime, "networks": networks, "image": settings.image("autoscaler"), "policy": policy,
+            "service": f"{prefix}-worker", "prometheus_url": "http://prometheus:9090", "provider": provider,
+            "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
+        scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.scrape_hosts, AUTOSCALER_METRICS_PORT,
+                                            "/metrics")
+
     # Every app container is a scrape target: a service added above is monitored with no other edit.
     services = {**{name: app.deployment.hostnames for name, app in apps.items()},
                 "worker": workers.service.deployment.hostnames}
+    scraped = {**{name: app.deployment.scrape_hosts for name, app in apps.items()},
+               "worker": workers.service.deployment.scrape_hosts}
     monitoring = settings.monitoring
     if backups:
         # The backup-stale alerts judge freshness by the backup settings, as `infra backup verify` does.
         monitoring = monitoring.model_copy(update={"alerts": monitoring.alerts.model_copy(
             update=backups.alert_max_ages())})
+    if settings.autoscaling:  # a missing autoscaler gets its ServiceAbsent alert
+        monitoring = monitoring.model_copy(update={"required_jobs": (*monitoring.required_jobs, "autoscaler")})
     Monitoring("monitoring", {
         "runtime": runtime, "networks": networks, "config": monitoring,
+        "per_task_dns": settings.runtime == "swarm",
         "images": {key: getattr(images, key) for key in (*IMAGE_KEYS, "cadvisor")},
-        "app_targets": [target for name, hosts in services.items()
-                        for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)],
+        "app_targets": [target for name, hosts in scraped.items()
+                        for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)] + scaler_targets,
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
         "grafana_root_url": settings.grafana_url,
         **({"container_metrics_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}

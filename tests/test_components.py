@@ -174,8 +174,14 @@ def test_data_stores_are_hardened_private_and_authenticated():
     assert kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].startswith("BROKER:SASL_PLAINTEXT")
     assert kafka_env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
     assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert secret_env_keys(found["kafka"]) == {"KAFKA_LISTENER_NAME_BROKER_PLAIN_SASL_JAAS_CONFIG"}
-    assert secret_env_keys(found["clickhouse"]) == {"CLICKHOUSE_PASSWORD"}
+    assert secret_env_keys(found["kafka"]) == set()
+    assert kafka_env["KAFKA_OPTS"] == "-Djava.security.auth.login.config=/etc/platform/secrets/kafka_server_jaas.conf"
+    jaas = files_of(run.resources, "kafka")["/etc/platform/secrets/kafka_server_jaas.conf"]
+    assert is_secret(jaas["content"]) and reveal(jaas["content"]).startswith(
+        "KafkaServer {\n  org.apache.kafka.common.security.plain.PlainLoginModule required")
+    assert (jaas["permissions"], jaas["owner"]) == ("0400", "1000")
+    assert secret_env_keys(found["clickhouse"]) == set()
+    assert env_of(found["clickhouse"])["CLICKHOUSE_PASSWORD_FILE"] == "/etc/platform/secrets/clickhouse_password"
     assert env_of(found["clickhouse"])["CLICKHOUSE_SKIP_USER_SETUP"] == "0"
     volumes = {r.inputs["name"] for r in registered(run, "docker:index/volume:Volume")}
     assert "orchestration-test-postgres-data" in volumes

@@ -377,6 +377,30 @@ def _warning(config: MonitoringConfig) -> list[AlertSpec]:
     t = config.alerts
     specs = []
 
+    end = fire_time(t.workers_at_max_for)
+    scaled = {**_target("autoscaler", 9464), "swarm_service": "orchestration-prod-worker"}
+
+    def replicas(desired: int) -> Series:
+        return (_gauge("autoscaler_desired_replicas", scaled, desired, end),
+                _gauge("autoscaler_max_replicas", scaled, 12, end))
+
+    specs.append(
+        AlertSpec(
+            name="WorkersAtMaxReplicas",
+            group="warning",
+            family="autoscaling",
+            expr="autoscaler_desired_replicas >= autoscaler_max_replicas",
+            for_=t.workers_at_max_for,
+            summary=f"{label('swarm_service')} has wanted its maximum replicas for {t.workers_at_max_for}",
+            description=f"The autoscaler has kept {label('swarm_service')} at max_replicas for more than "
+            f"{t.workers_at_max_for}: the Kafka lag needs more workers than the policy (or the topic's "
+            "partitions) allow. Raise autoscaling.workers.max_replicas with the partitions, or find the slow "
+            "consumer.",
+            firing=(Scenario(replicas(12), (scaled,)),),
+            silent=(Scenario(replicas(11)),),
+        )
+    )
+
     end = fire_time(t.job_failure_for)
     completed = "orchestrator_jobs_completed_total"
 

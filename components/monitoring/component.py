@@ -19,7 +19,7 @@ from components.monitoring.render import (
     render_prometheus_config,
 )
 from components.monitoring.runtime import alertmanager_args, grafana_environment, prometheus_args
-from components.monitoring.targets import ScrapeTarget, exporter_targets
+from components.monitoring.targets import TASKS_DNS_PREFIX, ScrapeTarget, exporter_targets
 from components.runtime import Runtime
 from components.spec import (
     FILES_DIR,
@@ -73,6 +73,8 @@ class MonitoringArgs(TypedDict):
     grafana_admin_password: pulumi.Input[str]
     grafana_secret_key: pulumi.Input[str]
     stores: StoreAccess
+    per_task_dns: NotRequired[bool]
+    """The host exporters run one task per node, each reached as `tasks.<service>` (Swarm)."""
     container_metrics_until: NotRequired[str]
     """ISO date: deploy cAdvisor, accepting its read-only Docker socket until then (a CTR-014 waiver)."""
     alert_smtp_password: NotRequired[pulumi.Input[str]]
@@ -108,8 +110,11 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     if until and not images.get("cadvisor"):
         raise ComponentArgsError("Monitoring: images: missing ['cadvisor'] (container metrics are on)")
     config = effective_config(config, container_metrics=bool(until))
-    targets = [*args["app_targets"], *exporter_targets(cadvisor="cadvisor" if until else None,
-                                                         clickhouse_backup=args.get("clickhouse_backup")),
+    per_node = TASKS_DNS_PREFIX if args.get("per_task_dns") else ""
+    targets = [*args["app_targets"],
+               *exporter_targets(node_exporter=f"{per_node}node-exporter",
+                                 cadvisor=f"{per_node}cadvisor" if until else None,
+                                 clickhouse_backup=args.get("clickhouse_backup")),
                ScrapeTarget("blackbox-exporter", "blackbox-exporter:9115")]
     try:
         prometheus_yml = render_prometheus_config(

@@ -94,6 +94,8 @@ class AlertThresholds(_Frozen):
     # "Unusual login activity": failed logins per minute summed over a service's instances.
     failed_logins_per_minute: float = Field(default=5.0, gt=0)
     failed_logins_for: Duration = "5m"
+    # The autoscaler wants max_replicas this long: the policy's ceiling, or the topic's partitions, is too low.
+    workers_at_max_for: Duration = "30m"
     tls_certificate_min_days: int = Field(default=14, gt=0)
     tls_certificate_for: Duration = "15m"
     # Backup freshness ("Backup Schedule": hourly incremental, daily full, weekly ClickHouse),

@@ -21,7 +21,7 @@ from .alerts import (
     pending_time,
 )
 from .model import MonitoringConfig
-from .targets import ScrapeTarget, exporter_targets
+from .targets import TASKS_DNS_PREFIX, ScrapeTarget, exporter_targets
 
 __all__ = [
     "BLACKBOX_MODULE",
@@ -139,6 +139,9 @@ def render_prometheus_config(
 
 
 def _scrape_job(job: str, targets: Sequence[ScrapeTarget]) -> dict:
+    per_task = [t for t in targets if t.address.startswith(TASKS_DNS_PREFIX)]
+    if per_task:
+        return _dns_scrape_job(job, targets)
     paths = {t.metrics_path for t in targets}
     shared_path = paths.pop() if len(paths) == 1 else None
     static_configs = []
@@ -153,6 +156,22 @@ def _scrape_job(job: str, targets: Sequence[ScrapeTarget]) -> dict:
         scrape_job["metrics_path"] = shared_path
     scrape_job["static_configs"] = static_configs
     return scrape_job
+
+
+def _dns_scrape_job(job: str, targets: Sequence[ScrapeTarget]) -> dict:
+    """A job over Swarm tasks: Docker's DNS answers `tasks.<service>` with one A record per task, which
+    Prometheus re-resolves (dns_sd_configs), so every replica is scraped, however many there are."""
+    if len(targets) != 1:
+        raise ValueError(f"job {job!r}: a tasks.<service> target must be the job's only target")
+    (target,) = targets
+    host, _, port = target.address.rpartition(":")
+    return {
+        "job_name": job,
+        "metrics_path": target.metrics_path,
+        "dns_sd_configs": [{"names": [host], "type": "A", "port": int(port)}],
+        "relabel_configs": [{"target_label": key, "replacement": value}
+                            for key, value in {"service": job, **target.labels}.items()],
+    }
 
 
 def render_blackbox_config() -> str:

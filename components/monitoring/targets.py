@@ -50,6 +50,10 @@ CLICKHOUSE_METRICS_PORT = 9363
 CLICKHOUSE_BACKUP_API_PORT = 7171
 
 
+TASKS_DNS_PREFIX = "tasks."
+"""A target host `tasks.<service>` names every task of a Swarm service (Docker DNS, one A record each)."""
+
+
 def exporter_targets(
     *,
     postgres_exporter: str = "postgres-exporter",

@@ -230,6 +230,14 @@ docker.Service(
     update_config={"failure_action": "pause"},  # SWM-003
     opts=opts,
 )
+docker.Service(
+    "workers",
+    name="workers",
+    labels=[{"label": "platform.service", "value": "worker"}],
+    task_spec={"container_spec": {"image": "registry.example.com/worker:1.0"}},
+    mode={"replicated": {"replicas": 3}},
+    opts=opts,
+)  # SWM-005: a fixed worker count, no autoscaler
 
 # Traefik with its insecure API and the Docker provider exposing everything (EDGE-014);
 # HAProxy without TLS defaults (EDGE-015).

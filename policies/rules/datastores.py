@@ -73,7 +73,7 @@ def redis_auth(w: Workload, report, options) -> None:
     by_command = any(re.search(r"--(requirepass|aclfile)(\s|$)", part) for part in command)
     by_file = any(_redis_config_auth(text) for path, text in w.uploads.items() if path.endswith(".conf"))
     by_env = _has_value(env, "REDIS_PASSWORD")
-    if not (by_command or by_file or by_env or w.files_on_volume):
+    if not (by_command or by_file or by_env) and w.holds_its_files:
         report("no requirepass, ACL file or REDIS_PASSWORD: Redis accepts anyone")
     if literal:
         report("--requirepass with a literal value on the command line (visible in docker inspect)")

@@ -97,7 +97,7 @@ def _served_chains(server: Server) -> list[tuple[str, str | None, list[list]]]:
 def tls_protocols(w: Workload, report, options) -> None:
     """The load balancer terminates TLS and allows only TLS 1.2 and 1.3 (nginx 1.22 still enables 1.0/1.1)."""
     uploads = [path for path in w.uploads if nginxconf.is_nginx_file(path)]
-    if w.role == "lb" and w.kind in ("nginx", None) and not uploads and not w.files_on_volume:
+    if w.role == "lb" and w.kind in ("nginx", None) and not uploads and w.holds_its_files:
         report("no nginx.conf uploaded into the load balancer: TLS and edge settings cannot be verified")
         return
     _tls_protocols(w, report, options)

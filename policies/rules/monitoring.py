@@ -282,7 +282,7 @@ def alert_routing(w: Workload, report, options) -> None:
         text for path, text in w.uploads.items() if path.endswith(("alertmanager.yml", "alertmanager.yaml"))
     ]
     if not configs:
-        if not w.files_on_volume:
+        if w.holds_its_files:
             report("no alertmanager.yml uploaded: notifications cannot be verified")
         return
     doc = _yaml(configs[0])

@@ -16,14 +16,21 @@ def _network_index(stack) -> dict[str, object]:
 
 
 def _attached(w: Workload, resource, index: dict[str, object]) -> list[tuple[str, object | None]]:
-    """(network reference, network resource or None) for each attachment; Services often attach by id, which
-    the stack does not show, so an unmatched reference is resolved through the resource's dependencies."""
+    """(network reference, network resource or None) for each attachment; Services attach by id, which the
+    stack does not show, so unmatched references are resolved through the resource's network dependencies:
+    when as many are left as references, those are the networks it joins (by name, in no particular order)."""
     dependencies = [d for d in getattr(resource, "dependencies", []) if d.resource_type == NETWORK]
+    named = [(reference, index.get(reference)) for reference in w.networks]
+    spare = [d for d in dependencies if not any(d is network for _, network in named)]
+    unmatched = [reference for reference, network in named if network is None]
+    if not unmatched or len(unmatched) != len(spare):
+        return named
+    by_id = iter(spare)
     found = []
-    for reference in w.networks:
-        network = index.get(reference)
-        if network is None and len(dependencies) == 1:
-            network = dependencies[0]
+    for reference, network in named:
+        if network is None:
+            network = next(by_id)
+            reference = str(get(network.props, "name", default=network.name))
         found.append((reference, network))
     return found
 

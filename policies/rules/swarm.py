@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from policies.props import SERVICE, WORKLOADS, Workload, get, number, sensitive_env
+import yaml
+from pydantic import ValidationError
+
+from components.autoscaling import ScalingPolicy
+from policies.props import (
+    FILE_OBJECTS,
+    SERVICE,
+    SERVICE_LABEL,
+    WORKLOADS,
+    Workload,
+    get,
+    number,
+    sensitive_env,
+)
 from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
 from policies.scope import reads_identity
 
@@ -86,6 +99,54 @@ def stateful_placement(w: Workload, report, options) -> None:
     """Data store services are pinned to the nodes holding their volumes."""
     if w.role == "ds" and not get(w.props, "taskSpec", "placement", "constraints"):
         report("no placement constraints")
+
+
+WORKER_SERVICE = "worker"
+KAFKA_DEFAULT_PARTITIONS = 1  # Kafka's num.partitions default
+
+
+def _flag(args: list[str], flag: str) -> str | None:
+    return next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == flag), None)
+
+
+@stack_rule(
+    "SWM-005",
+    "worker-autoscaling",
+    "Workers autoscaled within the topic's partitions",
+    types=[SERVICE, *FILE_OBJECTS],
+    severity="medium",
+    prod=MANDATORY,
+    checklist=["infrastructure.auto-scaling"],
+    sources=["Kubernetes HorizontalPodAutoscaler", "KEDA Kafka scaler (at most one consumer per partition)"],
+    remediation="Set platform:settings.autoscaling.workers (the stack then runs `infra autoscale` on the worker "
+    "service) with max_replicas at most the partitions of its topic (KAFKA_NUM_PARTITIONS).",
+)
+def worker_autoscaling(stack, report, options) -> None:
+    """A Swarm worker service has an autoscaler applying a valid scaling policy, whose max_replicas does not
+    exceed the partitions the broker gives the topic (an extra consumer of a group would idle)."""
+    services = [w for w in stack.workloads if w.is_service]
+    workers = [w for w in services if w.labels.get(SERVICE_LABEL) == WORKER_SERVICE]
+    if not workers:
+        return
+    files = {path: text for w in stack.file_carriers if w.is_file_object for path, text in w.uploads.items()}
+    kafka = [w for w in services if w.kind == "kafka"]
+    partitions = int(number(kafka[0].env.get("KAFKA_NUM_PARTITIONS")) or KAFKA_DEFAULT_PARTITIONS) if kafka else None
+    for worker in workers:
+        scalers = [w for w in services if _flag(w.command, "--service") == worker.name]
+        if not scalers:
+            report(f"no autoscaler targets {worker.name}: its replicas do not follow the Kafka lag", worker.urn)
+            continue
+        for scaler in scalers:
+            path = _flag(scaler.command, "--policy")
+            try:
+                policy = ScalingPolicy.model_validate(yaml.safe_load(files.get(path or "", "")))
+            except (ValidationError, yaml.YAMLError) as error:
+                report(f"the autoscaler's policy {path} is missing or invalid: {str(error).splitlines()[0]}",
+                       scaler.urn)
+                continue
+            if partitions is not None and policy.max_replicas > partitions:
+                report(f"max_replicas {policy.max_replicas} is above the {partitions} partition(s) of topic "
+                       f"{policy.topic}: workers beyond them would idle", scaler.urn)
 
 
 DAEMON_EXPECTED = {

@@ -27,6 +27,7 @@ WARNING = {
     "ContainerCpuHigh",
     "UnusualLoginActivity",
     "TlsCertificateExpiringSoon",
+    "WorkersAtMaxReplicas",
 }
 BACKUPS = {
     "PostgresIncrementalBackupStale",

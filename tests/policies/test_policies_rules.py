@@ -232,6 +232,8 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("SWM-002", edit_service("orders", "mode", value={"replicated": {"replicas": 1.0}}), "orders"),
     ("SWM-003", edit_service("orders", "updateConfig", value={"failureAction": "pause"}), "orders"),
     ("SWM-004", edit_service("cache", "taskSpec", "placement", value={}), "cache"),
+    # The service becomes the workers, with no autoscaler targeting it.
+    ("SWM-005", edit_service("orders", "labels", value=[{"label": "platform.service", "value": "worker"}]), "orders"),
     ("DMN-001", lambda rs: None, None),  # the config attests nothing (see `attested` below)
     ("SEC-001", add_env("api-gateway", "DB_PASSWORD=Xk3pq9Lm2nVb7Rt5Wz8yQa1c"), "api-gateway"),
     (

@@ -1,0 +1,88 @@
+"""The worker autoscaler in the stack: `infra autoscale` as one replica on a manager, from an image built here.
+
+It reads the consumer lag from Prometheus and sets the worker service's replicas through the Docker Engine
+API of the manager it runs on (the socket, mounted read-only: a dated CTR-014 waiver, as for cAdvisor).
+Pulumi leaves those replicas alone afterwards (`SwarmRuntime.autoscaled`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NotRequired, TypedDict
+
+import pulumi
+import pulumi_docker as docker
+import yaml
+
+from components.autoscaling import ScalingPolicy
+from components.runtime import Deployment, Runtime
+from components.spec import (
+    FILES_DIR,
+    BindMount,
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    validate_spec,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = REPO_ROOT / "images" / "autoscaler" / "Dockerfile"
+POLICY_PATH = f"{FILES_DIR}/autoscale-policy.yaml"
+METRICS_PORT = 9464
+DOCKER_SOCKET = "/var/run/docker.sock"
+METRICS_PROBE = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=3)"
+WAIVER_REASON = "the autoscaler updates the worker service through the manager's Docker Engine API"
+
+
+class AutoscalerArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    image: str
+    """Where the built image is pushed: <registry>/autoscaler:<version>."""
+    policy: ScalingPolicy
+    service: str
+    """The Swarm service it scales (its full name)."""
+    prometheus_url: str
+    docker_socket_accepted_until: str
+    provider: NotRequired[docker.Provider | None]
+
+
+def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
+    for key in ("runtime", "networks", "image", "policy", "service", "prometheus_url", "docker_socket_accepted_until"):
+        if args.get(key) is None:
+            raise ComponentArgsError(f"Autoscaler: missing required arg {key!r}")
+    if not isinstance(args["policy"], ScalingPolicy):
+        raise ComponentArgsError("Autoscaler: policy must be a ScalingPolicy")
+    return validate_spec(ContainerSpec(
+        service="autoscaler", role="mon", image=args["image"], networks=["app"], memory_mb=128, cpus=0.25,
+        command=["--service", args["service"], "--prometheus-url", args["prometheus_url"], "--policy", POLICY_PATH,
+                 "--metrics-port", str(METRICS_PORT), "--metrics-address", "0.0.0.0"],
+        files=[FileSpec(POLICY_PATH, yaml.safe_dump(args["policy"].model_dump(), sort_keys=False))],
+        bind_mounts=[BindMount(DOCKER_SOCKET, DOCKER_SOCKET)],
+        waivers={"CTR-014": f"reason={WAIVER_REASON};expires={args['docker_socket_accepted_until']}"},
+        healthcheck=Healthcheck(["CMD", "python", "-c", METRICS_PROBE], start_period="20s"),
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+    ))
+
+
+class Autoscaler(pulumi.ComponentResource):
+    """Builds and pushes the controller's image, and runs it beside the monitoring."""
+
+    image_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec = autoscaler_spec(args)
+        super().__init__("platform:index:Autoscaler", name, {}, opts)
+        image = docker.Image(
+            f"{name}-image",
+            image_name=args["image"],
+            build=docker.DockerBuildArgs(context=str(REPO_ROOT), dockerfile=str(DOCKERFILE), platform="linux/amd64"),
+            build_on_preview=False,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.get("provider")),
+        )
+        self.deployment: Deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,
+                                                             depends_on=[image])
+        self.image_name = image.image_name
+        self.register_outputs({"image_name": self.image_name})

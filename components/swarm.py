@@ -1,0 +1,281 @@
+"""Turn runtime-neutral specs into Docker Swarm services: the `Runtime` protocol on one node or many.
+
+One `docker.Service` per spec. Its files are docker configs and its credentials docker secrets, mounted as
+files (no carrier containers, nothing in env); networks are overlays (app and data internal, optionally
+encrypted); a failed rolling update rolls back by itself.
+
+Inputs are written in the canonical form the provider reads back, so a refresh shows no diff
+(kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service_structures.go: durations
+through `shortDur`, resources as integers, secret and config file modes as integers; networks attached by
+id, resource_docker_service.go `networks_advanced`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.monitoring.targets import TASKS_DNS_PREFIX
+from components.runtime import DROP_ALL, Deployment, _child
+from components.spec import ContainerSpec, FileSpec, NetworkName, validate_spec
+
+SECRETS_DIR = "/run/secrets"
+FILES_DIGEST_LABEL = "platform.files-digest"
+EDGE_NODE_LABEL = "platform.edge"
+"""Node label (`docker node update --label-add platform.edge=true NODE`) of the nodes the load balancer may
+run on: it publishes 80/443 in host mode, on the node that runs it."""
+STATEFUL_NODE_LABEL = "platform.{service}"
+"""Node label pinning a stateful service to the node holding its volumes (`platform.postgres=true`)."""
+# Reservations are what the scheduler sets aside on a node; limits are what a task may use.
+RESERVATION_RATIO = 0.5
+UPDATE_DELAY = "10s"
+RESTART_DELAY = "5s"
+RESTART_WINDOW = "2m"
+_DURATION = re.compile(r"^(\d+)(s|m|h)$")
+_SIZE = re.compile(r"^(\d+)([kmg]?)$")
+
+
+def seconds(duration: str) -> int:
+    """A spec's duration ("15s", "2m") in seconds."""
+    match = _DURATION.match(duration)
+    if not match:
+        raise ValueError(f"duration {duration!r} must be whole seconds, minutes or hours (s, m, h)")
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def go_duration(total: int) -> str:
+    """Go's time.Duration.String() trimmed as the provider's `shortDur` reads durations back ("1m30s", "2m",
+    "1h"), so the program's value is the value read back."""
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s" if minutes else f"{secs}s"
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text
+
+
+def canonical_duration(duration: str) -> str:
+    return go_duration(seconds(duration))
+
+
+def tmpfs_bytes(options: str) -> int | None:
+    """`size=` of a tmpfs option string ("rw,noexec,size=64m,uid=101"): Swarm mounts take only size and mode."""
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        match = _SIZE.match(value.lower()) if key == "size" else None
+        if match:
+            return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2]]
+    return None
+
+
+def object_name(prefix: str, service: str, path: str, content: str) -> str:
+    """A docker config or secret name: they are immutable, so the name changes with the content and the
+    service moves to the new object before the old one goes. Swarm allows 64 characters."""
+    digest = hashlib.sha256(f"{path}\0{content}".encode()).hexdigest()[:12]
+    suffix = posixpath.splitext(path)[1]
+    return f"{prefix}-{service}"[: 64 - len(digest) - len(suffix) - 1] + f"-{digest}{suffix}"
+
+
+def is_engine_socket(path: str) -> bool:
+    return path.endswith(("docker.sock", "containerd.sock"))
+
+
+def is_stateful(spec: ContainerSpec) -> bool:
+    return bool(spec.volumes)
+
+
+def monitor_seconds(spec: ContainerSpec) -> int:
+    """How long a new task is watched before the update moves on: long enough for its healthcheck to fail."""
+    check = spec.healthcheck
+    return seconds(check.start_period) + (seconds(check.interval) + seconds(check.timeout)) * check.retries
+
+
+@dataclass(frozen=True)
+class SwarmRuntime:
+    name_prefix: str
+    """Prefix of every Swarm object name, so several stacks can share one Swarm."""
+    provider: docker.Provider | None = None
+    encrypt_networks: bool = False
+    """IPsec between nodes on every overlay network (`encrypted` driver option)."""
+    autoscaled: frozenset[str] = frozenset()
+    """Services whose replicas a controller owns: Pulumi sets them once and then leaves them alone."""
+
+    def _opts(self, parent: pulumi.Resource, **extra) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
+
+    def network(self, name: NetworkName, internal: bool, owner: str, parent: pulumi.Resource) -> docker.Network:
+        return docker.Network(
+            f"{owner}-{name}",
+            name=f"{self.name_prefix}-{name}",
+            driver="overlay",
+            internal=internal,
+            attachable=False,
+            options={"encrypted": "true"} if self.encrypt_networks else None,
+            labels=[docker.NetworkLabelArgs(label="platform.network", value=name)],
+            opts=self._opts(parent),
+        )
+
+    def deploy(self, spec: ContainerSpec, networks: dict[str, pulumi.Resource], owner: str,
+               parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> Deployment:
+        validate_spec(spec)
+        service_name = f"{self.name_prefix}-{spec.service}"
+        secret_files = [f for f in spec.files if f.secret]
+        # Credentials an image reads only from env reach it as files too: `<KEY>_FILE` names the file.
+        secret_files += [FileSpec(f"{SECRETS_DIR}/{key.lower()}", value, secret=True)
+                         for key, value in spec.secret_env.items()]
+        env = {key: value for key, value in spec.env.items()}
+        env |= {f"{key}_FILE": f"{SECRETS_DIR}/{key.lower()}" for key in spec.secret_env}
+        if spec.instance_env:
+            # Swarm expands templates in env: each replica learns its slot (worker-1, worker-2, ...).
+            env[spec.instance_env] = f"{spec.service}-{{{{.Task.Slot}}}}"
+        labels = {"platform.role": spec.role, "platform.service": spec.service,
+                  **{f"platform.waiver.{rule}": waiver for rule, waiver in spec.waivers.items()}}
+        uid, _, gid = (spec.user or "").partition(":")
+        secrets = [self._file_object(docker.Secret, spec, f, owner, parent) for f in secret_files]
+        configs = [self._file_object(docker.ServiceConfig, spec, f, owner, parent)
+                   for f in spec.files if not f.secret]
+        if secrets or configs:
+            # Its files are configs and secrets, not part of its own definition (policy rules read them there).
+            labels[FILES_DIGEST_LABEL] = pulumi.Output.all(*[o.name for o in (*secrets, *configs)]).apply(
+                lambda names: hashlib.sha256("\0".join(names).encode()).hexdigest())
+        check = spec.healthcheck
+        stateful = is_stateful(spec)
+        rollout = {
+            "parallelism": 1,
+            "delay": UPDATE_DELAY,
+            "monitor": go_duration(monitor_seconds(spec)),
+            "max_failure_ratio": "0.0",
+            # A second task beside the first needs neither the volume nor the host port the first one holds.
+            "order": "stop-first" if stateful or spec.ports else "start-first",
+        }
+        constraints = []
+        # Volumes are local to a node: a service runs where the volumes it mounts live, its own or, for a
+        # volume shared from another service (a backup job), that service's.
+        for holder in sorted({m.shared_from or spec.service for m in spec.volumes}):
+            constraints.append(f"node.labels.{STATEFUL_NODE_LABEL.format(service=holder)}==true")
+        if spec.ports:
+            constraints.append(f"node.labels.{EDGE_NODE_LABEL}==true")
+        # A spec reading host paths watches its host: one task on every node. One that only talks to the
+        # Engine API updates services, which only a manager's API does.
+        per_node = any(not is_engine_socket(m.source) for m in spec.bind_mounts)
+        if spec.bind_mounts and not per_node:
+            constraints.append("node.role==manager")
+        service = docker.Service(
+            _child(owner, spec.service),
+            name=service_name,
+            labels=_labels(docker.ServiceLabelArgs, labels),
+            mode=docker.ServiceModeArgs(global_=True) if per_node else docker.ServiceModeArgs(
+                replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
+            task_spec=docker.ServiceTaskSpecArgs(
+                container_spec=docker.ServiceTaskSpecContainerSpecArgs(
+                    image=spec.image,
+                    commands=list(spec.entrypoint) if spec.entrypoint else None,
+                    args=list(spec.command) if spec.command else None,
+                    env=env or None,
+                    user=spec.user,
+                    read_only=spec.read_only,
+                    cap_drops=DROP_ALL,
+                    cap_adds=list(spec.cap_add) or None,
+                    labels=_labels(docker.ServiceTaskSpecContainerSpecLabelArgs, labels),
+                    stop_grace_period=go_duration(spec.stop_grace_seconds),
+                    healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
+                        tests=list(check.test), interval=canonical_duration(check.interval),
+                        timeout=canonical_duration(check.timeout), retries=check.retries,
+                        start_period=canonical_duration(check.start_period)),
+                    mounts=self._mounts(spec) or None,
+                    secrets=[docker.ServiceTaskSpecContainerSpecSecretArgs(
+                        secret_id=secret.id, secret_name=secret.name, file_name=f.path,
+                        # Readable by the service's own user only; without one, the image's entrypoint steps
+                        # down from root to a user of its own, which must still read them.
+                        file_uid=uid or "0", file_gid=(gid or uid) or "0", file_mode=0o400 if uid else 0o444)
+                        for secret, f in zip(secrets, secret_files, strict=True)] or None,
+                    configs=[docker.ServiceTaskSpecContainerSpecConfigArgs(
+                        config_id=config.id, config_name=config.name, file_name=f.path, file_uid="0",
+                        file_gid="0", file_mode=0o444)
+                        for config, f in zip(configs, [f for f in spec.files if not f.secret], strict=True)] or None,
+                ),
+                resources=docker.ServiceTaskSpecResourcesArgs(
+                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(
+                        nano_cpus=int(spec.cpus * 1e9), memory_bytes=spec.memory_mb * 1024 * 1024),
+                    reservation=docker.ServiceTaskSpecResourcesReservationArgs(
+                        nano_cpus=int(spec.cpus * RESERVATION_RATIO * 1e9),
+                        memory_bytes=int(spec.memory_mb * RESERVATION_RATIO) * 1024 * 1024),
+                ),
+                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
+                    condition="on-failure", delay=RESTART_DELAY, max_attempts=spec.max_restarts,
+                    window=RESTART_WINDOW),
+                placement=docker.ServiceTaskSpecPlacementArgs(constraints=constraints) if constraints else None,
+                log_driver=docker.ServiceTaskSpecLogDriverArgs(
+                    name="json-file", options={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)}),
+                networks_advanceds=[
+                    docker.ServiceTaskSpecNetworksAdvancedArgs(id=networks[name].id, aliases=[spec.service])
+                    for name in spec.networks],
+            ),
+            update_config=docker.ServiceUpdateConfigArgs(failure_action="rollback", **rollout),
+            rollback_config=docker.ServiceRollbackConfigArgs(failure_action="pause", **rollout),
+            endpoint_spec=docker.ServiceEndpointSpecArgs(
+                mode="vip",
+                # Host mode keeps the client's address (the edge's per-client rate limits need it); the ingress
+                # mesh would replace it with its own.
+                ports=[docker.ServiceEndpointSpecPortArgs(target_port=p.internal, published_port=p.external,
+                                                          publish_mode="host", protocol="tcp")
+                       for p in spec.ports] or None,
+            ),
+            opts=self._opts(parent, depends_on=list(depends_on) or None,
+                            ignore_changes=["mode.replicated.replicas"] if spec.service in self.autoscaled
+                            else None),
+        )
+        # Docker DNS gives the service name a virtual IP balancing over every replica, and `tasks.<service>`
+        # the address of each task (what Prometheus scrapes).
+        return Deployment([spec.service], [service], scrape_hostnames=[f"{TASKS_DNS_PREFIX}{spec.service}"])
+
+    def _file_object(self, kind: type[docker.Secret | docker.ServiceConfig], spec: ContainerSpec,
+                     file: FileSpec, owner: str, parent: pulumi.Resource) -> docker.Secret | docker.ServiceConfig:
+        content = pulumi.Output.from_input(file.content)
+        # The name is derived from a digest of the content, never the content: it is not a secret.
+        name = pulumi.Output.unsecret(content.apply(
+            lambda text: object_name(self.name_prefix, spec.service, file.path, text)))
+        data = content.apply(lambda text: base64.b64encode(text.encode()).decode())
+        label_args = docker.SecretLabelArgs if kind is docker.Secret else docker.ServiceConfigLabelArgs
+        slug = file.path.strip("/").replace("/", "-")
+        return kind(
+            _child(owner, f"{spec.service}-{slug}"),
+            name=name,
+            data=pulumi.Output.secret(data) if file.secret else data,
+            labels=_labels(label_args, {"platform.role": spec.role, "platform.service": spec.service,
+                                        "platform.path": file.path}),
+            # Immutable and referenced by the service: the new object is created and the service moved to it
+            # before the old one is deleted (the default order; never delete_before_replace).
+            opts=self._opts(parent),
+        )
+
+    def _mounts(self, spec: ContainerSpec) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:
+        Mount = docker.ServiceTaskSpecContainerSpecMountArgs
+        return [
+            *[Mount(type="volume", source=f"{self.name_prefix}-{m.volume}", target=m.path, read_only=m.read_only,
+                    volume_options=docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs(
+                        labels=[docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs(
+                            label="platform.service", value=spec.service)]))
+              for m in spec.volumes],
+            *[Mount(type="bind", source=m.source, target=m.target, read_only=True,
+                    bind_options=docker.ServiceTaskSpecContainerSpecMountBindOptionsArgs(propagation="rslave"))
+              for m in spec.bind_mounts],
+            # No mode: the kernel's tmpfs default is 1777, and the provider reads a mode back through
+            # FileMode.Perm(), which drops the sticky bit (flattenServiceMounts), so 01777 would always differ.
+            *[Mount(type="tmpfs", target=path, tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(
+                size_bytes=tmpfs_bytes(options)))
+              for path, options in spec.tmpfs.items()],
+        ]
+
+
+def _labels(kind, labels: dict[str, str]) -> list:
+    return [kind(label=key, value=value) for key, value in labels.items()]

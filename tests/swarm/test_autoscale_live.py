@@ -1,0 +1,205 @@
+"""`infra autoscale` against the real Swarm and a fake Prometheus on loopback serving a lag trace."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import docker
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from components.autoscaling import ScalingPolicy
+from infra.autoscale import SwarmService
+from tests.monitoring.conftest import free_port, http_request
+from tests.swarm.conftest import unique
+
+POLICY = ScalingPolicy(min_replicas=1, max_replicas=6, target_lag_per_replica=100, activation_lag=10,
+                       tolerance=0.1, scale_up_step=2, scale_down_step=1, scale_down_stabilization_seconds=6,
+                       stale_after_seconds=30, interval_seconds=1, consumer_group="job-workers", topic="jobs")
+PARTITIONS = 4
+# One entry per decision: (total lag or None when the series is missing, age of the sample in seconds).
+TRACE = [(0, 1)] * 2 + [(900, 1)] * 4 + [(None, 0)] * 2 + [(0, 120)] * 2 + [(0, 1)] * 8
+SPIKE, MISSING, STALE, CALM = range(2, 6), range(6, 8), range(8, 10), range(10, len(TRACE))
+
+
+class FakePrometheus(ThreadingHTTPServer):
+    """Answers the controller's three instant queries from TRACE; each lag query is the next decision."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.decision = -1
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def answer(self, expr: str) -> list[dict]:
+        selector = f'consumergroup="{POLICY.consumer_group}",topic="{POLICY.topic}"'
+        with self.lock:
+            if expr.startswith("sum(kafka_consumergroup_lag{") and selector in expr:
+                self.decision += 1
+            lag, age = TRACE[min(max(self.decision, 0), len(TRACE) - 1)]
+        now = time.time()
+        if expr.startswith("max(kafka_topic_partitions{") and f'topic="{POLICY.topic}"' in expr:
+            return [{"metric": {}, "value": [now, str(PARTITIONS)]}]
+        if lag is None or selector not in expr:
+            return []
+        if expr.startswith("max(timestamp(kafka_consumergroup_lag{"):
+            return [{"metric": {}, "value": [now, str(now - age)]}]
+        return [{"metric": {}, "value": [now, str(lag)]}]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakePrometheus
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        expr = urllib.parse.parse_qs(url.query).get("query", [""])[0]
+        if url.path != "/api/v1/query" or not expr:
+            self.send_error(404)
+            return
+        body = json.dumps({"status": "success", "data": {"resultType": "vector",
+                                                          "result": self.server.answer(expr)}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def prometheus() -> Iterator[FakePrometheus]:
+    server = FakePrometheus()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def worker_service(swarm: docker.DockerClient, standin_image: str, cleanup) -> docker.models.services.Service:
+    """A stand-in worker: replicated, one replica, quick to stop."""
+    return cleanup(swarm.services.create(
+        standin_image, ["/bin/busybox", "sleep", "3600"], name=unique("worker"),
+        mode=docker.types.ServiceMode("replicated", replicas=1), stop_grace_period=1_000_000_000,
+        labels={"platform.test": "issue11"}))
+
+
+def spec_replicas(swarm: docker.DockerClient, name: str) -> int:
+    return swarm.api.inspect_service(name)["Spec"]["Mode"]["Replicated"]["Replicas"]
+
+
+def running_tasks(swarm: docker.DockerClient, name: str) -> int:
+    tasks = swarm.api.tasks(filters={"service": name, "desired-state": "running"})
+    return sum(task["Status"]["State"] == "running" for task in tasks)
+
+
+def autoscale(*args: str) -> list[str]:
+    return [sys.executable, "-m", "infra.cli", "autoscale", *args]
+
+
+def test_autoscale_follows_the_lag_trace_within_the_policy(swarm, worker_service, prometheus, tmp_path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY.model_dump()))
+    metrics_port = free_port()
+    name = worker_service.name
+    samples: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def sample_replicas() -> None:  # what the Docker API says, independently of the controller's lines
+        while not done.is_set():
+            samples.append((spec_replicas(swarm, name), running_tasks(swarm, name)))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample_replicas, daemon=True)
+    sampler.start()
+    controller = subprocess.Popen(
+        autoscale("--service", name, "--prometheus-url", prometheus.url, "--policy", str(policy_file),
+                  "--metrics-port", str(metrics_port)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[dict] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(lines) < len(TRACE) and time.monotonic() < deadline:
+            line = controller.stdout.readline()
+            if not line:
+                break
+            lines.append(json.loads(line))
+        metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(
+                       http_request(f"http://127.0.0.1:{metrics_port}/metrics")[1])
+                   for s in family.samples}
+    finally:
+        controller.terminate()
+        _, errors = controller.communicate(timeout=20)
+        done.set()
+        sampler.join()
+    assert controller.returncode == 0, errors
+    assert len(lines) == len(TRACE), (lines, errors)
+    print("decision trace:", *[f"{d['time']} current={d['current']} desired={d['desired']} {d['reason']}"
+                               for d in lines], sep="\n  ")
+
+    assert [set(line) for line in lines] == [{"time", "service", "current", "desired", "applied", "reason"}] * len(TRACE)
+    desired = [line["desired"] for line in lines]
+    # The spike: up by at most scale_up_step per decision, never above min(max_replicas, partitions) = 4.
+    assert desired[:6] == [1, 1, 3, 4, 4, 4]
+    assert max(desired) == PARTITIONS and max(replicas for replicas, _ in samples) == PARTITIONS
+    assert max(running for _, running in samples) == PARTITIONS  # the Swarm really ran them
+    # Missing or stale lag holds, whatever the lag was before.
+    for step in (*MISSING, *STALE):
+        assert (lines[step]["desired"], lines[step]["applied"]) == (4, False), lines[step]
+    assert all("missing" in lines[s]["reason"] for s in MISSING)
+    assert all("stale" in lines[s]["reason"] for s in STALE)
+    # Calm: no scale-down until the window has passed since the last high recommendation, then one at a time.
+    last_high = datetime.fromisoformat(lines[SPIKE[-1]]["time"]).timestamp()
+    downs = [line for line in lines[CALM.start:] if line["desired"] < line["current"]]
+    assert [(d["current"], d["desired"]) for d in downs] == [(4, 3), (3, 2), (2, 1)]
+    assert datetime.fromisoformat(downs[0]["time"]).timestamp() >= last_high + POLICY.scale_down_stabilization_seconds
+    # Every applied decision is what the Docker API reads back at the next decision and at the end.
+    for before, after in itertools.pairwise(lines):
+        assert after["current"] == before["desired"], (before, after)
+    assert spec_replicas(swarm, name) == desired[-1] == 1
+    assert [line["applied"] for line in lines].count(True) == 5  # 1->3, 3->4, 4->3, 3->2, 2->1
+    of = (("swarm_service", name),)
+    assert metrics[("autoscaler_desired_replicas", of)] == 1
+    assert metrics[("autoscaler_max_replicas", of)] == POLICY.max_replicas
+    assert metrics[("autoscaler_decisions_total", (("applied", "true"), *of))] == 5
+
+
+def test_a_conflicting_update_is_retried_not_lost(swarm, worker_service) -> None:
+    service = SwarmService(swarm, worker_service.name)
+    replicas, stale_version = service.read()
+    # Someone else changes the service between our read and our update.
+    swarm.api.update_service(worker_service.id, stale_version, labels={"platform.test": "changed"},
+                             fetch_current_spec=True)
+    service.scale(replicas + 2, stale_version)
+    assert service.conflicts == 1
+    spec = swarm.api.inspect_service(worker_service.name)["Spec"]
+    assert (spec["Mode"]["Replicated"]["Replicas"], spec["Labels"]) == (3, {"platform.test": "changed"})
+
+
+def test_dry_run_decides_without_touching_the_service(swarm, worker_service, prometheus, tmp_path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY.model_dump()))
+    prometheus.decision = SPIKE.start - 1  # the next decision sees the spike
+    result = subprocess.run(autoscale("--service", worker_service.name, "--prometheus-url", prometheus.url,
+                                      "--policy", str(policy_file), "--once", "--dry-run"),
+                            check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert (line["current"], line["desired"], line["applied"]) == (1, 3, False)
+    assert spec_replicas(swarm, worker_service.name) == 1

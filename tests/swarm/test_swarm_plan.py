@@ -1,0 +1,251 @@
+"""The prod stack with `runtime: swarm`, under mocks: services, secrets, configs, overlay networks and what the
+policy pack says of them."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.swarm import canonical_duration, go_duration, object_name, tmpfs_bytes
+from infra.check import evaluate
+from infra.cli import REPO_ROOT
+from infra.mockrun import load_project, run_program
+from tests.helpers import is_secret, labels_of, reveal
+
+SERVICE = "docker:index/service:Service"
+SECRET = "docker:index/secret:Secret"
+CONFIG = "docker:index/serviceConfig:ServiceConfig"
+NETWORK = "docker:index/network:Network"
+CONTAINER = "docker:index/container:Container"
+POLICY = {"min_replicas": 2, "max_replicas": 12, "consumer_group": "job-workers", "topic": "jobs"}
+AUTOSCALING = {"workers": POLICY, "docker_socket_accepted_until": "2027-11-30"}
+
+
+def swarm_project(directory: Path, **settings) -> Path:
+    """This repository's program with the prod stack file plus `settings`."""
+    (directory / "Pulumi.yaml").write_text(
+        (REPO_ROOT / "Pulumi.yaml").read_text().replace("main: stacks/", f"main: {REPO_ROOT}/stacks/"))
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    stack["config"]["platform:settings"].update(settings)
+    (directory / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def swarm_run(tmp_path_factory):
+    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING)
+    return run_program(load_project(project, "prod"), "prod")
+
+
+def of_type(run, type_: str) -> dict[str, dict]:
+    return {r.inputs.get("name", r.name): r.inputs for r in run.resources if r.type == type_}
+
+
+def services(run) -> dict[str, dict]:
+    return {labels_of(inputs)["platform.service"]: inputs for inputs in of_type(run, SERVICE).values()}
+
+
+def test_one_service_per_spec_and_no_container(swarm_run) -> None:
+    planned = services(swarm_run)
+    assert set(planned) == {"postgres", "redis", "kafka", "clickhouse", "api-gateway", "orchestrator", "worker",
+                            "log-aggregator", "query-service", "load-balancer", "prometheus", "alertmanager",
+                            "grafana", "blackbox-exporter", "node-exporter", "postgres-exporter",
+                            "redis-exporter", "kafka-exporter", "cadvisor", "autoscaler", "postgres-backup",
+                            "clickhouse-backup"}
+    assert not of_type(swarm_run, CONTAINER)
+    assert planned["worker"]["mode"]["replicated"]["replicas"] == 3
+    assert planned["api-gateway"]["mode"]["replicated"]["replicas"] == 2
+    worker_env = planned["worker"]["taskSpec"]["containerSpec"]["env"]
+    assert worker_env["WORKER_ID"] == "worker-{{.Task.Slot}}"
+
+
+def test_the_autoscaled_workers_replicas_are_left_to_the_controller(swarm_run) -> None:
+    worker = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "workers-worker")
+    gateway = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "api-gateway")
+    assert (worker.ignore_changes, gateway.ignore_changes) == (["mode.replicated.replicas"], [])
+
+
+def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_builds(swarm_run) -> None:
+    images = of_type(swarm_run, "docker:index/image:Image")
+    image = next(inputs for name, inputs in images.items() if "autoscaler" in str(inputs.get("imageName", name)))
+    assert image["imageName"] == "registry.internal/orchestration/autoscaler:1.0.0"
+    assert image["build"]["dockerfile"].endswith("images/autoscaler/Dockerfile")
+    scaler = services(swarm_run)["autoscaler"]
+    container = scaler["taskSpec"]["containerSpec"]
+    assert container["image"] == image["imageName"]
+    assert container["args"][:4] == ["--service", "orchestration-prod-worker", "--prometheus-url",
+                                      "http://prometheus:9090"]
+    assert scaler["mode"]["replicated"]["replicas"] == 1
+    assert "node.role==manager" in scaler["taskSpec"]["placement"]["constraints"]
+    policy_file = next(c for c in of_type(swarm_run, CONFIG).values()
+                       if labels_of(c)["platform.path"] == "/etc/platform/autoscale-policy.yaml")
+    assert yaml.safe_load(base64.b64decode(policy_file["data"]))["max_replicas"] == POLICY["max_replicas"]
+    kafka = services(swarm_run)["kafka"]["taskSpec"]["containerSpec"]["env"]
+    assert kafka["KAFKA_NUM_PARTITIONS"] == str(POLICY["max_replicas"])
+    prometheus_yml = next(c for c in of_type(swarm_run, CONFIG).values()
+                          if labels_of(c)["platform.path"].endswith("prometheus.yml"))
+    jobs = yaml.safe_load(base64.b64decode(prometheus_yml["data"]))["scrape_configs"]
+    assert any(job["job_name"] == "autoscaler" for job in jobs)
+    rules_file = next(c for c in of_type(swarm_run, CONFIG).values()
+                      if labels_of(c)["platform.path"].endswith("alerts.yml"))
+    rules = [(rule["alert"], rule["expr"]) for group in yaml.safe_load(base64.b64decode(rules_file["data"]))["groups"]
+             for rule in group["rules"]]
+    assert ("ServiceAbsent", 'absent(up{job="autoscaler"} == 1)') in rules  # the controller down or gone
+    assert ("WorkersAtMaxReplicas", "autoscaler_desired_replicas >= autoscaler_max_replicas") in rules
+
+
+def test_overlay_networks_internal_and_encrypted(swarm_run) -> None:
+    networks = of_type(swarm_run, NETWORK)
+    assert {name: (n["driver"], n["internal"], n["options"]) for name, n in networks.items()} == {
+        f"orchestration-prod-{name}": ("overlay", internal, {"encrypted": "true"})
+        for name, internal in {"edge": False, "app": True, "data": True, "egress": False}.items()}
+    ids = {r.inputs["name"].rsplit("-", 1)[-1]: f"{r.name}-id" for r in swarm_run.resources if r.type == NETWORK}
+    postgres = services(swarm_run)["postgres"]
+    assert postgres["taskSpec"]["networksAdvanceds"] == [{"id": ids["data"], "aliases": ["postgres"]}]
+
+
+def test_no_credential_in_any_environment_value(swarm_run) -> None:
+    secret_values = {reveal(inputs["data"]) for inputs in of_type(swarm_run, SECRET).values()}
+    decoded = {base64.b64decode(value).decode() for value in secret_values}
+    assert all(len(value) >= 16 for value in decoded)
+    for service, inputs in services(swarm_run).items():
+        env = inputs["taskSpec"]["containerSpec"].get("env", {})
+        for key, value in env.items():
+            assert not any(secret in str(value) for secret in decoded if len(secret) >= 16), (service, key)
+    clickhouse = services(swarm_run)["clickhouse"]["taskSpec"]["containerSpec"]
+    assert clickhouse["env"]["CLICKHOUSE_PASSWORD_FILE"] == "/etc/platform/secrets/clickhouse_password"
+    assert "/etc/platform/secrets/clickhouse_password" in {s["fileName"] for s in clickhouse["secrets"]}
+    kafka = services(swarm_run)["kafka"]["taskSpec"]["containerSpec"]
+    assert "/etc/platform/secrets/kafka_server_jaas.conf" in {s["fileName"] for s in kafka["secrets"]}
+
+
+def test_secrets_and_configs_are_files_of_their_service(swarm_run) -> None:
+    secrets, configs = of_type(swarm_run, SECRET), of_type(swarm_run, CONFIG)
+    assert all(is_secret(inputs["data"]) for inputs in secrets.values())
+    assert not any(is_secret(inputs["data"]) for inputs in configs.values())
+    assert all(len(name) <= 64 for name in (*secrets, *configs))
+    gateway = services(swarm_run)["api-gateway"]["taskSpec"]["containerSpec"]
+    mounted = {s["fileName"]: s for s in gateway["secrets"]}
+    assert set(mounted) == {"/etc/platform/secrets/spring.datasource.password",
+                            "/etc/platform/secrets/spring.data.redis.password", "/etc/platform/secrets/jwt.secret"}
+    assert {(s["fileUid"], s["fileGid"], s["fileMode"]) for s in mounted.values()} == {("10001", "10001", 0o400)}
+    lb = services(swarm_run)["load-balancer"]
+    lb_configs = {c["fileName"] for c in lb["taskSpec"]["containerSpec"]["configs"]}
+    assert lb_configs == {"/etc/platform/nginx.conf", "/etc/platform/tls/fullchain.pem"}
+    nginx_conf = next(c for c in configs.values() if labels_of(c)["platform.path"] == "/etc/platform/nginx.conf")
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in base64.b64decode(nginx_conf["data"]).decode()
+
+
+def test_rollouts_roll_back_and_stateful_services_are_pinned(swarm_run) -> None:
+    planned = services(swarm_run)
+    for service, inputs in planned.items():
+        update, rollback = inputs["updateConfig"], inputs["rollbackConfig"]
+        assert (update["failureAction"], rollback["failureAction"]) == ("rollback", "pause"), service
+        assert update["monitor"] == rollback["monitor"]
+        restart = inputs["taskSpec"]["restartPolicy"]
+        assert (restart["condition"], restart["maxAttempts"]) == ("on-failure", 5), service
+    assert planned["api-gateway"]["updateConfig"]["order"] == "start-first"
+    # 90 s start period + 5 x (15 s interval + 5 s timeout): the update watches long enough to see it fail.
+    assert planned["api-gateway"]["updateConfig"]["monitor"] == "3m10s"
+    assert planned["postgres"]["updateConfig"]["order"] == "stop-first"
+    assert planned["postgres"]["taskSpec"]["placement"]["constraints"] == ["node.labels.platform.postgres==true"]
+    assert planned["load-balancer"]["taskSpec"]["placement"]["constraints"] == ["node.labels.platform.edge==true"]
+    assert "placement" not in planned["api-gateway"]["taskSpec"]
+    # Host-level exporters run on every node; only the autoscaler is held to a manager.
+    assert {s for s, inputs in planned.items() if "global" in inputs["mode"]} == {"node-exporter", "cadvisor"}
+    assert "placement" not in planned["cadvisor"]["taskSpec"]
+    limits = planned["postgres"]["taskSpec"]["resources"]
+    assert limits == {"limits": {"nanoCpus": 2_000_000_000, "memoryBytes": 2048 * 2**20},
+                      "reservation": {"nanoCpus": 1_000_000_000, "memoryBytes": 1024 * 2**20}}
+
+
+def test_only_the_load_balancer_publishes_in_host_mode(swarm_run) -> None:
+    published = {service: inputs["endpointSpec"].get("ports") for service, inputs in services(swarm_run).items()
+                 if inputs["endpointSpec"].get("ports")}
+    assert published == {"load-balancer": [
+        {"targetPort": 8080, "publishedPort": 80, "publishMode": "host", "protocol": "tcp"},
+        {"targetPort": 8443, "publishedPort": 443, "publishMode": "host", "protocol": "tcp"}]}
+
+
+def test_the_policy_pack_passes_the_swarm_stack(swarm_run) -> None:
+    report = evaluate(swarm_run, REPO_ROOT / "policies" / "config" / "prod.json")
+    mandatory = [v for v in report.violations if v["enforcement"] == "mandatory"]
+    assert not mandatory, mandatory
+    assert not [v for v in report.violations if v["rule"] in ("SEC-001", "SWM-001", "SWM-003", "SWM-004")]
+
+
+def test_the_policy_pack_reads_a_services_files_in_its_configs(swarm_run) -> None:
+    """A docker config is judged as the file it is: a weakened nginx.conf in it fails the edge rules."""
+    run = copy.deepcopy(swarm_run)
+    conf = next(r for r in run.resources if r.type == CONFIG and labels_of(r.inputs)["platform.path"].endswith("nginx.conf"))
+    text = base64.b64decode(conf.inputs["data"]).decode().replace("TLSv1.2 TLSv1.3", "TLSv1 TLSv1.2 TLSv1.3")
+    # Resource policies read the inputs, the stack policies judging identity over the graph the outputs.
+    conf.inputs["data"] = conf.outputs["data"] = base64.b64encode(text.encode()).decode()
+    report = evaluate(run, REPO_ROOT / "policies" / "config" / "prod.json")
+    assert [(v["rule"], v["resource"].rsplit("::", 1)[-1]) for v in report.violations if v["rule"] == "EDGE-001"] \
+        == [("EDGE-001", conf.name)]
+
+
+def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
+    from infra.cli import main
+
+    project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING)
+    assert main(["check", "--stack", "prod", "--project", str(project)]) == 0
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (15, "15s"), (60, "1m"), (90, "1m30s"), (190, "3m10s"),
+                                               (3600, "1h"), (3660, "1h1m"), (3725, "1h2m5s")])
+def test_durations_are_written_as_the_provider_reads_them_back(seconds, text) -> None:
+    assert go_duration(seconds) == text
+
+
+def test_spec_values_become_swarm_forms() -> None:
+    assert canonical_duration("90s") == "1m30s"
+    assert tmpfs_bytes("rw,noexec,nosuid,size=64m,uid=101") == 64 * 2**20
+    assert tmpfs_bytes("rw") is None
+    name = object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "x")
+    assert len(name) <= 64 and name.endswith(".password") and name.startswith("orchestration-prod-query-service-")
+    assert name != object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "y")
+
+
+def _violations(run, rule: str) -> list[tuple[str, str]]:
+    report = evaluate(run, REPO_ROOT / "policies" / "config" / "prod.json")
+    return [(v["enforcement"], v["resource"].rsplit("::", 1)[-1], v["message"]) for v in report.violations
+            if v["rule"] == rule]
+
+
+def test_a_prod_swarm_stack_without_worker_autoscaling_fails(tmp_path) -> None:
+    run = run_program(load_project(swarm_project(tmp_path, runtime="swarm"), "prod"), "prod")
+    assert _violations(run, "SWM-005") == [
+        ("mandatory", "workers-worker",
+         "no autoscaler targets orchestration-prod-worker: its replicas do not follow the Kafka lag")]
+
+
+def test_max_replicas_above_the_topics_partitions_fails(swarm_run) -> None:
+    run = copy.deepcopy(swarm_run)
+    kafka = next(r for r in run.resources if r.type == SERVICE and labels_of(r.inputs)["platform.service"] == "kafka")
+    for props in (kafka.inputs, kafka.outputs):  # stack rules read the outputs
+        props["taskSpec"]["containerSpec"]["env"]["KAFKA_NUM_PARTITIONS"] = "4"
+    message = "max_replicas 12 is above the 4 partition(s) of topic jobs: workers beyond them would idle"
+    assert _violations(run, "SWM-005") == [("mandatory", "autoscaler", message)]
+    policy = next(r for r in run.resources if r.type == CONFIG and labels_of(r.inputs)["platform.path"].endswith(
+        "autoscale-policy.yaml"))
+    policy.inputs["data"] = policy.outputs["data"] = base64.b64encode(b"max_replicas: 0\n").decode()
+    (finding,) = _violations(run, "SWM-005")
+    assert finding[1] == "autoscaler" and "policy /etc/platform/autoscale-policy.yaml is missing or invalid" in finding[2]
+
+
+def test_a_backup_job_runs_on_the_node_of_the_volumes_it_shares(swarm_run) -> None:
+    planned = services(swarm_run)
+    constraints = {name: planned[name]["taskSpec"]["placement"]["constraints"]
+                   for name in ("postgres", "postgres-backup", "clickhouse-backup")}
+    assert constraints == {
+        "postgres": ["node.labels.platform.postgres==true"],
+        "postgres-backup": ["node.labels.platform.clickhouse==true", "node.labels.platform.postgres==true",
+                            "node.labels.platform.postgres-backup==true"],
+        "clickhouse-backup": ["node.labels.platform.clickhouse==true"],
+    }

@@ -1,0 +1,270 @@
+"""SwarmRuntime's own definitions created on the real Swarm: secrets mounted as files, configs, an internal
+overlay network, update and rollback settings; and a deliberately failing update that rolls back by itself.
+
+The definitions are what the runtime registers (recorded under Pulumi's mocks); `engine_spec` sends them to
+the Engine API as the provider's expanders do (kreuzwerker/terraform-provider-docker
+internal/provider/resource_docker_service_structures.go: createServiceSpec and its expand* functions;
+resource_docker_secret.go and resource_docker_config.go: the data is base64, decoded before it is sent).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import docker
+import pulumi
+
+from components.spec import ContainerSpec, FileSpec, Healthcheck
+from components.swarm import SwarmRuntime
+from policies.pack import _plain
+from tests.conftest import deploy
+from tests.helpers import reveal
+from tests.swarm.conftest import unique
+
+SERVICE = "docker:index/service:Service"
+SECRET = "docker:index/secret:Secret"
+CONFIG = "docker:index/serviceConfig:ServiceConfig"
+NETWORK = "docker:index/network:Network"
+TOKEN = "i11-token-4f1c9a7e2b6d8035"
+API_KEY = "i11-api-key-9d2e7c4b1a6f3058"
+CONF = "greeting=hello from a docker config\n"
+READY = "/tmp/ready"
+PORT = 8080
+# Ready once every file it is given can be read by its own user; then it answers HTTP with its hostname.
+STARTUP = (f"cat /etc/platform/secrets/token /etc/platform/app.conf $API_KEY_FILE >/dev/null && mkdir /tmp/www && "
+           f"/bin/busybox hostname > /tmp/www/index.html && touch {READY} && "
+           f"exec /bin/busybox httpd -f -p {PORT} -h /tmp/www")
+
+
+def standin_spec(image: str, service: str, healthy: bool = True) -> ContainerSpec:
+    """A service of the stand-in image with a config file, a secret file and a credential its image would read
+    from env, read-only, non-root; its healthcheck reads the secret (or, broken, a file that is never there)."""
+    probe = READY if healthy else "/tmp/never"
+    return ContainerSpec(
+        service=service, role="app", image=image, networks=["app"], memory_mb=32, cpus=0.1, replicas=2,
+        entrypoint=["/bin/busybox", "sh", "-c"],
+        command=[STARTUP],
+        files=[FileSpec("/etc/platform/app.conf", CONF), FileSpec("/etc/platform/secrets/token", TOKEN, secret=True)],
+        secret_env={"API_KEY": API_KEY},
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=1m"},
+        healthcheck=Healthcheck(["CMD", "/bin/busybox", "test", "-f", probe], interval="1s", timeout="1s",
+                                retries=2, start_period="2s"),
+        user="10001:10001", stop_grace_seconds=1,
+    )
+
+
+def definitions(spec: ContainerSpec, prefix: str) -> dict[str, list]:
+    """What SwarmRuntime registers for `spec` on an encrypted internal app network, by resource type."""
+
+    def program() -> None:
+        runtime = SwarmRuntime(name_prefix=prefix, encrypt_networks=True)
+        parent = pulumi.ComponentResource("platform:index:SwarmTest", "swarm-test")
+        network = runtime.network("app", True, "network", parent)
+        runtime.deploy(spec, {"app": network}, "test", parent)
+
+    run = deploy(program)
+    return {t: [r for r in run.resources if r.type == t] for t in (NETWORK, SECRET, CONFIG, SERVICE)}
+
+
+def wire_values(inputs: dict) -> dict:
+    """Recorded inputs as plain values: secrets revealed, the protobuf Struct's doubles (2.0) back to integers."""
+    return _plain(reveal(inputs))
+
+
+_GO_DURATION = re.compile(r"(\d+)(h|m|s)")
+
+
+def nanoseconds(text: str) -> int:
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in _GO_DURATION.findall(text)) * 10**9
+
+
+def _labels(items: list[dict]) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in items or []}
+
+
+def _rollout(config: dict) -> dict:
+    return {"Parallelism": config["parallelism"], "Delay": nanoseconds(config["delay"]),
+            "FailureAction": config["failureAction"], "Monitor": nanoseconds(config["monitor"]),
+            "MaxFailureRatio": float(config["maxFailureRatio"]), "Order": config["order"]}
+
+
+def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
+    """The Engine API ServiceSpec for a docker.Service's inputs; `ids` maps the plan's ids to the engine's."""
+    task, container = inputs["taskSpec"], inputs["taskSpec"]["containerSpec"]
+    check = container["healthcheck"]
+
+    def file_ref(ref: dict, kind: str) -> dict:
+        return {f"{kind}ID": ids[ref[f"{kind.lower()}Id"]], f"{kind}Name": ref[f"{kind.lower()}Name"],
+                "File": {"Name": ref["fileName"], "UID": ref["fileUid"], "GID": ref["fileGid"], "Mode": ref["fileMode"]}}
+
+    mounts = [{"Type": m["type"], "Target": m["target"], "ReadOnly": m.get("readOnly", False),
+               **({"TmpfsOptions": {"SizeBytes": m["tmpfsOptions"]["sizeBytes"], "Mode": m["tmpfsOptions"].get("mode", 0)}}
+                  if m["type"] == "tmpfs" else {})}
+              for m in container.get("mounts", [])]
+    resources = task["resources"]
+    return {
+        "Name": inputs["name"],
+        "Labels": _labels(inputs["labels"]),
+        "Mode": {"Replicated": {"Replicas": inputs["mode"]["replicated"]["replicas"]}},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": container["image"], "Command": container.get("commands"), "Args": container.get("args"),
+                "Env": [f"{key}={value}" for key, value in container.get("env", {}).items()],
+                "User": container.get("user"), "ReadOnly": container.get("readOnly", False),
+                "Labels": _labels(container.get("labels")),
+                "CapabilityDrop": container.get("capDrops"), "CapabilityAdd": container.get("capAdds"),
+                "StopGracePeriod": nanoseconds(container["stopGracePeriod"]),
+                "Healthcheck": {"Test": check["tests"], "Interval": nanoseconds(check["interval"]),
+                                "Timeout": nanoseconds(check["timeout"]), "Retries": check["retries"],
+                                "StartPeriod": nanoseconds(check["startPeriod"])},
+                "Mounts": mounts,
+                "Secrets": [file_ref(s, "Secret") for s in container.get("secrets", [])],
+                "Configs": [file_ref(c, "Config") for c in container.get("configs", [])],
+            },
+            "Resources": {"Limits": {"NanoCPUs": resources["limits"]["nanoCpus"],
+                                     "MemoryBytes": resources["limits"]["memoryBytes"]},
+                          "Reservations": {"NanoCPUs": resources["reservation"]["nanoCpus"],
+                                           "MemoryBytes": resources["reservation"]["memoryBytes"]}},
+            "RestartPolicy": {"Condition": task["restartPolicy"]["condition"],
+                              "Delay": nanoseconds(task["restartPolicy"]["delay"]),
+                              "MaxAttempts": task["restartPolicy"]["maxAttempts"],
+                              "Window": nanoseconds(task["restartPolicy"]["window"])},
+            "Placement": {"Constraints": task.get("placement", {}).get("constraints", [])},
+            "LogDriver": {"Name": task["logDriver"]["name"], "Options": task["logDriver"]["options"]},
+            "Networks": [{"Target": ids[n["id"]], "Aliases": n["aliases"]} for n in task["networksAdvanceds"]],
+        },
+        "UpdateConfig": _rollout(inputs["updateConfig"]),
+        "RollbackConfig": _rollout(inputs["rollbackConfig"]),
+        "EndpointSpec": {"Mode": inputs["endpointSpec"]["mode"]},
+    }
+
+
+class Engine:
+    """The Engine API calls the provider makes, through the docker SDK's session."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.api = client.api
+
+    def url(self, path: str) -> str:
+        return f"{self.api.base_url}/v{self.api.api_version}{path}"
+
+    def post(self, path: str, body: dict, **params) -> dict:
+        response = self.api.post(self.url(path), json=body, params=params)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+
+def create(engine: Engine, plan: dict[str, list], cleanup: Callable) -> tuple[str, dict[str, str]]:
+    """Network, secrets and configs, then the service; returns the service id and the plan-to-engine ids."""
+    ids: dict[str, str] = {}
+    for network in plan[NETWORK]:
+        inputs = network.inputs
+        created = engine.client.networks.create(
+            inputs["name"], driver=inputs["driver"], internal=inputs["internal"], attachable=inputs["attachable"],
+            options=inputs.get("options"), labels=_labels(inputs["labels"]))
+        ids[f"{network.name}-id"] = cleanup(created).id
+    for kind, resource in [("secrets", r) for r in plan[SECRET]] + [("configs", r) for r in plan[CONFIG]]:
+        inputs = wire_values(resource.inputs)
+        answer = engine.post(f"/{kind}/create", {"Name": inputs["name"], "Data": inputs["data"],
+                                                 "Labels": _labels(inputs["labels"])})
+        collection = engine.client.secrets if kind == "secrets" else engine.client.configs
+        ids[f"{resource.name}-id"] = cleanup(collection.get(answer["ID"])).id
+    (service,) = plan[SERVICE]
+    answer = engine.post("/services/create", engine_spec(wire_values(service.inputs), ids))
+    cleanup(engine.client.services.get(answer["ID"]))
+    return answer["ID"], ids
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def healthy_containers(client: docker.DockerClient, service: str, count: int) -> list:
+    """`count` healthy task containers of the service, else []; failed tasks' errors are shown as they come."""
+    for task in client.api.tasks(filters={"service": service}):
+        if task["Status"].get("Err"):
+            print(task["Status"]["State"], task["Status"]["Err"])
+    containers = client.containers.list(filters={"label": f"com.docker.swarm.service.name={service}"})
+    healthy = [c for c in containers if c.attrs["State"].get("Health", {}).get("Status") == "healthy"]
+    return healthy if len(healthy) >= count else []
+
+
+def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(swarm, standin_image, cleanup):
+    prefix = unique("rt")
+    spec = standin_spec(standin_image, "store-client")
+    plan = definitions(spec, prefix)
+    engine = Engine(swarm)
+    service_id, _ = create(engine, plan, cleanup)
+    name = f"{prefix}-store-client"
+
+    running = wait_for(lambda: healthy_containers(swarm, name, 2), 90, "two healthy replicas")
+    container = running[0]
+
+    def run(*command: str) -> str:
+        code, output = container.exec_run(["/bin/busybox", *command], user="10001")
+        assert code == 0, (command, output)
+        return output.decode()
+
+    assert run("cat", "/etc/platform/secrets/token") == TOKEN
+    assert run("cat", "/run/secrets/api_key") == API_KEY
+    assert run("cat", "/etc/platform/app.conf") == CONF
+    assert run("stat", "-c", "%a %u:%g", "/etc/platform/secrets/token").strip() == "400 10001:10001"
+    assert run("stat", "-c", "%a", "/etc/platform/app.conf").strip() == "444"
+    code, _ = container.exec_run(["/bin/busybox", "touch", "/etc/probe"], user="10001")
+    assert code != 0, "the root filesystem is read-only"
+    # Credentials are files: no value in the service's env, nor in the container's.
+    env = container.attrs["Config"]["Env"]
+    assert "API_KEY_FILE=/run/secrets/api_key" in env
+    assert not [entry for entry in env if TOKEN in entry or API_KEY in entry]
+    # The alias resolves on the internal overlay to the service's virtual IP, and tasks.<service> to each
+    # task (what Prometheus scrapes in Swarm mode).
+    assert "Address" in run("nslookup", "store-client")
+    task_ips = {c.attrs["NetworkSettings"]["Networks"][f"{prefix}-app"]["IPAddress"] for c in running}
+    resolved = set(re.findall(r"Address(?: \d+)?:\s*([\d.]+)", run("nslookup", "tasks.store-client")))
+    assert len(task_ips) == 2 and task_ips <= resolved
+    # Every task answers over the overlay. (Not through the service's virtual IP: that needs the daemon's
+    # iptables, which the CI daemon runs without; busybox's own nc, since a static glibc wget cannot resolve.)
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5"
+    answers = {run("sh", "-c", f"{request} {ip} {PORT}").split("\r\n\r\n")[-1].strip() for ip in task_ips}
+    assert answers == {c.attrs["Config"]["Hostname"] for c in running}
+    network = swarm.networks.get(f"{prefix}-app")
+    assert (network.attrs["Driver"], network.attrs["Internal"], network.attrs["Options"].get("encrypted")) == (
+        "overlay", True, "true")
+
+    inspected = swarm.api.inspect_service(service_id)["Spec"]
+    assert inspected["UpdateConfig"]["FailureAction"] == "rollback"
+    assert inspected["UpdateConfig"]["Order"] == "start-first"
+    assert inspected["RollbackConfig"]["FailureAction"] == "pause"
+    assert inspected["TaskTemplate"]["RestartPolicy"]["MaxAttempts"] == 5
+
+
+def test_an_update_whose_tasks_fail_their_healthcheck_rolls_back(swarm, standin_image, cleanup):
+    prefix = unique("rb")
+    engine = Engine(swarm)
+    good = definitions(standin_spec(standin_image, "rollout"), prefix)
+    service_id, ids = create(engine, good, cleanup)
+    name = f"{prefix}-rollout"
+    wait_for(lambda: healthy_containers(swarm, name, 2), 90, "two healthy replicas")
+
+    broken = definitions(standin_spec(standin_image, "rollout", healthy=False), prefix)
+    (service,) = broken[SERVICE]
+    version = swarm.api.inspect_service(service_id)["Version"]["Index"]
+    engine.post(f"/services/{service_id}/update", engine_spec(wire_values(service.inputs), ids), version=version)
+
+    def update_state() -> str | None:
+        state = swarm.api.inspect_service(service_id).get("UpdateStatus", {}).get("State")
+        return state if state in ("rollback_completed", "rollback_paused", "paused", "completed") else None
+
+    assert wait_for(update_state, 120, "the update to settle") == "rollback_completed"
+    after = swarm.api.inspect_service(service_id)["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"]
+    assert after == ["CMD", "/bin/busybox", "test", "-f", READY]
+    wait_for(lambda: healthy_containers(swarm, name, 2), 60, "two healthy replicas after the rollback")
