@@ -270,7 +270,8 @@ class DockerRuntime:
             log_driver="json-file",
             log_opts={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=networks[name].name, aliases=[hostname, spec.service])
+                docker.ContainerNetworksAdvancedArgs(name=networks[name].name,
+                                                  aliases=list(dict.fromkeys([hostname, spec.service])))
                 for name in spec.networks
             ],
             volumes=[

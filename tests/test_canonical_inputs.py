@@ -104,7 +104,9 @@ CONTAINER: dict[str, Callable[[Any], bool]] = {
     "healthcheck": _record({"tests": _strings, "interval": _duration, "timeout": _duration,
                             "startPeriod": _duration, "startInterval": _duration, "retries": _integer}),
     "logDriver": _string, "logOpts": _string_map,
-    "networksAdvanced": _records({"name": _string, "aliases": _strings}),
+    # aliases is a set in the schema: a repeated alias is stored once.
+    "networksAdvanced": _records({"name": _string,
+                                  "aliases": lambda value: _strings(value) and len(set(value)) == len(value)}),
     "volumes": _records({"volumeName": _string, "containerPath": _string, "readOnly": _boolean}),
     "mounts": _records({"type": _string, "source": _string, "target": _string, "readOnly": _boolean,
                         "bindOptions": _record({"propagation": _string})}),
