@@ -23,6 +23,8 @@ APP_USER = "10001:10001"
 SECRETS_DIR = f"{FILES_DIR}/secrets"
 # Heap relative to the container limit leaves room for metaspace, threads and direct buffers.
 JAVA_OPTIONS = "-XX:MaxRAMPercentage=75.0 -XX:+ExitOnOutOfMemoryError"
+# How long a service keeps retrying a store that is not there yet, before exiting for Docker to restart it.
+DEPENDENCY_WAIT_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class AppServiceArgs(TypedDict):
     extra_env: NotRequired[Mapping[str, str]]
     instance_env: NotRequired[str]
     """Env var that tells each replica its own hostname (the worker pool's WORKER_ID)."""
+    depends_on: NotRequired[Sequence[pulumi.Resource]]
+    """What must be healthy before the service starts: the containers of the stores it uses."""
 
 
 def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle: int
@@ -71,7 +75,10 @@ def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle
     if "postgres" in needs:
         env |= {"SPRING_DATASOURCE_URL": c.postgres_url, "SPRING_DATASOURCE_USERNAME": c.postgres_user,
                 "SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE": str(pool),
-                "SPRING_DATASOURCE_HIKARI_MINIMUM_IDLE": str(idle)}
+                "SPRING_DATASOURCE_HIKARI_MINIMUM_IDLE": str(idle),
+                # Hikari keeps trying to connect this long at start instead of failing fast: with Docker's
+                # five quick restarts (CIS 5.15), a restarting PostgreSQL gets minutes, not seconds, to return.
+                "SPRING_DATASOURCE_HIKARI_INITIALIZATION_FAIL_TIMEOUT": str(DEPENDENCY_WAIT_SECONDS * 1000)}
         secret["spring.datasource.password"] = c.postgres_password
     if "redis" in needs:
         env |= {"SPRING_DATA_REDIS_HOST": c.redis_host, "SPRING_DATA_REDIS_PORT": "6379"}
@@ -151,7 +158,8 @@ class AppService(pulumi.ComponentResource):
         spec = app_spec(args)
         super().__init__("platform:index:AppService", name, {}, opts)
         self.service = spec.service
-        self.deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self)
+        self.deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,
+                                                 depends_on=list(args.get("depends_on", [])))
         self.hostnames = pulumi.Output.from_input(self.deployment.hostnames)
         self.port = pulumi.Output.from_input(APP_PORT)
         self.register_outputs({"hostnames": self.hostnames, "port": self.port})

@@ -204,7 +204,13 @@ class DataStore(pulumi.ComponentResource):
     def __init__(self, token: str, name: str, specs: list[ContainerSpec], args: DataStoreArgs, port: int,
                  opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(token, name, {}, opts)
-        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self) for spec in specs]
+        self.deployments = []
+        for spec in specs:
+            # ZooKeeper healthy before Kafka; each store's containers wait until healthy (the runtime's `wait`).
+            after = [c for deployment in self.deployments for c in deployment.containers]
+            self.deployments.append(args["runtime"].deploy(spec, dict(args["networks"]), name, self, depends_on=after))
+        # What a client waits for: every container of the store, each healthy once created.
+        self.containers = [c for deployment in self.deployments for c in deployment.containers]
         self.host = pulumi.Output.from_input(specs[-1].service)
         self.port = pulumi.Output.from_input(port)
         self.register_outputs({"host": self.host, "port": self.port})

@@ -17,7 +17,7 @@ from typing import Protocol
 import pulumi
 import pulumi_docker as docker
 
-from components.spec import FILES_DIR, ContainerSpec, NetworkName, validate_spec
+from components.spec import FILES_DIR, ContainerSpec, Healthcheck, NetworkName, validate_spec
 
 # Docker's default capability set minus all of it: every spec starts from nothing and adds back.
 DROP_ALL = ["ALL"]
@@ -104,6 +104,13 @@ def service_duration(value: str) -> str:
     if text.endswith("h0m"):
         text = text[:-2]
     return text
+
+
+def readiness_timeout(check: Healthcheck) -> int:
+    """Seconds the provider waits for `healthy` (`wait_timeout`): the start period plus every retry of the
+    healthcheck, and a margin; after that the engine itself calls the container unhealthy."""
+    attempts = check.retries * (duration_nanos(check.interval) + duration_nanos(check.timeout))
+    return -(-(duration_nanos(check.start_period) + attempts) // _NANO) + 30
 
 
 def canonical_capability(name: str) -> str:
@@ -262,6 +269,10 @@ class DockerRuntime:
             restart="on-failure",
             max_retry_count=spec.max_restarts,
             must_run=True,
+            # Created means healthy: whatever depends on this container starts only once it answers
+            # (resource_docker_container_funcs.go, `wait`: polls State.Health until healthy or the timeout).
+            wait=True,
+            wait_timeout=readiness_timeout(check),
             destroy_grace_seconds=spec.stop_grace_seconds,
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=list(check.test), interval=go_duration(check.interval), timeout=go_duration(check.timeout),

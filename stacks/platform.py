@@ -67,6 +67,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         jwt_secret=secrets.jwt_secret,
     )
 
+    stores = {"postgres": postgres, "redis": redis, "kafka": kafka, "clickhouse": clickhouse}
+
     def app_args(service: str, needs: tuple[str, ...]) -> dict[str, Any]:
         app = getattr(settings.apps, "worker" if service == "worker" else service.replace("-", "_"))
         return {
@@ -75,6 +77,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "environment": settings.environment, "log_level": settings.log_level,
             "swagger_enabled": settings.swagger_enabled, "needs": needs, "connections": connections,
             "db_pool_size": app.db_pool_size, "db_pool_min_idle": app.db_pool_min_idle,
+            "depends_on": [c for need in needs if need in stores for c in stores[need].containers],
         }
 
     apps = {service: AppService(service, app_args(service, needs)) for service, needs in SERVICE_NEEDS.items()}
@@ -104,6 +107,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
            if settings.container_metrics else {}),
         "grafana_admin_password": secrets.grafana_admin_password,
         "grafana_secret_key": secrets.grafana_secret_key,
+        "depends_on": {f"{store}-exporter": stores[store].containers for store in ("postgres", "redis", "kafka")},
         "stores": StoreAccess(
             postgres_dsn=f"postgres:5432/{data.postgres_database}?sslmode=disable",
             postgres_user=data.postgres_user, postgres_password=secrets.postgres_password,

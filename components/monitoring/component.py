@@ -77,6 +77,8 @@ class MonitoringArgs(TypedDict):
     """ISO date: deploy cAdvisor, accepting its read-only Docker socket until then (a CTR-014 waiver)."""
     alert_smtp_password: NotRequired[pulumi.Input[str]]
     alert_slack_webhook_url: NotRequired[pulumi.Input[str]]
+    depends_on: NotRequired[Mapping[str, Sequence[pulumi.Resource]]]
+    """By service (e.g. `kafka-exporter`): what must be healthy before it starts (the store it watches)."""
 
 
 def effective_config(config: MonitoringConfig, *, container_metrics: bool) -> MonitoringConfig:
@@ -84,6 +86,14 @@ def effective_config(config: MonitoringConfig, *, container_metrics: bool) -> Mo
     if not container_metrics or "cadvisor" in config.required_jobs:
         return config
     return config.model_copy(update={"required_jobs": (*config.required_jobs, "cadvisor")})
+
+
+def retrying(command: str, attempts: int = 12, pause_seconds: float = 10) -> str:
+    """A shell script running `command` again after it exits, `attempts` times, `pause_seconds` apart; a
+    SIGTERM (docker stop) reaches the command and ends the script at once."""
+    return (f"trap 'kill -TERM \"$child\" 2>/dev/null; exit 143' TERM INT; attempt=0; "
+            f"while [ \"$attempt\" -lt {attempts} ]; do {command} & child=$!; wait \"$child\"; "
+            f"attempt=$((attempt + 1)); sleep {pause_seconds:g}; done; exit 1")
 
 
 def _secret_file(name: str, content: pulumi.Input[str]) -> FileSpec:
@@ -192,8 +202,10 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             service="kafka-exporter", role="mon", image=images["kafka_exporter"], networks=["data"],
             memory_mb=128, cpus=0.1, user=NOBODY,
             # Read the SASL password from its file at start, so it is not in the container's inspectable command.
-            entrypoint=["/bin/sh", "-c", (
-                f"exec kafka_exporter --kafka.server={stores.kafka_bootstrap} --sasl.enabled "
+            # kafka_exporter exits when Kafka does not answer; retried here for minutes, where Docker's five
+            # restarts (CIS 5.15) would be spent in three seconds of backoff.
+            entrypoint=["/bin/sh", "-c", retrying(
+                f"kafka_exporter --kafka.server={stores.kafka_bootstrap} --sasl.enabled "
                 f"--sasl.mechanism=plain --sasl.username={stores.kafka_user} "
                 f"--sasl.password=\"$(cat {SECRETS_DIR}/kafka_password)\"")],
             files=[_secret_file("kafka_password", stores.kafka_password)],
@@ -228,7 +240,10 @@ class Monitoring(pulumi.ComponentResource):
             pulumi.log.warn("Monitoring: platform:alertSmtpPassword or platform:alertSlackWebhookUrl is not set; "
                             "Alertmanager cannot deliver notifications until both are set as config secrets",
                             resource=self)
-        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self) for spec in specs]
+        after = args.get("depends_on", {})
+        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self,
+                                                   depends_on=list(after.get(spec.service, [])))
+                            for spec in specs]
         self.prometheus_config = pulumi.Output.from_input(prometheus_yml)
         jobs = sorted({target.job for target in args["app_targets"]} | {t.job for t in exporter_targets()})
         self.scrape_jobs = pulumi.Output.from_input(jobs)
