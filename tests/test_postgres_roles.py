@@ -20,7 +20,15 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from components.postgres import ADMIN_SQL, EXPORTER_ROLE, ROLES_SQL, SUPERUSER, hba_conf, psql_variables, start_script
+from components.postgres import (
+    ADMIN_SQL,
+    EXPORTER_ROLE,
+    ROLES_SQL,
+    SUPERUSER,
+    hba_conf,
+    psql_variables,
+    start_script,
+)
 from tests.conftest import ON_CI, require_tool
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -119,7 +127,7 @@ def roles_applied(cluster) -> Cluster:
 
 def test_the_application_role_owns_its_schema_and_nothing_more(roles_applied):
     pg = roles_applied
-    login = dict(user=APP_ROLE, password="app-secret-1")
+    login = {"user": APP_ROLE, "password": "app-secret-1"}
     created = pg.psql("-c", "CREATE TABLE jobs (id int); INSERT INTO jobs VALUES (1); SELECT count(*) FROM jobs",
                       **login)
     assert created.returncode == 0 and created.stdout.strip() == "1", created.stderr
@@ -136,7 +144,7 @@ def test_the_application_role_owns_its_schema_and_nothing_more(roles_applied):
 
 def test_the_exporter_reads_statistics_only(roles_applied):
     pg = roles_applied
-    login = dict(user=EXPORTER_ROLE, password="exporter-secret-1")
+    login = {"user": EXPORTER_ROLE, "password": "exporter-secret-1"}
     stats = pg.psql("-c", "SELECT count(*) > 0 FROM pg_stat_database WHERE datname = current_database()", **login)
     assert stats.returncode == 0 and stats.stdout.strip() == "t", stats.stderr
     assert pg.psql("-c", "SELECT pg_has_role(current_user, 'pg_monitor', 'member')", **login).stdout.strip() == "t"
@@ -165,7 +173,7 @@ def test_rotation_changes_the_password_on_existing_data(roles_applied):
 
 def test_the_seeded_admin_password_is_replaced(roles_applied):
     pg = roles_applied
-    login = dict(user=APP_ROLE, password="app-secret-1")
+    login = {"user": APP_ROLE, "password": "app-secret-1"}
     seeded = bcrypt.hashpw(b"admin123", bcrypt.gensalt(rounds=4)).decode()
     setup = pg.psql("-c", "CREATE TABLE users (username text PRIMARY KEY, password text NOT NULL)",
                     "-c", f"INSERT INTO users VALUES ('admin', '{seeded}'), ('alice', '{seeded}')", **login)
