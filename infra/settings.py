@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.edge.model import EdgeConfig
 from components.monitoring.model import MonitoringConfig
+from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
 
 NAMESPACE = "platform"
 SETTINGS_KEY = "settings"
@@ -28,6 +29,8 @@ SECRET_KEYS = {
     "clickhousePassword": "clickhouse_password",
     "grafanaAdminPassword": "grafana_admin_password",
     "jwtSecret": "jwt_secret",
+    "postgresSuperuserPassword": "postgres_superuser_password",
+    "postgresExporterPassword": "postgres_exporter_password",
     "alertSmtpPassword": "alert_smtp_password",
     "alertSlackWebhookUrl": "alert_slack_webhook_url",
     "tlsCertificate": "tls_certificate",
@@ -37,6 +40,10 @@ SECRET_KEYS = {
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+ZOOKEEPER_REMOVED = ("ZooKeeper mode was removed: the apache/kafka image's launch script formats its storage for "
+                     "KRaft at every start and refuses a ZooKeeper cluster")
 
 
 class SettingsError(ValueError):
@@ -66,7 +73,6 @@ class Images(Model):
     postgres: PinnedImage = "postgres:16.4-bookworm"
     redis: PinnedImage = "redis:7.4.1-bookworm"
     kafka: PinnedImage = "apache/kafka:3.8.0"
-    zookeeper: PinnedImage = "zookeeper:3.9.2"
     clickhouse: PinnedImage = "clickhouse/clickhouse-server:24.8.4.13"
     nginx: PinnedImage = "nginx:1.26.2-bookworm"
     prometheus: PinnedImage = "prom/prometheus:v2.53.3"
@@ -118,15 +124,25 @@ class DataStores(Model):
     redis: Resources
     kafka: Resources
     clickhouse: Resources
-    kafka_mode: Literal["kraft", "zookeeper"] = "kraft"
+    kafka_mode: Literal["kraft"] = "kraft"
     postgres_database: str = Field(default="orchestration", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     postgres_user: str = Field(default="orchestration", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """The application's own role (owner of its schema); the superuser `postgres` is for administration."""
+    postgres_max_connections: int = Field(default=200, ge=20, le=10000)
+    """PostgreSQL's max_connections: every pool (db_pool_size x replicas), the exporter and the reserve fit."""
+
+    @field_validator("kafka_mode", mode="before")
+    @classmethod
+    def _kraft_only(cls, value: Any) -> Any:
+        if value == "zookeeper":
+            raise ValueError(f"{ZOOKEEPER_REMOVED}; allowed: kraft")
+        return value
 
     @field_validator("postgres_user")
     @classmethod
     def _not_superuser(cls, value: str) -> str:
-        if value == "postgres":
-            raise ValueError("the application must not connect as the superuser 'postgres'")
+        if value in ("postgres", "postgres_exporter"):
+            raise ValueError(f"the application must connect as its own role, not {value!r}")
         return value
 
 
@@ -209,6 +225,21 @@ class Settings(Model):
         if not _TAG.match(value) or value == "latest":
             raise ValueError("must be a pinned image tag such as 1.4.2, not latest")
         return value
+
+    @model_validator(mode="after")
+    def _connection_budget(self) -> Settings:
+        """Every pool at full size still gets a connection: refused here, not by PostgreSQL at peak load."""
+        pools = {f"apps.{name}": (app.db_pool_size, self.workers if name == "worker" else app.replicas)
+                 for name, app in self.apps}
+        needed = sum(size * count for size, count in pools.values()) + EXPORTER_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
+        if needed > self.data.postgres_max_connections:
+            terms = " + ".join(f"{key}.db_pool_size {size} x {'workers' if key == 'apps.worker' else 'replicas'} "
+                               f"{count}" for key, (size, count) in pools.items())
+            raise ValueError(f"data.postgres_max_connections ({self.data.postgres_max_connections}) is below the "
+                             f"connections the stack can open: {terms} + {EXPORTER_CONNECTIONS} for the exporter + "
+                             f"{ADMIN_RESERVED_CONNECTIONS} reserved for administration = {needed}; raise "
+                             "data.postgres_max_connections or lower the pools")
+        return self
 
     @model_validator(mode="after")
     def _prod_rules(self) -> Settings:

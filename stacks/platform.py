@@ -11,6 +11,7 @@ from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka
 from components.loadbalancer import LoadBalancer
 from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets
 from components.network import Network
+from components.postgres import EXPORTER_ROLE
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
 from components.tls import Tls
@@ -51,10 +52,14 @@ def build(inputs: StackInputs) -> dict[str, Any]:
                 "cpus": resources.cpus, "password": password}
 
     postgres = Postgres("postgres", {**store_args(images.postgres, data.postgres, secrets.postgres_password),
-                                     "database": data.postgres_database, "user": data.postgres_user})
+                                     "database": data.postgres_database, "user": data.postgres_user,
+                                     "superuser_password": secrets.postgres_superuser_password,
+                                     "exporter_password": secrets.postgres_exporter_password,
+                                     "admin_password_bcrypt": secrets.app_admin_password_bcrypt,
+                                     "max_connections": data.postgres_max_connections})
     redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
-                            "mode": data.kafka_mode, "zookeeper_image": images.zookeeper})
+                            "mode": data.kafka_mode})
     clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
 
     connections = Connections(
@@ -111,7 +116,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "depends_on": {f"{store}-exporter": stores[store].containers for store in ("postgres", "redis", "kafka")},
         "stores": StoreAccess(
             postgres_dsn=f"postgres:5432/{data.postgres_database}?sslmode=disable",
-            postgres_user=data.postgres_user, postgres_password=secrets.postgres_password,
+            postgres_user=EXPORTER_ROLE, postgres_password=secrets.postgres_exporter_password,
             redis_address="redis:6379", redis_password=secrets.redis_password,
             kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password),
         **{key: inputs.secrets[key] for key in ("alert_smtp_password", "alert_slack_webhook_url")
@@ -130,4 +135,5 @@ def build(inputs: StackInputs) -> dict[str, Any]:
                         "clickhouse": clickhouse.host},
         "grafana_admin_password": secrets.grafana_admin_password,
         "postgres_password": secrets.postgres_password,
+        "app_admin_password": secrets.app_admin_password,
     }
