@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -193,3 +194,116 @@ def test_the_start_script_is_valid_shell():
     result = subprocess.run(["/bin/sh", "-n"], input=script, capture_output=True, text=True, check=False, timeout=10)
     assert result.returncode == 0, result.stderr
     assert "postgres_roles.sql" in script and "postgres_app_admin.sql" in script
+
+
+FAKE_ENTRYPOINT = """#!/bin/sh
+# Stands in for the image's docker-entrypoint.sh: initdb with the superuser's password file on an empty
+# directory (POSTGRES_PASSWORD_FILE, SCRAM), the application database, then the server as its own user.
+set -eu
+shift  # "postgres"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    runuser -u postgres -- {bin}/initdb -D "$PGDATA" --username=postgres --pwfile="$POSTGRES_PASSWORD_FILE" \\
+        --auth-host=scram-sha-256 --auth-local=scram-sha-256 >/dev/null
+    echo 'CREATE DATABASE "{database}";' | runuser -u postgres -- {bin}/postgres --single -D "$PGDATA" postgres >/dev/null
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups {bin}/postgres -D "$PGDATA" -c listen_addresses=127.0.0.1 \\
+    -c unix_socket_directories="$SOCKET_DIR" "$@"
+"""
+
+
+def _write_secrets(files: Path, app: str, exporter: str, superuser: str, admin_hash: str) -> None:
+    secrets = files / "secrets"
+    secrets.mkdir(exist_ok=True)
+    for name, value in (("postgres_password", app), ("postgres_exporter_password", exporter),
+                        ("postgres_superuser_password", superuser), ("app_admin_password_bcrypt", admin_hash)):
+        (secrets / name).write_text(value)
+        (secrets / name).chmod(0o444)
+
+
+def test_the_start_script_initialises_then_rotates_on_the_same_data(tmp_path_factory):
+    """The container's own start script, with the image's entrypoint and gosu stood in for: first start,
+    the seeded admin replaced once the application creates its table, then a rotation on restart."""
+    if not (PG_BIN / "postgres").exists() or os.geteuid() != 0:
+        message = "needs PostgreSQL 15 (postgresql-15) and root"
+        pytest.fail(message, pytrace=False) if ON_CI else pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="issue9-pgstart-"))
+    root.chmod(0o755)
+    files, socket_dir, bin_dir, data = root / "files", root / "run", root / "bin", root / "data"
+    for directory in (files, socket_dir, bin_dir, data):
+        directory.mkdir()
+    shutil.chown(socket_dir, SUPERUSER)
+    shutil.chown(data, SUPERUSER)
+    data.chmod(0o700)
+    (bin_dir / "docker-entrypoint.sh").write_text(FAKE_ENTRYPOINT.format(bin=PG_BIN, database=DATABASE))
+    # gosu execs (no parent left behind), as setpriv does; runuser would stay as a parent process.
+    (bin_dir / "gosu").write_text('#!/bin/sh\nuser="$1"; shift\n'
+                                  'exec setpriv --reuid="$user" --regid="$user" --init-groups "$@"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    (files / "postgres_roles.sql").write_text(ROLES_SQL)
+    (files / "postgres_app_admin.sql").write_text(ADMIN_SQL)
+    (files / "pg_hba.conf").write_text(hba_conf())
+    script = files / "start-postgres.sh"
+    script.write_text(start_script(files_dir=str(files), database=DATABASE, app_role=APP_ROLE,
+                                   socket_dir=str(socket_dir), admin_poll_seconds=1))
+    port = _free_port()
+    env = {**os.environ, "PATH": f"{bin_dir}:{PG_BIN}:{os.environ['PATH']}", "PGPORT": str(port),
+           "PGDATA": str(data), "SOCKET_DIR": str(socket_dir),
+           "POSTGRES_PASSWORD_FILE": str(files / "secrets" / "postgres_superuser_password")}
+    pg = Cluster(socket_dir, port, None)  # type: ignore[arg-type]
+
+    def start() -> subprocess.Popen:
+        # The container's socket directory is a fresh tmpfs at every start.
+        (socket_dir / "platform-roles-applied").unlink(missing_ok=True)
+        process = subprocess.Popen(["/bin/sh", str(script), "-c", f"hba_file={files / 'pg_hba.conf'}",
+                                    "-c", "max_connections=50"], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not (socket_dir / "platform-roles-applied").exists():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "roles never applied"
+            time.sleep(0.2)
+        return process
+
+    def stop(process: subprocess.Popen) -> None:
+        process.terminate()
+        process.wait(timeout=30)
+
+    first_admin = bcrypt.hashpw(b"first-admin", bcrypt.gensalt(rounds=4)).decode()
+    process = None
+    try:
+        _write_secrets(files, "app-1", "exporter-1", "super-1", first_admin)
+        process = start()
+        assert pg.psql("-c", "SELECT 1", user=APP_ROLE, password="app-1").stdout.strip() == "1"
+        assert pg.psql("-c", "SELECT 1", user=SUPERUSER, password="super-1").stdout.strip() == "1"
+        seeded = bcrypt.hashpw(b"admin123", bcrypt.gensalt(rounds=4)).decode()
+        assert pg.psql("-c", "CREATE TABLE users (username text PRIMARY KEY, password text)",
+                       "-c", f"INSERT INTO users VALUES ('admin', '{seeded}')",
+                       user=APP_ROLE, password="app-1").returncode == 0
+
+        def admin_hash(password: str) -> str:
+            return pg.psql("-c", "SELECT password FROM users WHERE username = 'admin'", user=APP_ROLE,
+                           password=password).stdout.strip()
+
+        deadline = time.monotonic() + 20
+        while not bcrypt.checkpw(b"first-admin", admin_hash("app-1").encode()):
+            assert time.monotonic() < deadline, "the seeded admin password was never replaced"
+            time.sleep(0.5)
+        stop(process)
+
+        second_admin = bcrypt.hashpw(b"second-admin", bcrypt.gensalt(rounds=4)).decode()
+        _write_secrets(files, "app-2", "exporter-2", "super-2", second_admin)
+        process = start()
+        assert pg.psql("-c", "SELECT 1", user=APP_ROLE, password="app-1").returncode != 0
+        counted = pg.psql("-c", "SELECT count(*) FROM users", user=APP_ROLE, password="app-2")
+        assert counted.stdout.strip() == "1", counted.stderr
+        assert pg.psql("-c", "SELECT 1", user=SUPERUSER, password="super-1").returncode != 0
+        assert pg.psql("-c", "SELECT 1", user=EXPORTER_ROLE, password="exporter-2").returncode == 0
+        deadline = time.monotonic() + 20
+        while not bcrypt.checkpw(b"second-admin", admin_hash("app-2").encode()):
+            assert time.monotonic() < deadline, "the rotated admin password was never applied"
+            time.sleep(0.5)
+    finally:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
