@@ -108,6 +108,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "app_targets": [target for name, hosts in services.items()
                         for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)],
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
+        "probe_ca_certificate_pem": tls.ca_certificate_pem,
         "grafana_root_url": settings.grafana_url,
         **({"container_metrics_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}
            if settings.container_metrics else {}),

@@ -38,6 +38,7 @@ PROMETHEUS_CONFIG = f"{FILES_DIR}/prometheus.yml"
 RULES_FILE = f"{FILES_DIR}/rules/alerts.yml"
 ALERTMANAGER_CONFIG = f"{FILES_DIR}/alertmanager.yml"
 BLACKBOX_CONFIG = f"{FILES_DIR}/blackbox.yml"
+PROBE_CA = f"{FILES_DIR}/probe-ca.pem"
 GRAFANA_PROVISIONING = f"{FILES_DIR}/provisioning"
 DASHBOARDS_DIR = f"{FILES_DIR}/dashboards"
 IMAGE_KEYS = ("prometheus", "alertmanager", "grafana", "blackbox_exporter", "node_exporter", "postgres_exporter",
@@ -69,6 +70,8 @@ class MonitoringArgs(TypedDict):
     app_targets: Sequence[ScrapeTarget]
     """One per app container: every service in the stack is scraped without further edits."""
     probe_urls: Sequence[str]
+    probe_ca_certificate_pem: NotRequired[pulumi.Input[str]]
+    """What the uptime probe trusts: the stack's CA (generated TLS) or its certificate (provided TLS)."""
     grafana_root_url: str
     grafana_admin_password: pulumi.Input[str]
     grafana_secret_key: pulumi.Input[str]
@@ -132,6 +135,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     alert_secrets = [_secret_file(name, args[key]) for name, key in
                      (("smtp_password", "alert_smtp_password"), ("slack_webhook_url", "alert_slack_webhook_url"))
                      if args.get(key) is not None]
+    probe_ca = args.get("probe_ca_certificate_pem")
     redis_password_map = pulumi.Output.json_dumps({f"redis://{stores.redis_address}": stores.redis_password})
     specs = [
         ContainerSpec(
@@ -172,7 +176,8 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             service="blackbox-exporter", role="mon", image=images["blackbox_exporter"], networks=["app", "egress"],
             memory_mb=64, cpus=0.1, user=NOBODY,
             command=[f"--config.file={BLACKBOX_CONFIG}"],
-            files=[FileSpec(BLACKBOX_CONFIG, render_blackbox_config())],
+            files=[FileSpec(BLACKBOX_CONFIG, render_blackbox_config(PROBE_CA if probe_ca is not None else None)),
+                   *([FileSpec(PROBE_CA, probe_ca)] if probe_ca is not None else [])],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9115/-/healthy"]),
         ),
         ContainerSpec(
