@@ -18,7 +18,12 @@ from components.monitoring.render import (
     render_grafana_datasources,
     render_prometheus_config,
 )
-from components.monitoring.runtime import alertmanager_args, grafana_environment, prometheus_args
+from components.monitoring.runtime import (
+    alertmanager_args,
+    grafana_environment,
+    grafana_start_command,
+    prometheus_args,
+)
 from components.monitoring.targets import ScrapeTarget, exporter_targets
 from components.runtime import Runtime
 from components.spec import (
@@ -159,6 +164,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             memory_mb=512, cpus=0.5, user="472:0",
             env={**grafana_env, "GF_SECURITY_ADMIN_USER": "platform-admin",
                  "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING},
+            entrypoint=grafana_start_command(admin_password_file=f"{SECRETS_DIR}/grafana_admin_password"),
             tmpfs={"/tmp": "rw,noexec,nosuid,size=32m"},
             files=[
                 _secret_file("grafana_admin_password", args["grafana_admin_password"]),
