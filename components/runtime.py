@@ -189,7 +189,8 @@ class DockerRuntime:
         return [
             docker.ContainerUploadArgs(
                 file=f.path,
-                content=pulumi.Output.secret(f.content) if f.secret else f.content,
+                **{"content_base64" if f.base64 else "content": pulumi.Output.secret(f.content) if f.secret
+                   else f.content},
                 # Secrets are for the service's own user; without one, the image's entrypoint steps down
                 # from root to a user of its own, which must still read them.
                 permissions="0400" if f.secret and uid else "0444",

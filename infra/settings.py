@@ -81,7 +81,8 @@ class Images(Model):
     blackbox_exporter: PinnedImage = "prom/blackbox-exporter:v0.25.0"
     node_exporter: PinnedImage = "quay.io/prometheus/node-exporter:v1.9.1"
     postgres_exporter: PinnedImage = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
-    redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0"
+    # The alpine variant: the default image is `scratch` with nothing a healthcheck could run.
+    redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0-alpine"
     kafka_exporter: PinnedImage = "danielqsj/kafka-exporter:v1.9.0"
     cadvisor: PinnedImage = "gcr.io/cadvisor/cadvisor:v0.49.1"
 
@@ -103,6 +104,16 @@ class AppService(Model):
     replicas: int = Field(default=1, ge=1, le=50)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_pool_min_idle: int = Field(default=2, ge=0, le=200)
+    healthcheck: list[str] | None = None
+    """Docker healthcheck test, e.g. [CMD, wget, -qO-, http://127.0.0.1:8080/actuator/health]; default: a probe
+    of /actuator/health that needs only `java` in the image (components/healthcheck/HttpCheck.java)."""
+
+    @field_validator("healthcheck")
+    @classmethod
+    def _healthcheck_form(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) < 2 or value[0] not in ("CMD", "CMD-SHELL")):
+            raise ValueError("must be [CMD, program, args...] or [CMD-SHELL, command]")
+        return value
 
     @model_validator(mode="after")
     def _pool(self) -> AppService:

@@ -83,6 +83,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "swagger_enabled": settings.swagger_enabled, "needs": needs, "connections": connections,
             "db_pool_size": app.db_pool_size, "db_pool_min_idle": app.db_pool_min_idle,
             "depends_on": [c for need in needs if need in stores for c in stores[need].containers],
+            **({"healthcheck": app.healthcheck} if app.healthcheck else {}),
         }
 
     apps = {service: AppService(service, app_args(service, needs)) for service, needs in SERVICE_NEEDS.items()}

@@ -207,7 +207,9 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             env={"REDIS_ADDR": f"redis://{stores.redis_address}",
                  "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis_passwords.json"},
             files=[_secret_file("redis_passwords.json", redis_password_map)],
-            healthcheck=Healthcheck(["CMD", "/redis_exporter", "--version"]),
+            # The exporter itself answering with its own metrics (the image variant needs wget: alpine).
+            healthcheck=Healthcheck(["CMD-SHELL", ("wget -qO- http://127.0.0.1:9121/metrics | "
+                                                  "grep -q '^redis_exporter_build_info'")]),
         ),
         ContainerSpec(
             service="kafka-exporter", role="mon", image=images["kafka_exporter"], networks=["data"],

@@ -4,6 +4,7 @@ in exactly the form the plan sends it (the provider's read-back rules, component
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import tarfile
@@ -71,7 +72,8 @@ def _uploads_archive(uploads: list[dict[str, Any]]) -> bytes:
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:
         for upload in uploads:
-            content = upload["content"].encode()
+            content = (base64.b64decode(upload["contentBase64"]) if "contentBase64" in upload
+                       else upload["content"].encode())
             info = tarfile.TarInfo(upload["file"].lstrip("/"))
             info.size, info.mode = len(content), int(upload.get("permissions", "0644"), 8)
             info.uid = int(upload.get("owner", 0))
