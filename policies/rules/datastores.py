@@ -6,7 +6,7 @@ import re
 
 from policies import checklist as cl
 from policies.props import WORKLOADS, Workload, truthy
-from policies.registry import MANDATORY, resource_rule
+from policies.registry import MANDATORY, resource_rule, stack_rule
 from policies.scope import kind_is
 
 
@@ -35,6 +35,33 @@ def postgres_auth(w: Workload, report, options) -> None:
         report("POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is not set")
     if env.get("POSTGRES_HOST_AUTH_METHOD", "").strip().lower() == "trust":
         report("POSTGRES_HOST_AUTH_METHOD is trust: anyone can connect without a password")
+
+
+# What components/postgres.py uploads: the bcrypt of the generated admin password it sets in the users table.
+APP_ADMIN_FILE = "app_admin_password_bcrypt"
+
+
+@stack_rule(
+    "DS-PG-002",
+    "app-admin-password",
+    "The application's seeded admin password is replaced",
+    types=WORKLOADS,
+    severity="critical",
+    prod=MANDATORY,
+    checklist=[cl.PASSWORDS_CHANGED],
+    sources=["(synthesis) production-checklist: the seed's admin/admin123 user", "OWASP ASVS 2.5.4"],
+    remediation="Give the Postgres component `admin_password_bcrypt` (pulumi-random RandomPassword.bcrypt_hash): "
+    "its start script sets it on the users table's admin once the table exists.",
+)
+def app_admin_password(stack, report, options) -> None:
+    """A stack running the application's PostgreSQL replaces the seed's well-known admin password: the database
+    (or the file carrier filling its volume) receives the generated password's bcrypt to apply."""
+    delivered = any(path.endswith(f"/{APP_ADMIN_FILE}") for w in stack.file_carriers if w.kind == "postgres"
+                    for path in w.uploaded_files)
+    for w in stack.workloads:
+        if w.kind == "postgres" and not delivered:
+            report(f"postgres {w.name}: the seeded admin user keeps its default password (no {APP_ADMIN_FILE})",
+                   w.urn)
 
 
 def _redis_config_auth(text: str) -> bool:
