@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Literal, NotRequired, TypedDict
 
 import pulumi
@@ -22,7 +24,20 @@ ACTUATOR_EXPOSURE = "health,info,prometheus"
 APP_USER = "10001:10001"
 SECRETS_DIR = f"{FILES_DIR}/secrets"
 # Heap relative to the container limit leaves room for metaspace, threads and direct buffers.
-JAVA_OPTIONS = "-XX:MaxRAMPercentage=75.0 -XX:+ExitOnOutOfMemoryError"
+# How long a service keeps retrying a store that is not there yet, before exiting for Docker to restart it.
+DEPENDENCY_WAIT_SECONDS = 120
+# The JVM's temporary files (native libraries it extracts and loads: Netty, Snappy, zstd) go to a tmpfs of their
+# own that allows exec; /tmp stays noexec.
+JVM_TMPDIR = "/var/tmp/jvm"
+JAVA_OPTIONS = f"-XX:MaxRAMPercentage=75.0 -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir={JVM_TMPDIR}"
+# The default healthcheck needs only `java`, which every service image has: HttpCheck.class (compiled from
+# HttpCheck.java beside it) GETs the health URL. A service may set its own test instead.
+HEALTHCHECK_CLASS_DIR = f"{FILES_DIR}/healthcheck"
+_HTTP_CHECK = resources.files("components.healthcheck").joinpath("HttpCheck.class").read_bytes()
+
+
+def default_healthcheck(url: str) -> list[str]:
+    return ["CMD", "java", "-Xmx32m", "-XX:TieredStopAtLevel=1", "-cp", HEALTHCHECK_CLASS_DIR, "HttpCheck", url]
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,10 @@ class AppServiceArgs(TypedDict):
     extra_env: NotRequired[Mapping[str, str]]
     instance_env: NotRequired[str]
     """Env var that tells each replica its own hostname (the worker pool's WORKER_ID)."""
+    depends_on: NotRequired[Sequence[pulumi.Resource]]
+    """What must be healthy before the service starts: the containers of the stores it uses."""
+    healthcheck: NotRequired[Sequence[str]]
+    """Docker healthcheck test (CMD or CMD-SHELL form); default: `default_healthcheck` of the health URL."""
 
 
 def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle: int
@@ -71,7 +90,10 @@ def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle
     if "postgres" in needs:
         env |= {"SPRING_DATASOURCE_URL": c.postgres_url, "SPRING_DATASOURCE_USERNAME": c.postgres_user,
                 "SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE": str(pool),
-                "SPRING_DATASOURCE_HIKARI_MINIMUM_IDLE": str(idle)}
+                "SPRING_DATASOURCE_HIKARI_MINIMUM_IDLE": str(idle),
+                # Hikari keeps trying to connect this long at start instead of failing fast: with Docker's
+                # five quick restarts (CIS 5.15), a restarting PostgreSQL gets minutes, not seconds, to return.
+                "SPRING_DATASOURCE_HIKARI_INITIALIZATION_FAIL_TIMEOUT": str(DEPENDENCY_WAIT_SECONDS * 1000)}
         secret["spring.datasource.password"] = c.postgres_password
     if "redis" in needs:
         env |= {"SPRING_DATA_REDIS_HOST": c.redis_host, "SPRING_DATA_REDIS_PORT": "6379"}
@@ -107,6 +129,9 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
     pool, idle = args.get("db_pool_size", 10), args.get("db_pool_min_idle", 2)
     if not 0 <= idle <= pool:
         raise ComponentArgsError(f"{where}: db_pool_min_idle must be between 0 and db_pool_size ({pool})")
+    custom_check = args.get("healthcheck")
+    if custom_check is not None and (not custom_check or custom_check[0] not in ("CMD", "CMD-SHELL")):
+        raise ComponentArgsError(f"{where}: healthcheck must be a CMD or CMD-SHELL test, got {custom_check!r}")
     dependency_env, credentials = _dependency_env(args["needs"], args["connections"], pool, idle)
     swagger = "true" if args["swagger_enabled"] else "false"
     env = {
@@ -133,10 +158,12 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
         memory_mb=args["memory_mb"], cpus=args["cpus"], replicas=args.get("replicas", 1),
         instance_env=args.get("instance_env"),
         env=env,
-        files=[FileSpec(f"{SECRETS_DIR}/{prop}", value, secret=True) for prop, value in credentials.items()],
-        healthcheck=Healthcheck(["CMD", "curl", "-fsS", f"http://127.0.0.1:{APP_PORT}{HEALTH_PATH}"],
+        files=[FileSpec(f"{SECRETS_DIR}/{prop}", value, secret=True) for prop, value in credentials.items()]
+        + ([] if custom_check else [FileSpec(f"{HEALTHCHECK_CLASS_DIR}/HttpCheck.class",
+                                             base64.b64encode(_HTTP_CHECK).decode(), base64=True)]),
+        healthcheck=Healthcheck(list(custom_check or default_healthcheck(f"http://127.0.0.1:{APP_PORT}{HEALTH_PATH}")),
                                 start_period="90s"),
-        tmpfs={"/tmp": "rw,noexec,nosuid,size=128m"},
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=128m", JVM_TMPDIR: "rw,exec,nosuid,nodev,size=128m"},
         user=APP_USER,
     ))
 
@@ -151,7 +178,8 @@ class AppService(pulumi.ComponentResource):
         spec = app_spec(args)
         super().__init__("platform:index:AppService", name, {}, opts)
         self.service = spec.service
-        self.deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self)
+        self.deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,
+                                                 depends_on=list(args.get("depends_on", [])))
         self.hostnames = pulumi.Output.from_input(self.deployment.hostnames)
         self.port = pulumi.Output.from_input(APP_PORT)
         self.register_outputs({"hostnames": self.hostnames, "port": self.port})

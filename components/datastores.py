@@ -8,6 +8,18 @@ from typing import Literal, NotRequired, TypedDict
 import pulumi
 
 from components.backup.jobs import PostgresArchiving
+from components.postgres import (
+    ADMIN_RESERVED_CONNECTIONS,
+    ADMIN_SQL,
+    EXPORTER_CONNECTIONS,
+    EXPORTER_ROLE,
+    ROLES_APPLIED,
+    ROLES_SQL,
+    SOCKET_DIR,
+    SUPERUSER,
+    hba_conf,
+    start_script,
+)
 from components.runtime import Runtime
 from components.spec import (
     FILES_DIR,
@@ -36,13 +48,20 @@ class DataStoreArgs(TypedDict):
 class PostgresArgs(DataStoreArgs):
     database: str
     user: str
+    """The application's role (owner of its schema, nothing more); `password` is its password."""
+    superuser_password: pulumi.Input[str]
+    """The `postgres` superuser's, for administration only."""
+    exporter_password: pulumi.Input[str]
+    """The exporter role's (`postgres_exporter`, pg_monitor)."""
+    admin_password_bcrypt: NotRequired[pulumi.Input[str]]
+    """bcrypt of the application's `admin` user, set in its users table once that exists."""
+    max_connections: NotRequired[int]
     archiving: NotRequired[PostgresArchiving]
     """Continuous WAL archiving (components.backup.jobs.postgres_archiving); the image must hold the tool."""
 
 
 class KafkaArgs(DataStoreArgs):
-    mode: NotRequired[Literal["kraft", "zookeeper"]]
-    zookeeper_image: NotRequired[str]
+    mode: NotRequired[Literal["kraft"]]
     partitions: NotRequired[int]
     """Partitions of the topics the broker creates (num.partitions): at least the most consumers of a group."""
 
@@ -57,25 +76,49 @@ def _require(component: str, args: Mapping, *keys: str) -> None:
 
 
 def postgres_spec(args: PostgresArgs) -> ContainerSpec:
-    _require("Postgres", args, "database", "user")
-    if args["user"] == "postgres":
-        raise ComponentArgsError("Postgres: user must not be the superuser 'postgres'")
+    _require("Postgres", args, "database", "user", "superuser_password", "exporter_password")
     archiving = args.get("archiving")
+    if args["user"] in (SUPERUSER, EXPORTER_ROLE):
+        raise ComponentArgsError(f"Postgres: user must be the application's own role, not {args['user']!r}")
+    max_connections = args.get("max_connections", 100)
+    if not isinstance(max_connections, int) or max_connections <= ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS:
+        raise ComponentArgsError(f"Postgres: max_connections must be an integer above "
+                                 f"{ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS}, got {max_connections!r}")
+    secrets = f"{FILES_DIR}/secrets"
+    admin = args.get("admin_password_bcrypt")
+    files = [
+        FileSpec(f"{secrets}/postgres_password", args["password"], secret=True),
+        FileSpec(f"{secrets}/postgres_superuser_password", args["superuser_password"], secret=True),
+        FileSpec(f"{secrets}/postgres_exporter_password", args["exporter_password"], secret=True),
+        *([FileSpec(f"{secrets}/app_admin_password_bcrypt", admin, secret=True)] if admin is not None else []),
+        FileSpec(f"{FILES_DIR}/postgres_roles.sql", ROLES_SQL),
+        FileSpec(f"{FILES_DIR}/postgres_app_admin.sql", ADMIN_SQL),
+        FileSpec(f"{FILES_DIR}/pg_hba.conf", hba_conf()),
+        FileSpec(f"{FILES_DIR}/start-postgres.sh", start_script(
+            files_dir=FILES_DIR, database=args["database"], app_role=args["user"], admin=admin is not None)),
+        *(archiving.files if archiving else ()),
+    ]
     return validate_spec(ContainerSpec(
         service="postgres", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
-        env={"POSTGRES_USER": args["user"], "POSTGRES_DB": args["database"],
+        # The image initialises the data directory with the superuser; start-postgres.sh keeps the roles in step.
+        env={"POSTGRES_USER": SUPERUSER, "POSTGRES_DB": args["database"],
              "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256 --auth-local=scram-sha-256",
              "POSTGRES_HOST_AUTH_METHOD": "scram-sha-256", "PGDATA": "/var/lib/postgresql/data/pgdata",
-             "POSTGRES_PASSWORD_FILE": f"{FILES_DIR}/secrets/postgres_password"},
-        files=[FileSpec(f"{FILES_DIR}/secrets/postgres_password", args["password"], secret=True),
-               *(archiving.files if archiving else ())],
+             "POSTGRES_PASSWORD_FILE": f"{secrets}/postgres_superuser_password"},
+        files=files,
+        entrypoint=["/bin/sh", f"{FILES_DIR}/start-postgres.sh"],
         secret_env=dict(archiving.secret_env) if archiving else {},
-        # The image's entrypoint passes `postgres -c name=value` through to the server.
-        command=["postgres", *[f"-c{key}={value}" for key, value in archiving.settings.items()]] if archiving else None,
-        healthcheck=Healthcheck(["CMD-SHELL", f"pg_isready -h 127.0.0.1 -U {args['user']} -d {args['database']}"]),
+        # start-postgres.sh hands these to the image's entrypoint, which passes `-c name=value` to the server.
+        command=["-c", f"hba_file={FILES_DIR}/pg_hba.conf", "-c", f"max_connections={max_connections}",
+                 "-c", f"superuser_reserved_connections={ADMIN_RESERVED_CONNECTIONS}",
+                 *[arg for key, value in (archiving.settings.items() if archiving else ())
+                   for arg in ("-c", f"{key}={value}")]],
+        # Healthy once the roles match the stack's secrets, not merely once the server answers.
+        healthcheck=Healthcheck(["CMD-SHELL", (f"pg_isready -h 127.0.0.1 -d {args['database']} && "
+                                              f"test -f {ROLES_APPLIED}")]),
         volumes=[VolumeMount("postgres-data", "/var/lib/postgresql/data")],
-        tmpfs={"/var/run/postgresql": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},
+        tmpfs={SOCKET_DIR: "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},
         cap_add=STEP_DOWN_CAPS,
         stop_grace_seconds=60,
     ))
@@ -120,18 +163,15 @@ KAFKA_JAAS_PATH = f"{FILES_DIR}/secrets/kafka_server_jaas.conf"
 
 def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
     _require("Kafka", args)
-    mode = args.get("mode", "kraft")
-    if mode not in ("kraft", "zookeeper"):
-        raise ComponentArgsError(f"Kafka: mode must be kraft or zookeeper, got {mode!r}")
-    if mode == "zookeeper" and not args.get("zookeeper_image"):
-        raise ComponentArgsError("Kafka: mode zookeeper needs zookeeper_image")
+    if args.get("mode", "kraft") != "kraft":
+        # apache/kafka's launch script formats its storage for KRaft at every start and refuses ZooKeeper.
+        raise ComponentArgsError(f"Kafka: mode must be kraft (ZooKeeper mode was removed), got {args.get('mode')!r}")
     env = {
         "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "KAFKA_INTER_BROKER_LISTENER_NAME": "BROKER",
         "KAFKA_ADVERTISED_LISTENERS": "BROKER://kafka:9092",
         "KAFKA_SASL_ENABLED_MECHANISMS": "PLAIN",
         "KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL": "PLAIN",
-        "KAFKA_SUPER_USERS": f"User:{KAFKA_USER}",
         "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
         # Topics created without a partition count get this many, so every autoscaled consumer has one.
@@ -141,36 +181,17 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
         "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
         "KAFKA_HEAP_OPTS": f"-Xmx{args['memory_mb'] // 2}m -Xms{args['memory_mb'] // 2}m",
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "BROKER://:9092,CONTROLLER://127.0.0.1:9093",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@127.0.0.1:9093",
+        "KAFKA_AUTHORIZER_CLASS_NAME": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        # The controller listener is loopback-only PLAINTEXT, so its principal is ANONYMOUS; clients
+        # can only reach the SASL listener.
+        "KAFKA_SUPER_USERS": f"User:{KAFKA_USER};User:ANONYMOUS",
     }
     specs = []
-    if mode == "kraft":
-        env |= {
-            "KAFKA_NODE_ID": "1",
-            "KAFKA_PROCESS_ROLES": "broker,controller",
-            "KAFKA_LISTENERS": "BROKER://:9092,CONTROLLER://127.0.0.1:9093",
-            "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
-            "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@127.0.0.1:9093",
-            "KAFKA_AUTHORIZER_CLASS_NAME": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            # The controller listener is loopback-only PLAINTEXT, so its principal is ANONYMOUS; clients
-            # can only reach the SASL listener.
-            "KAFKA_SUPER_USERS": f"User:{KAFKA_USER};User:ANONYMOUS",
-        }
-    else:
-        env |= {
-            "KAFKA_BROKER_ID": "1",
-            "KAFKA_LISTENERS": "BROKER://:9092",
-            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT",
-            "KAFKA_ZOOKEEPER_CONNECT": "zookeeper:2181",
-            "KAFKA_AUTHORIZER_CLASS_NAME": "kafka.security.authorizer.AclAuthorizer",
-        }
-        specs.append(ContainerSpec(
-            service="zookeeper", role="ds", image=args["zookeeper_image"], networks=["data"],
-            memory_mb=512, cpus=0.5,
-            env={"ZOO_ADMINSERVER_ENABLED": "false", "ZOO_4LW_COMMANDS_WHITELIST": "srvr,ruok"},
-            healthcheck=Healthcheck(["CMD", "zkServer.sh", "status"]),
-            volumes=[VolumeMount("zookeeper-data", "/data"), VolumeMount("zookeeper-datalog", "/datalog")],
-            read_only=False, cap_add=STEP_DOWN_CAPS,
-        ))
     # The broker's login is a JAAS file named in KAFKA_OPTS (the apache/kafka image keeps KAFKA_OPTS out of
     # server.properties and expects the login there for SASL: apache/kafka docker/resources/common-scripts/
     # configure, core/src/main/scala/kafka/docker/KafkaDockerWrapper.scala), so no credential is in env.
@@ -227,7 +248,13 @@ class DataStore(pulumi.ComponentResource):
     def __init__(self, token: str, name: str, specs: list[ContainerSpec], args: DataStoreArgs, port: int,
                  opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(token, name, {}, opts)
-        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self) for spec in specs]
+        self.deployments = []
+        for spec in specs:
+            # ZooKeeper healthy before Kafka; each store's containers wait until healthy (the runtime's `wait`).
+            after = [c for deployment in self.deployments for c in deployment.containers]
+            self.deployments.append(args["runtime"].deploy(spec, dict(args["networks"]), name, self, depends_on=after))
+        # What a client waits for: every container of the store, each healthy once created.
+        self.containers = [c for deployment in self.deployments for c in deployment.containers]
         self.host = pulumi.Output.from_input(specs[-1].service)
         self.port = pulumi.Output.from_input(port)
         self.register_outputs({"host": self.host, "port": self.port})

@@ -27,6 +27,8 @@ HTTP_PORT = 8080
 HTTPS_PORT = 8443
 # The official image's nginx user; the key is uploaded owned by it, mode 0400.
 NGINX_USER = "101:101"
+# Docker's embedded DNS server on user-defined networks: it answers with the running containers only.
+DOCKER_DNS = "127.0.0.11"
 
 
 class LoadBalancerArgs(TypedDict):
@@ -35,14 +37,15 @@ class LoadBalancerArgs(TypedDict):
     image: str
     config: EdgeConfig
     upstreams: Sequence[str]
-    """`host:port` of each api-gateway replica on the app network."""
+    """The one `name:port` every api-gateway replica answers to on the app network (their shared alias),
+    resolved per request through Docker's DNS: nginx starts and serves with a replica absent."""
     certificate_pem: pulumi.Input[str]
     private_key_pem: pulumi.Input[str]
     memory_mb: int
     cpus: float
     bind_address: NotRequired[str]
     depends_on: NotRequired[Sequence[pulumi.Resource]]
-    """The gateway containers: nginx resolves its upstreams when it starts."""
+    """The gateway containers: nginx starts once they are healthy."""
 
 
 def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
@@ -58,7 +61,7 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
     try:
         conf = render_nginx_conf(args["config"], list(args["upstreams"]), CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
-                                 temp_dir="/var/cache/nginx")
+                                 temp_dir="/var/cache/nginx", resolver=DOCKER_DNS)
     except ValueError as exc:
         raise ComponentArgsError(f"LoadBalancer: {exc}") from None
     bind = args.get("bind_address", "0.0.0.0")

@@ -8,17 +8,115 @@ component changes when the runtime does.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Protocol
 
 import pulumi
 import pulumi_docker as docker
 
-from components.spec import FILES_DIR, ContainerSpec, NetworkName, validate_spec
+from components.spec import FILES_DIR, ContainerSpec, Healthcheck, NetworkName, validate_spec
 
 # Docker's default capability set minus all of it: every spec starts from nothing and adds back.
 DROP_ALL = ["ALL"]
+
+
+# Canonical forms: every value is sent exactly as kreuzwerker/terraform-provider-docker (wrapped by
+# pulumi-docker 5.x) reads it back from the engine, so a second `pulumi up` finds no difference. A value
+# the provider reads back differently is a permanent diff, and a replacement for ForceNew fields (cpus,
+# capabilities, ulimit, log_opts in internal/provider/resource_docker_container.go).
+
+_NANO = 10**9
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": _NANO, "m": 60 * _NANO, "h": 3600 * _NANO}
+
+
+def nano_decimal(nanos: int) -> str:
+    """internal/provider/helpers.go `nanoInt64ToDecimalString`, quirks included (10 CPUs read back as "10.")."""
+    if nanos == 0:
+        return "0"
+    sign = "-" if nanos < 0 else ""
+    whole, rest = divmod(abs(nanos), _NANO)
+    text = f"{sign}{whole}.{rest:09d}"
+    if text.count("0") == 9:
+        # big.Rat.FloatString(1): one decimal, rounded half away from zero.
+        tenths = (abs(nanos) + 5 * 10**7) // 10**8
+        return f"{sign}{tenths // 10}.{tenths % 10}"
+    return text.rstrip("0")
+
+
+def cpu_nanos(cpus: float | str) -> int:
+    """NanoCPUs the engine stores for `cpus` (docker/cli opts.ParseCPUs: exact decimal, whole nanoseconds)."""
+    nanos = Fraction(str(cpus)) * _NANO
+    if nanos.denominator != 1 or nanos <= 0:
+        raise ValueError(f"cpus {cpus!r} must be positive with at most 9 decimals")
+    return int(nanos)
+
+
+def canonical_cpus(cpus: float | str) -> str:
+    """`cpus` as the provider reads it back: 1 -> "1.0", 1.5 -> "1.5", 0.25 -> "0.25"
+    (resource_docker_container_funcs.go: `d.Set("cpus", nanoInt64ToDecimalString(...NanoCPUs))`)."""
+    return nano_decimal(cpu_nanos(cpus))
+
+
+def duration_nanos(value: str) -> int:
+    """Go's time.ParseDuration for the non-negative durations we use ("90s", "1m30s", "500ms")."""
+    parts = _DURATION_PART.findall(value)
+    if value == "0":
+        return 0
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        raise ValueError(f"duration {value!r} must be a Go duration such as 15s, 1m30s or 500ms")
+    return sum(int(Fraction(number) * _DURATION_UNITS[unit]) for number, unit in parts)
+
+
+def go_duration_string(nanos: int) -> str:
+    """Go's time.Duration.String(): 90s -> "1m30s", 1h -> "1h0m0s", 0 -> "0s"."""
+    if nanos == 0:
+        return "0s"
+    if nanos < _NANO:
+        unit, scale = next((u, s) for u, s in (("ms", 10**6), ("µs", 10**3), ("ns", 1)) if nanos >= s)
+        whole, rest = divmod(nanos, scale)
+        digits = len(str(scale)) - 1
+        return f"{whole}{('.' + f'{rest:0{digits}d}'.rstrip('0')) if rest else ''}{unit}"
+    seconds, rest = divmod(nanos, _NANO)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{seconds}{('.' + f'{rest:09d}'.rstrip('0')) if rest else ''}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def go_duration(value: str) -> str:
+    """A container healthcheck duration as the provider reads it back: "60s" -> "1m0s"
+    (resource_docker_container_funcs.go: `container.Config.Healthcheck.StartPeriod.String()`)."""
+    return go_duration_string(duration_nanos(value))
+
+
+def service_duration(value: str) -> str:
+    """A Swarm service duration as the provider reads it back: "60s" -> "1m", "90s" -> "1m30s"
+    (resource_docker_service_structures.go `shortDur`: Duration.String() without a trailing "m0s"/"h0m")."""
+    text = go_duration(value)
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text
+
+
+def readiness_timeout(check: Healthcheck) -> int:
+    """Seconds the provider waits for `healthy` (`wait_timeout`): the start period plus every retry of the
+    healthcheck, and a margin; after that the engine itself calls the container unhealthy."""
+    attempts = check.retries * (duration_nanos(check.interval) + duration_nanos(check.timeout))
+    return -(-(duration_nanos(check.start_period) + attempts) // _NANO) + 30
+
+
+def canonical_capability(name: str) -> str:
+    """Capabilities as the engine stores them from the API and the provider reads back (HostConfig.CapAdd):
+    upper case, as given, without the "CAP_" prefix the docker CLI would add."""
+    return name.upper().removeprefix("CAP_")
 
 
 def _child(owner: str, part: str) -> str:
@@ -101,7 +199,8 @@ class DockerRuntime:
         return [
             docker.ContainerUploadArgs(
                 file=f.path,
-                content=pulumi.Output.secret(f.content) if f.secret else f.content,
+                **{"content_base64" if f.base64 else "content": pulumi.Output.secret(f.content) if f.secret
+                   else f.content},
                 # Secrets are for the service's own user; without one, the image's entrypoint steps down
                 # from root to a user of its own, which must still read them.
                 permissions="0400" if f.secret and uid else "0444",
@@ -172,23 +271,29 @@ class DockerRuntime:
             user=spec.user,
             read_only=spec.read_only,
             tmpfs=dict(spec.tmpfs) or None,
-            capabilities=docker.ContainerCapabilitiesArgs(drops=DROP_ALL, adds=list(spec.cap_add) or None),
+            capabilities=docker.ContainerCapabilitiesArgs(
+                drops=DROP_ALL, adds=[canonical_capability(cap) for cap in spec.cap_add] or None),
             security_opts=["no-new-privileges:true"],
             memory=spec.memory_mb,
             memory_swap=spec.memory_mb,
-            cpus=f"{spec.cpus:g}",
+            cpus=canonical_cpus(spec.cpus),
             restart="on-failure",
             max_retry_count=spec.max_restarts,
             must_run=True,
+            # Created means healthy: whatever depends on this container starts only once it answers
+            # (resource_docker_container_funcs.go, `wait`: polls State.Health until healthy or the timeout).
+            wait=True,
+            wait_timeout=readiness_timeout(check),
             destroy_grace_seconds=spec.stop_grace_seconds,
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=list(check.test), interval=check.interval, timeout=check.timeout,
-                retries=check.retries, start_period=check.start_period,
+                tests=list(check.test), interval=go_duration(check.interval), timeout=go_duration(check.timeout),
+                retries=check.retries, start_period=go_duration(check.start_period),
             ),
             log_driver="json-file",
             log_opts={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=networks[name].name, aliases=[hostname, spec.service])
+                docker.ContainerNetworksAdvancedArgs(name=networks[name].name,
+                                                  aliases=list(dict.fromkeys([hostname, spec.service])))
                 for name in spec.networks
             ],
             volumes=[

@@ -14,7 +14,8 @@ PASSWORD_LENGTH = 32
 # 64 characters of key material: 512 bits of HMAC key, enough for HS256 up to HS512 (RFC 7518 §3.2).
 JWT_SECRET_LENGTH = 64
 CREDENTIALS = ("postgres_password", "redis_password", "kafka_password", "clickhouse_password",
-               "grafana_admin_password", "grafana_secret_key", "jwt_secret")
+               "grafana_admin_password", "grafana_secret_key", "jwt_secret", "postgres_superuser_password",
+               "postgres_exporter_password")
 
 
 class SecretsArgs(TypedDict):
@@ -43,6 +44,13 @@ class Secrets(pulumi.ComponentResource):
     grafana_secret_key: pulumi.Output[str]
     """Encrypts Grafana's stored datasource secrets; its built-in default is public."""
     jwt_secret: pulumi.Output[str]
+    postgres_superuser_password: pulumi.Output[str]
+    """PostgreSQL's superuser, for administration only; the services use postgres_password (their own role)."""
+    postgres_exporter_password: pulumi.Output[str]
+    app_admin_password: pulumi.Output[str]
+    """Always generated: the application's `admin` user, replacing the seed's well-known password."""
+    app_admin_password_bcrypt: pulumi.Output[str]
+    """Its bcrypt hash, the form the application's users table stores."""
 
     def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         validate_secrets_args(args)
@@ -62,4 +70,11 @@ class Secrets(pulumi.ComponentResource):
                 )
                 value = pulumi.Output.secret(generated.result)
             setattr(self, credential, value)
-        self.register_outputs({credential: getattr(self, credential) for credential in CREDENTIALS})
+        admin = random.RandomPassword(f"{name}-app-admin-password", length=PASSWORD_LENGTH, special=False,
+                                      min_upper=2, min_lower=2, min_numeric=2, keepers=keepers,
+                                      opts=pulumi.ResourceOptions(parent=self))
+        self.app_admin_password = pulumi.Output.secret(admin.result)
+        self.app_admin_password_bcrypt = pulumi.Output.secret(admin.bcrypt_hash)
+        self.register_outputs({**{credential: getattr(self, credential) for credential in CREDENTIALS},
+                               "app_admin_password": self.app_admin_password,
+                               "app_admin_password_bcrypt": self.app_admin_password_bcrypt})

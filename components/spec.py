@@ -62,6 +62,8 @@ class FileSpec:
     content: pulumi.Input[str]
     secret: bool = False
     """Secret content stays a Pulumi secret, and is readable only by the container's user when it has one."""
+    base64: bool = False
+    """`content` is base64 of a binary file."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from components.autoscaling import ScalingPolicy
 from components.edge.model import EdgeConfig
 from components.images import pinned_image, pinned_tag
 from components.monitoring.model import MonitoringConfig
+from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
 
 NAMESPACE = "platform"
 SETTINGS_KEY = "settings"
@@ -31,6 +32,8 @@ SECRET_KEYS = {
     "clickhousePassword": "clickhouse_password",
     "grafanaAdminPassword": "grafana_admin_password",
     "jwtSecret": "jwt_secret",
+    "postgresSuperuserPassword": "postgres_superuser_password",
+    "postgresExporterPassword": "postgres_exporter_password",
     "alertSmtpPassword": "alert_smtp_password",
     "alertSlackWebhookUrl": "alert_slack_webhook_url",
     "tlsCertificate": "tls_certificate",
@@ -41,6 +44,10 @@ SECRET_KEYS = {
 
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+ZOOKEEPER_REMOVED = ("ZooKeeper mode was removed: the apache/kafka image's launch script formats its storage for "
+                     "KRaft at every start and refuses a ZooKeeper cluster")
 
 
 class SettingsError(ValueError):
@@ -60,7 +67,6 @@ class Images(Model):
     postgres: PinnedImage = "postgres:16.4-bookworm"
     redis: PinnedImage = "redis:7.4.1-bookworm"
     kafka: PinnedImage = "apache/kafka:3.8.0"
-    zookeeper: PinnedImage = "zookeeper:3.9.2"
     clickhouse: PinnedImage = "clickhouse/clickhouse-server:24.8.4.13"
     nginx: PinnedImage = "nginx:1.26.2-bookworm"
     prometheus: PinnedImage = "prom/prometheus:v2.53.3"
@@ -69,7 +75,8 @@ class Images(Model):
     blackbox_exporter: PinnedImage = "prom/blackbox-exporter:v0.25.0"
     node_exporter: PinnedImage = "quay.io/prometheus/node-exporter:v1.9.1"
     postgres_exporter: PinnedImage = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
-    redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0"
+    # The alpine variant: the default image is `scratch` with nothing a healthcheck could run.
+    redis_exporter: PinnedImage = "oliver006/redis_exporter:v1.67.0-alpine"
     kafka_exporter: PinnedImage = "danielqsj/kafka-exporter:v1.9.0"
     cadvisor: PinnedImage = "gcr.io/cadvisor/cadvisor:v0.49.1"
     clickhouse_backup: PinnedImage = "altinity/clickhouse-backup:2.6.9"
@@ -92,6 +99,16 @@ class AppService(Model):
     replicas: int = Field(default=1, ge=1, le=50)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_pool_min_idle: int = Field(default=2, ge=0, le=200)
+    healthcheck: list[str] | None = None
+    """Docker healthcheck test, e.g. [CMD, wget, -qO-, http://127.0.0.1:8080/actuator/health]; default: a probe
+    of /actuator/health that needs only `java` in the image (components/healthcheck/HttpCheck.java)."""
+
+    @field_validator("healthcheck")
+    @classmethod
+    def _healthcheck_form(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) < 2 or value[0] not in ("CMD", "CMD-SHELL")):
+            raise ValueError("must be [CMD, program, args...] or [CMD-SHELL, command]")
+        return value
 
     @model_validator(mode="after")
     def _pool(self) -> AppService:
@@ -113,15 +130,25 @@ class DataStores(Model):
     redis: Resources
     kafka: Resources
     clickhouse: Resources
-    kafka_mode: Literal["kraft", "zookeeper"] = "kraft"
+    kafka_mode: Literal["kraft"] = "kraft"
     postgres_database: str = Field(default="orchestration", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     postgres_user: str = Field(default="orchestration", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """The application's own role (owner of its schema); the superuser `postgres` is for administration."""
+    postgres_max_connections: int = Field(default=200, ge=20, le=10000)
+    """PostgreSQL's max_connections: every pool (db_pool_size x replicas), the exporter and the reserve fit."""
+
+    @field_validator("kafka_mode", mode="before")
+    @classmethod
+    def _kraft_only(cls, value: Any) -> Any:
+        if value == "zookeeper":
+            raise ValueError(f"{ZOOKEEPER_REMOVED}; allowed: kraft")
+        return value
 
     @field_validator("postgres_user")
     @classmethod
     def _not_superuser(cls, value: str) -> str:
-        if value == "postgres":
-            raise ValueError("the application must not connect as the superuser 'postgres'")
+        if value in ("postgres", "postgres_exporter"):
+            raise ValueError(f"the application must connect as its own role, not {value!r}")
         return value
 
 
@@ -222,6 +249,21 @@ class Settings(Model):
     @classmethod
     def _version(cls, value: str) -> str:
         return pinned_tag(value)
+
+    @model_validator(mode="after")
+    def _connection_budget(self) -> Settings:
+        """Every pool at full size still gets a connection: refused here, not by PostgreSQL at peak load."""
+        pools = {f"apps.{name}": (app.db_pool_size, self.workers if name == "worker" else app.replicas)
+                 for name, app in self.apps}
+        needed = sum(size * count for size, count in pools.values()) + EXPORTER_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
+        if needed > self.data.postgres_max_connections:
+            terms = " + ".join(f"{key}.db_pool_size {size} x {'workers' if key == 'apps.worker' else 'replicas'} "
+                               f"{count}" for key, (size, count) in pools.items())
+            raise ValueError(f"data.postgres_max_connections ({self.data.postgres_max_connections}) is below the "
+                             f"connections the stack can open: {terms} + {EXPORTER_CONNECTIONS} for the exporter + "
+                             f"{ADMIN_RESERVED_CONNECTIONS} reserved for administration = {needed}; raise "
+                             "data.postgres_max_connections or lower the pools")
+        return self
 
     @model_validator(mode="after")
     def _prod_rules(self) -> Settings:

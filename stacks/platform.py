@@ -22,6 +22,7 @@ from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka
 from components.loadbalancer import LoadBalancer
 from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets
 from components.network import Network
+from components.postgres import EXPORTER_ROLE, SUPERUSER
 from components.runtime import DockerRuntime
 from components.secrets import CREDENTIALS, Secrets
 from components.swarm import SwarmRuntime
@@ -88,11 +89,15 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         **store_args(settings.image("postgres-backup") if backups else images.postgres, data.postgres,
                      secrets.postgres_password),
         "database": data.postgres_database, "user": data.postgres_user,
+        "superuser_password": secrets.postgres_superuser_password,
+        "exporter_password": secrets.postgres_exporter_password,
+        "admin_password_bcrypt": secrets.app_admin_password_bcrypt,
+        "max_connections": data.postgres_max_connections,
         **({"archiving": postgres_archiving(backups, store_credentials)} if backups else {})},
         pulumi.ResourceOptions(depends_on=[backup_image]) if backups else None)
     redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
-                            "mode": data.kafka_mode, "zookeeper_image": images.zookeeper,
+                            "mode": data.kafka_mode,
                             **({"partitions": settings.autoscaling.workers.max_replicas} if settings.autoscaling
                                else {})})
     clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
@@ -107,6 +112,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         jwt_secret=secrets.jwt_secret,
     )
 
+    stores = {"postgres": postgres, "redis": redis, "kafka": kafka, "clickhouse": clickhouse}
+
     def app_args(service: str, needs: tuple[str, ...]) -> dict[str, Any]:
         app = getattr(settings.apps, "worker" if service == "worker" else service.replace("-", "_"))
         return {
@@ -115,6 +122,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "environment": settings.environment, "log_level": settings.log_level,
             "swagger_enabled": settings.swagger_enabled, "needs": needs, "connections": connections,
             "db_pool_size": app.db_pool_size, "db_pool_min_idle": app.db_pool_min_idle,
+            "depends_on": [c for need in needs if need in stores for c in stores[need].containers],
+            **({"healthcheck": app.healthcheck} if app.healthcheck else {}),
         }
 
     apps = {service: AppService(service, app_args(service, needs)) for service, needs in SERVICE_NEEDS.items()}
@@ -124,7 +133,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     lb = settings.load_balancer
     LoadBalancer("load-balancer", {
         "runtime": runtime, "networks": networks, "image": images.nginx, "config": settings.edge,
-        "upstreams": [f"{host}:{APP_PORT}" for host in gateway.hostnames],
+        # The replicas' shared alias: nginx reaches whichever of them are running.
+        "upstreams": [f"{apps['api-gateway'].service}:{APP_PORT}"],
         "certificate_pem": tls.certificate_pem, "private_key_pem": tls.private_key_pem,
         "memory_mb": lb.resources.memory_mb, "cpus": lb.resources.cpus, "bind_address": lb.bind_address,
         "depends_on": gateway.containers,
@@ -133,7 +143,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     backup_jobs = BackupJobs("backup-jobs", {
         "runtime": runtime, "networks": networks, "config": backups, "job_image": settings.image("postgres-backup"),
         "clickhouse_backup_image": images.clickhouse_backup, "credentials": store_credentials,
-        "postgres_user": data.postgres_user, "postgres_password": secrets.postgres_password,
+        # pgBackRest starts and stops backups and reads every relation: the administrative superuser.
+        "postgres_user": SUPERUSER, "postgres_password": secrets.postgres_superuser_password,
         "clickhouse_user": CLICKHOUSE_USER, "clickhouse_password": secrets.clickhouse_password,
         "config_files": {"settings.json": settings.model_dump_json(), "ca.pem": tls.ca_certificate_pem,
                          "server.pem": tls.certificate_pem, "server.key": tls.private_key_pem},
@@ -169,14 +180,16 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "app_targets": [target for name, hosts in scraped.items()
                         for target in app_scrape_targets(name, hosts, APP_PORT, METRICS_PATH)] + scaler_targets,
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
+        "probe_ca_certificate_pem": tls.ca_certificate_pem,
         "grafana_root_url": settings.grafana_url,
         **({"container_metrics_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}
            if settings.container_metrics else {}),
         "grafana_admin_password": secrets.grafana_admin_password,
         "grafana_secret_key": secrets.grafana_secret_key,
+        "depends_on": {f"{store}-exporter": stores[store].containers for store in ("postgres", "redis", "kafka")},
         "stores": StoreAccess(
             postgres_dsn=f"postgres:5432/{data.postgres_database}?sslmode=disable",
-            postgres_user=data.postgres_user, postgres_password=secrets.postgres_password,
+            postgres_user=EXPORTER_ROLE, postgres_password=secrets.postgres_exporter_password,
             redis_address="redis:6379", redis_password=secrets.redis_password,
             kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password),
         **{key: inputs.secrets[key] for key in ("alert_smtp_password", "alert_slack_webhook_url")
@@ -197,4 +210,5 @@ def build(inputs: StackInputs) -> dict[str, Any]:
                         "clickhouse": clickhouse.host},
         "grafana_admin_password": secrets.grafana_admin_password,
         "postgres_password": secrets.postgres_password,
+        "app_admin_password": secrets.app_admin_password,
     }

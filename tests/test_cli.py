@@ -94,3 +94,15 @@ def test_plan_failing_program_exits_2_with_the_error(tmp_path):
     result = infra("plan", "--stack", "dev", "--project", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == "infra: error: program failed: KeyError: 'boom'"
+
+
+def test_plan_refuses_pools_beyond_max_connections_with_exit_2(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text(
+        (REPO_ROOT / "Pulumi.yaml").read_text().replace("main: stacks/", f"main: {REPO_ROOT}/stacks/"))
+    (tmp_path / "Pulumi.prod.yaml").write_text(
+        (REPO_ROOT / "Pulumi.prod.yaml").read_text().replace("workers: 3", "workers: 20"))
+    result = infra("plan", "--stack", "prod", "--project", str(tmp_path))
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("infra: error: Pulumi.prod.yaml: platform:settings: data.postgres_max_connections (200)")
+    assert "apps.worker.db_pool_size 10 x workers 20" in line

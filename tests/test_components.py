@@ -73,7 +73,7 @@ def export_credentials(secrets: Secrets) -> None:
 def test_secrets_generated_are_secret_and_rotate_with_keepers():
     run = deploy(lambda: export_credentials(Secrets("sec", {"rotation": 7})))
     passwords = {r.name: r for r in registered(run, "random:index/randomPassword:RandomPassword")}
-    assert set(passwords) == {f"sec-{c.replace('_', '-')}" for c in CREDENTIALS}
+    assert set(passwords) == {f"sec-{c.replace('_', '-')}" for c in CREDENTIALS} | {"sec-app-admin-password"}
     assert passwords["sec-jwt-secret"].inputs["length"] == 64  # 512 bits, enough for HS512
     assert all(r.inputs["length"] >= 32 and r.inputs["special"] is False for r in passwords.values())
     assert all(r.inputs["keepers"] == {"rotation": "7"} for r in passwords.values())
@@ -147,7 +147,9 @@ def store(networks, image, password="s3cret-from-secrets", **extra):
 
 def test_data_stores_are_hardened_private_and_authenticated():
     run = deploy(with_networks(lambda networks: [
-        Postgres("postgres", store(networks, "postgres:16.4-bookworm", database="jobs", user="jobs")),
+        Postgres("postgres", store(networks, "postgres:16.4-bookworm", database="jobs", user="jobs",
+                                   superuser_password=pulumi.Output.secret("super-s3cret"),
+                                   exporter_password=pulumi.Output.secret("exporter-s3cret"))),
         Redis("redis", store(networks, "redis:7.4.1-bookworm")),
         Kafka("kafka", store(networks, "apache/kafka:3.8.0")),
         ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
@@ -163,8 +165,12 @@ def test_data_stores_are_hardened_private_and_authenticated():
     assert secret_env_keys(found["postgres"]) == set()
     postgres_env = env_of(found["postgres"])
     assert postgres_env["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
-    password_file = files_of(run.resources, "postgres")[postgres_env["POSTGRES_PASSWORD_FILE"]]
-    assert is_secret(password_file["content"]) and reveal(password_file["content"]) == "s3cret-from-secrets"
+    assert postgres_env["POSTGRES_USER"] == "postgres", "initdb creates the superuser, for administration only"
+    postgres_files = files_of(run.resources, "postgres")
+    password_file = postgres_files[postgres_env["POSTGRES_PASSWORD_FILE"]]
+    assert is_secret(password_file["content"]) and reveal(password_file["content"]) == "super-s3cret"
+    app_password = postgres_files["/etc/platform/secrets/postgres_password"]
+    assert is_secret(app_password["content"]) and reveal(app_password["content"]) == "s3cret-from-secrets"
     redis = found["redis"]
     assert "s3cret" not in " ".join(redis["command"])
     [upload] = files_of(run.resources, "redis").values()
@@ -187,27 +193,23 @@ def test_data_stores_are_hardened_private_and_authenticated():
     assert "orchestration-test-postgres-data" in volumes
 
 
-def test_kafka_zookeeper_mode_adds_locked_down_zookeeper():
-    run = deploy(with_networks(lambda networks: Kafka(
-        "kafka", store(networks, "apache/kafka:3.8.0", mode="zookeeper", zookeeper_image="zookeeper:3.9.2"))))
-    found = by_hostname(run)
-    assert set(found) == {"kafka", "zookeeper"}
-    assert env_of(found["zookeeper"])["ZOO_ADMINSERVER_ENABLED"] == "false"
-    assert env_of(found["kafka"])["KAFKA_ZOOKEEPER_CONNECT"] == "zookeeper:2181"
-    assert "KAFKA_PROCESS_ROLES" not in env_of(found["kafka"])
-    assert_hardened(found["zookeeper"])
+def test_kafka_zookeeper_mode_is_refused():
+    assert_registers_nothing(lambda: Kafka("kafka", store({"data": None}, "apache/kafka:3.8.0", mode="zookeeper")),
+                             "ZooKeeper mode was removed")
 
 
 @pytest.mark.parametrize("image", ["postgres", "postgres:latest", "postgres:"])
 def test_data_store_refuses_unpinned_image(image):
     networks = {"data": None}
     assert_registers_nothing(
-        lambda: Postgres("postgres", store(networks, image, database="jobs", user="jobs")), "pinned")
+        lambda: Postgres("postgres", store(networks, image, database="jobs", user="jobs", superuser_password="a",
+                                           exporter_password="b")), "pinned")
 
 
 def test_postgres_refuses_superuser():
     assert_registers_nothing(lambda: Postgres(
-        "postgres", store({"data": None}, "postgres:16.4-bookworm", database="jobs", user="postgres")), "superuser")
+        "postgres", store({"data": None}, "postgres:16.4-bookworm", database="jobs", user="postgres",
+                          superuser_password="a", exporter_password="b")), "own role, not 'postgres'")
 
 
 CONNECTIONS = Connections(
@@ -242,7 +244,7 @@ def test_app_service_container_settings():
     assert "SPRING_DATA_REDIS_HOST" not in env  # only what the service needs
     assert secret_env_keys(inputs) == set(), "credentials never travel in env"
     assert env["SPRING_CONFIG_IMPORT"] == "optional:configtree:/etc/platform/secrets/"
-    credentials = files_of(run.resources, "orchestrator")
+    credentials = {path: f for path, f in files_of(run.resources, "orchestrator").items() if "/secrets/" in path}
     assert set(credentials) == {"/etc/platform/secrets/spring.datasource.password",
                                 "/etc/platform/secrets/spring.kafka.properties.sasl.jaas.config",
                                 "/etc/platform/secrets/jwt.secret"}

@@ -20,7 +20,8 @@ def test_environment_defaults_apply_under_the_stack_values():
     assert prod.apps.api_gateway.replicas == 2 and prod.data.postgres.memory_mb == 2048
     dev = parse_settings({**BASE, "environment": "dev"}, "Pulumi.dev.yaml")
     assert (dev.log_level, dev.swagger_enabled, dev.workers) == ("DEBUG", True, 1)
-    tuned = parse_settings({**BASE, "workers": 7, "apps": {"worker": {"db_pool_size": 30}}}, "Pulumi.prod.yaml")
+    tuned = parse_settings({**BASE, "workers": 7, "apps": {"worker": {"db_pool_size": 30}},
+                            "data": {"postgres_max_connections": 400}}, "Pulumi.prod.yaml")
     assert tuned.workers == 7 and tuned.apps.worker.db_pool_size == 30
     assert tuned.apps.worker.resources.memory_mb == 1024  # the rest of the default survives the override
 
@@ -40,8 +41,15 @@ def test_environment_defaults_apply_under_the_stack_values():
     ({"apps": {"worker": {"resources": {"memroy_mb": 3}}}},
      "platform:settings.apps.worker.resources.memroy_mb: unknown key; allowed: memory_mb, cpus"),
     ({"apps": {"worker": {"db_pool_min_idle": 99}}}, "db_pool_min_idle must not exceed db_pool_size"),
-    ({"data": {"postgres_user": "postgres"}}, "superuser"),
-    ({"data": {"kafka_mode": "raft"}}, "platform:settings.data.kafka_mode: allowed: 'kraft' or 'zookeeper'"),
+    ({"data": {"postgres_user": "postgres"}}, "must connect as its own role, not 'postgres'"),
+    ({"data": {"kafka_mode": "raft"}}, "platform:settings.data.kafka_mode: allowed: 'kraft'"),
+    ({"data": {"kafka_mode": "zookeeper"}},
+     "platform:settings.data.kafka_mode: ZooKeeper mode was removed: the apache/kafka image's launch script"),
+    ({"data": {"postgres_max_connections": 100}},
+     ("data.postgres_max_connections (100) is below the connections the stack can open: "
+     "apps.api_gateway.db_pool_size 20 x replicas 2 + ")),
+    ({"workers": 12}, "apps.worker.db_pool_size 10 x workers 12"),
+    ({"apps": {"query_service": {"db_pool_size": 120}}}, "apps.query_service.db_pool_size 120 x replicas 1"),
     ({"tls": {"validity_days": 1000}}, "platform:settings.tls.validity_days: Input should be less than or equal to 366"),
     ({"docker_host": "http://x"}, "platform:settings.docker_host"),
     ({"environment": "production"}, "platform:settings.environment: allowed: prod, staging, dev"),
@@ -99,3 +107,11 @@ def test_supplied_secret_values_are_checked(key, value, message):
 
 def test_strong_supplied_secret_is_accepted():
     check_secret_value("jwtSecret", "q8Vn3Lr0Zt6Yw1Kp9Hs5Dm2Xc7Bf4Gj0Ne8Ra6Ub3Ti1", "Pulumi.prod.yaml")
+
+
+def test_the_connection_budget_counts_every_pool_the_exporter_and_the_reserve():
+    # prod: 20x2 + 20 + 10x3 + 10 + 15 = 115 pooled, + 3 exporter + 5 reserve = 123.
+    assert parse_settings({**BASE, "data": {"postgres_max_connections": 123}}, "Pulumi.prod.yaml")
+    with pytest.raises(SettingsError, match=r"= 124; raise data.postgres_max_connections"):
+        parse_settings({**BASE, "data": {"postgres_max_connections": 123}, "apps": {"log_aggregator": {
+            "db_pool_size": 11}}}, "Pulumi.prod.yaml")

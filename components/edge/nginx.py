@@ -162,11 +162,16 @@ def _cors_maps(config: EdgeConfig) -> list[Directive]:
     return maps
 
 
-def _proxy_to_upstream() -> Directive:
-    return _d("proxy_pass", f"http://{UPSTREAM_NAME}")
+# With a resolver, the upstream name lives in this variable: nginx resolves a variable's name per request
+# (cached for the resolver's `valid` time) instead of once at start, when a missing name is fatal.
+UPSTREAM_VARIABLE = "$api_gateway"
 
 
-def _api_location(config: EdgeConfig, match: list[str], limit: Directive) -> Directive:
+def _proxy_to_upstream(target: str) -> Directive:
+    return _d("proxy_pass", f"http://{target}")
+
+
+def _api_location(config: EdgeConfig, match: list[str], limit: Directive, target: str) -> Directive:
     headers = security_headers(config) + _cors_response_headers(config)
     preflight = _d(
         "if",
@@ -176,7 +181,7 @@ def _api_location(config: EdgeConfig, match: list[str], limit: Directive) -> Dir
         # Preflights are answered at the edge from the allowlist; the gateway never sees them.
         block=[*_add_headers(headers + _cors_preflight_headers()), _d("return", "204")],
     )
-    return _d("location", *match, block=[limit, preflight, *_add_headers(headers), _proxy_to_upstream()])
+    return _d("location", *match, block=[limit, preflight, *_add_headers(headers), _proxy_to_upstream(target)])
 
 
 def _limit(zone: str, burst: int, nodelay: bool) -> Directive:
@@ -185,22 +190,22 @@ def _limit(zone: str, burst: int, nodelay: bool) -> Directive:
     return _d("limit_req", *args)
 
 
-def _locations(config: EdgeConfig) -> list[Directive]:
+def _locations(config: EdgeConfig, target: str) -> list[Directive]:
     headers = _add_headers(security_headers(config))
     api_limit = _limit("api", config.api_burst, config.api_nodelay)
     if config.block_management_paths:
         management = [*headers, _d("return", "404")]
     else:
         # dev: Swagger UI and actuator reach the gateway (still rate limited).
-        management = [api_limit, *headers, _proxy_to_upstream()]
+        management = [api_limit, *headers, _proxy_to_upstream(target)]
     return [
         # An exact match beats every regex, so the gateway's health endpoint stays reachable for
         # health checks through the edge while the rest of /actuator is blocked.
-        _d("location", "=", config.health_path, block=[api_limit, *headers, _proxy_to_upstream()]),
+        _d("location", "=", config.health_path, block=[api_limit, *headers, _proxy_to_upstream(target)]),
         # Regex locations are tried in order and beat the /api/ prefix: blocking comes first.
         _d("location", "~*", MANAGEMENT_PATHS_REGEX, block=management),
-        _api_location(config, ["~*", login_path_regex(config)], _limit("login", config.login_burst, True)),
-        _api_location(config, [API_PREFIX], api_limit),
+        _api_location(config, ["~*", login_path_regex(config)], _limit("login", config.login_burst, True), target),
+        _api_location(config, [API_PREFIX], api_limit, target),
         # Only the API and the health endpoint are published; anything else is not ours to serve.
         _d("location", "/", block=[*headers, _d("return", "404")]),
     ]
@@ -220,7 +225,8 @@ def _listen(address: str | None, port: int, *flags: str) -> Directive:
     return _d("listen", f"{address}:{port}" if address else str(port), *flags)
 
 
-def _https_server(config: EdgeConfig, deployment: EdgeDeployment, listen: Directive) -> Directive:
+def _https_server(config: EdgeConfig, deployment: EdgeDeployment, listen: Directive,
+                  resolved_upstream: str | None) -> Directive:
     proxy_headers = [
         ("Host", "$host"),
         # The edge is the first hop: overwrite (not append to) client-supplied X-Forwarded-For.
@@ -263,7 +269,8 @@ def _https_server(config: EdgeConfig, deployment: EdgeDeployment, listen: Direct
         # Try the next replica on connection errors and gateway errors. nginx never re-sends a
         # POST/PATCH that already reached a replica (no `non_idempotent`).
         _d("proxy_next_upstream", "error", "timeout", "http_502", "http_503", "http_504"),
-        *_locations(config),
+        *([_d("set", UPSTREAM_VARIABLE, resolved_upstream)] if resolved_upstream else []),
+        *_locations(config, UPSTREAM_VARIABLE if resolved_upstream else UPSTREAM_NAME),
     ]
     return _d("server", block=body)
 
@@ -281,10 +288,16 @@ def render_nginx_conf(
     temp_dir: str = "/var/cache/nginx",
     access_log_path: str = "/dev/stdout",
     user: str | None = None,
+    resolver: str | None = None,
+    resolver_valid_seconds: int = 10,
 ) -> str:
     """Return a complete nginx.conf for the edge.
 
-    upstreams: "host:port" of each api-gateway replica (hosts must resolve when nginx starts).
+    upstreams: "host:port" of each api-gateway replica (hosts must resolve when nginx starts); with a
+    resolver, exactly one "name:port" that every replica answers to (their shared network alias).
+    resolver: DNS server to resolve that name per request, re-resolved every `resolver_valid_seconds`
+    (Docker's embedded DNS, 127.0.0.11): nginx then starts and serves with a replica, or all, absent, and
+    reaches each one again once its name resolves; the resolver drops a stopped container's address.
     cert_path/key_path: absolute paths of the PEM certificate chain and key inside the nginx host.
     listen_address: bind address (e.g. "127.0.0.1" in tests); None listens on all IPv4 addresses.
     pid_path/temp_dir/access_log_path: point them into a writable directory to run nginx
@@ -294,6 +307,9 @@ def render_nginx_conf(
     duplicate `daemon` directive is a fatal error.
     """
     deployment = EdgeDeployment(upstream_servers=tuple(upstreams), cert_path=cert_path, key_path=key_path)
+    if resolver and len(deployment.upstream_servers) != 1:
+        raise ValueError("upstreams: with a resolver, give the one name:port all replicas answer to, "
+                         f"not {list(deployment.upstream_servers)}")
     temp_paths = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
     upstream_servers = [
         _d(
@@ -330,7 +346,9 @@ def render_nginx_conf(
         ),
         _d("limit_req_status", RATE_LIMIT_STATUS),
         *_cors_maps(config),
-        _d("upstream", UPSTREAM_NAME, block=[*upstream_servers, _d("keepalive", config.upstream_keepalive)]),
+        *([_d("resolver", resolver, f"valid={resolver_valid_seconds}s", "ipv6=off"), _d("resolver_timeout", "5s")]
+          if resolver else
+          [_d("upstream", UPSTREAM_NAME, block=[*upstream_servers, _d("keepalive", config.upstream_keepalive)])]),
         _d(
             "server",
             block=[
@@ -340,7 +358,8 @@ def render_nginx_conf(
             ],
         ),
         _https_server(
-            config, deployment, _listen(listen_address, listen_https, "ssl", "http2", "default_server")
+            config, deployment, _listen(listen_address, listen_https, "ssl", "http2", "default_server"),
+            deployment.upstream_servers[0] if resolver else None,
         ),
     ]
     payload = [

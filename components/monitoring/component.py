@@ -18,7 +18,12 @@ from components.monitoring.render import (
     render_grafana_datasources,
     render_prometheus_config,
 )
-from components.monitoring.runtime import alertmanager_args, grafana_environment, prometheus_args
+from components.monitoring.runtime import (
+    alertmanager_args,
+    grafana_environment,
+    grafana_start_command,
+    prometheus_args,
+)
 from components.monitoring.targets import TASKS_DNS_PREFIX, ScrapeTarget, exporter_targets
 from components.runtime import Runtime
 from components.spec import (
@@ -38,6 +43,7 @@ PROMETHEUS_CONFIG = f"{FILES_DIR}/prometheus.yml"
 RULES_FILE = f"{FILES_DIR}/rules/alerts.yml"
 ALERTMANAGER_CONFIG = f"{FILES_DIR}/alertmanager.yml"
 BLACKBOX_CONFIG = f"{FILES_DIR}/blackbox.yml"
+PROBE_CA = f"{FILES_DIR}/probe-ca.pem"
 GRAFANA_PROVISIONING = f"{FILES_DIR}/provisioning"
 DASHBOARDS_DIR = f"{FILES_DIR}/dashboards"
 IMAGE_KEYS = ("prometheus", "alertmanager", "grafana", "blackbox_exporter", "node_exporter", "postgres_exporter",
@@ -69,6 +75,8 @@ class MonitoringArgs(TypedDict):
     app_targets: Sequence[ScrapeTarget]
     """One per app container: every service in the stack is scraped without further edits."""
     probe_urls: Sequence[str]
+    probe_ca_certificate_pem: NotRequired[pulumi.Input[str]]
+    """What the uptime probe trusts: the stack's CA (generated TLS) or its certificate (provided TLS)."""
     grafana_root_url: str
     grafana_admin_password: pulumi.Input[str]
     grafana_secret_key: pulumi.Input[str]
@@ -83,6 +91,8 @@ class MonitoringArgs(TypedDict):
     """Host of `clickhouse-backup server`, scraped for the ClickHouse backup alerts."""
     textfile: NotRequired[tuple[str, str]]
     """(volume, path) node_exporter's textfile collector reads: where backup jobs write their metrics."""
+    depends_on: NotRequired[Mapping[str, Sequence[pulumi.Resource]]]
+    """By service (e.g. `kafka-exporter`): what must be healthy before it starts (the store it watches)."""
 
 
 def effective_config(config: MonitoringConfig, *, container_metrics: bool) -> MonitoringConfig:
@@ -90,6 +100,14 @@ def effective_config(config: MonitoringConfig, *, container_metrics: bool) -> Mo
     if not container_metrics or "cadvisor" in config.required_jobs:
         return config
     return config.model_copy(update={"required_jobs": (*config.required_jobs, "cadvisor")})
+
+
+def retrying(command: str, attempts: int = 12, pause_seconds: float = 10) -> str:
+    """A shell script running `command` again after it exits, `attempts` times, `pause_seconds` apart; a
+    SIGTERM (docker stop) reaches the command and ends the script at once."""
+    return (f"trap 'kill -TERM \"$child\" 2>/dev/null; exit 143' TERM INT; attempt=0; "
+            f"while [ \"$attempt\" -lt {attempts} ]; do {command} & child=$!; wait \"$child\"; "
+            f"attempt=$((attempt + 1)); sleep {pause_seconds:g}; done; exit 1")
 
 
 def _secret_file(name: str, content: pulumi.Input[str]) -> FileSpec:
@@ -132,6 +150,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     alert_secrets = [_secret_file(name, args[key]) for name, key in
                      (("smtp_password", "alert_smtp_password"), ("slack_webhook_url", "alert_slack_webhook_url"))
                      if args.get(key) is not None]
+    probe_ca = args.get("probe_ca_certificate_pem")
     redis_password_map = pulumi.Output.json_dumps({f"redis://{stores.redis_address}": stores.redis_password})
     specs = [
         ContainerSpec(
@@ -155,6 +174,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             memory_mb=512, cpus=0.5, user="472:0",
             env={**grafana_env, "GF_SECURITY_ADMIN_USER": "platform-admin",
                  "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING},
+            entrypoint=grafana_start_command(admin_password_file=f"{SECRETS_DIR}/grafana_admin_password"),
             tmpfs={"/tmp": "rw,noexec,nosuid,size=32m"},
             files=[
                 _secret_file("grafana_admin_password", args["grafana_admin_password"]),
@@ -172,7 +192,8 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             service="blackbox-exporter", role="mon", image=images["blackbox_exporter"], networks=["app", "egress"],
             memory_mb=64, cpus=0.1, user=NOBODY,
             command=[f"--config.file={BLACKBOX_CONFIG}"],
-            files=[FileSpec(BLACKBOX_CONFIG, render_blackbox_config())],
+            files=[FileSpec(BLACKBOX_CONFIG, render_blackbox_config(PROBE_CA if probe_ca is not None else None)),
+                   *([FileSpec(PROBE_CA, probe_ca)] if probe_ca is not None else [])],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9115/-/healthy"]),
         ),
         ContainerSpec(
@@ -200,14 +221,18 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             env={"REDIS_ADDR": f"redis://{stores.redis_address}",
                  "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis_passwords.json"},
             files=[_secret_file("redis_passwords.json", redis_password_map)],
-            healthcheck=Healthcheck(["CMD", "/redis_exporter", "--version"]),
+            # The exporter itself answering with its own metrics (the image variant needs wget: alpine).
+            healthcheck=Healthcheck(["CMD-SHELL", ("wget -qO- http://127.0.0.1:9121/metrics | "
+                                                  "grep -q '^redis_exporter_build_info'")]),
         ),
         ContainerSpec(
             service="kafka-exporter", role="mon", image=images["kafka_exporter"], networks=["data"],
             memory_mb=128, cpus=0.1, user=NOBODY,
             # Read the SASL password from its file at start, so it is not in the container's inspectable command.
-            entrypoint=["/bin/sh", "-c", (
-                f"exec kafka_exporter --kafka.server={stores.kafka_bootstrap} --sasl.enabled "
+            # kafka_exporter exits when Kafka does not answer; retried here for minutes, where Docker's five
+            # restarts (CIS 5.15) would be spent in three seconds of backoff.
+            entrypoint=["/bin/sh", "-c", retrying(
+                f"kafka_exporter --kafka.server={stores.kafka_bootstrap} --sasl.enabled "
                 f"--sasl.mechanism=plain --sasl.username={stores.kafka_user} "
                 f"--sasl.password=\"$(cat {SECRETS_DIR}/kafka_password)\"")],
             files=[_secret_file("kafka_password", stores.kafka_password)],
@@ -242,7 +267,10 @@ class Monitoring(pulumi.ComponentResource):
             pulumi.log.warn("Monitoring: platform:alertSmtpPassword or platform:alertSlackWebhookUrl is not set; "
                             "Alertmanager cannot deliver notifications until both are set as config secrets",
                             resource=self)
-        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self) for spec in specs]
+        after = args.get("depends_on", {})
+        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self,
+                                                   depends_on=list(after.get(spec.service, [])))
+                            for spec in specs]
         self.prometheus_config = pulumi.Output.from_input(prometheus_yml)
         jobs = sorted({target.job for target in args["app_targets"]} | {t.job for t in exporter_targets()})
         self.scrape_jobs = pulumi.Output.from_input(jobs)

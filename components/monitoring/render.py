@@ -174,19 +174,13 @@ def _dns_scrape_job(job: str, targets: Sequence[ScrapeTarget]) -> dict:
     }
 
 
-def render_blackbox_config() -> str:
-    """blackbox.yml with the module the uptime probes use: HTTPS only, 2xx expected."""
-    return _dump(
-        {
-            "modules": {
-                BLACKBOX_MODULE: {
-                    "prober": "http",
-                    "timeout": "5s",
-                    "http": {"method": "GET", "fail_if_not_ssl": True, "preferred_ip_protocol": "ip4"},
-                }
-            }
-        }
-    )
+def render_blackbox_config(ca_file: str | None = None) -> str:
+    """blackbox.yml with the module the uptime probes use: HTTPS only, 2xx expected, the certificate verified
+    against `ca_file` (the stack's own CA, or its supplied certificate) when given, else the system roots."""
+    http: dict = {"method": "GET", "fail_if_not_ssl": True, "preferred_ip_protocol": "ip4"}
+    if ca_file:
+        http["tls_config"] = {"ca_file": ca_file}
+    return _dump({"modules": {BLACKBOX_MODULE: {"prober": "http", "timeout": "5s", "http": http}}})
 
 
 def _runbook(config: MonitoringConfig, spec: AlertSpec) -> str:

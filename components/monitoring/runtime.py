@@ -47,3 +47,15 @@ def grafana_environment(*, root_url: str, admin_password_file: str, secret_key_f
         "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
         "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
     }
+
+
+def grafana_start_command(*, admin_password_file: str, run_script: str = "/run.sh") -> list[str]:
+    """Entrypoint that resets the admin password from its file at every start, then runs the image's own
+    start script. Grafana applies GF_SECURITY_ADMIN_PASSWORD only when it creates the admin user on the
+    first start, so a rotated password would otherwise never reach it. The password goes through stdin,
+    never argv; on the first start there is no admin user yet and the reset fails harmlessly."""
+    reset = ('grafana cli --homepath "$GF_PATHS_HOME" --config "$GF_PATHS_CONFIG" '
+             f'admin reset-admin-password --password-from-stdin < {admin_password_file} >/dev/null 2>&1 '
+             '&& echo "platform: Grafana admin password applied" '
+             '|| echo "platform: no Grafana admin user yet; it is created from the password file"')
+    return ["/bin/sh", "-c", f'{reset}; exec {run_script} "$@"', "grafana-start"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from policies.props import WORKLOADS, Workload, truthy
-from policies.registry import MANDATORY, resource_rule
+from policies.registry import MANDATORY, resource_rule, stack_rule
 from policies.scope import kind_is
 
 
@@ -34,6 +34,33 @@ def postgres_auth(w: Workload, report, options) -> None:
         report("POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is not set")
     if env.get("POSTGRES_HOST_AUTH_METHOD", "").strip().lower() == "trust":
         report("POSTGRES_HOST_AUTH_METHOD is trust: anyone can connect without a password")
+
+
+# What components/postgres.py uploads: the bcrypt of the generated admin password it sets in the users table.
+APP_ADMIN_FILE = "app_admin_password_bcrypt"
+
+
+@stack_rule(
+    "DS-PG-002",
+    "app-admin-password",
+    "The application's seeded admin password is replaced",
+    types=WORKLOADS,
+    severity="critical",
+    prod=MANDATORY,
+    checklist=["security.app-admin-password"],
+    sources=["OWASP ASVS 4.0 2.5.4 (no default accounts)", "OWASP Top 10 2021 A07 (default credentials)"],
+    remediation="Give the Postgres component `admin_password_bcrypt` (pulumi-random RandomPassword.bcrypt_hash): "
+    "its start script sets it on the users table's admin once the table exists.",
+)
+def app_admin_password(stack, report, options) -> None:
+    """A stack running the application's PostgreSQL replaces the seed's well-known admin password: the database
+    (or the file carrier filling its volume) receives the generated password's bcrypt to apply."""
+    delivered = any(path.endswith(f"/{APP_ADMIN_FILE}") for w in stack.file_carriers if w.kind == "postgres"
+                    for path in w.uploaded_files)
+    for w in stack.workloads:
+        if w.kind == "postgres" and not delivered:
+            report(f"postgres {w.name}: the seeded admin user keeps its default password (no {APP_ADMIN_FILE})",
+                   w.urn)
 
 
 def _redis_config_auth(text: str) -> bool:

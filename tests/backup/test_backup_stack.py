@@ -41,10 +41,10 @@ def test_postgres_archives_its_wal_with_the_rendered_configuration(prod):
     assert image.inputs["imageName"] == settings.image("postgres-backup")
     assert image.inputs["build"]["args"] == {"POSTGRES_IMAGE": settings.images.postgres}
     assert image.inputs["build"]["context"] == "images/postgres-backup"
-    command = postgres["command"]
-    assert command[0] == "postgres"
-    assert f"-carchive_command=pgbackrest --config={PGBACKREST_CONF} --stanza=platform archive-push %p" in command
-    assert "-carchive_mode=on" in command
+    command = postgres["command"]  # `-c name=value` pairs, which the start script hands to the server
+    settings_given = [value for flag, value in zip(command[::2], command[1::2], strict=True) if flag == "-c"]
+    assert f"archive_command=pgbackrest --config={PGBACKREST_CONF} --stanza=platform archive-push %p" in settings_given
+    assert "archive_mode=on" in settings_given
     conf = reveal(files_of(run.resources, "postgres")[PGBACKREST_CONF]["content"])
     assert conf == render_pgbackrest_conf(settings.backups, Cluster(POSTGRES_DATA))
     assert "s3-key" not in conf  # credentials reach pgBackRest only through its environment

@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from components.edge import EdgeConfig, render_nginx_conf
 from tests.conftest import require_tool
@@ -209,6 +210,7 @@ class RunningEdge:
     upstreams: list[str]
     http_port: int
     https_port: int
+    resolver: str | None = None
     process: subprocess.Popen | None = None
     stderr_file: BinaryIO | None = None
 
@@ -236,6 +238,8 @@ class RunningEdge:
                 # As root the master would hand workers to "nobody", which cannot enter pytest's
                 # 0700 temp directories; non-root nginx ignores `user`.
                 user="root" if os.geteuid() == 0 else None,
+                resolver=self.resolver,
+                resolver_valid_seconds=1,
             )
         )
         check = subprocess.run(
@@ -327,10 +331,11 @@ class RunningEdge:
 def start_edge(
     nginx_binary: str, tls_files: TlsFiles, replicas: list[Replica], tmp_path: Path
 ) -> Iterator[Callable[..., RunningEdge]]:
-    """start_edge(config, upstreams=None) runs nginx with the rendered config; stopped at teardown."""
+    """start_edge(config, upstreams=None, resolver=None) runs nginx with the rendered config; stopped at
+    teardown. With a resolver ("127.0.0.1:port"), upstreams is the one name:port it resolves per request."""
     started: list[RunningEdge] = []
 
-    def start(config: EdgeConfig, upstreams: list[str] | None = None) -> RunningEdge:
+    def start(config: EdgeConfig, upstreams: list[str] | None = None, resolver: str | None = None) -> RunningEdge:
         workdir = tmp_path / f"edge{len(started)}"
         workdir.mkdir()
         http_port, https_port = free_ports(2)
@@ -341,6 +346,7 @@ def start_edge(
             upstreams=upstreams or [replica.address for replica in replicas],
             http_port=http_port,
             https_port=https_port,
+            resolver=resolver,
         )
         started.append(edge)
         edge.start(config)
@@ -349,3 +355,69 @@ def start_edge(
     yield start
     for edge in started:
         edge.stop()
+
+
+class GatewayDns:
+    """A DNS server on loopback standing in for Docker's embedded one: the gateways' shared name resolves to
+    the addresses of the replicas that are up, and to nothing (NXDOMAIN) when none is."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.up = name, set[str]()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.address = f"{LOOPBACK}:{self.sock.getsockname()[1]}"
+
+        def serve() -> None:
+            while True:
+                try:
+                    data, client = self.sock.recvfrom(512)
+                except OSError:
+                    return
+                query = DNSRecord.parse(data)
+                reply = query.reply()
+                asked = str(query.q.qname).rstrip(".")
+                if asked == self.name and query.q.qtype == QTYPE.A and self.up:
+                    for address in sorted(self.up):
+                        reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(address), ttl=1))
+                elif asked != self.name or not self.up:
+                    reply.header.rcode = RCODE.NXDOMAIN
+                self.sock.sendto(reply.pack(), client)
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class NamedReplicas:
+    """Gateway replicas on distinct loopback addresses and one port, as containers sharing a DNS alias."""
+
+    port: int
+    servers: dict[str, ThreadingHTTPServer]
+
+    def start(self, address: str) -> None:
+        server = ThreadingHTTPServer((address, self.port), _ReplicaHandler)
+        server.daemon_threads = True
+        server.replica_name = address
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.servers[address] = server
+
+    def stop_all(self) -> None:
+        for server in self.servers.values():
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def gateway_dns() -> Iterator[GatewayDns]:
+    dns = GatewayDns("api-gateway")
+    yield dns
+    dns.close()
+
+
+@pytest.fixture
+def named_replicas() -> Iterator[NamedReplicas]:
+    replicas = NamedReplicas(free_ports(1)[0], {})
+    yield replicas
+    replicas.stop_all()

@@ -296,3 +296,45 @@ def test_config_change_reaches_the_running_nginx(start_edge):
         assert time.monotonic() < deadline, "reloaded configuration never took effect"
         time.sleep(0.1)
     assert edge.process.poll() is None  # reloaded in place, not restarted
+
+
+# As deployed: the gateways' shared name resolved per request, through a DNS server standing in for Docker's.
+GATEWAY_A, GATEWAY_B = "127.0.0.2", "127.0.0.3"
+
+
+def _replicas_seen(edge, requests: int = 8) -> set[str]:
+    seen = set()
+    for n in range(requests):
+        response = edge.request("GET", f"/api/v1/jobs/{n}")
+        if response.status == 200:
+            seen.add(replica_of(response))
+    return seen
+
+
+def test_starts_and_serves_with_one_gateway_absent_then_uses_it_when_it_returns(
+        start_edge, gateway_dns, named_replicas):
+    named_replicas.start(GATEWAY_A)
+    gateway_dns.up = {GATEWAY_A}
+    edge = start_edge(make(), upstreams=[f"api-gateway:{named_replicas.port}"], resolver=gateway_dns.address)
+    assert all(edge.request("GET", f"/api/v1/jobs/{n}").status == 200 for n in range(4))
+    assert _replicas_seen(edge) == {GATEWAY_A}
+    named_replicas.start(GATEWAY_B)
+    gateway_dns.up = {GATEWAY_A, GATEWAY_B}
+    deadline = time.monotonic() + 10
+    while _replicas_seen(edge) != {GATEWAY_A, GATEWAY_B}:
+        assert time.monotonic() < deadline, "the returned gateway was never used"
+        time.sleep(0.5)
+
+
+def test_starts_with_every_gateway_absent_and_recovers(start_edge, gateway_dns, named_replicas):
+    edge = start_edge(make(), upstreams=[f"api-gateway:{named_replicas.port}"], resolver=gateway_dns.address)
+    response = edge.request("GET", "/api/v1/jobs")
+    assert response.status == 502
+    assert_security_headers(response, make())
+    named_replicas.start(GATEWAY_B)
+    gateway_dns.up = {GATEWAY_B}
+    deadline = time.monotonic() + 10
+    while edge.request("GET", "/api/v1/jobs").status != 200:
+        assert time.monotonic() < deadline, "nginx never reached the gateway once its name resolved"
+        time.sleep(0.5)
+    assert edge.process.poll() is None

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from components.edge import EdgeConfig, iter_directives, parse_nginx_conf, render_nginx_conf
-from components.loadbalancer import CERT_PATH, CONF_PATH, HTTP_PORT, HTTPS_PORT, KEY_PATH
+from components.loadbalancer import CERT_PATH, CONF_PATH, DOCKER_DNS, HTTP_PORT, HTTPS_PORT, KEY_PATH
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
 from infra.settings import parse_settings
@@ -54,12 +54,17 @@ def test_uploaded_config_is_the_stack_settings_rendered(deployed):
     stack, containers, files = deployed
     settings = stack_settings(stack)
     gateways = sorted(host for host in containers if host.startswith("api-gateway"))
-    expected = render_nginx_conf(settings.edge, [f"{host}:8080" for host in gateways], CERT_PATH, KEY_PATH,
+    assert all("api-gateway" in network["aliases"] for host in gateways
+               for network in containers[host]["networksAdvanced"])
+    expected = render_nginx_conf(settings.edge, ["api-gateway:8080"], CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
-                                 temp_dir="/var/cache/nginx")
+                                 temp_dir="/var/cache/nginx", resolver=DOCKER_DNS)
     assert files[CONF_PATH]["content"] == expected
-    servers = [d["args"][0] for d in iter_directives(parse_nginx_conf(expected), "server") if d.get("args")]
-    assert servers == [f"{host}:8080" for host in gateways]
+    parsed = parse_nginx_conf(expected)
+    # The gateways' shared alias, resolved per request by Docker's DNS: no name is resolved at start.
+    assert [d["args"] for d in iter_directives(parsed, "resolver")] == [["127.0.0.11", "valid=10s", "ipv6=off"]]
+    assert [d["args"] for d in iter_directives(parsed, "set")] == [["$api_gateway", "api-gateway:8080"]]
+    assert list(iter_directives(parsed, "upstream")) == []
 
 
 def localize(conf: str, workdir: Path, tls_files, upstream: str) -> Path:

@@ -243,6 +243,7 @@ def _secure_stack() -> list[Registration]:
             "sha256:" + "2" * 64,
             "data",
             envs=["POSTGRES_PASSWORD_FILE=/run/secrets/pg", "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
+            uploads=[{"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": secret("$2a$10$x")}],
             capabilities={"drops": ["NET_RAW"]},
             user="",
             readOnly=False,

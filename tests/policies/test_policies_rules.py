@@ -302,6 +302,7 @@ CASES: list[tuple[str, Mutation, str | None]] = [
         set_fields("prometheus", command=["--config.file=/etc/prometheus/prometheus.yml"]),
         "prometheus",
     ),
+    ("DS-PG-002", drop_fields("postgres", "uploads"), "postgres"),
     ("BAK-001", remove("postgres-backup"), "postgres"),
     ("BAK-001", remove("clickhouse-backup"), "clickhouse"),
     ("CFG-001", add_env("api-gateway", "LOGGING_LEVEL_ORG_HIBERNATE_SQL=DEBUG"), "api-gateway"),
