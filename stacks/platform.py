@@ -211,4 +211,6 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "grafana_admin_password": secrets.grafana_admin_password,
         "postgres_password": secrets.postgres_password,
         "app_admin_password": secrets.app_admin_password,
+        # The key of the encrypted backup repository and archives: without it no backup can be restored.
+        **({"backup_cipher_pass": store.cipher_pass} if backups else {}),
     }

@@ -142,3 +142,12 @@ def test_the_stale_alerts_follow_the_backup_schedule(tmp_path):
     rules = yaml.safe_load(reveal(files_of(run.resources, "prometheus")["/etc/platform/rules/alerts.yml"]["content"]))
     [stale] = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "PostgresIncrementalBackupStale"]
     assert "> 2700" in stale["expr"]
+
+
+def test_the_backup_key_is_a_secret_output_the_jobs_share(prod):
+    _, run = prod
+    key = run.stack_outputs["backup_cipher_pass"]
+    assert is_secret(key)
+    postgres = running_containers(run.resources)["postgres"]
+    given = next(reveal(e) for e in postgres["envs"] if "PGBACKREST_REPO1_CIPHER_PASS" in str(reveal(e)))
+    assert given == f"PGBACKREST_REPO1_CIPHER_PASS={reveal(key)}"
