@@ -81,7 +81,7 @@ def wall_seconds(command: list[str], cwd: Path) -> float:
 def measure_commands(project_dir: Path, stack: str, repeat: int) -> dict:
     """Fresh processes, interleaved so that machine load hits each command alike; medians, and the best run
     of each (the cost without other load, on a shared machine)."""
-    infra = [sys.executable, "-m", "infra.cli"]
+    infra = [sys.executable, "-m", "infra"]  # what the `infra` command runs (infra.entry)
     where = ["--stack", stack, "--project", str(project_dir)]
     commands = {
         "plan": [*infra, "plan", *where],

@@ -19,15 +19,18 @@ import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from pydantic import ValidationError
 
 from components.autoscaling import Observation, Recommendation, ScalingPolicy, decide
 from infra.mockrun import ProgramInputError, load_project
 from infra.settings import NAMESPACE, SETTINGS_KEY, parse_settings
+
+if TYPE_CHECKING:  # the Docker SDK and prometheus_client load when the controller runs, not with every `infra`
+    import docker
+    from prometheus_client import Gauge
 
 UPDATE_ATTEMPTS = 5
 
@@ -87,6 +90,8 @@ class SwarmService:
 
     def scale(self, replicas: int, version: int) -> None:
         """Set the replicas with the version read; on a version conflict read again and retry."""
+        import docker
+
         for _ in range(UPDATE_ATTEMPTS):
             try:
                 self.client.api.update_service(self.name, version, fetch_current_spec=True,
@@ -104,6 +109,8 @@ class SwarmService:
 
 class ControllerMetrics:
     def __init__(self, service: str, policy: ScalingPolicy) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
         self.registry = CollectorRegistry()
         # Not `service`: Prometheus's target labels carry that one (the controller's own service).
         labels = ["swarm_service"]
@@ -193,6 +200,9 @@ def load_policy(args: argparse.Namespace) -> ScalingPolicy:
 
 
 def cmd_autoscale(args: argparse.Namespace) -> int:
+    import docker
+    from prometheus_client import start_http_server
+
     if not args.prometheus_url.startswith(("http://", "https://")):
         raise ProgramInputError(f"--prometheus-url: must be an http:// or https:// URL, got {args.prometheus_url!r}")
     if args.interval is not None and not 1 <= args.interval <= 600:

@@ -8,8 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from infra.backup import add_backup_commands
 from infra.autoscale import add_autoscale_arguments, cmd_autoscale
+from infra.backup import add_backup_commands
 from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
 from infra.diagram import add_diagram_arguments, cmd_diagram

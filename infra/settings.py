@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.backup.model import BackupConfig
 from components.autoscaling import ScalingPolicy
+from components.backup.model import BackupConfig
 from components.edge.model import EdgeConfig
 from components.images import pinned_image, pinned_tag
 from components.monitoring.model import MonitoringConfig

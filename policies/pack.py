@@ -26,7 +26,16 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from infra import catalog
 from policies import waivers
-from policies.props import FILE_OBJECTS, SERVICE, WORKLOADS, ImageSource, Workload, image_source, labels, workload
+from policies.props import (
+    FILE_OBJECTS,
+    SERVICE,
+    WORKLOADS,
+    ImageSource,
+    Workload,
+    image_source,
+    labels,
+    workload,
+)
 from policies.registry import DOCS_PATH, Rule, enforced_rules
 
 PACK_DIR = Path(__file__).resolve().parent

@@ -8,6 +8,8 @@ import pulumi
 import pulumi_docker as docker
 
 from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Connections, WorkerPool
+from components.autoscaler import METRICS_PORT as AUTOSCALER_METRICS_PORT
+from components.autoscaler import Autoscaler
 from components.backup.component import BackupStore
 from components.backup.jobs import (
     IMAGE_CONTEXT,
@@ -16,8 +18,6 @@ from components.backup.jobs import (
     BackupJobs,
     postgres_archiving,
 )
-from components.autoscaler import METRICS_PORT as AUTOSCALER_METRICS_PORT
-from components.autoscaler import Autoscaler
 from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
 from components.loadbalancer import LoadBalancer
 from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra.cli import REPO_ROOT
 
-INFRA = [sys.executable, "-m", "infra.cli"]
+INFRA = [sys.executable, "-m", "infra"]  # as the `infra` command runs (infra.entry)
 
 
 def infra(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
@@ -106,3 +106,17 @@ def test_plan_refuses_pools_beyond_max_connections_with_exit_2(tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("infra: error: Pulumi.prod.yaml: platform:settings: data.postgres_max_connections (200)")
     assert "apps.worker.db_pool_size 10 x workers 20" in line
+
+
+def test_the_command_leaves_the_collector_on_with_its_start_up_frozen(monkeypatch):
+    import gc
+
+    from infra import entry
+
+    seen = {}
+    monkeypatch.setattr("infra.cli.main", lambda: seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count()) or 7)
+    try:
+        assert entry.main() == 7
+    finally:
+        gc.unfreeze()
+    assert seen["enabled"] and seen["frozen"] > 0
