@@ -98,12 +98,38 @@ def go_duration(value: str) -> str:
 def service_duration(value: str) -> str:
     """A Swarm service duration as the provider reads it back: "60s" -> "1m", "90s" -> "1m30s"
     (resource_docker_service_structures.go `shortDur`: Duration.String() without a trailing "m0s"/"h0m")."""
-    text = go_duration(value)
+    return service_duration_string(duration_nanos(value))
+
+
+def service_duration_string(nanos: int) -> str:
+    """`shortDur` of a duration in nanoseconds (the form of `service_duration`)."""
+    text = go_duration_string(nanos)
     if text.endswith("m0s"):
         text = text[:-2]
     if text.endswith("h0m"):
         text = text[:-2]
     return text
+
+
+def memory_bytes(megabytes: int) -> int:
+    """A Swarm memory limit or reservation: whole bytes, read back as stored
+    (resource_docker_service_structures.go flattenResourceLimits/flattenResourceReservations: `MemoryBytes`)."""
+    return megabytes * 1024 * 1024
+
+
+_TMPFS_SIZE = re.compile(r"^(\d+)([kmg]?)$")
+
+
+def tmpfs_bytes(options: str) -> int | None:
+    """`size=` of a container tmpfs option string ("rw,noexec,size=64m,uid=101") in bytes: a Swarm tmpfs mount
+    takes only a size and a mode, read back as the integers stored
+    (resource_docker_service_structures.go flattenServiceMounts: `int(v.TmpfsOptions.SizeBytes)`)."""
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        match = _TMPFS_SIZE.match(value.lower()) if key == "size" else None
+        if match:
+            return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2]]
+    return None
 
 
 def readiness_timeout(check: Healthcheck) -> int:

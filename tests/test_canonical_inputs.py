@@ -16,6 +16,7 @@ from components.runtime import (
     go_duration_string,
     nano_decimal,
     service_duration,
+    service_duration_string,
 )
 from infra.cli import REPO_ROOT
 from infra.mockrun import UNKNOWN, load_project, run_program
@@ -39,6 +40,8 @@ def test_durations_follow_go():
         "1m0s", "1m30s", "15s", "1h0m0s", "500ms", "1.5s", "0s", "2m0s"]
     assert [service_duration(d) for d in ("60s", "90s", "3600s", "5s")] == ["1m", "1m30s", "1h", "5s"]
     assert go_duration_string(1_500_000) == "1.5ms"
+    assert [service_duration_string(seconds * 10**9) for seconds in (0, 15, 60, 90, 190, 3600, 3660, 3725)] == [
+        "0s", "15s", "1m", "1m30s", "3m10s", "1h", "1h1m", "1h2m5s"]
     for bad in ("60", "1 m", "", "5sec"):
         with pytest.raises(ValueError):
             duration_nanos(bad)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.swarm import canonical_duration, go_duration, object_name, tmpfs_bytes
+from components.runtime import tmpfs_bytes
+from components.swarm import object_name
 from infra.check import evaluate
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
@@ -197,14 +198,7 @@ def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
     assert main(["check", "--stack", "prod", "--project", str(project)]) == 0
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (15, "15s"), (60, "1m"), (90, "1m30s"), (190, "3m10s"),
-                                               (3600, "1h"), (3660, "1h1m"), (3725, "1h2m5s")])
-def test_durations_are_written_as_the_provider_reads_them_back(seconds, text) -> None:
-    assert go_duration(seconds) == text
-
-
 def test_spec_values_become_swarm_forms() -> None:
-    assert canonical_duration("90s") == "1m30s"
     assert tmpfs_bytes("rw,noexec,nosuid,size=64m,uid=101") == 64 * 2**20
     assert tmpfs_bytes("rw") is None
     name = object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "x")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import docker
 import pulumi
 
+from components.runtime import duration_nanos
 from components.spec import ContainerSpec, FileSpec, Healthcheck
 from components.swarm import SwarmRuntime
 from policies.pack import _plain
@@ -73,20 +74,13 @@ def wire_values(inputs: dict) -> dict:
     return _plain(reveal(inputs))
 
 
-_GO_DURATION = re.compile(r"(\d+)(h|m|s)")
-
-
-def nanoseconds(text: str) -> int:
-    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in _GO_DURATION.findall(text)) * 10**9
-
-
 def _labels(items: list[dict]) -> dict[str, str]:
     return {item["label"]: item["value"] for item in items or []}
 
 
 def _rollout(config: dict) -> dict:
-    return {"Parallelism": config["parallelism"], "Delay": nanoseconds(config["delay"]),
-            "FailureAction": config["failureAction"], "Monitor": nanoseconds(config["monitor"]),
+    return {"Parallelism": config["parallelism"], "Delay": duration_nanos(config["delay"]),
+            "FailureAction": config["failureAction"], "Monitor": duration_nanos(config["monitor"]),
             "MaxFailureRatio": float(config["maxFailureRatio"]), "Order": config["order"]}
 
 
@@ -115,10 +109,10 @@ def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
                 "User": container.get("user"), "ReadOnly": container.get("readOnly", False),
                 "Labels": _labels(container.get("labels")),
                 "CapabilityDrop": container.get("capDrops"), "CapabilityAdd": container.get("capAdds"),
-                "StopGracePeriod": nanoseconds(container["stopGracePeriod"]),
-                "Healthcheck": {"Test": check["tests"], "Interval": nanoseconds(check["interval"]),
-                                "Timeout": nanoseconds(check["timeout"]), "Retries": check["retries"],
-                                "StartPeriod": nanoseconds(check["startPeriod"])},
+                "StopGracePeriod": duration_nanos(container["stopGracePeriod"]),
+                "Healthcheck": {"Test": check["tests"], "Interval": duration_nanos(check["interval"]),
+                                "Timeout": duration_nanos(check["timeout"]), "Retries": check["retries"],
+                                "StartPeriod": duration_nanos(check["startPeriod"])},
                 "Mounts": mounts,
                 "Secrets": [file_ref(s, "Secret") for s in container.get("secrets", [])],
                 "Configs": [file_ref(c, "Config") for c in container.get("configs", [])],
@@ -128,9 +122,9 @@ def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
                           "Reservations": {"NanoCPUs": resources["reservation"]["nanoCpus"],
                                            "MemoryBytes": resources["reservation"]["memoryBytes"]}},
             "RestartPolicy": {"Condition": task["restartPolicy"]["condition"],
-                              "Delay": nanoseconds(task["restartPolicy"]["delay"]),
+                              "Delay": duration_nanos(task["restartPolicy"]["delay"]),
                               "MaxAttempts": task["restartPolicy"]["maxAttempts"],
-                              "Window": nanoseconds(task["restartPolicy"]["window"])},
+                              "Window": duration_nanos(task["restartPolicy"]["window"])},
             "Placement": {"Constraints": task.get("placement", {}).get("constraints", [])},
             "LogDriver": {"Name": task["logDriver"]["name"], "Options": task["logDriver"]["options"]},
             "Networks": [{"Target": ids[n["id"]], "Aliases": n["aliases"]} for n in task["networksAdvanceds"]],
