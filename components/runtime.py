@@ -132,6 +132,21 @@ def tmpfs_bytes(options: str) -> int | None:
     return None
 
 
+OVERLAY_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
+_VNI_FIRST, _VNI_LAST = 2**23, 2**24 - 1
+
+
+def overlay_vni(network_name: str) -> str:
+    """The VXLAN id of an overlay network, sent among its options. The overlay driver adds the id it assigns to
+    the options the engine reports (moby daemon/libnetwork/drivers/overlay/ovmanager/ovmanager.go
+    NetworkAllocate), resource_docker_network_funcs.go reads them back and `options` is ForceNew: without it in
+    the inputs, a network with options is replaced at every `pulumi up`. An id the driver is given is kept. Taken
+    from the network's name, in the upper half of the range (the driver assigns from 4096 up); a clash with
+    another network fails the creation with the id named."""
+    digest = int(hashlib.sha256(network_name.encode()).hexdigest(), 16)
+    return str(_VNI_FIRST + digest % (_VNI_LAST - _VNI_FIRST + 1))
+
+
 def readiness_timeout(check: Healthcheck) -> int:
     """Seconds the provider waits for `healthy` (`wait_timeout`): the start period plus every retry of the
     healthcheck, and a margin; after that the engine itself calls the container unhealthy."""

@@ -23,12 +23,14 @@ import pulumi_docker as docker
 from components.monitoring.targets import TASKS_DNS_PREFIX
 from components.runtime import (
     DROP_ALL,
+    OVERLAY_VNI_OPTION,
     Deployment,
     _child,
     canonical_capability,
     cpu_nanos,
     duration_nanos,
     memory_bytes,
+    overlay_vni,
     service_duration,
     service_duration_string,
     tmpfs_bytes,
@@ -87,13 +89,18 @@ class SwarmRuntime:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
 
     def network(self, name: NetworkName, internal: bool, owner: str, parent: pulumi.Resource) -> docker.Network:
+        network_name = f"{self.name_prefix}-{name}"
+        # Every option as read back, the VXLAN id included, so turning encryption on or off replaces the network.
+        options = {OVERLAY_VNI_OPTION: overlay_vni(network_name)}
+        if self.encrypt_networks:
+            options["encrypted"] = "true"
         return docker.Network(
             f"{owner}-{name}",
-            name=f"{self.name_prefix}-{name}",
+            name=network_name,
             driver="overlay",
             internal=internal,
             attachable=False,
-            options={"encrypted": "true"} if self.encrypt_networks else None,
+            options=options,
             labels=[docker.NetworkLabelArgs(label="platform.network", value=name)],
             opts=self._opts(parent),
         )

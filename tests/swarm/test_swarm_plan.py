@@ -101,9 +101,12 @@ def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_bu
 
 def test_overlay_networks_internal_and_encrypted(swarm_run) -> None:
     networks = of_type(swarm_run, NETWORK)
-    assert {name: (n["driver"], n["internal"], n["options"]) for name, n in networks.items()} == {
-        f"orchestration-prod-{name}": ("overlay", internal, {"encrypted": "true"})
+    assert {name: (n["driver"], n["internal"], n["options"]["encrypted"]) for name, n in networks.items()} == {
+        f"orchestration-prod-{name}": ("overlay", internal, "true")
         for name, internal in {"edge": False, "app": True, "data": True, "egress": False}.items()}
+    # Each with its own VXLAN id, outside the range the driver assigns from (4096 up).
+    vnis = {int(n["options"]["com.docker.network.driver.overlay.vxlanid_list"]) for n in networks.values()}
+    assert len(vnis) == len(networks) and all(2**23 <= vni < 2**24 for vni in vnis)
     ids = {r.inputs["name"].rsplit("-", 1)[-1]: f"{r.name}-id" for r in swarm_run.resources if r.type == NETWORK}
     postgres = services(swarm_run)["postgres"]
     assert postgres["taskSpec"]["networksAdvanceds"] == [{"id": ids["data"], "aliases": ["postgres"]}]

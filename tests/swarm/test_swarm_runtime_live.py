@@ -233,6 +233,9 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     network = swarm.networks.get(f"{prefix}-app")
     assert (network.attrs["Driver"], network.attrs["Internal"], network.attrs["Options"].get("encrypted")) == (
         "overlay", True, "true")
+    # The engine reads the options back exactly as sent, the VXLAN id included: no diff, no replacement.
+    (sent,) = plan[NETWORK]
+    assert network.attrs["Options"] == wire_values(sent.inputs)["options"]
 
     inspected = swarm.api.inspect_service(service_id)["Spec"]
     assert inspected["UpdateConfig"]["FailureAction"] == "rollback"
