@@ -360,14 +360,16 @@ def test_service_rules_pass_what_the_provider_reads_back():
     assert non_canonical("docker:index/network:Network", {"options": {OVERLAY_VNI_OPTION: "8400000"}}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="images are pinned by tag: the engine reads them back with the digest")
-def test_service_images_are_read_back_with_their_digest(swarm_resources):
-    """The provider creates services with QueryRegistry (resource_docker_service_funcs.go), so the engine stores
-    `name:tag@sha256:...` and `image` (no diff suppression in resource_docker_service.go) reads back that way:
-    a tag-only image is an in-place update at every `pulumi up`. Passes once images carry their digest."""
-    images = [r.inputs["taskSpec"]["containerSpec"]["image"] for r in swarm_resources
-              if r.type == "docker:index/service:Service"]
-    assert images and all("@sha256:" in image for image in images)
+@pytest.mark.xfail(strict=True, reason="images are pinned by tag: the engine adds their digest and platforms")
+def test_service_images_are_read_back_with_their_digest_and_platforms(swarm_resources):
+    """The provider creates and updates services with QueryRegistry (resource_docker_service_funcs.go), so the
+    Docker client (moby client/service_create.go resolveContainerSpecImage) stores `name:tag@sha256:...` and the
+    image's platforms under placement; the provider reads both back (`image` without diff suppression,
+    `placement.platforms` not computed, resource_docker_service.go): an in-place update of every service at
+    every `pulumi up`. Passes once the images carry their digest and platform list."""
+    tasks = [r.inputs["taskSpec"] for r in swarm_resources if r.type == "docker:index/service:Service"]
+    assert tasks and all("@sha256:" in task["containerSpec"]["image"] and task.get("placement", {}).get("platforms")
+                         for task in tasks)
 
 
 def test_secret_wrappers_are_looked_through():

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import docker
 import pulumi
 
-from components.runtime import duration_nanos
+from components.runtime import duration_nanos, service_duration_string
 from components.spec import ContainerSpec, FileSpec, Healthcheck
 from components.swarm import SwarmRuntime
 from policies.pack import _plain
@@ -151,6 +151,65 @@ class Engine:
         return response.json()
 
 
+def _rollout_read_back(config: dict) -> dict:
+    """flattenServiceUpdateOrRollbackConfig: durations through shortDur, the ratio with one decimal."""
+    return {"parallelism": config["Parallelism"], "delay": service_duration_string(config.get("Delay", 0)),
+            "failureAction": config["FailureAction"], "monitor": service_duration_string(config.get("Monitor", 0)),
+            "maxFailureRatio": f"{config.get('MaxFailureRatio', 0):.1f}", "order": config["Order"]}
+
+
+def read_back(spec: dict) -> dict:
+    """What the provider reads back from the engine's ServiceSpec for the inputs the runtime sends, in their shape
+    (kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service_structures.go flatten*)."""
+    task, container = spec["TaskTemplate"], spec["TaskTemplate"]["ContainerSpec"]
+    check = container["Healthcheck"]
+
+    def files(refs: list[dict], kind: str) -> list[dict]:
+        return [{"fileName": r["File"]["Name"], "fileUid": r["File"]["UID"], "fileGid": r["File"]["GID"],
+                 "fileMode": r["File"]["Mode"], f"{kind.lower()}Name": r[f"{kind}Name"]} for r in refs]
+
+    def resources(values: dict) -> dict:
+        return {"nanoCpus": values["NanoCPUs"], "memoryBytes": values["MemoryBytes"]}
+
+    return {
+        "capAdds": container.get("CapabilityAdd"), "capDrops": container.get("CapabilityDrop"),
+        "stopGracePeriod": service_duration_string(container["StopGracePeriod"]),
+        "healthcheck": {"tests": check["Test"], "interval": service_duration_string(check["Interval"]),
+                        "timeout": service_duration_string(check["Timeout"]), "retries": check["Retries"],
+                        "startPeriod": service_duration_string(check["StartPeriod"])},
+        # The mode through FileMode.Perm() (flattenServiceMounts).
+        "tmpfs": [{"target": m["Target"], "sizeBytes": m["TmpfsOptions"]["SizeBytes"],
+                   "mode": m["TmpfsOptions"].get("Mode", 0) & 0o777} for m in container["Mounts"] if m["Type"] == "tmpfs"],
+        "secrets": files(container["Secrets"], "Secret"), "configs": files(container["Configs"], "Config"),
+        "resources": {"limits": resources(task["Resources"]["Limits"]),
+                      "reservation": resources(task["Resources"]["Reservations"])},
+        "restartPolicy": {"condition": task["RestartPolicy"]["Condition"],
+                          "delay": service_duration_string(task["RestartPolicy"]["Delay"]),
+                          "maxAttempts": task["RestartPolicy"]["MaxAttempts"],
+                          "window": service_duration_string(task["RestartPolicy"]["Window"])},
+        "updateConfig": _rollout_read_back(spec["UpdateConfig"]),
+        "rollbackConfig": _rollout_read_back(spec["RollbackConfig"]),
+    }
+
+
+def as_sent(inputs: dict) -> dict:
+    """The runtime's inputs in the shape of `read_back`."""
+    task, container = inputs["taskSpec"], inputs["taskSpec"]["containerSpec"]
+
+    def files(refs: list[dict], kind: str) -> list[dict]:
+        return [{key: r[key] for key in ("fileName", "fileUid", "fileGid", "fileMode", f"{kind}Name")} for r in refs]
+
+    return {
+        "capAdds": container.get("capAdds"), "capDrops": container.get("capDrops"),
+        "stopGracePeriod": container["stopGracePeriod"], "healthcheck": container["healthcheck"],
+        "tmpfs": [{"target": m["target"], "sizeBytes": m["tmpfsOptions"]["sizeBytes"],
+                   "mode": m["tmpfsOptions"].get("mode", 0)} for m in container["mounts"] if m["type"] == "tmpfs"],
+        "secrets": files(container["secrets"], "secret"), "configs": files(container["configs"], "config"),
+        "resources": task["resources"], "restartPolicy": task["restartPolicy"],
+        "updateConfig": inputs["updateConfig"], "rollbackConfig": inputs["rollbackConfig"],
+    }
+
+
 def create(engine: Engine, plan: dict[str, list], cleanup: Callable) -> tuple[str, dict[str, str]]:
     """Network, secrets and configs, then the service; returns the service id and the plan-to-engine ids."""
     ids: dict[str, str] = {}
@@ -238,6 +297,9 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     assert network.attrs["Options"] == wire_values(sent.inputs)["options"]
 
     inspected = swarm.api.inspect_service(service_id)["Spec"]
+    # Read back as the provider does, every value the runtime sends comes back unchanged: no diff on refresh.
+    (service,) = plan[SERVICE]
+    assert read_back(inspected) == as_sent(wire_values(service.inputs))
     assert inspected["UpdateConfig"]["FailureAction"] == "rollback"
     assert inspected["UpdateConfig"]["Order"] == "start-first"
     assert inspected["RollbackConfig"]["FailureAction"] == "pause"
