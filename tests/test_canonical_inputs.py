@@ -14,12 +14,15 @@ from components.runtime import (
     OVERLAY_VNI_OPTION,
     canonical_capability,
     canonical_cpus,
+    cpu_nanos,
     duration_nanos,
     go_duration,
     go_duration_string,
+    memory_bytes,
     nano_decimal,
     service_duration,
     service_duration_string,
+    tmpfs_bytes,
 )
 from infra.cli import REPO_ROOT
 from infra.mockrun import UNKNOWN, load_project, run_program
@@ -51,6 +54,13 @@ def test_durations_follow_go():
     for bad in ("60", "1 m", "", "5sec"):
         with pytest.raises(ValueError):
             duration_nanos(bad)
+
+
+def test_swarm_sizes_are_bytes():
+    assert [tmpfs_bytes(options) for options in ("rw,noexec,nosuid,size=64m,uid=101", "size=1g", "size=512k", "rw")
+            ] == [64 * 2**20, 2**30, 512 * 2**10, None]
+    assert memory_bytes(1536) == 1536 * 2**20
+    assert cpu_nanos(1.5) == 1_500_000_000
 
 
 def _string(value: Any) -> bool:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.runtime import tmpfs_bytes
 from components.swarm import object_name
 from infra.check import evaluate
 from infra.cli import REPO_ROOT
@@ -201,9 +200,7 @@ def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
     assert main(["check", "--stack", "prod", "--project", str(project)]) == 0
 
 
-def test_spec_values_become_swarm_forms() -> None:
-    assert tmpfs_bytes("rw,noexec,nosuid,size=64m,uid=101") == 64 * 2**20
-    assert tmpfs_bytes("rw") is None
+def test_file_object_names_change_with_the_content() -> None:
     name = object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "x")
     assert len(name) <= 64 and name.endswith(".password") and name.startswith("orchestration-prod-query-service-")
     assert name != object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "y")
