@@ -98,12 +98,53 @@ def go_duration(value: str) -> str:
 def service_duration(value: str) -> str:
     """A Swarm service duration as the provider reads it back: "60s" -> "1m", "90s" -> "1m30s"
     (resource_docker_service_structures.go `shortDur`: Duration.String() without a trailing "m0s"/"h0m")."""
-    text = go_duration(value)
+    return service_duration_string(duration_nanos(value))
+
+
+def service_duration_string(nanos: int) -> str:
+    """`shortDur` of a duration in nanoseconds (the form of `service_duration`)."""
+    text = go_duration_string(nanos)
     if text.endswith("m0s"):
         text = text[:-2]
     if text.endswith("h0m"):
         text = text[:-2]
     return text
+
+
+def memory_bytes(megabytes: int) -> int:
+    """A Swarm memory limit or reservation: whole bytes, read back as stored
+    (resource_docker_service_structures.go flattenResourceLimits/flattenResourceReservations: `MemoryBytes`)."""
+    return megabytes * 1024 * 1024
+
+
+_TMPFS_SIZE = re.compile(r"^(\d+)([kmg]?)$")
+
+
+def tmpfs_bytes(options: str) -> int | None:
+    """`size=` of a container tmpfs option string ("rw,noexec,size=64m,uid=101") in bytes: a Swarm tmpfs mount
+    takes only a size and a mode, read back as the integers stored
+    (resource_docker_service_structures.go flattenServiceMounts: `int(v.TmpfsOptions.SizeBytes)`)."""
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        match = _TMPFS_SIZE.match(value.lower()) if key == "size" else None
+        if match:
+            return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2]]
+    return None
+
+
+OVERLAY_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
+_VNI_FIRST, _VNI_LAST = 2**23, 2**24 - 1
+
+
+def overlay_vni(network_name: str) -> str:
+    """The VXLAN id of an overlay network, sent among its options. The overlay driver adds the id it assigns to
+    the options the engine reports (moby daemon/libnetwork/drivers/overlay/ovmanager/ovmanager.go
+    NetworkAllocate), resource_docker_network_funcs.go reads them back and `options` is ForceNew: without it in
+    the inputs, a network with options is replaced at every `pulumi up`. An id the driver is given is kept. Taken
+    from the network's name, in the upper half of the range (the driver assigns from 4096 up); a clash with
+    another network fails the creation with the id named."""
+    digest = int(hashlib.sha256(network_name.encode()).hexdigest(), 16)
+    return str(_VNI_FIRST + digest % (_VNI_LAST - _VNI_FIRST + 1))
 
 
 def readiness_timeout(check: Healthcheck) -> int:

@@ -4,10 +4,9 @@ One `docker.Service` per spec. Its files are docker configs and its credentials 
 files (no carrier containers, nothing in env); networks are overlays (app and data internal, optionally
 encrypted); a failed rolling update rolls back by itself.
 
-Inputs are written in the canonical form the provider reads back, so a refresh shows no diff
-(kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service_structures.go: durations
-through `shortDur`, resources as integers, secret and config file modes as integers; networks attached by
-id, resource_docker_service.go `networks_advanced`).
+Inputs are written in the canonical form the provider reads back, so a refresh shows no diff; the forms
+come from components/runtime.py, the one place for them (networks attached by id,
+kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service.go `networks_advanced`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import posixpath
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +21,20 @@ import pulumi
 import pulumi_docker as docker
 
 from components.monitoring.targets import TASKS_DNS_PREFIX
-from components.runtime import DROP_ALL, Deployment, _child
+from components.runtime import (
+    DROP_ALL,
+    OVERLAY_VNI_OPTION,
+    Deployment,
+    _child,
+    canonical_capability,
+    cpu_nanos,
+    duration_nanos,
+    memory_bytes,
+    overlay_vni,
+    service_duration,
+    service_duration_string,
+    tmpfs_bytes,
+)
 from components.spec import ContainerSpec, FileSpec, NetworkName, validate_spec
 
 SECRETS_DIR = "/run/secrets"
@@ -38,43 +49,6 @@ RESERVATION_RATIO = 0.5
 UPDATE_DELAY = "10s"
 RESTART_DELAY = "5s"
 RESTART_WINDOW = "2m"
-_DURATION = re.compile(r"^(\d+)(s|m|h)$")
-_SIZE = re.compile(r"^(\d+)([kmg]?)$")
-
-
-def seconds(duration: str) -> int:
-    """A spec's duration ("15s", "2m") in seconds."""
-    match = _DURATION.match(duration)
-    if not match:
-        raise ValueError(f"duration {duration!r} must be whole seconds, minutes or hours (s, m, h)")
-    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
-
-
-def go_duration(total: int) -> str:
-    """Go's time.Duration.String() trimmed as the provider's `shortDur` reads durations back ("1m30s", "2m",
-    "1h"), so the program's value is the value read back."""
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s" if minutes else f"{secs}s"
-    if text.endswith("m0s"):
-        text = text[:-2]
-    if text.endswith("h0m"):
-        text = text[:-2]
-    return text
-
-
-def canonical_duration(duration: str) -> str:
-    return go_duration(seconds(duration))
-
-
-def tmpfs_bytes(options: str) -> int | None:
-    """`size=` of a tmpfs option string ("rw,noexec,size=64m,uid=101"): Swarm mounts take only size and mode."""
-    for option in options.split(","):
-        key, _, value = option.partition("=")
-        match = _SIZE.match(value.lower()) if key == "size" else None
-        if match:
-            return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2]]
-    return None
 
 
 def object_name(prefix: str, service: str, path: str, content: str) -> str:
@@ -93,10 +67,12 @@ def is_stateful(spec: ContainerSpec) -> bool:
     return bool(spec.volumes)
 
 
-def monitor_seconds(spec: ContainerSpec) -> int:
+def monitor_period(spec: ContainerSpec) -> str:
     """How long a new task is watched before the update moves on: long enough for its healthcheck to fail."""
     check = spec.healthcheck
-    return seconds(check.start_period) + (seconds(check.interval) + seconds(check.timeout)) * check.retries
+    nanos = duration_nanos(check.start_period) + (
+        duration_nanos(check.interval) + duration_nanos(check.timeout)) * check.retries
+    return service_duration_string(nanos)
 
 
 @dataclass(frozen=True)
@@ -113,13 +89,18 @@ class SwarmRuntime:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
 
     def network(self, name: NetworkName, internal: bool, owner: str, parent: pulumi.Resource) -> docker.Network:
+        network_name = f"{self.name_prefix}-{name}"
+        # Every option as read back, the VXLAN id included, so turning encryption on or off replaces the network.
+        options = {OVERLAY_VNI_OPTION: overlay_vni(network_name)}
+        if self.encrypt_networks:
+            options["encrypted"] = "true"
         return docker.Network(
             f"{owner}-{name}",
-            name=f"{self.name_prefix}-{name}",
+            name=network_name,
             driver="overlay",
             internal=internal,
             attachable=False,
-            options={"encrypted": "true"} if self.encrypt_networks else None,
+            options=options,
             labels=[docker.NetworkLabelArgs(label="platform.network", value=name)],
             opts=self._opts(parent),
         )
@@ -151,8 +132,8 @@ class SwarmRuntime:
         stateful = is_stateful(spec)
         rollout = {
             "parallelism": 1,
-            "delay": UPDATE_DELAY,
-            "monitor": go_duration(monitor_seconds(spec)),
+            "delay": service_duration(UPDATE_DELAY),
+            "monitor": monitor_period(spec),
             "max_failure_ratio": "0.0",
             # A second task beside the first needs neither the volume nor the host port the first one holds.
             "order": "stop-first" if stateful or spec.ports else "start-first",
@@ -184,13 +165,13 @@ class SwarmRuntime:
                     user=spec.user,
                     read_only=spec.read_only,
                     cap_drops=DROP_ALL,
-                    cap_adds=list(spec.cap_add) or None,
+                    cap_adds=[canonical_capability(cap) for cap in spec.cap_add] or None,
                     labels=_labels(docker.ServiceTaskSpecContainerSpecLabelArgs, labels),
-                    stop_grace_period=go_duration(spec.stop_grace_seconds),
+                    stop_grace_period=service_duration(f"{spec.stop_grace_seconds}s"),
                     healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
-                        tests=list(check.test), interval=canonical_duration(check.interval),
-                        timeout=canonical_duration(check.timeout), retries=check.retries,
-                        start_period=canonical_duration(check.start_period)),
+                        tests=list(check.test), interval=service_duration(check.interval),
+                        timeout=service_duration(check.timeout), retries=check.retries,
+                        start_period=service_duration(check.start_period)),
                     mounts=self._mounts(spec) or None,
                     secrets=[docker.ServiceTaskSpecContainerSpecSecretArgs(
                         secret_id=secret.id, secret_name=secret.name, file_name=f.path,
@@ -205,14 +186,14 @@ class SwarmRuntime:
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
                     limits=docker.ServiceTaskSpecResourcesLimitsArgs(
-                        nano_cpus=int(spec.cpus * 1e9), memory_bytes=spec.memory_mb * 1024 * 1024),
+                        nano_cpus=cpu_nanos(spec.cpus), memory_bytes=memory_bytes(spec.memory_mb)),
                     reservation=docker.ServiceTaskSpecResourcesReservationArgs(
-                        nano_cpus=int(spec.cpus * RESERVATION_RATIO * 1e9),
-                        memory_bytes=int(spec.memory_mb * RESERVATION_RATIO) * 1024 * 1024),
+                        nano_cpus=int(cpu_nanos(spec.cpus) * RESERVATION_RATIO),
+                        memory_bytes=memory_bytes(int(spec.memory_mb * RESERVATION_RATIO))),
                 ),
                 restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
-                    condition="on-failure", delay=RESTART_DELAY, max_attempts=spec.max_restarts,
-                    window=RESTART_WINDOW),
+                    condition="on-failure", delay=service_duration(RESTART_DELAY), max_attempts=spec.max_restarts,
+                    window=service_duration(RESTART_WINDOW)),
                 placement=docker.ServiceTaskSpecPlacementArgs(constraints=constraints) if constraints else None,
                 log_driver=docker.ServiceTaskSpecLogDriverArgs(
                     name="json-file", options={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)}),

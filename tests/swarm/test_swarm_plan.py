@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.swarm import canonical_duration, go_duration, object_name, tmpfs_bytes
+from components.swarm import object_name
 from infra.check import evaluate
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
@@ -100,9 +100,12 @@ def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_bu
 
 def test_overlay_networks_internal_and_encrypted(swarm_run) -> None:
     networks = of_type(swarm_run, NETWORK)
-    assert {name: (n["driver"], n["internal"], n["options"]) for name, n in networks.items()} == {
-        f"orchestration-prod-{name}": ("overlay", internal, {"encrypted": "true"})
+    assert {name: (n["driver"], n["internal"], n["options"]["encrypted"]) for name, n in networks.items()} == {
+        f"orchestration-prod-{name}": ("overlay", internal, "true")
         for name, internal in {"edge": False, "app": True, "data": True, "egress": False}.items()}
+    # Each with its own VXLAN id, outside the range the driver assigns from (4096 up).
+    vnis = {int(n["options"]["com.docker.network.driver.overlay.vxlanid_list"]) for n in networks.values()}
+    assert len(vnis) == len(networks) and all(2**23 <= vni < 2**24 for vni in vnis)
     ids = {r.inputs["name"].rsplit("-", 1)[-1]: f"{r.name}-id" for r in swarm_run.resources if r.type == NETWORK}
     postgres = services(swarm_run)["postgres"]
     assert postgres["taskSpec"]["networksAdvanceds"] == [{"id": ids["data"], "aliases": ["postgres"]}]
@@ -197,16 +200,7 @@ def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
     assert main(["check", "--stack", "prod", "--project", str(project)]) == 0
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (15, "15s"), (60, "1m"), (90, "1m30s"), (190, "3m10s"),
-                                               (3600, "1h"), (3660, "1h1m"), (3725, "1h2m5s")])
-def test_durations_are_written_as_the_provider_reads_them_back(seconds, text) -> None:
-    assert go_duration(seconds) == text
-
-
-def test_spec_values_become_swarm_forms() -> None:
-    assert canonical_duration("90s") == "1m30s"
-    assert tmpfs_bytes("rw,noexec,nosuid,size=64m,uid=101") == 64 * 2**20
-    assert tmpfs_bytes("rw") is None
+def test_file_object_names_change_with_the_content() -> None:
     name = object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "x")
     assert len(name) <= 64 and name.endswith(".password") and name.startswith("orchestration-prod-query-service-")
     assert name != object_name("orchestration-prod", "query-service", "/etc/platform/secrets/clickhouse.password", "y")

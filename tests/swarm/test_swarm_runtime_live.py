@@ -16,6 +16,7 @@ from collections.abc import Callable
 import docker
 import pulumi
 
+from components.runtime import duration_nanos, service_duration_string
 from components.spec import ContainerSpec, FileSpec, Healthcheck
 from components.swarm import SwarmRuntime
 from policies.pack import _plain
@@ -73,20 +74,13 @@ def wire_values(inputs: dict) -> dict:
     return _plain(reveal(inputs))
 
 
-_GO_DURATION = re.compile(r"(\d+)(h|m|s)")
-
-
-def nanoseconds(text: str) -> int:
-    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[unit] for n, unit in _GO_DURATION.findall(text)) * 10**9
-
-
 def _labels(items: list[dict]) -> dict[str, str]:
     return {item["label"]: item["value"] for item in items or []}
 
 
 def _rollout(config: dict) -> dict:
-    return {"Parallelism": config["parallelism"], "Delay": nanoseconds(config["delay"]),
-            "FailureAction": config["failureAction"], "Monitor": nanoseconds(config["monitor"]),
+    return {"Parallelism": config["parallelism"], "Delay": duration_nanos(config["delay"]),
+            "FailureAction": config["failureAction"], "Monitor": duration_nanos(config["monitor"]),
             "MaxFailureRatio": float(config["maxFailureRatio"]), "Order": config["order"]}
 
 
@@ -115,10 +109,10 @@ def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
                 "User": container.get("user"), "ReadOnly": container.get("readOnly", False),
                 "Labels": _labels(container.get("labels")),
                 "CapabilityDrop": container.get("capDrops"), "CapabilityAdd": container.get("capAdds"),
-                "StopGracePeriod": nanoseconds(container["stopGracePeriod"]),
-                "Healthcheck": {"Test": check["tests"], "Interval": nanoseconds(check["interval"]),
-                                "Timeout": nanoseconds(check["timeout"]), "Retries": check["retries"],
-                                "StartPeriod": nanoseconds(check["startPeriod"])},
+                "StopGracePeriod": duration_nanos(container["stopGracePeriod"]),
+                "Healthcheck": {"Test": check["tests"], "Interval": duration_nanos(check["interval"]),
+                                "Timeout": duration_nanos(check["timeout"]), "Retries": check["retries"],
+                                "StartPeriod": duration_nanos(check["startPeriod"])},
                 "Mounts": mounts,
                 "Secrets": [file_ref(s, "Secret") for s in container.get("secrets", [])],
                 "Configs": [file_ref(c, "Config") for c in container.get("configs", [])],
@@ -128,9 +122,9 @@ def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
                           "Reservations": {"NanoCPUs": resources["reservation"]["nanoCpus"],
                                            "MemoryBytes": resources["reservation"]["memoryBytes"]}},
             "RestartPolicy": {"Condition": task["restartPolicy"]["condition"],
-                              "Delay": nanoseconds(task["restartPolicy"]["delay"]),
+                              "Delay": duration_nanos(task["restartPolicy"]["delay"]),
                               "MaxAttempts": task["restartPolicy"]["maxAttempts"],
-                              "Window": nanoseconds(task["restartPolicy"]["window"])},
+                              "Window": duration_nanos(task["restartPolicy"]["window"])},
             "Placement": {"Constraints": task.get("placement", {}).get("constraints", [])},
             "LogDriver": {"Name": task["logDriver"]["name"], "Options": task["logDriver"]["options"]},
             "Networks": [{"Target": ids[n["id"]], "Aliases": n["aliases"]} for n in task["networksAdvanceds"]],
@@ -155,6 +149,65 @@ class Engine:
         response = self.api.post(self.url(path), json=body, params=params)
         assert response.status_code in (200, 201), response.text
         return response.json()
+
+
+def _rollout_read_back(config: dict) -> dict:
+    """flattenServiceUpdateOrRollbackConfig: durations through shortDur, the ratio with one decimal."""
+    return {"parallelism": config["Parallelism"], "delay": service_duration_string(config.get("Delay", 0)),
+            "failureAction": config["FailureAction"], "monitor": service_duration_string(config.get("Monitor", 0)),
+            "maxFailureRatio": f"{config.get('MaxFailureRatio', 0):.1f}", "order": config["Order"]}
+
+
+def read_back(spec: dict) -> dict:
+    """What the provider reads back from the engine's ServiceSpec for the inputs the runtime sends, in their shape
+    (kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service_structures.go flatten*)."""
+    task, container = spec["TaskTemplate"], spec["TaskTemplate"]["ContainerSpec"]
+    check = container["Healthcheck"]
+
+    def files(refs: list[dict], kind: str) -> list[dict]:
+        return [{"fileName": r["File"]["Name"], "fileUid": r["File"]["UID"], "fileGid": r["File"]["GID"],
+                 "fileMode": r["File"]["Mode"], f"{kind.lower()}Name": r[f"{kind}Name"]} for r in refs]
+
+    def resources(values: dict) -> dict:
+        return {"nanoCpus": values["NanoCPUs"], "memoryBytes": values["MemoryBytes"]}
+
+    return {
+        "capAdds": container.get("CapabilityAdd"), "capDrops": container.get("CapabilityDrop"),
+        "stopGracePeriod": service_duration_string(container["StopGracePeriod"]),
+        "healthcheck": {"tests": check["Test"], "interval": service_duration_string(check["Interval"]),
+                        "timeout": service_duration_string(check["Timeout"]), "retries": check["Retries"],
+                        "startPeriod": service_duration_string(check["StartPeriod"])},
+        # The mode through FileMode.Perm() (flattenServiceMounts).
+        "tmpfs": [{"target": m["Target"], "sizeBytes": m["TmpfsOptions"]["SizeBytes"],
+                   "mode": m["TmpfsOptions"].get("Mode", 0) & 0o777} for m in container["Mounts"] if m["Type"] == "tmpfs"],
+        "secrets": files(container["Secrets"], "Secret"), "configs": files(container["Configs"], "Config"),
+        "resources": {"limits": resources(task["Resources"]["Limits"]),
+                      "reservation": resources(task["Resources"]["Reservations"])},
+        "restartPolicy": {"condition": task["RestartPolicy"]["Condition"],
+                          "delay": service_duration_string(task["RestartPolicy"]["Delay"]),
+                          "maxAttempts": task["RestartPolicy"]["MaxAttempts"],
+                          "window": service_duration_string(task["RestartPolicy"]["Window"])},
+        "updateConfig": _rollout_read_back(spec["UpdateConfig"]),
+        "rollbackConfig": _rollout_read_back(spec["RollbackConfig"]),
+    }
+
+
+def as_sent(inputs: dict) -> dict:
+    """The runtime's inputs in the shape of `read_back`."""
+    task, container = inputs["taskSpec"], inputs["taskSpec"]["containerSpec"]
+
+    def files(refs: list[dict], kind: str) -> list[dict]:
+        return [{key: r[key] for key in ("fileName", "fileUid", "fileGid", "fileMode", f"{kind}Name")} for r in refs]
+
+    return {
+        "capAdds": container.get("capAdds"), "capDrops": container.get("capDrops"),
+        "stopGracePeriod": container["stopGracePeriod"], "healthcheck": container["healthcheck"],
+        "tmpfs": [{"target": m["target"], "sizeBytes": m["tmpfsOptions"]["sizeBytes"],
+                   "mode": m["tmpfsOptions"].get("mode", 0)} for m in container["mounts"] if m["type"] == "tmpfs"],
+        "secrets": files(container["secrets"], "secret"), "configs": files(container["configs"], "config"),
+        "resources": task["resources"], "restartPolicy": task["restartPolicy"],
+        "updateConfig": inputs["updateConfig"], "rollbackConfig": inputs["rollbackConfig"],
+    }
 
 
 def create(engine: Engine, plan: dict[str, list], cleanup: Callable) -> tuple[str, dict[str, str]]:
@@ -239,8 +292,14 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     network = swarm.networks.get(f"{prefix}-app")
     assert (network.attrs["Driver"], network.attrs["Internal"], network.attrs["Options"].get("encrypted")) == (
         "overlay", True, "true")
+    # The engine reads the options back exactly as sent, the VXLAN id included: no diff, no replacement.
+    (sent,) = plan[NETWORK]
+    assert network.attrs["Options"] == wire_values(sent.inputs)["options"]
 
     inspected = swarm.api.inspect_service(service_id)["Spec"]
+    # Read back as the provider does, every value the runtime sends comes back unchanged: no diff on refresh.
+    (service,) = plan[SERVICE]
+    assert read_back(inspected) == as_sent(wire_values(service.inputs))
     assert inspected["UpdateConfig"]["FailureAction"] == "rollback"
     assert inspected["UpdateConfig"]["Order"] == "start-first"
     assert inspected["RollbackConfig"]["FailureAction"] == "pause"
