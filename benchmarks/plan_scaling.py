@@ -38,6 +38,9 @@ def prod_project(workers: int, directory: Path, runtime: str = "docker") -> Path
     stack = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
     settings = stack["config"]["platform:settings"]
     settings["workers"] = workers
+    # Within PostgreSQL's connection budget at any size: small worker pools, max_connections to match.
+    settings["apps"] = {"worker": {"db_pool_size": 2, "db_pool_min_idle": 1}}
+    settings.setdefault("data", {})["postgres_max_connections"] = 2 * workers + 200
     if runtime == "swarm":
         settings["runtime"] = "swarm"
         settings["autoscaling"] = {"docker_socket_accepted_until": "2027-11-30", "workers": {
