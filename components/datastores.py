@@ -108,7 +108,6 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
              "POSTGRES_PASSWORD_FILE": f"{secrets}/postgres_superuser_password"},
         files=files,
         entrypoint=["/bin/sh", f"{FILES_DIR}/start-postgres.sh"],
-        secret_env=dict(archiving.secret_env) if archiving else {},
         # start-postgres.sh hands these to the image's entrypoint, which passes `-c name=value` to the server.
         command=["-c", f"hba_file={FILES_DIR}/pg_hba.conf", "-c", f"max_connections={max_connections}",
                  "-c", f"superuser_reserved_connections={ADMIN_RESERVED_CONNECTIONS}",

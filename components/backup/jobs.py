@@ -13,9 +13,15 @@ from dataclasses import dataclass
 from typing import NotRequired, TypedDict
 
 import pulumi
+import yaml
 
 from components.backup.model import PREFIXES, BackupConfig
-from components.backup.pgbackrest import Cluster, archive_settings, render_pgbackrest_conf
+from components.backup.pgbackrest import (
+    Cluster,
+    archive_settings,
+    render_pgbackrest_conf,
+    render_pgbackrest_secrets,
+)
 from components.monitoring.model import duration_seconds
 from components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT
 from components.runtime import Runtime
@@ -28,6 +34,15 @@ PGBACKREST_CONF = f"{FILES_DIR}/pgbackrest.conf"
 JOB_SCRIPT = f"{FILES_DIR}/platform-backup"
 CRONTAB = f"{FILES_DIR}/backup.vixie"
 CONFIG_DIR = f"{FILES_DIR}/config-backup"
+# Credentials reach every tool as a secret file it reads natively, never as an environment value (which
+# `docker inspect` shows, and which a Swarm service gets only as a `<KEY>_FILE` path these tools ignore).
+SECRETS_DIR = f"{FILES_DIR}/secrets"
+PGBACKREST_INCLUDE = f"{FILES_DIR}/pgbackrest"
+PGBACKREST_SECRETS = f"{PGBACKREST_INCLUDE}/credentials.conf"
+PGPASSFILE = f"{SECRETS_DIR}/pgpass"
+CIPHER_PASS_FILE = f"{SECRETS_DIR}/backup_cipher_pass"
+CURL_S3_CONFIG = f"{SECRETS_DIR}/curl-s3.conf"
+CLICKHOUSE_BACKUP_CONFIG = f"{SECRETS_DIR}/clickhouse-backup.yml"
 # The official postgres image's data layout (PGDATA) and its postgres user (uid 999 in the Debian image).
 POSTGRES_DATA_VOLUME = "postgres-data"
 POSTGRES_DATA_MOUNT = "/var/lib/postgresql/data"
@@ -42,8 +57,9 @@ IMAGE_CONTEXT = "images/postgres-backup"
 def render_job_script(config: BackupConfig) -> str:
     """`platform-backup CLASS`: one backup of the class, then its success time for node_exporter.
 
-    pgBackRest reads its configuration from PGBACKREST_CONFIG and its credentials from PGBACKREST_REPO1_*;
-    the archives go to S3 with curl's SigV4 signing (curl >= 7.75) and are encrypted with openssl first.
+    pgBackRest reads its configuration from PGBACKREST_CONFIG and its credentials from the file in
+    PGBACKREST_CONFIG_INCLUDE_PATH; the archives are encrypted with openssl (the passphrase in the file
+    BACKUP_CIPHER_PASS_FILE) and go to S3 with curl's SigV4 signing (curl >= 7.75; keys in S3_CURL_CONFIG).
     """
     bucket_url = '"${S3_ENDPOINT_URL%/}/' + config.bucket + '"'
     return f"""#!/bin/sh
@@ -51,16 +67,13 @@ def render_job_script(config: BackupConfig) -> str:
 set -eu
 class="$1"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-upload() {{  # upload FILE KEY: a signed PUT, credentials from a private file, never the command line
-    umask 077
-    printf 'user = "%s:%s"\\n' "$S3_ACCESS_KEY_ID" "$S3_SECRET_ACCESS_KEY" > "${{TMPDIR:-/tmp}}/curl-s3.conf"
-    curl --fail --silent --show-error ${{S3_CA_FILE:+--cacert "$S3_CA_FILE"}} -K "${{TMPDIR:-/tmp}}/curl-s3.conf" \\
+upload() {{  # upload FILE KEY: a signed PUT, credentials from their secret file, never the command line
+    curl --fail --silent --show-error ${{S3_CA_FILE:+--cacert "$S3_CA_FILE"}} -K "$S3_CURL_CONFIG" \\
         --aws-sigv4 "aws:amz:{config.region}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \\
         -T "$1" {bucket_url}/"$2"
-    rm -f "${{TMPDIR:-/tmp}}/curl-s3.conf"
 }}
 encrypt() {{  # the archive, compressed and encrypted with the stack's backup passphrase
-    zstd -q -c | openssl enc -aes-256-cbc -pbkdf2 -iter 600000 -salt -pass env:PGBACKREST_REPO1_CIPHER_PASS
+    zstd -q -c | openssl enc -aes-256-cbc -pbkdf2 -iter 600000 -salt -pass "file:$BACKUP_CIPHER_PASS_FILE"
 }}
 case "$class" in
     incr|full)
@@ -98,7 +111,6 @@ class PostgresArchiving:
 
     settings: Mapping[str, str]
     files: tuple[FileSpec, ...]
-    secret_env: Mapping[str, pulumi.Input[str]]
 
 
 class StoreCredentials(TypedDict):
@@ -115,15 +127,31 @@ def _keys(credentials: StoreCredentials, names: tuple[str, str]) -> dict[str, pu
     return dict(zip(names, given, strict=True)) if all(value is not None for value in given) else {}
 
 
-def _s3_env(credentials: StoreCredentials) -> dict[str, pulumi.Input[str]]:
-    return {**_keys(credentials, ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET")),
-            "PGBACKREST_REPO1_CIPHER_PASS": credentials["cipher_pass"]}
+def pgpass_line(user: str, password: str) -> str:
+    """libpq's password file (PGPASSFILE; PostgreSQL docs "The Password File"): any host, port and database;
+    `:` and `\\` escaped."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:*:{user}:{escaped}\n"
+
+
+def curl_s3_config(key: str, secret: str) -> str:
+    """curl's config file (`-K`): the store's keys as the user of the SigV4-signed request, quoted as curl
+    reads a quoted value."""
+    quoted = f"{key}:{secret}".replace("\\", "\\\\").replace('"', '\\"')
+    return f'user = "{quoted}"\n'
+
+
+def _pgbackrest_credentials(credentials: StoreCredentials) -> FileSpec:
+    keys = _keys(credentials, ("key", "secret"))
+    content = pulumi.Output.all(credentials["cipher_pass"], keys.get("key"), keys.get("secret")).apply(
+        lambda values: render_pgbackrest_secrets(*values))
+    return FileSpec(PGBACKREST_SECRETS, content, secret=True)
 
 
 def postgres_archiving(config: BackupConfig, credentials: StoreCredentials) -> PostgresArchiving:
     conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA), endpoint_url=config.endpoint)
-    return PostgresArchiving(archive_settings(config, PGBACKREST_CONF), (FileSpec(PGBACKREST_CONF, conf),),
-                             _s3_env(credentials))
+    return PostgresArchiving(archive_settings(config, PGBACKREST_CONF, PGBACKREST_INCLUDE),
+                             (FileSpec(PGBACKREST_CONF, conf), _pgbackrest_credentials(credentials)))
 
 
 class BackupJobsArgs(TypedDict):
@@ -153,18 +181,24 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         raise ComponentArgsError("BackupJobs: config must be a BackupConfig")
     endpoint = config.endpoint or f"https://s3.{config.region}.amazonaws.com"
     conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA), endpoint_url=config.endpoint)
+    store_keys = _keys(credentials, ("key", "secret"))
     postgres_job = ContainerSpec(
         service="postgres-backup", role="ds", image=args["job_image"], networks=["data"],
         memory_mb=512, cpus=1.0, user=POSTGRES_UID,
         command=["mcron", CRONTAB],
-        env={"PGBACKREST_CONFIG": PGBACKREST_CONF, "PGHOST": "postgres", "PGPORT": "5432",
-             "PGUSER": args["postgres_user"], "TEXTFILE_DIR": TEXTFILE_DIR, "S3_ENDPOINT_URL": endpoint,
+        env={"PGBACKREST_CONFIG": PGBACKREST_CONF, "PGBACKREST_CONFIG_INCLUDE_PATH": PGBACKREST_INCLUDE,
+             "PGHOST": "postgres", "PGPORT": "5432", "PGUSER": args["postgres_user"], "PGPASSFILE": PGPASSFILE,
+             "BACKUP_CIPHER_PASS_FILE": CIPHER_PASS_FILE, "S3_CURL_CONFIG": CURL_S3_CONFIG,
+             "TEXTFILE_DIR": TEXTFILE_DIR, "S3_ENDPOINT_URL": endpoint,
              "CONFIG_BACKUP_DIR": CONFIG_DIR, "LOG_ARCHIVE_DIR": "/var/log/clickhouse-server",
              "TMPDIR": "/tmp", "HOME": "/tmp"},
-        secret_env={**_s3_env(credentials), "PGPASSWORD": args["postgres_password"],
-                    **_keys(credentials, ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"))},
         files=[FileSpec(PGBACKREST_CONF, conf), FileSpec(JOB_SCRIPT, render_job_script(config)),
-               FileSpec(CRONTAB, render_crontab(config)),
+               FileSpec(CRONTAB, render_crontab(config)), _pgbackrest_credentials(credentials),
+               FileSpec(PGPASSFILE, pulumi.Output.from_input(args["postgres_password"]).apply(
+                   lambda password: pgpass_line(args["postgres_user"], password)), secret=True),
+               FileSpec(CIPHER_PASS_FILE, credentials["cipher_pass"], secret=True),
+               *([FileSpec(CURL_S3_CONFIG, pulumi.Output.all(*store_keys.values()).apply(
+                   lambda pair: curl_s3_config(*pair)), secret=True)] if store_keys else []),
                *[FileSpec(f"{CONFIG_DIR}/{name}", content, secret=True)
                  for name, content in sorted(args["config_files"].items())]],
         volumes=[VolumeMount(POSTGRES_DATA_VOLUME, POSTGRES_DATA_MOUNT, read_only=True, shared_from="postgres"),
@@ -185,9 +219,15 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              "S3_ENDPOINT": endpoint, "S3_FORCE_PATH_STYLE": "true" if config.endpoint else "false",
              "S3_PATH": PREFIXES["clickhouse"].rstrip("/"), "S3_SSE": "AES256",
              "BACKUPS_TO_KEEP_LOCAL": "-1", "BACKUPS_TO_KEEP_REMOTE": str(config.clickhouse_keep_remote()),
-             "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true"},
-        secret_env={"CLICKHOUSE_PASSWORD": args["clickhouse_password"],
-                    **_keys(credentials, ("S3_ACCESS_KEY", "S3_SECRET_KEY"))},
+             "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true",
+             # Its credentials: the config file it reads first, then this environment (Altinity/clickhouse-backup
+             # pkg/config/config.go: CLICKHOUSE_BACKUP_CONFIG, `clickhouse.password`, `s3.access_key|secret_key`).
+             "CLICKHOUSE_BACKUP_CONFIG": CLICKHOUSE_BACKUP_CONFIG},
+        files=[FileSpec(CLICKHOUSE_BACKUP_CONFIG, pulumi.Output.all(
+            args["clickhouse_password"], *store_keys.values()).apply(
+                lambda values: yaml.safe_dump({"clickhouse": {"password": values[0]},
+                                               **({"s3": {"access_key": values[1], "secret_key": values[2]}}
+                                                  if len(values) == 3 else {})})), secret=True)],
         volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse", shared_from="clickhouse")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
         healthcheck=Healthcheck(["CMD", "wget", "-qO-", f"http://127.0.0.1:{CLICKHOUSE_BACKUP_API_PORT}/backup/status"]),

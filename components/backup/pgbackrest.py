@@ -80,12 +80,28 @@ def render_pgbackrest_conf(config: BackupConfig, cluster: Cluster, *, endpoint_u
     return out.getvalue()
 
 
-def archive_settings(config: BackupConfig, config_path: str = CONFIG_PATH) -> dict[str, str]:
+def render_pgbackrest_secrets(cipher_pass: str, s3_key: str | None = None, s3_key_secret: str | None = None) -> str:
+    """The repository's credentials as a pgBackRest configuration file of their own, kept secret and read
+    through `config-include-path` (pgBackRest takes these secure options from a file or its environment,
+    never its command line), so no credential is an environment value of a container."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser["global"] = {"repo1-cipher-pass": cipher_pass,
+                        **({"repo1-s3-key": s3_key, "repo1-s3-key-secret": s3_key_secret} if s3_key else {})}
+    out = io.StringIO()
+    parser.write(out)
+    return out.getvalue()
+
+
+def archive_settings(config: BackupConfig, config_path: str = CONFIG_PATH,
+                     include_path: str | None = None) -> dict[str, str]:
     """postgresql.conf settings that hand every WAL segment to pgBackRest (continuous archiving), and
-    switch segments at least every minute so an idle database still bounds the RPO."""
+    switch segments at least every minute so an idle database still bounds the RPO. `include_path` is the
+    directory of the credentials file (render_pgbackrest_secrets)."""
+    include = f" --config-include-path={include_path}" if include_path else ""
     return {
         "wal_level": "replica",
         "archive_mode": "on",
-        "archive_command": f"pgbackrest --config={config_path} --stanza={config.stanza} archive-push %p",
+        "archive_command": f"pgbackrest --config={config_path}{include} --stanza={config.stanza} archive-push %p",
         "archive_timeout": "60s",
     }

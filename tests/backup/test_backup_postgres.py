@@ -23,9 +23,14 @@ import psycopg
 import pytest
 import yaml
 
-from components.backup.jobs import render_job_script
+from components.backup.jobs import curl_s3_config, pgpass_line, render_job_script
 from components.backup.model import BackupConfig
-from components.backup.pgbackrest import Cluster, archive_settings, render_pgbackrest_conf
+from components.backup.pgbackrest import (
+    Cluster,
+    archive_settings,
+    render_pgbackrest_conf,
+    render_pgbackrest_secrets,
+)
 from components.backup.store import BackupStoreProvider
 from infra.backup import table_checksums
 from infra.cli import REPO_ROOT
@@ -124,6 +129,15 @@ def infra(chain_env: dict[str, str], project: Path, *args: str, stack: str = "dr
     return run(*INFRA, *args, "--stack", stack, "--project", str(project), env=chain_env)
 
 
+def secret_file(path: Path, content: str) -> None:
+    """A credential file as the runtimes deliver it: readable by the job's user alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.chown(path.parent, OS_USER)
+    path.write_text(content)
+    path.chmod(0o400)
+    shutil.chown(path, OS_USER)
+
+
 @pytest.fixture(scope="module")
 def chain(tls_s3: TlsS3) -> Iterator[Chain]:
     """PostgreSQL with awkward data, archiving to the store; a full and an incremental `infra backup now`,
@@ -166,11 +180,15 @@ def chain(tls_s3: TlsS3) -> Iterator[Chain]:
     conf.write_text(render_pgbackrest_conf(config, Cluster(str(data_dir), port, str(socket_dir), OS_USER),
                                            endpoint_url=tls_s3.endpoint, ca_file=tls_s3.ca_file))
     conf.chmod(0o644)
-    server_env = {**env, "PGBACKREST_REPO1_S3_KEY": env["AWS_ACCESS_KEY_ID"],
-                  "PGBACKREST_REPO1_S3_KEY_SECRET": env["AWS_SECRET_ACCESS_KEY"]}
+    # The server's credentials come only from the credentials file the stack renders (no PGBACKREST_* env,
+    # which would take precedence over it).
+    include = root / "pgbackrest-include"
+    secret_file(include / "credentials.conf", render_pgbackrest_secrets(
+        env["PGBACKREST_REPO1_CIPHER_PASS"], env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]))
+    server_env = {key: value for key, value in env.items() if not key.startswith(("PGBACKREST_", "AWS_"))}
     as_postgres(str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", OS_USER, "--auth=trust", "-E", "UTF8",
                 "--no-sync", env=env)
-    settings = {**archive_settings(config, str(conf)), "port": str(port), "listen_addresses": "''",
+    settings = {**archive_settings(config, str(conf), str(include)), "port": str(port), "listen_addresses": "''",
                 "unix_socket_directories": f"'{socket_dir}'", "fsync": "off"}
     with (data_dir / "postgresql.conf").open("a") as postgresql_conf:
         for key, value in settings.items():
@@ -354,10 +372,19 @@ def run_job(chain, tls_s3, config_dir: Path, textfile_dir: Path, backup_class: s
     script = textfile_dir.parent / "platform-backup"
     script.write_text(render_job_script(config))
     script.chmod(0o755)
-    env = {**chain.env, "PGBACKREST_CONFIG": str(chain.conf), "TEXTFILE_DIR": str(textfile_dir),
-           "PGBACKREST_REPO1_S3_KEY": chain.env["AWS_ACCESS_KEY_ID"],
-           "PGBACKREST_REPO1_S3_KEY_SECRET": chain.env["AWS_SECRET_ACCESS_KEY"],
-           "S3_ACCESS_KEY_ID": chain.env["AWS_ACCESS_KEY_ID"], "S3_SECRET_ACCESS_KEY": chain.env["AWS_SECRET_ACCESS_KEY"],
+    # Every credential as the stack gives it: secret files, none in the environment.
+    secrets_dir = textfile_dir.parent / "secrets"
+    key, key_secret = chain.env["AWS_ACCESS_KEY_ID"], chain.env["AWS_SECRET_ACCESS_KEY"]
+    cipher_pass = chain.env["PGBACKREST_REPO1_CIPHER_PASS"]
+    secret_file(secrets_dir / "pgbackrest" / "credentials.conf", render_pgbackrest_secrets(cipher_pass, key, key_secret))
+    secret_file(secrets_dir / "cipher_pass", cipher_pass)
+    secret_file(secrets_dir / "curl-s3.conf", curl_s3_config(key, key_secret))
+    secret_file(secrets_dir / "pgpass", pgpass_line(OS_USER, "unused: the test cluster trusts its socket"))
+    plain = {name: value for name, value in chain.env.items() if not name.startswith(("PGBACKREST_", "AWS_"))}
+    env = {**plain, "PGBACKREST_CONFIG": str(chain.conf), "TEXTFILE_DIR": str(textfile_dir),
+           "PGBACKREST_CONFIG_INCLUDE_PATH": str(secrets_dir / "pgbackrest"),
+           "BACKUP_CIPHER_PASS_FILE": str(secrets_dir / "cipher_pass"),
+           "S3_CURL_CONFIG": str(secrets_dir / "curl-s3.conf"), "PGPASSFILE": str(secrets_dir / "pgpass"),
            "S3_ENDPOINT_URL": tls_s3.endpoint, "S3_CA_FILE": tls_s3.ca_file, "CONFIG_BACKUP_DIR": str(config_dir),
            "LOG_ARCHIVE_DIR": str(config_dir),
            "TMPDIR": str(textfile_dir.parent)}

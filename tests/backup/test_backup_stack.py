@@ -8,7 +8,19 @@ import json
 import pytest
 import yaml
 
-from components.backup.jobs import CRONTAB, JOB_SCRIPT, PGBACKREST_CONF, POSTGRES_DATA, render_crontab
+from components.backup.jobs import (
+    CIPHER_PASS_FILE,
+    CLICKHOUSE_BACKUP_CONFIG,
+    CRONTAB,
+    JOB_SCRIPT,
+    PGBACKREST_CONF,
+    PGBACKREST_INCLUDE,
+    PGBACKREST_SECRETS,
+    PGPASSFILE,
+    POSTGRES_DATA,
+    pgpass_line,
+    render_crontab,
+)
 from components.backup.model import BackupConfig
 from components.backup.pgbackrest import Cluster, render_pgbackrest_conf
 from infra.cli import REPO_ROOT, main
@@ -43,12 +55,13 @@ def test_postgres_archives_its_wal_with_the_rendered_configuration(prod):
     assert image.inputs["build"]["context"] == "images/postgres-backup"
     command = postgres["command"]  # `-c name=value` pairs, which the start script hands to the server
     settings_given = [value for flag, value in zip(command[::2], command[1::2], strict=True) if flag == "-c"]
-    assert f"archive_command=pgbackrest --config={PGBACKREST_CONF} --stanza=platform archive-push %p" in settings_given
+    assert (f"archive_command=pgbackrest --config={PGBACKREST_CONF} --config-include-path={PGBACKREST_INCLUDE} "
+            "--stanza=platform archive-push %p") in settings_given
     assert "archive_mode=on" in settings_given
     conf = reveal(files_of(run.resources, "postgres")[PGBACKREST_CONF]["content"])
     assert conf == render_pgbackrest_conf(settings.backups, Cluster(POSTGRES_DATA))
-    assert "s3-key" not in conf  # credentials reach pgBackRest only through its environment
-    assert is_secret(next(e for e in postgres["envs"] if "PGBACKREST_REPO1_CIPHER_PASS" in str(reveal(e))))
+    assert "s3-key" not in conf and "cipher-pass" not in conf  # credentials are in their own secret file
+    assert is_secret(files_of(run.resources, "postgres")[PGBACKREST_SECRETS]["content"])
 
 
 def test_the_jobs_run_on_the_checklist_schedule(prod):
@@ -64,7 +77,7 @@ def test_the_jobs_run_on_the_checklist_schedule(prod):
     env = env_of(clickhouse)
     assert env["S3_BUCKET"] == "orchestration-prod-backups" and env["S3_PATH"] == "clickhouse"
     assert env["API_ENABLE_METRICS"] == "true" and env["BACKUPS_TO_KEEP_REMOTE"] == "4"
-    assert "CLICKHOUSE_PASSWORD" in {reveal(e).split("=")[0] for e in clickhouse["envs"] if is_secret(e)}
+    assert env["CLICKHOUSE_BACKUP_CONFIG"] == CLICKHOUSE_BACKUP_CONFIG
 
 
 def test_the_configuration_archive_holds_the_tls_material_as_secrets(prod):
@@ -93,6 +106,8 @@ def test_bak_001_is_mandatory_in_prod_and_passes(capsys):
     assert main(["check", "--stack", "prod", "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert not [v for v in report["violations"] if v["rule"] == "BAK-001"]
+    # No backup credential reaches a container as an environment value.
+    assert not [v for v in report["violations"] if v["rule"] == "SEC-001"]
     levels = json.loads((REPO_ROOT / "policies" / "config" / "prod.json").read_text())
     assert levels["bak-001-backups-configured"] == "mandatory"
 
@@ -148,6 +163,28 @@ def test_the_backup_key_is_a_secret_output_the_jobs_share(prod):
     _, run = prod
     key = run.stack_outputs["backup_cipher_pass"]
     assert is_secret(key)
-    postgres = running_containers(run.resources)["postgres"]
-    given = next(reveal(e) for e in postgres["envs"] if "PGBACKREST_REPO1_CIPHER_PASS" in str(reveal(e)))
-    assert given == f"PGBACKREST_REPO1_CIPHER_PASS={reveal(key)}"
+    archives = files_of(run.resources, "postgres-backup")
+    assert is_secret(archives[CIPHER_PASS_FILE]["content"])
+    assert reveal(archives[CIPHER_PASS_FILE]["content"]) == reveal(key)
+    for service in ("postgres", "postgres-backup"):
+        credentials = files_of(run.resources, service)[PGBACKREST_SECRETS]["content"]
+        assert is_secret(credentials)
+        assert f"repo1-cipher-pass = {reveal(key)}" in reveal(credentials)
+
+
+def test_every_backup_credential_is_a_secret_file_the_tool_reads(prod):
+    _, run = prod
+    containers = running_containers(run.resources)
+    for service in ("postgres", "postgres-backup", "clickhouse-backup"):
+        assert not [entry for entry in containers[service]["envs"] if is_secret(entry)], service
+    job = env_of(containers["postgres-backup"])
+    assert (job["PGPASSFILE"], job["PGBACKREST_CONFIG_INCLUDE_PATH"]) == (PGPASSFILE, PGBACKREST_INCLUDE)
+    assert reveal(files_of(run.resources, "postgres-backup")[PGPASSFILE]["content"]).startswith("*:*:*:postgres:")
+    assert env_of(containers["clickhouse-backup"])["CLICKHOUSE_BACKUP_CONFIG"] == CLICKHOUSE_BACKUP_CONFIG
+    config = yaml.safe_load(reveal(files_of(run.resources, "clickhouse-backup")[CLICKHOUSE_BACKUP_CONFIG]["content"]))
+    assert set(config) == {"clickhouse"} and config["clickhouse"]["password"]  # no store keys set in prod
+
+
+@pytest.mark.parametrize("password,line", [("a:b\\c", "*:*:*:postgres:a\\:b\\\\c\n"), ("plain", "*:*:*:postgres:plain\n")])
+def test_the_password_file_escapes_what_libpq_would_split(password, line):
+    assert pgpass_line("postgres", password) == line
