@@ -312,6 +312,7 @@ class DockerRuntime:
             user=spec.user,
             read_only=spec.read_only,
             tmpfs=dict(spec.tmpfs) or None,
+            sysctls=dict(spec.sysctls) or None,
             capabilities=docker.ContainerCapabilitiesArgs(
                 drops=DROP_ALL, adds=[canonical_capability(cap) for cap in spec.cap_add] or None),
             security_opts=["no-new-privileges:true"],
@@ -334,7 +335,8 @@ class DockerRuntime:
             log_opts={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)},
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=networks[name].name,
-                                                  aliases=list(dict.fromkeys([hostname, spec.service])))
+                                                  aliases=list(dict.fromkeys(
+                                                      [hostname, spec.service, *spec.aliases.get(name, ())])))
                 for name in spec.networks
             ],
             volumes=[

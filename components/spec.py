@@ -14,7 +14,8 @@ import pulumi
 
 from components.images import pinned_image
 
-Role = Literal["app", "ds", "mon", "lb"]
+Role = Literal["app", "ds", "mon", "lb", "egress"]
+"""egress: a gateway from the internal networks to one outside service (the backup store's)."""
 NetworkName = Literal["edge", "app", "data", "egress"]
 
 
@@ -93,6 +94,10 @@ class ContainerSpec:
     tmpfs: Mapping[str, str] = field(default_factory=dict)
     files: Sequence[FileSpec] = ()
     ports: Sequence[Port] = ()
+    aliases: Mapping[NetworkName, Sequence[str]] = field(default_factory=dict)
+    """More DNS names of the service on a network, besides its own name."""
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    """Namespaced kernel parameters of the container."""
     user: str | None = None
     read_only: bool = True
     cap_add: Sequence[str] = ()
@@ -110,7 +115,7 @@ class ContainerSpec:
 
 
 _PUBLISHING_ROLES = {"lb"}
-_INTERNAL_ONLY_ROLES = {"ds", "mon"}
+_OFF_THE_EDGE_ROLES = {"ds", "mon", "egress"}
 
 
 def validate_spec(spec: ContainerSpec) -> ContainerSpec:
@@ -132,8 +137,10 @@ def validate_spec(spec: ContainerSpec) -> ContainerSpec:
         raise ComponentArgsError(f"{where}: networks must name at least one of edge, app, data, egress")
     if spec.ports and spec.role not in _PUBLISHING_ROLES:
         raise ComponentArgsError(f"{where}: ports: only the load balancer publishes ports, not role {spec.role!r}")
-    if spec.role in _INTERNAL_ONLY_ROLES and "edge" in spec.networks:
+    if spec.role in _OFF_THE_EDGE_ROLES and "edge" in spec.networks:
         raise ComponentArgsError(f"{where}: networks: role {spec.role!r} may not join the edge network")
+    if set(spec.aliases) - set(spec.networks):
+        raise ComponentArgsError(f"{where}: aliases: only on the networks it joins {list(spec.networks)}")
     if spec.role == "ds" and "egress" in spec.networks:
         raise ComponentArgsError(f"{where}: networks: data stores may not join the egress network")
     for mount in spec.bind_mounts:

@@ -164,6 +164,7 @@ class SwarmRuntime:
                     env=env or None,
                     user=spec.user,
                     read_only=spec.read_only,
+                    sysctl=dict(spec.sysctls) or None,
                     cap_drops=DROP_ALL,
                     cap_adds=[canonical_capability(cap) for cap in spec.cap_add] or None,
                     labels=_labels(docker.ServiceTaskSpecContainerSpecLabelArgs, labels),
@@ -198,7 +199,7 @@ class SwarmRuntime:
                 log_driver=docker.ServiceTaskSpecLogDriverArgs(
                     name="json-file", options={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)}),
                 networks_advanceds=[
-                    docker.ServiceTaskSpecNetworksAdvancedArgs(id=networks[name].id, aliases=[spec.service])
+                    docker.ServiceTaskSpecNetworksAdvancedArgs(id=networks[name].id, aliases=[spec.service, *spec.aliases.get(name, ())])
                     for name in spec.networks],
             ),
             update_config=docker.ServiceUpdateConfigArgs(failure_action="rollback", **rollout),

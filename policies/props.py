@@ -40,7 +40,7 @@ ROLE_LABEL = "platform.role"
 SERVICE_LABEL = "platform.service"
 FILES_DIGEST_LABEL = "platform.files-digest"
 PATH_LABEL = "platform.path"
-ROLES = ("app", "ds", "mon", "lb")
+ROLES = ("app", "ds", "mon", "lb", "egress")
 
 # Image/service name fragments -> kind, and kind -> role. Exporters and backup tools carry a
 # data store's name too ("postgres-exporter", "clickhouse-backup"), so they are matched first.

@@ -11,6 +11,7 @@ from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Con
 from components.autoscaler import METRICS_PORT as AUTOSCALER_METRICS_PORT
 from components.autoscaler import Autoscaler
 from components.backup.component import BackupStore
+from components.backup.gateway import StoreGateway
 from components.backup.jobs import (
     IMAGE_CONTEXT,
     TEXTFILE_DIR,
@@ -73,6 +74,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             pulumi.log.warn("backups: platform:backupAccessKeyId and platform:backupSecretAccessKey are not set; "
                             "the backup jobs cannot reach the store until they are")
         store = BackupStore("backups", {"config": backups, **store_keys})
+        # PostgreSQL and the jobs sit on the internal data network: the bucket's name leads them to this gateway.
+        StoreGateway("backup-gateway", {"runtime": runtime, "networks": networks, "config": backups,
+                                        "image": images.nginx})
         store_credentials = {**store_keys, "cipher_pass": store.cipher_pass}
         backup_image = docker.Image(
             "postgres-backup-image", image_name=settings.image("postgres-backup"),

@@ -1,10 +1,16 @@
-"""Reading recorded registrations (engine wire form) in assertions."""
+"""Reading recorded registrations (engine wire form) in assertions; a loopback DNS server for live tests."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from typing import Any
 
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+
 from infra.mockrun import SECRET_SIG, SIG_KEY
+
+LOOPBACK = "127.0.0.1"
 
 
 def is_secret(value: Any) -> bool:
@@ -49,3 +55,35 @@ def files_of(resources, service: str) -> dict[str, dict]:
     return {upload["file"]: upload for r in resources
             if r.type == CONTAINER and labels_of(r.inputs).get("platform.service") == service
             for upload in r.inputs.get("uploads", [])}
+
+
+class LoopbackDns:
+    """A DNS server on loopback standing in for Docker's embedded one: `name` resolves to the addresses in
+    `up` (the containers answering to it that are running), and to nothing (NXDOMAIN) when none is."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.up = name, set[str]()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.address = f"{LOOPBACK}:{self.sock.getsockname()[1]}"
+
+        def serve() -> None:
+            while True:
+                try:
+                    data, client = self.sock.recvfrom(512)
+                except OSError:
+                    return
+                query = DNSRecord.parse(data)
+                reply = query.reply()
+                asked = str(query.q.qname).rstrip(".")
+                if asked == self.name and query.q.qtype == QTYPE.A and self.up:
+                    for address in sorted(self.up):
+                        reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(address), ttl=1))
+                elif asked != self.name or not self.up:
+                    reply.header.rcode = RCODE.NXDOMAIN
+                self.sock.sendto(reply.pack(), client)
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()

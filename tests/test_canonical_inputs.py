@@ -114,7 +114,7 @@ CONTAINER: dict[str, Callable[[Any], bool]] = {
     "name": _string, "hostname": _string, "image": _string, "user": _string,
     "envs": _strings, "command": _strings, "entrypoints": _strings,
     "readOnly": _boolean, "mustRun": _boolean, "start": _boolean, "wait": _boolean, "waitTimeout": _integer,
-    "networkMode": _string, "tmpfs": _string_map, "securityOpts": _strings,
+    "networkMode": _string, "tmpfs": _string_map, "sysctls": _string_map, "securityOpts": _strings,
     "capabilities": _record({"drops": _capabilities, "adds": _capabilities}),
     "memory": _integer, "memorySwap": _integer,
     "cpus": lambda value: _string(value) and canonical_cpus(value) == value,
@@ -199,7 +199,7 @@ ROLLOUT = _record({  # flattenServiceUpdateOrRollbackConfig
 CONTAINER_SPEC = _record({  # flattenContainerSpec
     "image": _service_image, "commands": _strings, "args": _strings, "env": _environment, "user": _string,
     "readOnly": _boolean, "capAdds": _capabilities, "capDrops": _capabilities, "labels": _labels,
-    "stopGracePeriod": _service_duration,
+    "sysctl": _string_map, "stopGracePeriod": _service_duration,
     "healthcheck": _record({"tests": _strings, "interval": _service_duration, "timeout": _service_duration,
                             "startPeriod": _service_duration, "retries": _integer}),
     "mounts": _records({  # flattenServiceMounts

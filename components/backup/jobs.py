@@ -15,7 +15,7 @@ from typing import NotRequired, TypedDict
 import pulumi
 import yaml
 
-from components.backup.model import PREFIXES, BackupConfig
+from components.backup.model import PREFIXES, BackupConfig, store_route
 from components.backup.pgbackrest import (
     Cluster,
     archive_settings,
@@ -59,9 +59,9 @@ def render_job_script(config: BackupConfig) -> str:
 
     pgBackRest reads its configuration from PGBACKREST_CONFIG and its credentials from the file in
     PGBACKREST_CONFIG_INCLUDE_PATH; the archives are encrypted with openssl (the passphrase in the file
-    BACKUP_CIPHER_PASS_FILE) and go to S3 with curl's SigV4 signing (curl >= 7.75; keys in S3_CURL_CONFIG).
+    BACKUP_CIPHER_PASS_FILE) and go to the bucket's URL (S3_BUCKET_URL) with curl's SigV4 signing
+    (curl >= 7.75; keys in S3_CURL_CONFIG).
     """
-    bucket_url = '"${S3_ENDPOINT_URL%/}/' + config.bucket + '"'
     return f"""#!/bin/sh
 # Rendered by components/backup/jobs.py: one scheduled backup, then its metric.
 set -eu
@@ -70,7 +70,7 @@ stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 upload() {{  # upload FILE KEY: a signed PUT, credentials from their secret file, never the command line
     curl --fail --silent --show-error ${{S3_CA_FILE:+--cacert "$S3_CA_FILE"}} -K "$S3_CURL_CONFIG" \\
         --aws-sigv4 "aws:amz:{config.region}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \\
-        -T "$1" {bucket_url}/"$2"
+        -T "$1" "${{S3_BUCKET_URL%/}}/$2"
 }}
 encrypt() {{  # the archive, compressed and encrypted with the stack's backup passphrase
     zstd -q -c | openssl enc -aes-256-cbc -pbkdf2 -iter 600000 -salt -pass "file:$BACKUP_CIPHER_PASS_FILE"
@@ -149,7 +149,7 @@ def _pgbackrest_credentials(credentials: StoreCredentials) -> FileSpec:
 
 
 def postgres_archiving(config: BackupConfig, credentials: StoreCredentials) -> PostgresArchiving:
-    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA), endpoint_url=config.endpoint)
+    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA))
     return PostgresArchiving(archive_settings(config, PGBACKREST_CONF, PGBACKREST_INCLUDE),
                              (FileSpec(PGBACKREST_CONF, conf), _pgbackrest_credentials(credentials)))
 
@@ -179,8 +179,8 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
     config, credentials = args["config"], args["credentials"]
     if not isinstance(config, BackupConfig):
         raise ComponentArgsError("BackupJobs: config must be a BackupConfig")
-    endpoint = config.endpoint or f"https://s3.{config.region}.amazonaws.com"
-    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA), endpoint_url=config.endpoint)
+    route = store_route(config)
+    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA))
     store_keys = _keys(credentials, ("key", "secret"))
     postgres_job = ContainerSpec(
         service="postgres-backup", role="ds", image=args["job_image"], networks=["data"],
@@ -189,7 +189,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         env={"PGBACKREST_CONFIG": PGBACKREST_CONF, "PGBACKREST_CONFIG_INCLUDE_PATH": PGBACKREST_INCLUDE,
              "PGHOST": "postgres", "PGPORT": "5432", "PGUSER": args["postgres_user"], "PGPASSFILE": PGPASSFILE,
              "BACKUP_CIPHER_PASS_FILE": CIPHER_PASS_FILE, "S3_CURL_CONFIG": CURL_S3_CONFIG,
-             "TEXTFILE_DIR": TEXTFILE_DIR, "S3_ENDPOINT_URL": endpoint,
+             "TEXTFILE_DIR": TEXTFILE_DIR, "S3_BUCKET_URL": route.url,
              "CONFIG_BACKUP_DIR": CONFIG_DIR, "LOG_ARCHIVE_DIR": "/var/log/clickhouse-server",
              "TMPDIR": "/tmp", "HOME": "/tmp"},
         files=[FileSpec(PGBACKREST_CONF, conf), FileSpec(JOB_SCRIPT, render_job_script(config)),
@@ -216,7 +216,8 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
                  f"--full-interval={_hours(config.clickhouse.max_age)}"],
         env={"CLICKHOUSE_HOST": "clickhouse", "CLICKHOUSE_USERNAME": args["clickhouse_user"],
              "REMOTE_STORAGE": "s3", "S3_BUCKET": config.bucket, "S3_REGION": config.region,
-             "S3_ENDPOINT": endpoint, "S3_FORCE_PATH_STYLE": "true" if config.endpoint else "false",
+             # By virtual host (the bucket's name), as the store's gateway forwards it.
+             "S3_ENDPOINT": route.endpoint_url, "S3_FORCE_PATH_STYLE": "false",
              "S3_PATH": PREFIXES["clickhouse"].rstrip("/"), "S3_SSE": "AES256",
              "BACKUPS_TO_KEEP_LOCAL": "-1", "BACKUPS_TO_KEEP_REMOTE": str(config.clickhouse_keep_remote()),
              "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true",

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -35,6 +37,10 @@ def _cron(value: str) -> str:
 def _bucket(value: str) -> str:
     if not _BUCKET.match(value):
         raise ValueError(f"{value!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+    if "." in value:
+        # The stack addresses the bucket by virtual host over TLS (components/backup/gateway.py), and a
+        # wildcard certificate (*.s3.<region>.amazonaws.com) covers one label only (AWS "Bucket naming rules").
+        raise ValueError(f"{value!r}: a bucket reached by virtual host over TLS has no '.' in its name")
     return value
 
 
@@ -100,3 +106,38 @@ class BackupConfig(Model):
     def clickhouse_keep_remote(self) -> int:
         """clickhouse-backup's BACKUPS_TO_KEEP_REMOTE covering the retention at the ClickHouse schedule."""
         return max(1, math.ceil(self.clickhouse_retention_days * 86400 / duration_seconds(self.clickhouse.max_age)))
+
+
+@dataclass(frozen=True)
+class StoreRoute:
+    """How the store is reached: clients connect to `server_name:port`, the gateway forwards to `upstream`."""
+
+    server_name: str
+    port: int
+    upstream_host: str
+
+    @property
+    def url(self) -> str:
+        """The bucket's virtual-hosted URL, as the clients address it."""
+        return self._https(self.server_name)
+
+    @property
+    def endpoint_url(self) -> str:
+        """The store's endpoint, under which an S3 SDK forms the bucket's virtual-hosted name."""
+        return self._https(self.upstream_host)
+
+    def _https(self, host: str) -> str:
+        return f"https://{host}" + ("" if self.port == 443 else f":{self.port}")
+
+
+def store_route(config: BackupConfig) -> StoreRoute:
+    """The bucket's virtual-hosted name under the store's endpoint (AWS S3 of the region, or `endpoint`).
+
+    The gateway forwards to the endpoint's own name, which is not one of its aliases: its Docker DNS then
+    answers with the store's addresses, not the gateway's."""
+    if config.endpoint:
+        parts = urlsplit(config.endpoint)
+        host, port = parts.hostname or "", parts.port or 443
+    else:
+        host, port = f"s3.{config.region}.amazonaws.com", 443
+    return StoreRoute(f"{config.bucket}.{host}", port, host)

@@ -13,7 +13,7 @@ import io
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from components.backup.model import PREFIXES, BackupConfig
+from components.backup.model import PREFIXES, BackupConfig, store_route
 
 CONFIG_PATH = "/etc/pgbackrest/pgbackrest.conf"
 CIPHER = "aes-256-cbc"
@@ -31,13 +31,16 @@ class Cluster:
 
 
 def s3_location(config: BackupConfig, endpoint_url: str | None) -> dict[str, str]:
-    """repo1-s3-* options of the store: AWS by region, or an S3-compatible endpoint addressed by path."""
-    url = endpoint_url or config.endpoint
-    if not url:
-        return {"repo1-s3-endpoint": f"s3.{config.region}.amazonaws.com"}
-    parts = urlsplit(url)
+    """repo1-s3-* options: the bucket by virtual host under the store's endpoint, as the stack reaches it
+    through its gateway (components/backup/gateway.py); or by path under `endpoint_url`, an S3-compatible
+    endpoint a machine reaches directly (`infra backup` with AWS_ENDPOINT_URL)."""
+    if not endpoint_url:
+        route = store_route(config)
+        return {"repo1-s3-endpoint": route.upstream_host,
+                **({"repo1-storage-port": str(route.port)} if route.port != 443 else {})}
+    parts = urlsplit(endpoint_url)
     if parts.scheme != "https":
-        raise ValueError(f"S3 endpoint {url!r}: pgBackRest reaches S3 only over https://")
+        raise ValueError(f"S3 endpoint {endpoint_url!r}: pgBackRest reaches S3 only over https://")
     return {"repo1-s3-endpoint": parts.hostname or "", "repo1-s3-uri-style": "path",
             **({"repo1-storage-port": str(parts.port)} if parts.port else {})}
 

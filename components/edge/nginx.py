@@ -76,11 +76,15 @@ ACCESS_LOG_FIELDS = {
 }
 
 
-def _d(directive: str, *args: object, block: list[Directive] | None = None) -> Directive:
-    stmt: Directive = {"directive": directive, "args": [str(arg) for arg in args]}
+def directive(name: str, *args: object, block: list[Directive] | None = None) -> Directive:
+    """One directive of a crossplane payload."""
+    stmt: Directive = {"directive": name, "args": [str(arg) for arg in args]}
     if block is not None:
         stmt["block"] = block
     return stmt
+
+
+_d = directive
 
 
 def security_headers(config: EdgeConfig) -> list[tuple[str, str]]:

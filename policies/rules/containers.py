@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from policies.props import CONTAINER, WORKLOADS, Workload, get, items, number, truthy
+from policies.props import CONTAINER, ROLES, WORKLOADS, Workload, get, items, number, truthy
 from policies.registry import ADVISORY, MANDATORY, not_enforceable, resource_rule, stack_rule
 from policies.scope import publishes_ports, reads_identity
 
-ROLES_SCHEMA = {"type": "array", "items": {"enum": ["app", "ds", "mon", "lb"]}, "uniqueItems": True}
+ROLES_SCHEMA = {"type": "array", "items": {"enum": list(ROLES)}, "uniqueItems": True}
 SCAN = ["success.security-scan"]
 
 
@@ -81,7 +81,7 @@ def no_dangerous_cap_add(w: Workload, report, options) -> None:
     prod=MANDATORY,
     checklist=SCAN,
     sources=["CIS 5.4 remediation", "Polaris insecureCapabilities", "CKV_K8S_37", "CKV_K8S_28"],
-    options={"dropAllRoles": {**ROLES_SCHEMA, "default": ["app"]}},
+    options={"dropAllRoles": {**ROLES_SCHEMA, "default": ["app", "egress"]}},
     remediation="Set `capabilities.drops=['ALL']` (Service: `capDrops`) and add back the minimum.",
 )
 @reads_identity
@@ -114,7 +114,7 @@ NON_ROOT_IMAGES = ["grafana", "prometheus", "alertmanager", "haproxy", "exporter
         "Polaris runAsRootAllowed",
         "kube-score container-security-context-user-group-id",
     ],
-    options={"explicitUserRoles": {**ROLES_SCHEMA, "default": ["app"]}},
+    options={"explicitUserRoles": {**ROLES_SCHEMA, "default": ["app", "egress"]}},
     remediation="Set `user='10001:10001'` (Service: `containerSpec.user`); never 0 or root.",
 )
 @reads_identity
@@ -137,7 +137,7 @@ def non_root_user(w: Workload, report, options) -> None:
     prod=MANDATORY,
     checklist=SCAN,
     sources=["CIS 5.13", "CKV_K8S_22", "Polaris notReadOnlyRootFilesystem"],
-    options={"roles": {**ROLES_SCHEMA, "default": ["app", "lb"]}},
+    options={"roles": {**ROLES_SCHEMA, "default": ["app", "lb", "egress"]}},
     remediation="Set `read_only=True` and give writable paths as tmpfs or volumes.",
 )
 @reads_identity

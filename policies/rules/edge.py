@@ -35,7 +35,9 @@ SENSITIVE_PATHS = [
 
 
 def _nginx_rule(check: Callable[[list, list[Server], Workload, Callable, dict], None]):
-    """Run `check(config, servers, ...)` on an nginx LB's uploaded config; other workloads pass."""
+    """Run `check(config, servers, ...)` on an uploaded nginx config that serves HTTP; other workloads pass,
+    and so does a TCP proxy's (the backup store's gateway, whose clients verify the store's own certificate
+    end to end). EDGE-001 refuses a load balancer that serves no HTTP."""
 
     def run(w: Workload, report, options) -> None:
         uploads = {path: text for path, text in w.uploads.items() if nginxconf.is_nginx_file(path)}
@@ -46,13 +48,22 @@ def _nginx_rule(check: Callable[[list, list[Server], Workload, Callable, dict], 
         except NginxConfigError as error:
             report(f"nginx config does not parse: {error}")
             return
-        if config is not None:
+        if config is not None and nginxconf.children(config, "http"):
             check(config, nginxconf.servers(config), w, report, options)
 
     run.__doc__ = check.__doc__
     run.__name__ = check.__name__
     run.reads_files = True
     return run
+
+
+def _serves_http(w: Workload) -> bool:
+    """True also when the config does not parse: the rules then report that."""
+    try:
+        config = nginxconf.load({path: text for path, text in w.uploads.items() if nginxconf.is_nginx_file(path)})
+    except NginxConfigError:
+        return True
+    return config is None or bool(nginxconf.children(config, "http"))
 
 
 def _label(server: Server) -> str:
@@ -99,6 +110,9 @@ def tls_protocols(w: Workload, report, options) -> None:
     uploads = [path for path in w.uploads if nginxconf.is_nginx_file(path)]
     if w.role == "lb" and w.kind in ("nginx", None) and not uploads and w.holds_its_files:
         report("no nginx.conf uploaded into the load balancer: TLS and edge settings cannot be verified")
+        return
+    if w.role == "lb" and uploads and not _serves_http(w):
+        report("the load balancer's nginx.conf has no http block: TLS and edge settings cannot be verified")
         return
     _tls_protocols(w, report, options)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.props import NETWORK, SERVICE, WORKLOADS, Workload, get, truthy
+from policies.props import NETWORK, ROLES, SERVICE, WORKLOADS, Workload, get, truthy
 from policies.registry import MANDATORY, resource_rule, stack_rule
 from policies.scope import reads_identity
 
@@ -47,7 +47,7 @@ def _attached(w: Workload, resource, index: dict[str, object]) -> list[tuple[str
     options={
         "internalOnlyRoles": {
             "type": "array",
-            "items": {"enum": ["app", "ds", "mon", "lb"]},
+            "items": {"enum": list(ROLES)},
             "default": ["ds", "mon"],
         },
         "egressAllowed": {

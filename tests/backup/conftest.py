@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import secrets
@@ -37,6 +38,10 @@ def let_moto_write(client, bucket: str) -> None:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return one_off_aws_env(monkeypatch)
+
+
+def one_off_aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The standard AWS environment with one-off credentials (moto accepts any)."""
     env = {"AWS_ACCESS_KEY_ID": f"AKIA{secrets.token_hex(8).upper()}", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20),
            "AWS_REGION": REGION}
@@ -75,8 +80,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1, which is also its own CA file."""
+def _self_signed(directory: Path, names: tuple[str, ...] = ("localhost",)) -> tuple[Path, Path]:
+    """A certificate for `names` and 127.0.0.1, which is also its own CA file."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -84,7 +89,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                [*map(x509.DNSName, names), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     cert_file, key_file = directory / "s3.crt", directory / "s3.key"
@@ -109,10 +114,17 @@ def tls_s3() -> Iterator[TlsS3]:
     """moto's S3 server behind TLS. pgBackRest speaks only HTTPS to S3; moto's own TLS (werkzeug) closes
     connections without a TLS close_notify after a PUT, which pgBackRest's OpenSSL reports as "unexpected
     eof", so nginx (a well-behaved TLS server) terminates TLS and proxies to moto on loopback."""
+    with moto_behind_tls(("localhost",)) as s3:
+        yield s3
+
+
+@contextlib.contextmanager
+def moto_behind_tls(names: tuple[str, ...]) -> Iterator[TlsS3]:
+    """moto's S3 server behind nginx's TLS, with a certificate for `names`; `endpoint` is https://localhost."""
     nginx = require_tool("nginx", "nginx-light")
     directory = Path(tempfile.mkdtemp(prefix="i12-s3-"))
     directory.chmod(0o755)
-    cert, key = _self_signed(directory)
+    cert, key = _self_signed(directory, names)
     cert.chmod(0o644)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

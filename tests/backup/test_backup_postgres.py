@@ -385,7 +385,7 @@ def run_job(chain, tls_s3, config_dir: Path, textfile_dir: Path, backup_class: s
            "PGBACKREST_CONFIG_INCLUDE_PATH": str(secrets_dir / "pgbackrest"),
            "BACKUP_CIPHER_PASS_FILE": str(secrets_dir / "cipher_pass"),
            "S3_CURL_CONFIG": str(secrets_dir / "curl-s3.conf"), "PGPASSFILE": str(secrets_dir / "pgpass"),
-           "S3_ENDPOINT_URL": tls_s3.endpoint, "S3_CA_FILE": tls_s3.ca_file, "CONFIG_BACKUP_DIR": str(config_dir),
+           "S3_BUCKET_URL": f"{tls_s3.endpoint}/{BUCKET}", "S3_CA_FILE": tls_s3.ca_file, "CONFIG_BACKUP_DIR": str(config_dir),
            "LOG_ARCHIVE_DIR": str(config_dir),
            "TMPDIR": str(textfile_dir.parent)}
     return run("runuser", "-u", OS_USER, "--", "/bin/sh", str(script), backup_class, env=env)

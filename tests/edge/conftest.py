@@ -26,12 +26,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from components.edge import EdgeConfig, render_nginx_conf
 from tests.conftest import require_tool
+from tests.helpers import LOOPBACK, LoopbackDns
 
-LOOPBACK = "127.0.0.1"
 SERVER_NAME = "api.example.test"
 CLIENT_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 10.0
@@ -357,38 +356,6 @@ def start_edge(
         edge.stop()
 
 
-class GatewayDns:
-    """A DNS server on loopback standing in for Docker's embedded one: the gateways' shared name resolves to
-    the addresses of the replicas that are up, and to nothing (NXDOMAIN) when none is."""
-
-    def __init__(self, name: str) -> None:
-        self.name, self.up = name, set[str]()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((LOOPBACK, 0))
-        self.address = f"{LOOPBACK}:{self.sock.getsockname()[1]}"
-
-        def serve() -> None:
-            while True:
-                try:
-                    data, client = self.sock.recvfrom(512)
-                except OSError:
-                    return
-                query = DNSRecord.parse(data)
-                reply = query.reply()
-                asked = str(query.q.qname).rstrip(".")
-                if asked == self.name and query.q.qtype == QTYPE.A and self.up:
-                    for address in sorted(self.up):
-                        reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(address), ttl=1))
-                elif asked != self.name or not self.up:
-                    reply.header.rcode = RCODE.NXDOMAIN
-                self.sock.sendto(reply.pack(), client)
-
-        threading.Thread(target=serve, daemon=True).start()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @dataclass
 class NamedReplicas:
     """Gateway replicas on distinct loopback addresses and one port, as containers sharing a DNS alias."""
@@ -410,8 +377,8 @@ class NamedReplicas:
 
 
 @pytest.fixture
-def gateway_dns() -> Iterator[GatewayDns]:
-    dns = GatewayDns("api-gateway")
+def gateway_dns() -> Iterator[LoopbackDns]:
+    dns = LoopbackDns("api-gateway")
     yield dns
     dns.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import socket
 import tarfile
 from pathlib import Path
@@ -93,6 +94,7 @@ def _create(engine, image: str, inputs: dict[str, Any], ports: dict[int, int]) -
         mounts=mounts or None,
         read_only=inputs.get("readOnly", False),
         tmpfs=inputs.get("tmpfs"),
+        sysctls=inputs.get("sysctls"),
         cap_add=inputs.get("capabilities", {}).get("adds"),
         cap_drop=inputs.get("capabilities", {}).get("drops"),
         security_opt=inputs.get("securityOpts"),
@@ -190,6 +192,7 @@ def test_every_definition_reads_back_as_sent(engine, deployed, prod_plan):
             "hostname": config["Hostname"] if inputs.get("hostname") else None,
             "readOnly": host["ReadonlyRootfs"],
             "tmpfs": host.get("Tmpfs"),
+            "sysctls": host.get("Sysctls"),
             "capabilities": {"drops": sorted(host.get("CapDrop") or []), "adds": sorted(host.get("CapAdd") or [])}
             if host.get("CapDrop") or host.get("CapAdd") else None,
             "securityOpts": sorted(host.get("SecurityOpt") or []) or None,
@@ -221,6 +224,7 @@ def test_every_definition_reads_back_as_sent(engine, deployed, prod_plan):
             "hostname": inputs.get("hostname"),
             "readOnly": inputs.get("readOnly", False),
             "tmpfs": inputs.get("tmpfs"),
+            "sysctls": inputs.get("sysctls"),
             "capabilities": {key: sorted(inputs["capabilities"].get(key) or [])
                              for key in ("drops", "adds")} if "capabilities" in inputs else None,
             "securityOpts": sorted(inputs.get("securityOpts") or []) or None,
@@ -253,3 +257,21 @@ def test_networks_and_volumes_read_back_as_sent(engine, deployed, prod_plan):
     for inputs in prod_plan[VOLUME]:
         state = engine.api.inspect_volume(_local(inputs["name"]))
         assert state["Labels"] == {item["label"]: item["value"] for item in inputs.get("labels", [])}
+
+
+def test_the_buckets_name_leads_the_data_network_to_the_store_gateway(engine, deployed, prod_plan):
+    """PostgreSQL and the backup jobs sit on the internal data network and address the bucket by its
+    virtual-hosted name (Pulumi.prod.yaml: orchestration-prod-backups in eu-central-1): Docker's DNS answers
+    that name there with the gateway's address, the one way out, and nothing else answers to it."""
+    containers, _ = deployed
+    bucket_host = "orchestration-prod-backups.s3.eu-central-1.amazonaws.com"
+    data = _local("orchestration-prod-data")
+    gateway = engine.api.inspect_container(containers["orchestration-prod-s3-gateway"])
+    assert set(gateway["NetworkSettings"]["Networks"]) == {data, _local("orchestration-prod-egress")}
+    gateway_address = gateway["NetworkSettings"]["Networks"][data]["IPAddress"]
+    for client in ("orchestration-prod-postgres", "orchestration-prod-postgres-backup",
+                   "orchestration-prod-clickhouse-backup"):
+        code, output = engine.containers.get(containers[client]).exec_run(
+            ["/bin/busybox", "nslookup", bucket_host], user="0")
+        answers = re.findall(r"Address(?: \d+)?:\s*([\d.]+)", output.decode().split(bucket_host, 1)[-1])
+        assert (code, answers) == (0, [gateway_address]), (client, output.decode())

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from components.backup.gateway import render_gateway_conf
+from components.backup.model import BackupConfig, store_route
 from infra.mockrun import Registration
 from policies.registry import enforced_rules
 from tests.policies.conftest import ids, messages, named
-from tests.policies.fixtures import C, S, container, registration
+from tests.policies.fixtures import DIGEST, C, S, container, registration
 
 Mutation = Callable[[list[Registration]], None]
 
@@ -310,6 +312,7 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("EDGE-001", site("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.1 TLSv1.2;"), "nginx"),
     ("EDGE-001", site("ssl_protocols TLSv1.2 TLSv1.3;", ""), "nginx"),
     ("EDGE-001", drop_fields("nginx", "uploads"), "nginx"),
+    ("EDGE-001", edit_upload("nginx", "nginx.conf", "http {", "stream {"), "nginx"),
     (
         "EDGE-002",
         site("ECDHE-ECDSA-AES256-GCM-SHA384;", "ECDHE-ECDSA-AES256-GCM-SHA384:AES128-SHA;"),
@@ -496,3 +499,13 @@ def test_alertmanager_may_use_a_dedicated_egress_network(check):
         "alertmanager: role mon is attached to non-internal network egress",
         "postgres: role ds is attached to non-internal network egress",
     ]
+
+
+def test_a_tcp_proxys_nginx_config_is_not_judged_as_an_edge(check):
+    """The backup store's gateway forwards TLS unopened (clients verify the store's own certificate): its
+    stream-only nginx.conf serves no HTTP, so no edge rule applies to it, and the hardened gateway passes."""
+    route = store_route(BackupConfig(bucket="platform-backups", region="eu-central-1"))
+    gateway = container("s3-gateway", "egress", f"registry.internal/library/nginx:1.26.2{DIGEST}", "data",
+                        uploads=[{"file": "/etc/platform/nginx.conf", "content": render_gateway_conf(route)}])
+    report = check(mutate=lambda resources: resources.append(gateway))
+    assert report.violations == []

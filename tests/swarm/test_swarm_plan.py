@@ -55,7 +55,7 @@ def test_one_service_per_spec_and_no_container(swarm_run) -> None:
                             "log-aggregator", "query-service", "load-balancer", "prometheus", "alertmanager",
                             "grafana", "blackbox-exporter", "node-exporter", "postgres-exporter",
                             "redis-exporter", "kafka-exporter", "cadvisor", "autoscaler", "postgres-backup",
-                            "clickhouse-backup"}
+                            "clickhouse-backup", "s3-gateway"}
     assert not of_type(swarm_run, CONTAINER)
     assert planned["worker"]["mode"]["replicated"]["replicas"] == 3
     assert planned["api-gateway"]["mode"]["replicated"]["replicas"] == 2

@@ -1,0 +1,121 @@
+"""The backup store's egress gateway: the one way out of the internal data network, to the bucket only.
+
+PostgreSQL (WAL archiving) and the backup jobs live on the data network, which has no route off the host.
+This nginx joins data and egress and forwards TCP, unopened, to the store's endpoint, but only connections
+whose TLS server name (SNI) is the bucket's virtual-hosted name; any other name, or none, is closed before
+a byte reaches the outside. It holds no key and no credential: the clients verify the store's own
+certificate end to end and sign their requests themselves. On the data network the gateway answers to the
+bucket's name, so the clients need no proxy setting: pgBackRest (repo1-s3-uri-style=host), clickhouse-backup
+(S3_FORCE_PATH_STYLE=false) and the jobs' curl all address the bucket as `<bucket>.<endpoint host>`.
+
+nginx: ngx_stream_ssl_preread_module ($ssl_preread_server_name), a map, and proxy_pass with a variable,
+resolved per connection through Docker's DNS (ngx_stream_proxy_module, `resolver`), so the store's changing
+addresses are followed. The official nginx image builds the stream modules in (nginx.org packages'
+`--with-stream --with-stream_ssl_preread_module`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypedDict
+
+import crossplane
+import pulumi
+
+from components.backup.model import BackupConfig, StoreRoute, store_route
+from components.edge.nginx import directive
+from components.loadbalancer import DOCKER_DNS, NGINX_USER
+from components.runtime import Deployment, Runtime
+from components.spec import FILES_DIR, ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, validate_spec
+
+SERVICE = "s3-gateway"
+CONF_PATH = f"{FILES_DIR}/nginx.conf"
+# Unprivileged ports start at this port in the gateway's own network namespace only, so nginx can listen on
+# the store's port (443) as its own user with no capability (a namespaced sysctl: Docker run reference,
+# "--sysctl"; the `net.ipv4.ip_unprivileged_port_start` of Linux's ip-sysctl documentation).
+UNPRIVILEGED_PORT_SYSCTL = "net.ipv4.ip_unprivileged_port_start"
+
+
+def render_gateway_conf(route: StoreRoute, *, resolver: str = DOCKER_DNS, listen: str | None = None,
+                        pid_path: str = "/tmp/nginx.pid", modules: tuple[str, ...] = ()) -> str:
+    """nginx.conf of the gateway: a stream server forwarding the bucket's SNI only.
+
+    `listen` defaults to the store's port on every address; `modules` are `load_module` paths, for an nginx
+    that builds the stream modules as dynamic ones (Debian's)."""
+    allowed = "$s3_upstream"
+    payload = [
+        *[directive("load_module", module) for module in modules],
+        directive("worker_processes", 1),
+        directive("pid", pid_path),
+        directive("error_log", "stderr", "warn"),
+        directive("events", block=[directive("worker_connections", 256)]),
+        directive("stream", block=[
+            directive("log_format", "s3", "$remote_addr $ssl_preread_server_name $status $bytes_sent "
+                      "$bytes_received $session_time"),
+            directive("access_log", "/dev/stdout", "s3"),
+            directive("resolver", resolver, "valid=30s", "ipv6=off"),
+            directive("resolver_timeout", "5s"),
+            # Any other server name, or none, maps to nothing: nginx closes the connection unforwarded.
+            directive("map", "$ssl_preread_server_name", allowed, block=[
+                directive(route.server_name, f"{route.upstream_host}:{route.port}"),
+                directive("default", ""),
+            ]),
+            directive("server", block=[
+                directive("listen", listen or route.port),
+                directive("ssl_preread", "on"),
+                directive("preread_timeout", "10s"),
+                directive("proxy_pass", allowed),
+                directive("proxy_connect_timeout", "10s"),
+                # Idle time between two reads or writes: pgBackRest and clickhouse-backup stream large
+                # uploads, but never pause this long.
+                directive("proxy_timeout", "5m"),
+            ]),
+        ]),
+    ]
+    return crossplane.build(payload) + "\n"
+
+
+class StoreGatewayArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    config: BackupConfig
+    image: str
+    """The stack's nginx image."""
+
+
+def store_gateway_spec(args: StoreGatewayArgs) -> tuple[ContainerSpec, str]:
+    for key in ("runtime", "networks", "config", "image"):
+        if args.get(key) is None:
+            raise ComponentArgsError(f"StoreGateway: missing required arg {key!r}")
+    config = args["config"]
+    if not isinstance(config, BackupConfig):
+        raise ComponentArgsError("StoreGateway: config must be a BackupConfig")
+    if not {"data", "egress"} <= set(args["networks"]):
+        raise ComponentArgsError("StoreGateway: networks must include the data and egress networks")
+    route = store_route(config)
+    conf = render_gateway_conf(route)
+    spec = ContainerSpec(
+        service=SERVICE, role="egress", image=args["image"], networks=["data", "egress"],
+        memory_mb=64, cpus=0.25,
+        command=["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
+        files=[FileSpec(CONF_PATH, conf)],
+        aliases={"data": (route.server_name,)},
+        sysctls={UNPRIVILEGED_PORT_SYSCTL: str(route.port)} if route.port < 1024 else {},
+        healthcheck=Healthcheck(["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{route.port}"]),
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=8m,uid=101"},
+        user=NGINX_USER,
+    )
+    return validate_spec(spec), conf
+
+
+class StoreGateway(pulumi.ComponentResource):
+    """nginx on the data and egress networks, forwarding the bucket's TLS connections and nothing else."""
+
+    nginx_conf: pulumi.Output[str]
+
+    def __init__(self, name: str, args: StoreGatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec, conf = store_gateway_spec(args)
+        super().__init__("platform:index:StoreGateway", name, {}, opts)
+        self.deployment: Deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self)
+        self.nginx_conf = pulumi.Output.from_input(conf)
+        self.register_outputs({"nginx_conf": self.nginx_conf})
