@@ -175,6 +175,11 @@ class Deployment:
     scrape_hostnames: list[str] = field(default_factory=list)
     """Names through which Prometheus reaches every instance, when the hostnames do not (a Swarm service's
     name is one virtual IP; `tasks.<service>` resolves to each task); empty: the hostnames."""
+    every_instance: str = ""
+    """One DNS name that Docker's DNS answers with the address of every running instance, for a client that
+    balances over them itself and skips a failing one (nginx re-resolving it per request): the instances'
+    shared alias; in Swarm `tasks.<service>`, since the service's own name is one virtual IP that hides the
+    replicas behind the engine's IPVS balancing."""
 
     @property
     def scrape_hosts(self) -> list[str]:
@@ -233,7 +238,7 @@ class DockerRuntime:
             self._container(spec, hostname, image, volumes, files_mount, networks, owner, parent, depends_on)
             for hostname in hostnames
         ]
-        return Deployment(hostnames, containers)
+        return Deployment(hostnames, containers, every_instance=spec.service)
 
     def _uploads(self, spec: ContainerSpec) -> list[docker.ContainerUploadArgs]:
         uid, _, gid = (spec.user or "").partition(":")

@@ -218,7 +218,8 @@ class SwarmRuntime:
         )
         # Docker DNS gives the service name a virtual IP balancing over every replica, and `tasks.<service>`
         # the address of each task (what Prometheus scrapes).
-        return Deployment([spec.service], [service], scrape_hostnames=[f"{TASKS_DNS_PREFIX}{spec.service}"])
+        every_task = f"{TASKS_DNS_PREFIX}{spec.service}"
+        return Deployment([spec.service], [service], scrape_hostnames=[every_task], every_instance=every_task)
 
     def _file_object(self, kind: type[docker.Secret | docker.ServiceConfig], spec: ContainerSpec,
                      file: FileSpec, owner: str, parent: pulumi.Resource) -> docker.Secret | docker.ServiceConfig:

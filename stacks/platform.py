@@ -137,8 +137,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     lb = settings.load_balancer
     LoadBalancer("load-balancer", {
         "runtime": runtime, "networks": networks, "image": images.nginx, "config": settings.edge,
-        # The replicas' shared alias: nginx reaches whichever of them are running.
-        "upstreams": [f"{apps['api-gateway'].service}:{APP_PORT}"],
+        # The name answering with every running replica: nginx balances over them and skips a failing one.
+        "upstreams": [f"{gateway.every_instance}:{APP_PORT}"],
         "certificate_pem": tls.certificate_pem, "private_key_pem": tls.private_key_pem,
         "memory_mb": lb.resources.memory_mb, "cpus": lb.resources.cpus, "bind_address": lb.bind_address,
         "depends_on": gateway.containers,
