@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_KAFKA_NAME = r"^[A-Za-z0-9._-]{1,249}$"
+from components.kafka import KAFKA_NAME
 
 
 class ScalingPolicy(BaseModel):
@@ -42,8 +42,8 @@ class ScalingPolicy(BaseModel):
     """Polling interval of the controller."""
     stale_after_seconds: int = Field(default=120, ge=1)
     """A lag sample older than this is stale: the controller holds instead of scaling down."""
-    consumer_group: str = Field(pattern=_KAFKA_NAME)
-    topic: str = Field(pattern=_KAFKA_NAME)
+    consumer_group: str = Field(pattern=KAFKA_NAME)
+    topic: str = Field(pattern=KAFKA_NAME)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingPolicy:

@@ -17,6 +17,7 @@ from components.autoscaling import ScalingPolicy
 from components.backup.model import BackupConfig
 from components.edge.model import EdgeConfig
 from components.images import pinned_image, pinned_tag
+from components.kafka import KAFKA_NAME, WORKERS_TOPIC
 from components.monitoring.model import MonitoringConfig
 from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
 
@@ -136,6 +137,11 @@ class DataStores(Model):
     """The application's own role (owner of its schema); the superuser `postgres` is for administration."""
     postgres_max_connections: int = Field(default=200, ge=20, le=10000)
     """PostgreSQL's max_connections: every pool (db_pool_size x replicas), the exporter and the reserve fit."""
+    kafka_topics: dict[Annotated[str, Field(pattern=KAFKA_NAME)], Annotated[int, Field(ge=1, le=10000)]] = Field(
+        default_factory=lambda: {WORKERS_TOPIC: 12, "logs": 6})
+    """The topics the platform uses and their partitions: the Kafka container creates them, and raises the
+    partitions of an existing one (never lowers them). A consumer group has at most one busy member per
+    partition, so the workers' topic needs at least as many as there can be workers."""
 
     @field_validator("kafka_mode", mode="before")
     @classmethod
@@ -285,6 +291,19 @@ class Settings(Model):
             if not policy.min_replicas <= self.workers <= policy.max_replicas:
                 raise ValueError(f"workers ({self.workers}) must be within autoscaling.workers min_replicas.."
                                  f"max_replicas ({policy.min_replicas}..{policy.max_replicas})")
+        return self
+
+    @model_validator(mode="after")
+    def _a_partition_for_every_worker(self) -> Settings:
+        topic = self.autoscaling.workers.topic if self.autoscaling else WORKERS_TOPIC
+        most = self.autoscaling.workers.max_replicas if self.autoscaling else self.workers
+        partitions = self.data.kafka_topics.get(topic)
+        if partitions is None:
+            raise ValueError(f"data.kafka_topics: the workers' topic {topic!r} is not declared; declared: "
+                             f"{', '.join(self.data.kafka_topics) or 'none'}")
+        if partitions < most:
+            raise ValueError(f"data.kafka_topics.{topic}: {partitions} partition(s) for up to {most} workers; "
+                             f"allowed: at least {most} (a worker beyond the partitions idles)")
         return self
 
     @property

@@ -101,9 +101,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         pulumi.ResourceOptions(depends_on=[backup_image]) if backups else None)
     redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
-                            "mode": data.kafka_mode,
-                            **({"partitions": settings.autoscaling.workers.max_replicas} if settings.autoscaling
-                               else {})})
+                            "mode": data.kafka_mode, "topics": data.kafka_topics})
     clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
 
     connections = Connections(

@@ -6,6 +6,7 @@ import yaml
 from pydantic import ValidationError
 
 from components.autoscaling import ScalingPolicy
+from components.kafka import TOPICS_ENV, parse_topics
 from policies.props import (
     FILE_OBJECTS,
     SERVICE,
@@ -119,18 +120,20 @@ def _flag(args: list[str], flag: str) -> str | None:
     checklist=["infrastructure.auto-scaling"],
     sources=["Kubernetes HorizontalPodAutoscaler", "KEDA Kafka scaler (at most one consumer per partition)"],
     remediation="Set platform:settings.autoscaling.workers (the stack then runs `infra autoscale` on the worker "
-    "service) with max_replicas at most the partitions of its topic (KAFKA_NUM_PARTITIONS).",
+    "service) with max_replicas at most the partitions of its topic (platform:settings.data.kafka_topics).",
 )
 def worker_autoscaling(stack, report, options) -> None:
-    """A Swarm worker service has an autoscaler applying a valid scaling policy, whose max_replicas does not
-    exceed the partitions the broker gives the topic (an extra consumer of a group would idle)."""
+    """A Swarm worker service has an autoscaler applying a valid scaling policy, whose topic the stack
+    creates ($PLATFORM_KAFKA_TOPICS of the Kafka service) with at least max_replicas partitions (an extra
+    consumer of a group would idle); a Kafka without that list auto-creates topics with num.partitions."""
     services = [w for w in stack.workloads if w.is_service]
     workers = [w for w in services if w.labels.get(SERVICE_LABEL) == WORKER_SERVICE]
     if not workers:
         return
     files = {path: text for w in stack.file_carriers if w.is_file_object for path, text in w.uploads.items()}
-    kafka = [w for w in services if w.kind == "kafka"]
-    partitions = int(number(kafka[0].env.get("KAFKA_NUM_PARTITIONS")) or KAFKA_DEFAULT_PARTITIONS) if kafka else None
+    kafka = next((w for w in services if w.kind == "kafka"), None)
+    created = parse_topics(kafka.env[TOPICS_ENV]) if kafka and TOPICS_ENV in kafka.env else None
+    auto_created = int(number(kafka.env.get("KAFKA_NUM_PARTITIONS")) or KAFKA_DEFAULT_PARTITIONS) if kafka else None
     for worker in workers:
         scalers = [w for w in services if _flag(w.command, "--service") == worker.name]
         if not scalers:
@@ -144,6 +147,11 @@ def worker_autoscaling(stack, report, options) -> None:
                 report(f"the autoscaler's policy {path} is missing or invalid: {str(error).splitlines()[0]}",
                        scaler.urn)
                 continue
+            if created is not None and policy.topic not in created:
+                report(f"topic {policy.topic} is not among the topics the stack creates ({TOPICS_ENV} of "
+                       f"{kafka.name}): the workers would consume nothing", scaler.urn)
+                continue
+            partitions = created[policy.topic] if created is not None else auto_created
             if partitions is not None and policy.max_replicas > partitions:
                 report(f"max_replicas {policy.max_replicas} is above the {partitions} partition(s) of topic "
                        f"{policy.topic}: workers beyond them would idle", scaler.urn)

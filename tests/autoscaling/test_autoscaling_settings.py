@@ -40,6 +40,16 @@ def test_a_swarm_stack_takes_a_worker_policy() -> None:
     ({"runtime": "swarm", "autoscaling": {"workers": POLICY}},
      "platform:settings.autoscaling.docker_socket_accepted_until: required key is missing"),
     ({"swarm": {"encrypt": True}}, "platform:settings.swarm.encrypt: unknown key; allowed: encrypt_networks"),
+    ({"runtime": "swarm", "autoscaling": {"workers": {**POLICY, "max_replicas": 16},
+                                          "docker_socket_accepted_until": UNTIL}},
+     "data.kafka_topics.jobs: 12 partition(s) for up to 16 workers; allowed: at least 16"),
+    ({"runtime": "swarm", "autoscaling": {"workers": {**POLICY, "topic": "tasks"},
+                                          "docker_socket_accepted_until": UNTIL}},
+     "data.kafka_topics: the workers' topic 'tasks' is not declared; declared: jobs, logs"),
+    ({"workers": 4, "data": {"kafka_topics": {"jobs": 3}}},
+     "data.kafka_topics.jobs: 3 partition(s) for up to 4 workers; allowed: at least 4"),
+    ({"data": {"kafka_topics": {"jobs": 0}}}, "platform:settings.data.kafka_topics.jobs: "),
+    ({"data": {"kafka_topics": {"jobs/x": 3}}}, "platform:settings.data.kafka_topics.jobs/x"),
 ])
 def test_bad_scaling_settings_name_the_key(override, message) -> None:
     with pytest.raises(SettingsError) as error:

@@ -85,7 +85,8 @@ def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_bu
                        if labels_of(c)["platform.path"] == "/etc/platform/autoscale-policy.yaml")
     assert yaml.safe_load(base64.b64decode(policy_file["data"]))["max_replicas"] == POLICY["max_replicas"]
     kafka = services(swarm_run)["kafka"]["taskSpec"]["containerSpec"]["env"]
-    assert kafka["KAFKA_NUM_PARTITIONS"] == str(POLICY["max_replicas"])
+    # The stack creates the workers' topic with a partition for every worker the policy allows.
+    assert kafka["PLATFORM_KAFKA_TOPICS"] == "jobs:12 logs:6" and "KAFKA_NUM_PARTITIONS" not in kafka
     prometheus_yml = next(c for c in of_type(swarm_run, CONFIG).values()
                           if labels_of(c)["platform.path"].endswith("prometheus.yml"))
     jobs = yaml.safe_load(base64.b64decode(prometheus_yml["data"]))["scrape_configs"]
@@ -229,9 +230,18 @@ def test_max_replicas_above_the_topics_partitions_fails(swarm_run) -> None:
     run = copy.deepcopy(swarm_run)
     kafka = next(r for r in run.resources if r.type == SERVICE and labels_of(r.inputs)["platform.service"] == "kafka")
     for props in (kafka.inputs, kafka.outputs):  # stack rules read the outputs
-        props["taskSpec"]["containerSpec"]["env"]["KAFKA_NUM_PARTITIONS"] = "4"
+        props["taskSpec"]["containerSpec"]["env"]["PLATFORM_KAFKA_TOPICS"] = "jobs:4 logs:6"
     message = "max_replicas 12 is above the 4 partition(s) of topic jobs: workers beyond them would idle"
     assert _violations(run, "SWM-005") == [("mandatory", "autoscaler", message)]
+    for props in (kafka.inputs, kafka.outputs):
+        props["taskSpec"]["containerSpec"]["env"]["PLATFORM_KAFKA_TOPICS"] = "logs:6"
+    (finding,) = _violations(run, "SWM-005")
+    assert finding[1] == "autoscaler" and "topic jobs is not among the topics the stack creates" in finding[2]
+    # A Kafka without the list auto-creates topics with num.partitions (1 unless set).
+    for props in (kafka.inputs, kafka.outputs):
+        del props["taskSpec"]["containerSpec"]["env"]["PLATFORM_KAFKA_TOPICS"]
+    (finding,) = _violations(run, "SWM-005")
+    assert "above the 1 partition(s) of topic jobs" in finding[2]
     policy = next(r for r in run.resources if r.type == CONFIG and labels_of(r.inputs)["platform.path"].endswith(
         "autoscale-policy.yaml"))
     policy.inputs["data"] = policy.outputs["data"] = base64.b64encode(b"max_replicas: 0\n").decode()
