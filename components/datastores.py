@@ -300,9 +300,13 @@ class DataStore(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(token, name, {}, opts)
         self.deployments = []
+        # What the store itself waits for (the image the stack builds for it) its containers wait for too: an
+        # option of the component alone would not hold back its children, nor the runtime's image lookups.
+        given = (opts.depends_on if opts else None) or []
+        waits_for = list(given) if isinstance(given, list | tuple) else [given]
         for spec in specs:
-            # ZooKeeper healthy before Kafka; each store's containers wait until healthy (the runtime's `wait`).
-            after = [c for deployment in self.deployments for c in deployment.containers]
+            # Each store's containers wait until healthy (the runtime's `wait`), in order.
+            after = [*waits_for, *(c for deployment in self.deployments for c in deployment.containers)]
             self.deployments.append(args["runtime"].deploy(spec, dict(args["networks"]), name, self, depends_on=after))
         # What a client waits for: every container of the store, each healthy once created.
         self.containers = [c for deployment in self.deployments for c in deployment.containers]

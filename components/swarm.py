@@ -49,6 +49,10 @@ RESERVATION_RATIO = 0.5
 UPDATE_DELAY = "10s"
 RESTART_DELAY = "5s"
 RESTART_WINDOW = "2m"
+# The Docker client sets the image's platforms from the registry at create, whatever the spec says (moby
+# client/service_create.go resolveContainerSpecImage), and the provider reads them back as an input
+# (resource_docker_service_structures.go flattenPlacement): they follow the image, not the program.
+ENGINE_PLATFORMS = "taskSpec.placement.platforms"
 
 
 def object_name(prefix: str, service: str, path: str, content: str) -> str:
@@ -158,7 +162,7 @@ class SwarmRuntime:
                 replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
             task_spec=docker.ServiceTaskSpecArgs(
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(
-                    image=spec.image,
+                    image=self._by_digest(spec.image, parent, depends_on),
                     commands=list(spec.entrypoint) if spec.entrypoint else None,
                     args=list(spec.command) if spec.command else None,
                     env=env or None,
@@ -213,13 +217,27 @@ class SwarmRuntime:
                        for p in spec.ports] or None,
             ),
             opts=self._opts(parent, depends_on=list(depends_on) or None,
-                            ignore_changes=["mode.replicated.replicas"] if spec.service in self.autoscaled
-                            else None),
+                            ignore_changes=[*(["mode.replicated.replicas"] if spec.service in self.autoscaled
+                                              else []), ENGINE_PLATFORMS]),
         )
         # Docker DNS gives the service name a virtual IP balancing over every replica, and `tasks.<service>`
         # the address of each task (what Prometheus scrapes).
         every_task = f"{TASKS_DNS_PREFIX}{spec.service}"
         return Deployment([spec.service], [service], scrape_hostnames=[every_task], every_instance=every_task)
+
+    def _by_digest(self, image: str, parent: pulumi.Resource,
+                   depends_on: Sequence[pulumi.Resource]) -> pulumi.Input[str]:
+        """`name:tag@sha256:...`, the digest the registry has for the tag now (an image the stack builds is
+        looked up once its build, among `depends_on`, has pushed it). The provider creates services with
+        QueryRegistry (resource_docker_service_funcs.go), and the Docker client would otherwise store the
+        tag with the digest appended, which the provider reads back unsuppressed: a diff at every `up`.
+        A reference that carries a digest is stored as sent (moby client/service_create.go,
+        imageWithDigestString)."""
+        if "@sha256:" in image:
+            return image
+        found = docker.get_registry_image_output(name=image, opts=pulumi.InvokeOutputOptions(
+            parent=parent, provider=self.provider, depends_on=list(depends_on) or None))
+        return found.sha256_digest.apply(lambda digest: f"{image}@{digest}")
 
     def _file_object(self, kind: type[docker.Secret | docker.ServiceConfig], spec: ContainerSpec,
                      file: FileSpec, owner: str, parent: pulumi.Resource) -> docker.Secret | docker.ServiceConfig:

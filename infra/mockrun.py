@@ -130,8 +130,11 @@ class PlanMocks(pulumi_mocks.Mocks):
         state.update(outputs)
         return (f"{args.name}-id" if args.custom else None), state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list | None]:
-        return {}, None
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list]:
+        if args.token == "docker:index/getRegistryImage:getRegistryImage":
+            name = str(args.args.get("name"))
+            return {"name": name, "sha256Digest": f"sha256:{hashlib.sha256(name.encode()).hexdigest()}"}, []
+        return {}, []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -176,8 +176,8 @@ def _environment(value: Any) -> bool:
 
 
 def _service_image(value: Any) -> bool:
-    # Tag-pinned here; the digest the engine adds is test_service_images_are_read_back_with_their_digest's.
-    return _string(value) and ":" in value.rsplit("/", 1)[-1]
+    # As the Docker client stores it (test_service_images_are_read_back_with_their_digest_and_platforms).
+    return _string(value) and "@sha256:" in value
 
 
 def _file_references(id_key: str, name_key: str) -> Callable[[Any], bool]:
@@ -315,7 +315,7 @@ def test_the_walk_fails_on_what_the_provider_reads_back_differently(key, value):
 
 
 def _task(**container_spec) -> dict:
-    return {"containerSpec": {"image": "nginx:1.26.2", **container_spec}}
+    return {"containerSpec": {"image": "nginx:1.26.2@sha256:" + "0" * 64, **container_spec}}
 
 
 @pytest.mark.parametrize("key,value", [
@@ -323,6 +323,7 @@ def _task(**container_spec) -> dict:
     ("rollbackConfig", {"delay": "1m0s"}),
     ("updateConfig", {"maxFailureRatio": "0"}),  # FormatFloat(.., 'f', 1, ..): "0.0"
     ("updateConfig", {"failureAction": "Rollback"}),
+    ("taskSpec", {"containerSpec": {"image": "nginx:1.26.2"}}),  # the client appends the digest
     ("taskSpec", _task(stopGracePeriod="1m0s")),
     ("taskSpec", _task(healthcheck={"tests": ["CMD", "true"], "interval": "90s"})),
     ("taskSpec", _task(capAdds=["cap_chown"])),
@@ -370,16 +371,21 @@ def test_service_rules_pass_what_the_provider_reads_back():
     assert non_canonical("docker:index/network:Network", {"options": {OVERLAY_VNI_OPTION: "8400000"}}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="images are pinned by tag: the engine adds their digest and platforms")
 def test_service_images_are_read_back_with_their_digest_and_platforms(swarm_resources):
-    """The provider creates and updates services with QueryRegistry (resource_docker_service_funcs.go), so the
-    Docker client (moby client/service_create.go resolveContainerSpecImage) stores `name:tag@sha256:...` and the
-    image's platforms under placement; the provider reads both back (`image` without diff suppression,
-    `placement.platforms` not computed, resource_docker_service.go): an in-place update of every service at
-    every `pulumi up`. Passes once the images carry their digest and platform list."""
-    tasks = [r.inputs["taskSpec"] for r in swarm_resources if r.type == "docker:index/service:Service"]
-    assert tasks and all("@sha256:" in task["containerSpec"]["image"] and task.get("placement", {}).get("platforms")
-                         for task in tasks)
+    """The provider creates services with QueryRegistry (resource_docker_service_funcs.go), so the Docker client
+    (moby client/service_create.go resolveContainerSpecImage) stores a tag-only image as `name:tag@sha256:...`
+    and sets the image's platforms under placement; the provider reads both back (`image` without diff
+    suppression, `placement.platforms` not computed, resource_docker_service.go). Each service is sent with
+    the digest already (imageWithDigestString keeps a digested reference as it is), and leaves the platforms,
+    which follow the image, to the engine: no in-place update at every `pulumi up`."""
+    services = [r for r in swarm_resources if r.type == "docker:index/service:Service"]
+    assert services
+    for service in services:
+        image = service.inputs["taskSpec"]["containerSpec"]["image"]
+        name, _, digest = image.partition("@sha256:")
+        assert ":" in name.rsplit("/", 1)[-1] and len(digest) == 64, image
+        assert "taskSpec.placement.platforms" in service.ignore_changes
+        assert "platforms" not in service.inputs["taskSpec"].get("placement", {})
 
 
 def test_secret_wrappers_are_looked_through():

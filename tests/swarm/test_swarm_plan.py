@@ -66,7 +66,8 @@ def test_one_service_per_spec_and_no_container(swarm_run) -> None:
 def test_the_autoscaled_workers_replicas_are_left_to_the_controller(swarm_run) -> None:
     worker = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "workers-worker")
     gateway = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "api-gateway")
-    assert (worker.ignore_changes, gateway.ignore_changes) == (["mode.replicated.replicas"], [])
+    assert (worker.ignore_changes, gateway.ignore_changes) == (
+        ["mode.replicated.replicas", "taskSpec.placement.platforms"], ["taskSpec.placement.platforms"])
 
 
 def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_builds(swarm_run) -> None:
@@ -76,7 +77,8 @@ def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_bu
     assert image["build"]["dockerfile"].endswith("images/autoscaler/Dockerfile")
     scaler = services(swarm_run)["autoscaler"]
     container = scaler["taskSpec"]["containerSpec"]
-    assert container["image"] == image["imageName"]
+    # The digest the registry has for the pushed tag, looked up once the build has pushed it.
+    assert container["image"].startswith(image["imageName"] + "@sha256:")
     assert container["args"][:4] == ["--service", "orchestration-prod-worker", "--prometheus-url",
                                       "http://prometheus:9090"]
     assert scaler["mode"]["replicated"]["replicas"] == 1
@@ -259,3 +261,13 @@ def test_a_backup_job_runs_on_the_node_of_the_volumes_it_shares(swarm_run) -> No
                             "node.labels.platform.postgres-backup==true"],
         "clickhouse-backup": ["node.labels.platform.clickhouse==true"],
     }
+
+
+def test_services_of_images_the_stack_builds_wait_for_the_build(swarm_run) -> None:
+    """The image lookup and the service come after the push: on a first `up` the tag exists nowhere before."""
+    built = {r.inputs["imageName"]: r.urn for r in swarm_run.resources if r.type == "docker:index/image:Image"}
+    for service in ("postgres", "postgres-backup", "autoscaler"):
+        resource = next(r for r in swarm_run.resources
+                        if r.type == SERVICE and labels_of(r.inputs)["platform.service"] == service)
+        image = resource.inputs["taskSpec"]["containerSpec"]["image"].partition("@")[0]
+        assert built[image] in resource.dependencies, service

@@ -104,7 +104,9 @@ def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
         "Mode": {"Replicated": {"Replicas": inputs["mode"]["replicated"]["replicas"]}},
         "TaskTemplate": {
             "ContainerSpec": {
-                "Image": container["image"], "Command": container.get("commands"), "Args": container.get("args"),
+                # The runtime sends `name:tag@sha256:<the registry's digest>`, looked up under the mocks here:
+                # no registry knows the stand-in, which this engine has by its tag alone.
+                "Image": container["image"].partition("@sha256:")[0], "Command": container.get("commands"), "Args": container.get("args"),
                 "Env": [f"{key}={value}" for key, value in container.get("env", {}).items()],
                 "User": container.get("user"), "ReadOnly": container.get("readOnly", False),
                 "Labels": _labels(container.get("labels")),
