@@ -41,6 +41,8 @@ def prod_project(workers: int, directory: Path, runtime: str = "docker") -> Path
     # Within PostgreSQL's connection budget at any size: small worker pools, max_connections to match.
     settings["apps"] = {"worker": {"db_pool_size": 2, "db_pool_min_idle": 1}}
     settings.setdefault("data", {})["postgres_max_connections"] = 2 * workers + 200
+    # A partition of the workers' topic for every worker (settings refuse fewer).
+    settings["data"]["kafka_topics"] = {"jobs": max(workers, 12), "logs": 6}
     if runtime == "swarm":
         settings["runtime"] = "swarm"
         settings["autoscaling"] = {"docker_socket_accepted_until": "2027-11-30", "workers": {
