@@ -208,7 +208,11 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
     if args.interval is not None and not 1 <= args.interval <= 600:
         raise ProgramInputError(f"--interval: must be 1..600 seconds, got {args.interval}")
     policy = load_policy(args)
-    client = docker.DockerClient(base_url=args.docker_host) if args.docker_host else docker.from_env()
+    try:
+        client = docker.DockerClient(base_url=args.docker_host) if args.docker_host else docker.from_env()
+    except docker.errors.DockerException as error:
+        where = args.docker_host or "DOCKER_HOST or the default socket"
+        raise ProgramInputError(f"--docker-host: no Docker Engine API answers at {where}: {error}") from None
     service = SwarmService(client, args.service)
     try:
         service.read()
