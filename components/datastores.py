@@ -163,6 +163,8 @@ KAFKA_JAAS_PATH = f"{FILES_DIR}/secrets/kafka_server_jaas.conf"
 KAFKA_ADMIN_CONFIG = f"{FILES_DIR}/secrets/kafka_admin.properties"
 KAFKA_START_SCRIPT = f"{FILES_DIR}/start-kafka.sh"
 KAFKA_TOPICS_READY = "/tmp/platform-topics-ready"
+
+
 def kafka_start_script(*, kafka_home: str = "/opt/kafka", launcher: str = "/etc/kafka/docker/run",
                        ready: str = KAFKA_TOPICS_READY) -> str:
     """The container's entrypoint: the image's launcher (apache/kafka docker/jvm/Dockerfile CMD), then, once the

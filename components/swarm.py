@@ -203,7 +203,8 @@ class SwarmRuntime:
                 log_driver=docker.ServiceTaskSpecLogDriverArgs(
                     name="json-file", options={"max-size": spec.log_max_size, "max-file": str(spec.log_max_files)}),
                 networks_advanceds=[
-                    docker.ServiceTaskSpecNetworksAdvancedArgs(id=networks[name].id, aliases=[spec.service, *spec.aliases.get(name, ())])
+                    docker.ServiceTaskSpecNetworksAdvancedArgs(
+                        id=networks[name].id, aliases=[spec.service, *spec.aliases.get(name, ())])
                     for name in spec.networks],
             ),
             update_config=docker.ServiceUpdateConfigArgs(failure_action="rollback", **rollout),
