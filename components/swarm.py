@@ -11,7 +11,6 @@ kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import posixpath
 import re
@@ -28,6 +27,7 @@ from components.runtime import (
     Deployment,
     _child,
     canonical_capability,
+    config_data,
     cpu_nanos,
     duration_nanos,
     memory_bytes,
@@ -35,6 +35,7 @@ from components.runtime import (
     service_duration,
     service_duration_string,
     tmpfs_bytes,
+    tmpfs_volume_options,
 )
 from components.spec import ComponentArgsError, ContainerSpec, FileSpec, NetworkName, validate_spec
 
@@ -50,7 +51,7 @@ STATEFUL_NODE_LABEL = "platform.{service}"
 # "nosuid", "nodev", ...}` before the size and mode). The provider sends no other option
 # (resource_docker_service_structures.go: tmpfs_options has size_bytes and mode only).
 SERVICE_TMPFS_FLAGS = frozenset({"rw", "noexec", "nosuid", "nodev"})
-# `exec` is honoured by a tmpfs the engine's local volume driver mounts for the task (volume/local/local_unix.go:
+# `exec` is honoured by a tmpfs the engine's local volume driver mounts for the task (moby daemon/volume/local/local_unix.go:
 # mount.Mount(device, path, type, o) with the options given, nothing added), bound into the container without
 # noexec: nosuid and nodev are added to it all the same.
 EXEC_TMPFS_FLAGS = frozenset({"rw", "exec", "nosuid", "nodev"})
@@ -72,17 +73,6 @@ def object_name(prefix: str, service: str, path: str, content: str) -> str:
     digest = hashlib.sha256(f"{path}\0{content}".encode()).hexdigest()[:12]
     suffix = posixpath.splitext(path)[1]
     return f"{prefix}-{service}"[: 64 - len(digest) - len(suffix) - 1] + f"-{digest}{suffix}"
-
-
-def config_data(content: str, is_base64: bool) -> str:
-    """The `data` of a docker config or secret: standard base64 of the file's bytes. The provider decodes it once
-    and sends the bytes to the engine (kreuzwerker/terraform-provider-docker v4.5.0
-    internal/provider/resource_docker_config.go getConfigDataBytes, resource_docker_secret.go
-    resourceDockerSecretCreate: base64.StdEncoding.DecodeString), and reads a config's back as
-    base64.StdEncoding.EncodeToString(Spec.Data). Content that already is base64 (a binary file) is sent as
-    that encoding, in its canonical form; encoding it again would deliver its base64 text as the file."""
-    raw = base64.b64decode(content, validate=True) if is_base64 else content.encode()
-    return base64.b64encode(raw).decode()
 
 
 def is_engine_socket(path: str) -> bool:
@@ -353,12 +343,10 @@ class SwarmRuntime:
         expands `{{.Task.Slot}}` in a mount's source (swarmkit template/expand.go expandMounts); the new task
         of a start-first rollout shares its slot's with the old one (files of their own, by unique names, as
         the JVM makes them). The name carries a digest of the options: an existing volume is reused as it was
-        created. Not a data volume: no `is_stateful`, no placement, nothing to back up.
-        Read back as sent (flattenServiceMounts: `source`, `volume_options` labels, driver_name, driver_options
-        as stored), the source unexpanded (the spec keeps the template)."""
-        options = ",".join(["nosuid", "nodev", *([f"size={tmpfs.size_bytes}"] if tmpfs.size_bytes else []),
-                            *([f"mode={tmpfs.mode:o}"] if tmpfs.mode is not None else [])])
-        digest = hashlib.sha256(options.encode()).hexdigest()[:8]
+        created. Not a data volume: no `is_stateful`, no placement, nothing to back up. The source is read back
+        unexpanded (the spec keeps the template), the options as `tmpfs_volume_options` says."""
+        driver_options = tmpfs_volume_options(tmpfs.size_bytes, tmpfs.mode)
+        digest = hashlib.sha256(driver_options["o"].encode()).hexdigest()[:8]
         slug = tmpfs.path.strip("/").replace("/", "-")
         return docker.ServiceTaskSpecContainerSpecMountArgs(
             type="volume", source=f"{self.name_prefix}-{spec.service}-{slug}-{digest}-{{{{.Task.Slot}}}}",
@@ -366,7 +354,7 @@ class SwarmRuntime:
             volume_options=docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs(
                 labels=[docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs(label=key, value=value)
                         for key, value in (("platform.service", spec.service), ("platform.purpose", "tmpfs"))],
-                driver_name="local", driver_options={"type": "tmpfs", "device": "tmpfs", "o": options}))
+                driver_name="local", driver_options=driver_options))
 
 
 def _labels(kind, labels: dict[str, str]) -> list:
