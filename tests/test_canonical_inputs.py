@@ -14,6 +14,7 @@ from components.runtime import (
     OVERLAY_VNI_OPTION,
     canonical_capability,
     canonical_cpus,
+    config_data,
     cpu_nanos,
     duration_nanos,
     go_duration,
@@ -205,7 +206,9 @@ CONTAINER_SPEC = _record({  # flattenContainerSpec
     "mounts": _records({  # flattenServiceMounts
         "type": _one_of("bind", "volume", "tmpfs"), "source": _string, "target": _string, "readOnly": _boolean,
         "bindOptions": _record({"propagation": _string}),
-        "volumeOptions": _record({"noCopy": _boolean, "labels": _labels, "driverName": _string,
+        # Driver options as stored; driver_name only when not empty (`if len(...DriverConfig.Name) > 0`).
+        "volumeOptions": _record({"noCopy": _boolean, "labels": _labels,
+                                  "driverName": lambda value: _string(value) and value != "",
                                   "driverOptions": _string_map}),
         # Mode read back through FileMode.Perm(): a sticky, setuid or setgid bit is dropped.
         "tmpfsOptions": _record({"sizeBytes": _integer, "mode": lambda value: _integer(value) and value <= 0o777}),
@@ -331,6 +334,8 @@ def _task(**container_spec) -> dict:
     ("taskSpec", _task(mounts=[{"type": "tmpfs", "target": "/tmp", "tmpfsOptions": {"mode": 0o1777}}])),
     ("taskSpec", _task(mounts=[{"type": "tmpfs", "target": "/tmp", "tmpfsOptions": {"sizeBytes": "64m"}}])),
     ("taskSpec", _task(secrets=[{"secretId": "s", "fileName": "/run/secrets/x", "fileMode": "0400"}])),
+    ("taskSpec", _task(mounts=[{"type": "volume", "target": "/t", "volumeOptions": {"driverName": ""}}])),
+    ("taskSpec", _task(mounts=[{"type": "volume", "target": "/t", "volumeOptions": {"driverOptions": {"o": 1}}}])),
     ("taskSpec", _task(privileges={"seLinuxContext": {"disable": True}})),
     ("taskSpec", {"resources": {"limits": {"nanoCpus": "1.5", "memoryBytes": 2**30}}}),
     ("taskSpec", {"resources": {"reservation": {"nanoCpus": 10**9, "memoryBytes": 1.5}}}),
@@ -392,3 +397,12 @@ def test_secret_wrappers_are_looked_through():
     assert is_secret({"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "x"})
     assert non_canonical("docker:index/container:Container", {
         "cpus": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "1"}})
+
+
+def test_a_files_data_is_base64_of_its_bytes_once():
+    """A binary file (FileSpec.base64) is sent as its own encoding, decoded once by the provider; text is encoded."""
+    binary = bytes(range(256))
+    encoded = base64.b64encode(binary).decode()
+    assert base64.b64decode(config_data(encoded, True)) == binary
+    assert config_data("hi\n", False) == "aGkK" and config_data("aGkK", False) == "YUdrSw=="
+    assert non_canonical("docker:index/serviceConfig:ServiceConfig", {"data": config_data(encoded, True)}) == []

@@ -9,6 +9,9 @@ resource_docker_secret.go and resource_docker_config.go: the data is base64, dec
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from collections.abc import Callable
 import docker
 import pulumi
 
+from components.apps import APP_USER, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR, Connections, app_spec
 from components.runtime import duration_nanos, service_duration_string
 from components.spec import ContainerSpec, FileSpec, Healthcheck
 from components.swarm import SwarmRuntime
@@ -78,6 +82,10 @@ def _labels(items: list[dict]) -> dict[str, str]:
     return {item["label"]: item["value"] for item in items or []}
 
 
+def _labels_set(labels: dict[str, str] | None) -> set[tuple[str, str]]:
+    return set((labels or {}).items())
+
+
 def _rollout(config: dict) -> dict:
     return {"Parallelism": config["parallelism"], "Delay": duration_nanos(config["delay"]),
             "FailureAction": config["failureAction"], "Monitor": duration_nanos(config["monitor"]),
@@ -93,9 +101,16 @@ def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
         return {f"{kind}ID": ids[ref[f"{kind.lower()}Id"]], f"{kind}Name": ref[f"{kind.lower()}Name"],
                 "File": {"Name": ref["fileName"], "UID": ref["fileUid"], "GID": ref["fileGid"], "Mode": ref["fileMode"]}}
 
-    mounts = [{"Type": m["type"], "Target": m["target"], "ReadOnly": m.get("readOnly", False),
+    def volume_options(options: dict) -> dict:
+        # The expander sets a DriverConfig whenever volume_options is given (driver_name is always in the block).
+        return {"NoCopy": options.get("noCopy", False), "Labels": _labels(options.get("labels")),
+                "DriverConfig": {"Name": options.get("driverName", ""), "Options": options.get("driverOptions", {})}}
+
+    mounts = [{"Type": m["type"], "Target": m["target"], "Source": m.get("source", ""),
+               "ReadOnly": m.get("readOnly", False),
                **({"TmpfsOptions": {"SizeBytes": m["tmpfsOptions"]["sizeBytes"], "Mode": m["tmpfsOptions"].get("mode", 0)}}
-                  if m["type"] == "tmpfs" else {})}
+                  if m["type"] == "tmpfs" else {}),
+               **({"VolumeOptions": volume_options(m["volumeOptions"])} if "volumeOptions" in m else {})}
               for m in container.get("mounts", [])]
     resources = task["resources"]
     return {
@@ -182,6 +197,12 @@ def read_back(spec: dict) -> dict:
         # The mode through FileMode.Perm() (flattenServiceMounts).
         "tmpfs": [{"target": m["Target"], "sizeBytes": m["TmpfsOptions"]["SizeBytes"],
                    "mode": m["TmpfsOptions"].get("Mode", 0) & 0o777} for m in container["Mounts"] if m["Type"] == "tmpfs"],
+        # Source and driver options as stored, the labels as a set, driver_name only when set.
+        "volumes": [{"target": m["Target"], "source": m.get("Source", ""),
+                     "labels": _labels_set(m["VolumeOptions"].get("Labels")),
+                     "driverName": m["VolumeOptions"].get("DriverConfig", {}).get("Name") or None,
+                     "driverOptions": m["VolumeOptions"].get("DriverConfig", {}).get("Options", {})}
+                    for m in container["Mounts"] if m["Type"] == "volume"],
         "secrets": files(container["Secrets"], "Secret"), "configs": files(container["Configs"], "Config"),
         "resources": {"limits": resources(task["Resources"]["Limits"]),
                       "reservation": resources(task["Resources"]["Reservations"])},
@@ -206,6 +227,11 @@ def as_sent(inputs: dict) -> dict:
         "stopGracePeriod": container["stopGracePeriod"], "healthcheck": container["healthcheck"],
         "tmpfs": [{"target": m["target"], "sizeBytes": m["tmpfsOptions"]["sizeBytes"],
                    "mode": m["tmpfsOptions"].get("mode", 0)} for m in container["mounts"] if m["type"] == "tmpfs"],
+        "volumes": [{"target": m["target"], "source": m.get("source", ""),
+                     "labels": _labels_set({item["label"]: item["value"] for item in m["volumeOptions"]["labels"]}),
+                     "driverName": m["volumeOptions"].get("driverName"),
+                     "driverOptions": m["volumeOptions"].get("driverOptions", {})}
+                    for m in container["mounts"] if m["type"] == "volume"],
         "secrets": files(container["secrets"], "secret"), "configs": files(container["configs"], "config"),
         "resources": task["resources"], "restartPolicy": task["restartPolicy"],
         "updateConfig": inputs["updateConfig"], "rollbackConfig": inputs["rollbackConfig"],
@@ -223,7 +249,10 @@ def create(engine: Engine, plan: dict[str, list], cleanup: Callable) -> tuple[st
         ids[f"{network.name}-id"] = cleanup(created).id
     for kind, resource in [("secrets", r) for r in plan[SECRET]] + [("configs", r) for r in plan[CONFIG]]:
         inputs = wire_values(resource.inputs)
-        answer = engine.post(f"/{kind}/create", {"Name": inputs["name"], "Data": inputs["data"],
+        # The provider decodes `data` once (resource_docker_config.go getConfigDataBytes, resource_docker_secret.go)
+        # and the Docker client sends those bytes as JSON, which encodes a []byte in base64.
+        sent = base64.b64decode(inputs["data"], validate=True)
+        answer = engine.post(f"/{kind}/create", {"Name": inputs["name"], "Data": base64.b64encode(sent).decode(),
                                                  "Labels": _labels(inputs["labels"])})
         collection = engine.client.secrets if kind == "secrets" else engine.client.configs
         ids[f"{resource.name}-id"] = cleanup(collection.get(answer["ID"])).id
@@ -329,3 +358,70 @@ def test_an_update_whose_tasks_fail_their_healthcheck_rolls_back(swarm, standin_
     after = swarm.api.inspect_service(service_id)["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"]
     assert after == ["CMD", "/bin/busybox", "test", "-f", READY]
     wait_for(lambda: healthy_containers(swarm, name, 2), 60, "two healthy replicas after the rollback")
+
+
+HTTP_CHECK = "components/healthcheck/HttpCheck.class"
+
+
+def app_standin_spec(image: str, service: str) -> ContainerSpec:
+    """A Spring service exactly as `app_spec` defines it (user, read-only root, tmpfs mounts, JVM temp dir, the
+    healthcheck class delivered as a file), but for the image, which no registry here has: the stand-in
+    sleeps, and its healthcheck only says it runs."""
+    connections = Connections(*(["unused"] * 12))
+    spec = app_spec({"runtime": SwarmRuntime(name_prefix="unused"), "networks": {}, "service": service,
+                     "image": "registry.internal/orchestration/api-gateway:1.0.0", "memory_mb": 64, "cpus": 0.1,
+                     "environment": "prod", "log_level": "INFO", "swagger_enabled": False, "needs": ["jwt"],
+                     "connections": connections, "replicas": 2})
+    return dataclasses.replace(
+        spec, image=image, entrypoint=["/bin/busybox", "sleep"], command=["3600"], stop_grace_seconds=1,
+        healthcheck=Healthcheck(["CMD", "/bin/busybox", "true"], interval="1s", timeout="1s", retries=2,
+                                start_period="1s"))
+
+
+def test_an_app_task_gets_the_healthcheck_class_as_its_bytes_and_an_exec_able_jvm_temp_dir(
+        swarm, standin_image, cleanup):
+    """Defects 3 and 6 of issue 16, on the real Swarm: the class file in a running task is the shipped class,
+    byte for byte; the JVM temp dir allows exec (a binary copied there runs, as the app's user), one per
+    replica, while /tmp stays noexec."""
+    from infra.cli import REPO_ROOT
+
+    prefix = unique("app")
+    spec = app_standin_spec(standin_image, "jvm-app")
+    assert JVM_TMPDIR in spec.tmpfs and spec.user == APP_USER
+    plan = definitions(spec, prefix)
+    service_id, _ = create(Engine(swarm), plan, cleanup)
+    name = f"{prefix}-jvm-app"
+    running = wait_for(lambda: healthy_containers(swarm, name, 2), 90, "two running replicas")
+    for volume in swarm.volumes.list(filters={"label": "platform.service=jvm-app"}):
+        if volume.name.startswith(prefix):
+            cleanup(volume)
+
+    def run(container, *command: str) -> tuple[int, bytes]:
+        return container.exec_run(["/bin/busybox", *command], user="10001:10001")
+
+    shipped = (REPO_ROOT / HTTP_CHECK).read_bytes()
+    first, second = running
+    code, mounted = run(first, "cat", f"{HEALTHCHECK_CLASS_DIR}/HttpCheck.class")
+    assert code == 0 and mounted == shipped, mounted[:40]
+    code, digest = run(first, "md5sum", f"{HEALTHCHECK_CLASS_DIR}/HttpCheck.class")
+    assert digest.split()[0].decode() == hashlib.md5(shipped).hexdigest()
+
+    assert run(first, "sh", "-c", f"cp /bin/busybox {JVM_TMPDIR}/busybox && {JVM_TMPDIR}/busybox true") == (0, b"")
+    code, output = run(first, "sh", "-c", "cp /bin/busybox /tmp/busybox && /tmp/busybox true")
+    assert code != 0 and b"Permission denied" in output, output
+    mounts = {line.split()[1]: line.split() for line in run(first, "cat", "/proc/mounts")[1].decode().splitlines()}
+    print("/tmp:", " ".join(mounts["/tmp"][2:4]), f"\n{JVM_TMPDIR}:", " ".join(mounts[JVM_TMPDIR][2:4]))
+    assert mounts["/tmp"][2] == "tmpfs" and "noexec" in mounts["/tmp"][3].split(",")
+    jvm_flags = mounts[JVM_TMPDIR][3].split(",")
+    assert mounts[JVM_TMPDIR][2] == "tmpfs" and "noexec" not in jvm_flags and {"nosuid", "nodev"} <= set(jvm_flags)
+    # One per replica: the other task's JVM temp dir is its own.
+    assert run(second, "test", "-e", f"{JVM_TMPDIR}/busybox")[0] == 1
+    volumes = {v.name: v.attrs for v in swarm.volumes.list(filters={"label": "platform.purpose=tmpfs"})
+               if v.name.startswith(f"{prefix}-jvm-app-var-tmp-jvm-")}
+    assert sorted(name.rsplit("-", 1)[1] for name in volumes) == ["1", "2"]
+    assert {v["Options"]["type"] for v in volumes.values()} == {"tmpfs"}
+
+    inspected = swarm.api.inspect_service(service_id)["Spec"]
+    (service,) = plan[SERVICE]
+    assert read_back(inspected) == as_sent(wire_values(service.inputs))
+    assert read_back(inspected)["volumes"]
