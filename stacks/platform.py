@@ -14,6 +14,7 @@ from components.backup.component import BackupStore
 from components.backup.gateway import StoreGateway
 from components.backup.jobs import (
     IMAGE_CONTEXT,
+    IMAGE_DOCKERFILE,
     TEXTFILE_DIR,
     TEXTFILE_VOLUME,
     BackupJobs,
@@ -80,8 +81,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         store_credentials = {**store_keys, "cipher_pass": store.cipher_pass}
         backup_image = docker.Image(
             "postgres-backup-image", image_name=settings.image("postgres-backup"),
-            build=docker.DockerBuildArgs(context=IMAGE_CONTEXT, args={"POSTGRES_IMAGE": images.postgres},
-                                         platform="linux/amd64"),
+            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT), dockerfile=str(IMAGE_DOCKERFILE),
+                                         args={"POSTGRES_IMAGE": images.postgres}, platform="linux/amd64"),
             # The store's client image: it belongs with the store in the resource tree.
             opts=pulumi.ResourceOptions(provider=provider, parent=store))
 
