@@ -20,6 +20,7 @@ from components.images import pinned_image, pinned_tag
 from components.kafka import KAFKA_NAME, WORKERS_TOPIC
 from components.monitoring.model import MonitoringConfig
 from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from components.swarm import UPDATE_PARALLELISM
 
 NAMESPACE = "platform"
 SETTINGS_KEY = "settings"
@@ -257,21 +258,6 @@ class Settings(Model):
         return pinned_tag(value)
 
     @model_validator(mode="after")
-    def _connection_budget(self) -> Settings:
-        """Every pool at full size still gets a connection: refused here, not by PostgreSQL at peak load."""
-        pools = {f"apps.{name}": (app.db_pool_size, self.workers if name == "worker" else app.replicas)
-                 for name, app in self.apps}
-        needed = sum(size * count for size, count in pools.values()) + EXPORTER_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
-        if needed > self.data.postgres_max_connections:
-            terms = " + ".join(f"{key}.db_pool_size {size} x {'workers' if key == 'apps.worker' else 'replicas'} "
-                               f"{count}" for key, (size, count) in pools.items())
-            raise ValueError(f"data.postgres_max_connections ({self.data.postgres_max_connections}) is below the "
-                             f"connections the stack can open: {terms} + {EXPORTER_CONNECTIONS} for the exporter + "
-                             f"{ADMIN_RESERVED_CONNECTIONS} reserved for administration = {needed}; raise "
-                             "data.postgres_max_connections or lower the pools")
-        return self
-
-    @model_validator(mode="after")
     def _prod_rules(self) -> Settings:
         if self.environment == "prod":
             if self.log_level not in ("INFO", "WARN"):
@@ -305,6 +291,37 @@ class Settings(Model):
             raise ValueError(f"data.kafka_topics.{topic}: {partitions} partition(s) for up to {most} workers; "
                              f"allowed: at least {most} (a worker beyond the partitions idles)")
         return self
+
+    @model_validator(mode="after")
+    def _connection_budget(self) -> Settings:
+        """Every pool, at the most tasks its service can run at once, still gets a connection: refused here, not
+        by PostgreSQL at peak load (or in the middle of a rollout)."""
+        pools = {f"apps.{name}": (app.db_pool_size, *self._most_tasks(name, app.replicas)) for name, app in self.apps}
+        needed = (sum(size * count for size, count, _ in pools.values()) + EXPORTER_CONNECTIONS
+                  + ADMIN_RESERVED_CONNECTIONS)
+        if needed > self.data.postgres_max_connections:
+            terms = " + ".join(f"{key}.db_pool_size {size} x {tasks}" for key, (size, _, tasks) in pools.items())
+            raise ValueError(f"data.postgres_max_connections ({self.data.postgres_max_connections}) is below the "
+                             f"connections the stack can open: {terms} + {EXPORTER_CONNECTIONS} for the exporter + "
+                             f"{ADMIN_RESERVED_CONNECTIONS} reserved for administration = {needed}; raise "
+                             "data.postgres_max_connections or lower the pools")
+        return self
+
+    def _most_tasks(self, app: str, replicas: int) -> tuple[int, str]:
+        """The most tasks of a Spring service at once, and the arithmetic naming its keys.
+
+        The worker pool runs `workers`, or up to autoscaling.workers.max_replicas when the controller scales
+        it. In Swarm every Spring service (no volume, no published port) rolls out start-first
+        (components/swarm.py `rollout_order`), UPDATE_PARALLELISM new task(s) beside the old ones; the Docker
+        runtime replaces a container delete-before-replace (components/runtime.py), never more than its
+        replicas."""
+        key, count = "replicas", replicas
+        if app == "worker":
+            key, count = ("autoscaling.workers.max_replicas", self.autoscaling.workers.max_replicas) \
+                if self.autoscaling else ("workers", self.workers)
+        if self.runtime != "swarm":
+            return count, f"{key} {count}"
+        return count + UPDATE_PARALLELISM, f"({key} {count} + {UPDATE_PARALLELISM} start-first rollout task)"
 
     @property
     def grafana_url(self) -> str:
