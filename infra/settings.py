@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.autoscaling import ScalingPolicy
 from components.backup.model import BackupConfig
+from components.datastores import MIN_KAFKA_MEMORY_MB
 from components.edge.model import EdgeConfig
 from components.images import pinned_image, pinned_tag
 from components.kafka import KAFKA_NAME, WORKERS_TOPIC
@@ -149,6 +150,15 @@ class DataStores(Model):
     def _kraft_only(cls, value: Any) -> Any:
         if value == "zookeeper":
             raise ValueError(f"{ZOOKEEPER_REMOVED}; allowed: kraft")
+        return value
+
+    @field_validator("kafka")
+    @classmethod
+    def _kafka_holds_two_jvms(cls, value: Resources) -> Resources:
+        if value.memory_mb < MIN_KAFKA_MEMORY_MB:
+            raise ValueError(f"memory_mb {value.memory_mb} is below the minimum {MIN_KAFKA_MEMORY_MB}: the broker "
+                             "and the topic tool beside it are two JVMs, heap and non-heap, in one limit "
+                             "(components/datastores.py kafka_heap_mb)")
         return value
 
     @field_validator("postgres_user")
