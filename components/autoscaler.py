@@ -48,6 +48,8 @@ class AutoscalerArgs(TypedDict):
     prometheus_url: str
     docker_socket_accepted_until: str
     provider: NotRequired[docker.Provider | None]
+    registry: NotRequired[docker.RegistryArgs | None]
+    """The login the image is pushed with; omitted: the deploying machine's `docker login`."""
 
 
 def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
@@ -81,6 +83,7 @@ class Autoscaler(pulumi.ComponentResource):
             image_name=args["image"],
             build=docker.DockerBuildArgs(context=str(BUILD_CONTEXT), dockerfile=str(DOCKERFILE), platform="linux/amd64"),
             build_on_preview=False,
+            registry=args.get("registry"),
             opts=pulumi.ResourceOptions(parent=self, provider=args.get("provider")),
         )
         self.deployment: Deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,

@@ -43,6 +43,9 @@ SECRET_KEYS = {
     "tlsPrivateKey": "tls_private_key",
     "backupAccessKeyId": "backup_access_key_id",
     "backupSecretAccessKey": "backup_secret_access_key",
+    # The login for the registry host of `registry`: image pushes, digest lookups and Swarm pulls (both or none).
+    "registryUsername": "registry_username",
+    "registryPassword": "registry_password",
 }
 
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -339,6 +342,14 @@ class Settings(Model):
 
     def image(self, service: str) -> str:
         return f"{self.registry}/{service}:{self.app_version}"
+
+    @property
+    def registry_host(self) -> str:
+        """The registry host of the platform's images, as Docker reads a reference: the first component when
+        it names a host (a dot, a port or localhost), Docker Hub otherwise (distribution/reference
+        normalize.go splitDockerDomain)."""
+        first = self.image("x").split("/", 1)[0]
+        return first if "." in first or ":" in first or first == "localhost" else "docker.io"
 
 
 def _app(memory_mb: int, cpus: float, pool: int, idle: int, replicas: int = 1) -> dict[str, Any]:
