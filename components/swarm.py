@@ -128,6 +128,16 @@ def swarm_tmpfs(spec: ContainerSpec) -> list[Tmpfs]:
     return found
 
 
+UPDATE_PARALLELISM = 1
+"""Tasks a rolling update (or rollback) replaces at a time. Under `start-first` each new task starts beside the
+one it replaces: such a service briefly runs replicas + UPDATE_PARALLELISM tasks."""
+
+
+def rollout_order(spec: ContainerSpec) -> str:
+    # A second task beside the first needs neither the volume nor the host port the first one holds.
+    return "stop-first" if is_stateful(spec) or spec.ports else "start-first"
+
+
 def monitor_period(spec: ContainerSpec) -> str:
     """How long a new task is watched before the update moves on: long enough for its healthcheck to fail."""
     check = spec.healthcheck
@@ -191,14 +201,12 @@ class SwarmRuntime:
             labels[FILES_DIGEST_LABEL] = pulumi.Output.all(*[o.name for o in (*secrets, *configs)]).apply(
                 lambda names: hashlib.sha256("\0".join(names).encode()).hexdigest())
         check = spec.healthcheck
-        stateful = is_stateful(spec)
         rollout = {
-            "parallelism": 1,
+            "parallelism": UPDATE_PARALLELISM,
             "delay": service_duration(UPDATE_DELAY),
             "monitor": monitor_period(spec),
             "max_failure_ratio": "0.0",
-            # A second task beside the first needs neither the volume nor the host port the first one holds.
-            "order": "stop-first" if stateful or spec.ports else "start-first",
+            "order": rollout_order(spec),
         }
         # A spec reading host paths watches its host: one task on every node. One that only talks to the
         # Engine API updates services, which only a manager's API does.

@@ -28,7 +28,7 @@ from components.runtime import (
 from infra.cli import REPO_ROOT
 from infra.mockrun import UNKNOWN, load_project, run_program
 from tests.helpers import is_secret, reveal
-from tests.swarm.test_swarm_plan import AUTOSCALING, swarm_project
+from tests.swarm.test_swarm_plan import AUTOSCALING, DATA, swarm_project
 
 STACKS = ["dev", "staging", "prod"]
 SWARM_STACK = "prod-swarm"
@@ -285,7 +285,7 @@ def non_canonical(type_: str, inputs: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def swarm_resources(tmp_path_factory):
-    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING)
+    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
     return run_program(load_project(project, "prod"), "prod").resources
 
 

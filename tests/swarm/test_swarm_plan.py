@@ -16,11 +16,13 @@ import pytest
 import yaml
 
 from components.apps import HEALTH_PATH, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR
+from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
 from components.spec import ComponentArgsError, ContainerSpec, Healthcheck
-from components.swarm import SwarmRuntime, object_name
+from components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
 from infra.check import evaluate
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
+from infra.settings import SettingsError, parse_settings
 from tests.conftest import deploy, require_tool
 from tests.helpers import is_secret, labels_of, reveal
 
@@ -31,6 +33,8 @@ NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
 POLICY = {"min_replicas": 2, "max_replicas": 12, "consumer_group": "job-workers", "topic": "jobs"}
 AUTOSCALING = {"workers": POLICY, "docker_socket_accepted_until": "2027-11-30"}
+DATA = {"postgres_max_connections": 300}
+"""Up to 12 workers, and a start-first rollout task beside each service's replicas, need 288 connections."""
 
 
 def swarm_project(directory: Path, **settings) -> Path:
@@ -45,7 +49,7 @@ def swarm_project(directory: Path, **settings) -> Path:
 
 @pytest.fixture(scope="module")
 def swarm_run(tmp_path_factory):
-    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING)
+    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
     return run_program(load_project(project, "prod"), "prod")
 
 
@@ -213,7 +217,7 @@ def test_the_policy_pack_reads_a_services_files_in_its_configs(swarm_run) -> Non
 def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
     from infra.cli import main
 
-    project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING)
+    project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
     assert main(["check", "--stack", "prod", "--project", str(project)]) == 0
 
 
@@ -391,3 +395,25 @@ def test_the_prod_specs_tmpfs_options_are_all_honoured_in_swarm(swarm_run) -> No
                 assert mount["tmpfsOptions"]["sizeBytes"] > 0, service
             elif mount.get("volumeOptions", {}).get("driverOptions", {}).get("type") == "tmpfs":
                 assert mount["target"] == JVM_TMPDIR, service
+
+
+def test_the_connection_budget_covers_the_most_tasks_the_plan_can_run(swarm_run) -> None:
+    # What the settings count (infra/settings.py _most_tasks) against what the plan's services can run at once:
+    # replicas (the worker service: the autoscaler's ceiling), plus the new tasks a start-first update starts
+    # beside the old ones.
+    need = EXPORTER_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
+    for service, inputs in services(swarm_run).items():
+        env = reveal(inputs["taskSpec"]["containerSpec"].get("env", {}))
+        pool = env.get("SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE")
+        if pool is None:
+            continue
+        update = inputs["updateConfig"]
+        assert (update["order"], update["parallelism"]) == ("start-first", UPDATE_PARALLELISM), service
+        most = POLICY["max_replicas"] if service == "worker" else inputs["mode"]["replicated"]["replicas"]
+        need += int(pool) * (most + update["parallelism"])
+    assert need == 268  # 20x3 + 20x2 + 10x13 + 15x2 + 8: the log-aggregator does not connect to PostgreSQL
+    settings = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]["platform:settings"]
+    with pytest.raises(SettingsError, match=r"= (\d+); raise") as refused:
+        parse_settings({**settings, "runtime": "swarm", "autoscaling": AUTOSCALING,
+                        "data": {"postgres_max_connections": need - 1}}, "Pulumi.prod.yaml")
+    assert int(re.search(r"= (\d+); raise", str(refused.value)).group(1)) >= need
