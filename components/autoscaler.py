@@ -7,7 +7,7 @@ Pulumi leaves those replicas alone afterwards (`SwarmRuntime.autoscaled`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
@@ -47,6 +47,8 @@ class AutoscalerArgs(TypedDict):
     prometheus_url: str
     docker_socket_accepted_until: str
     provider: NotRequired[docker.Provider | None]
+    depends_on: NotRequired[Sequence[pulumi.Resource]]
+    """The service it scales, so that it starts after it."""
 
 
 def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
@@ -83,6 +85,6 @@ class Autoscaler(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.get("provider")),
         )
         self.deployment: Deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,
-                                                             depends_on=[image])
+                                                             depends_on=[image, *args.get("depends_on", ())])
         self.image_name = image.image_name
         self.register_outputs({"image_name": self.image_name})

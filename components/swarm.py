@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import posixpath
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
@@ -53,6 +53,12 @@ RESTART_WINDOW = "2m"
 # client/service_create.go resolveContainerSpecImage), and the provider reads them back as an input
 # (resource_docker_service_structures.go flattenPlacement): they follow the image, not the program.
 ENGINE_PLATFORMS = "taskSpec.placement.platforms"
+# How often the provider polls a converging service: its default, sent as such (converge_config is not read
+# back, so what is sent stays in the state as sent: resource_docker_service_funcs.go resourceDockerServiceRead
+# sets no converge_config).
+CONVERGE_POLL = "7s"
+CONVERGE_MARGIN_SECONDS = 120
+"""Scheduling, image pulls and the provider's own polling on top of the tasks' worst case."""
 
 
 def object_name(prefix: str, service: str, path: str, content: str) -> str:
@@ -79,6 +85,22 @@ def monitor_period(spec: ContainerSpec) -> str:
     return service_duration_string(nanos)
 
 
+def converge_timeout(spec: ContainerSpec, replicas: int) -> str:
+    """How long `pulumi up` waits for a replicated service to converge (converge_config.timeout).
+
+    The provider waits, after a create, until every replica runs (healthy: a task with a healthcheck is
+    running only once it passes) and, after an update, until Swarm reports the update completed, failing on a
+    rollback or pause (kreuzwerker/terraform-provider-docker v4.5.0 internal/provider/
+    resource_docker_service_funcs.go resourceDockerServiceCreate/UpdateRefreshFunc); on a timeout it fails too,
+    and a service it created is deleted. An update at parallelism 1 replaces each of `replicas` tasks, each
+    given up to the monitor period to turn healthy, then UPDATE_DELAY; Swarm then watches the last one for one
+    more monitor period before it reports completed (moby/swarmkit manager/orchestrator/update/updater.go);
+    a failed one rolls the same tasks back the same way."""
+    slot = duration_nanos(monitor_period(spec)) + duration_nanos(UPDATE_DELAY)
+    nanos = 2 * replicas * slot + duration_nanos(monitor_period(spec))
+    return f"{-(-nanos // 10**9) + CONVERGE_MARGIN_SECONDS}s"
+
+
 @dataclass(frozen=True)
 class SwarmRuntime:
     name_prefix: str
@@ -86,8 +108,9 @@ class SwarmRuntime:
     provider: docker.Provider | None = None
     encrypt_networks: bool = False
     """IPsec between nodes on every overlay network (`encrypted` driver option)."""
-    autoscaled: frozenset[str] = frozenset()
-    """Services whose replicas a controller owns: Pulumi sets them once and then leaves them alone."""
+    autoscaled: Mapping[str, int] = field(default_factory=dict)
+    """Services whose replicas a controller owns, with the most it may set: Pulumi sets them once and then
+    leaves them alone (the project refreshes before every operation: Pulumi.yaml `options.refresh`)."""
 
     def _opts(self, parent: pulumi.Resource, **extra) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
@@ -209,6 +232,13 @@ class SwarmRuntime:
             ),
             update_config=docker.ServiceUpdateConfigArgs(failure_action="rollback", **rollout),
             rollback_config=docker.ServiceRollbackConfigArgs(failure_action="pause", **rollout),
+            # `pulumi up` waits until the tasks run healthy (dependents start after), and fails when they do not
+            # or the update rolls back: the engine then deletes no replaced config or secret, which the rollback
+            # needs. The provider refuses it on a global service (resource_docker_service.go: converge_config
+            # ConflictsWith mode.0.global).
+            converge_config=None if per_node else docker.ServiceConvergeConfigArgs(
+                delay=CONVERGE_POLL,
+                timeout=converge_timeout(spec, max(spec.replicas, self.autoscaled.get(spec.service, 0)))),
             endpoint_spec=docker.ServiceEndpointSpecArgs(
                 mode="vip",
                 # Host mode keeps the client's address (the edge's per-client rate limits need it); the ingress

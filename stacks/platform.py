@@ -46,7 +46,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     prefix = f"orchestration-{settings.environment}"
     if settings.runtime == "swarm":
         runtime = SwarmRuntime(name_prefix=prefix, provider=provider, encrypt_networks=settings.swarm.encrypt_networks,
-                               autoscaled=frozenset({"worker"} if settings.autoscaling else ()))
+                               autoscaled={"worker": settings.autoscaling.workers.max_replicas}
+                               if settings.autoscaling else {})
     else:
         runtime = DockerRuntime(name_prefix=prefix, provider=provider)
 
@@ -159,6 +160,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         scaler = Autoscaler("autoscaler", {
             "runtime": runtime, "networks": networks, "image": settings.image("autoscaler"), "policy": policy,
             "service": f"{prefix}-worker", "prometheus_url": "http://prometheus:9090", "provider": provider,
+            # Started once the service it scales runs (`pulumi up` waits for it to converge).
+            "depends_on": workers.service.deployment.containers,
             "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
         scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.scrape_hosts, AUTOSCALER_METRICS_PORT,
                                             "/metrics")
