@@ -9,20 +9,23 @@ resource_docker_secret.go and resource_docker_config.go: the data is base64, dec
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
 
 import docker
 import pulumi
+import pytest
 
 from components.runtime import duration_nanos, service_duration_string
-from components.spec import ContainerSpec, FileSpec, Healthcheck
+from components.spec import ContainerSpec, FileSpec, Healthcheck, VolumeMount
 from components.swarm import SwarmRuntime
 from policies.pack import _plain
 from tests.conftest import deploy
 from tests.helpers import reveal
 from tests.swarm.conftest import unique
+from tests.swarm.provider import ConvergeError, converge_create, converge_update
 
 SERVICE = "docker:index/service:Service"
 SECRET = "docker:index/secret:Secret"
@@ -228,8 +231,11 @@ def create(engine: Engine, plan: dict[str, list], cleanup: Callable) -> tuple[st
         collection = engine.client.secrets if kind == "secrets" else engine.client.configs
         ids[f"{resource.name}-id"] = cleanup(collection.get(answer["ID"])).id
     (service,) = plan[SERVICE]
-    answer = engine.post("/services/create", engine_spec(wire_values(service.inputs), ids))
+    inputs = wire_values(service.inputs)
+    answer = engine.post("/services/create", engine_spec(inputs, ids))
     cleanup(engine.client.services.get(answer["ID"]))
+    if "convergeConfig" in inputs:  # the provider returns once every replica runs
+        converge_create(engine.client, answer["ID"], inputs["convergeConfig"])
     return answer["ID"], ids
 
 
@@ -329,3 +335,118 @@ def test_an_update_whose_tasks_fail_their_healthcheck_rolls_back(swarm, standin_
     after = swarm.api.inspect_service(service_id)["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"]
     assert after == ["CMD", "/bin/busybox", "test", "-f", READY]
     wait_for(lambda: healthy_containers(swarm, name, 2), 60, "two healthy replicas after the rollback")
+
+
+HEALTHY_CONF, BROKEN_CONF = "state=healthy\n", "state=broken\n"
+
+
+def config_spec(image: str, service: str, conf: str, stateful: bool) -> ContainerSpec:
+    """The stand-in whose healthcheck reads its config file, so that a new file can break it; with a volume it
+    is stateful and updated stop-first (the old task stops before the new one starts)."""
+    return dataclasses.replace(
+        standin_spec(image, service), files=[FileSpec("/etc/platform/app.conf", conf),
+                                             FileSpec("/etc/platform/secrets/token", TOKEN, secret=True)],
+        volumes=[VolumeMount("data", "/var/lib/data")] if stateful else [],
+        healthcheck=Healthcheck(["CMD", "/bin/busybox", "grep", "-q", "state=healthy", "/etc/platform/app.conf"],
+                                interval="1s", timeout="1s", retries=2, start_period="2s"))
+
+
+@pytest.fixture
+def node_labels(swarm):
+    """Adds labels to this node (a stateful service's placement) and removes them after the test."""
+    node_id = swarm.info()["Swarm"]["NodeID"]
+    added: list[str] = []
+
+    def change(update: Callable[[dict], None]) -> None:
+        for _ in range(20):  # other tests may update the node at the same time: out of sequence, read again
+            node = swarm.api.inspect_node(node_id)
+            spec = node["Spec"]
+            update(spec.setdefault("Labels", {}))
+            try:
+                swarm.api.update_node(node_id, node["Version"]["Index"], spec)
+                return
+            except docker.errors.APIError as error:
+                if "out of sequence" not in str(error) and error.status_code != 409:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("the node kept changing")
+
+    def add(constraints: list[str]) -> None:
+        labels = [c.removeprefix("node.labels.").removesuffix("==true") for c in constraints
+                  if c.startswith("node.labels.")]
+        added.extend(labels)
+        change(lambda current: current.update(dict.fromkeys(labels, "true")))
+
+    yield add
+    if added:
+        change(lambda current: [current.pop(label, None) for label in added])
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["start-first", "stop-first"])
+def test_an_update_to_a_file_that_breaks_the_service_fails_the_up_and_rolls_back_to_the_old_file(
+        swarm, standin_image, cleanup, node_labels, stateful):
+    """`pulumi up` of a new config whose tasks fail, in the order the engine runs it (pulumi/pulumi
+    pkg/resource/deploy): the new config is created (a replacement, create-before-delete), the service updated
+    to it, the provider waits for convergence as it does (tests/swarm/provider.py), and the replaced config is
+    deleted only when the engine would: after every step succeeded (deployment_executor.go performPostSteps
+    runs once the step executor has not cancelled; a failed step cancels it, step_executor.go
+    cancelDueToError; with --continue-on-error the deletes of a failed step's dependencies are skipped).
+    Swarm guards only the objects its current spec uses (moby/swarmkit manager/controlapi/config.go
+    RemoveConfig, services indexed by Spec alone in manager/state/store/services.go), not the rollback's."""
+    prefix = unique("cv")
+    engine = Engine(swarm)
+    name = f"{prefix}-converge"
+    good = definitions(config_spec(standin_image, "converge", HEALTHY_CONF, stateful), prefix)
+    (planned,) = good[SERVICE]
+    assert planned.inputs["updateConfig"]["order"] == ("stop-first" if stateful else "start-first")
+    node_labels(planned.inputs["taskSpec"].get("placement", {}).get("constraints", []))
+    if stateful:
+        cleanup(type("Volume", (), {"remove": lambda _: swarm.volumes.get(f"{prefix}-data").remove(force=True)})())
+    service_id, ids = create(engine, good, cleanup)
+    (old_config,) = good[CONFIG]
+    assert len(healthy_containers(swarm, name, 2)) == 2, "the create converged: both replicas run healthy"
+
+    broken = definitions(config_spec(standin_image, "converge", BROKEN_CONF, stateful), prefix)
+    (new_config,) = broken[CONFIG]
+    assert new_config.inputs["name"] != old_config.inputs["name"], "a new content is a new object"
+    # 1. The replacement is created first.
+    answer = engine.post("/configs/create", {"Name": new_config.inputs["name"], "Data": new_config.inputs["data"],
+                                             "Labels": _labels(new_config.inputs["labels"])})
+    cleanup(swarm.configs.get(answer["ID"]))
+    new_ids = {**ids, f"{new_config.name}-id": answer["ID"]}
+    # 2. The service is updated to it, and the provider waits as its converge_config says.
+    (service,) = broken[SERVICE]
+    inputs = wire_values(service.inputs)
+    version = swarm.api.inspect_service(service_id)["Version"]["Index"]
+    engine.post(f"/services/{service_id}/update", engine_spec(inputs, new_ids), version=version)
+    failure = None
+    if "convergeConfig" in inputs:
+        try:
+            print("update converged:", converge_update(swarm, service_id, inputs["convergeConfig"]))
+        except ConvergeError as error:
+            failure = str(error)
+            print("update failed:", failure)
+    if failure is None:
+        # 3. The step succeeded: once every step has, the engine deletes the replaced config.
+        swarm.configs.get(ids[f"{old_config.name}-id"]).remove()
+
+    def settled() -> str | None:
+        state = swarm.api.inspect_service(service_id).get("UpdateStatus", {}).get("State")
+        return state if state in ("rollback_completed", "rollback_paused", "paused", "completed") else None
+
+    status = wait_for(settled, 120, "the update to settle")
+    print("update status:", swarm.api.inspect_service(service_id)["UpdateStatus"])
+    assert status == "rollback_completed"
+    current = swarm.api.inspect_service(service_id)
+    assert [c["ConfigName"] for c in current["Spec"]["TaskTemplate"]["ContainerSpec"]["Configs"]] == [
+        old_config.inputs["name"]]
+    wait_for(lambda: healthy_containers(swarm, name, 2), 60, "two healthy replicas after the rollback")
+    # Every task started from now on (a restart, a rescheduled or an added replica) needs the old file.
+    swarm.api.update_service(service_id, current["Version"]["Index"], fetch_current_spec=True,
+                             mode=docker.types.ServiceMode("replicated", replicas=3))
+    running = wait_for(lambda: healthy_containers(swarm, name, 3), 60, "three healthy replicas after the rollback")
+    for container in running:
+        code, output = container.exec_run(["/bin/busybox", "cat", "/etc/platform/app.conf"], user="10001")
+        assert (code, output.decode()) == (0, HEALTHY_CONF)
+    # The step failed: `pulumi up` fails, and the engine deleted nothing.
+    assert failure and "rollback" in failure, failure
