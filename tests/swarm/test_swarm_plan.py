@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.runtime import duration_nanos
 from components.swarm import object_name
 from infra.check import evaluate
 from infra.cli import REPO_ROOT
@@ -68,6 +69,26 @@ def test_the_autoscaled_workers_replicas_are_left_to_the_controller(swarm_run) -
     gateway = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "api-gateway")
     assert (worker.ignore_changes, gateway.ignore_changes) == (
         ["mode.replicated.replicas", "taskSpec.placement.platforms"], ["taskSpec.placement.platforms"])
+
+
+def test_every_operation_refreshes_so_an_update_sends_the_controllers_count() -> None:
+    """An ignored input is sent from the state (the value of the last `up` unless the state was refreshed), so
+    the project refreshes before every up, preview and destroy: pulumi/pulumi sdk/go/common/workspace/project.go
+    ProjectOptions.Refresh and project.json `options.refresh` ("const": "always"), read by
+    pkg/cmd/pulumi/operations/io.go getRefreshOption (README, "Autoscaling the workers on Kafka lag")."""
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    assert project["options"] == {"refresh": "always"}
+
+
+def test_the_workers_wait_covers_a_rollout_over_every_replica_the_controller_may_set(swarm_run) -> None:
+    """converge_config.timeout: each task the update replaces, and each one it rolls back, may take the monitor
+    period and the update delay; the autoscaled workers may run max_replicas tasks, not `workers`."""
+    planned = services(swarm_run)
+    worker, gateway = planned["worker"], planned["api-gateway"]
+    for service, replicas in ((worker, POLICY["max_replicas"]), (gateway, gateway["mode"]["replicated"]["replicas"])):
+        slot = duration_nanos(service["updateConfig"]["monitor"]) + duration_nanos(service["updateConfig"]["delay"])
+        assert duration_nanos(service["convergeConfig"]["timeout"]) >= 2 * replicas * slot + duration_nanos(
+            service["updateConfig"]["monitor"])
 
 
 def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_builds(swarm_run) -> None:
