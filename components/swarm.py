@@ -36,6 +36,7 @@ from components.runtime import (
     tmpfs_bytes,
 )
 from components.spec import ContainerSpec, FileSpec, NetworkName, validate_spec
+from components.swarm_files import RetiredFiles
 
 SECRETS_DIR = "/run/secrets"
 FILES_DIGEST_LABEL = "platform.files-digest"
@@ -108,6 +109,8 @@ class SwarmRuntime:
     provider: docker.Provider | None = None
     encrypt_networks: bool = False
     """IPsec between nodes on every overlay network (`encrypted` driver option)."""
+    docker_host: str | None = None
+    """The Engine API the provider uses (None: DOCKER_HOST or the local socket), for `RetiredFiles`."""
     autoscaled: Mapping[str, int] = field(default_factory=dict)
     """Services whose replicas a controller owns, with the most it may set: Pulumi sets them once and then
     leaves them alone (the project refreshes before every operation: Pulumi.yaml `options.refresh`)."""
@@ -151,10 +154,17 @@ class SwarmRuntime:
         secrets = [self._file_object(docker.Secret, spec, f, owner, parent) for f in secret_files]
         configs = [self._file_object(docker.ServiceConfig, spec, f, owner, parent)
                    for f in spec.files if not f.secret]
+        retired: list[pulumi.Resource] = []
         if secrets or configs:
             # Its files are configs and secrets, not part of its own definition (policy rules read them there).
             labels[FILES_DIGEST_LABEL] = pulumi.Output.all(*[o.name for o in (*secrets, *configs)]).apply(
                 lambda names: hashlib.sha256("\0".join(names).encode()).hexdigest())
+            # Replaced ones are kept for the rollback, then removed (components/swarm_files.py).
+            retired = [RetiredFiles(
+                _child(owner, f"{spec.service}-retired-files"),
+                {"service_name": service_name, "service": spec.service, "docker_host": self.docker_host,
+                 "current": [o.name for o in (*secrets, *configs)]},
+                pulumi.ResourceOptions(parent=parent))]
         check = spec.healthcheck
         stateful = is_stateful(spec)
         rollout = {
@@ -247,7 +257,7 @@ class SwarmRuntime:
                                                           publish_mode="host", protocol="tcp")
                        for p in spec.ports] or None,
             ),
-            opts=self._opts(parent, depends_on=list(depends_on) or None,
+            opts=self._opts(parent, depends_on=[*depends_on, *retired] or None,
                             ignore_changes=[*(["mode.replicated.replicas"] if spec.service in self.autoscaled
                                               else []), ENGINE_PLATFORMS]),
         )
@@ -286,8 +296,9 @@ class SwarmRuntime:
             labels=_labels(label_args, {"platform.role": spec.role, "platform.service": spec.service,
                                         "platform.path": file.path}),
             # Immutable and referenced by the service: the new object is created and the service moved to it
-            # before the old one is deleted (the default order; never delete_before_replace).
-            opts=self._opts(parent),
+            # (the default order; never delete_before_replace). The old one stays for a rollback: RetiredFiles
+            # removes it once neither the service's spec nor its previous spec uses it.
+            opts=self._opts(parent, retain_on_delete=True),
         )
 
     def _mounts(self, spec: ContainerSpec) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:

@@ -45,7 +45,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     provider = docker.Provider("docker", host=settings.docker_host) if settings.docker_host else None
     prefix = f"orchestration-{settings.environment}"
     if settings.runtime == "swarm":
-        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, encrypt_networks=settings.swarm.encrypt_networks,
+        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, docker_host=settings.docker_host,
+                               encrypt_networks=settings.swarm.encrypt_networks,
                                autoscaled={"worker": settings.autoscaling.workers.max_replicas}
                                if settings.autoscaling else {})
     else:

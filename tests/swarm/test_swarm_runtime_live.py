@@ -20,7 +20,8 @@ import pytest
 
 from components.runtime import duration_nanos, service_duration_string
 from components.spec import ContainerSpec, FileSpec, Healthcheck, VolumeMount
-from components.swarm import SwarmRuntime
+from components.swarm import SwarmRuntime, object_name
+from components.swarm_files import retire
 from policies.pack import _plain
 from tests.conftest import deploy
 from tests.helpers import reveal
@@ -31,6 +32,7 @@ SERVICE = "docker:index/service:Service"
 SECRET = "docker:index/secret:Secret"
 CONFIG = "docker:index/serviceConfig:ServiceConfig"
 NETWORK = "docker:index/network:Network"
+RETIRED = "pulumi-python:dynamic/swarm:RetiredFiles"
 TOKEN = "i11-token-4f1c9a7e2b6d8035"
 API_KEY = "i11-api-key-9d2e7c4b1a6f3058"
 CONF = "greeting=hello from a docker config\n"
@@ -69,7 +71,7 @@ def definitions(spec: ContainerSpec, prefix: str) -> dict[str, list]:
         runtime.deploy(spec, {"app": network}, "test", parent)
 
     run = deploy(program)
-    return {t: [r for r in run.resources if r.type == t] for t in (NETWORK, SECRET, CONFIG, SERVICE)}
+    return {t: [r for r in run.resources if r.type == t] for t in (NETWORK, SECRET, CONFIG, SERVICE, RETIRED)}
 
 
 def wire_values(inputs: dict) -> dict:
@@ -239,6 +241,53 @@ def create(engine: Engine, plan: dict[str, list], cleanup: Callable) -> tuple[st
     return answer["ID"], ids
 
 
+def retired_props(plan: dict[str, list]) -> dict:
+    (retired,) = plan[RETIRED]
+    return {key: value for key, value in wire_values(retired.inputs).items() if key != "__provider"}
+
+
+def engine_update(engine: Engine, old: dict[str, list], new: dict[str, list], ids: dict[str, str],
+                  service_id: str, cleanup: Callable) -> tuple[str | None, dict[str, str]]:
+    """`pulumi up` from the plan `old` to `new`, in the order the engine runs it (pulumi/pulumi
+    pkg/resource/deploy): each changed config or secret (named by content: a replacement, create-before-delete)
+    is created; the service's dependencies are updated before it (RetiredFiles); the service is updated and the
+    provider waits as its converge_config says (tests/swarm/provider.py); replaced objects are deleted only
+    once every step succeeded (deployment_executor.go performPostSteps runs unless the step executor cancelled
+    on a failed step, step_executor.go cancelDueToError; with --continue-on-error the deletes of a failed
+    step's dependencies are skipped), and not at all when they are retained (step.go DeleteStep.Apply:
+    RetainOnDelete is a no-op). Returns the provider's failure, if any, and the new plan-to-engine ids."""
+    client, new_ids, replaced = engine.client, dict(ids), []
+    for kind, type_ in (("secrets", SECRET), ("configs", CONFIG)):
+        before = {r.name: r for r in old[type_]}
+        for resource in new[type_]:
+            inputs = wire_values(resource.inputs)
+            if inputs["name"] == before[resource.name].inputs["name"]:
+                continue
+            answer = engine.post(f"/{kind}/create", {"Name": inputs["name"], "Data": inputs["data"],
+                                                     "Labels": _labels(inputs["labels"])})
+            collection = client.secrets if kind == "secrets" else client.configs
+            new_ids[f"{resource.name}-id"] = cleanup(collection.get(answer["ID"])).id
+            replaced.append((before[resource.name], collection, ids[f"{resource.name}-id"]))
+    if new.get(RETIRED) and retired_props(new) != retired_props(old):
+        retire(retired_props(new))
+    (service,) = new[SERVICE]
+    inputs = wire_values(service.inputs)
+    version = client.api.inspect_service(service_id)["Version"]["Index"]
+    engine.post(f"/services/{service_id}/update", engine_spec(inputs, new_ids), version=version)
+    failure = None
+    if "convergeConfig" in inputs:
+        try:
+            print("update converged:", converge_update(client, service_id, inputs["convergeConfig"]))
+        except ConvergeError as error:
+            failure = str(error)
+            print("update failed:", failure)
+    if failure is None:
+        for resource, collection, object_id in replaced:
+            if not resource.retain_on_delete:
+                collection.get(object_id).remove()
+    return failure, new_ids
+
+
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -385,12 +434,7 @@ def node_labels(swarm):
 @pytest.mark.parametrize("stateful", [False, True], ids=["start-first", "stop-first"])
 def test_an_update_to_a_file_that_breaks_the_service_fails_the_up_and_rolls_back_to_the_old_file(
         swarm, standin_image, cleanup, node_labels, stateful):
-    """`pulumi up` of a new config whose tasks fail, in the order the engine runs it (pulumi/pulumi
-    pkg/resource/deploy): the new config is created (a replacement, create-before-delete), the service updated
-    to it, the provider waits for convergence as it does (tests/swarm/provider.py), and the replaced config is
-    deleted only when the engine would: after every step succeeded (deployment_executor.go performPostSteps
-    runs once the step executor has not cancelled; a failed step cancels it, step_executor.go
-    cancelDueToError; with --continue-on-error the deletes of a failed step's dependencies are skipped).
+    """`pulumi up` of a new config whose tasks fail (`engine_update`: the engine's order, the provider's wait).
     Swarm guards only the objects its current spec uses (moby/swarmkit manager/controlapi/config.go
     RemoveConfig, services indexed by Spec alone in manager/state/store/services.go), not the rollback's."""
     prefix = unique("cv")
@@ -407,28 +451,7 @@ def test_an_update_to_a_file_that_breaks_the_service_fails_the_up_and_rolls_back
     assert len(healthy_containers(swarm, name, 2)) == 2, "the create converged: both replicas run healthy"
 
     broken = definitions(config_spec(standin_image, "converge", BROKEN_CONF, stateful), prefix)
-    (new_config,) = broken[CONFIG]
-    assert new_config.inputs["name"] != old_config.inputs["name"], "a new content is a new object"
-    # 1. The replacement is created first.
-    answer = engine.post("/configs/create", {"Name": new_config.inputs["name"], "Data": new_config.inputs["data"],
-                                             "Labels": _labels(new_config.inputs["labels"])})
-    cleanup(swarm.configs.get(answer["ID"]))
-    new_ids = {**ids, f"{new_config.name}-id": answer["ID"]}
-    # 2. The service is updated to it, and the provider waits as its converge_config says.
-    (service,) = broken[SERVICE]
-    inputs = wire_values(service.inputs)
-    version = swarm.api.inspect_service(service_id)["Version"]["Index"]
-    engine.post(f"/services/{service_id}/update", engine_spec(inputs, new_ids), version=version)
-    failure = None
-    if "convergeConfig" in inputs:
-        try:
-            print("update converged:", converge_update(swarm, service_id, inputs["convergeConfig"]))
-        except ConvergeError as error:
-            failure = str(error)
-            print("update failed:", failure)
-    if failure is None:
-        # 3. The step succeeded: once every step has, the engine deletes the replaced config.
-        swarm.configs.get(ids[f"{old_config.name}-id"]).remove()
+    failure, _ = engine_update(engine, good, broken, ids, service_id, cleanup)
 
     def settled() -> str | None:
         state = swarm.api.inspect_service(service_id).get("UpdateStatus", {}).get("State")
@@ -450,3 +473,59 @@ def test_an_update_to_a_file_that_breaks_the_service_fails_the_up_and_rolls_back
         assert (code, output.decode()) == (0, HEALTHY_CONF)
     # The step failed: `pulumi up` fails, and the engine deleted nothing.
     assert failure and "rollback" in failure, failure
+
+
+def test_a_replaced_file_outlives_a_converged_update_for_a_rollback_by_hand_then_is_retired(
+        swarm, standin_image, cleanup):
+    """The provider's wait returns once every replica runs a task, old or new: before Swarm's update is over
+    (tests/swarm/provider.py). The replaced config is retained, so `docker service rollback` after the `up`
+    finds it; RetiredFiles removes what neither the spec nor the previous spec uses, and all once the service
+    is gone."""
+    prefix = unique("rh")
+    engine = Engine(swarm)
+    name = f"{prefix}-retire"
+    first = definitions(config_spec(standin_image, "retire", HEALTHY_CONF, False), prefix)
+    service_id, ids = create(engine, first, cleanup)
+    second = definitions(config_spec(standin_image, "retire", HEALTHY_CONF + "generation=2\n", False), prefix)
+    (old_config,), (new_config,) = first[CONFIG], second[CONFIG]
+    assert all(r.retain_on_delete for r in (*first[CONFIG], *first[SECRET]))
+    failure, _ = engine_update(engine, first, second, ids, service_id, cleanup)
+    assert failure is None
+    update = swarm.api.inspect_service(service_id).get("UpdateStatus", {})
+    print("Swarm's update when the provider returned:", update)
+    assert swarm.configs.get(ids[f"{old_config.name}-id"]).name == old_config.inputs["name"], "retained"
+
+    def settled(states: tuple[str, ...]) -> Callable[[], str | None]:
+        def state() -> str | None:
+            value = swarm.api.inspect_service(service_id).get("UpdateStatus", {}).get("State")
+            return value if value in states else None
+        return state
+
+    assert wait_for(settled(("completed", "rollback_completed", "paused")), 120, "the update") == "completed"
+    # `docker service rollback` (docker/cli cli/command/service/rollback.go): the current spec, rollback=previous.
+    current = swarm.api.inspect_service(service_id)
+    engine.post(f"/services/{service_id}/update", current["Spec"], version=current["Version"]["Index"],
+                rollback="previous")
+    assert wait_for(settled(("rollback_completed", "rollback_paused")), 120, "the rollback") == "rollback_completed"
+    running = wait_for(lambda: healthy_containers(swarm, name, 2), 60, "two healthy replicas after the rollback")
+    for container in running:
+        code, output = container.exec_run(["/bin/busybox", "cat", "/etc/platform/app.conf"], user="10001")
+        assert (code, output.decode()) == (0, HEALTHY_CONF)
+
+    # The next `up` retires what neither the spec (the first generation, rolled back to) nor the previous spec
+    # (the second) uses: an older generation of this service's file, and nothing of another stack's.
+    path, labels = "/etc/platform/app.conf", _labels(old_config.inputs["labels"])
+    stale = cleanup(swarm.configs.create(name=object_name(prefix, "retire", path, "generation=0\n"),
+                                         data=b"generation=0\n", labels=labels))
+    foreign = cleanup(swarm.configs.create(name=object_name(f"{prefix}x", "retire", path, "generation=0\n"),
+                                           data=b"generation=0\n", labels=labels))
+    third = object_name(prefix, "retire", path, "generation=3\n")
+    assert retire({**retired_props(second), "current": [third]}) == [stale.name]
+    kept = {c.name for c in swarm.configs.list(filters={"label": "platform.service=retire"})}
+    assert {old_config.inputs["name"], new_config.inputs["name"], foreign.name} <= kept
+
+    # `pulumi destroy`: the service goes first (it depends on RetiredFiles), then RetiredFiles removes the rest.
+    swarm.api.remove_service(service_id)
+    retired = retire({**retired_props(second), "current": []})
+    assert set(retired) == {r.inputs["name"] for plan in (first, second) for r in (*plan[CONFIG], *plan[SECRET])}
+    assert foreign.name in {c.name for c in swarm.configs.list(filters={"label": "platform.service=retire"})}
