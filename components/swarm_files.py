@@ -19,6 +19,7 @@ service is destroyed (dependents are deleted first).
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from typing import Any
@@ -30,12 +31,12 @@ KINDS = ("Secret", "Config")
 
 
 def _client(docker_host: str | None):
+    """The Engine API the provider reaches: `docker_host`, else DOCKER_HOST or the local socket; TLS from
+    DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, ssh:// through the ssh command (keys, known hosts, ssh config)."""
     import docker
 
-    if not docker_host:
-        return docker.from_env()
-    # The ssh command, as the Docker CLI and the provider use it (keys, known hosts, ssh config).
-    return docker.DockerClient(base_url=docker_host, use_ssh_client=docker_host.startswith("ssh://"))
+    environment = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
+    return docker.from_env(environment=environment, use_ssh_client=(docker_host or "").startswith("ssh://"))
 
 
 def _is_own(name: str, stem: str, path: str) -> bool:

@@ -292,3 +292,24 @@ def test_services_of_images_the_stack_builds_wait_for_the_build(swarm_run) -> No
                         if r.type == SERVICE and labels_of(r.inputs)["platform.service"] == service)
         image = resource.inputs["taskSpec"]["containerSpec"]["image"].partition("@")[0]
         assert built[image] in resource.dependencies, service
+
+
+def test_replaced_files_are_retained_and_retired_by_a_step_each_service_waits_for(swarm_run) -> None:
+    """Pulumi never deletes a config or secret (a rollback may need it, components/swarm_files.py); each
+    service with files depends on its RetiredFiles, which knows the names it uses now."""
+    files = [r for r in swarm_run.resources if r.type in (SECRET, CONFIG)]
+    assert files and all(r.retain_on_delete for r in files)
+    retired = {r.urn: r.inputs for r in swarm_run.resources if r.type == "pulumi-python:dynamic/swarm:RetiredFiles"}
+    with_files = 0
+    for service in (r for r in swarm_run.resources if r.type == SERVICE):
+        container = service.inputs["taskSpec"]["containerSpec"]
+        names = sorted([ref["secretName"] for ref in container.get("secrets", [])]
+                       + [ref["configName"] for ref in container.get("configs", [])])
+        steps = [retired[urn] for urn in service.dependencies if urn in retired]
+        if not names:
+            assert not steps, service.name
+            continue
+        with_files += 1
+        (step,) = steps
+        assert (step["service_name"], sorted(step["current"])) == (service.inputs["name"], names)
+    assert with_files > 10
