@@ -90,15 +90,15 @@ def converge_timeout(spec: ContainerSpec, replicas: int) -> str:
     """How long `pulumi up` waits for a replicated service to converge (converge_config.timeout).
 
     The provider waits, after a create, until every replica runs (healthy: a task with a healthcheck is
-    running only once it passes) and, after an update, until Swarm reports the update completed, failing on a
-    rollback or pause (kreuzwerker/terraform-provider-docker v4.5.0 internal/provider/
-    resource_docker_service_funcs.go resourceDockerServiceCreate/UpdateRefreshFunc); on a timeout it fails too,
-    and a service it created is deleted. An update at parallelism 1 replaces each of `replicas` tasks, each
-    given up to the monitor period to turn healthy, then UPDATE_DELAY; Swarm then watches the last one for one
-    more monitor period before it reports completed (moby/swarmkit manager/orchestrator/update/updater.go);
-    a failed one rolls the same tasks back the same way."""
-    slot = duration_nanos(monitor_period(spec)) + duration_nanos(UPDATE_DELAY)
-    nanos = 2 * replicas * slot + duration_nanos(monitor_period(spec))
+    running only once it passes) and, after an update, until Swarm reports the update completed or every
+    replica runs a task, failing on a rollback or a pause (kreuzwerker/terraform-provider-docker v4.5.0
+    internal/provider/resource_docker_service_funcs.go resourceDockerServiceCreate/UpdateRefreshFunc); on a
+    timeout it fails too, and a service it created is deleted. An update at parallelism 1 replaces each of
+    `replicas` tasks, each given up to the monitor period to turn healthy, then UPDATE_DELAY; Swarm then
+    watches the last one for one more monitor period before it reports completed (moby/swarmkit
+    manager/orchestrator/update/updater.go)."""
+    monitor = duration_nanos(monitor_period(spec))
+    nanos = replicas * (monitor + duration_nanos(UPDATE_DELAY)) + monitor
     return f"{-(-nanos // 10**9) + CONVERGE_MARGIN_SECONDS}s"
 
 
@@ -243,9 +243,9 @@ class SwarmRuntime:
             update_config=docker.ServiceUpdateConfigArgs(failure_action="rollback", **rollout),
             rollback_config=docker.ServiceRollbackConfigArgs(failure_action="pause", **rollout),
             # `pulumi up` waits until the tasks run healthy (dependents start after), and fails when they do not
-            # or the update rolls back: the engine then deletes no replaced config or secret, which the rollback
-            # needs. The provider refuses it on a global service (resource_docker_service.go: converge_config
-            # ConflictsWith mode.0.global).
+            # or the update rolls back or pauses. Its wait after an update ends once every replica runs a task,
+            # old or new, before Swarm's update is over: hence the retained files. The provider refuses it on a
+            # global service (resource_docker_service.go: converge_config ConflictsWith mode.0.global).
             converge_config=None if per_node else docker.ServiceConvergeConfigArgs(
                 delay=CONVERGE_POLL,
                 timeout=converge_timeout(spec, max(spec.replicas, self.autoscaled.get(spec.service, 0)))),

@@ -81,13 +81,14 @@ def test_every_operation_refreshes_so_an_update_sends_the_controllers_count() ->
 
 
 def test_the_workers_wait_covers_a_rollout_over_every_replica_the_controller_may_set(swarm_run) -> None:
-    """converge_config.timeout: each task the update replaces, and each one it rolls back, may take the monitor
-    period and the update delay; the autoscaled workers may run max_replicas tasks, not `workers`."""
+    """converge_config.timeout: each task the update replaces may take the monitor period and the update delay,
+    and the last one is watched for one more monitor period; the autoscaled workers may run max_replicas
+    tasks, not `workers`."""
     planned = services(swarm_run)
     worker, gateway = planned["worker"], planned["api-gateway"]
     for service, replicas in ((worker, POLICY["max_replicas"]), (gateway, gateway["mode"]["replicated"]["replicas"])):
         slot = duration_nanos(service["updateConfig"]["monitor"]) + duration_nanos(service["updateConfig"]["delay"])
-        assert duration_nanos(service["convergeConfig"]["timeout"]) >= 2 * replicas * slot + duration_nanos(
+        assert duration_nanos(service["convergeConfig"]["timeout"]) >= replicas * slot + duration_nanos(
             service["updateConfig"]["monitor"])
 
 
