@@ -7,7 +7,7 @@ Pulumi leaves those replicas alone afterwards (`SwarmRuntime.autoscaled`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -50,6 +50,8 @@ class AutoscalerArgs(TypedDict):
     provider: NotRequired[docker.Provider | None]
     registry: NotRequired[docker.RegistryArgs | None]
     """The login the image is pushed with; omitted: the deploying machine's `docker login`."""
+    depends_on: NotRequired[Sequence[pulumi.Resource]]
+    """The service it scales, so that it starts after it."""
 
 
 def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
@@ -87,6 +89,6 @@ class Autoscaler(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.get("provider")),
         )
         self.deployment: Deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,
-                                                             depends_on=[image])
+                                                             depends_on=[image, *args.get("depends_on", ())])
         self.image_name = image.image_name
         self.register_outputs({"image_name": self.image_name})

@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
@@ -38,6 +38,7 @@ from components.runtime import (
     tmpfs_volume_options,
 )
 from components.spec import ComponentArgsError, ContainerSpec, FileSpec, NetworkName, validate_spec
+from components.swarm_files import RetiredFiles
 
 SECRETS_DIR = "/run/secrets"
 FILES_DIGEST_LABEL = "platform.files-digest"
@@ -65,6 +66,12 @@ RESTART_WINDOW = "2m"
 # client/service_create.go resolveContainerSpecImage), and the provider reads them back as an input
 # (resource_docker_service_structures.go flattenPlacement): they follow the image, not the program.
 ENGINE_PLATFORMS = "taskSpec.placement.platforms"
+# How often the provider polls a converging service: its default, sent as such (converge_config is not read
+# back, so what is sent stays in the state as sent: resource_docker_service_funcs.go resourceDockerServiceRead
+# sets no converge_config).
+CONVERGE_POLL = "7s"
+CONVERGE_MARGIN_SECONDS = 120
+"""Scheduling, image pulls and the provider's own polling on top of the tasks' worst case."""
 
 
 def object_name(prefix: str, service: str, path: str, content: str) -> str:
@@ -146,6 +153,22 @@ def monitor_period(spec: ContainerSpec) -> str:
     return service_duration_string(nanos)
 
 
+def converge_timeout(spec: ContainerSpec, replicas: int) -> str:
+    """How long `pulumi up` waits for a replicated service to converge (converge_config.timeout).
+
+    The provider waits, after a create, until every replica runs (healthy: a task with a healthcheck is
+    running only once it passes) and, after an update, until Swarm reports the update completed or every
+    replica runs a task, failing on a rollback or a pause (kreuzwerker/terraform-provider-docker v4.5.0
+    internal/provider/resource_docker_service_funcs.go resourceDockerServiceCreate/UpdateRefreshFunc); on a
+    timeout it fails too, and a service it created is deleted. An update at parallelism 1 replaces each of
+    `replicas` tasks, each given up to the monitor period to turn healthy, then UPDATE_DELAY; Swarm then
+    watches the last one for one more monitor period before it reports completed (moby/swarmkit
+    manager/orchestrator/update/updater.go)."""
+    monitor = duration_nanos(monitor_period(spec))
+    nanos = replicas * (monitor + duration_nanos(UPDATE_DELAY)) + monitor
+    return f"{-(-nanos // 10**9) + CONVERGE_MARGIN_SECONDS}s"
+
+
 @dataclass(frozen=True)
 class SwarmRuntime:
     name_prefix: str
@@ -153,8 +176,11 @@ class SwarmRuntime:
     provider: docker.Provider | None = None
     encrypt_networks: bool = False
     """IPsec between nodes on every overlay network (`encrypted` driver option)."""
-    autoscaled: frozenset[str] = frozenset()
-    """Services whose replicas a controller owns: Pulumi sets them once and then leaves them alone."""
+    docker_host: str | None = None
+    """The Engine API the provider uses (None: DOCKER_HOST or the local socket), for `RetiredFiles`."""
+    autoscaled: Mapping[str, int] = field(default_factory=dict)
+    """Services whose replicas a controller owns, with the most it may set: Pulumi sets them once and then
+    leaves them alone (the project refreshes before every operation: Pulumi.yaml `options.refresh`)."""
 
     def _opts(self, parent: pulumi.Resource, **extra) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
@@ -196,10 +222,17 @@ class SwarmRuntime:
         secrets = [self._file_object(docker.Secret, spec, f, owner, parent) for f in secret_files]
         configs = [self._file_object(docker.ServiceConfig, spec, f, owner, parent)
                    for f in spec.files if not f.secret]
+        retired: list[pulumi.Resource] = []
         if secrets or configs:
             # Its files are configs and secrets, not part of its own definition (policy rules read them there).
             labels[FILES_DIGEST_LABEL] = pulumi.Output.all(*[o.name for o in (*secrets, *configs)]).apply(
                 lambda names: hashlib.sha256("\0".join(names).encode()).hexdigest())
+            # Replaced ones are kept for the rollback, then removed (components/swarm_files.py).
+            retired = [RetiredFiles(
+                _child(owner, f"{spec.service}-retired-files"),
+                {"service_name": service_name, "service": spec.service, "docker_host": self.docker_host,
+                 "current": [o.name for o in (*secrets, *configs)]},
+                pulumi.ResourceOptions(parent=parent))]
         check = spec.healthcheck
         rollout = {
             "parallelism": UPDATE_PARALLELISM,
@@ -274,6 +307,13 @@ class SwarmRuntime:
             ),
             update_config=docker.ServiceUpdateConfigArgs(failure_action="rollback", **rollout),
             rollback_config=docker.ServiceRollbackConfigArgs(failure_action="pause", **rollout),
+            # `pulumi up` waits until the tasks run healthy (dependents start after), and fails when they do not
+            # or the update rolls back or pauses. Its wait after an update ends once every replica runs a task,
+            # old or new, before Swarm's update is over: hence the retained files. The provider refuses it on a
+            # global service (resource_docker_service.go: converge_config ConflictsWith mode.0.global).
+            converge_config=None if per_node else docker.ServiceConvergeConfigArgs(
+                delay=CONVERGE_POLL,
+                timeout=converge_timeout(spec, max(spec.replicas, self.autoscaled.get(spec.service, 0)))),
             endpoint_spec=docker.ServiceEndpointSpecArgs(
                 mode="vip",
                 # Host mode keeps the client's address (the edge's per-client rate limits need it); the ingress
@@ -282,7 +322,7 @@ class SwarmRuntime:
                                                           publish_mode="host", protocol="tcp")
                        for p in spec.ports] or None,
             ),
-            opts=self._opts(parent, depends_on=list(depends_on) or None,
+            opts=self._opts(parent, depends_on=[*depends_on, *retired] or None,
                             ignore_changes=[*(["mode.replicated.replicas"] if spec.service in self.autoscaled
                                               else []), ENGINE_PLATFORMS]),
         )
@@ -321,8 +361,9 @@ class SwarmRuntime:
             labels=_labels(label_args, {"platform.role": spec.role, "platform.service": spec.service,
                                         "platform.path": file.path}),
             # Immutable and referenced by the service: the new object is created and the service moved to it
-            # before the old one is deleted (the default order; never delete_before_replace).
-            opts=self._opts(parent),
+            # (the default order; never delete_before_replace). The old one stays for a rollback: RetiredFiles
+            # removes it once neither the service's spec nor its previous spec uses it.
+            opts=self._opts(parent, retain_on_delete=True),
         )
 
     def _mounts(self, spec: ContainerSpec, tmpfs: list[Tmpfs]) -> list[docker.ServiceTaskSpecContainerSpecMountArgs]:

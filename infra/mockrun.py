@@ -56,6 +56,7 @@ class Registration:
     protect: bool = False
     additional_secret_outputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -237,6 +238,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             protect=bool(request.protect),
             additional_secret_outputs=list(request.additionalSecretOutputs),
             ignore_changes=list(request.ignoreChanges),
+            retain_on_delete=bool(request.retainOnDelete),
         ))
         return response
 

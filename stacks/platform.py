@@ -64,8 +64,10 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     ) if settings.docker_host or login else None
     prefix = f"orchestration-{settings.environment}"
     if settings.runtime == "swarm":
-        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, encrypt_networks=settings.swarm.encrypt_networks,
-                               autoscaled=frozenset({"worker"} if settings.autoscaling else ()))
+        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, docker_host=settings.docker_host,
+                               encrypt_networks=settings.swarm.encrypt_networks,
+                               autoscaled={"worker": settings.autoscaling.workers.max_replicas}
+                               if settings.autoscaling else {})
     else:
         runtime = DockerRuntime(name_prefix=prefix, provider=provider)
 
@@ -180,6 +182,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "runtime": runtime, "networks": networks, "image": settings.image("autoscaler"), "policy": policy,
             "service": f"{prefix}-worker", "prometheus_url": "http://prometheus:9090", "provider": provider,
             "registry": login,
+            # Started once the service it scales runs (`pulumi up` waits for it to converge).
+            "depends_on": workers.service.deployment.containers,
             "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
         scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.scrape_hosts, AUTOSCALER_METRICS_PORT,
                                             "/metrics")

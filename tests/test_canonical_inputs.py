@@ -217,6 +217,23 @@ CONTAINER_SPEC = _record({  # flattenContainerSpec
     "configs": _file_references("configId", "configName"),
 })
 RESOURCES = _record({"nanoCpus": _integer, "memoryBytes": _integer})  # flattenResourceLimits/Reservations
+
+
+def _parsed_duration(value: Any) -> bool:
+    """A duration Go's time.ParseDuration takes (the schema's validateDurationGeq0)."""
+    try:
+        return _string(value) and duration_nanos(value) >= 0
+    except ValueError:
+        return False
+
+
+# converge_config is never read back (resourceDockerServiceReadRefreshFunc sets no converge_config): the state
+# keeps it as sent, so any valid form is stable; both keys are sent, none left to the schema's defaults.
+def _converge(value: Any) -> bool:
+    return _record({"delay": _parsed_duration, "timeout": _parsed_duration})(value) and set(value) == {
+        "delay", "timeout"}
+
+
 SERVICE: dict[str, Callable[[Any], bool]] = {
     "name": _string, "labels": _labels,
     "mode": _record({"replicated": _record({"replicas": _integer}), "global": _boolean}),  # flattenServiceMode
@@ -231,7 +248,7 @@ SERVICE: dict[str, Callable[[Any], bool]] = {
         # aliases as a set.
         "networksAdvanceds": _records({"id": _string, "aliases": _unique_strings}),
     }),
-    "updateConfig": ROLLOUT, "rollbackConfig": ROLLOUT,
+    "updateConfig": ROLLOUT, "rollbackConfig": ROLLOUT, "convergeConfig": _converge,
     "endpointSpec": _record({  # flattenServiceEndpoint
         "mode": _one_of("vip", "dnsrr"),
         "ports": _records({"targetPort": _integer, "publishedPort": _integer,
@@ -347,6 +364,8 @@ def _task(**container_spec) -> dict:
     ("endpointSpec", {"mode": "VIP"}),
     ("endpointSpec", {"ports": [{"targetPort": 8080, "publishedPort": 80, "publishMode": "Host"}]}),
     ("labels", [{"label": "platform.role", "value": 1}]),
+    ("convergeConfig", {"delay": "7s", "timeout": "5 min"}),  # not a Go duration: refused at plan
+    ("convergeConfig", {"timeout": "300s"}),  # the delay left to the schema's default
 ])
 def test_the_walk_fails_on_service_inputs_the_provider_reads_back_differently(key, value):
     assert non_canonical("docker:index/service:Service", {key: value})
@@ -371,6 +390,7 @@ def test_service_rules_pass_what_the_provider_reads_back():
                      "restartPolicy": {"condition": "on-failure", "window": "2m"},
                      "networksAdvanceds": [{"id": "n", "aliases": ["api"]}]},
         "mode": {"global": True}, "endpointSpec": {"mode": "vip"},
+        "convergeConfig": {"delay": "7s", "timeout": "305s"},
     }) == []
     assert non_canonical("docker:index/serviceConfig:ServiceConfig", {"data": "aGk="}) == []
     assert non_canonical("docker:index/network:Network", {"options": {OVERLAY_VNI_OPTION: "8400000"}}) == []
@@ -406,3 +426,13 @@ def test_a_files_data_is_base64_of_its_bytes_once():
     assert base64.b64decode(config_data(encoded, True)) == binary
     assert config_data("hi\n", False) == "aGkK" and config_data("aGkK", False) == "YUdrSw=="
     assert non_canonical("docker:index/serviceConfig:ServiceConfig", {"data": config_data(encoded, True)}) == []
+
+
+def test_every_replicated_service_waits_for_convergence_and_no_global_one(swarm_resources):
+    """The provider refuses converge_config beside global mode (resource_docker_service.go: ConflictsWith
+    mode.0.global); every replicated service converges before `pulumi up` goes on."""
+    services = [r for r in swarm_resources if r.type == "docker:index/service:Service"]
+    replicated = [s for s in services if "replicated" in s.inputs["mode"]]
+    assert replicated and len(replicated) < len(services)
+    for service in services:
+        assert ("convergeConfig" in service.inputs) == (service in replicated), service.name

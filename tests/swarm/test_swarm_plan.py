@@ -17,6 +17,7 @@ import yaml
 
 from components.apps import HEALTH_PATH, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR
 from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from components.runtime import duration_nanos
 from components.spec import ComponentArgsError, ContainerSpec, Healthcheck
 from components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
 from infra.check import evaluate
@@ -80,6 +81,27 @@ def test_the_autoscaled_workers_replicas_are_left_to_the_controller(swarm_run) -
     gateway = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "api-gateway")
     assert (worker.ignore_changes, gateway.ignore_changes) == (
         ["mode.replicated.replicas", "taskSpec.placement.platforms"], ["taskSpec.placement.platforms"])
+
+
+def test_every_operation_refreshes_so_an_update_sends_the_controllers_count() -> None:
+    """An ignored input is sent from the state (the value of the last `up` unless the state was refreshed), so
+    the project refreshes before every up, preview and destroy: pulumi/pulumi sdk/go/common/workspace/project.go
+    ProjectOptions.Refresh and project.json `options.refresh` ("const": "always"), read by
+    pkg/cmd/pulumi/operations/io.go getRefreshOption (README, "Autoscaling the workers on Kafka lag")."""
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    assert project["options"] == {"refresh": "always"}
+
+
+def test_the_workers_wait_covers_a_rollout_over_every_replica_the_controller_may_set(swarm_run) -> None:
+    """converge_config.timeout: each task the update replaces may take the monitor period and the update delay,
+    and the last one is watched for one more monitor period; the autoscaled workers may run max_replicas
+    tasks, not `workers`."""
+    planned = services(swarm_run)
+    worker, gateway = planned["worker"], planned["api-gateway"]
+    for service, replicas in ((worker, POLICY["max_replicas"]), (gateway, gateway["mode"]["replicated"]["replicas"])):
+        slot = duration_nanos(service["updateConfig"]["monitor"]) + duration_nanos(service["updateConfig"]["delay"])
+        assert duration_nanos(service["convergeConfig"]["timeout"]) >= replicas * slot + duration_nanos(
+            service["updateConfig"]["monitor"])
 
 
 def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_builds(swarm_run) -> None:
@@ -417,3 +439,24 @@ def test_the_connection_budget_covers_the_most_tasks_the_plan_can_run(swarm_run)
         parse_settings({**settings, "runtime": "swarm", "autoscaling": AUTOSCALING,
                         "data": {"postgres_max_connections": need - 1}}, "Pulumi.prod.yaml")
     assert int(re.search(r"= (\d+); raise", str(refused.value)).group(1)) >= need
+
+
+def test_replaced_files_are_retained_and_retired_by_a_step_each_service_waits_for(swarm_run) -> None:
+    """Pulumi never deletes a config or secret (a rollback may need it, components/swarm_files.py); each
+    service with files depends on its RetiredFiles, which knows the names it uses now."""
+    files = [r for r in swarm_run.resources if r.type in (SECRET, CONFIG)]
+    assert files and all(r.retain_on_delete for r in files)
+    retired = {r.urn: r.inputs for r in swarm_run.resources if r.type == "pulumi-python:dynamic/swarm:RetiredFiles"}
+    with_files = 0
+    for service in (r for r in swarm_run.resources if r.type == SERVICE):
+        container = service.inputs["taskSpec"]["containerSpec"]
+        names = sorted([ref["secretName"] for ref in container.get("secrets", [])]
+                       + [ref["configName"] for ref in container.get("configs", [])])
+        steps = [retired[urn] for urn in service.dependencies if urn in retired]
+        if not names:
+            assert not steps, service.name
+            continue
+        with_files += 1
+        (step,) = steps
+        assert (step["service_name"], sorted(step["current"])) == (service.inputs["name"], names)
+    assert with_files > 10
