@@ -371,7 +371,7 @@ def run_job(chain, tls_s3, config_dir: Path, textfile_dir: Path, backup_class: s
     config = BackupConfig(bucket=BUCKET, region=REGION, stanza=STANZA)
     script = textfile_dir.parent / "platform-backup"
     script.write_text(render_job_script(config))
-    script.chmod(0o755)
+    script.chmod(0o444)  # as the runtimes deliver it; the crontab runs it with `sh`
     # Every credential as the stack gives it: secret files, none in the environment.
     secrets_dir = textfile_dir.parent / "secrets"
     key, key_secret = chain.env["AWS_ACCESS_KEY_ID"], chain.env["AWS_SECRET_ACCESS_KEY"]
