@@ -507,3 +507,56 @@ def test_stale_backup_alerts_are_silent_while_the_job_runs_and_fire_when_it_stop
                                                         "tests": tests}))
     result = run(promtool, "test", "rules", str(tmp_path / "tests.yml"), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_fresh_server_archives_its_first_segment_before_any_backup(tls_s3):
+    """A new PostgreSQL archiving to a store that has no stanza yet (no backup job has run, none will): its
+    first WAL switch is archived, and the archiver created the stanza. Without that, archive-push fails
+    forever and PostgreSQL keeps every segment until its volume is full."""
+    for tool in ("pgbackrest", "runuser"):
+        require_tool(tool, "pgbackrest" if tool == "pgbackrest" else "util-linux")
+    if not (PG_BIN / "initdb").exists():
+        require_tool("initdb", "postgresql-15")
+    bucket, stanza = "i12-fresh-backups", "fresh"
+    root = Path(tempfile.mkdtemp(prefix="i12-fresh-"))
+    root.chmod(0o755)
+    shutil.chown(root, OS_USER)
+    data_dir, port = root / "data", free_port()
+    config = BackupConfig(bucket=bucket, region=REGION, stanza=stanza, endpoint=None)
+    key, key_secret = f"AKIA{secrets.token_hex(8).upper()}", secrets.token_hex(20)
+    store = boto3.session.Session().client("s3", endpoint_url=tls_s3.endpoint, region_name=REGION,
+                                           aws_access_key_id=key, aws_secret_access_key=key_secret,
+                                           verify=tls_s3.ca_file)
+    store.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    conf = root / "pgbackrest.conf"
+    conf.write_text(render_pgbackrest_conf(config, Cluster(str(data_dir), port, str(root), OS_USER),
+                                           endpoint_url=tls_s3.endpoint, ca_file=tls_s3.ca_file))
+    conf.chmod(0o644)
+    include = root / "pgbackrest-include"
+    secret_file(include / "credentials.conf", render_pgbackrest_secrets(secrets.token_urlsafe(32), key, key_secret))
+    env = {"PATH": os.environ["PATH"], "HOME": str(root), "PGHOST": str(root), "PGPORT": str(port),
+           "PGUSER": OS_USER, "PGDATABASE": "postgres"}
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", OS_USER, "--auth=trust", "--no-sync", env=env)
+    settings = {**archive_settings(config, str(conf), str(include)), "port": str(port), "listen_addresses": "''",
+                "unix_socket_directories": f"'{root}'", "fsync": "off"}
+    with (data_dir / "postgresql.conf").open("a") as postgresql_conf:
+        for name, value in settings.items():
+            postgresql_conf.write(f"{name} = '{value}'\n" if name == "archive_command" else f"{name} = {value}\n")
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(root / "server.log"), "-w", "start", env=env)
+    try:
+        assert "Contents" not in store.list_objects_v2(Bucket=bucket, Prefix=f"postgres/archive/{stanza}/")
+        sql(env, "CREATE TABLE first_writes AS SELECT g FROM generate_series(1, 1000) g")
+        [(segment,)] = sql(env, "SELECT pg_walfile_name(pg_switch_wal())")
+        deadline = time.monotonic() + 60
+        while True:
+            [(archived, failed, failed_wal)] = sql(
+                env, "SELECT coalesce(last_archived_wal, ''), failed_count, last_failed_wal FROM pg_stat_archiver")
+            assert failed == 0, f"archiving {failed_wal} failed: {(root / 'server.log').read_text()[-3000:]}"
+            if archived >= segment:
+                break
+            assert time.monotonic() < deadline, (root / "server.log").read_text()[-3000:]
+            time.sleep(0.2)
+        store.head_object(Bucket=bucket, Key=f"postgres/archive/{stanza}/archive.info")  # the stanza
+    finally:
+        run("runuser", "-u", OS_USER, "--", str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
