@@ -203,7 +203,8 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         memory_mb=512, cpus=1.0, user=POSTGRES_UID,
         command=scheduler_command(),
         # GUILE_AUTO_COMPILE=0: mcron's modules are read from source, nothing is compiled into $HOME.
-        env={"GUILE_AUTO_COMPILE": "0", "PGBACKREST_CONFIG": PGBACKREST_CONF, "PGBACKREST_CONFIG_INCLUDE_PATH": PGBACKREST_INCLUDE,
+        env={"GUILE_AUTO_COMPILE": "0",
+             "PGBACKREST_CONFIG": PGBACKREST_CONF, "PGBACKREST_CONFIG_INCLUDE_PATH": PGBACKREST_INCLUDE,
              "PGHOST": "postgres", "PGPORT": "5432", "PGUSER": args["postgres_user"], "PGPASSFILE": PGPASSFILE,
              "BACKUP_CIPHER_PASS_FILE": CIPHER_PASS_FILE, "S3_CURL_CONFIG": CURL_S3_CONFIG,
              "TEXTFILE_DIR": TEXTFILE_DIR, "S3_BUCKET_URL": route.url,

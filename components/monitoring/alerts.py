@@ -641,7 +641,8 @@ def _wal_archive_failing(config: MonitoringConfig) -> AlertSpec:
         name="PostgresWalArchiveFailing",
         group="critical",
         family="database",
-        expr="increase(pg_stat_archiver_failed_count[5m]) > 0 and increase(pg_stat_archiver_archived_count[5m]) == 0",
+        expr="increase(pg_stat_archiver_failed_count[5m]) > 0 "
+        "and increase(pg_stat_archiver_archived_count[5m]) == 0",
         for_=for_,
         summary="PostgreSQL cannot archive its WAL",
         description=f"PostgreSQL on {label('instance')} has failed to archive WAL, with no segment archived, "
