@@ -101,10 +101,26 @@ mv "$metric.$$" "$metric"
 """
 
 
-def render_crontab(config: BackupConfig) -> str:
-    """mcron's Vixie-format table: the classes of the checklist on the stack's schedule (UTC)."""
-    lines = [f"{config.schedule(name).schedule} {JOB_SCRIPT} {name}" for name in ("incr", "full", "logs", "config")]
-    return "\n".join(lines) + "\n"
+# The scheduler's copies of the container's stdout and stderr (scheduler_command), which every job inherits.
+JOB_STDOUT_FD, JOB_STDERR_FD = 3, 4
+
+
+def render_crontab(config: BackupConfig, job_script: str = JOB_SCRIPT) -> str:
+    """mcron's Vixie-format table: the classes of the checklist on the stack's schedule (UTC).
+
+    The script is delivered read-only (mode 0444), so `sh` runs it. mcron 1.0.8 pipes a job's output to a
+    mail command (redirect.scm `with-mail-out`), which a read-only container without an MTA cannot run;
+    MAILTO="" makes it drop the output instead, and each job writes to the container's log itself."""
+    lines = [f"{config.schedule(name).schedule} sh {job_script} {name} >&{JOB_STDOUT_FD} 2>&{JOB_STDERR_FD}"
+             for name in ("incr", "full", "logs", "config")]
+    return "\n".join(["# Rendered by components/backup/jobs.py.", 'MAILTO=""', *lines]) + "\n"
+
+
+def scheduler_command(crontab: str = CRONTAB) -> list[str]:
+    """mcron on the Vixie table. mcron 1.0.8 loads every FILE argument as Guile Scheme, whatever its name or
+    `-i` (main.scm: `(process-user-file file-path #t)`); it reads Vixie syntax from standard input with
+    `-i vixie -`. The shell duplicates the container's stdout and stderr for the jobs and execs mcron."""
+    return ["sh", "-c", f"exec {JOB_STDOUT_FD}>&1 {JOB_STDERR_FD}>&2 <{crontab} mcron -i vixie -"]
 
 
 @dataclass(frozen=True)
@@ -187,8 +203,10 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
     postgres_job = ContainerSpec(
         service="postgres-backup", role="ds", image=args["job_image"], networks=["data"],
         memory_mb=512, cpus=1.0, user=POSTGRES_UID,
-        command=["mcron", CRONTAB],
-        env={"PGBACKREST_CONFIG": PGBACKREST_CONF, "PGBACKREST_CONFIG_INCLUDE_PATH": PGBACKREST_INCLUDE,
+        command=scheduler_command(),
+        # GUILE_AUTO_COMPILE=0: mcron's modules are read from source, nothing is compiled into $HOME.
+        env={"GUILE_AUTO_COMPILE": "0",
+             "PGBACKREST_CONFIG": PGBACKREST_CONF, "PGBACKREST_CONFIG_INCLUDE_PATH": PGBACKREST_INCLUDE,
              "PGHOST": "postgres", "PGPORT": "5432", "PGUSER": args["postgres_user"], "PGPASSFILE": PGPASSFILE,
              "BACKUP_CIPHER_PASS_FILE": CIPHER_PASS_FILE, "S3_CURL_CONFIG": CURL_S3_CONFIG,
              "TEXTFILE_DIR": TEXTFILE_DIR, "S3_BUCKET_URL": route.url,

@@ -100,11 +100,18 @@ def archive_settings(config: BackupConfig, config_path: str = CONFIG_PATH,
                      include_path: str | None = None) -> dict[str, str]:
     """postgresql.conf settings that hand every WAL segment to pgBackRest (continuous archiving), and
     switch segments at least every minute so an idle database still bounds the RPO. `include_path` is the
-    directory of the credentials file (render_pgbackrest_secrets)."""
+    directory of the credentials file (render_pgbackrest_secrets).
+
+    archive-push fails while the repository has no stanza, and PostgreSQL keeps every segment it could not
+    archive until its volume is full. So the archiver creates the stanza itself when a push fails (a no-op
+    for a stanza that exists) and pushes again: the stanza exists before the first segment is archived,
+    whether or not the backup job has run, and whichever container starts first."""
     include = f" --config-include-path={include_path}" if include_path else ""
+    pgbackrest = f"pgbackrest --config={config_path}{include} --stanza={config.stanza}"
     return {
         "wal_level": "replica",
         "archive_mode": "on",
-        "archive_command": f"pgbackrest --config={config_path}{include} --stanza={config.stanza} archive-push %p",
+        "archive_command": (f"{pgbackrest} archive-push %p || "
+                            f"{{ {pgbackrest} stanza-create && {pgbackrest} archive-push %p; }}"),
         "archive_timeout": "60s",
     }

@@ -281,6 +281,8 @@ def _critical(config: MonitoringConfig) -> list[AlertSpec]:
         )
     )
 
+    specs.append(_wal_archive_failing(config))
+
     end = fire_time(t.database_down_for)
     pool = {**_ORCHESTRATOR, "pool": "HikariPool-1"}
     specs.append(
@@ -615,6 +617,44 @@ def _warning(config: MonitoringConfig) -> list[AlertSpec]:
         )
     )
     return specs
+
+
+def _wal_archive_failing(config: MonitoringConfig) -> AlertSpec:
+    """The archiver fails and archives nothing: PostgreSQL keeps every segment from the one it cannot
+    archive on, until its volume is full. postgres_exporter v0.17.1 exports pg_stat_archiver's counters
+    among its default metrics (cmd/postgres_exporter/postgres_exporter.go builtinMetricMaps
+    "pg_stat_archiver": archived_count, failed_count). A failing segment is retried three times, then
+    once a minute (PostgreSQL pgarch.c); a flaky store that still archives does not fire."""
+    for_ = config.alerts.wal_archive_failing_for
+    end = fire_time(for_)
+    exporter = _target("postgres-exporter", 9187)
+    stuck = duration_seconds(for_) // TEST_STEP_SECONDS  # steps: one less than the rule needs to fire
+
+    def counters(failed: list[int], archived: list[int]) -> Series:
+        return (
+            (_selector("pg_stat_archiver_failed_count", exporter), " ".join(map(str, failed))),
+            (_selector("pg_stat_archiver_archived_count", exporter), " ".join(map(str, archived))),
+        )
+
+    steps = range(_steps(end))
+    return AlertSpec(
+        name="PostgresWalArchiveFailing",
+        group="critical",
+        family="database",
+        expr="increase(pg_stat_archiver_failed_count[5m]) > 0 "
+        "and increase(pg_stat_archiver_archived_count[5m]) == 0",
+        for_=for_,
+        summary="PostgreSQL cannot archive its WAL",
+        description=f"PostgreSQL on {label('instance')} has failed to archive WAL, with no segment archived, "
+        f"for more than {for_}: point-in-time recovery stops there, and the unarchived segments fill its volume.",
+        firing=(Scenario(counters([3 * i for i in steps], [7 for _ in steps]), (exporter,)),),
+        silent=(
+            # Stuck for just under `for`, then archiving again (the stanza created, the store back).
+            Scenario(counters([3 * min(i, stuck) for i in steps], [7 + max(0, i - stuck) for i in steps])),
+            # A flaky store: some pushes fail, but segments are archived.
+            Scenario(counters(list(steps), list(steps))),
+        ),
+    )
 
 
 def _backups(config: MonitoringConfig) -> list[AlertSpec]:

@@ -104,6 +104,8 @@ class AlertThresholds(_Frozen):
     postgres_full_backup_max_age: Duration = "26h"
     clickhouse_backup_max_age: Duration = "8d"
     backup_stale_for: Duration = "10m"
+    # PostgreSQL keeps every WAL segment it could not archive: a stuck archiver fills its volume.
+    wal_archive_failing_for: Duration = "10m"
 
 
 class EmailReceiver(_Frozen):

@@ -6,6 +6,7 @@ all driven by the standard AWS and libpq environment variables only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ def promtool() -> str:
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
 BUCKET = "i12-drill-backups"
+FRESH_BUCKET = "i12-fresh-backups"
 STANZA = "drill"
 DATABASE = "jobs"
 BIG_ROWS = 300_000
@@ -371,7 +374,7 @@ def run_job(chain, tls_s3, config_dir: Path, textfile_dir: Path, backup_class: s
     config = BackupConfig(bucket=BUCKET, region=REGION, stanza=STANZA)
     script = textfile_dir.parent / "platform-backup"
     script.write_text(render_job_script(config))
-    script.chmod(0o755)
+    script.chmod(0o444)  # as the runtimes deliver it; the crontab runs it with `sh`
     # Every credential as the stack gives it: secret files, none in the environment.
     secrets_dir = textfile_dir.parent / "secrets"
     key, key_secret = chain.env["AWS_ACCESS_KEY_ID"], chain.env["AWS_SECRET_ACCESS_KEY"]
@@ -507,3 +510,152 @@ def test_stale_backup_alerts_are_silent_while_the_job_runs_and_fire_when_it_stop
                                                         "tests": tests}))
     result = run(promtool, "test", "rules", str(tmp_path / "tests.yml"), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+
+@contextlib.contextmanager
+def fresh_server(bucket: str, stanza: str, s3: TlsS3, key: str, key_secret: str) -> Iterator[dict[str, str]]:
+    """A new PostgreSQL archiving with the stack's archive settings to `bucket` under `stanza`, which no
+    backup has created; yields its libpq environment (and ROOT, its directory)."""
+    for tool in ("pgbackrest", "runuser"):
+        require_tool(tool, "pgbackrest" if tool == "pgbackrest" else "util-linux")
+    if not (PG_BIN / "initdb").exists():
+        require_tool("initdb", "postgresql-15")
+    root = Path(tempfile.mkdtemp(prefix=f"i12-{stanza}-"))
+    root.chmod(0o755)
+    shutil.chown(root, OS_USER)
+    data_dir, port = root / "data", free_port()
+    config = BackupConfig(bucket=bucket, region=REGION, stanza=stanza, endpoint=None)
+    conf = root / "pgbackrest.conf"
+    conf.write_text(render_pgbackrest_conf(config, Cluster(str(data_dir), port, str(root), OS_USER),
+                                           endpoint_url=s3.endpoint, ca_file=s3.ca_file))
+    conf.chmod(0o644)
+    include = root / "pgbackrest-include"
+    secret_file(include / "credentials.conf", render_pgbackrest_secrets(secrets.token_urlsafe(32), key, key_secret))
+    env = {"PATH": os.environ["PATH"], "HOME": str(root), "PGHOST": str(root), "PGPORT": str(port),
+           "PGUSER": OS_USER, "PGDATABASE": "postgres", "ROOT": str(root)}
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", OS_USER, "--auth=trust", "--no-sync", env=env)
+    settings = {**archive_settings(config, str(conf), str(include)), "port": str(port), "listen_addresses": "''",
+                "unix_socket_directories": f"'{root}'", "fsync": "off"}
+    with (data_dir / "postgresql.conf").open("a") as postgresql_conf:
+        for name, value in settings.items():
+            postgresql_conf.write(f"{name} = '{value}'\n" if name == "archive_command" else f"{name} = {value}\n")
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(root / "server.log"), "-w", "start", env=env)
+    try:
+        yield env
+    finally:
+        run("runuser", "-u", OS_USER, "--", str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def archiver(env: dict[str, str]) -> tuple[str, int, int]:
+    """pg_stat_archiver: the last archived segment, the archived and the failed count."""
+    [row] = sql(env, "SELECT coalesce(last_archived_wal, ''), archived_count, failed_count FROM pg_stat_archiver")
+    return row
+
+
+def server_log(env: dict[str, str]) -> str:
+    return (Path(env["ROOT"]) / "server.log").read_text()[-3000:]
+
+
+def test_a_fresh_server_archives_its_first_segment_before_any_backup(tls_s3):
+    """A new PostgreSQL archiving to a store that has no stanza yet (no backup job has run, none will): its
+    first WAL switch is archived, and the archiver created the stanza. Without that, archive-push fails
+    forever and PostgreSQL keeps every segment until its volume is full."""
+    key, key_secret = f"AKIA{secrets.token_hex(8).upper()}", secrets.token_hex(20)
+    store = boto3.session.Session().client("s3", endpoint_url=tls_s3.endpoint, region_name=REGION,
+                                           aws_access_key_id=key, aws_secret_access_key=key_secret,
+                                           verify=tls_s3.ca_file)
+    store.create_bucket(Bucket=FRESH_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    with fresh_server(FRESH_BUCKET, "fresh", tls_s3, key, key_secret) as env:
+        assert "Contents" not in store.list_objects_v2(Bucket=FRESH_BUCKET, Prefix="postgres/archive/fresh/")
+        sql(env, "CREATE TABLE first_writes AS SELECT g FROM generate_series(1, 1000) g")
+        [(segment,)] = sql(env, "SELECT pg_walfile_name(pg_switch_wal())")
+        deadline = time.monotonic() + 60
+        while (status := archiver(env))[0] < segment:
+            assert status[2] == 0, f"archiving failed: {server_log(env)}"
+            assert time.monotonic() < deadline, server_log(env)
+            time.sleep(0.2)
+        store.head_object(Bucket=FRESH_BUCKET, Key="postgres/archive/fresh/archive.info")  # the stanza
+
+
+def test_a_failing_archive_fires_the_alert_on_the_exporters_metrics(tls_s3, promtool, tmp_path):
+    """A server whose store has no such bucket (a misconfigured store: the archiver cannot create the stanza
+    either): the real postgres_exporter (Debian's 0.11.1; the stack pins
+    v0.17.1, whose pg_stat_archiver metrics are the same builtin map) exports the archiver's counters the
+    rule reads, and the deployed rule, fed with them, fires once its `for` has passed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from components.monitoring import render_alert_rules
+    from components.monitoring.alerts import alert_specs
+    from components.monitoring.model import duration_seconds
+    from components.monitoring.render import _expected_alert
+    from infra.settings import parse_settings
+
+    exporter = require_tool("prometheus-postgres-exporter", "prometheus-postgres-exporter")
+    with fresh_server("i12-no-such-bucket", "failing", tls_s3, f"AKIA{secrets.token_hex(8).upper()}",
+                      secrets.token_hex(20)) as env:
+        port = free_port()
+        scraper = subprocess.Popen([exporter, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env={"DATA_SOURCE_NAME": (
+                                       f"host={env['PGHOST']} port={env['PGPORT']} user={OS_USER} dbname=postgres "
+                                       "sslmode=disable")})
+        try:
+            scrapes = []
+            for _ in range(2):
+                failed = archiver(env)[2]
+                sql(env, "SELECT pg_switch_wal()")  # a segment ready wakes the archiver, which fails again
+                deadline = time.monotonic() + 30
+                while archiver(env)[2] < failed + 1:
+                    assert time.monotonic() < deadline, server_log(env)
+                    time.sleep(0.2)
+                scrapes.append(scrape_archiver(port, scraper, text_string_to_metric_families))
+        finally:
+            scraper.terminate()
+            scraper.wait(timeout=10)
+    assert archiver_total(scrapes[0], "archived") == archiver_total(scrapes[1], "archived") == 0
+    (labels, first), second = archiver_total(scrapes[0], "failed", labels=True), archiver_total(scrapes[1], "failed")
+    assert 0 < first < second
+
+    project = load_project(REPO_ROOT, "prod")
+    monitoring = parse_settings(json.loads(project.config["platform:settings"]), "Pulumi.prod.yaml").monitoring
+    [spec] = [spec for spec in alert_specs(monitoring) if spec.name == "PostgresWalArchiveFailing"]
+    target = {**labels, "job": "postgres-exporter", "instance": "postgres-exporter:9187", "service": "postgres-exporter"}
+    selector = "{" + ",".join(f'{name}="{value}"' for name, value in target.items()) + "}"
+    minutes = duration_seconds(spec.for_) // 60 + 5
+    # Scraped every minute, as the two scrapes above: the failures grow as they did between them.
+    series = [{"series": f"pg_stat_archiver_failed_count{selector}", "values": f"{first}+{second - first}x{minutes}"},
+              {"series": f"pg_stat_archiver_archived_count{selector}", "values": f"0+0x{minutes}"}]
+    tests = [{"name": "the exporter's archiver counters of a failing archive", "interval": "1m",
+              "input_series": series, "alert_rule_test": [
+                  {"eval_time": f"{duration_seconds(spec.for_) // 60 - 1}m", "alertname": spec.name, "exp_alerts": []},
+                  {"eval_time": f"{minutes}m", "alertname": spec.name,
+                   "exp_alerts": [_expected_alert(monitoring, spec, target)]}]}]
+    (tmp_path / "alerts.yml").write_text(render_alert_rules(monitoring))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m",
+                                                        "tests": tests}))
+    result = run(promtool, "test", "rules", str(tmp_path / "tests.yml"), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def scrape_archiver(port: int, scraper: subprocess.Popen, parse) -> dict[str, tuple[dict[str, str], float]]:
+    """pg_stat_archiver's samples from the exporter's /metrics, by name."""
+    deadline = time.monotonic() + 20
+    while True:
+        assert scraper.poll() is None, f"the exporter exited {scraper.returncode}"
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        except OSError:
+            text = ""
+        # By the family's name, the name exported (the parser adds `_total` to a counter's samples).
+        samples = {family.name: (sample.labels, sample.value) for family in parse(text)
+                   for sample in family.samples if family.name.startswith("pg_stat_archiver_")}
+        if samples:
+            return samples
+        assert time.monotonic() < deadline, text[-2000:]
+        time.sleep(0.3)
+
+
+def archiver_total(samples, counter: str, *, labels: bool = False):
+    label_set, value = samples[f"pg_stat_archiver_{counter}_count"]
+    return (label_set, int(value)) if labels else int(value)

@@ -17,6 +17,7 @@ CRITICAL = {
     "DatabaseConnectionTimeouts",
     "KafkaConsumerLagHigh",
     "DiskSpaceLow",
+    "PostgresWalArchiveFailing",
 }
 WARNING = {
     "JobFailureRateHigh",
@@ -123,12 +124,14 @@ def test_overridden_thresholds_change_the_rules_and_their_tests_still_pass(promt
         **{name: value for name, (value, _, _) in OVERRIDES.items()},
         service_down_for="30s",
         cpu_used_for="3m",
+        wal_archive_failing_for="25m",
     )
     before, after = rules_by_name(config), rules_by_name(changed)
     for _, rule, expected in OVERRIDES.values():
         assert expected in after[rule][1]["expr"], rule
         assert expected not in before[rule][1]["expr"], rule
     assert (after["ServiceDown"][1]["for"], after["HostCpuHigh"][1]["for"]) == ("30s", "3m")
+    assert after["PostgresWalArchiveFailing"][1]["for"] == "25m"
     result = promtool_test(promtool, run, write, changed, changed)
     assert result.returncode == 0, result.stdout
 
