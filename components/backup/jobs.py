@@ -44,6 +44,8 @@ PGPASSFILE = f"{SECRETS_DIR}/pgpass"
 CIPHER_PASS_FILE = f"{SECRETS_DIR}/backup_cipher_pass"
 CURL_S3_CONFIG = f"{SECRETS_DIR}/curl-s3.conf"
 CLICKHOUSE_BACKUP_CONFIG = f"{SECRETS_DIR}/clickhouse-backup.yml"
+STORE_CA = f"{FILES_DIR}/store-ca.pem"
+"""The private CA of the store's endpoint (settings backups.endpoint_ca), for every client of the store."""
 # The official postgres image's data layout (PGDATA) and its postgres user (uid 999 in the Debian image).
 POSTGRES_DATA_VOLUME = "postgres-data"
 POSTGRES_DATA_MOUNT = "/var/lib/postgresql/data"
@@ -166,10 +168,18 @@ def _pgbackrest_credentials(credentials: StoreCredentials) -> FileSpec:
     return FileSpec(PGBACKREST_SECRETS, content, secret=True)
 
 
+def _pgbackrest_conf(config: BackupConfig) -> str:
+    return render_pgbackrest_conf(config, Cluster(POSTGRES_DATA), ca_file=STORE_CA if config.endpoint_ca else None)
+
+
+def _store_ca(config: BackupConfig) -> list[FileSpec]:
+    return [FileSpec(STORE_CA, config.endpoint_ca)] if config.endpoint_ca else []
+
+
 def postgres_archiving(config: BackupConfig, credentials: StoreCredentials) -> PostgresArchiving:
-    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA))
     return PostgresArchiving(archive_settings(config, PGBACKREST_CONF, PGBACKREST_INCLUDE),
-                             (FileSpec(PGBACKREST_CONF, conf), _pgbackrest_credentials(credentials)))
+                             (FileSpec(PGBACKREST_CONF, _pgbackrest_conf(config)),
+                              _pgbackrest_credentials(credentials), *_store_ca(config)))
 
 
 class BackupJobsArgs(TypedDict):
@@ -198,7 +208,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
     if not isinstance(config, BackupConfig):
         raise ComponentArgsError("BackupJobs: config must be a BackupConfig")
     route = store_route(config)
-    conf = render_pgbackrest_conf(config, Cluster(POSTGRES_DATA))
+    # curl (the job script's S3_CA_FILE) and clickhouse-backup (aws-sdk-go-v2 config.LoadDefaultConfig reads
+    # AWS_CA_BUNDLE; Altinity/clickhouse-backup pkg/storage/s3.go Connect) trust the store's private CA.
+    private_ca = bool(config.endpoint_ca)
     store_keys = _keys(credentials, ("key", "secret"))
     postgres_job = ContainerSpec(
         service="postgres-backup", role="ds", image=args["job_image"], networks=["data"],
@@ -211,8 +223,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              "BACKUP_CIPHER_PASS_FILE": CIPHER_PASS_FILE, "S3_CURL_CONFIG": CURL_S3_CONFIG,
              "TEXTFILE_DIR": TEXTFILE_DIR, "S3_BUCKET_URL": route.url,
              "CONFIG_BACKUP_DIR": CONFIG_DIR, "LOG_ARCHIVE_DIR": "/var/log/clickhouse-server",
-             "TMPDIR": "/tmp", "HOME": "/tmp"},
-        files=[FileSpec(PGBACKREST_CONF, conf), FileSpec(JOB_SCRIPT, render_job_script(config)),
+             "TMPDIR": "/tmp", "HOME": "/tmp",
+             **({"S3_CA_FILE": STORE_CA} if private_ca else {})},
+        files=[FileSpec(PGBACKREST_CONF, _pgbackrest_conf(config)), *_store_ca(config), FileSpec(JOB_SCRIPT, render_job_script(config)),
                FileSpec(CRONTAB, render_crontab(config)), _pgbackrest_credentials(credentials),
                FileSpec(PGPASSFILE, pulumi.Output.from_input(args["postgres_password"]).apply(
                    lambda password: pgpass_line(args["postgres_user"], password)), secret=True),
@@ -243,8 +256,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true",
              # Its credentials: the config file it reads first, then this environment (Altinity/clickhouse-backup
              # pkg/config/config.go: CLICKHOUSE_BACKUP_CONFIG, `clickhouse.password`, `s3.access_key|secret_key`).
-             "CLICKHOUSE_BACKUP_CONFIG": CLICKHOUSE_BACKUP_CONFIG},
-        files=[FileSpec(CLICKHOUSE_BACKUP_CONFIG, pulumi.Output.all(
+             "CLICKHOUSE_BACKUP_CONFIG": CLICKHOUSE_BACKUP_CONFIG,
+             **({"AWS_CA_BUNDLE": STORE_CA} if private_ca else {})},
+        files=[*_store_ca(config), FileSpec(CLICKHOUSE_BACKUP_CONFIG, pulumi.Output.all(
             args["clickhouse_password"], *store_keys.values()).apply(
                 lambda values: yaml.safe_dump({"clickhouse": {"password": values[0]},
                                                **({"s3": {"access_key": values[1], "secret_key": values[2]}}

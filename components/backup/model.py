@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from components.monitoring.model import Duration, duration_seconds
 
@@ -62,6 +63,9 @@ class BackupConfig(Model):
     bucket: Annotated[str, AfterValidator(_bucket)]
     endpoint: str | None = Field(default=None, pattern=r"^https://[^/\s]+/?$")
     """An S3-compatible endpoint (MinIO, Ceph) as https://host[:port]; omitted: AWS S3 of `region`."""
+    endpoint_ca: str | None = None
+    """PEM of the CA that issued `endpoint`'s certificate when a private one did; every client of the store
+    (PostgreSQL's archiving, the jobs) then trusts that CA alone, instead of the images' public roots."""
     region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{2,32}$")
     stanza: str = Field(default="platform", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     incr: Schedule = Schedule(schedule="0 * * * *", max_age="2h")
@@ -78,6 +82,18 @@ class BackupConfig(Model):
     noncurrent_version_days: int = Field(default=7, ge=1, le=365)
     """Overwritten or deleted objects stay recoverable this long (versioning)."""
     abort_multipart_days: int = Field(default=2, ge=1, le=30)
+
+    @model_validator(mode="after")
+    def _endpoint_ca(self) -> BackupConfig:
+        if self.endpoint_ca is None:
+            return self
+        if self.endpoint is None:
+            raise ValueError("endpoint_ca: only with an endpoint (AWS S3 is reached with the public roots)")
+        try:
+            ssl.create_default_context(cadata=self.endpoint_ca)
+        except (ssl.SSLError, ValueError):
+            raise ValueError("endpoint_ca: must be the PEM text of one or more CA certificates") from None
+        return self
 
     def schedule(self, name: ClassName) -> Schedule:
         return getattr(self, name)

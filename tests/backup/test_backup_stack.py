@@ -3,6 +3,8 @@ schedule with the renderers' files, their metrics reaching Prometheus, and BAK-0
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 
 import pytest
@@ -18,6 +20,7 @@ from components.backup.jobs import (
     PGBACKREST_SECRETS,
     PGPASSFILE,
     POSTGRES_DATA,
+    STORE_CA,
     pgpass_line,
     render_crontab,
     scheduler_command,
@@ -225,3 +228,50 @@ def test_every_store_client_addresses_the_bucket_by_the_name_the_gateway_answers
 def test_a_bucket_name_with_a_dot_is_refused():
     with pytest.raises(ValueError, match="has no '.' in its name"):
         BackupConfig(bucket="orchestration.prod-backups")
+
+
+def _private_ca() -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "store CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_private_endpoints_ca_reaches_every_client_of_the_store():
+    """MinIO or Ceph with a certificate from a private CA: PostgreSQL's archiving and pgBackRest in the job
+    (repo1-storage-ca-file), the job's curl (S3_CA_FILE) and clickhouse-backup (AWS_CA_BUNDLE) trust it."""
+    ca = _private_ca()
+    project = load_project(REPO_ROOT, "prod")
+    settings = json.loads(project.config["platform:settings"])
+    settings["backups"] |= {"endpoint": "https://minio.internal:9000", "endpoint_ca": ca}
+    config = {**project.config, "platform:settings": json.dumps(settings)}
+    run = run_program(dataclasses.replace(project, config=config), "prod")
+    containers = running_containers(run.resources)
+    for client in ("postgres", "postgres-backup", "clickhouse-backup"):
+        files = files_of(run.resources, client)
+        assert reveal(files[STORE_CA]["content"]) == ca, client
+    for client in ("postgres", "postgres-backup"):
+        assert f"repo1-storage-ca-file = {STORE_CA}" in reveal(files_of(run.resources, client)[PGBACKREST_CONF]["content"])
+    assert env_of(containers["postgres-backup"])["S3_CA_FILE"] == STORE_CA
+    assert env_of(containers["clickhouse-backup"])["AWS_CA_BUNDLE"] == STORE_CA
+    # Without one, the public roots: no file, no option.
+    plain = run_program(project, "prod")
+    assert STORE_CA not in files_of(plain.resources, "postgres")
+
+
+@pytest.mark.parametrize("update,message", [
+    ({"endpoint_ca": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+      "endpoint": "https://minio.internal"}, "must be the PEM text"),
+    ({"endpoint_ca": "CA"}, "only with an endpoint"),
+])
+def test_an_endpoint_ca_is_refused_without_an_endpoint_or_a_certificate(update, message):
+    with pytest.raises(ValueError, match=message):
+        BackupConfig(bucket="orchestration-prod-backups", **update)
