@@ -169,8 +169,8 @@ def test_other_names_and_no_name_are_closed_unforwarded(gateway, store_client):
 def test_the_gateway_spec_joins_data_and_egress_and_answers_to_the_buckets_name():
     spec, _ = store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"data": None, "egress": None},
                                      "config": BackupConfig(bucket=BUCKET, region="eu-central-1"),
-                                     "image": "nginx:1.26.2-bookworm"})
+                                     "image": "nginx:1.26.3-bookworm"})
     assert spec.networks == ["data", "egress"] and spec.aliases == {"data": (f"{BUCKET}.s3.eu-central-1.amazonaws.com",)}
     with pytest.raises(ComponentArgsError, match="data and egress"):
         store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"data": None},
-                            "config": BackupConfig(bucket=BUCKET), "image": "nginx:1.26.2-bookworm"})
+                            "config": BackupConfig(bucket=BUCKET), "image": "nginx:1.26.3-bookworm"})
