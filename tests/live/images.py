@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 SUITES = ("trixie", "bookworm")
 POSTGRES_BACKUP = REPO_ROOT / "images" / "postgres-backup"
 AUTOSCALER_DOCKERFILE = REPO_ROOT / "images" / "autoscaler" / "Dockerfile"
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+"""The host's own trusted CAs (Debian's place for a site's CA, e.g. of a TLS-inspecting proxy in front of
+PyPI): a stand-in whose Dockerfile copies `host-ca/` gets them in its build context (see `build_standin`)."""
+HOST_CA = "host-ca"
 
 
 class ImageBuildError(RuntimeError):
@@ -96,8 +101,27 @@ class Standin:
     package: str | None
 
     @property
+    def wants_host_ca(self) -> bool:
+        return f"{HOST_CA}/" in (self.directory / "Dockerfile").read_text()
+
+    @property
     def hash(self) -> str:
-        return inputs_hash(base_hash(self.suite), self.directory)
+        with self.context() as context:
+            return inputs_hash(base_hash(self.suite), context)
+
+    @contextmanager
+    def context(self) -> Iterator[Path]:
+        """The directory, plus the host's CAs under host-ca/ when its Dockerfile copies them."""
+        if not self.wants_host_ca:
+            yield self.directory
+            return
+        with tempfile.TemporaryDirectory(prefix=f"standin-{self.name}-") as scratch:
+            context = Path(scratch) / self.name
+            shutil.copytree(self.directory, context)
+            (context / HOST_CA).mkdir()
+            for ca in sorted(HOST_CA_DIR.rglob("*.crt")) if HOST_CA_DIR.is_dir() else []:
+                shutil.copyfile(ca, context / HOST_CA / ca.name)
+            yield context
 
 
 def prod_settings():
@@ -213,7 +237,7 @@ def build_image(client, *, context: Path, tags: tuple[str, ...], wanted: str, do
     except docker.errors.BuildError as error:
         log = "".join(str(item.get("stream") or item.get("error") or "") for item in error.build_log)
         tail = "\n".join(log.strip().splitlines()[-15:])
-        raise ImageBuildError(f"{tags[0]}: the build of {context.relative_to(REPO_ROOT)} failed: {error.msg}\n"
+        raise ImageBuildError(f"{tags[0]}: the build of {context} failed: {error.msg}\n"
                               f"{tail}") from None
     for tag in tags[1:]:
         repository, _, version = tag.rpartition(":")
@@ -278,8 +302,9 @@ def build_all(client, describe_images: bool = False, log=print) -> list[Result]:
     by_tag: dict[str, str] = {}
     for standin in standins:
         wanted = standin.hash
-        record(", ".join(standin.tags), "", lambda s=standin, w=wanted: build_image(
-            client, context=s.directory, tags=s.tags, wanted=w, buildargs={"BASE": base_tag(s.suite)}))
+        with standin.context() as context:
+            record(", ".join(standin.tags), "", lambda s=standin, w=wanted, c=context: build_image(
+                client, context=c, tags=s.tags, wanted=w, buildargs={"BASE": base_tag(s.suite)}))
         if describe_images:
             results[-1].software = describe(client, standin)
         by_tag.update(dict.fromkeys(standin.tags, wanted))
