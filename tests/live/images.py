@@ -67,8 +67,13 @@ def base_files(suite: str) -> dict[str, tuple[str, int]]:
     }
 
 
+# The image configuration of Debian's official images (docker-library/debian): PATH, and bash as the command.
+BASE_CHANGES = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["bash"]')
+
+
 def base_hash(suite: str) -> str:
-    recipe = {"suite": suite, "mirror": MIRROR, "variant": "minbase", "files": base_files(suite)}
+    recipe = {"suite": suite, "mirror": MIRROR, "variant": "minbase", "files": base_files(suite),
+              "changes": BASE_CHANGES}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
@@ -141,21 +146,25 @@ def reference(key: str) -> str:
     return prod_settings().image(key)
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def load_standins(directory: Path = STANDINS) -> list[Standin]:
     standins = []
     for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
         meta_file = folder / "standin.yaml"
         if not (folder / "Dockerfile").is_file() or not meta_file.is_file():
-            raise ImageBuildError(f"{folder.relative_to(REPO_ROOT)}: needs a Dockerfile and a standin.yaml")
+            raise ImageBuildError(f"{_shown(folder)}: needs a Dockerfile and a standin.yaml")
         meta: dict[str, Any] = yaml.safe_load(meta_file.read_text()) or {}
         if meta.get("suite") not in SUITES:
-            raise ImageBuildError(f"{meta_file.relative_to(REPO_ROOT)}: suite must be one of {', '.join(SUITES)}, "
+            raise ImageBuildError(f"{_shown(meta_file)}: suite must be one of {', '.join(SUITES)}, "
                                   f"got {meta.get('suite')!r}")
         keys = meta.get("settings_key")
         keys = [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
         tags = tuple(dict.fromkeys([*(reference(key) for key in keys), *([meta["tag"]] if meta.get("tag") else [])]))
         if not tags:
-            raise ImageBuildError(f"{meta_file.relative_to(REPO_ROOT)}: no settings_key nor tag to tag the image with")
+            raise ImageBuildError(f"{_shown(meta_file)}: no settings_key nor tag to tag the image with")
         standins.append(Standin(folder.name, folder, meta["suite"], tags, meta.get("real"), meta.get("standin"),
                                 meta.get("package")))
     return standins
@@ -218,7 +227,7 @@ def build_base(client, suite: str) -> str:
         archive = Path(scratch) / "root.tar"
         _run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(archive), "."], base_tag(suite))
         client.api.import_image_from_file(str(archive), repository="platform-base", tag=suite,
-                                          changes=[f"LABEL {HASH_LABEL}={wanted}", 'CMD ["bash"]'])
+                                          changes=[f"LABEL {HASH_LABEL}={wanted}", *BASE_CHANGES])
     return "built"
 
 
