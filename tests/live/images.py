@@ -268,12 +268,15 @@ def _copied_paths(dockerfile: Path, context: Path) -> list[Path]:
 
 
 def installed_version(client, image: str, package: str) -> str | None:
+    container = client.containers.create(image, entrypoint=["dpkg-query", "-W", "-f=${Version}\\n", package],
+                                         user="0", network_mode="none")
     try:
-        output = client.containers.run(image, entrypoint=["dpkg-query", "-W", "-f=${Version}", package],
-                                       user="0", network_mode="none", remove=True)
-    except Exception:  # noqa: BLE001 - reported as an unknown version
-        return None
-    return output.decode().strip() or None
+        container.start()
+        status = container.wait(timeout=60)
+        output = container.logs(stdout=True, stderr=False).decode().strip()
+    finally:
+        container.remove(force=True, v=True)
+    return output if status.get("StatusCode") == 0 and output else None
 
 
 def describe(client, standin: Standin) -> str:
