@@ -317,7 +317,7 @@ def test_nginx_serves_the_stacks_edge_and_gateway(engine, stack, healthy):
     # Both run as nginx (101), workers included, with every capability dropped.
     for service in ("load-balancer", "s3-gateway"):
         code, owners = _exec(engine, stack["containers"][f"{PLAN_PREFIX}-{service}"],
-                             "for p in /proc/[0-9]*; do grep -qa '^nginx: ' $p/cmdline 2>/dev/null && stat -c %u $p; done")
+                             "for p in /proc/[0-9]*; do grep -qa '^nginx: ' $p/cmdline 2>/dev/null && stat -c %u $p; done; true")
         assert code == 0 and set(owners.split()) == {"101"}, (service, owners)
     # The gateway forwards only the bucket's server name: another name is closed unforwarded.
     code, output = _exec(engine, stack["containers"][f"{PLAN_PREFIX}-postgres"], (
@@ -379,7 +379,7 @@ def test_the_redis_and_nginx_standins_default_as_the_official_images(engine, ima
         # nginx.org's default site, served by workers running as nginx (101).
         _wait_for("nginx answering", lambda: "it works" in _exec(engine, nginx.id, "curl -s http://127.0.0.1/")[1])
         _, owners = _exec(engine, nginx.id, "for p in /proc/[0-9]*; do grep -qa '^nginx: worker' $p/cmdline "
-                                               "2>/dev/null && stat -c %u $p; done")
+                                               "2>/dev/null && stat -c %u $p; done; true")
         assert set(owners.split()) == {"101"}, owners
     finally:
         redis.remove(force=True)
