@@ -6,7 +6,7 @@
    reference, from its `standin.yaml`:
    - `settings_key`: a field of infra.settings.Images (its default), or the name of one of the platform's own
      images (`settings.image(name)` of the prod stack); a list tags the image with each; null for none;
-   - `tag`: a reference to tag it with besides (an image another Dockerfile names in its FROM);
+   - `tag` (or `tags`, a list): references to tag it with besides (an image another Dockerfile names in its FROM);
    - `package`: the Debian package whose version is the real software's (compared with the pinned tag);
    - `real`, `standin`, `contract`: what it runs, what it only imitates, what of the official image it honours.
 3. The project's own images from their real Dockerfiles: images/postgres-backup FROM the postgres stand-in
@@ -162,7 +162,9 @@ def load_standins(directory: Path = STANDINS) -> list[Standin]:
                                   f"got {meta.get('suite')!r}")
         keys = meta.get("settings_key")
         keys = [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
-        tags = tuple(dict.fromkeys([*(reference(key) for key in keys), *([meta["tag"]] if meta.get("tag") else [])]))
+        extra = meta.get("tags") or meta.get("tag") or []
+        extra = [extra] if isinstance(extra, str) else list(extra)
+        tags = tuple(dict.fromkeys([*(reference(key) for key in keys), *extra]))
         if not tags:
             raise ImageBuildError(f"{_shown(meta_file)}: no settings_key nor tag to tag the image with")
         standins.append(Standin(folder.name, folder, meta["suite"], tags, meta.get("real"), meta.get("standin"),
