@@ -220,9 +220,10 @@ def test_postgres_runs_the_stacks_role_sql_and_archives_with_its_pgbackrest_conf
         "env", "PGBACKREST_REPO1_S3_KEY=live-test", "PGBACKREST_REPO1_S3_KEY_SECRET=live-test", "pgbackrest",
         "--config=/etc/platform/pgbackrest.conf", "--config-include-path=/etc/platform/pgbackrest",
         "--stanza=platform", "--io-timeout=5", "info"], user="postgres")
-    # The stanza, cipher and bucket host are the configuration's; the bucket's name leads to the store gateway.
+    # The stanza and the cipher are the configuration's; the store answers no request (the gateway has no way
+    # out here: a timeout, or the connection closed during TLS).
     assert "stanza: platform" in output and "cipher: aes-256-cbc" in output, output
-    assert "'orchestration-prod-backups.s3.eu-central-1.amazonaws.com:443'" in output, output
+    assert re.search(r"status: error \(other\)\s+\[(FileReadError|ServiceError|HostConnectError)\]", output), output
     # What the backup job calls, in the same image.
     for tool in (["pgbackrest", "version"], ["mcron", "--version"], ["curl", "--version"], ["zstd", "--version"],
                  ["openssl", "version"]):
