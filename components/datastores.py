@@ -36,6 +36,10 @@ from components.spec import (
 # Official images start as root and step down to their own user (gosu/setpriv); these are the
 # capabilities that step needs once everything else is dropped.
 STEP_DOWN_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+# start-postgres.sh stays root while the server it started runs as postgres (the image's gosu step): checking
+# that the server lives (`kill -0`) and handing it docker's SIGTERM signal another user's process, which root
+# without CAP_KILL may not (kill(2): EPERM); the script would exit at once, killing initdb half-way.
+POSTGRES_CAPS = (*STEP_DOWN_CAPS, "KILL")
 
 
 class DataStoreArgs(TypedDict):
@@ -120,7 +124,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
                                               f"test -f {ROLES_APPLIED}")]),
         volumes=[VolumeMount("postgres-data", "/var/lib/postgresql/data")],
         tmpfs={SOCKET_DIR: "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},
-        cap_add=STEP_DOWN_CAPS,
+        cap_add=POSTGRES_CAPS,
         stop_grace_seconds=60,
     ))
 

@@ -335,7 +335,7 @@ def test_the_walk_fails_on_what_the_provider_reads_back_differently(key, value):
 
 
 def _task(**container_spec) -> dict:
-    return {"containerSpec": {"image": "nginx:1.26.2@sha256:" + "0" * 64, **container_spec}}
+    return {"containerSpec": {"image": "nginx:1.26.3@sha256:" + "0" * 64, **container_spec}}
 
 
 @pytest.mark.parametrize("key,value", [
@@ -343,7 +343,7 @@ def _task(**container_spec) -> dict:
     ("rollbackConfig", {"delay": "1m0s"}),
     ("updateConfig", {"maxFailureRatio": "0"}),  # FormatFloat(.., 'f', 1, ..): "0.0"
     ("updateConfig", {"failureAction": "Rollback"}),
-    ("taskSpec", {"containerSpec": {"image": "nginx:1.26.2"}}),  # the client appends the digest
+    ("taskSpec", {"containerSpec": {"image": "nginx:1.26.3"}}),  # the client appends the digest
     ("taskSpec", _task(stopGracePeriod="1m0s")),
     ("taskSpec", _task(healthcheck={"tests": ["CMD", "true"], "interval": "90s"})),
     ("taskSpec", _task(capAdds=["cap_chown"])),

@@ -147,10 +147,10 @@ def store(networks, image, password="s3cret-from-secrets", **extra):
 
 def test_data_stores_are_hardened_private_and_authenticated():
     run = deploy(with_networks(lambda networks: [
-        Postgres("postgres", store(networks, "postgres:16.4-bookworm", database="jobs", user="jobs",
+        Postgres("postgres", store(networks, "postgres:15.20-bookworm", database="jobs", user="jobs",
                                    superuser_password=pulumi.Output.secret("super-s3cret"),
                                    exporter_password=pulumi.Output.secret("exporter-s3cret"))),
-        Redis("redis", store(networks, "redis:7.4.1-bookworm")),
+        Redis("redis", store(networks, "redis:8.0.2-bookworm")),
         Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768}),
         ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
     ]))
@@ -208,7 +208,7 @@ def test_data_store_refuses_unpinned_image(image):
 
 def test_postgres_refuses_superuser():
     assert_registers_nothing(lambda: Postgres(
-        "postgres", store({"data": None}, "postgres:16.4-bookworm", database="jobs", user="postgres",
+        "postgres", store({"data": None}, "postgres:15.20-bookworm", database="jobs", user="postgres",
                           superuser_password="a", exporter_password="b")), "own role, not 'postgres'")
 
 

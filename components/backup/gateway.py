@@ -36,6 +36,17 @@ CONF_PATH = f"{FILES_DIR}/nginx.conf"
 UNPRIVILEGED_PORT_SYSCTL = "net.ipv4.ip_unprivileged_port_start"
 
 
+def map_hash_bucket_size(*names: str, cache_line: int = 64) -> int:
+    """The map's hash bucket size that holds every name: nginx refuses to start when one entry, a pointer and
+    the name aligned to a pointer, plus the bucket's closing pointer, exceed the bucket (nginx
+    src/core/ngx_hash.c ngx_hash_init, NGX_HASH_ELT_SIZE); the default is one CPU cache line, which a bucket's
+    virtual-hosted name (up to 63 + 1 + the endpoint's host) outgrows. Rounded up to cache lines, as nginx
+    aligns it."""
+    pointer = 8
+    needed = max(pointer + -(-(len(name) + 2) // pointer) * pointer + pointer for name in names)
+    return max(cache_line, -(-needed // cache_line) * cache_line)
+
+
 def render_gateway_conf(route: StoreRoute, *, resolver: str = DOCKER_DNS, listen: str | None = None,
                         pid_path: str = "/tmp/nginx.pid", modules: tuple[str, ...] = ()) -> str:
     """nginx.conf of the gateway: a stream server forwarding the bucket's SNI only.
@@ -55,6 +66,7 @@ def render_gateway_conf(route: StoreRoute, *, resolver: str = DOCKER_DNS, listen
             directive("access_log", "/dev/stdout", "s3"),
             directive("resolver", resolver, "valid=30s", "ipv6=off"),
             directive("resolver_timeout", "5s"),
+            directive("map_hash_bucket_size", map_hash_bucket_size(route.server_name)),
             # Any other server name, or none, maps to nothing: nginx closes the connection unforwarded.
             directive("map", "$ssl_preread_server_name", allowed, block=[
                 directive(route.server_name, f"{route.upstream_host}:{route.port}"),

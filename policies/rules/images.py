@@ -81,7 +81,7 @@ def pinned_tag(resource, report, options) -> None:
     prod=ADVISORY,
     checklist=["infrastructure.images-tagged"],
     sources=["CKV_K8S_43", "CIS 5.28 remediation", "CIS 4.5"],
-    remediation="Append the digest: `postgres:16.4-bookworm@sha256:...`.",
+    remediation="Append the digest: `postgres:15.20-bookworm@sha256:...`.",
 )
 def digest_pinned(resource, report, options) -> None:
     """Third-party images (data stores, monitoring, load balancer) are pinned by digest, not just by tag."""

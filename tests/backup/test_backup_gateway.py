@@ -117,9 +117,12 @@ def aws_module_env() -> Iterator[dict[str, str]]:
         yield one_off_aws_env(patch)
 
 
-def test_the_rendered_configuration_passes_nginx_t(tmp_path):
+# The longest bucket name S3 allows (63 characters), and the prod stack's: a server name longer than nginx's
+# default map hash bucket holds (one CPU cache line) is refused at start.
+@pytest.mark.parametrize("bucket", [BUCKET, "orchestration-prod-backups", "b" * 63])
+def test_the_rendered_configuration_passes_nginx_t(tmp_path, bucket):
     nginx = require_tool("nginx", "nginx-light")
-    route = store_route(BackupConfig(bucket=BUCKET, region="eu-central-1"))
+    route = store_route(BackupConfig(bucket=bucket, region="eu-central-1"))
     conf = tmp_path / "nginx.conf"
     conf.write_text(render_gateway_conf(route, listen=f"{LOOPBACK}:{free_port()}", pid_path=str(tmp_path / "pid"),
                                         modules=(stream_module(),)))
@@ -128,7 +131,7 @@ def test_the_rendered_configuration_passes_nginx_t(tmp_path):
     assert result.returncode == 0, result.stderr
     # The bucket's name on AWS, forwarded to the regional endpoint's own name on the store's port.
     assert (route.server_name, route.upstream_host, route.port) == (
-        f"{BUCKET}.s3.eu-central-1.amazonaws.com", "s3.eu-central-1.amazonaws.com", 443)
+        f"{bucket}.s3.eu-central-1.amazonaws.com", "s3.eu-central-1.amazonaws.com", 443)
 
 
 def test_the_buckets_requests_pass_with_the_stores_certificate_verified_end_to_end(gateway, store_client,
@@ -169,8 +172,8 @@ def test_other_names_and_no_name_are_closed_unforwarded(gateway, store_client):
 def test_the_gateway_spec_joins_data_and_egress_and_answers_to_the_buckets_name():
     spec, _ = store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"data": None, "egress": None},
                                      "config": BackupConfig(bucket=BUCKET, region="eu-central-1"),
-                                     "image": "nginx:1.26.2-bookworm"})
+                                     "image": "nginx:1.26.3-bookworm"})
     assert spec.networks == ["data", "egress"] and spec.aliases == {"data": (f"{BUCKET}.s3.eu-central-1.amazonaws.com",)}
     with pytest.raises(ComponentArgsError, match="data and egress"):
         store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"data": None},
-                            "config": BackupConfig(bucket=BUCKET), "image": "nginx:1.26.2-bookworm"})
+                            "config": BackupConfig(bucket=BUCKET), "image": "nginx:1.26.3-bookworm"})

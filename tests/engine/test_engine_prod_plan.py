@@ -4,36 +4,28 @@ in exactly the form the plan sends it (the provider's read-back rules, component
 
 from __future__ import annotations
 
-import base64
-import io
 import re
-import socket
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.runtime import cpu_nanos, duration_nanos, go_duration_string, nano_decimal
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
+from components.runtime import go_duration_string, nano_decimal
 from tests.engine.conftest import PREFIX
-from tests.helpers import reveal
-
-MIB = 1024 * 1024
-PLAN_PREFIX = "orchestration-prod"
-CONTAINER, NETWORK, VOLUME = ("docker:index/container:Container", "docker:index/network:Network",
-                              "docker:index/volume:Volume")
+from tests.live.plan import (
+    CONTAINER,
+    MIB,
+    NETWORK,
+    PLAN_PREFIX,
+    VOLUME,
+    create_container,
+    free_port,
+    load_prod_plan,
+)
 
 
 def _local(name: str) -> str:
     return name.replace(PLAN_PREFIX, PREFIX, 1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _daemon_nofile_limit() -> int:
@@ -60,75 +52,7 @@ def _root_propagates() -> bool:
 
 @pytest.fixture(scope="module")
 def prod_plan() -> dict[str, list[dict[str, Any]]]:
-    run = run_program(load_project(REPO_ROOT, "prod"), "prod")
-    plan: dict[str, list[dict[str, Any]]] = {CONTAINER: [], NETWORK: [], VOLUME: []}
-    for resource in run.resources:
-        if resource.type in plan:
-            plan[resource.type].append(reveal(resource.inputs))
-    return plan
-
-
-def _uploads_archive(uploads: list[dict[str, Any]]) -> bytes:
-    """The provider's upload: one tar per file, copied through the container's root (CopyToContainer)."""
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as tar:
-        for upload in uploads:
-            content = (base64.b64decode(upload["contentBase64"]) if "contentBase64" in upload
-                       else upload["content"].encode())
-            info = tarfile.TarInfo(upload["file"].lstrip("/"))
-            info.size, info.mode = len(content), int(upload.get("permissions", "0644"), 8)
-            info.uid = int(upload.get("owner", 0))
-            info.gid = int(upload.get("group", info.uid))
-            tar.addfile(info, io.BytesIO(content))
-    return data.getvalue()
-
-
-def _create(engine, image: str, inputs: dict[str, Any], ports: dict[int, int]) -> str:
-    check = inputs.get("healthcheck")
-    volumes = [f"{_local(v['volumeName'])}:{v['containerPath']}:{'ro' if v.get('readOnly') else 'rw'}"
-               for v in inputs.get("volumes", [])]
-    mounts = [{"Type": m["type"], "Source": m["source"], "Target": m["target"], "ReadOnly": m.get("readOnly", False),
-               "BindOptions": {"Propagation": m["bindOptions"]["propagation"]}} for m in inputs.get("mounts", [])]
-    host_config = engine.api.create_host_config(
-        binds=volumes or None,
-        mounts=mounts or None,
-        read_only=inputs.get("readOnly", False),
-        tmpfs=inputs.get("tmpfs"),
-        sysctls=inputs.get("sysctls"),
-        cap_add=inputs.get("capabilities", {}).get("adds"),
-        cap_drop=inputs.get("capabilities", {}).get("drops"),
-        security_opt=inputs.get("securityOpts"),
-        mem_limit=int(inputs["memory"]) * MIB if "memory" in inputs else None,
-        memswap_limit=int(inputs["memorySwap"]) * MIB if "memorySwap" in inputs else None,
-        nano_cpus=cpu_nanos(inputs["cpus"]) if "cpus" in inputs else None,
-        restart_policy={"Name": inputs.get("restart", "no"), "MaximumRetryCount": int(inputs.get("maxRetryCount", 0))},
-        log_config={"Type": inputs.get("logDriver", "json-file"), "Config": inputs.get("logOpts", {})},
-        ulimits=[{"Name": u["name"], "Soft": int(u["soft"]), "Hard": int(u["hard"])} for u in inputs.get("ulimits", [])]
-        or None,
-        # Published ports stay on loopback, on free ports: the definition is the same, the host is shared.
-        port_bindings={f"{int(p['internal'])}/tcp": ("127.0.0.1", ports[int(p["internal"])])
-                       for p in inputs.get("ports", [])} or None,
-        network_mode=inputs.get("networkMode", "bridge"),
-    )
-    created = engine.api.create_container(
-        image, name=_local(inputs["name"]), hostname=inputs.get("hostname"), user=inputs.get("user"),
-        environment=inputs.get("envs"), command=inputs.get("command"), entrypoint=inputs.get("entrypoints"),
-        labels={item["label"]: item["value"] for item in inputs.get("labels", [])},
-        ports=[int(p["internal"]) for p in inputs.get("ports", [])] or None,
-        healthcheck={"Test": check["tests"], "Interval": duration_nanos(check["interval"]),
-                     "Timeout": duration_nanos(check["timeout"]), "StartPeriod": duration_nanos(check["startPeriod"]),
-                     "Retries": int(check["retries"])} if check else None,
-        host_config=host_config,
-    )
-    container = created["Id"]
-    if inputs.get("networksAdvanced"):
-        # As the provider does: created on the default bridge, disconnected, then joined to each network.
-        engine.api.disconnect_container_from_network(container, "bridge")
-        for network in inputs["networksAdvanced"]:
-            engine.api.connect_container_to_network(container, _local(network["name"]), aliases=network["aliases"])
-    if inputs.get("uploads"):
-        engine.api.put_archive(container, "/", _uploads_archive(inputs["uploads"]))
-    return container
+    return load_prod_plan()
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +68,9 @@ def deployed(engine, standin_image, prod_plan):
         for inputs in prod_plan[VOLUME]:
             volumes.append(engine.api.create_volume(
                 _local(inputs["name"]), labels={item["label"]: item["value"] for item in inputs.get("labels", [])})["Name"])
-        ports = {int(p["internal"]): _free_port() for inputs in prod_plan[CONTAINER] for p in inputs.get("ports", [])}
+        ports = {int(p["internal"]): free_port() for inputs in prod_plan[CONTAINER] for p in inputs.get("ports", [])}
         for inputs in prod_plan[CONTAINER]:
-            containers[inputs["name"]] = _create(engine, standin_image, inputs, ports)
+            containers[inputs["name"]] = create_container(engine, standin_image, inputs, ports, rename=_local)
         for inputs in prod_plan[CONTAINER]:
             if inputs.get("start", True):
                 try:

@@ -57,7 +57,7 @@ def _run(command: str, port: int, path: str) -> int:
 
 
 @pytest.mark.parametrize("body, healthy", [
-    (b"# HELP redis_exporter_build_info\nredis_exporter_build_info{version=\"v1.67.0\"} 1\nredis_up 0\n", True),
+    (b"# HELP redis_exporter_build_info\nredis_exporter_build_info{version=\"v1.69.0\"} 1\nredis_up 0\n", True),
     (b"some_other_exporter_metric 1\n", False),
 ])
 def test_the_healthcheck_judges_the_exporter(redis_exporter_check, busybox_path, body, healthy):

@@ -222,7 +222,7 @@ def _secure_stack() -> list[Registration]:
             "swarm",
             {"name": "swarm", "driver": "overlay", "internal": True, "options": {"encrypted": "true"}},
         ),
-        registration(RI, "postgres-image", {"name": f"postgres:16.4-bookworm{DIGEST}"}),
+        registration(RI, "postgres-image", {"name": f"postgres:15.20-bookworm{DIGEST}"}),
         registration(RI, "app-image", {"name": "registry.internal/orchestration/api-gateway:1.0.0"}),
         registration(REG, "app-push", {"name": "registry.internal/orchestration/api-gateway:1.0.0"}),
         registration(RP, "db-password", {"length": 32.0, "special": False}),
@@ -340,7 +340,7 @@ def _secure_stack() -> list[Registration]:
         container(
             "nginx",
             "lb",
-            f"nginx:1.26.2-bookworm{DIGEST}",
+            f"nginx:1.26.3-bookworm{DIGEST}",
             "edge",
             ports=[
                 {"internal": 8080.0, "external": 80.0, "ip": "0.0.0.0"},

@@ -212,7 +212,7 @@ CASES: list[tuple[str, Mutation, str | None]] = [
         set_fields("api-gateway", image="registry.internal/orchestration/api-gateway"),
         "api-gateway",
     ),
-    ("IMG-002", set_fields("postgres-image", name="postgres:16.4-bookworm"), "postgres-image"),
+    ("IMG-002", set_fields("postgres-image", name="postgres:15.20-bookworm"), "postgres-image"),
     ("IMG-003", set_fields("app-image", name="evil.example.com/api-gateway:1.0.0"), "app-image"),
     ("IMG-004", set_fields("app-push", insecureSkipVerify=True), "app-push"),
     ("PROV-001", set_fields("docker", host="tcp://10.1.2.3:2375"), "docker"),
@@ -505,7 +505,7 @@ def test_a_tcp_proxys_nginx_config_is_not_judged_as_an_edge(check):
     """The backup store's gateway forwards TLS unopened (clients verify the store's own certificate): its
     stream-only nginx.conf serves no HTTP, so no edge rule applies to it, and the hardened gateway passes."""
     route = store_route(BackupConfig(bucket="platform-backups", region="eu-central-1"))
-    gateway = container("s3-gateway", "egress", f"registry.internal/library/nginx:1.26.2{DIGEST}", "data",
+    gateway = container("s3-gateway", "egress", f"registry.internal/library/nginx:1.26.3{DIGEST}", "data",
                         uploads=[{"file": "/etc/platform/nginx.conf", "content": render_gateway_conf(route)}])
     report = check(mutate=lambda resources: resources.append(gateway))
     assert report.violations == []
