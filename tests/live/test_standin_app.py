@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -440,6 +441,71 @@ def test_prometheus_has_what_alerts_and_dashboards_query(services, token, plan):
     assert total("orchestrator", "orchestrator_jobs_completed_total", status="succeeded") >= 1
     assert total("orchestrator", "orchestrator_jobs_completed_total", status="failed") == 0
     assert total("worker", "worker_job_slots") >= 1
+
+
+@pytest.fixture(scope="module")
+def prometheus(services, plan) -> Iterator[str]:
+    """A real Prometheus scraping the three services every second, with the stack's alert rules."""
+    binary = require_tool("prometheus")
+    directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-prometheus-"))
+    (directory / "alerts.yml").write_text(
+        _file(plan, "orchestration-prod-prometheus", "/etc/platform/rules/alerts.yml"))
+    # As the stack's prometheus.yml: a job per service, the `service` label the rules aggregate by.
+    (directory / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(directory / "alerts.yml")],
+        "scrape_configs": [{"job_name": service, "metrics_path": "/actuator/prometheus",
+                            "static_configs": [{"targets": [f"{_address(services[service])}:8080"],
+                                                "labels": {"service": service}}]} for service in SERVICES],
+    }))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, f"--config.file={directory / 'prometheus.yml'}", f"--storage.tsdb.path={directory / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            assert process.poll() is None, "Prometheus exited"
+            try:
+                return urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200
+            except OSError:
+                return False
+
+        _until(ready, 30, "Prometheus not ready")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _query(base: str, expr: str) -> list[dict[str, Any]]:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    answer = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def test_no_alert_of_the_stack_holds_on_the_healthy_services(prometheus, services, token, plan):
+    """Prometheus scrapes the services and evaluates the stack's rules: every alert on what the services expose
+    has data to work on (no metric missing) and stays false (no value that would make it fire)."""
+    gateway = services["api-gateway"]
+    for _ in range(5):
+        assert _http(gateway, "GET", "/api/v1/jobs", token=token)[0] == 200
+    _until(lambda: len(_query(prometheus, "count_over_time(up[1m]) >= 5 and up == 1")) == len(SERVICES), 30,
+           f"not every service scraped: {_query(prometheus, 'up')}")
+    rules = [rule for rule in _alert_rules(plan) if "alert" in rule
+             and (APP_METRIC.search(rule["expr"]) or rule["expr"] == "up == 0")]
+    assert {"ServiceDown", "HighErrorRate", "DatabaseConnectionTimeouts", "JobFailureRateHigh", "HighLatencyP95",
+            "UnusualLoginActivity"} <= {rule["alert"] for rule in rules}
+    for rule in rules:
+        for name in APP_METRIC.findall(rule["expr"]):
+            assert _query(prometheus, f"count({name})"), f"{rule['alert']}: no {name} scraped"
+        assert _query(prometheus, rule["expr"]) == [], f"{rule['alert']} holds: {rule['expr']}"
+    loaded = json.loads(urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=10).read())
+    assert {rule["health"] for group in loaded["data"]["groups"] for rule in group["rules"]} == {"ok"}
 
 
 def test_sigterm_stops_gracefully(services):
