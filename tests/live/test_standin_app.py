@@ -41,7 +41,10 @@ from tests.engine.test_engine_prod_plan import CONTAINER, NETWORK, VOLUME, _crea
 from tests.helpers import reveal
 from tests.test_postgres_roles import PG_BIN, Cluster, _as_postgres
 
-pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
+# Each test and the module as a whole stay well under 3 minutes once the image exists (about one minute here);
+# building it (about two minutes cold, cached by its layers after) is the fixtures' part, bounded by their own
+# waits, not by this.
+pytestmark = [pytest.mark.live, pytest.mark.timeout(180, func_only=True)]
 
 STANDIN = REPO_ROOT / "images" / "standins" / "app"
 BASE = "platform-base:trixie"
@@ -96,7 +99,8 @@ def _env(plan, container: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def image(engine) -> str:
-    """The stand-in built from its directory FROM the trixie base, tagged with the stack's references."""
+    """The stand-in built from its directory FROM the trixie base, tagged with the stack's references (directly,
+    until the shared builder, tests/live/images.py, builds and caches every stand-in)."""
     tags = yaml.safe_load((STANDIN / "standin.yaml").read_text())["tags"]
     try:
         engine.images.get(BASE)
@@ -127,8 +131,38 @@ def networks(engine, plan) -> Iterator[dict[str, str]]:
             network.remove()
 
 
+@dataclass
+class PostgresServer:
+    """The cluster in `directory`, listening on the data network's gateway; stopped and started by tests."""
+
+    directory: Path
+    address: str
+    cluster: Cluster | None = None
+
+    def start(self) -> None:
+        process = subprocess.Popen(
+            _as_postgres([str(PG_BIN / "postgres"), "-D", str(self.directory / "data"), "-p", "5432",
+                          "-c", f"listen_addresses={self.address}", "-c", f"unix_socket_directories={self.directory}",
+                          "-c", f"hba_file={self.directory / 'pg_hba.conf'}"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.cluster = Cluster(self.directory, 5432, process)
+        deadline = time.monotonic() + 30
+        while subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", self.address, "-p", "5432"],
+                             check=False).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            # Fast shutdown: the services' pooled connections would hold a smart one (SIGTERM) forever.
+            subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "stop", "-m", "fast", "-w", "-D",
+                                         str(self.directory / "data")]), check=True, capture_output=True, timeout=60)
+            self.cluster.process.wait(timeout=30)
+            self.cluster = None
+
+
 @pytest.fixture(scope="module")
-def postgres(plan, networks) -> Iterator[Cluster]:
+def postgres(plan, networks) -> Iterator[PostgresServer]:
     """PostgreSQL 15 on the data network's gateway, initialised as the official image does, the stack's roles
     applied by its start script's way (the superuser over the socket, the plan's secrets)."""
     if not (PG_BIN / "postgres").exists():
@@ -149,18 +183,10 @@ def postgres(plan, networks) -> Iterator[Cluster]:
     subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(directory / "data"), "--username", SUPERUSER,
                                  "--pwfile", str(directory / "pwfile"), "--auth-host=scram-sha-256",
                                  "--auth-local=scram-sha-256"]), check=True, capture_output=True, timeout=120)
-    process = subprocess.Popen(
-        _as_postgres([str(PG_BIN / "postgres"), "-D", str(directory / "data"), "-p", "5432",
-                      "-c", f"listen_addresses={address}", "-c", f"unix_socket_directories={directory}",
-                      "-c", f"hba_file={directory / 'pg_hba.conf'}"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cluster = Cluster(directory, 5432, process)
+    server = PostgresServer(directory, address)
+    server.start()
+    cluster = server.cluster
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", address, "-p", "5432"],
-                             check=False).returncode != 0:
-            assert process.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
-            time.sleep(0.2)
         database = _env(plan, "orchestration-prod-postgres")["POSTGRES_DB"]
         cluster.apply(f'CREATE DATABASE "{database}";', [], database="postgres")
         cluster.apply(ROLES_SQL, psql_variables(
@@ -169,10 +195,9 @@ def postgres(plan, networks) -> Iterator[Cluster]:
             exporter_password=_file(plan, "orchestration-prod-postgres", f"{secret}/postgres_exporter_password"),
             superuser_password=_file(plan, "orchestration-prod-postgres", f"{secret}/postgres_superuser_password")),
             database=database)
-        yield cluster
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -338,6 +363,17 @@ def test_health_is_down_while_redis_cannot_be_reached_with_the_stack_credential(
     assert _http(gateway, "GET", "/actuator/health") == (200, '{"status":"UP"}')
 
 
+def test_health_is_down_while_postgres_is_down(services, postgres):
+    gateway = services["api-gateway"]
+    postgres.stop()
+    try:
+        assert _http(gateway, "GET", "/actuator/health") == (503, '{"status":"DOWN"}')
+    finally:
+        postgres.start()
+    # The pool drops the connections the restart broke and opens new ones.
+    assert _http(gateway, "GET", "/actuator/health") == (200, '{"status":"UP"}')
+
+
 @pytest.fixture(scope="module")
 def admin_password(services, postgres, plan) -> str:
     """The stack's admin step: once the service has created its users table, postgres_app_admin.sql sets the
@@ -346,7 +382,7 @@ def admin_password(services, postgres, plan) -> str:
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10, prefix=b"2a")).decode()
     database = _env(plan, "orchestration-prod-postgres")["POSTGRES_DB"]
     _until(lambda: _http(services["api-gateway"], "GET", "/actuator/health")[0] == 200, 60, "api-gateway not up")
-    postgres.apply(ADMIN_SQL, ["-v", f"admin_bcrypt={hashed}"], database=database)
+    postgres.cluster.apply(ADMIN_SQL, ["-v", f"admin_bcrypt={hashed}"], database=database)
     return password
 
 
