@@ -83,10 +83,7 @@ def _uploads_archive(uploads: list[dict[str, Any]]) -> bytes:
     return data.getvalue()
 
 
-def _create(engine, image: str, inputs: dict[str, Any], ports: dict[int, int],
-            extra_hosts: dict[str, str] | None = None) -> str:
-    """The container the provider creates from `inputs`; `extra_hosts` lets a test stand a host's store in for
-    a container of the plan (the only option the plan does not set)."""
+def _create(engine, image: str, inputs: dict[str, Any], ports: dict[int, int]) -> str:
     check = inputs.get("healthcheck")
     volumes = [f"{_local(v['volumeName'])}:{v['containerPath']}:{'ro' if v.get('readOnly') else 'rw'}"
                for v in inputs.get("volumes", [])]
@@ -112,7 +109,6 @@ def _create(engine, image: str, inputs: dict[str, Any], ports: dict[int, int],
         port_bindings={f"{int(p['internal'])}/tcp": ("127.0.0.1", ports[int(p["internal"])])
                        for p in inputs.get("ports", [])} or None,
         network_mode=inputs.get("networkMode", "bridge"),
-        extra_hosts=extra_hosts,
     )
     created = engine.api.create_container(
         image, name=_local(inputs["name"]), hostname=inputs.get("hostname"), user=inputs.get("user"),

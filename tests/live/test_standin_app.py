@@ -1,11 +1,10 @@
 """The stand-in of the platform's Spring services (images/standins/app), run exactly as the prod plan defines
 api-gateway, the orchestrator and a worker: same user, read-only root, dropped capabilities, tmpfs, env, files
-volume and healthcheck (the stack's HttpCheck class, run by the engine in the image's JVM). The stores they
-need that are real here run on this host on the data network's gateway: PostgreSQL 15 with the stack's role
-SQL applied as its start script applies it, and Redis with the stack's redis.conf. Kafka is a stand-in: a TCP
-listener, which is all the services check of it; the job flow goes through PostgreSQL, so Kafka's part of it is
-not exercised.
-"""
+volume, networks and healthcheck (the stack's HttpCheck class, run by the engine in the image's JVM). The stores
+they need that are real here run from this host's packages in the network namespace of a container that answers
+to the stores' names on the plan's data network: PostgreSQL 15 with the stack's role SQL applied as its start
+script applies it, and Redis with the stack's redis.conf. Kafka is a stand-in: a TCP listener, which is all the
+services check of it; the job flow goes through PostgreSQL, so Kafka's part of it is not exercised."""
 
 from __future__ import annotations
 
@@ -16,8 +15,8 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +34,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from components.postgres import ADMIN_SQL, ROLES_SQL, SUPERUSER, hba_conf, psql_variables
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
+from infra.settings import parse_settings
+from stacks.platform import SERVICE_NEEDS
 from tests.conftest import ON_CI, require_tool
 from tests.engine.conftest import PREFIX
 from tests.engine.test_engine_prod_plan import CONTAINER, NETWORK, VOLUME, _create, _local
@@ -101,7 +102,12 @@ def _env(plan, container: str) -> dict[str, str]:
 def image(engine) -> str:
     """The stand-in built from its directory FROM the trixie base, tagged with the stack's references (directly,
     until the shared builder, tests/live/images.py, builds and caches every stand-in)."""
-    tags = yaml.safe_load((STANDIN / "standin.yaml").read_text())["tags"]
+    meta = yaml.safe_load((STANDIN / "standin.yaml").read_text())
+    tags = meta["tags"]
+    settings = parse_settings(json.loads(load_project(REPO_ROOT, "prod").config["platform:settings"]),
+                              "Pulumi.prod.yaml")
+    assert tags == [settings.image(service) for service in meta["settings_key"]]
+    assert set(meta["settings_key"]) == {*SERVICE_NEEDS, "worker"}
     try:
         engine.images.get(BASE)
     except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
@@ -114,40 +120,64 @@ def image(engine) -> str:
     return tags[0]
 
 
+@dataclass
+class StoreHost:
+    """Where the host's stores run: the network namespace of a container on the plan's data network that
+    answers to the stores' names (postgres, redis, kafka), so the services reach them by those names as in the
+    stack, with their definitions unchanged."""
+
+    container: Any
+    address: str
+
+    def run(self, command: list[str]) -> subprocess.Popen:
+        """`command` run on this host, inside the container's network namespace."""
+        return subprocess.Popen([require_tool("nsenter", "util-linux"), f"--net=/proc/{self.container.attrs['State']['Pid']}/ns/net",
+                                 "--", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="module")
-def networks(engine, plan) -> Iterator[dict[str, str]]:
-    """The plan's networks, as plain bridges here; name -> gateway address (where the host's stores listen)."""
-    created, gateways = [], {}
+def store_host(engine, image, plan) -> Iterator[StoreHost]:
+    """The plan's networks (the data network internal, as the plan has it) and the stores' namesake."""
+    if os.geteuid() != 0:
+        _unavailable("needs root to run the stores as their own users in a container's network namespace")
+    networks, container = [], None
     try:
-        for name in ("orchestration-prod-app", "orchestration-prod-data"):
-            assert name in plan[NETWORK]
-            network = engine.networks.create(_local(name), driver="bridge")
-            created.append(network)
-            network.reload()
-            gateways[name] = network.attrs["IPAM"]["Config"][0]["Gateway"]
-        yield gateways
+        for inputs in plan[NETWORK].values():
+            networks.append(engine.networks.create(_local(inputs["name"]), driver=inputs["driver"],
+                                                   internal=inputs.get("internal", False)))
+        data = _local("orchestration-prod-data")
+        created = engine.api.create_container(
+            BASE, ["sleep", "infinity"], name=f"{PREFIX}-stores", user="65534:65534",
+            host_config=engine.api.create_host_config(read_only=True, cap_drop=["ALL"], network_mode=data),
+            networking_config=engine.api.create_networking_config(
+                {data: engine.api.create_endpoint_config(aliases=["postgres", "redis", "kafka"])}))
+        container = engine.containers.get(created["Id"])
+        container.start()
+        container.reload()
+        yield StoreHost(container, container.attrs["NetworkSettings"]["Networks"][data]["IPAddress"])
     finally:
-        for network in created:
+        if container is not None:
+            container.remove(force=True)
+        for network in networks:
             network.remove()
 
 
 @dataclass
 class PostgresServer:
-    """The cluster in `directory`, listening on the data network's gateway; stopped and started by tests."""
+    """The cluster in `directory`, listening in the stores' namespace as the official image does (`*`);
+    stopped and started by tests."""
 
     directory: Path
-    address: str
+    host: StoreHost
     cluster: Cluster | None = None
 
     def start(self) -> None:
-        process = subprocess.Popen(
-            _as_postgres([str(PG_BIN / "postgres"), "-D", str(self.directory / "data"), "-p", "5432",
-                          "-c", f"listen_addresses={self.address}", "-c", f"unix_socket_directories={self.directory}",
-                          "-c", f"hba_file={self.directory / 'pg_hba.conf'}"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = self.host.run(_as_postgres([
+            str(PG_BIN / "postgres"), "-D", str(self.directory / "data"), "-p", "5432", "-c", "listen_addresses=*",
+            "-c", f"unix_socket_directories={self.directory}", "-c", f"hba_file={self.directory / 'pg_hba.conf'}"]))
         self.cluster = Cluster(self.directory, 5432, process)
         deadline = time.monotonic() + 30
-        while subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", self.address, "-p", "5432"],
+        while subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", self.host.address, "-p", "5432"],
                              check=False).returncode != 0:
             assert process.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
             time.sleep(0.2)
@@ -162,15 +192,12 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="module")
-def postgres(plan, networks) -> Iterator[PostgresServer]:
-    """PostgreSQL 15 on the data network's gateway, initialised as the official image does, the stack's roles
-    applied by its start script's way (the superuser over the socket, the plan's secrets)."""
+def postgres(plan, store_host) -> Iterator[PostgresServer]:
+    """PostgreSQL 15, initialised as the official image does, the stack's roles applied by its start script's
+    way (the superuser over the socket, the plan's secrets)."""
     if not (PG_BIN / "postgres").exists():
         _unavailable("PostgreSQL 15 not found (Debian: apt-get install postgresql-15; .ci/run installs it)")
     require_tool("runuser", "util-linux")
-    if os.geteuid() != 0:
-        _unavailable("needs root to run PostgreSQL as its own user")
-    address = networks["orchestration-prod-data"]
     secret = "/etc/platform/secrets"
     directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-pg-"))
     shutil.chown(directory, SUPERUSER)
@@ -183,7 +210,7 @@ def postgres(plan, networks) -> Iterator[PostgresServer]:
     subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(directory / "data"), "--username", SUPERUSER,
                                  "--pwfile", str(directory / "pwfile"), "--auth-host=scram-sha-256",
                                  "--auth-local=scram-sha-256"]), check=True, capture_output=True, timeout=120)
-    server = PostgresServer(directory, address)
+    server = PostgresServer(directory, store_host)
     server.start()
     cluster = server.cluster
     try:
@@ -203,21 +230,19 @@ def postgres(plan, networks) -> Iterator[PostgresServer]:
 
 @dataclass
 class RedisServer:
-    """redis-server with the stack's redis.conf, on the data network's gateway; stopped and started by tests."""
+    """redis-server with the stack's redis.conf, in the stores' namespace; stopped and started by tests."""
 
     config: Path
-    address: str
+    host: StoreHost
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [require_tool("redis-server", "redis-server"), str(self.config), "--bind", self.address,
-             "--port", "6379", "--dir", str(self.config.parent), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = self.host.run([require_tool("redis-server", "redis-server"), str(self.config),
+                                      "--dir", str(self.config.parent), "--daemonize", "no"])
         deadline = time.monotonic() + 15
         while True:
             try:
-                socket.create_connection((self.address, 6379), timeout=1).close()
+                socket.create_connection((self.host.address, 6379), timeout=1).close()
                 return
             except OSError:
                 assert self.process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
@@ -231,10 +256,10 @@ class RedisServer:
 
 
 @pytest.fixture(scope="module")
-def redis(plan, networks) -> Iterator[RedisServer]:
+def redis(plan, store_host) -> Iterator[RedisServer]:
     directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-redis-"))
     (directory / "redis.conf").write_text(_file(plan, "orchestration-prod-redis", "/etc/platform/redis.conf"))
-    server = RedisServer(directory / "redis.conf", networks["orchestration-prod-data"])
+    server = RedisServer(directory / "redis.conf", store_host)
     server.start()
     try:
         yield server
@@ -243,41 +268,43 @@ def redis(plan, networks) -> Iterator[RedisServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# Kafka's stand-in: accepts connections on 9092 and closes them (the services check reachability only).
+KAFKA_LISTENER = """
+import socket
+with socket.create_server(("0.0.0.0", 9092)) as listener:
+    while True:
+        listener.accept()[0].close()
+"""
+
+
 @pytest.fixture(scope="module")
-def kafka(networks) -> Iterator[None]:
-    """Kafka's stand-in: accepts connections on 9092 and closes them (the services check reachability only)."""
-    listener = socket.create_server((networks["orchestration-prod-data"], 9092))
-    listener.settimeout(0.5)
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                listener.accept()[0].close()
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
+def kafka(store_host) -> Iterator[None]:
+    process = store_host.run([sys.executable, "-c", KAFKA_LISTENER])
+    _until(lambda: _connects(store_host.address, 9092) or process.poll() is not None, 15, "no Kafka listener")
+    assert process.poll() is None
     yield
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+    process.terminate()
+    process.wait(timeout=15)
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
-def services(engine, image, plan, networks, postgres, redis, kafka) -> Iterator[dict[str, Any]]:
+def services(engine, image, plan, store_host, postgres, redis, kafka) -> Iterator[dict[str, Any]]:
     """The plan's containers (files volume filled by its seed container, as the runtime does), started."""
-    stores = networks["orchestration-prod-data"]
-    extra_hosts = {"postgres": stores, "redis": stores, "kafka": stores}
     containers, volumes = {}, []
     try:
         for service, name in SERVICES.items():
             seed = f"orchestration-prod-{service}-files"
             volumes.append(engine.volumes.create(_local(seed)))
             containers[seed] = engine.containers.get(_create(engine, image, plan[CONTAINER][seed], {}))
-            containers[service] = engine.containers.get(
-                _create(engine, image, plan[CONTAINER][name], {}, extra_hosts=extra_hosts))
+            containers[service] = engine.containers.get(_create(engine, image, plan[CONTAINER][name], {}))
         for service in SERVICES:
             containers[service].start()
         yield containers
