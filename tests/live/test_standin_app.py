@@ -35,7 +35,7 @@ from components.postgres import ADMIN_SQL, ROLES_SQL, SUPERUSER, hba_conf, psql_
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
 from infra.settings import parse_settings
-from stacks.platform import SERVICE_NEEDS
+from stacks.platform import SERVICE_NEEDS, WORKER_NEEDS
 from tests.conftest import ON_CI, require_tool
 from tests.engine.conftest import PREFIX
 from tests.engine.test_engine_prod_plan import CONTAINER, NETWORK, VOLUME, _create, _local
@@ -51,7 +51,8 @@ STANDIN = REPO_ROOT / "images" / "standins" / "app"
 BASE = "platform-base:trixie"
 # The containers of the prod plan this module runs, and the seed containers that fill their files volumes.
 SERVICES = {"api-gateway": "orchestration-prod-api-gateway-1", "orchestrator": "orchestration-prod-orchestrator",
-            "worker": "orchestration-prod-worker-1"}
+            "worker": "orchestration-prod-worker-1", "log-aggregator": "orchestration-prod-log-aggregator",
+            "query-service": "orchestration-prod-query-service"}
 HEALTHY_WITHIN_SECONDS = 90
 # Meters of the Spring services (Micrometer and the platform's own): what alerts and dashboards query of them.
 APP_METRIC = re.compile(r"\b((?:http_server_requests|hikaricp|orchestrator|worker|auth|jvm|process)_[a-z0-9_]+)")
@@ -150,7 +151,7 @@ def store_host(engine, image, plan) -> Iterator[StoreHost]:
             BASE, ["sleep", "infinity"], name=f"{PREFIX}-stores", user="65534:65534",
             host_config=engine.api.create_host_config(read_only=True, cap_drop=["ALL"], network_mode=data),
             networking_config=engine.api.create_networking_config(
-                {data: engine.api.create_endpoint_config(aliases=["postgres", "redis", "kafka"])}))
+                {data: engine.api.create_endpoint_config(aliases=["postgres", "redis", "kafka", "clickhouse"])}))
         container = engine.containers.get(created["Id"])
         container.start()
         container.reload()
@@ -268,19 +269,23 @@ def redis(plan, store_host) -> Iterator[RedisServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-# Kafka's stand-in: accepts connections on 9092 and closes them (the services check reachability only).
-KAFKA_LISTENER = """
-import socket
-with socket.create_server(("0.0.0.0", 9092)) as listener:
-    while True:
-        listener.accept()[0].close()
+# Kafka's and ClickHouse's stand-in: accepts connections on their ports and closes them (the services check
+# no more of them than that they are reachable).
+LISTENER = """
+import selectors, socket
+selector = selectors.DefaultSelector()
+for port in (9092, 8123):
+    selector.register(socket.create_server(("0.0.0.0", port)), selectors.EVENT_READ)
+while True:
+    for key, _ in selector.select():
+        key.fileobj.accept()[0].close()
 """
 
 
 @pytest.fixture(scope="module")
-def kafka(store_host) -> Iterator[None]:
-    process = store_host.run([sys.executable, "-c", KAFKA_LISTENER])
-    _until(lambda: _connects(store_host.address, 9092) or process.poll() is not None, 15, "no Kafka listener")
+def listeners(store_host) -> Iterator[None]:
+    process = store_host.run([sys.executable, "-c", LISTENER])
+    _until(lambda: _connects(store_host.address, 8123) or process.poll() is not None, 15, "no listeners")
     assert process.poll() is None
     yield
     process.terminate()
@@ -296,7 +301,7 @@ def _connects(host: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def services(engine, image, plan, store_host, postgres, redis, kafka) -> Iterator[dict[str, Any]]:
+def services(engine, image, plan, store_host, postgres, redis, listeners) -> Iterator[dict[str, Any]]:
     """The plan's containers (files volume filled by its seed container, as the runtime does), started."""
     containers, volumes = {}, []
     try:
@@ -496,9 +501,11 @@ def test_prometheus_has_what_alerts_and_dashboards_query(services, token, plan):
     for service in SERVICES:
         assert 0 < total(service, "jvm_memory_used_bytes", area="heap") < total(service, "jvm_memory_max_bytes",
                                                                                  area="heap")
-        assert total(service, "hikaricp_connections_max", pool="HikariPool-1") > 0
-        # Healthy: no alert may fire on these (DatabaseConnectionTimeouts, HighErrorRate).
+        # A pool where the service needs PostgreSQL, with no timeout (DatabaseConnectionTimeouts).
+        pool = "postgres" in (WORKER_NEEDS if service == "worker" else SERVICE_NEEDS[service])
+        assert (total(service, "hikaricp_connections_max", pool="HikariPool-1") > 0) == pool
         assert total(service, "hikaricp_connections_timeout_total") == 0
+        # No server error outside the actuator (HighErrorRate).
         assert not [key for key in scrapes[service]["http_server_requests_seconds_count"]
                     if dict(key)["status"].startswith("5") and not dict(key)["uri"].startswith("/actuator")]
     assert total("orchestrator", "orchestrator_jobs_completed_total", status="succeeded") >= 1
