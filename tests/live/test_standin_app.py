@@ -63,18 +63,6 @@ def _unavailable(message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine():
-    docker = __import__("docker") if ON_CI else pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=300)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any reason the daemon does not answer
-        _unavailable(f"no Docker engine answers ({exc}); .ci/run starts dockerd")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def plan() -> dict[str, dict[str, dict[str, Any]]]:
     run = run_program(load_project(REPO_ROOT, "prod"), "prod")
     resources: dict[str, dict[str, dict[str, Any]]] = {CONTAINER: {}, NETWORK: {}, VOLUME: {}}
@@ -124,16 +112,17 @@ def image(engine) -> str:
 @dataclass
 class StoreHost:
     """Where the host's stores run: the network namespace of a container on the plan's data network that
-    answers to the stores' names (postgres, redis, kafka), so the services reach them by those names as in the
-    stack, with their definitions unchanged."""
+    answers to the stores' names (postgres, redis, kafka, clickhouse), so the services reach them by those names
+    as in the stack, with their definitions unchanged."""
 
     container: Any
     address: str
 
     def run(self, command: list[str]) -> subprocess.Popen:
         """`command` run on this host, inside the container's network namespace."""
-        return subprocess.Popen([require_tool("nsenter", "util-linux"), f"--net=/proc/{self.container.attrs['State']['Pid']}/ns/net",
-                                 "--", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        namespace = f"/proc/{self.container.attrs['State']['Pid']}/ns/net"
+        return subprocess.Popen([require_tool("nsenter", "util-linux"), f"--net={namespace}", "--", *command],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
