@@ -64,7 +64,9 @@ def live_plan(stack: str, settings_update: dict | None = None, secrets: dict[str
         config[f"platform:{key}"] = value
         secret_keys.append(f"platform:{key}")
     project = dataclasses.replace(project, config=config, secret_keys=secret_keys)
-    return run_program(project, stack, mocks=LiveMocks(), preview=False)
+    run = run_program(project, stack, mocks=LiveMocks(), preview=False)
+    run.settings = json.loads(config["platform:settings"])
+    return run
 
 
 def free_port() -> int:

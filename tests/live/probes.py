@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import urllib3
 
+from components.backup.model import BackupConfig, StoreRoute, store_route
 from components.runtime import go_duration_string, nano_decimal
 from tests.helpers import reveal
 from tests.live.deploy import CONTAINER, MIB, NETWORK, VOLUME, DockerDeployment
@@ -34,6 +35,10 @@ def wait_for(probe: Callable[[], T | None], seconds: float, what: str, every: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {seconds:.0f} s: {what} (last error: {last})")
         time.sleep(every)
+
+
+def backup_route(stack: DockerDeployment) -> StoreRoute:
+    return store_route(BackupConfig.model_validate(stack.run.settings["backups"]))
 
 
 def stack_output(stack: DockerDeployment, key: str) -> Any:

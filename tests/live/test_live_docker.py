@@ -18,6 +18,8 @@ from tests.live.probes import (
     EdgeClient,
     alertmanager_get,
     assert_reads_back_as_sent,
+    backup_route,
+    exec_in,
     healthy_table,
     prometheus_get,
     wait_for,
@@ -107,3 +109,16 @@ def test_no_alert_fires_on_the_healthy_stack(stack):
 
 def test_the_definitions_read_back_as_sent(stack):
     assert_reads_back_as_sent(stack)
+
+
+def test_the_buckets_name_leads_the_data_network_to_the_store_gateway(stack):
+    """PostgreSQL and the backup jobs sit on the internal data network and address the bucket by its
+    virtual-hosted name: Docker's DNS answers that name there with the gateway's address, the one way out."""
+    gateway = stack.client.api.inspect_container(stack.local(f"{STACK_PREFIX}-s3-gateway"))
+    data = stack.local(f"{STACK_PREFIX}-data")
+    assert set(gateway["NetworkSettings"]["Networks"]) == {data, stack.local(f"{STACK_PREFIX}-egress")}
+    gateway_address = gateway["NetworkSettings"]["Networks"][data]["IPAddress"]
+    bucket_host = backup_route(stack).server_name
+    for client in ("postgres", "postgres-backup", "clickhouse-backup"):
+        answers = {line.split()[0] for line in exec_in(stack, client, ["getent", "ahostsv4", bucket_host]).splitlines()}
+        assert answers == {gateway_address}, client
