@@ -22,6 +22,7 @@ from tests.live.probes import (
     exec_in,
     healthy_table,
     prometheus_get,
+    stack_output,
     wait_for,
 )
 
@@ -122,3 +123,22 @@ def test_the_buckets_name_leads_the_data_network_to_the_store_gateway(stack):
     for client in ("postgres", "postgres-backup", "clickhouse-backup"):
         answers = {line.split()[0] for line in exec_in(stack, client, ["getent", "ahostsv4", bucket_host]).splitlines()}
         assert answers == {gateway_address}, client
+
+
+def test_the_application_role_cannot_create_roles_or_read_other_databases(stack):
+    """The services' role logs in to its own database and nowhere else, and manages no roles."""
+    data = stack.run.settings.get("data", {})
+    user, database = data.get("postgres_user", "orchestration"), data.get("postgres_database", "orchestration")
+    as_app = {"PGPASSWORD": stack_output(stack, "postgres_password")}
+
+    def psql(db: str, sql: str) -> tuple[int, str]:
+        container = stack.client.containers.get(stack.local(f"{STACK_PREFIX}-postgres"))
+        code, output = container.exec_run(["psql", "-h", "127.0.0.1", "-U", user, "-d", db, "-tAc", sql],
+                                          environment=as_app)
+        return code, output.decode(errors="replace")
+
+    assert psql(database, "SELECT current_user") == (0, f"{user}\n")
+    code, output = psql(database, "CREATE ROLE live_intruder LOGIN PASSWORD 'x'")
+    assert code != 0 and "permission denied" in output, output
+    code, output = psql("postgres", "SELECT 1")
+    assert code != 0 and ("permission denied" in output or "no pg_hba.conf entry" in output), output
