@@ -4,7 +4,7 @@ PYTHON ?= python3
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: preview test plan check lint benchmark clean
+.PHONY: preview test live plan check lint benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ plan: preview
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The prod stack booted on this machine's Docker engine (both runtimes) from images built here, and proven;
+# `make live LIVE_KEEP=1` leaves it running for a look (remove it with `docker rm -f`, or run again).
+live: $(STAMP)
+	LIVE_KEEP=$(LIVE_KEEP) $(VENV)/bin/python -m pytest -m live -s tests/live
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

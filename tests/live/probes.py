@@ -1,0 +1,196 @@
+"""What a user checks on a live stack: HTTPS through the edge with the stack's CA, Prometheus' and
+Alertmanager's APIs (asked from inside their containers: they publish no port), and the read-back of every
+definition as the provider reads it (a second `pulumi up` sees no difference)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+
+from components.backup.model import BackupConfig, StoreRoute, store_route
+from components.runtime import go_duration_string, nano_decimal
+from tests.helpers import reveal
+from tests.live.deploy import CONTAINER, MIB, NETWORK, VOLUME, DockerDeployment
+
+STACK_PREFIX = "orchestration-prod"
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], seconds: float, what: str, every: float = 2.0) -> T:
+    """The probe's first true answer within `seconds`; else a failure naming what was awaited and the last error."""
+    deadline, last = time.monotonic() + seconds, None
+    while True:
+        try:
+            answer = probe()
+            if answer:
+                return answer
+        except Exception as error:  # noqa: BLE001 - kept for the failure message
+            last = error
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds:.0f} s: {what} (last error: {last})")
+        time.sleep(every)
+
+
+def backup_route(stack: DockerDeployment) -> StoreRoute:
+    return store_route(BackupConfig.model_validate(stack.run.settings["backups"]))
+
+
+def stack_output(stack: DockerDeployment, key: str) -> Any:
+    return reveal(stack.run.stack_outputs[key])
+
+
+@dataclass
+class EdgeClient:
+    """HTTPS to the load balancer's published port, by the stack's public host name, trusting only its CA."""
+
+    pool: urllib3.HTTPSConnectionPool
+    host: str
+    admin_password: str
+
+    @classmethod
+    def of(cls, stack: DockerDeployment) -> EdgeClient:
+        host = stack_output(stack, "endpoints")[0].removeprefix("https://")
+        ca = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)  # noqa: SIM115 - read by urllib3 later
+        ca.write(stack_output(stack, "ca_certificate_pem"))
+        ca.close()
+        pool = urllib3.HTTPSConnectionPool("127.0.0.1", stack.host_ports[443], ca_certs=ca.name,
+                                           cert_reqs="CERT_REQUIRED", server_hostname=host, assert_hostname=host,
+                                           retries=False, timeout=10)
+        return cls(pool, host, stack_output(stack, "app_admin_password"))
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None):
+        headers = {"Host": self.host, "Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.pool.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+
+    def get(self, path: str, token: str | None = None):
+        return self.request("GET", path, token=token)
+
+    def post(self, path: str, body: Any, token: str | None = None):
+        return self.request("POST", path, body, token)
+
+    def login(self) -> str:
+        """The seeded admin's token, with the password the stack generated for it."""
+        wrong = self.post("/api/v1/auth/login", {"username": "admin", "password": "admin123"})
+        assert wrong.status == 401, (wrong.status, wrong.data)
+        answer = self.post("/api/v1/auth/login", {"username": "admin", "password": self.admin_password})
+        assert answer.status == 200, (answer.status, answer.data)
+        return json.loads(answer.data)["token"]
+
+
+def exec_in(stack: DockerDeployment, service: str, command: list[str], environment: dict | None = None) -> str:
+    container = stack.client.containers.get(stack.local(f"{STACK_PREFIX}-{service}"))
+    code, output = container.exec_run(command, environment=environment)
+    if code != 0:
+        raise RuntimeError(f"{service}: {command} exited {code}: {output.decode(errors='replace')}")
+    return output.decode()
+
+
+def prometheus_get(stack: DockerDeployment, path: str) -> str:
+    return exec_in(stack, "prometheus", ["wget", "-qO-", f"http://127.0.0.1:9090{path}"])
+
+
+def alertmanager_get(stack: DockerDeployment, path: str) -> str:
+    return exec_in(stack, "alertmanager", ["wget", "-qO-", f"http://127.0.0.1:9093{path}"])
+
+
+def healthy_table(stack: DockerDeployment, images: dict[str, str]) -> str:
+    """component | image (real software and version, or stand-in) | healthy after N s."""
+    rows = [("component", "image", "healthy after")]
+    for r in stack.of_type(CONTAINER):
+        created = stack.created.get(r.urn)
+        if created is None or created.seconds_to_ready is None:
+            continue
+        image = stack.image_of(r)
+        rows.append((r.inputs["hostname"], f"{image} = {images.get(image, '?')}", f"{created.seconds_to_ready:.1f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+
+
+def assert_reads_back_as_sent(stack: DockerDeployment) -> None:
+    """Each container, network and volume read back as resource_docker_container_funcs.go (and the network and
+    volume reads) read it: equal to what the plan sends, so the provider finds no difference."""
+    api, differences = stack.client.api, []
+    for r in stack.of_type(CONTAINER):
+        inputs = stack.inputs(r)
+        state = api.inspect_container(stack.local(inputs["name"]))
+        host, config = state["HostConfig"], state["Config"]
+        read_back = {
+            "user": config["User"] or None,
+            "hostname": config["Hostname"] if inputs.get("hostname") else None,
+            "readOnly": host["ReadonlyRootfs"],
+            "tmpfs": host.get("Tmpfs"),
+            "sysctls": host.get("Sysctls"),
+            "capabilities": {"drops": sorted(host.get("CapDrop") or []), "adds": sorted(host.get("CapAdd") or [])}
+            if host.get("CapDrop") or host.get("CapAdd") else None,
+            "securityOpts": sorted(host.get("SecurityOpt") or []) or None,
+            # Memory and swap in MiB, cpus through nanoInt64ToDecimalString.
+            "memory": host["Memory"] // MIB or None,
+            "memorySwap": host["MemorySwap"] // MIB if host["MemorySwap"] > 0 else None,
+            "cpus": nano_decimal(host["NanoCpus"]) if host["NanoCpus"] else None,
+            "restart": host["RestartPolicy"]["Name"],
+            "maxRetryCount": host["RestartPolicy"]["MaximumRetryCount"] or None,
+            "logDriver": host["LogConfig"]["Type"],
+            "logOpts": host["LogConfig"]["Config"] or None,
+            "ulimits": sorted(({"name": u["Name"], "soft": u["Soft"], "hard": u["Hard"]}
+                               for u in host["Ulimits"] or []), key=str) or None,
+            "healthcheck": {
+                "tests": config["Healthcheck"]["Test"],
+                **{key: go_duration_string(config["Healthcheck"].get(field, 0))
+                   for key, field in (("interval", "Interval"), ("timeout", "Timeout"),
+                                      ("startPeriod", "StartPeriod"))},
+                "retries": config["Healthcheck"].get("Retries", 0),
+            } if config.get("Healthcheck") else None,
+            "networks": {name: sorted(set(aliases) & set(network.get("Aliases") or []))
+                         for name, network in state["NetworkSettings"]["Networks"].items()
+                         for aliases in [next((n["aliases"] for n in inputs.get("networksAdvanced", [])
+                                               if stack.local(n["name"]) == name), [])]},
+            "volumes": sorted((m["Name"], m["Destination"], m["RW"]) for m in state["Mounts"] if m["Type"] == "volume"),
+        }
+        sent = {
+            "user": inputs.get("user"),
+            "hostname": inputs.get("hostname"),
+            "readOnly": inputs.get("readOnly", False),
+            "tmpfs": inputs.get("tmpfs"),
+            "sysctls": inputs.get("sysctls"),
+            "capabilities": {key: sorted(inputs["capabilities"].get(key) or [])
+                             for key in ("drops", "adds")} if "capabilities" in inputs else None,
+            "securityOpts": sorted(inputs.get("securityOpts") or []) or None,
+            "memory": int(inputs["memory"]) if "memory" in inputs else None,
+            "memorySwap": int(inputs["memorySwap"]) if "memorySwap" in inputs else None,
+            "cpus": inputs.get("cpus"),
+            "restart": inputs.get("restart", "no"),
+            "maxRetryCount": int(inputs["maxRetryCount"]) if inputs.get("maxRetryCount") else None,
+            "logDriver": inputs.get("logDriver", "json-file"),
+            "logOpts": inputs.get("logOpts"),
+            "ulimits": sorted(({"name": u["name"], "soft": int(u["soft"]), "hard": int(u["hard"])}
+                               for u in inputs.get("ulimits", [])), key=str) or None,
+            "healthcheck": {**{k: inputs["healthcheck"][k] for k in ("tests", "interval", "timeout", "startPeriod")},
+                            "retries": int(inputs["healthcheck"]["retries"])} if "healthcheck" in inputs else None,
+            "networks": {stack.local(n["name"]): sorted(n["aliases"]) for n in inputs.get("networksAdvanced", [])}
+            or {inputs.get("networkMode", "bridge"): []},
+            "volumes": sorted((stack.local(v["volumeName"]), v["containerPath"], not v.get("readOnly", False))
+                              for v in inputs.get("volumes", [])),
+        }
+        if read_back != sent:
+            differences.append((inputs["name"], {k: (sent[k], read_back[k]) for k in sent if sent[k] != read_back[k]}))
+    for r in stack.of_type(NETWORK):
+        inputs = stack.inputs(r)
+        state = api.inspect_network(stack.local(inputs["name"]))
+        if (state["Driver"], state["Internal"], state["Labels"]) != (
+                inputs["driver"], inputs.get("internal", False),
+                {item["label"]: item["value"] for item in inputs.get("labels", [])}):
+            differences.append((inputs["name"], state))
+    for r in stack.of_type(VOLUME):
+        inputs = stack.inputs(r)
+        state = api.inspect_volume(stack.local(inputs["name"]))
+        if state["Labels"] != {item["label"]: item["value"] for item in inputs.get("labels", [])}:
+            differences.append((inputs["name"], state["Labels"]))
+    assert differences == []

@@ -1,0 +1,144 @@
+"""The prod stack booted on the real Docker engine from its own definitions (Docker runtime), proven as a user
+would: every container healthy and staying so, HTTPS through the load balancer with the stack's CA (login, a job
+submitted and processed, each api-gateway replica answering), Prometheus scraping every target, no alert pending
+or firing, the application's role confined, and the definitions reading back as sent (a second `up` changes
+nothing). Images: tests/live/images.py (real software where Debian has it, stand-ins named as such)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
+from tests.live.probes import (
+    STACK_PREFIX,
+    EdgeClient,
+    alertmanager_get,
+    assert_reads_back_as_sent,
+    backup_route,
+    exec_in,
+    healthy_table,
+    prometheus_get,
+    stack_output,
+    wait_for,
+)
+
+pytestmark = pytest.mark.live
+HEALTHY_FOR = 60
+"""Seconds every container must stay healthy, without a restart, after the last one turned healthy."""
+
+
+@pytest.fixture(scope="module")
+def stack(engine, live_images):
+    run = live_plan("prod")
+    deployment = DockerDeployment(engine, run, f"live-{uuid.uuid4().hex[:6]}", STACK_PREFIX)
+    started = time.monotonic()
+    try:
+        deployment.up()
+        deployment.seconds_to_up = time.monotonic() - started
+        print("\n" + healthy_table(deployment, live_images))
+        yield deployment
+    finally:
+        if not _keep():
+            deployment.down()
+
+
+def _keep() -> bool:
+    import os
+    return os.environ.get("LIVE_KEEP") == "1"
+
+
+def _running(stack: DockerDeployment) -> dict[str, dict]:
+    return {r.name: stack.client.api.inspect_container(stack.local(stack.inputs(r)["name"]))
+            for r in stack.of_type(CONTAINER) if stack.inputs(r).get("start", True) is not False}
+
+
+def test_every_container_turns_healthy_and_stays_so(stack):
+    deadline = time.monotonic() + HEALTHY_FOR
+    while time.monotonic() < deadline:
+        states = _running(stack)
+        unwell = {name: (s["State"]["Status"], s["State"].get("Health", {}).get("Status"), s["RestartCount"])
+                  for name, s in states.items()
+                  if not s["State"]["Running"] or s["RestartCount"]
+                  or s["State"].get("Health", {}).get("Status", "healthy") != "healthy"}
+        assert unwell == {}, {name: (state, stack.logs(stack.local(f"{STACK_PREFIX}-{name}")))
+                              for name, state in unwell.items()}
+        time.sleep(5)
+
+
+def test_https_through_the_load_balancer(stack):
+    edge = EdgeClient.of(stack)
+    assert edge.get("/actuator/health").status == 200
+    token = edge.login()
+    assert edge.post("/api/v1/jobs", {"type": "live-test", "payload": {"n": 1}}, token=None).status == 401
+    job = edge.post("/api/v1/jobs", {"type": "live-test", "payload": {"n": 1}}, token=token)
+    assert job.status in (200, 201, 202), job.data
+    job_id = json.loads(job.data)["id"]
+    done = wait_for(lambda: json.loads(edge.get(f"/api/v1/jobs/{job_id}", token=token).data).get("status")
+                    in ("COMPLETED", "DONE", "SUCCEEDED") or None, 60, f"job {job_id} processed by a worker")
+    assert done
+    # nginx balances over every api-gateway replica: each one answers within a few requests.
+    replicas = {r.inputs["hostname"] for r in stack.of_type(CONTAINER) if r.name.startswith("api-gateway-")
+                and stack.inputs(r).get("start", True) is not False}
+    seen = {edge.get("/actuator/health").headers.get("X-Served-By") for _ in range(20)}
+    assert replicas <= seen, seen
+
+
+def test_prometheus_scrapes_every_target(stack):
+    def all_up():
+        targets = json.loads(prometheus_get(stack, "/api/v1/targets?state=active"))["data"]["activeTargets"]
+        down = {t["labels"].get("job", "?") + "/" + t["labels"].get("instance", "?"): t.get("lastError")
+                for t in targets if t["health"] != "up"}
+        return (targets, down) if targets and not down else None
+
+    targets, _ = wait_for(all_up, 120, "every scrape target up")
+    assert len(targets) >= len(stack.of_type(CONTAINER)) // 2
+
+
+def test_no_alert_fires_on_the_healthy_stack(stack):
+    # Every rule evaluated at least twice after every target was scraped (evaluation_interval is 15 s).
+    wait_for(lambda: json.loads(prometheus_get(stack, "/api/v1/rules"))["data"]["groups"], 60, "rules loaded")
+    time.sleep(35)
+    firing = json.loads(alertmanager_get(stack, "/api/v2/alerts?active=true&silenced=false&inhibited=false"))
+    pending = [a for a in json.loads(prometheus_get(stack, "/api/v1/alerts"))["data"]["alerts"]]
+    print("pending or firing in Prometheus:", [(a["labels"]["alertname"], a["state"]) for a in pending])
+    assert [a["labels"]["alertname"] for a in firing] == []
+
+
+def test_the_definitions_read_back_as_sent(stack):
+    assert_reads_back_as_sent(stack)
+
+
+def test_the_buckets_name_leads_the_data_network_to_the_store_gateway(stack):
+    """PostgreSQL and the backup jobs sit on the internal data network and address the bucket by its
+    virtual-hosted name: Docker's DNS answers that name there with the gateway's address, the one way out."""
+    gateway = stack.client.api.inspect_container(stack.local(f"{STACK_PREFIX}-s3-gateway"))
+    data = stack.local(f"{STACK_PREFIX}-data")
+    assert set(gateway["NetworkSettings"]["Networks"]) == {data, stack.local(f"{STACK_PREFIX}-egress")}
+    gateway_address = gateway["NetworkSettings"]["Networks"][data]["IPAddress"]
+    bucket_host = backup_route(stack).server_name
+    for client in ("postgres", "postgres-backup", "clickhouse-backup"):
+        answers = {line.split()[0] for line in exec_in(stack, client, ["getent", "ahostsv4", bucket_host]).splitlines()}
+        assert answers == {gateway_address}, client
+
+
+def test_the_application_role_cannot_create_roles_or_read_other_databases(stack):
+    """The services' role logs in to its own database and nowhere else, and manages no roles."""
+    data = stack.run.settings.get("data", {})
+    user, database = data.get("postgres_user", "orchestration"), data.get("postgres_database", "orchestration")
+    as_app = {"PGPASSWORD": stack_output(stack, "postgres_password")}
+
+    def psql(db: str, sql: str) -> tuple[int, str]:
+        container = stack.client.containers.get(stack.local(f"{STACK_PREFIX}-postgres"))
+        code, output = container.exec_run(["psql", "-h", "127.0.0.1", "-U", user, "-d", db, "-tAc", sql],
+                                          environment=as_app)
+        return code, output.decode(errors="replace")
+
+    assert psql(database, "SELECT current_user") == (0, f"{user}\n")
+    code, output = psql(database, "CREATE ROLE live_intruder LOGIN PASSWORD 'x'")
+    assert code != 0 and "permission denied" in output, output
+    code, output = psql("postgres", "SELECT 1")
+    assert code != 0 and ("permission denied" in output or "no pg_hba.conf entry" in output), output
