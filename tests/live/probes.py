@@ -16,7 +16,8 @@ import urllib3
 from components.backup.model import BackupConfig, StoreRoute, store_route
 from components.runtime import go_duration_string, nano_decimal
 from tests.helpers import reveal
-from tests.live.deploy import CONTAINER, MIB, NETWORK, VOLUME, DockerDeployment
+from tests.live.deploy import DockerDeployment
+from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
 
 STACK_PREFIX = "orchestration-prod"
 T = TypeVar("T")
