@@ -19,6 +19,7 @@ from tests.live.plan import (
     PLAN_PREFIX,
     VOLUME,
     create_container,
+    daemon_nofile_limit,
     free_port,
     load_prod_plan,
 )
@@ -26,19 +27,6 @@ from tests.live.plan import (
 
 def _local(name: str) -> str:
     return name.replace(PLAN_PREFIX, PREFIX, 1)
-
-
-def _daemon_nofile_limit() -> int:
-    """The daemon's own hard limit on open files: runc cannot grant a container more."""
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "dockerd":
-                line = next(line for line in (proc / "limits").read_text().splitlines()
-                            if line.startswith("Max open files"))
-                return int(line.split()[4])
-        except (OSError, StopIteration, ValueError):
-            continue
-    return 1 << 30
 
 
 def _root_propagates() -> bool:
@@ -90,7 +78,7 @@ def deployed(engine, standin_image, prod_plan):
 def test_the_engine_accepts_and_starts_every_prod_definition(deployed, prod_plan):
     containers, start_errors = deployed
     assert set(containers) == {inputs["name"] for inputs in prod_plan[CONTAINER]}
-    limit = _daemon_nofile_limit()
+    limit = daemon_nofile_limit()
     # Two refusals at start belong to the host, not to the definition (which the engine accepted above):
     # a ulimit above the daemon's own (the packaged docker.service sets LimitNOFILE=infinity), and an rslave
     # bind of / when / is a private mount (systemd makes it shared; .ci/run does when it starts dockerd).

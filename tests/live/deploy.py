@@ -30,7 +30,7 @@ import docker
 from infra.cli import REPO_ROOT
 from infra.mockrun import ProgramRun, Registration, load_project, run_program
 from tests.helpers import reveal
-from tests.live.plan import CONTAINER, NETWORK, VOLUME, create_container, free_port
+from tests.live.plan import CONTAINER, NETWORK, VOLUME, create_container, daemon_nofile_limit, free_port
 from tests.live.providers import LiveMocks
 
 REMOTE_IMAGE, BUILT_IMAGE = "docker:index/remoteImage:RemoteImage", "docker:index/image:Image"
@@ -62,6 +62,19 @@ def live_plan(stack: str, settings_update: dict | None = None, secrets: dict[str
     return run
 
 
+def host_ulimits(ulimits: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Ulimits lowered to the engine's own hard limit where they exceed it (runc cannot grant more: the Debian
+    package's docker.service runs dockerd with LimitNOFILE=infinity, this sandbox with a limit it may not
+    raise), and a note for each lowering."""
+    limit, lowered, notes = daemon_nofile_limit(), [], []
+    for ulimit in ulimits:
+        if int(ulimit["hard"]) > limit:
+            notes.append(f"ulimit {ulimit['name']} {ulimit['hard']} lowered to {limit}, the engine's own limit here")
+            ulimit = {**ulimit, "soft": min(int(ulimit["soft"]), limit), "hard": limit}
+        lowered.append(ulimit)
+    return lowered, notes
+
+
 @dataclass
 class Created:
     kind: str
@@ -80,6 +93,8 @@ class DockerDeployment:
     host_ports: dict[int, int] = field(default_factory=dict)
     """Published ports: the container port -> a free loopback port (the host is shared with other tests)."""
     created: dict[str, Created] = field(default_factory=dict)
+    host_differences: set[str] = field(default_factory=set)
+    """Where this host cannot run a definition as sent, and what it runs instead."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -146,7 +161,8 @@ class DockerDeployment:
     def _container(self, r: Registration) -> float | None:
         i = self.inputs(r)
         api = self.client.api
-        container = create_container(self.client, self.image_of(r), i, self.host_ports, rename=self.local)
+        container = create_container(self.client, self.image_of(r), self.within_host_limits(i), self.host_ports,
+                                     rename=self.local)
         if i.get("start", True) is False:
             return None
         started = time.monotonic()
@@ -166,6 +182,13 @@ class DockerDeployment:
                 raise RuntimeError(f"container {self.local(i['name'])} not healthy within its wait_timeout "
                                    f"{i.get('waitTimeout')} s:\n" + self.logs(self.local(i["name"])))
             time.sleep(0.5)
+
+    def within_host_limits(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The definition with its ulimits as this host can grant them (`host_ulimits`); each lowering is
+        recorded in `host_differences`."""
+        ulimits, notes = host_ulimits(inputs.get("ulimits", []))
+        self.host_differences |= {f"{inputs['name']}: {note}" for note in notes}
+        return {**inputs, "ulimits": ulimits} if ulimits else inputs
 
     def logs(self, name: str, lines: int = 40) -> str:
         try:

@@ -10,6 +10,7 @@ import io
 import socket
 import tarfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from components.runtime import cpu_nanos, duration_nanos
@@ -114,3 +115,16 @@ def create_container(engine, image: str, inputs: dict[str, Any], ports: dict[int
     if inputs.get("uploads"):
         engine.api.put_archive(container, "/", uploads_archive(inputs["uploads"]))
     return container
+
+
+def daemon_nofile_limit() -> int:
+    """The daemon's own hard limit on open files: runc cannot grant a container more."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "dockerd":
+                line = next(line for line in (proc / "limits").read_text().splitlines()
+                            if line.startswith("Max open files"))
+                return int(line.split()[4])
+        except (OSError, StopIteration, ValueError):
+            continue
+    return 1 << 30

@@ -16,7 +16,7 @@ import urllib3
 from components.backup.model import BackupConfig, StoreRoute, store_route
 from components.runtime import go_duration_string, nano_decimal
 from tests.helpers import reveal
-from tests.live.deploy import DockerDeployment
+from tests.live.deploy import DockerDeployment, host_ulimits
 from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
 
 STACK_PREFIX = "orchestration-prod"
@@ -172,7 +172,7 @@ def assert_reads_back_as_sent(stack: DockerDeployment) -> None:
             "logDriver": inputs.get("logDriver", "json-file"),
             "logOpts": inputs.get("logOpts"),
             "ulimits": sorted(({"name": u["name"], "soft": int(u["soft"]), "hard": int(u["hard"])}
-                               for u in inputs.get("ulimits", [])), key=str) or None,
+                               for u in host_ulimits(inputs.get("ulimits", []))[0]), key=str) or None,
             "healthcheck": {**{k: inputs["healthcheck"][k] for k in ("tests", "interval", "timeout", "startPeriod")},
                             "retries": int(inputs["healthcheck"]["retries"])} if "healthcheck" in inputs else None,
             "networks": {stack.local(n["name"]): sorted(n["aliases"]) for n in inputs.get("networksAdvanced", [])}

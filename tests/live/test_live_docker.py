@@ -40,6 +40,7 @@ def stack(engine, live_images):
         deployment.up()
         deployment.seconds_to_up = time.monotonic() - started
         print("\n" + healthy_table(deployment, live_images))
+        print("\n".join(["Where this host differs:", *sorted(deployment.host_differences)]))
         yield deployment
     finally:
         if not _keep():
