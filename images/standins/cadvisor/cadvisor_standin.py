@@ -100,7 +100,7 @@ def measure(container_id: str) -> dict[str, float] | None:
 def started(state: dict) -> float:
     text = state.get("StartedAt", "")[:26].rstrip("Z")
     try:
-        return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp()
+        return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp()
     except ValueError:
         return 0.0
 
@@ -126,7 +126,9 @@ def exposition() -> str:
         labels = {"id": f"/docker/{container_id}", "image": summary.get("Image", ""),
                   "name": summary["Names"][0].lstrip("/")}
         state = docker(f"/containers/{container_id}/json").get("State", {})
-        add = lambda name, value, extra=None: families[name][2].append(({**labels, **(extra or {})}, value))  # noqa: E731
+        def add(name: str, value: float, extra: dict[str, str] | None = None, labels: dict = labels) -> None:
+            families[name][2].append(({**labels, **(extra or {})}, value))
+
         add("container_memory_usage_bytes", values["usage"])
         add("container_memory_working_set_bytes", values["working_set"])
         add("container_spec_memory_limit_bytes", values["limit"])
@@ -137,13 +139,13 @@ def exposition() -> str:
         add("container_spec_cpu_shares", values["shares"])
         add("container_start_time_seconds", started(state))
         add("container_last_seen", now)
-    lines = [f'# HELP cadvisor_version_info A metric with a constant \'1\' value labeled by version.',
+    lines = ['# HELP cadvisor_version_info A metric with a constant \'1\' value labeled by version.',
              "# TYPE cadvisor_version_info gauge", f'cadvisor_version_info{{cadvisorVersion="{VERSION}"}} 1']
     for name, (kind, text, samples) in families.items():
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
         for labels, value in samples:
             rendered = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-            lines.append(f"{name}{{{rendered}}} {value:.9g}")
+            lines.append(f"{name}{{{rendered}}} {value!r}")
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +158,7 @@ def main(argv: list[str]) -> None:
     docker("/version")  # as cAdvisor with --docker_only: no start without the Docker API
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/healthz":
                 return self.reply(200, "ok", "text/plain")

@@ -105,8 +105,8 @@ class Metrics:
     def exposition(self) -> str:
         with self.lock:
             values = dict(self.values)
-        kind = lambda name: "counter" if name.startswith(("successful_", "failed_")) else "gauge"  # noqa: E731
-        return "".join(f"# TYPE clickhouse_backup_{name} {kind(name)}\nclickhouse_backup_{name} {value:g}\n"
+        kind = lambda name: "counter" if name.startswith(("successful_", "failed_")) else "gauge"
+        return "".join(f"# TYPE clickhouse_backup_{name} {kind(name)}\nclickhouse_backup_{name} {value!r}\n"
                        for name, value in sorted(values.items()))
 
 
@@ -156,7 +156,7 @@ def s3_put(config: dict, key: str, body: bytes) -> None:
     else:
         host, path = f"{bucket}.{endpoint.netloc}", f"/{key}"
     path = urllib.parse.quote(path)
-    stamp = datetime.datetime.now(datetime.timezone.utc)
+    stamp = datetime.datetime.now(datetime.UTC)
     amz_date, day = stamp.strftime("%Y%m%dT%H%M%SZ"), stamp.strftime("%Y%m%d")
     headers = {"host": host, "x-amz-content-sha256": hashlib.sha256(body).hexdigest(), "x-amz-date": amz_date}
     if config.get(("s3", "sse")):
@@ -208,9 +208,9 @@ def log(message: str) -> None:
 
 def watch(config: dict, metrics: Metrics, status: Status, interval: int) -> None:
     while True:
-        name = f"full-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d%H%M%S')}"
+        name = f"full-{datetime.datetime.now(datetime.UTC).strftime('%Y%m%d%H%M%S')}"
         row = status.start(f"create_remote {name}")
-        error = metrics.run("create_remote", lambda: create_remote(config, name))
+        error = metrics.run("create_remote", lambda name=name: create_remote(config, name))
         status.finish(row, error)
         log(f"create_remote {name}: {'error: ' + str(error) if error else 'done'}")
         time.sleep(interval)
@@ -231,7 +231,7 @@ def server(argv: list[str]) -> None:
     enable_metrics = config["api", "enable_metrics"].lower() == "true"
 
     class Api(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/backup/status":
                 self.reply(200, status.json_each_row(), "application/json")

@@ -142,10 +142,10 @@ class Server:
         server = self
 
         class Http(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 self.answer(None)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
 
             def answer(self, body: str | None) -> None:
@@ -178,7 +178,7 @@ class Server:
                 pass
 
         class Metrics(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 found = self.path.split("?")[0] == setting(server.config, "prometheus.endpoint", "/metrics")
                 data = (server.metrics() if found else "Not found.\n").encode()
                 self.send_response(200 if found else 404)

@@ -149,7 +149,7 @@ def server(argv: list[str]) -> None:
         return row is not None and hmac.compare_digest(row[0], encode_password(password, row[1]))
 
     class Api(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/api/health":
                 return self.reply(200, {"database": "ok", "version": VERSION, "commit": "stand-in"})
@@ -175,7 +175,7 @@ def server(argv: list[str]) -> None:
                                         "meta": {"provisioned": True, "folderTitle": found[0]["folder"]}})
             self.reply(404, {"message": "Not found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path.split("?")[0] != "/login":
                 return self.reply(404, {"message": "Not found"})
             try:

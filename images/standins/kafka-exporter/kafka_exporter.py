@@ -83,7 +83,7 @@ def main() -> None:
         sys.exit(255)  # klog.Fatalln
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == options["web.telemetry-path"]:
                 try:
