@@ -31,6 +31,7 @@ from tests.engine.test_engine_prod_plan import (  # noqa: F401 - prod_plan is a 
     _create,
     _daemon_nofile_limit,
     _local,
+    _uploads_archive,
     prod_plan,
 )
 
@@ -88,9 +89,6 @@ def _own(inputs: dict[str, Any]) -> dict[str, Any]:
     daemon's own (a property of this host: runc cannot grant it) lowered to it, and said so."""
     rename = lambda name: name.replace(PLAN_PREFIX, OWN_PREFIX, 1)
     limit = _daemon_nofile_limit()
-    for ulimit in inputs.get("ulimits", []):
-        if int(ulimit["hard"]) > limit:
-            print(f"\n{inputs['name']}: {ulimit['name']} {ulimit['hard']} lowered to the daemon's {limit} on this host")
     ulimits = [{**u, "soft": min(int(u["soft"]), limit), "hard": min(int(u["hard"]), limit)}
                for u in inputs.get("ulimits", [])]
     return {**inputs, "name": rename(inputs["name"]), **({"ulimits": ulimits} if ulimits else {}),
@@ -168,6 +166,11 @@ def stack(engine, images, prod_plan):  # noqa: F811 - the engine tests' prod_pla
     try:
         for network in sorted(networks):
             created_networks.append(engine.api.create_network(_local(network), driver="bridge", internal=True)["Id"])
+        limit = _daemon_nofile_limit()
+        for name, inputs in definitions.items():
+            for ulimit in inputs.get("ulimits", []):
+                if int(ulimit["hard"]) > limit:
+                    print(f"\n{name}: {ulimit['name']} {ulimit['hard']:g} lowered to the daemon's {limit} on this host")
         # Files containers first: their uploads fill the files volumes the services mount.
         for name, inputs in sorted(definitions.items(), key=lambda item: not item[0].endswith("-files")):
             containers[name] = _create(engine, images[SERVICES[_service(inputs)]], _own(inputs), {})
@@ -308,6 +311,22 @@ def test_grafana_logs_in_the_admin_and_lists_the_provisioned_dashboards(stack):
     assert "Getting secret GF_SECURITY_ADMIN_PASSWORD from" in logs
 
 
+def test_grafana_takes_a_rotated_admin_password_at_the_next_start(stack, engine):
+    """The stack's entrypoint resets the admin password from its file with `grafana cli` before /run.sh
+    (Grafana applies GF_SECURITY_ADMIN_PASSWORD only when it creates the admin)."""
+    files = stack.definitions[f"{PLAN_PREFIX}-grafana-files"]
+    user, path = stack.env("grafana")["GF_SECURITY_ADMIN_USER"], "/etc/platform/secrets/grafana_admin_password"
+    old, new = stack.file("grafana", path), "rotated-" + stack.file("grafana", path)
+    upload = next(u for u in files["uploads"] if u["file"] == path)
+    rotated = {**{k: v for k, v in upload.items() if k != "contentBase64"}, "content": new}
+    engine.api.put_archive(stack.ids[files["name"]], "/", _uploads_archive([rotated]))
+    stack.container("grafana").restart(timeout=10)
+    stack.wait_healthy("grafana", time.monotonic())
+    assert stack.http("grafana", "http://127.0.0.1:3000/api/user", auth=(user, new))[0] == 200
+    assert stack.http("grafana", "http://127.0.0.1:3000/api/user", auth=(user, old))[0] == 401
+    assert "platform: Grafana admin password applied" in stack.container("grafana").logs().decode()
+
+
 def test_cadvisor_measures_the_running_containers(stack, engine):
     status, metrics = stack.http("cadvisor", "http://127.0.0.1:8080/metrics")
     assert status == 200
@@ -322,6 +341,8 @@ def test_cadvisor_measures_the_running_containers(stack, engine):
     assert value("container_spec_memory_limit_bytes") == limit
     assert 0 < value("container_memory_working_set_bytes") <= value("container_memory_usage_bytes") < limit
     assert value("container_cpu_usage_seconds_total") > 0
+    cpus = float(stack.definitions[f"{PLAN_PREFIX}-kafka"]["cpus"])
+    assert value("container_spec_cpu_quota") / value("container_spec_cpu_period") == pytest.approx(cpus)
     assert stack.http("cadvisor", "http://127.0.0.1:8080/healthz") == (200, "ok\n")
 
 
@@ -366,10 +387,13 @@ def test_no_alert_fires_on_a_stand_ins_value(stack, prod_plan, tmp_path):  # noq
     time.sleep(10)
     second, at_second = _scrape(stack)
     series, exported, now = [], set(), time.time()
+    ours = _local(OWN_PREFIX)
     for job, samples in second.items():
         instance, labels = targets[job]
         for selector, value in samples.items():
             name, _, rest = selector.partition("{")
+            if 'name="' in rest and f'name="{ours}-' not in rest:
+                continue  # cAdvisor measures every container of the host: only this stack's are its to judge
             exported.add(name)
             scraped = {"job": job, "instance": instance, **labels}
             all_labels = rest.rstrip("}") + ("," if rest.rstrip("}") else "") + ",".join(
@@ -379,6 +403,7 @@ def test_no_alert_fires_on_a_stand_ins_value(stack, prod_plan, tmp_path):  # noq
                 value, per_minute = value - now + EVAL_MINUTES * 60, 0.0
             series.append({"series": f"{name}{{{all_labels}}}",
                            "values": f"{value:.6f}{'+' if per_minute >= 0 else '-'}{abs(per_minute):.6f}x120"})
+    assert sum(f'name="{ours}-' in item["series"] for item in series) >= len(SERVICES) * 4, "no container of ours"
     series += [{"series": f'up{{job="{job}",instance="{instance}",service="{labels.get("service", job)}"}}',
                 "values": "1x120"} for job, (instance, labels) in targets.items()]
     # The alerts whose expression reads a series a stand-in exports (or the up of its target).

@@ -2,7 +2,7 @@
 alerts read, measured from the host's cgroup files of each running Docker container.
 
 Containers come from the Docker API on /var/run/docker.sock (--docker_only); each one's cgroup is found under
-/sys/fs/cgroup (cgroup v1: memory/ and cpu,cpuacct/ controllers; v2: the unified tree), at docker/<id> (cgroupfs
+/sys/fs/cgroup (cgroup v1: the memory, cpu and cpuacct controllers; v2: the unified tree), at docker/<id> (cgroupfs
 driver) or system.slice/docker-<id>.scope (systemd driver). Series, named and labelled as cAdvisor's
 metrics/prometheus.go does (id, name, image): container_memory_usage_bytes, container_memory_working_set_bytes
 (usage less inactive file pages), container_spec_memory_limit_bytes (0 without a limit),
@@ -81,9 +81,9 @@ def measure(container_id: str) -> dict[str, float] | None:
                 "cpu_seconds": stat(read(group / "cpu.stat")).get("usage_usec", 0) / 1e6,
                 "quota": 0 if quota == "max" else int(quota), "period": int(period or 100000),
                 "shares": int(read(group / "cpu.weight") or 100)}
-    memory, cpu = cgroup_dir("memory", container_id), cgroup_dir("cpu,cpuacct", container_id) or cgroup_dir(
-        "cpuacct", container_id)
-    if memory is None or cpu is None:
+    # cpu and cpuacct are one hierarchy mounted twice (or linked to cpu,cpuacct): either name reaches it.
+    memory, cpu, cpuacct = (cgroup_dir(name, container_id) for name in ("memory", "cpu", "cpuacct"))
+    if memory is None or cpu is None or cpuacct is None:
         return None
     usage = int(read(memory / "memory.usage_in_bytes") or 0)
     limit = int(read(memory / "memory.limit_in_bytes") or 0)
@@ -91,7 +91,7 @@ def measure(container_id: str) -> dict[str, float] | None:
     return {"usage": usage, "working_set": max(0, usage - inactive),
             # The kernel's "no limit" is the largest page-aligned value.
             "limit": 0 if limit >= 1 << 62 else limit,
-            "cpu_seconds": int(read(cpu / "cpuacct.usage") or 0) / 1e9,
+            "cpu_seconds": int(read(cpuacct / "cpuacct.usage") or 0) / 1e9,
             "quota": max(0, int(read(cpu / "cpu.cfs_quota_us") or -1)),
             "period": int(read(cpu / "cpu.cfs_period_us") or 100000),
             "shares": int(read(cpu / "cpu.shares") or 1024)}
