@@ -147,18 +147,20 @@ def clickhouse_query(config: dict, query: str) -> str:
         raise RuntimeError(f"clickhouse: {exc.read().decode().strip()}") from None
 
 
-def s3_put(config: dict, key: str, body: bytes) -> None:
-    """One PUT Object signed with AWS Signature Version 4."""
+def s3_address(config: dict, key: str) -> tuple[str, str, str]:
+    """Scheme, host and path of an object: by virtual host under S3_ENDPOINT, or by path (S3_FORCE_PATH_STYLE)."""
     endpoint = urllib.parse.urlsplit(config["s3", "endpoint"] or f"https://s3.{config['s3', 'region']}.amazonaws.com")
     bucket = config["s3", "bucket"]
     if config["s3", "force_path_style"].lower() == "true":
-        host, path = endpoint.netloc, f"/{bucket}/{key}"
-    else:
-        host, path = f"{bucket}.{endpoint.netloc}", f"/{key}"
-    path = urllib.parse.quote(path)
-    stamp = datetime.datetime.now(datetime.UTC)
+        return endpoint.scheme, endpoint.netloc, urllib.parse.quote(f"/{bucket}/{key}")
+    return endpoint.scheme, f"{bucket}.{endpoint.netloc}", urllib.parse.quote(f"/{key}")
+
+
+def signed_headers(config: dict, host: str, path: str, body: bytes, stamp: datetime.datetime) -> dict[str, str]:
+    """The headers of a PUT Object signed with AWS Signature Version 4 (no query string)."""
     amz_date, day = stamp.strftime("%Y%m%dT%H%M%SZ"), stamp.strftime("%Y%m%d")
-    headers = {"host": host, "x-amz-content-sha256": hashlib.sha256(body).hexdigest(), "x-amz-date": amz_date}
+    headers = {"content-type": "application/octet-stream", "host": host,
+               "x-amz-content-sha256": hashlib.sha256(body).hexdigest(), "x-amz-date": amz_date}
     if config.get(("s3", "sse")):
         headers["x-amz-server-side-encryption"] = config["s3", "sse"]
     signed = ";".join(sorted(headers))
@@ -166,13 +168,19 @@ def s3_put(config: dict, key: str, body: bytes) -> None:
                            headers["x-amz-content-sha256"]])
     scope = f"{day}/{config['s3', 'region']}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key_bytes = ("AWS4" + config.get(("s3", "secret_key"), "")).encode()
+    key = ("AWS4" + config.get(("s3", "secret_key"), "")).encode()
     for part in (day, config["s3", "region"], "s3", "aws4_request"):
-        key_bytes = hmac.new(key_bytes, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key_bytes, to_sign.encode(), hashlib.sha256).hexdigest()
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={config.get(('s3', 'access_key'), '')}/{scope}, "
                                 f"SignedHeaders={signed}, Signature={signature}")
-    request = urllib.request.Request(f"{endpoint.scheme}://{host}{path}", data=body, method="PUT",
+    return headers
+
+
+def s3_put(config: dict, key: str, body: bytes) -> None:
+    scheme, host, path = s3_address(config, key)
+    headers = signed_headers(config, host, path, body, datetime.datetime.now(datetime.UTC))
+    request = urllib.request.Request(f"{scheme}://{host}{path}", data=body, method="PUT",
                                      headers={k: v for k, v in headers.items() if k != "host"})
     try:
         with urllib.request.urlopen(request, timeout=60):
