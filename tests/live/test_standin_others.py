@@ -38,9 +38,8 @@ from tests.engine.test_engine_prod_plan import (  # noqa: F401 - prod_plan is a 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
 
 STANDINS_DIR = Path(__file__).resolve().parents[2] / "images" / "standins"
-# Plan service (container name without the plan's prefix) -> the stand-in directory and Images key it runs.
-SERVICES = {"kafka": "kafka", "kafka-exporter": "kafka-exporter", "clickhouse": "clickhouse",
-            "clickhouse-backup": "clickhouse-backup", "grafana": "grafana", "cadvisor": "cadvisor"}
+# The plan's services (container names without the plan's prefix), each run from images/standins/<service>.
+SERVICES = ("kafka", "kafka-exporter", "clickhouse", "clickhouse-backup", "grafana", "cadvisor")
 HEALTHY_WITHIN = 90
 # Each module run gets names of its own, apart from the engine tests' (which share PREFIX).
 OWN_PREFIX = f"{PLAN_PREFIX}-standins"
@@ -50,7 +49,7 @@ def standin(directory: str) -> dict[str, Any]:
     return yaml.safe_load((STANDINS_DIR / directory / "standin.yaml").read_text())
 
 
-STANDINS = {directory: standin(directory) for directory in SERVICES.values()}
+STANDINS = {directory: standin(directory) for directory in SERVICES}
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +172,7 @@ def stack(engine, images, prod_plan):  # noqa: F811 - the engine tests' prod_pla
                     print(f"\n{name}: {ulimit['name']} {ulimit['hard']:g} lowered to the daemon's {limit} on this host")
         # Files containers first: their uploads fill the files volumes the services mount.
         for name, inputs in sorted(definitions.items(), key=lambda item: not item[0].endswith("-files")):
-            containers[name] = _create(engine, images[SERVICES[_service(inputs)]], _own(inputs), {})
+            containers[name] = _create(engine, images[_service(inputs)], _own(inputs), {})
         result = Stack(engine, definitions, containers)
         healthy = {}
         # What each waits for in the plan: the exporter for Kafka, clickhouse-backup for ClickHouse.
@@ -185,7 +184,7 @@ def stack(engine, images, prod_plan):  # noqa: F811 - the engine tests' prod_pla
                 healthy[name] = result.wait_healthy(name, started)
         print(f"\n{'component':20} {'image':60} healthy after")
         for name, seconds in healthy.items():
-            print(f"{name:20} {images[SERVICES[name]] + ' (stand-in)':60} {seconds:5.1f} s")
+            print(f"{name:20} {images[name] + ' (stand-in)':60} {seconds:5.1f} s")
         yield result
     finally:
         for container in containers.values():
