@@ -235,6 +235,8 @@ def server(argv: list[str]) -> None:
         else:
             sys.exit(f"Incorrect Usage: flag provided but not defined: -{name}")
     config = load_config()
+    interval = seconds(options["watch-interval"])  # a bad duration stops the server, not only its watch
+    seconds(options["full-interval"])
     metrics, status = Metrics(), Status()
     enable_metrics = config["api", "enable_metrics"].lower() == "true"
 
@@ -267,8 +269,7 @@ def server(argv: list[str]) -> None:
     api = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Api)
     log(f"Starting API server {VERSION} (stand-in) on {config['api', 'listen']}")
     if options["watch"]:
-        threading.Thread(target=watch, args=(config, metrics, status, seconds(options["watch-interval"])),
-                         daemon=True).start()
+        threading.Thread(target=watch, args=(config, metrics, status, interval), daemon=True).start()
     api.serve_forever()
 
 
