@@ -7,8 +7,7 @@ Pulumi leaves those replicas alone afterwards (`SwarmRuntime.autoscaled`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -16,6 +15,7 @@ import pulumi_docker as docker
 import yaml
 
 from components.autoscaling import ScalingPolicy
+from components.images import IMAGES_DIR, PROJECT_ROOT
 from components.runtime import Deployment, Runtime
 from components.spec import (
     FILES_DIR,
@@ -27,8 +27,9 @@ from components.spec import (
     validate_spec,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = REPO_ROOT / "images" / "autoscaler" / "Dockerfile"
+# The Dockerfile copies the project's own packages (infra, components): the context is the project root.
+BUILD_CONTEXT = PROJECT_ROOT
+DOCKERFILE = IMAGES_DIR / "autoscaler" / "Dockerfile"
 POLICY_PATH = f"{FILES_DIR}/autoscale-policy.yaml"
 METRICS_PORT = 9464
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -47,6 +48,10 @@ class AutoscalerArgs(TypedDict):
     prometheus_url: str
     docker_socket_accepted_until: str
     provider: NotRequired[docker.Provider | None]
+    registry: NotRequired[docker.RegistryArgs | None]
+    """The login the image is pushed with; omitted: the deploying machine's `docker login`."""
+    depends_on: NotRequired[Sequence[pulumi.Resource]]
+    """The service it scales, so that it starts after it."""
 
 
 def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
@@ -78,11 +83,12 @@ class Autoscaler(pulumi.ComponentResource):
         image = docker.Image(
             f"{name}-image",
             image_name=args["image"],
-            build=docker.DockerBuildArgs(context=str(REPO_ROOT), dockerfile=str(DOCKERFILE), platform="linux/amd64"),
+            build=docker.DockerBuildArgs(context=str(BUILD_CONTEXT), dockerfile=str(DOCKERFILE), platform="linux/amd64"),
             build_on_preview=False,
+            registry=args.get("registry"),
             opts=pulumi.ResourceOptions(parent=self, provider=args.get("provider")),
         )
         self.deployment: Deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,
-                                                             depends_on=[image])
+                                                             depends_on=[image, *args.get("depends_on", ())])
         self.image_name = image.image_name
         self.register_outputs({"image_name": self.image_name})

@@ -163,6 +163,31 @@ KAFKA_JAAS_PATH = f"{FILES_DIR}/secrets/kafka_server_jaas.conf"
 KAFKA_ADMIN_CONFIG = f"{FILES_DIR}/secrets/kafka_admin.properties"
 KAFKA_START_SCRIPT = f"{FILES_DIR}/start-kafka.sh"
 KAFKA_TOPICS_READY = "/tmp/platform-topics-ready"
+# Kafka's container runs two JVMs at once: the broker and, while the start script sets the topics up,
+# kafka-topics.sh (one run at a time). Both heaps and both JVMs' memory outside the heap share the limit.
+TOPIC_TOOL_HEAP_MB = 128
+JVM_NON_HEAP_MB = 192
+"""What one JVM takes beside its heap, counted for each (an estimate, rounded up; HotSpot 21 with G1, as in
+apache/kafka's image): metaspace (the broker loads some 10,000 classes, 60-80 MiB; the tool fewer), code cache
+(30-50 MiB in use once the broker's hot paths are compiled), thread stacks (1 MiB reserved each; a single-node
+KRaft broker runs 60-100 threads: network, request handlers, raft, log cleaner), G1's own structures and the
+symbol tables, and NIO direct buffers. Generous on purpose: a container over its limit is killed, not
+slowed."""
+MIN_KAFKA_HEAP_MB = 256
+"""The smallest broker heap the stack gives: a single-node KRaft broker (controller included) with the
+platform's few topics; Kafka's own default is 1 GiB (bin/kafka-server-start.sh)."""
+MIN_KAFKA_MEMORY_MB = MIN_KAFKA_HEAP_MB + TOPIC_TOOL_HEAP_MB + 2 * JVM_NON_HEAP_MB
+
+
+def kafka_heap_mb(memory_mb: int) -> int:
+    """The broker's heap: half the limit (the rest is the page cache Kafka's log reads rely on), but never
+    so much that the topic tool's heap and both JVMs' non-heap memory no longer fit beside it."""
+    if memory_mb < MIN_KAFKA_MEMORY_MB:
+        raise ComponentArgsError(
+            f"Kafka: memory_mb {memory_mb} is below the minimum {MIN_KAFKA_MEMORY_MB}: the broker's heap "
+            f"(at least {MIN_KAFKA_HEAP_MB} MiB), the topic tool's ({TOPIC_TOOL_HEAP_MB} MiB) and "
+            f"{JVM_NON_HEAP_MB} MiB beside each JVM's heap share the container's limit")
+    return min(memory_mb // 2, memory_mb - TOPIC_TOOL_HEAP_MB - 2 * JVM_NON_HEAP_MB)
 
 
 def kafka_start_script(*, kafka_home: str = "/opt/kafka", launcher: str = "/etc/kafka/docker/run",
@@ -181,9 +206,10 @@ broker=$!
 trap 'kill -TERM "$broker"; wait "$broker"; exit $?' TERM INT
 # A failed topic setup takes the broker down with it: the container stops, is restarted, never healthy.
 trap 'kill -TERM "$broker" 2>/dev/null || true' EXIT
-# The admin tool is a small JVM of its own: not the broker's heap, nor its JAAS login.
+# The admin tool is a small JVM of its own beside the broker: not the broker's heap (the limit holds both:
+# kafka_heap_mb), nor its JAAS login.
 topics() {{
-    KAFKA_HEAP_OPTS=-Xmx128m KAFKA_OPTS= {kafka_home}/bin/kafka-topics.sh --bootstrap-server {bootstrap} \
+    KAFKA_HEAP_OPTS=-Xmx{TOPIC_TOOL_HEAP_MB}m KAFKA_OPTS= {kafka_home}/bin/kafka-topics.sh --bootstrap-server {bootstrap} \
         --command-config {KAFKA_ADMIN_CONFIG} "$@"
 }}
 until topics --list >/dev/null 2>&1; do kill -0 "$broker"; sleep 2; done
@@ -214,6 +240,7 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
            if not re.fullmatch(KAFKA_NAME, name) or not isinstance(count, int) or count < 1]
     if bad:
         raise ComponentArgsError(f"Kafka: topics must map topic names to partitions >= 1, got {bad}")
+    heap = kafka_heap_mb(args["memory_mb"])
     env = {
         "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "KAFKA_INTER_BROKER_LISTENER_NAME": "BROKER",
@@ -226,7 +253,7 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
         "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
-        "KAFKA_HEAP_OPTS": f"-Xmx{args['memory_mb'] // 2}m -Xms{args['memory_mb'] // 2}m",
+        "KAFKA_HEAP_OPTS": f"-Xmx{heap}m -Xms{heap}m",
         "KAFKA_NODE_ID": "1",
         "KAFKA_PROCESS_ROLES": "broker,controller",
         "KAFKA_LISTENERS": "BROKER://:9092,CONTROLLER://127.0.0.1:9093",

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 """A Docker image tag (distribution reference grammar)."""
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IMAGES_DIR = PROJECT_ROOT / "images"
+"""The project's own images (one directory each, holding its Dockerfile). Build contexts and Dockerfiles the
+stack gives pulumi-docker are absolute, derived from this file's location: the engine runs the program and its
+providers with Pulumi.yaml's `main` directory (stacks/) as working directory (pulumi/pulumi
+pkg/engine/project.go getPwdMain), so a path relative to the project root names nothing there."""
 
 
 def pinned_tag(value: str) -> str:

@@ -21,5 +21,3 @@ def format_topics(topics: Mapping[str, int]) -> str:
 
 def parse_topics(text: str) -> dict[str, int]:
     return {name: int(partitions) for name, _, partitions in (pair.rpartition(":") for pair in text.split())}
-
-

@@ -75,7 +75,7 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
         healthcheck=Healthcheck(
             ["CMD-SHELL", f"curl -so /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/ | grep -q 301"],
             start_period="10s"),
-        tmpfs={"/var/cache/nginx": "rw,noexec,nosuid,size=64m,uid=101", "/tmp": "rw,noexec,nosuid,size=8m,uid=101"},
+        tmpfs={"/var/cache/nginx": "rw,noexec,nosuid,size=64m", "/tmp": "rw,noexec,nosuid,size=8m"},
         user=NGINX_USER,
     )
     return validate_spec(spec), conf

@@ -7,6 +7,7 @@ component changes when the runtime does.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Sequence
@@ -130,6 +131,28 @@ def tmpfs_bytes(options: str) -> int | None:
         if match:
             return int(match[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2]]
     return None
+
+
+def config_data(content: str, is_base64: bool) -> str:
+    """The `data` of a docker config or secret: standard base64 of the file's bytes. The provider decodes it once
+    and sends the bytes to the engine (kreuzwerker/terraform-provider-docker v4.5.0
+    internal/provider/resource_docker_config.go getConfigDataBytes, resource_docker_secret.go
+    resourceDockerSecretCreate: base64.StdEncoding.DecodeString), and reads a config's back as
+    base64.StdEncoding.EncodeToString(Spec.Data). Content that already is base64 (a binary file) is sent as
+    that encoding, in its canonical form; encoding it again would deliver its base64 text as the file."""
+    raw = base64.b64decode(content, validate=True) if is_base64 else content.encode()
+    return base64.b64encode(raw).decode()
+
+
+def tmpfs_volume_options(size_bytes: int | None, mode: int | None) -> dict[str, str]:
+    """Driver options of a local volume that is a tmpfs allowing exec (where a Swarm tmpfs mount cannot):
+    the local driver mounts it with exactly these (moby daemon/volume/local/local_unix.go: `type`, `device`, `o` to
+    mount.Mount), nosuid and nodev always. Read back as stored, driver_name only when not empty
+    (resource_docker_service_structures.go flattenServiceMounts: `driver_options` from
+    VolumeOptions.DriverConfig.Options, `driver_name` if `len(Name) > 0`)."""
+    options = ["nosuid", "nodev", *([f"size={size_bytes}"] if size_bytes else []),
+               *([f"mode={mode:o}"] if mode is not None else [])]
+    return {"type": "tmpfs", "device": "tmpfs", "o": ",".join(options)}
 
 
 OVERLAY_VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"

@@ -217,7 +217,11 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
     try:
         service.read()
     except docker.errors.NotFound:
-        raise ProgramInputError(f"--service: no Swarm service {args.service!r} on the Docker host") from None
+        if args.once:
+            raise ProgramInputError(f"--service: no Swarm service {args.service!r} on the Docker host") from None
+        # Deployed beside the service it scales, it may start first: it holds, reporting, until the service exists.
+        print(f"infra autoscale: no Swarm service {args.service!r} yet; holding until it exists",
+              file=sys.stderr, flush=True)
     metrics = ControllerMetrics(args.service, policy)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address, registry=metrics.registry)
@@ -228,6 +232,9 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
     while not stopping.is_set():
         try:
             print(json.dumps(controller.step()), flush=True)
+        except docker.errors.NotFound:
+            metrics.errors.labels(args.service, "missing").inc()
+            print(f"infra autoscale: no Swarm service {args.service!r}; holding", file=sys.stderr, flush=True)
         except docker.errors.APIError as error:
             metrics.errors.labels(args.service, "docker").inc()
             print(f"infra autoscale: docker: {error}", file=sys.stderr, flush=True)

@@ -19,9 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def program_error(exc: BaseException) -> str:
-    """One line for a program that failed: its own message for config errors, the type otherwise."""
+    """One line for a program that failed: its own message for config errors and a provider's Check refusal (as
+    preview prints it), the type otherwise."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if type(exc).__name__ in ("RunError", "SettingsError", "ComponentArgsError"):
+    if type(exc).__name__ in ("RunError", "SettingsError", "ComponentArgsError", "ProviderCheckError"):
         return message
     return f"program failed: {type(exc).__name__}: {message}"
 

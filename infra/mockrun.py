@@ -56,6 +56,7 @@ class Registration:
     protect: bool = False
     additional_secret_outputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -74,6 +75,8 @@ class Project:
     main: Path
     config: dict[str, str]
     secret_keys: list[str]
+    workdir: Path
+    """Where the engine runs the program and its providers (see `engine_workdir`)."""
 
 
 def _fake_text(seed: str, length: int, alphabet: str = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") -> str:
@@ -91,6 +94,65 @@ def _pem(kind: str, seed: str) -> str:
     return "\n".join([f"-----BEGIN {kind}-----", *lines, f"-----END {kind}-----", ""])
 
 
+class ProviderCheckError(Exception):
+    """A provider's Check refused a resource's inputs: preview fails with the provider's message."""
+
+
+def _go_path_error(op: str, path: str, error: OSError) -> str:
+    """An *os.PathError as Go prints it: "stat images/x: no such file or directory"."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
+
+
+def _go_eval_symlinks_error(path: str) -> str:
+    """The error Go's filepath.EvalSymlinks gives for a path that does not resolve: an lstat of the first
+    missing prefix."""
+    parts = Path(path).parts
+    for end in range(1, len(parts) + 1):
+        prefix = str(Path(*parts[:end]))
+        try:
+            os.lstat(prefix)
+        except OSError as exc:
+            return _go_path_error("lstat", prefix, exc)
+    return _go_path_error("lstat", path, FileNotFoundError(2, "no such file or directory"))
+
+
+def check_image_build(build: Any) -> None:
+    """What pulumi-docker's Check verifies of `docker.Image` build inputs before anything is built (preview too),
+    with its messages: the Dockerfile exists (relative paths from the working directory, which is the engine's),
+    and the build context can be hashed.
+
+    pulumi/pulumi-docker provider/provider.go `Check` ("Verify Dockerfile at given location", then
+    `hashContext`) and provider/image.go `marshalBuildAndApplyDefaults` (context "." and dockerfile
+    path.Join(context, "Dockerfile") by default), at 237b7899 (v5.1.0+24; pulumi-docker 5.2 is installed);
+    the context's error is tonistiigi/fsutil fs.go `NewFS` ("resolve", filepath.EvalSymlinks, then stat)."""
+    build = build if isinstance(build, dict) else {}
+    context = build.get("context", ".")
+    dockerfile = build.get("dockerfile", os.path.normpath(os.path.join(context, "Dockerfile"))
+                           if isinstance(context, str) else UNKNOWN)
+    if not isinstance(dockerfile, str) or dockerfile == UNKNOWN:
+        return  # an unknown Dockerfile is checked when it is known
+    try:
+        os.stat(dockerfile)
+    except OSError as exc:
+        stat_error = _go_path_error("stat", dockerfile, exc)
+        if os.path.isabs(dockerfile):
+            raise ProviderCheckError(
+                f"expected a relative Dockerfile path; got {json.dumps(dockerfile)} instead: {stat_error}") from None
+        joined = os.path.join(context, dockerfile) if isinstance(context, str) else dockerfile
+        if not os.path.exists(joined):
+            raise ProviderCheckError(
+                f"could not open dockerfile at relative path {json.dumps(dockerfile)}: {stat_error}") from None
+        raise ProviderCheckError(f"could not open dockerfile at relative path {json.dumps(dockerfile)}. "
+                                 f"Try setting `dockerfile` to {json.dumps(joined)}") from None
+    if not isinstance(context, str) or context == UNKNOWN:
+        return
+    if not os.path.exists(context):
+        raise ProviderCheckError(f"unable to hash build context: resolve : {_go_eval_symlinks_error(context)}")
+    if not os.path.isdir(context):
+        raise ProviderCheckError(f"unable to hash build context: stat {os.path.realpath(context)}: not a directory")
+
+
 class PlanMocks(pulumi_mocks.Mocks):
     """Outputs shaped like each provider's real ones (camelCase), so programs that read them behave."""
 
@@ -99,6 +161,8 @@ class PlanMocks(pulumi_mocks.Mocks):
         seed = f"{args.typ}::{args.name}"
         outputs: dict[str, Any] = {}
         match args.typ:
+            case "docker:index/image:Image":
+                check_image_build(args.inputs.get("build"))
             case "docker:index/remoteImage:RemoteImage":
                 digest = hashlib.sha256(str(args.inputs.get("name")).encode()).hexdigest()
                 outputs = {"imageId": f"sha256:{digest}", "repoDigest": f"{args.inputs.get('name')}@sha256:{digest}"}
@@ -174,6 +238,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             protect=bool(request.protect),
             additional_secret_outputs=list(request.additionalSecretOutputs),
             ignore_changes=list(request.ignoreChanges),
+            retain_on_delete=bool(request.retainOnDelete),
         ))
         return response
 
@@ -240,6 +305,7 @@ def load_project(directory: Path, stack: str) -> Project:
     if not isinstance(name, str) or runtime_name != "python":
         raise ProgramInputError(f"{project_file}: needs a name and `runtime: python` (got {runtime_name!r})")
     main = directory / project.get("main", ".")
+    workdir = engine_workdir(directory, main)
     if main.is_dir():
         main = main / "__main__.py"
     if not main.is_file():
@@ -271,14 +337,23 @@ def load_project(directory: Path, stack: str) -> Project:
         raise ProgramInputError(f"{stack_file}: config must be a mapping")
     for key, value in stack_config.items():
         add(key, value)
-    return Project(name, directory, main, config, secret_keys)
+    return Project(name, directory, main, config, secret_keys, workdir)
+
+
+def engine_workdir(directory: Path, main: Path) -> Path:
+    """The working directory the engine gives the program and its providers: `main` when it is a directory,
+    the directory holding it when it is a file (the project directory when `main` is unset).
+
+    pulumi/pulumi pkg/engine/project.go getPwdMain: "if maininfo.IsDir() { pwd = main } else
+    { pwd = filepath.Dir(main) }"."""
+    return main if main.is_dir() else main.parent
 
 
 @contextmanager
 def _program_environment(project: Project) -> Iterator[None]:
     saved_path, saved_cwd, saved_modules = list(sys.path), os.getcwd(), set(sys.modules)
     sys.path.insert(0, str(project.main.parent))
-    os.chdir(project.directory)
+    os.chdir(project.workdir)
     try:
         yield
     finally:

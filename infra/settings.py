@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.autoscaling import ScalingPolicy
 from components.backup.model import BackupConfig
+from components.datastores import MIN_KAFKA_MEMORY_MB
 from components.edge.model import EdgeConfig
 from components.images import pinned_image, pinned_tag
 from components.kafka import KAFKA_NAME, WORKERS_TOPIC
 from components.monitoring.model import MonitoringConfig
 from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from components.swarm import UPDATE_PARALLELISM
 
 NAMESPACE = "platform"
 SETTINGS_KEY = "settings"
@@ -41,6 +43,9 @@ SECRET_KEYS = {
     "tlsPrivateKey": "tls_private_key",
     "backupAccessKeyId": "backup_access_key_id",
     "backupSecretAccessKey": "backup_secret_access_key",
+    # The login for the registry host of `registry`: image pushes, digest lookups and Swarm pulls (both or none).
+    "registryUsername": "registry_username",
+    "registryPassword": "registry_password",
 }
 
 _REGISTRY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -150,6 +155,15 @@ class DataStores(Model):
             raise ValueError(f"{ZOOKEEPER_REMOVED}; allowed: kraft")
         return value
 
+    @field_validator("kafka")
+    @classmethod
+    def _kafka_holds_two_jvms(cls, value: Resources) -> Resources:
+        if value.memory_mb < MIN_KAFKA_MEMORY_MB:
+            raise ValueError(f"memory_mb {value.memory_mb} is below the minimum {MIN_KAFKA_MEMORY_MB}: the broker "
+                             "and the topic tool beside it are two JVMs, heap and non-heap, in one limit "
+                             "(components/datastores.py kafka_heap_mb)")
+        return value
+
     @field_validator("postgres_user")
     @classmethod
     def _not_superuser(cls, value: str) -> str:
@@ -257,21 +271,6 @@ class Settings(Model):
         return pinned_tag(value)
 
     @model_validator(mode="after")
-    def _connection_budget(self) -> Settings:
-        """Every pool at full size still gets a connection: refused here, not by PostgreSQL at peak load."""
-        pools = {f"apps.{name}": (app.db_pool_size, self.workers if name == "worker" else app.replicas)
-                 for name, app in self.apps}
-        needed = sum(size * count for size, count in pools.values()) + EXPORTER_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
-        if needed > self.data.postgres_max_connections:
-            terms = " + ".join(f"{key}.db_pool_size {size} x {'workers' if key == 'apps.worker' else 'replicas'} "
-                               f"{count}" for key, (size, count) in pools.items())
-            raise ValueError(f"data.postgres_max_connections ({self.data.postgres_max_connections}) is below the "
-                             f"connections the stack can open: {terms} + {EXPORTER_CONNECTIONS} for the exporter + "
-                             f"{ADMIN_RESERVED_CONNECTIONS} reserved for administration = {needed}; raise "
-                             "data.postgres_max_connections or lower the pools")
-        return self
-
-    @model_validator(mode="after")
     def _prod_rules(self) -> Settings:
         if self.environment == "prod":
             if self.log_level not in ("INFO", "WARN"):
@@ -306,12 +305,51 @@ class Settings(Model):
                              f"allowed: at least {most} (a worker beyond the partitions idles)")
         return self
 
+    @model_validator(mode="after")
+    def _connection_budget(self) -> Settings:
+        """Every pool, at the most tasks its service can run at once, still gets a connection: refused here, not
+        by PostgreSQL at peak load (or in the middle of a rollout)."""
+        pools = {f"apps.{name}": (app.db_pool_size, *self._most_tasks(name, app.replicas)) for name, app in self.apps}
+        needed = (sum(size * count for size, count, _ in pools.values()) + EXPORTER_CONNECTIONS
+                  + ADMIN_RESERVED_CONNECTIONS)
+        if needed > self.data.postgres_max_connections:
+            terms = " + ".join(f"{key}.db_pool_size {size} x {tasks}" for key, (size, _, tasks) in pools.items())
+            raise ValueError(f"data.postgres_max_connections ({self.data.postgres_max_connections}) is below the "
+                             f"connections the stack can open: {terms} + {EXPORTER_CONNECTIONS} for the exporter + "
+                             f"{ADMIN_RESERVED_CONNECTIONS} reserved for administration = {needed}; raise "
+                             "data.postgres_max_connections or lower the pools")
+        return self
+
+    def _most_tasks(self, app: str, replicas: int) -> tuple[int, str]:
+        """The most tasks of a Spring service at once, and the arithmetic naming its keys.
+
+        The worker pool runs `workers`, or up to autoscaling.workers.max_replicas when the controller scales
+        it. In Swarm every Spring service (no volume, no published port) rolls out start-first
+        (components/swarm.py `rollout_order`), UPDATE_PARALLELISM new task(s) beside the old ones; the Docker
+        runtime replaces a container delete-before-replace (components/runtime.py), never more than its
+        replicas."""
+        key, count = "replicas", replicas
+        if app == "worker":
+            key, count = ("autoscaling.workers.max_replicas", self.autoscaling.workers.max_replicas) \
+                if self.autoscaling else ("workers", self.workers)
+        if self.runtime != "swarm":
+            return count, f"{key} {count}"
+        return count + UPDATE_PARALLELISM, f"({key} {count} + {UPDATE_PARALLELISM} start-first rollout task)"
+
     @property
     def grafana_url(self) -> str:
         return self.grafana_root_url or f"https://grafana.{self.public_hosts[0]}/"
 
     def image(self, service: str) -> str:
         return f"{self.registry}/{service}:{self.app_version}"
+
+    @property
+    def registry_host(self) -> str:
+        """The registry host of the platform's images, as Docker reads a reference: the first component when
+        it names a host (a dot, a port or localhost), Docker Hub otherwise (distribution/reference
+        normalize.go splitDockerDomain)."""
+        first = self.image("x").split("/", 1)[0]
+        return first if "." in first or ":" in first or first == "localhost" else "docker.io"
 
 
 def _app(memory_mb: int, cpus: float, pool: int, idle: int, replicas: int = 1) -> dict[str, Any]:

@@ -45,6 +45,11 @@ def _unknown_secret() -> pulumi.Output[str]:
 
 
 def check_secret_value(key: str, value: str, source: str) -> None:
+    if key == "registryUsername":
+        # HTTP basic auth: a user name holds no colon; registries' robot names may hold `$` or `+`.
+        if not value or any(c.isspace() or c == ":" for c in value):
+            raise SettingsError(f"{source}: {NAMESPACE}:{key}: must be a registry user name (no space, no colon)")
+        return
     if key == "alertSlackWebhookUrl":
         if not value.startswith("https://"):
             raise SettingsError(f"{source}: {NAMESPACE}:{key}: must be an https:// webhook URL")
@@ -82,6 +87,10 @@ def load_stack_inputs() -> StackInputs:
             continue
         check_secret_value(key, value, source)
         secrets[attribute] = pulumi.Output.secret(value)
+    login = {"registry_username", "registry_password"} & set(secrets)
+    if len(login) == 1:
+        raise SettingsError(f"{source}: {NAMESPACE}:registryUsername and {NAMESPACE}:registryPassword: set both "
+                            f"(the login for {settings.registry_host}) or neither")
     if settings.tls.mode == "provided" and not {"tls_certificate", "tls_private_key"} <= set(secrets):
         raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.tls.mode: provided needs the config secrets "
                             f"{NAMESPACE}:tlsCertificate and {NAMESPACE}:tlsPrivateKey")

@@ -14,6 +14,7 @@ from components.backup.component import BackupStore
 from components.backup.gateway import StoreGateway
 from components.backup.jobs import (
     IMAGE_CONTEXT,
+    IMAGE_DOCKERFILE,
     TEXTFILE_DIR,
     TEXTFILE_VOLUME,
     BackupJobs,
@@ -40,13 +41,33 @@ SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
 WORKER_NEEDS = ("postgres", "redis", "kafka")
 
 
+def registry_login(inputs: StackInputs) -> docker.RegistryArgs | None:
+    """The login for the registry host of `settings.registry` (platform:registryUsername and
+    platform:registryPassword, both Pulumi secrets), or None when the stack sets none."""
+    if "registry_username" not in inputs.secrets:
+        return None
+    return docker.RegistryArgs(server=inputs.settings.registry_host,
+                               username=pulumi.Output.secret(inputs.secrets["registry_username"]),
+                               password=pulumi.Output.secret(inputs.secrets["registry_password"]))
+
+
 def build(inputs: StackInputs) -> dict[str, Any]:
     settings = inputs.settings
-    provider = docker.Provider("docker", host=settings.docker_host) if settings.docker_host else None
+    login = registry_login(inputs)
+    # The provider's registry_auth serves the digest lookups (getRegistryImage), Swarm services' pulls (a
+    # service with no `auth` of its own is created and updated with the provider's login for its image's
+    # host: resource_docker_service_funcs.go retrieveAndMarshalAuth, fromRegistryAuth) and image pulls
+    # (kreuzwerker/terraform-provider-docker internal/provider/provider.go providerSetToRegistryAuth, keyed
+    # by host). `docker login` on the deploying machine is not read for these.
+    provider = docker.Provider("docker", host=settings.docker_host, registry_auth=[docker.ProviderRegistryAuthArgs(
+        address=login.server, username=login.username, password=login.password)] if login else None,
+    ) if settings.docker_host or login else None
     prefix = f"orchestration-{settings.environment}"
     if settings.runtime == "swarm":
-        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, encrypt_networks=settings.swarm.encrypt_networks,
-                               autoscaled=frozenset({"worker"} if settings.autoscaling else ()))
+        runtime = SwarmRuntime(name_prefix=prefix, provider=provider, docker_host=settings.docker_host,
+                               encrypt_networks=settings.swarm.encrypt_networks,
+                               autoscaled={"worker": settings.autoscaling.workers.max_replicas}
+                               if settings.autoscaling else {})
     else:
         runtime = DockerRuntime(name_prefix=prefix, provider=provider)
 
@@ -80,8 +101,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         store_credentials = {**store_keys, "cipher_pass": store.cipher_pass}
         backup_image = docker.Image(
             "postgres-backup-image", image_name=settings.image("postgres-backup"),
-            build=docker.DockerBuildArgs(context=IMAGE_CONTEXT, args={"POSTGRES_IMAGE": images.postgres},
-                                         platform="linux/amd64"),
+            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT), dockerfile=str(IMAGE_DOCKERFILE),
+                                         args={"POSTGRES_IMAGE": images.postgres}, platform="linux/amd64"),
+            registry=login,
             # The store's client image: it belongs with the store in the resource tree.
             opts=pulumi.ResourceOptions(provider=provider, parent=store))
 
@@ -159,6 +181,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         scaler = Autoscaler("autoscaler", {
             "runtime": runtime, "networks": networks, "image": settings.image("autoscaler"), "policy": policy,
             "service": f"{prefix}-worker", "prometheus_url": "http://prometheus:9090", "provider": provider,
+            "registry": login,
+            # Started once the service it scales runs (`pulumi up` waits for it to converge).
+            "depends_on": workers.service.deployment.containers,
             "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
         scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.scrape_hosts, AUTOSCALER_METRICS_PORT,
                                             "/metrics")

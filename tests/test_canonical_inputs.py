@@ -14,6 +14,7 @@ from components.runtime import (
     OVERLAY_VNI_OPTION,
     canonical_capability,
     canonical_cpus,
+    config_data,
     cpu_nanos,
     duration_nanos,
     go_duration,
@@ -27,7 +28,7 @@ from components.runtime import (
 from infra.cli import REPO_ROOT
 from infra.mockrun import UNKNOWN, load_project, run_program
 from tests.helpers import is_secret, reveal
-from tests.swarm.test_swarm_plan import AUTOSCALING, swarm_project
+from tests.swarm.test_swarm_plan import AUTOSCALING, DATA, swarm_project
 
 STACKS = ["dev", "staging", "prod"]
 SWARM_STACK = "prod-swarm"
@@ -205,7 +206,9 @@ CONTAINER_SPEC = _record({  # flattenContainerSpec
     "mounts": _records({  # flattenServiceMounts
         "type": _one_of("bind", "volume", "tmpfs"), "source": _string, "target": _string, "readOnly": _boolean,
         "bindOptions": _record({"propagation": _string}),
-        "volumeOptions": _record({"noCopy": _boolean, "labels": _labels, "driverName": _string,
+        # Driver options as stored; driver_name only when not empty (`if len(...DriverConfig.Name) > 0`).
+        "volumeOptions": _record({"noCopy": _boolean, "labels": _labels,
+                                  "driverName": lambda value: _string(value) and value != "",
                                   "driverOptions": _string_map}),
         # Mode read back through FileMode.Perm(): a sticky, setuid or setgid bit is dropped.
         "tmpfsOptions": _record({"sizeBytes": _integer, "mode": lambda value: _integer(value) and value <= 0o777}),
@@ -214,6 +217,23 @@ CONTAINER_SPEC = _record({  # flattenContainerSpec
     "configs": _file_references("configId", "configName"),
 })
 RESOURCES = _record({"nanoCpus": _integer, "memoryBytes": _integer})  # flattenResourceLimits/Reservations
+
+
+def _parsed_duration(value: Any) -> bool:
+    """A duration Go's time.ParseDuration takes (the schema's validateDurationGeq0)."""
+    try:
+        return _string(value) and duration_nanos(value) >= 0
+    except ValueError:
+        return False
+
+
+# converge_config is never read back (resourceDockerServiceReadRefreshFunc sets no converge_config): the state
+# keeps it as sent, so any valid form is stable; both keys are sent, none left to the schema's defaults.
+def _converge(value: Any) -> bool:
+    return _record({"delay": _parsed_duration, "timeout": _parsed_duration})(value) and set(value) == {
+        "delay", "timeout"}
+
+
 SERVICE: dict[str, Callable[[Any], bool]] = {
     "name": _string, "labels": _labels,
     "mode": _record({"replicated": _record({"replicas": _integer}), "global": _boolean}),  # flattenServiceMode
@@ -228,7 +248,7 @@ SERVICE: dict[str, Callable[[Any], bool]] = {
         # aliases as a set.
         "networksAdvanceds": _records({"id": _string, "aliases": _unique_strings}),
     }),
-    "updateConfig": ROLLOUT, "rollbackConfig": ROLLOUT,
+    "updateConfig": ROLLOUT, "rollbackConfig": ROLLOUT, "convergeConfig": _converge,
     "endpointSpec": _record({  # flattenServiceEndpoint
         "mode": _one_of("vip", "dnsrr"),
         "ports": _records({"targetPort": _integer, "publishedPort": _integer,
@@ -282,7 +302,7 @@ def non_canonical(type_: str, inputs: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def swarm_resources(tmp_path_factory):
-    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING)
+    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
     return run_program(load_project(project, "prod"), "prod").resources
 
 
@@ -331,6 +351,8 @@ def _task(**container_spec) -> dict:
     ("taskSpec", _task(mounts=[{"type": "tmpfs", "target": "/tmp", "tmpfsOptions": {"mode": 0o1777}}])),
     ("taskSpec", _task(mounts=[{"type": "tmpfs", "target": "/tmp", "tmpfsOptions": {"sizeBytes": "64m"}}])),
     ("taskSpec", _task(secrets=[{"secretId": "s", "fileName": "/run/secrets/x", "fileMode": "0400"}])),
+    ("taskSpec", _task(mounts=[{"type": "volume", "target": "/t", "volumeOptions": {"driverName": ""}}])),
+    ("taskSpec", _task(mounts=[{"type": "volume", "target": "/t", "volumeOptions": {"driverOptions": {"o": 1}}}])),
     ("taskSpec", _task(privileges={"seLinuxContext": {"disable": True}})),
     ("taskSpec", {"resources": {"limits": {"nanoCpus": "1.5", "memoryBytes": 2**30}}}),
     ("taskSpec", {"resources": {"reservation": {"nanoCpus": 10**9, "memoryBytes": 1.5}}}),
@@ -342,6 +364,8 @@ def _task(**container_spec) -> dict:
     ("endpointSpec", {"mode": "VIP"}),
     ("endpointSpec", {"ports": [{"targetPort": 8080, "publishedPort": 80, "publishMode": "Host"}]}),
     ("labels", [{"label": "platform.role", "value": 1}]),
+    ("convergeConfig", {"delay": "7s", "timeout": "5 min"}),  # not a Go duration: refused at plan
+    ("convergeConfig", {"timeout": "300s"}),  # the delay left to the schema's default
 ])
 def test_the_walk_fails_on_service_inputs_the_provider_reads_back_differently(key, value):
     assert non_canonical("docker:index/service:Service", {key: value})
@@ -366,6 +390,7 @@ def test_service_rules_pass_what_the_provider_reads_back():
                      "restartPolicy": {"condition": "on-failure", "window": "2m"},
                      "networksAdvanceds": [{"id": "n", "aliases": ["api"]}]},
         "mode": {"global": True}, "endpointSpec": {"mode": "vip"},
+        "convergeConfig": {"delay": "7s", "timeout": "305s"},
     }) == []
     assert non_canonical("docker:index/serviceConfig:ServiceConfig", {"data": "aGk="}) == []
     assert non_canonical("docker:index/network:Network", {"options": {OVERLAY_VNI_OPTION: "8400000"}}) == []
@@ -392,3 +417,22 @@ def test_secret_wrappers_are_looked_through():
     assert is_secret({"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "x"})
     assert non_canonical("docker:index/container:Container", {
         "cpus": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "1"}})
+
+
+def test_a_files_data_is_base64_of_its_bytes_once():
+    """A binary file (FileSpec.base64) is sent as its own encoding, decoded once by the provider; text is encoded."""
+    binary = bytes(range(256))
+    encoded = base64.b64encode(binary).decode()
+    assert base64.b64decode(config_data(encoded, True)) == binary
+    assert config_data("hi\n", False) == "aGkK" and config_data("aGkK", False) == "YUdrSw=="
+    assert non_canonical("docker:index/serviceConfig:ServiceConfig", {"data": config_data(encoded, True)}) == []
+
+
+def test_every_replicated_service_waits_for_convergence_and_no_global_one(swarm_resources):
+    """The provider refuses converge_config beside global mode (resource_docker_service.go: ConflictsWith
+    mode.0.global); every replicated service converges before `pulumi up` goes on."""
+    services = [r for r in swarm_resources if r.type == "docker:index/service:Service"]
+    replicated = [s for s in services if "replicated" in s.inputs["mode"]]
+    assert replicated and len(replicated) < len(services)
+    for service in services:
+        assert ("convergeConfig" in service.inputs) == (service in replicated), service.name

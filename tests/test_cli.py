@@ -100,12 +100,13 @@ def test_plan_refuses_pools_beyond_max_connections_with_exit_2(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text(
         (REPO_ROOT / "Pulumi.yaml").read_text().replace("main: stacks/", f"main: {REPO_ROOT}/stacks/"))
     (tmp_path / "Pulumi.prod.yaml").write_text(
-        (REPO_ROOT / "Pulumi.prod.yaml").read_text().replace("workers: 3", "workers: 20"))
+        (REPO_ROOT / "Pulumi.prod.yaml").read_text().replace("workers: 3", "workers: 12"))
     result = infra("plan", "--stack", "prod", "--project", str(tmp_path))
     assert result.returncode == 2 and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("infra: error: Pulumi.prod.yaml: platform:settings: data.postgres_max_connections (200)")
-    assert "apps.worker.db_pool_size 10 x workers 20" in line
+    assert "apps.worker.db_pool_size 10 x workers 12" in line and line.endswith(
+        "= 213; raise data.postgres_max_connections or lower the pools")
 
 
 def test_the_command_leaves_the_collector_on_with_its_start_up_frozen(monkeypatch):

@@ -151,7 +151,7 @@ def test_data_stores_are_hardened_private_and_authenticated():
                                    superuser_password=pulumi.Output.secret("super-s3cret"),
                                    exporter_password=pulumi.Output.secret("exporter-s3cret"))),
         Redis("redis", store(networks, "redis:7.4.1-bookworm")),
-        Kafka("kafka", store(networks, "apache/kafka:3.8.0")),
+        Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768}),
         ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
     ]))
     found = by_hostname(run)

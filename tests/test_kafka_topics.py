@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,8 +21,24 @@ from pathlib import Path
 
 import pytest
 
-from components.datastores import KAFKA_ADMIN_CONFIG, KAFKA_USER, kafka_start_script
+from components.datastores import (
+    JVM_NON_HEAP_MB,
+    KAFKA_ADMIN_CONFIG,
+    KAFKA_START_SCRIPT,
+    KAFKA_USER,
+    MIN_KAFKA_HEAP_MB,
+    MIN_KAFKA_MEMORY_MB,
+    TOPIC_TOOL_HEAP_MB,
+    kafka_heap_mb,
+    kafka_specs,
+    kafka_start_script,
+)
 from components.kafka import TOPICS_ENV, format_topics, parse_topics
+from components.spec import ComponentArgsError
+from infra.cli import REPO_ROOT
+from infra.mockrun import load_project, run_program
+from infra.settings import ENVIRONMENT_DEFAULTS, SettingsError, parse_settings
+from tests.helpers import env_of, files_of, reveal, running_containers
 
 STANDIN = Path(__file__).resolve().parents[1] / "images" / "standins" / "kafka" / "kafka_standin.py"
 PASSWORD = "s3cret-admin"
@@ -124,7 +141,7 @@ def test_missing_topics_are_created_with_their_partitions_by_the_admin_login(bro
     calls = (broker.state / "calls").read_text().splitlines()
     # The admin tool gets a small heap of its own and not the broker's JAAS login; the stand-in refuses any
     # call without the admin login file.
-    assert calls and all(call.startswith("heap=-Xmx128m opts= args=") for call in calls)
+    assert calls and all(call.startswith(f"heap=-Xmx{TOPIC_TOOL_HEAP_MB}m opts= args=") for call in calls)
     output = stop(process)
     assert process.returncode == 0 and broker.terminated()
     assert "platform: topics ready: jobs:12 logs:6" in output
@@ -179,3 +196,41 @@ def test_the_broker_refuses_a_wrong_admin_password(broker, tmp_path):
 def test_the_topic_list_round_trips():
     topics = {"jobs": 12, "logs": 6, "job.results-v2": 3}
     assert parse_topics(format_topics(topics)) == topics
+
+
+def _heap_mb(options: str) -> int:
+    (value,) = re.findall(r"-Xmx(\d+)m", options)
+    return int(value)
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_the_broker_and_the_topic_tool_fit_the_kafka_limit_of_every_environment(stack):
+    # Read from the plan of the stack (each stack file keeps its environment's defaults for Kafka): the limit
+    # the container gets, the broker's heap in its env, the tool's heap in the start script it is given.
+    run = run_program(load_project(REPO_ROOT, stack), stack)
+    kafka = running_containers(run.resources)["kafka"]
+    limit_mb = kafka["memory"]
+    assert limit_mb == ENVIRONMENT_DEFAULTS[stack]["data"]["kafka"]["memory_mb"]
+    broker = _heap_mb(env_of(kafka)["KAFKA_HEAP_OPTS"])
+    script = reveal(files_of(run.resources, "kafka")[KAFKA_START_SCRIPT]["content"])
+    tool = _heap_mb(re.search(r"KAFKA_HEAP_OPTS=(\S+) ", script).group(1))
+    # Beside each heap a JVM holds metaspace, code cache, thread stacks, GC structures: >= 160 MiB each.
+    assert JVM_NON_HEAP_MB >= 160
+    assert broker + tool + 2 * JVM_NON_HEAP_MB <= limit_mb, (broker, tool, limit_mb)
+    assert broker >= MIN_KAFKA_HEAP_MB and broker <= limit_mb // 2
+
+
+def test_a_kafka_limit_too_small_for_two_jvms_is_refused():
+    assert kafka_heap_mb(MIN_KAFKA_MEMORY_MB) == MIN_KAFKA_HEAP_MB
+    with pytest.raises(ComponentArgsError, match=rf"^Kafka: memory_mb 767 is below the minimum {MIN_KAFKA_MEMORY_MB}"):
+        kafka_heap_mb(767)
+    with pytest.raises(ComponentArgsError, match="memory_mb 512 is below the minimum 768"):
+        kafka_specs({"runtime": object(), "networks": {"data": None}, "image": "apache/kafka:3.8.0", "memory_mb": 512,
+                     "cpus": 0.5, "password": "kafka-s3cret"})
+    # The settings say it first, naming their key.
+    raw = {"environment": "dev", "public_hosts": ["orchestration.example.com"], "registry": "registry.internal/x",
+           "app_version": "1.0.0", "monitoring": {"email": {"to": "a@example.com", "from_address": "b@example.com",
+                                                            "smarthost": "smtp.example.com:587"}},
+           "data": {"kafka": {"memory_mb": 700, "cpus": 0.5}}}
+    with pytest.raises(SettingsError, match=r"platform:settings.data.kafka: memory_mb 700 is below the minimum 768"):
+        parse_settings(raw, "Pulumi.dev.yaml")

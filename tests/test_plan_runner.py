@@ -8,13 +8,14 @@ import gc
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pulumi
 import pytest
 
 import infra.mockrun
 from infra.cli import REPO_ROOT, plan_report
-from infra.mockrun import load_project, run_program, run_under_mocks
+from infra.mockrun import ProviderCheckError, check_image_build, load_project, run_program, run_under_mocks
 
 STACKS = ("dev", "staging", "prod")
 
@@ -88,3 +89,94 @@ def test_outputs_created_while_settling_are_awaited_too():
     run = run_under_mocks(program, "p", "s")
     assert [r.name for r in run.resources] == ["first", "second"]
     assert len(seen) == 1
+
+
+# The engine runs the program (and its providers) in Pulumi.yaml's `main` directory when that is a directory,
+# in the directory holding it when it is a file (pulumi/pulumi pkg/engine/project.go getPwdMain).
+IMAGE_PROGRAM = """
+import os
+import pulumi
+import pulumi_docker as docker
+
+pulumi.export("cwd", os.getcwd())
+context = pulumi.Config().get("context")
+if context:
+    docker.Image("app", image_name="registry.example/app:1.0", build=docker.DockerBuildArgs(context=context),
+                 build_on_preview=False)
+"""
+
+
+def _project(root, main: str, context: str | None = None):
+    program = root / "prog" / "__main__.py"
+    program.parent.mkdir(parents=True)
+    program.write_text(IMAGE_PROGRAM)
+    (root / "images" / "app").mkdir(parents=True)
+    (root / "images" / "app" / "Dockerfile").write_text("FROM scratch\n")
+    (root / "Pulumi.yaml").write_text(f"name: p\nruntime: python\nmain: {main}\n")
+    (root / "Pulumi.dev.yaml").write_text(f"config:\n  p:context: {context}\n" if context else "config: {}\n")
+    return root
+
+
+def _plan(project, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infra.cli", "plan", "--stack", "dev", "--project", str(project),
+                           "--format", "json", *extra], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+                          check=False)
+
+
+@pytest.mark.parametrize(("main", "workdir"), [("prog/", "prog"), ("prog/__main__.py", "prog")])
+def test_the_program_runs_in_the_directory_the_engine_gives_it(tmp_path, main, workdir):
+    result = _plan(_project(tmp_path, main))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["outputs"]["cwd"] == str(tmp_path / workdir)
+
+
+def test_this_project_runs_in_its_main_directory():
+    # Pulumi.yaml: `main: stacks/`; a path the program gives a provider is read from there.
+    assert load_project(REPO_ROOT, "dev").workdir == REPO_ROOT / "stacks"
+
+
+def test_a_build_context_relative_to_the_project_root_fails_as_preview_does(tmp_path):
+    # The engine runs the program in prog/: images/app names nothing there, and pulumi-docker's Check says so.
+    result = _plan(_project(tmp_path, "prog/", context="images/app"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == (
+        'infra: error: could not open dockerfile at relative path "images/app/Dockerfile": '
+        "stat images/app/Dockerfile: no such file or directory")
+    # The same context, relative to the directory the engine gives the program, or absolute, is found.
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  p:context: ../images/app\n")
+    assert _plan(tmp_path).returncode == 0
+    (tmp_path / "Pulumi.dev.yaml").write_text(f"config:\n  p:context: {tmp_path / 'images' / 'app'}\n")
+    assert _plan(tmp_path).returncode == 0
+
+
+def test_a_missing_absolute_dockerfile_or_context_fails_with_the_providers_message(tmp_path):
+    _project(tmp_path, "prog/")
+    missing = tmp_path / "images" / "nothing"
+    (tmp_path / "Pulumi.dev.yaml").write_text(f"config:\n  p:context: {missing}\n")
+    result = _plan(tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'infra: error: expected a relative Dockerfile path; got "{missing}/Dockerfile" instead: '
+        f"stat {missing}/Dockerfile: no such file or directory")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_image_the_stack_builds_has_an_absolute_context_and_dockerfile_that_exist(stack):
+    builds = [r.inputs["build"] for r in run_program(load_project(REPO_ROOT, stack), stack).resources
+              if r.type == "docker:index/image:Image"]
+    assert builds or stack != "prod"  # prod builds the backup image and the autoscaler
+    for build in builds:
+        context, dockerfile = Path(build["context"]), Path(build["dockerfile"])
+        assert context.is_absolute() and context.is_dir(), build
+        assert dockerfile.is_absolute() and dockerfile.is_file(), build
+
+
+def test_a_missing_build_context_fails_with_the_providers_message(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM scratch\n")
+    missing = tmp_path / "nothing" / "here"
+    with pytest.raises(ProviderCheckError) as refused:
+        check_image_build({"context": str(missing), "dockerfile": str(dockerfile)})
+    assert str(refused.value) == (
+        f"unable to hash build context: resolve : lstat {tmp_path / 'nothing'}: no such file or directory")
+    check_image_build({"context": str(tmp_path), "dockerfile": str(dockerfile)})

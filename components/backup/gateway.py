@@ -102,7 +102,7 @@ def store_gateway_spec(args: StoreGatewayArgs) -> tuple[ContainerSpec, str]:
         aliases={"data": (route.server_name,)},
         sysctls={UNPRIVILEGED_PORT_SYSCTL: str(route.port)} if route.port < 1024 else {},
         healthcheck=Healthcheck(["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{route.port}"]),
-        tmpfs={"/tmp": "rw,noexec,nosuid,size=8m,uid=101"},
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=8m"},
         user=NGINX_USER,
     )
     return validate_spec(spec), conf

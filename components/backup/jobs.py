@@ -22,6 +22,7 @@ from components.backup.pgbackrest import (
     render_pgbackrest_conf,
     render_pgbackrest_secrets,
 )
+from components.images import IMAGES_DIR
 from components.monitoring.model import duration_seconds
 from components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT
 from components.runtime import Runtime
@@ -50,8 +51,9 @@ POSTGRES_DATA = f"{POSTGRES_DATA_MOUNT}/pgdata"
 POSTGRES_UID = "999:999"
 # clickhouse-server's user (uid 101): clickhouse-backup reads and hard-links the server's data files.
 CLICKHOUSE_UID = "101:101"
-# The Dockerfile of the image holding PostgreSQL, pgBackRest and mcron (relative to the repository root).
-IMAGE_CONTEXT = "images/postgres-backup"
+# The image holding PostgreSQL, pgBackRest and mcron: its build context and Dockerfile, absolute (IMAGES_DIR).
+IMAGE_CONTEXT = IMAGES_DIR / "postgres-backup"
+IMAGE_DOCKERFILE = IMAGE_CONTEXT / "Dockerfile"
 
 
 def render_job_script(config: BackupConfig) -> str:

@@ -84,9 +84,6 @@ def directive(name: str, *args: object, block: list[Directive] | None = None) ->
     return stmt
 
 
-_d = directive
-
-
 def security_headers(config: EdgeConfig) -> list[tuple[str, str]]:
     """The response headers every HTTPS response carries (OWASP Secure Headers, REST cheat sheet)."""
     hsts = f"max-age={config.hsts_max_age_seconds}"
@@ -141,7 +138,7 @@ def _hidden_upstream_headers(config: EdgeConfig) -> list[str]:
 
 def _add_headers(headers: list[tuple[str, str]]) -> list[Directive]:
     # `always`: also on 4xx/5xx (404, 413, 429, 502...), not only on 2xx/3xx.
-    return [_d("add_header", name, value, "always") for name, value in headers]
+    return [directive("add_header", name, value, "always") for name, value in headers]
 
 
 def _origin_regex(origin: str) -> str:
@@ -149,9 +146,9 @@ def _origin_regex(origin: str) -> str:
 
 
 def _cors_maps(config: EdgeConfig) -> list[Directive]:
-    origin_entries = [_d("default", "")]
-    origin_entries += [_d(_origin_regex(origin), origin) for origin in config.cors_allowed_origins]
-    maps = [_d("map", "$http_origin", "$cors_origin", block=origin_entries)]
+    origin_entries = [directive("default", "")]
+    origin_entries += [directive(_origin_regex(origin), origin) for origin in config.cors_allowed_origins]
+    maps = [directive("map", "$http_origin", "$cors_origin", block=origin_entries)]
 
     gated = {
         "$cors_allow_methods": ", ".join(config.cors_allowed_methods),
@@ -162,7 +159,8 @@ def _cors_maps(config: EdgeConfig) -> list[Directive]:
         gated["$cors_allow_credentials"] = "true"
     for variable, value in gated.items():
         # Empty $cors_origin (origin not allowlisted) -> empty value -> header omitted.
-        maps.append(_d("map", "$cors_origin", variable, block=[_d("default", value), _d("", "")]))
+        maps.append(directive("map", "$cors_origin", variable,
+                              block=[directive("default", value), directive("", "")]))
     return maps
 
 
@@ -172,46 +170,48 @@ UPSTREAM_VARIABLE = "$api_gateway"
 
 
 def _proxy_to_upstream(target: str) -> Directive:
-    return _d("proxy_pass", f"http://{target}")
+    return directive("proxy_pass", f"http://{target}")
 
 
 def _api_location(config: EdgeConfig, match: list[str], limit: Directive, target: str) -> Directive:
     headers = security_headers(config) + _cors_response_headers(config)
-    preflight = _d(
+    preflight = directive(
         "if",
         "$request_method",
         "=",
         "OPTIONS",
         # Preflights are answered at the edge from the allowlist; the gateway never sees them.
-        block=[*_add_headers(headers + _cors_preflight_headers()), _d("return", "204")],
+        block=[*_add_headers(headers + _cors_preflight_headers()), directive("return", "204")],
     )
-    return _d("location", *match, block=[limit, preflight, *_add_headers(headers), _proxy_to_upstream(target)])
+    return directive("location", *match,
+                     block=[limit, preflight, *_add_headers(headers), _proxy_to_upstream(target)])
 
 
 def _limit(zone: str, burst: int, nodelay: bool) -> Directive:
     # nginx rejects "burst=0" ("invalid burst value"); no burst parameter means 0.
     args = [f"zone={zone}"] + ([f"burst={burst}"] if burst else []) + (["nodelay"] if nodelay else [])
-    return _d("limit_req", *args)
+    return directive("limit_req", *args)
 
 
 def _locations(config: EdgeConfig, target: str) -> list[Directive]:
     headers = _add_headers(security_headers(config))
     api_limit = _limit("api", config.api_burst, config.api_nodelay)
     if config.block_management_paths:
-        management = [*headers, _d("return", "404")]
+        management = [*headers, directive("return", "404")]
     else:
         # dev: Swagger UI and actuator reach the gateway (still rate limited).
         management = [api_limit, *headers, _proxy_to_upstream(target)]
     return [
         # An exact match beats every regex, so the gateway's health endpoint stays reachable for
         # health checks through the edge while the rest of /actuator is blocked.
-        _d("location", "=", config.health_path, block=[api_limit, *headers, _proxy_to_upstream(target)]),
+        directive("location", "=", config.health_path,
+                  block=[api_limit, *headers, _proxy_to_upstream(target)]),
         # Regex locations are tried in order and beat the /api/ prefix: blocking comes first.
-        _d("location", "~*", MANAGEMENT_PATHS_REGEX, block=management),
+        directive("location", "~*", MANAGEMENT_PATHS_REGEX, block=management),
         _api_location(config, ["~*", login_path_regex(config)], _limit("login", config.login_burst, True), target),
         _api_location(config, [API_PREFIX], api_limit, target),
         # Only the API and the health endpoint are published; anything else is not ours to serve.
-        _d("location", "/", block=[*headers, _d("return", "404")]),
+        directive("location", "/", block=[*headers, directive("return", "404")]),
     ]
 
 
@@ -226,7 +226,7 @@ def login_path_regex(config: EdgeConfig) -> str:
 
 
 def _listen(address: str | None, port: int, *flags: str) -> Directive:
-    return _d("listen", f"{address}:{port}" if address else str(port), *flags)
+    return directive("listen", f"{address}:{port}" if address else str(port), *flags)
 
 
 def _https_server(config: EdgeConfig, deployment: EdgeDeployment, listen: Directive,
@@ -245,38 +245,38 @@ def _https_server(config: EdgeConfig, deployment: EdgeDeployment, listen: Direct
     ]
     body = [
         listen,
-        _d("server_name", *config.server_names),
-        _d("ssl_certificate", deployment.cert_path),
-        _d("ssl_certificate_key", deployment.key_path),
-        _d("ssl_protocols", *config.tls_protocols),
-        _d("ssl_ciphers", ":".join(config.tls_ciphers)),
-        _d("ssl_ecdh_curve", ":".join(config.tls_curves)),
-        _d("ssl_prefer_server_ciphers", "off"),
-        _d("ssl_session_timeout", f"{config.ssl_session_timeout_minutes}m"),
-        _d("ssl_session_cache", f"shared:EdgeSSL:{config.ssl_session_cache_mb}m"),
-        _d("ssl_session_tickets", "on" if config.ssl_session_tickets else "off"),
-        _d("client_max_body_size", config.client_max_body_size_bytes),
-        _d(
+        directive("server_name", *config.server_names),
+        directive("ssl_certificate", deployment.cert_path),
+        directive("ssl_certificate_key", deployment.key_path),
+        directive("ssl_protocols", *config.tls_protocols),
+        directive("ssl_ciphers", ":".join(config.tls_ciphers)),
+        directive("ssl_ecdh_curve", ":".join(config.tls_curves)),
+        directive("ssl_prefer_server_ciphers", "off"),
+        directive("ssl_session_timeout", f"{config.ssl_session_timeout_minutes}m"),
+        directive("ssl_session_cache", f"shared:EdgeSSL:{config.ssl_session_cache_mb}m"),
+        directive("ssl_session_tickets", "on" if config.ssl_session_tickets else "off"),
+        directive("client_max_body_size", config.client_max_body_size_bytes),
+        directive(
             "if",
             "$request_method",
             "!~",
             "^(" + "|".join(FORWARDED_METHODS) + ")$",
-            block=[_d("return", "405")],
+            block=[directive("return", "405")],
         ),
         *_add_headers(security_headers(config)),
-        _d("proxy_http_version", "1.1"),
-        *[_d("proxy_set_header", name, value) for name, value in proxy_headers],
-        *[_d("proxy_hide_header", name) for name in _hidden_upstream_headers(config)],
-        _d("proxy_connect_timeout", f"{config.proxy_connect_timeout_seconds}s"),
-        _d("proxy_read_timeout", f"{config.proxy_read_timeout_seconds}s"),
-        _d("proxy_send_timeout", f"{config.proxy_send_timeout_seconds}s"),
+        directive("proxy_http_version", "1.1"),
+        *[directive("proxy_set_header", name, value) for name, value in proxy_headers],
+        *[directive("proxy_hide_header", name) for name in _hidden_upstream_headers(config)],
+        directive("proxy_connect_timeout", f"{config.proxy_connect_timeout_seconds}s"),
+        directive("proxy_read_timeout", f"{config.proxy_read_timeout_seconds}s"),
+        directive("proxy_send_timeout", f"{config.proxy_send_timeout_seconds}s"),
         # Try the next replica on connection errors and gateway errors. nginx never re-sends a
         # POST/PATCH that already reached a replica (no `non_idempotent`).
-        _d("proxy_next_upstream", "error", "timeout", "http_502", "http_503", "http_504"),
-        *([_d("set", UPSTREAM_VARIABLE, resolved_upstream)] if resolved_upstream else []),
+        directive("proxy_next_upstream", "error", "timeout", "http_502", "http_503", "http_504"),
+        *([directive("set", UPSTREAM_VARIABLE, resolved_upstream)] if resolved_upstream else []),
         *_locations(config, UPSTREAM_VARIABLE if resolved_upstream else UPSTREAM_NAME),
     ]
-    return _d("server", block=body)
+    return directive("server", block=body)
 
 
 def render_nginx_conf(
@@ -316,7 +316,7 @@ def render_nginx_conf(
                          f"not {list(deployment.upstream_servers)}")
     temp_paths = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
     upstream_servers = [
-        _d(
+        directive(
             "server",
             server,
             f"max_fails={config.upstream_max_fails}",
@@ -325,40 +325,43 @@ def render_nginx_conf(
         for server in deployment.upstream_servers
     ]
     http = [
-        _d("server_tokens", "off"),
-        _d("default_type", "application/octet-stream"),
-        _d("log_format", "edge_json", "escape=json", json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))),
-        _d("access_log", access_log_path, "edge_json"),
+        directive("server_tokens", "off"),
+        directive("default_type", "application/octet-stream"),
+        directive("log_format", "edge_json", "escape=json",
+                  json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))),
+        directive("access_log", access_log_path, "edge_json"),
         # Every temp path is set so nginx never touches the compiled-in /var/lib/nginx.
-        *[_d(f"{name}_temp_path", os.path.join(temp_dir, name)) for name in temp_paths],
-        _d("client_body_timeout", f"{config.client_body_timeout_seconds}s"),
-        _d("client_header_timeout", f"{config.client_header_timeout_seconds}s"),
-        _d("keepalive_timeout", f"{config.keepalive_timeout_seconds}s"),
-        _d("send_timeout", f"{config.send_timeout_seconds}s"),
-        _d("large_client_header_buffers", "4", "8k"),
-        _d(
+        *[directive(f"{name}_temp_path", os.path.join(temp_dir, name)) for name in temp_paths],
+        directive("client_body_timeout", f"{config.client_body_timeout_seconds}s"),
+        directive("client_header_timeout", f"{config.client_header_timeout_seconds}s"),
+        directive("keepalive_timeout", f"{config.keepalive_timeout_seconds}s"),
+        directive("send_timeout", f"{config.send_timeout_seconds}s"),
+        directive("large_client_header_buffers", "4", "8k"),
+        directive(
             "limit_req_zone",
             "$binary_remote_addr",
             f"zone=api:{config.rate_limit_zone_mb}m",
             f"rate={config.api_rate_per_second}r/s",
         ),
-        _d(
+        directive(
             "limit_req_zone",
             "$binary_remote_addr",
             f"zone=login:{config.rate_limit_zone_mb}m",
             f"rate={config.login_rate_per_minute}r/m",
         ),
-        _d("limit_req_status", RATE_LIMIT_STATUS),
+        directive("limit_req_status", RATE_LIMIT_STATUS),
         *_cors_maps(config),
-        *([_d("resolver", resolver, f"valid={resolver_valid_seconds}s", "ipv6=off"), _d("resolver_timeout", "5s")]
+        *([directive("resolver", resolver, f"valid={resolver_valid_seconds}s", "ipv6=off"),
+           directive("resolver_timeout", "5s")]
           if resolver else
-          [_d("upstream", UPSTREAM_NAME, block=[*upstream_servers, _d("keepalive", config.upstream_keepalive)])]),
-        _d(
+          [directive("upstream", UPSTREAM_NAME,
+                     block=[*upstream_servers, directive("keepalive", config.upstream_keepalive)])]),
+        directive(
             "server",
             block=[
                 _listen(listen_address, listen_http, "default_server"),
-                _d("server_name", *config.server_names),
-                _d("return", "301", "https://$host$request_uri"),
+                directive("server_name", *config.server_names),
+                directive("return", "301", "https://$host$request_uri"),
             ],
         ),
         _https_server(
@@ -372,12 +375,12 @@ def render_nginx_conf(
             "line": 1,
             "comment": " Generated by components.edge.nginx.render_nginx_conf; do not edit.",
         },
-        *([_d("user", user)] if user else []),
-        _d("worker_processes", "auto"),
-        _d("pid", pid_path),
-        _d("error_log", "stderr", "warn"),
-        _d("events", block=[_d("worker_connections", "1024")]),
-        _d("http", block=http),
+        *([directive("user", user)] if user else []),
+        directive("worker_processes", "auto"),
+        directive("pid", pid_path),
+        directive("error_log", "stderr", "warn"),
+        directive("events", block=[directive("worker_connections", "1024")]),
+        directive("http", block=http),
     ]
     return crossplane.build(payload) + "\n"
 

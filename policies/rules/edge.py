@@ -40,11 +40,8 @@ def _nginx_rule(check: Callable[[list, list[Server], Workload, Callable, dict], 
     end to end). EDGE-001 refuses a load balancer that serves no HTTP."""
 
     def run(w: Workload, report, options) -> None:
-        uploads = {path: text for path, text in w.uploads.items() if nginxconf.is_nginx_file(path)}
-        if not uploads:
-            return
         try:
-            config = nginxconf.load(uploads)
+            config = _nginx_config(w)
         except NginxConfigError as error:
             report(f"nginx config does not parse: {error}")
             return
@@ -57,10 +54,15 @@ def _nginx_rule(check: Callable[[list, list[Server], Workload, Callable, dict], 
     return run
 
 
+def _nginx_config(w: Workload) -> list | None:
+    """The workload's uploaded nginx.conf with its uploaded includes; None without one."""
+    return nginxconf.load({path: text for path, text in w.uploads.items() if nginxconf.is_nginx_file(path)})
+
+
 def _serves_http(w: Workload) -> bool:
     """True also when the config does not parse: the rules then report that."""
     try:
-        config = nginxconf.load({path: text for path, text in w.uploads.items() if nginxconf.is_nginx_file(path)})
+        config = _nginx_config(w)
     except NginxConfigError:
         return True
     return config is None or bool(nginxconf.children(config, "http"))

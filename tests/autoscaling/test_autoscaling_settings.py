@@ -22,7 +22,9 @@ def test_docker_is_the_default_runtime_and_prod_encrypts_overlays() -> None:
 
 
 def test_a_swarm_stack_takes_a_worker_policy() -> None:
-    settings = parse_settings({**PROD, "runtime": "swarm", "autoscaling": {"workers": POLICY, "docker_socket_accepted_until": UNTIL}}, "Pulumi.prod.yaml")
+    settings = parse_settings({**PROD, "runtime": "swarm", "data": {"postgres_max_connections": 250},
+                               "autoscaling": {"workers": POLICY, "docker_socket_accepted_until": UNTIL}},
+                              "Pulumi.prod.yaml")
     assert settings.autoscaling.workers.max_replicas == 8
     assert settings.autoscaling.workers.scale_down_stabilization_seconds == 300
 

@@ -52,7 +52,9 @@ def test_postgres_archives_its_wal_with_the_rendered_configuration(prod):
     [image] = [r for r in run.resources if r.type == IMAGE]
     assert image.inputs["imageName"] == settings.image("postgres-backup")
     assert image.inputs["build"]["args"] == {"POSTGRES_IMAGE": settings.images.postgres}
-    assert image.inputs["build"]["context"] == "images/postgres-backup"
+    # Absolute: the engine runs the program in stacks/, where a path from the project root names nothing.
+    assert image.inputs["build"]["context"] == str(REPO_ROOT / "images" / "postgres-backup")
+    assert image.inputs["build"]["dockerfile"] == str(REPO_ROOT / "images" / "postgres-backup" / "Dockerfile")
     command = postgres["command"]  # `-c name=value` pairs, which the start script hands to the server
     settings_given = [value for flag, value in zip(command[::2], command[1::2], strict=True) if flag == "-c"]
     assert (f"archive_command=pgbackrest --config={PGBACKREST_CONF} --config-include-path={PGBACKREST_INCLUDE} "

@@ -203,3 +203,37 @@ def test_dry_run_decides_without_touching_the_service(swarm, worker_service, pro
     line = json.loads(result.stdout)
     assert (line["current"], line["desired"], line["applied"]) == (1, 3, False)
     assert spec_replicas(swarm, worker_service.name) == 1
+
+
+def test_started_before_its_service_it_holds_then_scales_it(swarm, standin_image, prometheus, tmp_path,
+                                                             cleanup) -> None:
+    """In the stack it may start before the worker service exists: it reports and holds, never exits (a task
+    that exits exhausts its restart policy and is never restarted), then scales the service once it exists."""
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY.model_dump()))
+    metrics_port = free_port()
+    name = unique("worker")
+    prometheus.decision = SPIKE.start - 1  # its first decision on the service sees the spike
+    controller = subprocess.Popen(
+        autoscale("--service", name, "--prometheus-url", prometheus.url, "--policy", str(policy_file),
+                  "--metrics-port", str(metrics_port)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3 * POLICY.interval_seconds + 2)
+        assert controller.poll() is None, controller.communicate(timeout=5)
+        metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(
+                       http_request(f"http://127.0.0.1:{metrics_port}/metrics")[1])
+                   for s in family.samples}
+        assert metrics[("autoscaler_errors_total", (("source", "missing"), ("swarm_service", name)))] >= 2
+        cleanup(swarm.services.create(
+            standin_image, ["/bin/busybox", "sleep", "3600"], name=name,
+            mode=docker.types.ServiceMode("replicated", replicas=1), stop_grace_period=1_000_000_000))
+        line = json.loads(controller.stdout.readline())
+        assert (line["service"], line["current"], line["desired"], line["applied"]) == (name, 1, 3, True), line
+        assert spec_replicas(swarm, name) == 3
+    finally:
+        controller.terminate()
+        _, errors = controller.communicate(timeout=20)
+    assert controller.returncode == 0, errors
+    assert f"no Swarm service {name!r} yet; holding until it exists" in errors

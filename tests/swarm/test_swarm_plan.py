@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
-from components.swarm import object_name
+from components.apps import HEALTH_PATH, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR
+from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from components.runtime import duration_nanos
+from components.spec import ComponentArgsError, ContainerSpec, Healthcheck
+from components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
 from infra.check import evaluate
 from infra.cli import REPO_ROOT
 from infra.mockrun import load_project, run_program
+from infra.settings import SettingsError, parse_settings
+from tests.conftest import deploy, require_tool
 from tests.helpers import is_secret, labels_of, reveal
 
 SERVICE = "docker:index/service:Service"
@@ -23,6 +34,8 @@ NETWORK = "docker:index/network:Network"
 CONTAINER = "docker:index/container:Container"
 POLICY = {"min_replicas": 2, "max_replicas": 12, "consumer_group": "job-workers", "topic": "jobs"}
 AUTOSCALING = {"workers": POLICY, "docker_socket_accepted_until": "2027-11-30"}
+DATA = {"postgres_max_connections": 300}
+"""Up to 12 workers, and a start-first rollout task beside each service's replicas, need 288 connections."""
 
 
 def swarm_project(directory: Path, **settings) -> Path:
@@ -37,7 +50,7 @@ def swarm_project(directory: Path, **settings) -> Path:
 
 @pytest.fixture(scope="module")
 def swarm_run(tmp_path_factory):
-    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING)
+    project = swarm_project(tmp_path_factory.mktemp("swarm"), runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
     return run_program(load_project(project, "prod"), "prod")
 
 
@@ -68,6 +81,27 @@ def test_the_autoscaled_workers_replicas_are_left_to_the_controller(swarm_run) -
     gateway = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "api-gateway")
     assert (worker.ignore_changes, gateway.ignore_changes) == (
         ["mode.replicated.replicas", "taskSpec.placement.platforms"], ["taskSpec.placement.platforms"])
+
+
+def test_every_operation_refreshes_so_an_update_sends_the_controllers_count() -> None:
+    """An ignored input is sent from the state (the value of the last `up` unless the state was refreshed), so
+    the project refreshes before every up, preview and destroy: pulumi/pulumi sdk/go/common/workspace/project.go
+    ProjectOptions.Refresh and project.json `options.refresh` ("const": "always"), read by
+    pkg/cmd/pulumi/operations/io.go getRefreshOption (README, "Autoscaling the workers on Kafka lag")."""
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    assert project["options"] == {"refresh": "always"}
+
+
+def test_the_workers_wait_covers_a_rollout_over_every_replica_the_controller_may_set(swarm_run) -> None:
+    """converge_config.timeout: each task the update replaces may take the monitor period and the update delay,
+    and the last one is watched for one more monitor period; the autoscaled workers may run max_replicas
+    tasks, not `workers`."""
+    planned = services(swarm_run)
+    worker, gateway = planned["worker"], planned["api-gateway"]
+    for service, replicas in ((worker, POLICY["max_replicas"]), (gateway, gateway["mode"]["replicated"]["replicas"])):
+        slot = duration_nanos(service["updateConfig"]["monitor"]) + duration_nanos(service["updateConfig"]["delay"])
+        assert duration_nanos(service["convergeConfig"]["timeout"]) >= replicas * slot + duration_nanos(
+            service["updateConfig"]["monitor"])
 
 
 def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_builds(swarm_run) -> None:
@@ -205,7 +239,7 @@ def test_the_policy_pack_reads_a_services_files_in_its_configs(swarm_run) -> Non
 def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
     from infra.cli import main
 
-    project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING)
+    project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
     assert main(["check", "--stack", "prod", "--project", str(project)]) == 0
 
 
@@ -252,15 +286,96 @@ def test_max_replicas_above_the_topics_partitions_fails(swarm_run) -> None:
 
 
 def test_a_backup_job_runs_on_the_node_of_the_volumes_it_shares(swarm_run) -> None:
+    """The job's own metrics volume lives where the volumes it reads are: no label of its own. The global
+    node-exporter, which mounts that volume on every node, is held to no label at all."""
     planned = services(swarm_run)
-    constraints = {name: planned[name]["taskSpec"]["placement"]["constraints"]
-                   for name in ("postgres", "postgres-backup", "clickhouse-backup")}
+    constraints = {name: planned[name]["taskSpec"].get("placement", {}).get("constraints")
+                   for name in ("postgres", "postgres-backup", "clickhouse-backup", "node-exporter")}
     assert constraints == {
         "postgres": ["node.labels.platform.postgres==true"],
-        "postgres-backup": ["node.labels.platform.clickhouse==true", "node.labels.platform.postgres==true",
-                            "node.labels.platform.postgres-backup==true"],
+        "postgres-backup": ["node.labels.platform.clickhouse==true", "node.labels.platform.postgres==true"],
         "clickhouse-backup": ["node.labels.platform.clickhouse==true"],
+        "node-exporter": None,
     }
+    node_exporter = planned["node-exporter"]
+    assert "global" in node_exporter["mode"]
+    assert {m["source"] for m in node_exporter["taskSpec"]["containerSpec"]["mounts"] if m["type"] == "volume"} == {
+        "orchestration-prod-backup-metrics"}
+
+
+def readme_node_labels() -> set[str]:
+    """The labels of the README's table of node labels (the table under "Node labels the operator sets")."""
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text[text.index("Node labels the operator sets"):].split("\n\n")[1]
+    return {match for line in table.splitlines()[2:] for match in re.findall(r"^\| `([^`]+)` \|", line)}
+
+
+def test_every_node_label_the_stack_sets_is_in_the_readme(swarm_run) -> None:
+    documented = readme_node_labels()
+    assert "platform.edge" in documented
+    used = {match for inputs in services(swarm_run).values()
+            for constraint in inputs["taskSpec"].get("placement", {}).get("constraints", [])
+            for match in re.findall(r"^node\.labels\.(.+)==true$", constraint)}
+    assert used and used <= documented, sorted(used - documented)
+    # Every constraint is a documented label or the manager role, nothing else.
+    others = {c for inputs in services(swarm_run).values()
+              for c in inputs["taskSpec"].get("placement", {}).get("constraints", []) if not c.startswith("node.labels.")}
+    assert others == {"node.role==manager"}
+
+
+def test_the_healthcheck_class_reaches_the_task_as_its_bytes_and_runs_in_a_jvm(swarm_run, tmp_path) -> None:
+    """The provider decodes a config's `data` once and sends the bytes to the engine (resource_docker_config.go
+    getConfigDataBytes): what each Spring service's task mounts is HttpCheck.class itself, which the real JVM
+    loads and runs against a server answering 200 and then 503."""
+    java = require_tool("java", "default-jdk-headless")
+    shipped = (REPO_ROOT / "components" / "healthcheck" / "HttpCheck.class").read_bytes()
+    classes = {labels_of(c)["platform.service"]: c for c in of_type(swarm_run, CONFIG).values()
+               if labels_of(c)["platform.path"] == f"{HEALTHCHECK_CLASS_DIR}/HttpCheck.class"}
+    assert set(classes) == {"api-gateway", "orchestrator", "worker", "log-aggregator", "query-service"}
+    for service, config in classes.items():
+        assert base64.b64decode(config["data"], validate=True) == shipped, service
+    (tmp_path / "HttpCheck.class").write_bytes(base64.b64decode(classes["api-gateway"]["data"]))
+    status = {"code": 200}
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status["code"])
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}{HEALTH_PATH}"
+    command = services(swarm_run)["api-gateway"]["taskSpec"]["containerSpec"]["healthcheck"]["tests"]
+    assert command[:2] == ["CMD", "java"] and HEALTHCHECK_CLASS_DIR in command
+    args = [java if arg == "java" else str(tmp_path) if arg == HEALTHCHECK_CLASS_DIR else arg for arg in command[1:]]
+    try:
+        answers = []
+        for code in (200, 503):
+            status["code"] = code
+            done = subprocess.run([*args[:-1], url], capture_output=True, text=True, timeout=60, check=False)
+            answers.append((done.returncode, done.stderr.strip()))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers == [(0, ""), (1, "")]
+
+
+def test_the_jvm_temp_dir_is_an_exec_able_tmpfs_volume_and_tmp_a_tmpfs(swarm_run) -> None:
+    """A service tmpfs is always noexec in Swarm, so /var/tmp/jvm (exec) is a tmpfs of the local volume driver,
+    one per replica; neither pins the service nor makes it stateful."""
+    gateway = services(swarm_run)["api-gateway"]
+    mounts = {m["target"]: m for m in gateway["taskSpec"]["containerSpec"]["mounts"]}
+    assert mounts["/tmp"] == {"type": "tmpfs", "target": "/tmp", "tmpfsOptions": {"sizeBytes": 128 * 2**20}}
+    jvm = mounts[JVM_TMPDIR]
+    assert jvm["type"] == "volume" and jvm["source"].endswith("-{{.Task.Slot}}")
+    assert jvm["source"].startswith("orchestration-prod-api-gateway-var-tmp-jvm-")
+    assert jvm["volumeOptions"]["driverName"] == "local"
+    assert jvm["volumeOptions"]["driverOptions"] == {"type": "tmpfs", "device": "tmpfs",
+                                                     "o": f"nosuid,nodev,size={128 * 2**20}"}
+    assert "placement" not in gateway["taskSpec"] and gateway["updateConfig"]["order"] == "start-first"
 
 
 def test_services_of_images_the_stack_builds_wait_for_the_build(swarm_run) -> None:
@@ -271,3 +386,77 @@ def test_services_of_images_the_stack_builds_wait_for_the_build(swarm_run) -> No
                         if r.type == SERVICE and labels_of(r.inputs)["platform.service"] == service)
         image = resource.inputs["taskSpec"]["containerSpec"]["image"].partition("@")[0]
         assert built[image] in resource.dependencies, service
+
+
+@pytest.mark.parametrize("options,refused", [
+    ("rw,noexec,nosuid,size=8m,uid=101", "'uid=101'"),  # ownership: a service tmpfs has none
+    ("size=8m,nr_inodes=1k", "'nr_inodes=1k'"),
+    ("size=lots", "'size=lots'"),
+    ("mode=1777", "'mode=1777'"),  # read back without the sticky bit: a diff at every `pulumi up`
+    ("exec,noexec", "'exec' and 'noexec'"),
+])
+def test_a_tmpfs_option_swarm_cannot_honour_is_refused(options, refused) -> None:
+    spec = ContainerSpec(service="cache", role="app", image="nginx:1.26.2", networks=["app"], memory_mb=32,
+                         cpus=0.1, healthcheck=Healthcheck(["CMD", "true"]), tmpfs={"/var/cache/nginx": options})
+
+    def program() -> None:
+        runtime = SwarmRuntime(name_prefix="t")
+        parent = pulumi.ComponentResource("platform:index:SwarmTest", "swarm-test")
+        runtime.deploy(spec, {"app": runtime.network("app", True, "network", parent)}, "test", parent)
+
+    with pytest.raises(ComponentArgsError, match=re.escape(
+            f"container 'cache': tmpfs /var/cache/nginx: option{'s' if ' and ' in refused else ''} {refused}")):
+        deploy(program)
+
+
+def test_the_prod_specs_tmpfs_options_are_all_honoured_in_swarm(swarm_run) -> None:
+    """What the specs ask of each tmpfs reaches the task: sizes as sent, exec only where asked."""
+    for service, inputs in services(swarm_run).items():
+        for mount in inputs["taskSpec"]["containerSpec"].get("mounts", []):
+            if mount["type"] == "tmpfs":
+                assert mount["tmpfsOptions"]["sizeBytes"] > 0, service
+            elif mount.get("volumeOptions", {}).get("driverOptions", {}).get("type") == "tmpfs":
+                assert mount["target"] == JVM_TMPDIR, service
+
+
+def test_the_connection_budget_covers_the_most_tasks_the_plan_can_run(swarm_run) -> None:
+    # What the settings count (infra/settings.py _most_tasks) against what the plan's services can run at once:
+    # replicas (the worker service: the autoscaler's ceiling), plus the new tasks a start-first update starts
+    # beside the old ones.
+    need = EXPORTER_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
+    for service, inputs in services(swarm_run).items():
+        env = reveal(inputs["taskSpec"]["containerSpec"].get("env", {}))
+        pool = env.get("SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE")
+        if pool is None:
+            continue
+        update = inputs["updateConfig"]
+        assert (update["order"], update["parallelism"]) == ("start-first", UPDATE_PARALLELISM), service
+        most = POLICY["max_replicas"] if service == "worker" else inputs["mode"]["replicated"]["replicas"]
+        need += int(pool) * (most + update["parallelism"])
+    assert need == 268  # 20x3 + 20x2 + 10x13 + 15x2 + 8: the log-aggregator does not connect to PostgreSQL
+    settings = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]["platform:settings"]
+    with pytest.raises(SettingsError, match=r"= (\d+); raise") as refused:
+        parse_settings({**settings, "runtime": "swarm", "autoscaling": AUTOSCALING,
+                        "data": {"postgres_max_connections": need - 1}}, "Pulumi.prod.yaml")
+    assert int(re.search(r"= (\d+); raise", str(refused.value)).group(1)) >= need
+
+
+def test_replaced_files_are_retained_and_retired_by_a_step_each_service_waits_for(swarm_run) -> None:
+    """Pulumi never deletes a config or secret (a rollback may need it, components/swarm_files.py); each
+    service with files depends on its RetiredFiles, which knows the names it uses now."""
+    files = [r for r in swarm_run.resources if r.type in (SECRET, CONFIG)]
+    assert files and all(r.retain_on_delete for r in files)
+    retired = {r.urn: r.inputs for r in swarm_run.resources if r.type == "pulumi-python:dynamic/swarm:RetiredFiles"}
+    with_files = 0
+    for service in (r for r in swarm_run.resources if r.type == SERVICE):
+        container = service.inputs["taskSpec"]["containerSpec"]
+        names = sorted([ref["secretName"] for ref in container.get("secrets", [])]
+                       + [ref["configName"] for ref in container.get("configs", [])])
+        steps = [retired[urn] for urn in service.dependencies if urn in retired]
+        if not names:
+            assert not steps, service.name
+            continue
+        with_files += 1
+        (step,) = steps
+        assert (step["service_name"], sorted(step["current"])) == (service.inputs["name"], names)
+    assert with_files > 10
