@@ -362,29 +362,30 @@ def _plan_file(prod_plan: dict, path: str) -> str:  # noqa: F811
                 for upload in inputs.get("uploads", []) if upload["file"] == path)
 
 
-def _scrape(stack: Stack) -> tuple[dict[str, dict[str, float]], float]:
-    """job -> {series: value} of every stand-in exporter, at one moment."""
-    samples = {}
+def _scrape(stack: Stack) -> tuple[dict[str, dict[str, float]], set[str], float]:
+    """job -> {series: value} of every stand-in exporter at one moment, and the names of its counters."""
+    samples, counters = {}, set()
     for job, (service, port, path) in SCRAPED.items():
         status, text = stack.http(service, f"http://127.0.0.1:{port}{path}")
         assert status == 200, (job, text)
         samples[job] = {f"{m.group(1)}{m.group(2) or '{}'}": float(m.group(3))
                         for m in map(SAMPLE.match, text.splitlines()) if m}
-    return samples, time.monotonic()
+        counters |= set(re.findall(r"^# TYPE (\S+) counter$", text, re.MULTILINE))
+    return samples, counters, time.monotonic()
 
 
 def test_no_alert_fires_on_a_stand_ins_value(stack, prod_plan, tmp_path):  # noqa: F811
     """The stack's own rules over what the stand-ins export, as Prometheus would scrape it (two scrapes give the
-    counters' rates) with every other job up: no alert that reads a stand-in's series fires, but for the one
-    whose cause is real here. promtool evaluates the rules file of the prod plan."""
+    counters' rates; gauges hold their value) with every other job up: no alert that reads a stand-in's series
+    fires, but for the one whose cause is real here. promtool evaluates the rules file of the prod plan."""
     promtool = require_tool("promtool", "prometheus")
     rules = yaml.safe_load(_plan_file(prod_plan, RULES_FILE))
     scrape_configs = yaml.safe_load(_plan_file(prod_plan, PROMETHEUS_CONFIG))["scrape_configs"]
     targets = {config["job_name"]: (static["targets"][0], static.get("labels", {}))
                for config in scrape_configs for static in config.get("static_configs", []) if static.get("targets")}
-    first, at_first = _scrape(stack)
+    first, _, at_first = _scrape(stack)
     time.sleep(10)
-    second, at_second = _scrape(stack)
+    second, counters, at_second = _scrape(stack)
     series, exported, now = [], set(), time.time()
     ours = _local(OWN_PREFIX)
     for job, samples in second.items():
@@ -397,7 +398,9 @@ def test_no_alert_fires_on_a_stand_ins_value(stack, prod_plan, tmp_path):  # noq
             scraped = {"job": job, "instance": instance, **labels}
             all_labels = rest.rstrip("}") + ("," if rest.rstrip("}") else "") + ",".join(
                 f'{k}="{v}"' for k, v in scraped.items())
-            per_minute = (value - first[job].get(selector, value)) / (at_second - at_first) * 60
+            # A counter goes on at the rate of the two scrapes; a gauge stays where it is.
+            per_minute = ((value - first[job].get(selector, value)) / (at_second - at_first) * 60
+                          if name in counters else 0.0)
             if TIMESTAMP.search(name):
                 value, per_minute = value - now + EVAL_MINUTES * 60, 0.0
             series.append({"series": f"{name}{{{all_labels}}}",
