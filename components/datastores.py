@@ -195,7 +195,7 @@ def kafka_heap_mb(memory_mb: int) -> int:
 
 
 def kafka_start_script(*, kafka_home: str = "/opt/kafka", launcher: str = "/etc/kafka/docker/run",
-                       ready: str = KAFKA_TOPICS_READY) -> str:
+                       ready: str = KAFKA_TOPICS_READY, bootstrap: str = "127.0.0.1:9092") -> str:
     """The container's entrypoint: the image's launcher (apache/kafka docker/jvm/Dockerfile CMD), then, once the
     broker answers, each topic of $PLATFORM_KAFKA_TOPICS created with its partitions, or raised to them (Kafka
     never lowers a topic's partitions: TopicCommand's --alter only adds). Healthy only once that is done.
@@ -213,7 +213,7 @@ trap 'kill -TERM "$broker" 2>/dev/null || true' EXIT
 # The admin tool is a small JVM of its own beside the broker: not the broker's heap (the limit holds both:
 # kafka_heap_mb), nor its JAAS login.
 topics() {{
-    KAFKA_HEAP_OPTS=-Xmx{TOPIC_TOOL_HEAP_MB}m KAFKA_OPTS= {kafka_home}/bin/kafka-topics.sh --bootstrap-server 127.0.0.1:9092 \
+    KAFKA_HEAP_OPTS=-Xmx{TOPIC_TOOL_HEAP_MB}m KAFKA_OPTS= {kafka_home}/bin/kafka-topics.sh --bootstrap-server {bootstrap} \
         --command-config {KAFKA_ADMIN_CONFIG} "$@"
 }}
 until topics --list >/dev/null 2>&1; do kill -0 "$broker"; sleep 2; done

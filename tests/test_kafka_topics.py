@@ -1,16 +1,20 @@
-"""Kafka's start script run for real by /bin/sh, against stand-ins for the image's launcher and for
-kafka-topics.sh (no Kafka can be had on this machine: no registry, no Debian package). The stand-in tool keeps
-each topic's partition count in a file and behaves as Kafka's TopicCommand does
+"""Kafka's start script run for real by /bin/sh, against the Kafka stand-in image's broker and kafka-topics.sh
+(images/standins/kafka/kafka_standin.py; no Kafka can be had on this machine: no registry, no Debian package).
+The stand-in keeps each topic as partition directories in the log dir and behaves as Kafka's TopicCommand does
 (tools/src/main/java/org/apache/kafka/tools/TopicCommand.java): `--create --if-not-exists` leaves an existing
-topic alone, `--alter --partitions` only raises the count (the broker refuses a lower or equal one), and
-`--describe` prints `PartitionCount:` on the topic's first line."""
+topic alone, `--alter --partitions` only raises the count (the controller refuses a lower or equal one), and
+`--describe` prints `PartitionCount:` on the topic's first line; the broker accepts only the users of its JAAS
+file, so the admin tool works only with the admin login."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
+import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +25,10 @@ from components.datastores import (
     JVM_NON_HEAP_MB,
     KAFKA_ADMIN_CONFIG,
     KAFKA_START_SCRIPT,
+    KAFKA_USER,
     MIN_KAFKA_HEAP_MB,
     MIN_KAFKA_MEMORY_MB,
+    TOPIC_TOOL_HEAP_MB,
     kafka_heap_mb,
     kafka_specs,
     kafka_start_script,
@@ -34,70 +40,51 @@ from infra.mockrun import load_project, run_program
 from infra.settings import ENVIRONMENT_DEFAULTS, SettingsError, parse_settings
 from tests.helpers import env_of, files_of, reveal, running_containers
 
-KAFKA_TOPICS = r"""#!/bin/sh
-# Stand-in kafka-topics.sh: topic state in $STATE/topics/<name>.
-set -eu
+STANDIN = Path(__file__).resolve().parents[1] / "images" / "standins" / "kafka" / "kafka_standin.py"
+PASSWORD = "s3cret-admin"
+_spec = importlib.util.spec_from_file_location("kafka_standin", STANDIN)
+kafka_standin = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kafka_standin)
+
+# The image's kafka-topics.sh, behind a wrapper that records the environment each call gets.
+TOOL = f"""#!/bin/sh
 echo "heap=$KAFKA_HEAP_OPTS opts=$KAFKA_OPTS args=$*" >> "$STATE/calls"
-action="" topic="" partitions="" if_not_exists="" config=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --bootstrap-server) shift ;;
-        --command-config) config="$2"; shift ;;
-        --list|--create|--describe|--alter) action="$1" ;;
-        --if-not-exists) if_not_exists=1 ;;
-        --topic) topic="$2"; shift ;;
-        --partitions) partitions="$2"; shift ;;
-        --replication-factor) shift ;;
-        *) echo "unknown option $1" >&2; exit 1 ;;
-    esac
-    shift
-done
-[ "$config" = "$EXPECTED_CONFIG" ] || { echo "no admin login given" >&2; exit 1; }
-[ -f "$STATE/broker-up" ] || { echo "broker not available" >&2; exit 1; }
-file="$STATE/topics/$topic"
-case "$action" in
-    --list) ls "$STATE/topics" ;;
-    --create)
-        [ ! -f "$STATE/refuse-create" ] || { echo "Error while executing topic command" >&2; exit 1; }
-        if [ -f "$file" ]; then
-            [ -n "$if_not_exists" ] || { echo "Topic '$topic' already exists." >&2; exit 1; }
-        else
-            echo "$partitions" > "$file"; echo "Created topic $topic."
-        fi ;;
-    --describe)
-        printf 'Topic: %s\tTopicId: x\tPartitionCount: %s\tReplicationFactor: 1\tConfigs: \n' "$topic" "$(cat "$file")"
-        printf '\tTopic: %s\tPartition: 0\tLeader: 1\tReplicas: 1\tIsr: 1\n' "$topic" ;;
-    --alter)
-        have="$(cat "$file")"
-        [ "$partitions" -gt "$have" ] || { echo "The number of partitions for a topic can only be increased." >&2; exit 1; }
-        echo "$partitions" > "$file" ;;
-esac
+exec {sys.executable} {STANDIN} topics "$@"
+"""
+LAUNCHER = f"""#!/bin/sh
+exec {sys.executable} {STANDIN} broker
 """
 
-LAUNCHER = r"""#!/bin/sh
-# Stand-in for the image's launcher: the broker answers after a moment and stops on SIGTERM.
-trap 'touch "$STATE/broker-terminated"; exit 0' TERM
-sleep 1
-touch "$STATE/broker-up"
-while :; do sleep 0.1; done
-"""
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @dataclass
 class Broker:
     state: Path
+    logs: Path
     script: Path
     ready: Path
+    port: int
+    jaas: Path
 
     def topics(self) -> dict[str, int]:
-        return {f.name: int(f.read_text()) for f in (self.state / "topics").iterdir()}
+        return kafka_standin.TopicStore(self.logs).topics()
 
     def start(self, topics: dict[str, int]) -> subprocess.Popen:
-        env = {"PATH": os.environ["PATH"], "STATE": str(self.state), "EXPECTED_CONFIG": KAFKA_ADMIN_CONFIG,
-               TOPICS_ENV: format_topics(topics), "KAFKA_HEAP_OPTS": "-Xmx1024m -Xms1024m",
-               "KAFKA_OPTS": "-Djava.security.auth.login.config=/etc/platform/secrets/kafka_server_jaas.conf"}
+        env = {"PATH": os.environ["PATH"], "STATE": str(self.state), TOPICS_ENV: format_topics(topics),
+               "KAFKA_HEAP_OPTS": "-Xmx1024m -Xms1024m", "KAFKA_LOG_DIRS": str(self.logs),
+               "KAFKA_LISTENERS": f"BROKER://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:9093",
+               "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+               "KAFKA_OPTS": f"-Djava.security.auth.login.config={self.jaas}"}
         return subprocess.Popen(["/bin/sh", str(self.script)], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
+
+    def terminated(self) -> bool:
+        return (self.logs / kafka_standin.CLEAN_SHUTDOWN).exists()
 
     def wait_ready(self, process: subprocess.Popen, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -107,20 +94,38 @@ class Broker:
             time.sleep(0.1)
 
 
+def _login(password: str, accepted: str = "") -> str:
+    """The JAAS line components.datastores.kafka_jaas writes."""
+    return (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{KAFKA_USER}" '
+            f'password="{password}"{accepted};')
+
+
+def _admin_config(path: Path, password: str) -> Path:
+    path.write_text(f"security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.jaas.config={_login(password)}\n")
+    return path
+
+
 @pytest.fixture
 def broker(tmp_path) -> Broker:
-    home, state = tmp_path / "kafka", tmp_path / "state"
+    home, state, logs = tmp_path / "kafka", tmp_path / "state", tmp_path / "logs"
     (home / "bin").mkdir(parents=True)
-    (state / "topics").mkdir(parents=True)
+    state.mkdir()
+    logs.mkdir()
     tool, launcher = home / "bin" / "kafka-topics.sh", tmp_path / "run"
-    tool.write_text(KAFKA_TOPICS)
+    tool.write_text(TOOL)
     launcher.write_text(LAUNCHER)
     for path in (tool, launcher):
         path.chmod(0o755)
+    jaas = tmp_path / "kafka_server_jaas.conf"
+    accepted = f' user_{KAFKA_USER}="{PASSWORD}"'
+    jaas.write_text(f"KafkaServer {{\n  {_login(PASSWORD, accepted)}\n}};\n")
+    port = _free_port()
     script = tmp_path / "start-kafka.sh"
     ready = tmp_path / "topics-ready"
-    script.write_text(kafka_start_script(kafka_home=str(home), launcher=str(launcher), ready=str(ready)))
-    return Broker(state, script, ready)
+    admin = _admin_config(tmp_path / "kafka_admin.properties", PASSWORD)
+    script.write_text(kafka_start_script(kafka_home=str(home), launcher=str(launcher), ready=str(ready),
+                                         bootstrap=f"127.0.0.1:{port}").replace(KAFKA_ADMIN_CONFIG, str(admin)))
+    return Broker(state, logs, script, ready, port, jaas)
 
 
 def stop(process: subprocess.Popen) -> str:
@@ -136,15 +141,16 @@ def test_missing_topics_are_created_with_their_partitions_by_the_admin_login(bro
     calls = (broker.state / "calls").read_text().splitlines()
     # The admin tool gets a small heap of its own and not the broker's JAAS login; the stand-in refuses any
     # call without the admin login file.
-    assert calls and all(call.startswith("heap=-Xmx128m opts= args=") for call in calls)
+    assert calls and all(call.startswith(f"heap=-Xmx{TOPIC_TOOL_HEAP_MB}m opts= args=") for call in calls)
     output = stop(process)
-    assert process.returncode == 0 and (broker.state / "broker-terminated").exists()
+    assert process.returncode == 0 and broker.terminated()
     assert "platform: topics ready: jobs:12 logs:6" in output
 
 
 def test_fewer_partitions_are_raised_and_more_are_kept(broker):
-    (broker.state / "topics" / "jobs").write_text("4\n")
-    (broker.state / "topics" / "logs").write_text("9\n")
+    store = kafka_standin.TopicStore(broker.logs)
+    store.add_partitions("jobs", 0, 4)
+    store.add_partitions("logs", 0, 9)
     process = broker.start({"jobs": 12, "logs": 6})
     broker.wait_ready(process)
     assert broker.topics() == {"jobs": 12, "logs": 9}
@@ -154,12 +160,12 @@ def test_fewer_partitions_are_raised_and_more_are_kept(broker):
 
 
 def test_a_failed_topic_setup_stops_the_container_never_healthy(broker):
-    (broker.state / "refuse-create").touch()
-    process = broker.start({"jobs": 12})
+    # The controller refuses the name (InvalidTopicException), so --create fails.
+    process = broker.start({"jobs/v2": 12})
     assert process.wait(timeout=20) != 0
     assert not broker.ready.exists()
     deadline = time.monotonic() + 5
-    while not (broker.state / "broker-terminated").exists():
+    while not broker.terminated():
         assert time.monotonic() < deadline, "the broker outlived the failed setup"
         time.sleep(0.1)
 
@@ -168,7 +174,23 @@ def test_sigterm_reaches_the_broker_while_it_starts(broker):
     process = broker.start({"jobs": 1})
     time.sleep(0.3)
     stop(process)
-    assert (broker.state / "broker-terminated").exists()
+    assert broker.terminated()
+
+
+def test_the_broker_refuses_a_wrong_admin_password(broker, tmp_path):
+    process = broker.start({"jobs": 1})
+    try:
+        broker.wait_ready(process)
+        tool = [sys.executable, str(STANDIN), "topics", "--bootstrap-server", f"127.0.0.1:{broker.port}"]
+        right = _admin_config(tmp_path / "right.properties", PASSWORD)
+        wrong = _admin_config(tmp_path / "wrong.properties", "not-the-password")
+        listed = subprocess.run([*tool, "--command-config", str(right), "--list"], check=False, capture_output=True, text=True)
+        assert (listed.returncode, listed.stdout) == (0, "jobs\n")
+        for config in (["--command-config", str(wrong)], []):
+            refused = subprocess.run([*tool, *config, "--list"], check=False, capture_output=True, text=True)
+            assert refused.returncode == 1 and "Authentication failed" in refused.stdout, refused
+    finally:
+        stop(process)
 
 
 def test_the_topic_list_round_trips():

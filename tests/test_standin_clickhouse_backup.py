@@ -1,0 +1,53 @@
+"""The clickhouse-backup stand-in's upload (images/standins/clickhouse-backup): its AWS Signature Version 4 is
+botocore's, and an object it puts lands in moto's S3 with the server-side encryption the stack asks for."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+from pathlib import Path
+
+import boto3
+import botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests.backup.conftest import moto_server  # noqa: F401 - fixture
+
+STANDIN = Path(__file__).resolve().parents[1] / "images" / "standins" / "clickhouse-backup" / "clickhouse_backup.py"
+_spec = importlib.util.spec_from_file_location("clickhouse_backup_standin", STANDIN)
+standin = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(standin)
+
+
+def config(endpoint: str, *, path_style: bool) -> dict:
+    return {**standin.DEFAULTS, ("s3", "bucket"): "orchestration-prod-backups", ("s3", "region"): "eu-central-1",
+            ("s3", "endpoint"): endpoint, ("s3", "force_path_style"): str(path_style).lower(),
+            ("s3", "sse"): "AES256", ("s3", "access_key"): "AKIAEXAMPLE", ("s3", "secret_key"): "s3cr3t/key+x"}
+
+
+def test_the_signature_is_botocores(monkeypatch):
+    stamp = datetime.datetime(2026, 12, 6, 7, 30, 5, tzinfo=datetime.UTC)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: stamp.replace(tzinfo=None))
+    settings = config("https://s3.eu-central-1.amazonaws.com", path_style=False)
+    scheme, host, path = standin.s3_address(settings, "clickhouse/full-20261206073005/metadata.json")
+    assert (scheme, host) == ("https", "orchestration-prod-backups.s3.eu-central-1.amazonaws.com")
+    body = b'{"backup_name": "full-20261206073005"}'
+    ours = standin.signed_headers(settings, host, path, body, stamp)
+    request = AWSRequest(method="PUT", url=f"{scheme}://{host}{path}", data=body,
+                         headers={"Content-Type": "application/octet-stream", "x-amz-server-side-encryption": "AES256",
+                                  "x-amz-content-sha256": ours["x-amz-content-sha256"]})
+    botocore.auth.S3SigV4Auth(Credentials("AKIAEXAMPLE", "s3cr3t/key+x"), "s3", "eu-central-1").add_auth(request)
+    assert ours["authorization"] == request.headers["Authorization"]
+
+
+def test_an_upload_lands_in_the_store_encrypted(moto_server, monkeypatch):  # noqa: F811
+    for key, value in {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t/key+x",
+                       "AWS_REGION": "eu-central-1"}.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=moto_server)
+    s3.create_bucket(Bucket="orchestration-prod-backups",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    standin.s3_put(config(moto_server, path_style=True), "clickhouse/full-1/metadata.json", b"{}")
+    stored = s3.get_object(Bucket="orchestration-prod-backups", Key="clickhouse/full-1/metadata.json")
+    assert (stored["Body"].read(), stored["ServerSideEncryption"]) == (b"{}", "AES256")
