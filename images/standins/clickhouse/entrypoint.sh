@@ -64,7 +64,14 @@ fi
 
 if [ ! -d "${DATA_DIR%/}/data" ] && [ -n "${CLICKHOUSE_DB:-}" ]; then
     # First start: the server on loopback only until the database exists.
-    as_server clickhouse-server --config-file="$CONFIG" -- --listen_host=127.0.0.1 &
+    # A simple command in the background: $! is the server itself, which the TERM below stops (a function in
+    # the background would be a subshell, whose death leaves the server holding the port).
+    if [ "$(id -u)" = 0 ]; then
+        setpriv --reuid="${RUN_AS%:*}" --regid="${RUN_AS#*:}" --clear-groups \
+            clickhouse-server --config-file="$CONFIG" -- --listen_host=127.0.0.1 &
+    else
+        clickhouse-server --config-file="$CONFIG" -- --listen_host=127.0.0.1 &
+    fi
     pid=$!
     until wget --spider -T 1 -q "http://127.0.0.1:$(extract http_port)/ping" 2>/dev/null; do
         kill -0 "$pid" || { echo >&2 "ClickHouse init process failed."; exit 1; }
