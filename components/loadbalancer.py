@@ -20,6 +20,10 @@ from components.spec import (
 )
 
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
+# nginx's temporary files and pid, as user 101, in the tmpfs at /tmp: a tmpfs mounted over a directory the image
+# has takes that directory's owner and mode (the official image's /var/cache/nginx is root's, 0755), and Swarm
+# cannot set a tmpfs's owner; /tmp is 1777 in every image and runtime.
+TEMP_DIR = "/tmp"
 CERT_PATH = f"{FILES_DIR}/tls/fullchain.pem"
 KEY_PATH = f"{FILES_DIR}/tls/privkey.pem"
 # Unprivileged ports inside the container, so nginx runs as its own user with no capabilities at all.
@@ -61,7 +65,7 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
     try:
         conf = render_nginx_conf(args["config"], list(args["upstreams"]), CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
-                                 temp_dir="/var/cache/nginx", resolver=DOCKER_DNS)
+                                 temp_dir=TEMP_DIR, resolver=DOCKER_DNS)
     except ValueError as exc:
         raise ComponentArgsError(f"LoadBalancer: {exc}") from None
     bind = args.get("bind_address", "0.0.0.0")
@@ -75,7 +79,7 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
         healthcheck=Healthcheck(
             ["CMD-SHELL", f"curl -so /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/ | grep -q 301"],
             start_period="10s"),
-        tmpfs={"/var/cache/nginx": "rw,noexec,nosuid,size=64m", "/tmp": "rw,noexec,nosuid,size=8m"},
+        tmpfs={TEMP_DIR: "rw,noexec,nosuid,size=72m"},
         user=NGINX_USER,
     )
     return validate_spec(spec), conf
