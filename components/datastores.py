@@ -40,6 +40,10 @@ STEP_DOWN_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 # that the server lives (`kill -0`) and handing it docker's SIGTERM signal another user's process, which root
 # without CAP_KILL may not (kill(2): EPERM); the script would exit at once, killing initdb half-way.
 POSTGRES_CAPS = (*STEP_DOWN_CAPS, "KILL")
+# The same for ClickHouse's entrypoint at its first start: root stops the loopback-only server it ran as
+# clickhouse (101) to create the database (ClickHouse/docker-library server/24.8.*/entrypoint.sh, `kill -s TERM
+# "$pid"`); without CAP_KILL that fails, the container exits and starts again.
+CLICKHOUSE_CAPS = (*STEP_DOWN_CAPS, "KILL")
 
 
 class DataStoreArgs(TypedDict):
@@ -319,7 +323,7 @@ def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
         volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse"),
                  VolumeMount("clickhouse-logs", "/var/log/clickhouse-server")],
         ulimits={"nofile": 262144},
-        read_only=False, cap_add=STEP_DOWN_CAPS, stop_grace_seconds=60,
+        read_only=False, cap_add=CLICKHOUSE_CAPS, stop_grace_seconds=60,
     ))
 
 

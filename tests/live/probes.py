@@ -5,6 +5,7 @@ definition as the provider reads it (a second `pulumi up` sees no difference).""
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -110,7 +111,9 @@ def healthy_table(stack: DockerDeployment, images: dict[str, str]) -> str:
         if created is None or created.seconds_to_ready is None:
             continue
         image = stack.image_of(r)
-        rows.append((r.inputs["hostname"], f"{image} = {images.get(image, '?')}", f"{created.seconds_to_ready:.1f} s"))
+        software = images.get(image, "?")
+        software = software if len(software) <= 70 else software[:69] + "…"
+        rows.append((r.inputs["hostname"], f"{image}: {software}", f"{created.seconds_to_ready:.1f} s"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
 
@@ -195,3 +198,41 @@ def assert_reads_back_as_sent(stack: DockerDeployment) -> None:
         if state["Labels"] != {item["label"]: item["value"] for item in inputs.get("labels", [])}:
             differences.append((inputs["name"], state["Labels"]))
     assert differences == []
+
+
+def live_settings(store) -> dict:
+    """The prod settings a live run changes: the backup store is the local one (its private CA trusted), and
+    the incremental backup runs every minute."""
+    return {"backups": {"endpoint": store.endpoint, "endpoint_ca": store.ca_pem,
+                        "incr": {"schedule": "* * * * *", "max_age": "2h"}}}
+
+
+def live_secrets() -> dict[str, str]:
+    """The config secrets prod is deployed with: the store's keys (moto accepts any)."""
+    return {"backupAccessKeyId": "LIVE" + secrets.token_hex(8).upper(),
+            "backupSecretAccessKey": secrets.token_urlsafe(30)}
+
+
+def _store_props(stack: DockerDeployment, store) -> dict:
+    (bucket,) = [r for r in stack.run.resources if r.type == "pulumi-python:dynamic/backup:BackupBucket"]
+    return {**reveal(bucket.inputs), "endpoint": store.host_endpoint}
+
+
+def create_bucket(stack: DockerDeployment, store) -> None:
+    """What the stack's BackupBucket dynamic provider does at `up` (components/backup/store.py), run from this
+    machine against the store's loopback port. moto cannot evaluate the bucket policy's aws:SecureTransport
+    condition and would deny every write (moto s3/responses.py, getmoto/moto#7837): the policy is dropped."""
+    from components.backup.store import _S3, BackupStoreProvider
+
+    props = _store_props(stack, store)
+    BackupStoreProvider().create(props)
+    _S3(props).call("delete_bucket_policy")
+    stack.host_differences.add("backup store: moto's S3 (a stand-in) behind nginx TLS; its bucket without the "
+                               "TLS-only policy, which moto cannot evaluate")
+
+
+def s3_objects(stack: DockerDeployment, prefix: str) -> list[str]:
+    from components.backup.store import _S3
+
+    listing = _S3(_store_props(stack, stack.store)).call("list_objects_v2", Prefix=prefix) or {}
+    return [item["Key"] for item in listing.get("Contents", [])]

@@ -19,12 +19,17 @@ from tests.live.probes import (
     alertmanager_get,
     assert_reads_back_as_sent,
     backup_route,
+    create_bucket,
     exec_in,
     healthy_table,
+    live_secrets,
+    live_settings,
     prometheus_get,
+    s3_objects,
     stack_output,
     wait_for,
 )
+from tests.live.store import LiveStore
 
 pytestmark = pytest.mark.live
 HEALTHY_FOR = 60
@@ -33,18 +38,24 @@ HEALTHY_FOR = 60
 
 @pytest.fixture(scope="module")
 def stack(engine, live_images):
-    run = live_plan("prod")
-    deployment = DockerDeployment(engine, run, f"live-{uuid.uuid4().hex[:6]}", STACK_PREFIX)
+    prefix = f"live-{uuid.uuid4().hex[:6]}"
+    store = LiveStore.new(engine, prefix)
+    run = live_plan("prod", live_settings(store), live_secrets())
+    deployment = DockerDeployment(engine, run, prefix, STACK_PREFIX)
     started = time.monotonic()
     try:
         deployment.up()
         deployment.seconds_to_up = time.monotonic() - started
+        store.start(deployment.local(f"{STACK_PREFIX}-egress"))
+        create_bucket(deployment, store)
+        deployment.store = store
         print("\n" + healthy_table(deployment, live_images))
         print("\n".join(["Where this host differs:", *sorted(deployment.host_differences)]))
         yield deployment
     finally:
         if not _keep():
             deployment.down()
+            store.remove()
 
 
 def _keep() -> bool:
@@ -143,3 +154,20 @@ def test_the_application_role_cannot_create_roles_or_read_other_databases(stack)
     assert code != 0 and "permission denied" in output, output
     code, output = psql("postgres", "SELECT 1")
     assert code != 0 and ("permission denied" in output or "no pg_hba.conf entry" in output), output
+
+
+def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):
+    """The incremental class on a compressed schedule (every minute): mcron runs the job, pgBackRest takes a
+    real backup into the store (a full one first: there is none before it), through the store's gateway, over
+    TLS from the stack's private-CA setting; PostgreSQL archives its WAL there; the job's metric reaches
+    Prometheus, where the backup alerts read it."""
+    stanza = stack.run.settings["backups"].get("stanza", "platform")
+    prefix = f"postgres/backup/{stanza}/"
+    backups = wait_for(lambda: [key for key in s3_objects(stack, prefix) if key.endswith("/backup.manifest")],
+                       180, "a pgBackRest backup in the store")
+    print("backups in the store:", backups)
+    assert any(key.startswith("postgres/archive/") for key in s3_objects(stack, "postgres/archive/"))
+    metric = wait_for(lambda: json.loads(prometheus_get(
+        stack, "/api/v1/query?query=backup_last_success_timestamp_seconds"))["data"]["result"], 90,
+        "the backup's success time in Prometheus")
+    assert {m["metric"]["type"] for m in metric} >= {"incr"}
