@@ -54,8 +54,8 @@ def stack(engine, live_images):
         yield deployment
     finally:
         if not _keep():
+            store.remove()  # first: it holds an endpoint on the stack's egress network
             deployment.down()
-            store.remove()
 
 
 def _keep() -> bool:
