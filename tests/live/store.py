@@ -131,16 +131,22 @@ class LiveStore:
         ca, cert, key = private_ca_and_server_cert([STORE_HOST, f"*.{STORE_HOST}"])
         return cls(client, prefix, ca, cert, key)
 
-    def start(self, network: str) -> None:
+    def start(self) -> None:
+        """moto, on the default bridge and a loopback port, before the stack: its bucket can be made first."""
+        moto = self.client.containers.run(moto_image(self.client), name=f"{self.prefix}-moto", detach=True,
+                                          ports={f"{MOTO_PORT}/tcp": ("127.0.0.1", self.host_port)})
+        self.containers.append(moto.name)
+        deadline = time.monotonic() + 60
+        probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{MOTO_PORT}/')"
+        while moto.exec_run(["python", "-c", probe])[0] != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto did not start: {moto.logs().decode()[-2000:]}")
+            time.sleep(1)
+
+    def attach(self, network: str) -> None:
         """moto and its TLS front on `network` (the stack's egress network), the front answering to the store's
         name, where the stack's gateway resolves it."""
-        image = moto_image(self.client)
-        moto = self.client.containers.run(
-            image, name=f"{self.prefix}-moto", detach=True, network=network,
-            ports={f"{MOTO_PORT}/tcp": ("127.0.0.1", self.host_port)})
-        self.containers.append(moto.name)
-        self.client.api.disconnect_container_from_network(moto.id, network)
-        self.client.api.connect_container_to_network(moto.id, network, aliases=["moto"])
+        self.client.api.connect_container_to_network(f"{self.prefix}-moto", network, aliases=["moto"])
         front = self.client.containers.create(NGINX_IMAGE, name=f"{self.prefix}-s3-front", network=network)
         self.containers.append(front.name)
         self.client.api.disconnect_container_from_network(front.id, network)
@@ -148,16 +154,10 @@ class LiveStore:
         front.put_archive("/etc/nginx", _archive({"nginx.conf": _nginx_conf(), "store.pem": self.cert_pem,
                                                   "store.key": self.key_pem}))
         front.start()
-        deadline = time.monotonic() + 60
-        while True:
-            probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{MOTO_PORT}/')"
-            code, _ = moto.exec_run(["python", "-c", probe])
-            front.reload()
-            if code == 0 and front.status == "running":
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the live store did not start: {front.logs().decode()[-2000:]}")
-            time.sleep(1)
+        time.sleep(2)
+        front.reload()
+        if front.status != "running":
+            raise RuntimeError(f"the store's TLS front did not start: {front.logs().decode()[-2000:]}")
 
     def remove(self) -> None:
         for name in self.containers:

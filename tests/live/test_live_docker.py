@@ -44,11 +44,12 @@ def stack(engine, live_images):
     deployment = DockerDeployment(engine, run, prefix, STACK_PREFIX)
     started = time.monotonic()
     try:
+        store.start()
+        deployment.store = store
+        create_bucket(deployment, store)  # as the stack's BackupBucket resource does, before its clients start
         deployment.up()
         deployment.seconds_to_up = time.monotonic() - started
-        store.start(deployment.local(f"{STACK_PREFIX}-egress"))
-        create_bucket(deployment, store)
-        deployment.store = store
+        store.attach(deployment.local(f"{STACK_PREFIX}-egress"))
         print("\n" + healthy_table(deployment, live_images))
         print("\n".join(["Where this host differs:", *sorted(deployment.host_differences)]))
         yield deployment
