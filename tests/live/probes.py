@@ -61,7 +61,9 @@ class EdgeClient:
         ca = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)  # noqa: SIM115 - read by urllib3 later
         ca.write(stack_output(stack, "ca_certificate_pem"))
         ca.close()
-        pool = urllib3.HTTPSConnectionPool("127.0.0.1", stack.host_ports[443], ca_certs=ca.name,
+        https = next(int(port["internal"]) for r in stack.of_type(CONTAINER) for port in r.inputs.get("ports", [])
+                     if int(port["external"]) == 443)
+        pool = urllib3.HTTPSConnectionPool("127.0.0.1", stack.host_ports[https], ca_certs=ca.name,
                                            cert_reqs="CERT_REQUIRED", server_hostname=host, assert_hostname=host,
                                            retries=False, timeout=10)
         return cls(pool, host, stack_output(stack, "app_admin_password"))

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
 from tests.live.probes import (
@@ -86,18 +87,32 @@ def test_https_through_the_load_balancer(stack):
     edge = EdgeClient.of(stack)
     assert edge.get("/actuator/health").status == 200
     token = edge.login()
-    assert edge.post("/api/v1/jobs", {"type": "live-test", "payload": {"n": 1}}, token=None).status == 401
-    job = edge.post("/api/v1/jobs", {"type": "live-test", "payload": {"n": 1}}, token=token)
-    assert job.status in (200, 201, 202), job.data
-    job_id = json.loads(job.data)["id"]
+    job = {"type": "echo", "payload": {"live": "test"}}
+    assert edge.post("/api/v1/jobs", job, token=None).status == 401
+    submitted = edge.post("/api/v1/jobs", job, token=token)
+    assert submitted.status == 201, submitted.data
+    job_id = json.loads(submitted.data)["id"]
     done = wait_for(lambda: json.loads(edge.get(f"/api/v1/jobs/{job_id}", token=token).data).get("status")
-                    in ("COMPLETED", "DONE", "SUCCEEDED") or None, 60, f"job {job_id} processed by a worker")
-    assert done
-    # nginx balances over every api-gateway replica: each one answers within a few requests.
-    replicas = {r.inputs["hostname"] for r in stack.of_type(CONTAINER) if r.name.startswith("api-gateway-")
-                and stack.inputs(r).get("start", True) is not False}
-    seen = {edge.get("/actuator/health").headers.get("X-Served-By") for _ in range(20)}
-    assert replicas <= seen, seen
+                    in ("succeeded", "failed") and json.loads(edge.get(f"/api/v1/jobs/{job_id}", token=token).data),
+                    60, f"job {job_id} processed by a worker")
+    assert done["status"] == "succeeded", done
+    # nginx balances over every api-gateway replica: each one's own request count of the health endpoint
+    # (Micrometer's http_server_requests_seconds_count, read from it directly) grows with requests to the edge.
+    replicas = sorted(stack.inputs(r)["hostname"] for r in stack.of_type(CONTAINER)
+                      if r.name.startswith("api-gateway-") and stack.inputs(r).get("start", True) is not False)
+    before = {host: health_requests(stack, host) for host in replicas}
+    for _ in range(20):
+        assert edge.get("/actuator/health").status == 200
+    grown = {host: health_requests(stack, host) - before[host] for host in replicas}
+    assert len(replicas) == 2 and all(count > 0 for count in grown.values()), grown
+
+
+def health_requests(stack, host: str) -> float:
+    """The health requests a replica has served, from its own metrics (asked from Prometheus' container)."""
+    text = exec_in(stack, "prometheus", ["wget", "-qO-", f"http://{host}:8080/actuator/prometheus"])
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "http_server_requests_seconds" for sample in family.samples
+               if sample.name.endswith("_count") and sample.labels.get("uri") == "/actuator/health")
 
 
 def test_prometheus_scrapes_every_target(stack):
@@ -108,7 +123,12 @@ def test_prometheus_scrapes_every_target(stack):
         return (targets, down) if targets and not down else None
 
     targets, _ = wait_for(all_up, 120, "every scrape target up")
-    assert len(targets) >= len(stack.of_type(CONTAINER)) // 2
+    # Every Spring replica is among them (the exporters' and the stores' targets are the scrape config's own).
+    scraped = {t["labels"].get("instance", "").split(":")[0] for t in targets}
+    apps = {stack.inputs(r)["hostname"] for r in stack.of_type(CONTAINER)
+            if stack.inputs(r).get("start", True) is not False
+            and any(item["label"] == "platform.role" and item["value"] == "app" for item in r.inputs["labels"])}
+    assert apps <= scraped, apps - scraped
 
 
 def test_no_alert_fires_on_the_healthy_stack(stack):
@@ -118,7 +138,16 @@ def test_no_alert_fires_on_the_healthy_stack(stack):
     firing = json.loads(alertmanager_get(stack, "/api/v2/alerts?active=true&silenced=false&inhibited=false"))
     pending = [a for a in json.loads(prometheus_get(stack, "/api/v1/alerts"))["data"]["alerts"]]
     print("pending or firing in Prometheus:", [(a["labels"]["alertname"], a["state"]) for a in pending])
-    assert [a["labels"]["alertname"] for a in firing] == []
+    # The uptime probe asks the public names through public DNS, which this sandbox has not: the one alert a
+    # healthy stack fires here, and only for that reason (the names do not resolve where the probe runs).
+    public = [url.removeprefix("https://") for url in stack_output(stack, "endpoints")]
+    for host in public:
+        with pytest.raises(RuntimeError, match="exited 2"):
+            exec_in(stack, "blackbox-exporter", ["getent", "hosts", host])
+    stack.host_differences.add("no public DNS: the blackbox exporter cannot resolve the public names, so "
+                               "UptimeProbeFailed fires for them")
+    assert sorted({a["labels"]["alertname"] for a in firing} - {"UptimeProbeFailed"}) == []
+    assert {a["labels"].get("instance", "").removeprefix("https://").split("/")[0] for a in firing} <= set(public)
 
 
 def test_the_definitions_read_back_as_sent(stack):
