@@ -278,3 +278,17 @@ def test_a_private_endpoints_ca_reaches_every_client_of_the_store():
 def test_an_endpoint_ca_is_refused_without_an_endpoint_or_a_certificate(update, message):
     with pytest.raises(ValueError, match=message):
         BackupConfig(bucket="orchestration-prod-backups", **update)
+
+
+def test_the_job_image_gives_the_metrics_volume_to_the_jobs_user():
+    """A new named volume takes the image's directory with its owner (Docker's copy-up of a volume's first
+    mount): the job's image must hand TEXTFILE_DIR to the job's user, or every metric write is refused and the
+    backup-stale alerts fire over successful backups (the live stack showed it)."""
+    from dockerfile_parse import DockerfileParser
+
+    from components.backup.jobs import IMAGE_DOCKERFILE, POSTGRES_UID, TEXTFILE_DIR
+
+    runs = [line["value"] for line in DockerfileParser(path=str(IMAGE_DOCKERFILE)).structure
+            if line["instruction"] == "RUN"]
+    assert any(f"install -d -o postgres -g postgres -m 0755 {TEXTFILE_DIR}" in run for run in runs)
+    assert POSTGRES_UID == "999:999"  # the official image's postgres user
