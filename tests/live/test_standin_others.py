@@ -65,18 +65,6 @@ STANDINS = {directory: standin(directory) for directory in SERVICES}
 
 
 @pytest.fixture(scope="module")
-def engine():
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any reason the daemon does not answer
-        _unavailable(f"no Docker engine answers ({exc}); .ci/run starts dockerd")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def images(engine) -> dict[str, str]:
     """Each stand-in built FROM its suite's platform-base and tagged with the stack's reference."""
     tags = {}
