@@ -51,7 +51,7 @@ def stack(engine, live_images):
         deployment.up()
         deployment.seconds_to_up = time.monotonic() - started
         store.attach(deployment.local(f"{STACK_PREFIX}-egress"))
-        print("\n" + healthy_table(deployment, live_images))
+        print(f"\nthe stack up in {deployment.seconds_to_up:.0f} s\n" + healthy_table(deployment, live_images))
         print("\n".join(["Where this host differs:", *sorted(deployment.host_differences)]))
         yield deployment
     finally:
