@@ -86,8 +86,17 @@ class EdgeClient:
         return json.loads(answer.data)["token"]
 
 
+def container_of(stack: DockerDeployment, service: str):
+    """The container running the stack's `service`: the Docker runtime's by its name, a Swarm service's healthy
+    running task's (SwarmDeployment.task_container)."""
+    task_container = getattr(stack, "task_container", None)
+    if task_container is not None:
+        return task_container(service)
+    return stack.client.containers.get(stack.local(f"{STACK_PREFIX}-{service}"))
+
+
 def exec_in(stack: DockerDeployment, service: str, command: list[str], environment: dict | None = None) -> str:
-    container = stack.client.containers.get(stack.local(f"{STACK_PREFIX}-{service}"))
+    container = container_of(stack, service)
     code, output = container.exec_run(command, environment=environment)
     if code != 0:
         raise RuntimeError(f"{service}: {command} exited {code}: {output.decode(errors='replace')}")
@@ -111,7 +120,12 @@ def healthy_table(stack: DockerDeployment, images: dict[str, str]) -> str:
             continue
         image = stack.image_of(r)
         rows.append((r.inputs["hostname"], f"{image} = {images.get(image, '?')}", f"{created.seconds_to_ready:.1f} s"))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return table(rows)
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    """Rows in aligned columns, the first row the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
 
 

@@ -12,6 +12,7 @@ kreuzwerker/terraform-provider-docker sends them, and read back as it reads them
 from __future__ import annotations
 
 import base64
+import time
 
 import docker
 
@@ -206,3 +207,25 @@ def as_sent(inputs: dict) -> dict:
         "resources": task["resources"], "restartPolicy": task["restartPolicy"],
         "updateConfig": inputs["updateConfig"], "rollbackConfig": inputs["rollbackConfig"],
     }
+
+
+def change_node_labels(client: docker.DockerClient, node_id: str, update) -> None:
+    """`update(labels)` applied to the node's labels. Others may update the node at the same time: an update out
+    of sequence (HTTP 500 up to Engine 25, 409 after) is read again and retried."""
+    for _ in range(20):
+        node = client.api.inspect_node(node_id)
+        spec = node["Spec"]
+        update(spec.setdefault("Labels", {}))
+        try:
+            client.api.update_node(node_id, node["Version"]["Index"], spec)
+            return
+        except docker.errors.APIError as error:
+            if "out of sequence" not in str(error) and error.status_code != 409:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("the node kept changing")
+
+
+def constraint_labels(constraints: list[str]) -> list[str]:
+    """The node labels `node.labels.<label>==true` constraints ask for."""
+    return [c.removeprefix("node.labels.").removesuffix("==true") for c in constraints if c.startswith("node.labels.")]

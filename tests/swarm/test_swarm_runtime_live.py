@@ -22,7 +22,16 @@ from components.spec import ContainerSpec, FileSpec, Healthcheck, VolumeMount
 from components.swarm import SwarmRuntime, object_name
 from components.swarm_files import retire
 from tests.conftest import deploy
-from tests.live.swarm_engine import Engine, _labels, as_sent, engine_spec, read_back, wire_values
+from tests.live.swarm_engine import (
+    Engine,
+    _labels,
+    as_sent,
+    change_node_labels,
+    constraint_labels,
+    engine_spec,
+    read_back,
+    wire_values,
+)
 from tests.swarm.conftest import unique
 from tests.swarm.provider import ConvergeError, converge_create, converge_update
 
@@ -321,29 +330,14 @@ def node_labels(swarm):
     node_id = swarm.info()["Swarm"]["NodeID"]
     added: list[str] = []
 
-    def change(update: Callable[[dict], None]) -> None:
-        for _ in range(20):  # other tests may update the node at the same time: out of sequence, read again
-            node = swarm.api.inspect_node(node_id)
-            spec = node["Spec"]
-            update(spec.setdefault("Labels", {}))
-            try:
-                swarm.api.update_node(node_id, node["Version"]["Index"], spec)
-                return
-            except docker.errors.APIError as error:
-                if "out of sequence" not in str(error) and error.status_code != 409:
-                    raise
-                time.sleep(0.2)
-        raise AssertionError("the node kept changing")
-
     def add(constraints: list[str]) -> None:
-        labels = [c.removeprefix("node.labels.").removesuffix("==true") for c in constraints
-                  if c.startswith("node.labels.")]
+        labels = constraint_labels(constraints)
         added.extend(labels)
-        change(lambda current: current.update(dict.fromkeys(labels, "true")))
+        change_node_labels(swarm, node_id, lambda current: current.update(dict.fromkeys(labels, "true")))
 
     yield add
     if added:
-        change(lambda current: [current.pop(label, None) for label in added])
+        change_node_labels(swarm, node_id, lambda current: [current.pop(label, None) for label in added])
 
 
 @pytest.mark.parametrize("stateful", [False, True], ids=["start-first", "stop-first"])
