@@ -21,6 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import docker
@@ -39,6 +40,9 @@ SECRET = "docker:index/secret:Secret"
 CONFIG = "docker:index/serviceConfig:ServiceConfig"
 RETIRED = "pulumi-python:dynamic/swarm:RetiredFiles"
 BUCKET = "pulumi-python:dynamic/backup:BackupBucket"
+IPVS = Path("/proc/net/ip_vs").exists()
+"""Swarm's virtual IPs are IPVS load balancers in the kernel (moby libnetwork service_linux.go); a kernel without
+IPVS (this VM's) gets no answer from a service's virtual IP, only from its tasks' own addresses."""
 RESERVED_SHARE = 0.5
 """The most of this node's CPUs and memory the stack's reservations may claim: the node is shared (the Docker half
 of the live test, other tests' services)."""
@@ -127,6 +131,10 @@ class SwarmDeployment(DockerDeployment):
         reservation = task["resources"]["reservation"]
         reservation["nanoCpus"] = int(reservation["nanoCpus"] * self.cpu_share)
         reservation["memoryBytes"] = int(reservation["memoryBytes"] * self.memory_share)
+        if not IPVS and inputs["endpointSpec"]["mode"] == "vip":
+            self.host_differences.add("endpoint mode: dnsrr instead of vip (the service name answers with each "
+                                      "task's address: this kernel has no IPVS, which a virtual IP needs)")
+            inputs["endpointSpec"]["mode"] = "dnsrr"
         for port in inputs["endpointSpec"].get("ports", []):
             self.host_differences.add(f"{inputs['name']}: port {port['publishedPort']} published on "
                                       f"{self.host_ports[port['publishedPort']]} (host mode, a shared host)")

@@ -29,9 +29,10 @@ from tests.live.probes import (
     wait_for,
 )
 from tests.live.swarm_deploy import CONFIG, NETWORK, SECRET, SERVICE, SwarmDeployment
-from tests.live.swarm_engine import _labels, as_sent, read_back, wire_values
+from tests.live.swarm_engine import _labels, as_sent, read_back
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.timeout(900)]
+"""The stack comes up in the first test's setup: within the services' own bounds (up to 910 s), not the suite's 300 s."""
 HEALTHY_FOR = 60
 """Seconds every task must keep running healthy, none restarted, replaced or failed, once the stack is up."""
 SETTINGS = {"runtime": "swarm"}
@@ -212,13 +213,3 @@ def test_the_definitions_read_back_as_sent(stack):
                 differences.append((sent["name"], labels))
     assert differences == []
 
-
-def test_the_services_send_the_plan_unchanged_but_for_the_host_differences(stack):
-    """What was sent is the plan's own definition: only names, the image digest, reservations and published
-    ports differ, each recorded."""
-    for r in stack.of_type(SERVICE):
-        plan, sent = wire_values(r.inputs), stack.host_inputs(r)
-        for key in ("mode", "labels", "updateConfig", "rollbackConfig", "convergeConfig"):
-            assert plan.get(key) == sent.get(key), (r.name, key)
-        assert plan["taskSpec"]["containerSpec"]["healthcheck"] == sent["taskSpec"]["containerSpec"]["healthcheck"]
-        assert plan["taskSpec"]["resources"]["limits"] == sent["taskSpec"]["resources"]["limits"]
