@@ -29,6 +29,11 @@ HTTPS_PORT = 8443
 NGINX_USER = "101:101"
 # Docker's embedded DNS server on user-defined networks: it answers with the running containers only.
 DOCKER_DNS = "127.0.0.11"
+TEMP_DIR = "/tmp"
+"""nginx's temp paths (client bodies, proxied responses) and its pid file, on the one tmpfs. It runs as NGINX_USER:
+a tmpfs takes the mode and owner of the directory it covers (runc mountToRootfs chmods it so, whatever `mode=`
+says) and Swarm's takes no uid; the image's /tmp is 1777, its /var/cache/nginx root's 0755, where nginx cannot
+create its temp directories and exits at start (tests/live/test_load_balancer_temp_paths.py)."""
 
 
 class LoadBalancerArgs(TypedDict):
@@ -61,7 +66,7 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
     try:
         conf = render_nginx_conf(args["config"], list(args["upstreams"]), CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
-                                 temp_dir="/var/cache/nginx", resolver=DOCKER_DNS)
+                                 temp_dir=TEMP_DIR, resolver=DOCKER_DNS)
     except ValueError as exc:
         raise ComponentArgsError(f"LoadBalancer: {exc}") from None
     bind = args.get("bind_address", "0.0.0.0")
@@ -75,7 +80,7 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
         healthcheck=Healthcheck(
             ["CMD-SHELL", f"curl -so /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/ | grep -q 301"],
             start_period="10s"),
-        tmpfs={"/var/cache/nginx": "rw,noexec,nosuid,size=64m", "/tmp": "rw,noexec,nosuid,size=8m"},
+        tmpfs={TEMP_DIR: "rw,noexec,nosuid,size=72m"},
         user=NGINX_USER,
     )
     return validate_spec(spec), conf

@@ -58,7 +58,7 @@ def test_uploaded_config_is_the_stack_settings_rendered(deployed):
                for network in containers[host]["networksAdvanced"])
     expected = render_nginx_conf(settings.edge, ["api-gateway:8080"], CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
-                                 temp_dir="/var/cache/nginx", resolver=DOCKER_DNS)
+                                 temp_dir="/tmp", resolver=DOCKER_DNS)
     assert files[CONF_PATH]["content"] == expected
     parsed = parse_nginx_conf(expected)
     # The gateways' shared alias, resolved per request by Docker's DNS: no name is resolved at start.
