@@ -169,7 +169,18 @@ def test_no_alert_fires_on_the_healthy_stack(stack):
     firing = json.loads(alertmanager_get(stack, "/api/v2/alerts?active=true&silenced=false&inhibited=false"))
     pending = json.loads(prometheus_get(stack, "/api/v1/alerts"))["data"]["alerts"]
     print("pending or firing in Prometheus:", [(a["labels"]["alertname"], a["state"]) for a in pending])
-    assert [a["labels"]["alertname"] for a in firing] == []
+    # The uptime probes ask for the public names (https://orchestration.example.com/ ...), which lead nowhere from
+    # this host: no DNS answers them here. Shown so (the probe's own container cannot resolve them), then set aside.
+    public = {endpoint.rstrip("/") for endpoint in stack_output(stack, "endpoints")}
+    unreachable_here = [a for a in firing if a["labels"]["alertname"] == "UptimeProbeFailed"
+                        and a["labels"].get("instance", "").rstrip("/") in public]
+    blackbox = container_of(stack, "blackbox-exporter")
+    for alert in unreachable_here:
+        host = alert["labels"]["instance"].removeprefix("https://").split("/")[0]
+        code, output = blackbox.exec_run(["getent", "hosts", host])
+        assert code != 0, f"{host} resolves here ({output!r}): its uptime probe should succeed"
+    print("set aside (public names unresolvable here):", [a["labels"]["instance"] for a in unreachable_here])
+    assert [a["labels"]["alertname"] for a in firing if a not in unreachable_here] == []
 
 
 def test_the_application_role_cannot_create_roles_or_read_other_databases(stack):
