@@ -8,13 +8,16 @@ stand-ins named as such)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from tests.live.deploy import live_plan
 from tests.live.probes import (
@@ -71,6 +74,16 @@ def healthy_table(stack: SwarmDeployment, images: dict[str, str]) -> str:
         rows.append((name.removeprefix(f"{stack.prefix}-"), f"{image} = {software}", str(tasks),
                      f"{stack.seconds_to_healthy(name):.1f} s (bound {stack.bounds[name]:.0f} s)"))
     return table(rows)
+
+
+def plan_file(stack: SwarmDeployment, service: str, path: str) -> str:
+    """The content of a file the plan gives `service` (a docker config or secret) at `path`."""
+    for r in stack.of_type(CONFIG) + stack.of_type(SECRET):
+        inputs = stack.host_inputs(r)
+        labels = _labels(inputs["labels"])
+        if (labels.get("platform.service"), labels.get("platform.path")) == (service, path):
+            return base64.b64decode(inputs["data"]).decode()
+    raise KeyError(f"the plan gives {service} no file {path}")
 
 
 def _expected_tasks(inputs: dict) -> int:
@@ -154,6 +167,9 @@ def test_prometheus_scrapes_every_target(stack):
     targets, _ = wait_for(all_up, 120, "every scrape target up")
     jobs = {t["labels"]["job"] for t in targets}
     print("scrape jobs:", sorted(jobs))
+    # Every job of the configuration the stack gives Prometheus has its targets, all up.
+    configured = yaml.safe_load(plan_file(stack, "prometheus", "/etc/platform/prometheus.yml"))
+    assert jobs == {job["job_name"] for job in configured["scrape_configs"]}
     # Every task of a scraped service is a target of its own (tasks.<service>: one A record per task).
     per_job = {job: sum(t["labels"]["job"] == job for t in targets) for job in jobs}
     for inputs in stack.services():
@@ -171,12 +187,12 @@ def test_no_alert_fires_on_the_healthy_stack(stack):
     print("pending or firing in Prometheus:", [(a["labels"]["alertname"], a["state"]) for a in pending])
     # The uptime probes ask for the public names (https://orchestration.example.com/ ...), which lead nowhere from
     # this host: no DNS answers them here. Shown so (the probe's own container cannot resolve them), then set aside.
-    public = {endpoint.rstrip("/") for endpoint in stack_output(stack, "endpoints")}
+    public = {urlsplit(endpoint).hostname for endpoint in stack_output(stack, "endpoints")}
     unreachable_here = [a for a in firing if a["labels"]["alertname"] == "UptimeProbeFailed"
-                        and a["labels"].get("instance", "").rstrip("/") in public]
+                        and urlsplit(a["labels"].get("instance", "")).hostname in public]
     blackbox = container_of(stack, "blackbox-exporter")
     for alert in unreachable_here:
-        host = alert["labels"]["instance"].removeprefix("https://").split("/")[0]
+        host = urlsplit(alert["labels"]["instance"]).hostname
         code, output = blackbox.exec_run(["getent", "hosts", host])
         assert code != 0, f"{host} resolves here ({output!r}): its uptime probe should succeed"
     print("set aside (public names unresolvable here):", [a["labels"]["instance"] for a in unreachable_here])
