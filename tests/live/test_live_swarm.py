@@ -63,15 +63,17 @@ def stack(engine, live_images):
 
 
 def healthy_table(stack: SwarmDeployment, images: dict[str, str]) -> str:
-    """component | image (real software and version, or stand-in) | tasks | healthy after N s (bound)."""
-    rows = [("component", "image", "tasks", "healthy after")]
+    """component | image (real software and version, or stand-in) | tasks | tasks replaced (failed) while starting
+    | healthy after N s (bound)."""
+    rows = [("component", "image", "tasks", "replaced at start", "healthy after")]
     for inputs in stack.services():
         name = inputs["name"]
         image = inputs["taskSpec"]["containerSpec"]["image"]
         tasks = len([t for t in stack.tasks(name) if t["Status"]["State"] == "running"])
+        replaced = len(stack.client.api.tasks(filters={"service": name})) - tasks
         software = images.get(image, "?")
         software = software if len(software) <= 72 else software[:71] + "…"
-        rows.append((name.removeprefix(f"{stack.prefix}-"), f"{image} = {software}", str(tasks),
+        rows.append((name.removeprefix(f"{stack.prefix}-"), f"{image} = {software}", str(tasks), str(replaced),
                      f"{stack.seconds_to_healthy(name):.1f} s (bound {stack.bounds[name]:.0f} s)"))
     return table(rows)
 
