@@ -150,6 +150,7 @@ def read_back(spec: dict) -> dict:
     (kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service_structures.go flatten*)."""
     task, container = spec["TaskTemplate"], spec["TaskTemplate"]["ContainerSpec"]
     check = container["Healthcheck"]
+    mounts = container.get("Mounts") or []
 
     def files(refs: list[dict], kind: str) -> list[dict]:
         return [{"fileName": r["File"]["Name"], "fileUid": r["File"]["UID"], "fileGid": r["File"]["GID"],
@@ -166,13 +167,13 @@ def read_back(spec: dict) -> dict:
                         "startPeriod": service_duration_string(check["StartPeriod"])},
         # The mode through FileMode.Perm() (flattenServiceMounts).
         "tmpfs": [{"target": m["Target"], "sizeBytes": m["TmpfsOptions"]["SizeBytes"],
-                   "mode": m["TmpfsOptions"].get("Mode", 0) & 0o777} for m in container["Mounts"] if m["Type"] == "tmpfs"],
+                   "mode": m["TmpfsOptions"].get("Mode", 0) & 0o777} for m in mounts if m["Type"] == "tmpfs"],
         # Source and driver options as stored, the labels as a set, driver_name only when set.
         "volumes": [{"target": m["Target"], "source": m.get("Source", ""),
                      "labels": _labels_set(m["VolumeOptions"].get("Labels")),
                      "driverName": m["VolumeOptions"].get("DriverConfig", {}).get("Name") or None,
                      "driverOptions": m["VolumeOptions"].get("DriverConfig", {}).get("Options", {})}
-                    for m in container["Mounts"] if m["Type"] == "volume"],
+                    for m in mounts if m["Type"] == "volume"],
         "secrets": files(container.get("Secrets") or [], "Secret"),
         "configs": files(container.get("Configs") or [], "Config"),
         "resources": {"limits": resources(task["Resources"]["Limits"]),
@@ -189,6 +190,7 @@ def read_back(spec: dict) -> dict:
 def as_sent(inputs: dict) -> dict:
     """The runtime's inputs in the shape of `read_back`."""
     task, container = inputs["taskSpec"], inputs["taskSpec"]["containerSpec"]
+    mounts = container.get("mounts", [])
 
     def files(refs: list[dict], kind: str) -> list[dict]:
         return [{key: r[key] for key in ("fileName", "fileUid", "fileGid", "fileMode", f"{kind}Name")} for r in refs]
@@ -197,12 +199,12 @@ def as_sent(inputs: dict) -> dict:
         "capAdds": container.get("capAdds"), "capDrops": container.get("capDrops"),
         "stopGracePeriod": container["stopGracePeriod"], "healthcheck": container["healthcheck"],
         "tmpfs": [{"target": m["target"], "sizeBytes": m["tmpfsOptions"]["sizeBytes"],
-                   "mode": m["tmpfsOptions"].get("mode", 0)} for m in container["mounts"] if m["type"] == "tmpfs"],
+                   "mode": m["tmpfsOptions"].get("mode", 0)} for m in mounts if m["type"] == "tmpfs"],
         "volumes": [{"target": m["target"], "source": m.get("source", ""),
                      "labels": _labels_set({item["label"]: item["value"] for item in m["volumeOptions"]["labels"]}),
                      "driverName": m["volumeOptions"].get("driverName"),
                      "driverOptions": m["volumeOptions"].get("driverOptions", {})}
-                    for m in container["mounts"] if m["type"] == "volume"],
+                    for m in mounts if m["type"] == "volume"],
         "secrets": files(container.get("secrets", []), "secret"), "configs": files(container.get("configs", []), "config"),
         "resources": task["resources"], "restartPolicy": task["restartPolicy"],
         "updateConfig": inputs["updateConfig"], "rollbackConfig": inputs["rollbackConfig"],
