@@ -40,6 +40,10 @@ STEP_DOWN_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 # that the server lives (`kill -0`) and handing it docker's SIGTERM signal another user's process, which root
 # without CAP_KILL may not (kill(2): EPERM); the script would exit at once, killing initdb half-way.
 POSTGRES_CAPS = (*STEP_DOWN_CAPS, "KILL")
+# The same for ClickHouse's entrypoint at its first start: root stops the loopback-only server it ran as
+# clickhouse (101) to create the database (ClickHouse/docker-library server/24.8.*/entrypoint.sh, `kill -s TERM
+# "$pid"`); without CAP_KILL that fails, the container exits and starts again.
+CLICKHOUSE_CAPS = (*STEP_DOWN_CAPS, "KILL")
 
 
 class DataStoreArgs(TypedDict):
@@ -81,6 +85,15 @@ def _require(component: str, args: Mapping, *keys: str) -> None:
         raise ComponentArgsError(f"{component}: networks must include the data network")
 
 
+def archived_once_started(settings: Mapping[str, str]) -> dict[str, str]:
+    """Archiving settings whose command archives only once start-postgres.sh has seen the server up (its
+    marker). The image's entrypoint runs these settings in its initdb-time server too, which archives its first
+    WAL segment at its shutdown: with the store not answering yet (a first deploy), that push hangs and pg_ctl
+    gives up after 60 s, so the first start fails. A command that fails at once is retried by PostgreSQL later,
+    the segment kept (PostgreSQL docs, "Continuous Archiving")."""
+    return {**settings, "archive_command": f"test -f {ROLES_APPLIED} && {{ {settings['archive_command']}; }}"}
+
+
 def postgres_spec(args: PostgresArgs) -> ContainerSpec:
     _require("Postgres", args, "database", "user", "superuser_password", "exporter_password")
     archiving = args.get("archiving")
@@ -117,7 +130,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
         # start-postgres.sh hands these to the image's entrypoint, which passes `-c name=value` to the server.
         command=["-c", f"hba_file={FILES_DIR}/pg_hba.conf", "-c", f"max_connections={max_connections}",
                  "-c", f"superuser_reserved_connections={ADMIN_RESERVED_CONNECTIONS}",
-                 *[arg for key, value in (archiving.settings.items() if archiving else ())
+                 *[arg for key, value in (archived_once_started(archiving.settings) if archiving else {}).items()
                    for arg in ("-c", f"{key}={value}")]],
         # Healthy once the roles match the stack's secrets, not merely once the server answers.
         healthcheck=Healthcheck(["CMD-SHELL", (f"pg_isready -h 127.0.0.1 -d {args['database']} && "
@@ -319,7 +332,7 @@ def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
         volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse"),
                  VolumeMount("clickhouse-logs", "/var/log/clickhouse-server")],
         ulimits={"nofile": 262144},
-        read_only=False, cap_add=STEP_DOWN_CAPS, stop_grace_seconds=60,
+        read_only=False, cap_add=CLICKHOUSE_CAPS, stop_grace_seconds=60,
     ))
 
 

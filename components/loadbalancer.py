@@ -20,6 +20,10 @@ from components.spec import (
 )
 
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
+# nginx's temporary files and pid, as user 101, in the tmpfs at /tmp: a tmpfs mounted over a directory the image
+# has takes that directory's owner and mode (the official image's /var/cache/nginx is root's, 0755), and Swarm
+# cannot set a tmpfs's owner; /tmp is 1777 in every image and runtime (tests/live/test_load_balancer_temp_paths.py).
+TEMP_DIR = "/tmp"
 CERT_PATH = f"{FILES_DIR}/tls/fullchain.pem"
 KEY_PATH = f"{FILES_DIR}/tls/privkey.pem"
 # Unprivileged ports inside the container, so nginx runs as its own user with no capabilities at all.
@@ -29,11 +33,6 @@ HTTPS_PORT = 8443
 NGINX_USER = "101:101"
 # Docker's embedded DNS server on user-defined networks: it answers with the running containers only.
 DOCKER_DNS = "127.0.0.11"
-TEMP_DIR = "/tmp"
-"""nginx's temp paths (client bodies, proxied responses) and its pid file, on the one tmpfs. It runs as NGINX_USER:
-a tmpfs takes the mode and owner of the directory it covers (runc mountToRootfs chmods it so, whatever `mode=`
-says) and Swarm's takes no uid; the image's /tmp is 1777, its /var/cache/nginx root's 0755, where nginx cannot
-create its temp directories and exits at start (tests/live/test_load_balancer_temp_paths.py)."""
 
 
 class LoadBalancerArgs(TypedDict):

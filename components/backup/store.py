@@ -41,15 +41,18 @@ def tls_only_policy(bucket: str) -> dict[str, Any]:
 
 
 def lifecycle_rules(expiry_days: dict[str, int], noncurrent_days: int, abort_multipart_days: int) -> list[dict]:
-    """One rule per prefix (backup class), in the shape GetBucketLifecycleConfiguration returns."""
+    """One rule per prefix (backup class), in the shape GetBucketLifecycleConfiguration returns. Days are made
+    integers again: the engine hands a dynamic provider every number as a float (protobuf Struct
+    `number_value`; pulumi/dynamic/__main__.py Create -> pulumi/runtime/rpc.py deserialize_properties), which
+    boto3's parameter validation refuses."""
     return [
         {
             "ID": f"expire-{prefix.rstrip('/')}",
             "Filter": {"Prefix": prefix},
             "Status": "Enabled",
-            "Expiration": {"Days": days},
-            "NoncurrentVersionExpiration": {"NoncurrentDays": noncurrent_days},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": abort_multipart_days},
+            "Expiration": {"Days": int(days)},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": int(noncurrent_days)},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": int(abort_multipart_days)},
         }
         for prefix, days in sorted(expiry_days.items())
     ]

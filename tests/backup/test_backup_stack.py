@@ -27,6 +27,7 @@ from components.backup.jobs import (
 )
 from components.backup.model import BackupConfig
 from components.backup.pgbackrest import Cluster, render_pgbackrest_conf
+from components.postgres import ROLES_APPLIED
 from infra.cli import REPO_ROOT, main
 from infra.mockrun import load_project, run_program
 from infra.settings import parse_settings
@@ -62,9 +63,11 @@ def test_postgres_archives_its_wal_with_the_rendered_configuration(prod):
     command = postgres["command"]  # `-c name=value` pairs, which the start script hands to the server
     settings_given = [value for flag, value in zip(command[::2], command[1::2], strict=True) if flag == "-c"]
     pgbackrest = f"pgbackrest --config={PGBACKREST_CONF} --config-include-path={PGBACKREST_INCLUDE} --stanza=platform"
-    # The archiver creates the stanza when a push finds none (test_backup_postgres proves it on a real server).
-    assert (f"archive_command={pgbackrest} archive-push %p || "
-            f"{{ {pgbackrest} stanza-create && {pgbackrest} archive-push %p; }}") in settings_given
+    # The archiver creates the stanza when a push finds none (test_backup_postgres proves it on a real server),
+    # once the start script has seen the final server up: not from the image's initdb-time server, whose shutdown
+    # would wait on a store that does not answer yet (the live stack restarted PostgreSQL at its first start).
+    assert (f"archive_command=test -f {ROLES_APPLIED} && {{ {pgbackrest} archive-push %p || "
+            f"{{ {pgbackrest} stanza-create && {pgbackrest} archive-push %p; }}; }}") in settings_given
     assert "archive_mode=on" in settings_given
     conf = reveal(files_of(run.resources, "postgres")[PGBACKREST_CONF]["content"])
     assert conf == render_pgbackrest_conf(settings.backups, Cluster(POSTGRES_DATA))
@@ -275,3 +278,17 @@ def test_a_private_endpoints_ca_reaches_every_client_of_the_store():
 def test_an_endpoint_ca_is_refused_without_an_endpoint_or_a_certificate(update, message):
     with pytest.raises(ValueError, match=message):
         BackupConfig(bucket="orchestration-prod-backups", **update)
+
+
+def test_the_job_image_gives_the_metrics_volume_to_the_jobs_user():
+    """A new named volume takes the image's directory with its owner (Docker's copy-up of a volume's first
+    mount): the job's image must hand TEXTFILE_DIR to the job's user, or every metric write is refused and the
+    backup-stale alerts fire over successful backups (the live stack showed it)."""
+    from dockerfile_parse import DockerfileParser
+
+    from components.backup.jobs import IMAGE_DOCKERFILE, POSTGRES_UID, TEXTFILE_DIR
+
+    runs = [line["value"] for line in DockerfileParser(path=str(IMAGE_DOCKERFILE)).structure
+            if line["instruction"] == "RUN"]
+    assert any(f"install -d -o postgres -g postgres -m 0755 {TEXTFILE_DIR}" in run for run in runs)
+    assert POSTGRES_UID == "999:999"  # the official image's postgres user

@@ -3,6 +3,7 @@ where it must be idempotent, drift made behind its back, and S3 errors naming bu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -12,6 +13,7 @@ import boto3
 import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import rpc
 
 from components.backup.component import BackupStore
 from components.backup.model import BackupConfig
@@ -57,6 +59,23 @@ def test_create_makes_a_private_versioned_encrypted_tls_only_bucket(s3_endpoint)
         assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 2
     # What create reports is what S3 has: the diff against the same wish is empty.
     assert provider.diff(created.id, created.outs, props(s3_endpoint)).changes is False
+
+
+def as_the_engine_hands_them(values: dict) -> dict:
+    """Inputs as the dynamic provider host deserializes them from the engine's request (pulumi/dynamic/__main__.py
+    Create: rpc.deserialize_properties of a protobuf Struct): every number a float."""
+    return rpc.deserialize_properties(asyncio.run(rpc.serialize_properties(values, {})))
+
+
+def test_create_and_diff_take_the_numbers_the_engine_sends(s3_endpoint):
+    provider = BackupStoreProvider()
+    sent = as_the_engine_hands_them(props(s3_endpoint))
+    assert isinstance(sent["noncurrent_days"], float)
+    created = provider.create(sent)
+    rules = s3(s3_endpoint).get_bucket_lifecycle_configuration(Bucket=CONFIG.bucket)["Rules"]
+    assert {r["Filter"]["Prefix"]: r["Expiration"]["Days"] for r in rules} == CONFIG.expiry_days()
+    stored = as_the_engine_hands_them(created.outs)
+    assert provider.diff(created.id, stored, as_the_engine_hands_them(props(s3_endpoint))).changes is False
 
 
 def test_create_update_and_read_are_idempotent(s3_endpoint):

@@ -5,6 +5,8 @@ definition as the provider reads it (a second `pulumi up` sees no difference).""
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from tests.live.deploy import DockerDeployment, host_ulimits
 from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
 
 STACK_PREFIX = "orchestration-prod"
+SERVICE = "docker:index/service:Service"
 T = TypeVar("T")
 
 
@@ -46,6 +49,15 @@ def stack_output(stack: DockerDeployment, key: str) -> Any:
     return reveal(stack.run.stack_outputs[key])
 
 
+def host_port(stack: DockerDeployment, published: int) -> int:
+    """The host port this run publishes the stack's port `published` on: `host_ports` holds the container's (or the
+    Swarm task's) own port, a container's `ports` or a service's endpoint ports map it to the published one."""
+    pairs = [(int(p["internal"]), int(p["external"])) for r in stack.of_type(CONTAINER) for p in r.inputs.get("ports", [])]
+    pairs += [(int(p["targetPort"]), int(p["publishedPort"])) for r in stack.of_type(SERVICE)
+              for p in r.inputs.get("endpointSpec", {}).get("ports", [])]
+    return stack.host_ports[next(internal for internal, external in pairs if external == published)]
+
+
 @dataclass
 class EdgeClient:
     """HTTPS to the load balancer's published port, by the stack's public host name, trusting only its CA."""
@@ -60,7 +72,7 @@ class EdgeClient:
         ca = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)  # noqa: SIM115 - read by urllib3 later
         ca.write(stack_output(stack, "ca_certificate_pem"))
         ca.close()
-        pool = urllib3.HTTPSConnectionPool("127.0.0.1", stack.host_ports[443], ca_certs=ca.name,
+        pool = urllib3.HTTPSConnectionPool("127.0.0.1", host_port(stack, 443), ca_certs=ca.name,
                                            cert_reqs="CERT_REQUIRED", server_hostname=host, assert_hostname=host,
                                            retries=False, timeout=10)
         return cls(pool, host, stack_output(stack, "app_admin_password"))
@@ -119,7 +131,9 @@ def healthy_table(stack: DockerDeployment, images: dict[str, str]) -> str:
         if created is None or created.seconds_to_ready is None:
             continue
         image = stack.image_of(r)
-        rows.append((r.inputs["hostname"], f"{image} = {images.get(image, '?')}", f"{created.seconds_to_ready:.1f} s"))
+        software = images.get(image, "?")
+        software = software if len(software) <= 70 else software[:69] + "…"
+        rows.append((r.inputs["hostname"], f"{image}: {software}", f"{created.seconds_to_ready:.1f} s"))
     return table(rows)
 
 
@@ -138,7 +152,9 @@ def assert_reads_back_as_sent(stack: DockerDeployment) -> None:
         state = api.inspect_container(stack.local(inputs["name"]))
         host, config = state["HostConfig"], state["Config"]
         read_back = {
-            "user": config["User"] or None,
+            # An unset user reads back as the image's USER, a difference the provider suppresses ("" is a no-op:
+            # resource_docker_container.go `user` DiffSuppressFunc).
+            "user": (config["User"] or None) if inputs.get("user") else None,
             "hostname": config["Hostname"] if inputs.get("hostname") else None,
             "readOnly": host["ReadonlyRootfs"],
             "tmpfs": host.get("Tmpfs"),
@@ -167,7 +183,9 @@ def assert_reads_back_as_sent(stack: DockerDeployment) -> None:
                          for name, network in state["NetworkSettings"]["Networks"].items()
                          for aliases in [next((n["aliases"] for n in inputs.get("networksAdvanced", [])
                                                if stack.local(n["name"]) == name), [])]},
-            "volumes": sorted((m["Name"], m["Destination"], m["RW"]) for m in state["Mounts"] if m["Type"] == "volume"),
+            # Named volumes only: an image's VOLUME gives a container an anonymous one, which the plan never names.
+            "volumes": sorted((m["Name"], m["Destination"], m["RW"]) for m in state["Mounts"]
+                              if m["Type"] == "volume" and not re.fullmatch(r"[0-9a-f]{64}", m["Name"])),
         }
         sent = {
             "user": inputs.get("user"),
@@ -208,4 +226,42 @@ def assert_reads_back_as_sent(stack: DockerDeployment) -> None:
         state = api.inspect_volume(stack.local(inputs["name"]))
         if state["Labels"] != {item["label"]: item["value"] for item in inputs.get("labels", [])}:
             differences.append((inputs["name"], state["Labels"]))
-    assert differences == []
+    assert differences == [], differences
+
+
+def live_settings(store) -> dict:
+    """The prod settings a live run changes: the backup store is the local one (its private CA trusted), and
+    the incremental backup runs every minute."""
+    return {"backups": {"endpoint": store.endpoint, "endpoint_ca": store.ca_pem,
+                        "incr": {"schedule": "* * * * *", "max_age": "2h"}}}
+
+
+def live_secrets() -> dict[str, str]:
+    """The config secrets prod is deployed with: the store's keys (moto accepts any)."""
+    return {"backupAccessKeyId": "LIVE" + secrets.token_hex(8).upper(),
+            "backupSecretAccessKey": secrets.token_urlsafe(30)}
+
+
+def _store_props(stack: DockerDeployment, store) -> dict:
+    (bucket,) = [r for r in stack.run.resources if r.type == "pulumi-python:dynamic/backup:BackupBucket"]
+    return {**reveal(bucket.inputs), "endpoint": store.host_endpoint}
+
+
+def create_bucket(stack: DockerDeployment, store) -> None:
+    """What the stack's BackupBucket dynamic provider does at `up` (components/backup/store.py), run from this
+    machine against the store's loopback port. moto cannot evaluate the bucket policy's aws:SecureTransport
+    condition and would deny every write (moto s3/responses.py, getmoto/moto#7837): the policy is dropped."""
+    from components.backup.store import _S3, BackupStoreProvider
+
+    props = _store_props(stack, store)
+    BackupStoreProvider().create(props)
+    _S3(props).call("delete_bucket_policy")
+    stack.host_differences.add("backup store: moto's S3 (a stand-in) behind nginx TLS; its bucket without the "
+                               "TLS-only policy, which moto cannot evaluate")
+
+
+def s3_objects(stack: DockerDeployment, prefix: str) -> list[str]:
+    from components.backup.store import _S3
+
+    listing = _S3(_store_props(stack, stack.store)).call("list_objects_v2", Prefix=prefix) or {}
+    return [item["Key"] for item in listing.get("Contents", [])]

@@ -78,7 +78,7 @@ class SwarmDeployment(DockerDeployment):
                                   for r in self.run.resources if r.type == BUCKET}
         for r in self.of_type(SERVICE):
             for port in wire_values(r.inputs)["endpointSpec"].get("ports", []):
-                self.host_ports.setdefault(port["publishedPort"], free_port())
+                self.host_ports.setdefault(port["targetPort"], free_port())
         self.cpu_share, self.memory_share = self._reservation_shares()
 
     # -- the definitions as this host can run them --------------------------------------------------------------
@@ -137,8 +137,8 @@ class SwarmDeployment(DockerDeployment):
             inputs["endpointSpec"]["mode"] = "dnsrr"
         for port in inputs["endpointSpec"].get("ports", []):
             self.host_differences.add(f"{inputs['name']}: port {port['publishedPort']} published on "
-                                      f"{self.host_ports[port['publishedPort']]} (host mode, a shared host)")
-            port["publishedPort"] = self.host_ports[port["publishedPort"]]
+                                      f"{self.host_ports[port['targetPort']]} (host mode, a shared host)")
+            port["publishedPort"] = self.host_ports[port["targetPort"]]
         return inputs
 
     # -- creation, one resource at a time, as the provider's Create does -----------------------------------------

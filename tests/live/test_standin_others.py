@@ -23,17 +23,29 @@ import yaml
 from components.monitoring.component import PROMETHEUS_CONFIG, RULES_FILE
 from infra.settings import Images
 from tests.conftest import require_tool
-from tests.engine.conftest import _unavailable
-from tests.engine.test_engine_prod_plan import (  # noqa: F401 - prod_plan is a fixture
+from tests.engine.conftest import PREFIX, _unavailable
+from tests.live.plan import (
     CONTAINER,
     MIB,
     PLAN_PREFIX,
-    _create,
-    _daemon_nofile_limit,
-    _local,
-    _uploads_archive,
-    prod_plan,
+    create_container,
+    daemon_nofile_limit,
+    load_prod_plan,
+    uploads_archive,
 )
+
+
+@pytest.fixture(scope="module")
+def prod_plan():
+    return load_prod_plan()
+
+
+def _local(name: str) -> str:
+    return name.replace(PLAN_PREFIX, PREFIX, 1)
+
+
+def _create(engine, image: str, inputs: dict, ports: dict) -> str:
+    return create_container(engine, image, inputs, ports, rename=_local)
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
 
@@ -50,18 +62,6 @@ def standin(directory: str) -> dict[str, Any]:
 
 
 STANDINS = {directory: standin(directory) for directory in SERVICES}
-
-
-@pytest.fixture(scope="module")
-def engine():
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any reason the daemon does not answer
-        _unavailable(f"no Docker engine answers ({exc}); .ci/run starts dockerd")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def _own(inputs: dict[str, Any]) -> dict[str, Any]:
     """The definition under this module's names: its container, networks and volumes; a ulimit above the
     daemon's own (a property of this host: runc cannot grant it) lowered to it, and said so."""
     rename = lambda name: name.replace(PLAN_PREFIX, OWN_PREFIX, 1)
-    limit = _daemon_nofile_limit()
+    limit = daemon_nofile_limit()
     ulimits = [{**u, "soft": min(int(u["soft"]), limit), "hard": min(int(u["hard"]), limit)}
                for u in inputs.get("ulimits", [])]
     return {**inputs, "name": rename(inputs["name"]), **({"ulimits": ulimits} if ulimits else {}),
@@ -155,7 +155,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(engine, images, prod_plan):  # noqa: F811 - the engine tests' prod_plan fixture
+def stack(engine, images, prod_plan):
     """The stand-ins' containers of the prod plan, started in the plan's order of dependence and healthy."""
     definitions = {inputs["name"]: inputs for inputs in prod_plan[CONTAINER] if _service(inputs) in SERVICES}
     assert {_service(inputs) for inputs in definitions.values()} == set(SERVICES)
@@ -165,7 +165,7 @@ def stack(engine, images, prod_plan):  # noqa: F811 - the engine tests' prod_pla
     try:
         for network in sorted(networks):
             created_networks.append(engine.api.create_network(_local(network), driver="bridge", internal=True)["Id"])
-        limit = _daemon_nofile_limit()
+        limit = daemon_nofile_limit()
         for name, inputs in definitions.items():
             for ulimit in inputs.get("ulimits", []):
                 if int(ulimit["hard"]) > limit:
@@ -318,7 +318,7 @@ def test_grafana_takes_a_rotated_admin_password_at_the_next_start(stack, engine)
     old, new = stack.file("grafana", path), "rotated-" + stack.file("grafana", path)
     upload = next(u for u in files["uploads"] if u["file"] == path)
     rotated = {**{k: v for k, v in upload.items() if k != "contentBase64"}, "content": new}
-    engine.api.put_archive(stack.ids[files["name"]], "/", _uploads_archive([rotated]))
+    engine.api.put_archive(stack.ids[files["name"]], "/", uploads_archive([rotated]))
     stack.container("grafana").restart(timeout=10)
     stack.wait_healthy("grafana", time.monotonic())
     assert stack.http("grafana", "http://127.0.0.1:3000/api/user", auth=(user, new))[0] == 200
@@ -357,7 +357,7 @@ TIMESTAMP = re.compile(r"(_start|_finish|_timestamp_seconds|_time_seconds|_last_
 EVAL_MINUTES = 115
 
 
-def _plan_file(prod_plan: dict, path: str) -> str:  # noqa: F811
+def _plan_file(prod_plan: dict, path: str) -> str:
     return next(_upload(inputs, path) for inputs in prod_plan[CONTAINER]
                 for upload in inputs.get("uploads", []) if upload["file"] == path)
 
@@ -374,7 +374,7 @@ def _scrape(stack: Stack) -> tuple[dict[str, dict[str, float]], set[str], float]
     return samples, counters, time.monotonic()
 
 
-def test_no_alert_fires_on_a_stand_ins_value(stack, prod_plan, tmp_path):  # noqa: F811
+def test_no_alert_fires_on_a_stand_ins_value(stack, prod_plan, tmp_path):
     """The stack's own rules over what the stand-ins export, as Prometheus would scrape it (two scrapes give the
     counters' rates; gauges hold their value) with every other job up: no alert that reads a stand-in's series
     fires, but for the one whose cause is real here. promtool evaluates the rules file of the prod plan."""

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import sys
 import threading
 import time
@@ -177,13 +178,20 @@ def signed_headers(config: dict, host: str, path: str, body: bytes, stamp: datet
     return headers
 
 
+def tls_context() -> ssl.SSLContext:
+    """The store's CA as clickhouse-backup's AWS SDK takes it: AWS_CA_BUNDLE replaces the system roots
+    (aws-sdk-go-v2 config.LoadDefaultConfig, read by pkg/storage/s3.go Connect)."""
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+
+
 def s3_put(config: dict, key: str, body: bytes) -> None:
     scheme, host, path = s3_address(config, key)
     headers = signed_headers(config, host, path, body, datetime.datetime.now(datetime.UTC))
     request = urllib.request.Request(f"{scheme}://{host}{path}", data=body, method="PUT",
                                      headers={k: v for k, v in headers.items() if k != "host"})
     try:
-        with urllib.request.urlopen(request, timeout=60):
+        with urllib.request.urlopen(request, timeout=60, context=tls_context()):
             pass
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"s3 PUT {host}{path}: {exc.code} {exc.read().decode(errors='replace')[:300]}") from None

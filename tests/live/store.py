@@ -1,0 +1,167 @@
+"""The backup store of the live stack: an S3-compatible endpoint on the stack's egress network, served by moto's
+S3 server behind nginx's TLS (a certificate from a private CA, which the stack is given as
+`backups.endpoint_ca`), as a MinIO or Ceph endpoint would be. It is outside the stack, where the bucket lives.
+
+moto is a stand-in for S3 (reports name it so); nginx terminates TLS because pgBackRest's TLS client and
+moto's own (werkzeug) TLS do not get on. The deploying machine reaches moto on a published loopback port, as
+the stack's BackupStore dynamic provider would reach the endpoint."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import tarfile
+import time
+from dataclasses import dataclass, field
+
+import docker
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.live.plan import free_port
+
+STORE_HOST = "s3.live.internal"
+MOTO_VERSION = "5.2.6"
+MOTO_IMAGE = f"platform-live-moto:{MOTO_VERSION}"
+PYTHON_IMAGE = "python:3.13.5-slim"
+"""The python stand-in the builder makes (images/standins/python): pip there reaches PyPI."""
+NGINX_IMAGE = "nginx:1.26.3-bookworm"
+"""The nginx stand-in (images/standins/nginx)."""
+MOTO_PORT = 5000
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def private_ca_and_server_cert(hosts: list[str]) -> tuple[str, str, str]:
+    """(CA certificate, server certificate, server key) as PEM: a private CA issuing one server certificate."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("live store CA")).issuer_name(_name("live store CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject)
+              .public_key(key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=2))
+              .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return _pem(ca), _pem(server), key_pem
+
+
+def moto_image(client: docker.DockerClient) -> str:
+    """moto's S3 server, pip-installed into the python stand-in (once: the tag names moto's version)."""
+    try:
+        client.images.get(MOTO_IMAGE)
+        return MOTO_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    dockerfile = (f"FROM {PYTHON_IMAGE}\nRUN pip install --no-cache-dir 'moto[s3,server]=={MOTO_VERSION}'\n"
+                  f'ENTRYPOINT ["moto_server", "-H", "0.0.0.0", "-p", "{MOTO_PORT}"]\n')
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=MOTO_IMAGE, network_mode="host", rm=True)
+    return MOTO_IMAGE
+
+
+def _nginx_conf() -> str:
+    return f"""
+events {{}}
+http {{
+  access_log /dev/stdout;
+  client_max_body_size 0;
+  server {{
+    listen 443 ssl;
+    ssl_certificate /etc/nginx/store.pem;
+    ssl_certificate_key /etc/nginx/store.key;
+    location / {{
+      proxy_pass http://moto:{MOTO_PORT};
+      proxy_set_header Host $http_host;
+      proxy_http_version 1.1;
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+def _archive(files: dict[str, str]) -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for path, text in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(text.encode()), 0o644
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return data.getvalue()
+
+
+@dataclass
+class LiveStore:
+    """`endpoint` and `ca_pem` are the stack's backups.endpoint and backups.endpoint_ca; `host_endpoint` is
+    moto on loopback, for the deploying machine."""
+
+    client: docker.DockerClient
+    prefix: str
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+    host_port: int = field(default_factory=free_port)
+    containers: list[str] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{STORE_HOST}"
+
+    @property
+    def host_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    @classmethod
+    def new(cls, client: docker.DockerClient, prefix: str) -> LiveStore:
+        ca, cert, key = private_ca_and_server_cert([STORE_HOST, f"*.{STORE_HOST}"])
+        return cls(client, prefix, ca, cert, key)
+
+    def start(self) -> None:
+        """moto, on the default bridge and a loopback port, before the stack: its bucket can be made first."""
+        moto = self.client.containers.run(moto_image(self.client), name=f"{self.prefix}-moto", detach=True,
+                                          ports={f"{MOTO_PORT}/tcp": ("127.0.0.1", self.host_port)})
+        self.containers.append(moto.name)
+        deadline = time.monotonic() + 60
+        probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{MOTO_PORT}/')"
+        while moto.exec_run(["python", "-c", probe])[0] != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto did not start: {moto.logs().decode()[-2000:]}")
+            time.sleep(1)
+
+    def attach(self, network: str) -> None:
+        """moto and its TLS front on `network` (the stack's egress network), the front answering to the store's
+        name, where the stack's gateway resolves it."""
+        self.client.api.connect_container_to_network(f"{self.prefix}-moto", network, aliases=["moto"])
+        front = self.client.containers.create(NGINX_IMAGE, name=f"{self.prefix}-s3-front", network=network)
+        self.containers.append(front.name)
+        self.client.api.disconnect_container_from_network(front.id, network)
+        self.client.api.connect_container_to_network(front.id, network, aliases=[STORE_HOST])
+        front.put_archive("/etc/nginx", _archive({"nginx.conf": _nginx_conf(), "store.pem": self.cert_pem,
+                                                  "store.key": self.key_pem}))
+        front.start()
+        time.sleep(2)
+        front.reload()
+        if front.status != "running":
+            raise RuntimeError(f"the store's TLS front did not start: {front.logs().decode()[-2000:]}")
+
+    def remove(self) -> None:
+        for name in self.containers:
+            try:
+                self.client.api.remove_container(name, force=True)
+            except docker.errors.NotFound:
+                pass
