@@ -22,7 +22,7 @@ from components.spec import (
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
 # nginx's temporary files and pid, as user 101, in the tmpfs at /tmp: a tmpfs mounted over a directory the image
 # has takes that directory's owner and mode (the official image's /var/cache/nginx is root's, 0755), and Swarm
-# cannot set a tmpfs's owner; /tmp is 1777 in every image and runtime.
+# cannot set a tmpfs's owner; /tmp is 1777 in every image and runtime (tests/live/test_load_balancer_temp_paths.py).
 TEMP_DIR = "/tmp"
 CERT_PATH = f"{FILES_DIR}/tls/fullchain.pem"
 KEY_PATH = f"{FILES_DIR}/tls/privkey.pem"

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
 
@@ -96,6 +96,8 @@ class DockerDeployment:
     host_differences: set[str] = field(default_factory=set)
     """Where this host cannot run a definition as sent, and what it runs instead."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    kinds: ClassVar[frozenset[str]] = frozenset(DOCKER_TYPES)
+    """The resource types it creates (the Swarm deployment, tests/live/swarm_deploy.py, names its own)."""
 
     def __post_init__(self) -> None:
         self.by_urn = {r.urn: r for r in self.run.resources}
@@ -128,7 +130,7 @@ class DockerDeployment:
     def needs(self, r: Registration) -> set[str]:
         direct = set(r.dependencies) | {u for urns in r.property_dependencies.values() for u in urns}
         return {u for d in direct for u in self._custom_below(d)
-                if self.by_urn[u].type in DOCKER_TYPES and u != r.urn}
+                if self.by_urn[u].type in self.kinds and u != r.urn}
 
     def image_of(self, r: Registration, key: str = "image") -> str:
         """The local tag of the image a container runs: the RemoteImage its `image` input came from."""
@@ -208,7 +210,7 @@ class DockerDeployment:
     def up(self) -> None:
         """Every Docker resource of the plan, each once its dependencies are created (a thread each, as the
         engine runs independent steps in parallel); raises the first failure."""
-        todo = [r for r in self.run.resources if r.type in DOCKER_TYPES]
+        todo = [r for r in self.run.resources if r.type in self.kinds]
         futures: dict[str, Future] = {r.urn: Future() for r in todo}
 
         def after(r: Registration) -> None:

@@ -22,6 +22,7 @@ from tests.live.deploy import DockerDeployment, host_ulimits
 from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
 
 STACK_PREFIX = "orchestration-prod"
+SERVICE = "docker:index/service:Service"
 T = TypeVar("T")
 
 
@@ -48,6 +49,15 @@ def stack_output(stack: DockerDeployment, key: str) -> Any:
     return reveal(stack.run.stack_outputs[key])
 
 
+def host_port(stack: DockerDeployment, published: int) -> int:
+    """The host port this run publishes the stack's port `published` on: `host_ports` holds the container's (or the
+    Swarm task's) own port, a container's `ports` or a service's endpoint ports map it to the published one."""
+    pairs = [(int(p["internal"]), int(p["external"])) for r in stack.of_type(CONTAINER) for p in r.inputs.get("ports", [])]
+    pairs += [(int(p["targetPort"]), int(p["publishedPort"])) for r in stack.of_type(SERVICE)
+              for p in r.inputs.get("endpointSpec", {}).get("ports", [])]
+    return stack.host_ports[next(internal for internal, external in pairs if external == published)]
+
+
 @dataclass
 class EdgeClient:
     """HTTPS to the load balancer's published port, by the stack's public host name, trusting only its CA."""
@@ -62,9 +72,7 @@ class EdgeClient:
         ca = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)  # noqa: SIM115 - read by urllib3 later
         ca.write(stack_output(stack, "ca_certificate_pem"))
         ca.close()
-        https = next(int(port["internal"]) for r in stack.of_type(CONTAINER) for port in r.inputs.get("ports", [])
-                     if int(port["external"]) == 443)
-        pool = urllib3.HTTPSConnectionPool("127.0.0.1", stack.host_ports[https], ca_certs=ca.name,
+        pool = urllib3.HTTPSConnectionPool("127.0.0.1", host_port(stack, 443), ca_certs=ca.name,
                                            cert_reqs="CERT_REQUIRED", server_hostname=host, assert_hostname=host,
                                            retries=False, timeout=10)
         return cls(pool, host, stack_output(stack, "app_admin_password"))
@@ -90,8 +98,17 @@ class EdgeClient:
         return json.loads(answer.data)["token"]
 
 
+def container_of(stack: DockerDeployment, service: str):
+    """The container running the stack's `service`: the Docker runtime's by its name, a Swarm service's healthy
+    running task's (SwarmDeployment.task_container)."""
+    task_container = getattr(stack, "task_container", None)
+    if task_container is not None:
+        return task_container(service)
+    return stack.client.containers.get(stack.local(f"{STACK_PREFIX}-{service}"))
+
+
 def exec_in(stack: DockerDeployment, service: str, command: list[str], environment: dict | None = None) -> str:
-    container = stack.client.containers.get(stack.local(f"{STACK_PREFIX}-{service}"))
+    container = container_of(stack, service)
     code, output = container.exec_run(command, environment=environment)
     if code != 0:
         raise RuntimeError(f"{service}: {command} exited {code}: {output.decode(errors='replace')}")
@@ -117,7 +134,12 @@ def healthy_table(stack: DockerDeployment, images: dict[str, str]) -> str:
         software = images.get(image, "?")
         software = software if len(software) <= 70 else software[:69] + "…"
         rows.append((r.inputs["hostname"], f"{image}: {software}", f"{created.seconds_to_ready:.1f} s"))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return table(rows)
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    """Rows in aligned columns, the first row the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
 
 

@@ -103,13 +103,17 @@ def _wait(refresh: Callable[[], str], target: str, delay: float, timeout: float)
     raise ConvergeError(f"timeout while waiting for state to become '{target}' (last: {seen[-1:]})")
 
 
-def converge_create(client: docker.DockerClient, service_id: str, config: dict) -> list[tuple[float, str]]:
+def converge_create(client: docker.DockerClient, service_id: str, config: dict,
+                    before_delete: Callable[[], str] | None = None) -> list[tuple[float, str]]:
+    """The create's wait; on a failure `before_delete` (a test's look at the tasks) runs before the service goes,
+    and what it returns is added to the error."""
     try:
         return _wait(lambda: _create_refresh(client, service_id), "running", duration_nanos(config["delay"]) / 1e9,
                      duration_nanos(config["timeout"]) / 1e9)
-    except ConvergeError:
+    except ConvergeError as error:
+        seen = before_delete() if before_delete else ""
         client.api.remove_service(service_id)  # "the service will be deleted in case it cannot be converged"
-        raise
+        raise ConvergeError(f"{error}{seen and chr(10) + seen}") from None
 
 
 def converge_update(client: docker.DockerClient, service_id: str, config: dict) -> list[tuple[float, str]]:

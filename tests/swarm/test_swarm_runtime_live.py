@@ -1,15 +1,12 @@
 """SwarmRuntime's own definitions created on the real Swarm: secrets mounted as files, configs, an internal
 overlay network, update and rollback settings; and a deliberately failing update that rolls back by itself.
 
-The definitions are what the runtime registers (recorded under Pulumi's mocks); `engine_spec` sends them to
-the Engine API as the provider's expanders do (kreuzwerker/terraform-provider-docker
-internal/provider/resource_docker_service_structures.go: createServiceSpec and its expand* functions;
-resource_docker_secret.go and resource_docker_config.go: the data is base64, decoded before it is sent).
+The definitions are what the runtime registers (recorded under Pulumi's mocks); tests/live/swarm_engine.py
+sends them to the Engine API as the provider does and reads them back as it does.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import re
@@ -21,13 +18,20 @@ import pulumi
 import pytest
 
 from components.apps import APP_USER, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR, Connections, app_spec
-from components.runtime import duration_nanos, service_duration_string
 from components.spec import ContainerSpec, FileSpec, Healthcheck, VolumeMount
 from components.swarm import SwarmRuntime, object_name
 from components.swarm_files import retire
-from policies.pack import _plain
 from tests.conftest import deploy
-from tests.helpers import reveal
+from tests.live.swarm_engine import (
+    Engine,
+    _labels,
+    as_sent,
+    change_node_labels,
+    constraint_labels,
+    engine_spec,
+    read_back,
+    wire_values,
+)
 from tests.swarm.conftest import unique
 from tests.swarm.provider import ConvergeError, converge_create, converge_update
 
@@ -77,189 +81,16 @@ def definitions(spec: ContainerSpec, prefix: str) -> dict[str, list]:
     return {t: [r for r in run.resources if r.type == t] for t in (NETWORK, SECRET, CONFIG, SERVICE, RETIRED)}
 
 
-def wire_values(inputs: dict) -> dict:
-    """Recorded inputs as plain values: secrets revealed, the protobuf Struct's doubles (2.0) back to integers."""
-    return _plain(reveal(inputs))
-
-
-def _labels(items: list[dict]) -> dict[str, str]:
-    return {item["label"]: item["value"] for item in items or []}
-
-
-def _labels_set(labels: dict[str, str] | None) -> set[tuple[str, str]]:
-    return set((labels or {}).items())
-
-
-def _rollout(config: dict) -> dict:
-    return {"Parallelism": config["parallelism"], "Delay": duration_nanos(config["delay"]),
-            "FailureAction": config["failureAction"], "Monitor": duration_nanos(config["monitor"]),
-            "MaxFailureRatio": float(config["maxFailureRatio"]), "Order": config["order"]}
-
-
-def engine_spec(inputs: dict, ids: dict[str, str]) -> dict:
-    """The Engine API ServiceSpec for a docker.Service's inputs; `ids` maps the plan's ids to the engine's."""
-    task, container = inputs["taskSpec"], inputs["taskSpec"]["containerSpec"]
-    check = container["healthcheck"]
-
-    def file_ref(ref: dict, kind: str) -> dict:
-        return {f"{kind}ID": ids[ref[f"{kind.lower()}Id"]], f"{kind}Name": ref[f"{kind.lower()}Name"],
-                "File": {"Name": ref["fileName"], "UID": ref["fileUid"], "GID": ref["fileGid"], "Mode": ref["fileMode"]}}
-
-    def volume_options(options: dict) -> dict:
-        # The expander sets a DriverConfig whenever volume_options is given (driver_name is always in the block).
-        return {"NoCopy": options.get("noCopy", False), "Labels": _labels(options.get("labels")),
-                "DriverConfig": {"Name": options.get("driverName", ""), "Options": options.get("driverOptions", {})}}
-
-    mounts = [{"Type": m["type"], "Target": m["target"], "Source": m.get("source", ""),
-               "ReadOnly": m.get("readOnly", False),
-               **({"TmpfsOptions": {"SizeBytes": m["tmpfsOptions"]["sizeBytes"], "Mode": m["tmpfsOptions"].get("mode", 0)}}
-                  if m["type"] == "tmpfs" else {}),
-               **({"VolumeOptions": volume_options(m["volumeOptions"])} if "volumeOptions" in m else {})}
-              for m in container.get("mounts", [])]
-    resources = task["resources"]
-    return {
-        "Name": inputs["name"],
-        "Labels": _labels(inputs["labels"]),
-        "Mode": {"Replicated": {"Replicas": inputs["mode"]["replicated"]["replicas"]}},
-        "TaskTemplate": {
-            "ContainerSpec": {
-                # The runtime sends `name:tag@sha256:<the registry's digest>`, looked up under the mocks here:
-                # no registry knows the stand-in, which this engine has by its tag alone.
-                "Image": container["image"].partition("@sha256:")[0], "Command": container.get("commands"), "Args": container.get("args"),
-                "Env": [f"{key}={value}" for key, value in container.get("env", {}).items()],
-                "User": container.get("user"), "ReadOnly": container.get("readOnly", False),
-                "Labels": _labels(container.get("labels")),
-                "CapabilityDrop": container.get("capDrops"), "CapabilityAdd": container.get("capAdds"),
-                "StopGracePeriod": duration_nanos(container["stopGracePeriod"]),
-                "Healthcheck": {"Test": check["tests"], "Interval": duration_nanos(check["interval"]),
-                                "Timeout": duration_nanos(check["timeout"]), "Retries": check["retries"],
-                                "StartPeriod": duration_nanos(check["startPeriod"])},
-                "Mounts": mounts,
-                "Secrets": [file_ref(s, "Secret") for s in container.get("secrets", [])],
-                "Configs": [file_ref(c, "Config") for c in container.get("configs", [])],
-            },
-            "Resources": {"Limits": {"NanoCPUs": resources["limits"]["nanoCpus"],
-                                     "MemoryBytes": resources["limits"]["memoryBytes"]},
-                          "Reservations": {"NanoCPUs": resources["reservation"]["nanoCpus"],
-                                           "MemoryBytes": resources["reservation"]["memoryBytes"]}},
-            "RestartPolicy": {"Condition": task["restartPolicy"]["condition"],
-                              "Delay": duration_nanos(task["restartPolicy"]["delay"]),
-                              "MaxAttempts": task["restartPolicy"]["maxAttempts"],
-                              "Window": duration_nanos(task["restartPolicy"]["window"])},
-            "Placement": {"Constraints": task.get("placement", {}).get("constraints", [])},
-            "LogDriver": {"Name": task["logDriver"]["name"], "Options": task["logDriver"]["options"]},
-            "Networks": [{"Target": ids[n["id"]], "Aliases": n["aliases"]} for n in task["networksAdvanceds"]],
-        },
-        "UpdateConfig": _rollout(inputs["updateConfig"]),
-        "RollbackConfig": _rollout(inputs["rollbackConfig"]),
-        "EndpointSpec": {"Mode": inputs["endpointSpec"]["mode"]},
-    }
-
-
-class Engine:
-    """The Engine API calls the provider makes, through the docker SDK's session."""
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-        self.api = client.api
-
-    def url(self, path: str) -> str:
-        return f"{self.api.base_url}/v{self.api.api_version}{path}"
-
-    def post(self, path: str, body: dict, **params) -> dict:
-        response = self.api.post(self.url(path), json=body, params=params)
-        assert response.status_code in (200, 201), response.text
-        return response.json()
-
-
-def _rollout_read_back(config: dict) -> dict:
-    """flattenServiceUpdateOrRollbackConfig: durations through shortDur, the ratio with one decimal."""
-    return {"parallelism": config["Parallelism"], "delay": service_duration_string(config.get("Delay", 0)),
-            "failureAction": config["FailureAction"], "monitor": service_duration_string(config.get("Monitor", 0)),
-            "maxFailureRatio": f"{config.get('MaxFailureRatio', 0):.1f}", "order": config["Order"]}
-
-
-def read_back(spec: dict) -> dict:
-    """What the provider reads back from the engine's ServiceSpec for the inputs the runtime sends, in their shape
-    (kreuzwerker/terraform-provider-docker internal/provider/resource_docker_service_structures.go flatten*)."""
-    task, container = spec["TaskTemplate"], spec["TaskTemplate"]["ContainerSpec"]
-    check = container["Healthcheck"]
-
-    def files(refs: list[dict], kind: str) -> list[dict]:
-        return [{"fileName": r["File"]["Name"], "fileUid": r["File"]["UID"], "fileGid": r["File"]["GID"],
-                 "fileMode": r["File"]["Mode"], f"{kind.lower()}Name": r[f"{kind}Name"]} for r in refs]
-
-    def resources(values: dict) -> dict:
-        return {"nanoCpus": values["NanoCPUs"], "memoryBytes": values["MemoryBytes"]}
-
-    return {
-        "capAdds": container.get("CapabilityAdd"), "capDrops": container.get("CapabilityDrop"),
-        "stopGracePeriod": service_duration_string(container["StopGracePeriod"]),
-        "healthcheck": {"tests": check["Test"], "interval": service_duration_string(check["Interval"]),
-                        "timeout": service_duration_string(check["Timeout"]), "retries": check["Retries"],
-                        "startPeriod": service_duration_string(check["StartPeriod"])},
-        # The mode through FileMode.Perm() (flattenServiceMounts).
-        "tmpfs": [{"target": m["Target"], "sizeBytes": m["TmpfsOptions"]["SizeBytes"],
-                   "mode": m["TmpfsOptions"].get("Mode", 0) & 0o777} for m in container["Mounts"] if m["Type"] == "tmpfs"],
-        # Source and driver options as stored, the labels as a set, driver_name only when set.
-        "volumes": [{"target": m["Target"], "source": m.get("Source", ""),
-                     "labels": _labels_set(m["VolumeOptions"].get("Labels")),
-                     "driverName": m["VolumeOptions"].get("DriverConfig", {}).get("Name") or None,
-                     "driverOptions": m["VolumeOptions"].get("DriverConfig", {}).get("Options", {})}
-                    for m in container["Mounts"] if m["Type"] == "volume"],
-        "secrets": files(container["Secrets"], "Secret"), "configs": files(container["Configs"], "Config"),
-        "resources": {"limits": resources(task["Resources"]["Limits"]),
-                      "reservation": resources(task["Resources"]["Reservations"])},
-        "restartPolicy": {"condition": task["RestartPolicy"]["Condition"],
-                          "delay": service_duration_string(task["RestartPolicy"]["Delay"]),
-                          "maxAttempts": task["RestartPolicy"]["MaxAttempts"],
-                          "window": service_duration_string(task["RestartPolicy"]["Window"])},
-        "updateConfig": _rollout_read_back(spec["UpdateConfig"]),
-        "rollbackConfig": _rollout_read_back(spec["RollbackConfig"]),
-    }
-
-
-def as_sent(inputs: dict) -> dict:
-    """The runtime's inputs in the shape of `read_back`."""
-    task, container = inputs["taskSpec"], inputs["taskSpec"]["containerSpec"]
-
-    def files(refs: list[dict], kind: str) -> list[dict]:
-        return [{key: r[key] for key in ("fileName", "fileUid", "fileGid", "fileMode", f"{kind}Name")} for r in refs]
-
-    return {
-        "capAdds": container.get("capAdds"), "capDrops": container.get("capDrops"),
-        "stopGracePeriod": container["stopGracePeriod"], "healthcheck": container["healthcheck"],
-        "tmpfs": [{"target": m["target"], "sizeBytes": m["tmpfsOptions"]["sizeBytes"],
-                   "mode": m["tmpfsOptions"].get("mode", 0)} for m in container["mounts"] if m["type"] == "tmpfs"],
-        "volumes": [{"target": m["target"], "source": m.get("source", ""),
-                     "labels": _labels_set({item["label"]: item["value"] for item in m["volumeOptions"]["labels"]}),
-                     "driverName": m["volumeOptions"].get("driverName"),
-                     "driverOptions": m["volumeOptions"].get("driverOptions", {})}
-                    for m in container["mounts"] if m["type"] == "volume"],
-        "secrets": files(container["secrets"], "secret"), "configs": files(container["configs"], "config"),
-        "resources": task["resources"], "restartPolicy": task["restartPolicy"],
-        "updateConfig": inputs["updateConfig"], "rollbackConfig": inputs["rollbackConfig"],
-    }
-
-
 def create(engine: Engine, plan: dict[str, list], cleanup: Callable) -> tuple[str, dict[str, str]]:
     """Network, secrets and configs, then the service; returns the service id and the plan-to-engine ids."""
     ids: dict[str, str] = {}
     for network in plan[NETWORK]:
-        inputs = network.inputs
-        created = engine.client.networks.create(
-            inputs["name"], driver=inputs["driver"], internal=inputs["internal"], attachable=inputs["attachable"],
-            options=inputs.get("options"), labels=_labels(inputs["labels"]))
-        ids[f"{network.name}-id"] = cleanup(created).id
+        created = engine.create_network(network.inputs)
+        ids[f"{network.name}-id"] = cleanup(engine.client.networks.get(created)).id
     for kind, resource in [("secrets", r) for r in plan[SECRET]] + [("configs", r) for r in plan[CONFIG]]:
-        inputs = wire_values(resource.inputs)
-        # The provider decodes `data` once (resource_docker_config.go getConfigDataBytes, resource_docker_secret.go)
-        # and the Docker client sends those bytes as JSON, which encodes a []byte in base64.
-        sent = base64.b64decode(inputs["data"], validate=True)
-        answer = engine.post(f"/{kind}/create", {"Name": inputs["name"], "Data": base64.b64encode(sent).decode(),
-                                                 "Labels": _labels(inputs["labels"])})
+        created = engine.create_file_object(kind, wire_values(resource.inputs))
         collection = engine.client.secrets if kind == "secrets" else engine.client.configs
-        ids[f"{resource.name}-id"] = cleanup(collection.get(answer["ID"])).id
+        ids[f"{resource.name}-id"] = cleanup(collection.get(created)).id
     (service,) = plan[SERVICE]
     inputs = wire_values(service.inputs)
     answer = engine.post("/services/create", engine_spec(inputs, ids))
@@ -291,10 +122,8 @@ def engine_update(engine: Engine, old: dict[str, list], new: dict[str, list], id
             inputs = wire_values(resource.inputs)
             if inputs["name"] == before[resource.name].inputs["name"]:
                 continue
-            answer = engine.post(f"/{kind}/create", {"Name": inputs["name"], "Data": inputs["data"],
-                                                     "Labels": _labels(inputs["labels"])})
             collection = client.secrets if kind == "secrets" else client.configs
-            new_ids[f"{resource.name}-id"] = cleanup(collection.get(answer["ID"])).id
+            new_ids[f"{resource.name}-id"] = cleanup(collection.get(engine.create_file_object(kind, inputs))).id
             replaced.append((before[resource.name], collection, ids[f"{resource.name}-id"]))
     if new.get(RETIRED) and retired_props(new) != retired_props(old):
         retire(retired_props(new))
@@ -501,29 +330,14 @@ def node_labels(swarm):
     node_id = swarm.info()["Swarm"]["NodeID"]
     added: list[str] = []
 
-    def change(update: Callable[[dict], None]) -> None:
-        for _ in range(20):  # other tests may update the node at the same time: out of sequence, read again
-            node = swarm.api.inspect_node(node_id)
-            spec = node["Spec"]
-            update(spec.setdefault("Labels", {}))
-            try:
-                swarm.api.update_node(node_id, node["Version"]["Index"], spec)
-                return
-            except docker.errors.APIError as error:
-                if "out of sequence" not in str(error) and error.status_code != 409:
-                    raise
-                time.sleep(0.2)
-        raise AssertionError("the node kept changing")
-
     def add(constraints: list[str]) -> None:
-        labels = [c.removeprefix("node.labels.").removesuffix("==true") for c in constraints
-                  if c.startswith("node.labels.")]
+        labels = constraint_labels(constraints)
         added.extend(labels)
-        change(lambda current: current.update(dict.fromkeys(labels, "true")))
+        change_node_labels(swarm, node_id, lambda current: current.update(dict.fromkeys(labels, "true")))
 
     yield add
     if added:
-        change(lambda current: [current.pop(label, None) for label in added])
+        change_node_labels(swarm, node_id, lambda current: [current.pop(label, None) for label in added])
 
 
 @pytest.mark.parametrize("stateful", [False, True], ids=["start-first", "stop-first"])
