@@ -1,12 +1,15 @@
 """The prod stack booted on the real Docker engine from its own definitions (Docker runtime), proven as a user
 would: every container healthy and staying so, HTTPS through the load balancer with the stack's CA (login, a job
-submitted and processed, each api-gateway replica answering), Prometheus scraping every target, no alert pending
-or firing, the application's role confined, and the definitions reading back as sent (a second `up` changes
-nothing). Images: tests/live/images.py (real software where Debian has it, stand-ins named as such)."""
+submitted and processed, each api-gateway replica answering), Prometheus scraping every target, no alert firing
+but the uptime probe of public names this sandbox cannot resolve, the application's role confined, a scheduled
+backup and the WAL archive in the store through its gateway, and the definitions reading back as sent (a second
+`up` changes nothing). Images: tests/live/images.py (real software where Debian has it, stand-ins named as
+such)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -61,7 +64,6 @@ def stack(engine, live_images):
 
 
 def _keep() -> bool:
-    import os
     return os.environ.get("LIVE_KEEP") == "1"
 
 
