@@ -237,7 +237,7 @@ class DockerDeployment:
         api = self.client.api
         for r in self.of_type(CONTAINER):
             try:
-                api.remove_container(self.local(self.inputs(r)["name"]), force=True)
+                api.remove_container(self.local(self.inputs(r)["name"]), force=True, v=True)  # and its anonymous volumes (an image VOLUME)
             except docker.errors.NotFound:
                 pass
         for kind, remove in ((VOLUME, api.remove_volume), (NETWORK, api.remove_network)):

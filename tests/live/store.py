@@ -162,6 +162,6 @@ class LiveStore:
     def remove(self) -> None:
         for name in self.containers:
             try:
-                self.client.api.remove_container(name, force=True)
+                self.client.api.remove_container(name, force=True, v=True)
             except docker.errors.NotFound:
                 pass

@@ -149,7 +149,7 @@ def stack(engine, images):
                "selected": selected}
     finally:
         for container in containers.values():
-            engine.api.remove_container(container, force=True, v=False)
+            engine.api.remove_container(container, force=True, v=True)
         for volume in volumes:
             engine.api.remove_volume(volume, force=True)
         for network in networks:

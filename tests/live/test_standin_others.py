@@ -188,7 +188,7 @@ def stack(engine, images, prod_plan):
         yield result
     finally:
         for container in containers.values():
-            engine.api.remove_container(container, force=True, v=False)
+            engine.api.remove_container(container, force=True, v=True)
         for volume in volumes:
             try:
                 engine.api.remove_volume(_local(volume), force=True)
