@@ -237,7 +237,8 @@ class DockerDeployment:
         api = self.client.api
         for r in self.of_type(CONTAINER):
             try:
-                api.remove_container(self.local(self.inputs(r)["name"]), force=True, v=True)  # and its anonymous volumes (an image VOLUME)
+                # v: with the anonymous volumes an image's VOLUME gives a container.
+                api.remove_container(self.local(self.inputs(r)["name"]), force=True, v=True)
             except docker.errors.NotFound:
                 pass
         for kind, remove in ((VOLUME, api.remove_volume), (NETWORK, api.remove_network)):
