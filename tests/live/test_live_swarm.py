@@ -14,7 +14,6 @@ import os
 import re
 import time
 import uuid
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -23,12 +22,11 @@ from tests.live.deploy import live_plan
 from tests.live.probes import (
     STACK_PREFIX,
     EdgeClient,
-    alertmanager_get,
-    container_of,
-    exec_in,
-    prometheus_get,
-    stack_output,
+    assert_app_role_confined,
+    firing_but_unresolvable_uptime,
+    request_counts,
     table,
+    targets_all_up,
     wait_for,
 )
 from tests.live.swarm_deploy import CONFIG, NETWORK, SECRET, SERVICE, SwarmDeployment
@@ -117,19 +115,6 @@ def test_every_service_converges_within_its_bound_and_no_task_restarts_or_fails_
         time.sleep(5)
 
 
-def _request_counts(stack: SwarmDeployment, uri: str) -> dict[str, float]:
-    """Each api-gateway task's count of answered requests to `uri` (Micrometer's http_server_requests), read
-    from the task itself at the address Prometheus scrapes it (from inside Prometheus' container)."""
-    targets = json.loads(prometheus_get(stack, "/api/v1/targets?state=active"))["data"]["activeTargets"]
-    urls = [t["scrapeUrl"] for t in targets if t["labels"].get("job") == "api-gateway"]
-    counts = {}
-    for url in urls:
-        text = exec_in(stack, "prometheus", ["wget", "-qO-", url])
-        counts[url] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                          if line.startswith("http_server_requests_seconds_count{") and f'uri="{uri}"' in line)
-    return counts
-
-
 def test_https_through_the_load_balancer_reaches_every_api_gateway_replica(stack):
     edge = EdgeClient.of(stack)
     assert edge.get("/actuator/health").status in (200, 403, 404)  # reached nginx with the stack's CA
@@ -149,24 +134,18 @@ def test_https_through_the_load_balancer_reaches_every_api_gateway_replica(stack
     assert (done["status"], done["result"]) == ("succeeded", {"n": 1}), done
     assert re.fullmatch(r"worker-[1-9]\d*", done["workerId"]), done
     # nginx balances over the service's virtual IP, which balances over every task: each replica answers.
-    before = _request_counts(stack, "/api/v1/jobs/{id}")
+    before = request_counts(stack, "/api/v1/jobs/{id}")
     replicas = _expected_tasks(next(s for s in stack.services() if s["name"].endswith("-api-gateway")))
     assert len(before) == replicas, before
     for _ in range(20):
         assert edge.get(f"/api/v1/jobs/{job_id}", token=token).status == 200
-    after = _request_counts(stack, "/api/v1/jobs/{id}")
+    after = request_counts(stack, "/api/v1/jobs/{id}")
     print("requests answered per api-gateway task:", {url: after[url] - before.get(url, 0) for url in after})
     assert all(after[url] > before.get(url, 0) for url in after), (before, after)
 
 
 def test_prometheus_scrapes_every_target(stack):
-    def all_up():
-        targets = json.loads(prometheus_get(stack, "/api/v1/targets?state=active"))["data"]["activeTargets"]
-        down = {t["labels"].get("job", "?") + "/" + t["labels"].get("instance", "?"): t.get("lastError")
-                for t in targets if t["health"] != "up"}
-        return (targets, down) if targets and not down else None
-
-    targets, _ = wait_for(all_up, 120, "every scrape target up")
+    targets = targets_all_up(stack)
     jobs = {t["labels"]["job"] for t in targets}
     print("scrape jobs:", sorted(jobs))
     # Every job of the configuration the stack gives Prometheus has its targets, all up.
@@ -181,42 +160,11 @@ def test_prometheus_scrapes_every_target(stack):
 
 
 def test_no_alert_fires_on_the_healthy_stack(stack):
-    # Every rule evaluated at least twice after every target was scraped (evaluation_interval is 15 s).
-    wait_for(lambda: json.loads(prometheus_get(stack, "/api/v1/rules"))["data"]["groups"], 60, "rules loaded")
-    time.sleep(35)
-    firing = json.loads(alertmanager_get(stack, "/api/v2/alerts?active=true&silenced=false&inhibited=false"))
-    pending = json.loads(prometheus_get(stack, "/api/v1/alerts"))["data"]["alerts"]
-    print("pending or firing in Prometheus:", [(a["labels"]["alertname"], a["state"]) for a in pending])
-    # The uptime probes ask for the public names (https://orchestration.example.com/ ...), which lead nowhere from
-    # this host: no DNS answers them here. Shown so (the probe's own container cannot resolve them), then set aside.
-    public = {urlsplit(endpoint).hostname for endpoint in stack_output(stack, "endpoints")}
-    unreachable_here = [a for a in firing if a["labels"]["alertname"] == "UptimeProbeFailed"
-                        and urlsplit(a["labels"].get("instance", "")).hostname in public]
-    blackbox = container_of(stack, "blackbox-exporter")
-    for alert in unreachable_here:
-        host = urlsplit(alert["labels"]["instance"]).hostname
-        code, output = blackbox.exec_run(["getent", "hosts", host])
-        assert code != 0, f"{host} resolves here ({output!r}): its uptime probe should succeed"
-    print("set aside (public names unresolvable here):", [a["labels"]["instance"] for a in unreachable_here])
-    assert [a["labels"]["alertname"] for a in firing if a not in unreachable_here] == []
+    assert firing_but_unresolvable_uptime(stack) == []
 
 
 def test_the_application_role_cannot_create_roles_or_read_other_databases(stack):
-    """The services' role logs in to its own database and nowhere else, and manages no roles."""
-    data = stack.run.settings.get("data", {})
-    user, database = data.get("postgres_user", "orchestration"), data.get("postgres_database", "orchestration")
-    as_app = {"PGPASSWORD": stack_output(stack, "postgres_password")}
-
-    def psql(db: str, sql: str) -> tuple[int, str]:
-        code, output = container_of(stack, "postgres").exec_run(
-            ["psql", "-h", "127.0.0.1", "-U", user, "-d", db, "-tAc", sql], environment=as_app)
-        return code, output.decode(errors="replace")
-
-    assert psql(database, "SELECT current_user") == (0, f"{user}\n")
-    code, output = psql(database, "CREATE ROLE live_intruder LOGIN PASSWORD 'x'")
-    assert code != 0 and "permission denied" in output, output
-    code, output = psql("postgres", "SELECT 1")
-    assert code != 0 and ("permission denied" in output or "no pg_hba.conf entry" in output), output
+    assert_app_role_confined(stack)
 
 
 def test_the_definitions_read_back_as_sent(stack):
