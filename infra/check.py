@@ -442,6 +442,7 @@ def text_report(report: Report) -> str:
 
 def sarif_report(report: Report, rules: list[Rule]) -> dict[str, Any]:
     index = {rule.id: i for i, rule in enumerate(rules)}
+    rules_by_id = {rule.id: rule for rule in rules}
     sarif_rules = [
         {
             "id": rule.id,
@@ -504,13 +505,15 @@ def sarif_report(report: Report, rules: list[Rule]) -> dict[str, Any]:
         for u in report.unknown
         if not u["failClosed"]
     ]
+    # A waived finding is still a finding, at its rule's level, with an accepted suppression: code scanning
+    # lists it as suppressed (dismissed), not as a pass (SARIF 2.1.0 3.27.23 `suppressions`).
     results += [
         result(
             w["rule"],
             w["resource"],
             "; ".join(w["findings"]) or "waived (no finding)",
-            "none",
-            "pass",
+            "error" if report.levels.get(rules_by_id[w["rule"]].policy_name) == "mandatory" else "warning",
+            "fail",
             {
                 "kind": "external",
                 "status": "accepted",
@@ -540,7 +543,9 @@ def sarif_report(report: Report, rules: list[Rule]) -> dict[str, Any]:
 
 
 def junit_report(report: Report, rules: list[Rule]) -> ET.Element:
-    """A testsuite per rule, a testcase per (rule, resource it applies to): failure, skipped or pass."""
+    """A testsuite per rule, a testcase per (rule, resource it applies to). Only a mandatory violation is a
+    `<failure>` (what fails the check fails the build); an advisory one, a waived one and an unknown value are
+    `<skipped>` with a message saying which, so a dashboard shows them without turning a passing check red."""
     custom = [r for r in report.resources if r.custom]
     violations: dict[tuple[str, str], list[dict]] = {}
     for v in report.violations:
@@ -568,7 +573,10 @@ def junit_report(report: Report, rules: list[Rule]) -> ET.Element:
             case = ET.SubElement(suite, "testcase", name=urn, classname=rule.id)
             counts["tests"] += 1
             found = violations.get((rule.id, urn))
-            if found:
+            if found and found[0]["enforcement"] != "mandatory":
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message="advisory: " + "; ".join(v["message"] for v in found))
+            elif found:
                 counts["failures"] += 1
                 failure = ET.SubElement(
                     case,

@@ -13,13 +13,15 @@ import html
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
 from infra import catalog
 from infra.check import Report, _resource_label, check_report
+from infra.version import commit, version
 from policies.registry import RULES, all_rules
 
 STATUSES = ("fail", "waived", "pass", "provided", "proven", "manual")
@@ -54,6 +56,14 @@ class Checklist:
     project: str
     lines: list[Line]
     sign_off: tuple[str, ...]
+    generated: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    """When the report was made (UTC) and from which code: a signed-off report names what it judged."""
+    version: str = field(default_factory=version)
+    commit: str = field(default_factory=commit)
+
+    @property
+    def provenance(self) -> str:
+        return f"made {self.generated} by infra {self.version}, commit {self.commit}"
 
     @property
     def failed(self) -> bool:
@@ -71,8 +81,8 @@ class Checklist:
         return result
 
     def as_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "items": [line.as_json() for line in self.lines],
-                "coverage": self.coverage()}
+        return {"stack": self.stack, "generated": self.generated, "version": self.version, "commit": self.commit,
+                "items": [line.as_json() for line in self.lines], "coverage": self.coverage()}
 
 
 def _rule_evidence(report: Report, rule_id: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -191,7 +201,7 @@ def _headline(checklist: Checklist) -> str:
 
 
 def text_report(checklist: Checklist, label: Callable[[str], str]) -> str:
-    out = [f"Production checklist for stack {checklist.stack} (project {checklist.project})",
+    out = [f"Production checklist for stack {checklist.stack} (project {checklist.project}; {checklist.provenance})",
            _headline(checklist), "", "Coverage by section:"]
     coverage = checklist.coverage()
     width = max(len(s) for s in coverage)
@@ -211,7 +221,8 @@ def _md(text: str) -> str:
 
 
 def markdown_report(checklist: Checklist, label: Callable[[str], str]) -> str:
-    out = [f"# Production checklist: stack `{checklist.stack}`", "", _headline(checklist), "",
+    out = [f"# Production checklist: stack `{checklist.stack}`", "", f"_{checklist.provenance}_", "",
+           _headline(checklist), "",
            "| Section | Covered | Total | |", "|---|---|---|---|"]
     out += [f"| {_md(name)} | {f['covered']} | {f['total']} | {_percent(f)} |"
             for name, f in checklist.coverage().items()]
@@ -288,6 +299,7 @@ def html_report(checklist: Checklist, label: Callable[[str], str]) -> str:
     body = [
         f"<h1>Production checklist: stack {esc(checklist.stack)}</h1>",
         f'<p class="sub">Project {esc(checklist.project)}. {esc(_headline(checklist))}.</p>',
+        f'<p class="sub" id="provenance">{esc(checklist.provenance[0].upper() + checklist.provenance[1:])}.</p>',
         f'<div class="verdict {"blocked" if checklist.failed else "ready"}">'
         + ("Not ready: a line fails with a mandatory violation." if checklist.failed
            else "Ready to sign off: no line fails with a mandatory violation.") + "</div>",

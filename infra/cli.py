@@ -14,6 +14,7 @@ from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
 from infra.diagram import add_diagram_arguments, cmd_diagram
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
+from infra.version import version_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,8 +79,20 @@ def add_program_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", default=str(REPO_ROOT), help="directory holding Pulumi.yaml (default: this repo)")
 
 
+class VersionAction(argparse.Action):
+    """`--version`: the version and commit, looked up only when asked (git is not run for every command)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and commit, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infra", description=__doc__)
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser("plan", help="run the Pulumi program under mocks and print its resource tree")
     add_program_arguments(plan)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from datetime import UTC, datetime
+from importlib.metadata import version
 
 import pytest
 
 from infra import catalog
 from infra.cli import main
+from infra.version import REPO_ROOT
 from tests.conftest import require_tool
 from tests.policies.conftest import EXAMPLE
 
@@ -37,7 +40,13 @@ def prod_json():
 def test_prod_json_contract_every_line_once_and_exit_0(prod_json):
     code, report = prod_json
     assert code == 0
-    assert set(report) == {"stack", "items", "coverage"} and report["stack"] == "prod"
+    assert set(report) == {"stack", "generated", "version", "commit", "items", "coverage"} and report["stack"] == "prod"
+    # The report names the code and the time that made it.
+    made = datetime.fromisoformat(report["generated"])
+    assert made.tzinfo is not None and abs((datetime.now(UTC) - made).total_seconds()) < 600
+    head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert report["commit"].removesuffix("-dirty") == head and report["version"] == version("platform-infra")
     assert [item["id"] for item in report["items"]] == [item.id for _, item in catalog.load().lines()]
     for item in report["items"]:
         assert set(item) == {"id", "section", "text", "status", "evidence"}

@@ -121,3 +121,13 @@ def test_the_command_leaves_the_collector_on_with_its_start_up_frozen(monkeypatc
     finally:
         gc.unfreeze()
     assert seen["enabled"] and seen["frozen"] > 0
+
+
+def test_version_names_the_release_and_the_commit():
+    result = infra("--version")
+    head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    from importlib.metadata import version
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"infra {version('platform-infra')} (commit {head}"), result.stdout

@@ -191,7 +191,8 @@ def test_junit_is_readable_by_junitparser(tmp_path, capsys):
     xml = JUnitXml.fromfile(str(path))
     suites = list(xml)
     assert {suite.name.split()[0] for suite in suites} == {r.id for r in enforced_rules()}
-    failed_pairs = {(v["rule"], v["resource"]) for v in report["violations"]}
+    failed_pairs = {(v["rule"], v["resource"]) for v in report["violations"] if v["enforcement"] == "mandatory"}
+    advisory_pairs = {(v["rule"], v["resource"]) for v in report["violations"]} - failed_pairs
     failures = [
         (case.classname, case.name)
         for suite in suites
@@ -201,6 +202,39 @@ def test_junit_is_readable_by_junitparser(tmp_path, capsys):
     assert set(failures) == failed_pairs
     assert xml.failures == len(failed_pairs)
     assert xml.tests >= len(failed_pairs)
+    advisory = {(case.classname, case.name) for suite in suites for case in suite
+                if case.is_skipped and case.result[0].message.startswith("advisory: ")}
+    assert advisory == advisory_pairs
+
+
+def test_ci_tools_read_a_passing_check_with_advisory_and_waived_findings_as_passing(tmp_path, capsys):
+    """prod passes (exit 0) with advisory and waived findings: JUnit shows no failure, each of them a skipped case
+    saying which; SARIF gives them their level, and the waived ones an accepted suppression."""
+    code, out, _ = run_cli(capsys, "--stack", "prod", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["summary"]["advisory"] > 0 and report["waived"], report["summary"]
+    code, junit, _ = run_cli(capsys, "--stack", "prod", "--format", "junit")
+    assert code == 0
+    path = tmp_path / "junit.xml"
+    path.write_text(junit)
+    xml = JUnitXml.fromfile(str(path))
+    assert xml.failures == 0 and xml.errors == 0
+    messages = [case.result[0].message for suite in xml for case in suite if case.is_skipped]
+    advisory_pairs = {(v["rule"], v["resource"]) for v in report["violations"]}  # a case per rule and resource
+    assert sum(m.startswith("advisory: ") for m in messages) == len(advisory_pairs)
+    assert sum(m.startswith("waived: ") for m in messages) == len(report["waived"])
+
+    sarif = json.loads(run_cli(capsys, "--stack", "prod", "--format", "sarif")[1])
+    jsonschema.Draft4Validator(sarif_schema()).validate(sarif)
+    results = sarif["runs"][0]["results"]
+    suppressed = [r for r in results if r.get("suppressions")]
+    assert len(suppressed) == len(report["waived"])
+    assert all(r["kind"] == "fail" and r["level"] in ("error", "warning")
+               and r["suppressions"][0]["status"] == "accepted" for r in suppressed)
+    unsuppressed = [r for r in results if not r.get("suppressions") and r["kind"] == "fail"]
+    assert {r["level"] for r in unsuppressed} == {"warning"}  # advisory only: nothing an error
+    assert len(unsuppressed) == report["summary"]["advisory"]
+
 
 
 def _export(run) -> dict:
