@@ -141,17 +141,21 @@ class Controller:
         self.service, self.prometheus_url, self.policy = service, prometheus_url, policy
         self.dry_run, self.metrics = dry_run, metrics
         self.history: list[Recommendation] = []
+        self.prometheus_error: str | None = None
+        """Why the last observation failed, if it did."""
 
     def step(self) -> dict:
         """One decision, applied unless dry-run; the JSON line's fields."""
         now = time.time()
         current, version = self.service.read()
+        self.prometheus_error = None
         try:
             seen = observe(self.prometheus_url, self.policy, current, now)
             note = ""
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             self.metrics.errors.labels(self.metrics.service, "prometheus").inc()
-            seen, note = Observation(current, None, None, None), f"prometheus unreachable ({error}); "
+            self.prometheus_error = f"no Prometheus answers at {self.prometheus_url} ({error})"
+            seen, note = Observation(current, None, None, None), f"{self.prometheus_error}; "
         decision = decide(self.policy, seen, self.history, now)
         if decision.recommendation is not None:
             self.history.append(decision.recommendation)
@@ -241,6 +245,8 @@ def cmd_autoscale(args: argparse.Namespace) -> int:
             if args.once:
                 return 1
         if args.once:
+            if controller.prometheus_error:  # one decision with nothing observed is not a success
+                raise ProgramInputError(f"--prometheus-url: {controller.prometheus_error}")
             return 0
         stopping.wait(interval)
     return 0

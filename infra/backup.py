@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import urllib.parse
 import pwd
 import re
 import shutil
@@ -67,8 +68,16 @@ def s3_client():
 
 
 def store_error(operation: str, bucket: str, exc: Exception) -> ProgramInputError:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+    if isinstance(exc, NoCredentialsError):  # boto's words name no variable: say which to set
+        return ProgramInputError("environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set (the "
+                                 f"store's credentials; or AWS_PROFILE) to reach bucket {bucket}")
+    if isinstance(exc, EndpointConnectionError):
+        where = "AWS_ENDPOINT_URL" if os.environ.get("AWS_ENDPOINT_URL") else "the region's endpoint"
+        url = urllib.parse.urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+        return ProgramInputError(f"store unreachable: no S3 answers at {url.scheme}://{url.netloc} ({where}; "
+                                 f"bucket {bucket})")
     detail = (f"{exc.response['Error'].get('Code')}: {exc.response['Error'].get('Message')}"
               if isinstance(exc, ClientError) else str(exc))
     return ProgramInputError(f"store unreachable: S3 {operation} on bucket {bucket}: {detail}")

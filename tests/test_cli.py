@@ -131,3 +131,15 @@ def test_version_names_the_release_and_the_commit():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"infra {version('platform-infra')} (commit {head}"), result.stdout
+
+
+def test_backup_verify_without_credentials_names_the_variables_to_set(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}  # no profile, no instance role
+    result = subprocess.run([*INFRA, "backup", "verify", "--stack", "prod"], capture_output=True, text=True,
+                            cwd=REPO_ROOT, env=env, timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr == ("infra: error: environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set "
+                             "(the store's credentials; or AWS_PROFILE) to reach bucket orchestration-prod-backups\n")

@@ -205,6 +205,21 @@ def test_dry_run_decides_without_touching_the_service(swarm, worker_service, pro
     assert spec_replicas(swarm, worker_service.name) == 1
 
 
+def test_once_with_prometheus_unreachable_names_the_url_and_exits_2(swarm, worker_service, tmp_path) -> None:
+    """One decision with nothing observed is not a success: the URL is named, exit 2, the service untouched."""
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(POLICY.model_dump()))
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = subprocess.run(autoscale("--service", worker_service.name, "--prometheus-url", url,
+                                      "--policy", str(policy_file), "--once", "--dry-run"),
+                            check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"infra: error: --prometheus-url: no Prometheus answers at {url} ("), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert json.loads(result.stdout)["desired"] == 1  # the decision held the replicas, and says why
+    assert spec_replicas(swarm, worker_service.name) == 1
+
+
 def test_started_before_its_service_it_holds_then_scales_it(swarm, standin_image, prometheus, tmp_path,
                                                              cleanup) -> None:
     """In the stack it may start before the worker service exists: it reports and holds, never exits (a task
