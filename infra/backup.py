@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import urllib.parse
 import pwd
 import re
 import shutil
@@ -20,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
