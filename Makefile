@@ -1,16 +1,36 @@
 # Set-up is two commands on a fresh machine: `make preview` and `make test`.
 VENV := .venv
-PYTHON ?= python3
-STACK ?= dev
 STAMP := $(VENV)/.installed
+# The Python versions this project supports: pyproject.toml's requires-python and classifiers, the README and
+# CI say the same (tests/test_setup.py checks).
+SUPPORTED_PYTHONS := 3.11 3.12 3.13
+# The stamp holds the Python version the .venv was built with; by default the next run uses that one again.
+VENV_PYTHON := $(shell cat $(STAMP) 2>/dev/null)
+PYTHON ?= $(if $(VENV_PYTHON),python$(VENV_PYTHON),python3)
+STACK ?= dev
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 
-.PHONY: preview test live plan check lint benchmark clean
+# Refused before anything is created, in one line (make's own `*** ... Stop.`), for every target but clean.
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),default)),)
+ifeq ($(filter $(PYTHON_VERSION),$(SUPPORTED_PYTHONS)),)
+$(error $(PYTHON) is $(if $(PYTHON_VERSION),Python $(PYTHON_VERSION),not a Python that runs); this project needs Python $(firstword $(SUPPORTED_PYTHONS)) to $(lastword $(SUPPORTED_PYTHONS)): choose one with e.g. make PYTHON=python3.12 $(or $(MAKECMDGOALS),preview))
+endif
+endif
+
+# A .venv without the stamp (a failed attempt) or built with another Python is removed and built again.
+ifneq ($(VENV_PYTHON),$(PYTHON_VERSION))
+STALE_VENV := yes
+.PHONY: $(STAMP)
+endif
+
+.PHONY: preview test live plan check lint benchmark benchmark-quick clean
 
 $(STAMP): pyproject.toml
+	$(if $(STALE_VENV),rm -rf $(VENV))
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $@
+	echo $(PYTHON_VERSION) > $@
 
 # The main job without an engine: the default stack's plan under Pulumi's mocks.
 preview: $(STAMP)
@@ -32,10 +52,16 @@ lint: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/infra check --stack $(STACK)
 
+# Each benchmark ends with one verdict line per goal; `benchmark-quick` is the short run CI makes (tests/test_benchmarks.py).
 benchmark: $(STAMP)
 	$(VENV)/bin/python benchmarks/plan_scaling.py
 	$(VENV)/bin/python benchmarks/plan_scaling.py --runtime swarm
 	$(VENV)/bin/python benchmarks/check_overhead.py
+
+benchmark-quick: $(STAMP)
+	$(VENV)/bin/python benchmarks/plan_scaling.py --workers 3 6 12 --repeat 1
+	$(VENV)/bin/python benchmarks/plan_scaling.py --runtime swarm --workers 3 6 12 --repeat 1
+	$(VENV)/bin/python benchmarks/check_overhead.py --repeat 1
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
