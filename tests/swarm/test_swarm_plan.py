@@ -87,7 +87,7 @@ def test_every_operation_refreshes_so_an_update_sends_the_controllers_count() ->
     """An ignored input is sent from the state (the value of the last `up` unless the state was refreshed), so
     the project refreshes before every up, preview and destroy: pulumi/pulumi sdk/go/common/workspace/project.go
     ProjectOptions.Refresh and project.json `options.refresh` ("const": "always"), read by
-    pkg/cmd/pulumi/operations/io.go getRefreshOption (README, "Autoscaling the workers on Kafka lag")."""
+    pkg/cmd/pulumi/operations/io.go getRefreshOption (docs/SWARM.md, "Autoscaling the workers on Kafka lag")."""
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     assert project["options"] == {"refresh": "always"}
 
@@ -304,13 +304,13 @@ def test_a_backup_job_runs_on_the_node_of_the_volumes_it_shares(swarm_run) -> No
 
 
 def readme_node_labels() -> set[str]:
-    """The labels of the README's table of node labels (the table under "Node labels the operator sets")."""
-    text = (REPO_ROOT / "README.md").read_text()
+    """The labels of docs/SWARM.md's table of node labels (the table under "Node labels the operator sets")."""
+    text = (REPO_ROOT / "docs" / "SWARM.md").read_text()
     table = text[text.index("Node labels the operator sets"):].split("\n\n")[1]
     return {match for line in table.splitlines()[2:] for match in re.findall(r"^\| `([^`]+)` \|", line)}
 
 
-def test_every_node_label_the_stack_sets_is_in_the_readme(swarm_run) -> None:
+def test_every_node_label_the_stack_sets_is_in_the_swarm_doc(swarm_run) -> None:
     documented = readme_node_labels()
     assert "platform.edge" in documented
     used = {match for inputs in services(swarm_run).values()
