@@ -278,6 +278,8 @@ ROLES = {
     "egress": ("octagon", "#ede9fe", "egress gateway (the only way out of data)"),
     "mon": ("component", "#f1f5f9", "monitoring"),
 }
+SCRAPED_PEN = 2.5
+"""Outline width of a service Prometheus scrapes."""
 # Edge kind -> (attributes, colour, line drawn in the legend, meaning).
 EDGES = {
     "ingress": ('color="#b91c1c", penwidth=2', "#b91c1c", "━━━▶", "published ports, from clients"),
@@ -297,7 +299,7 @@ def _legend() -> str:
     """One table: each shape's fill and meaning, each edge colour and meaning (Graphviz HTML-like label)."""
     rows = [f'<TR><TD BGCOLOR="{fill}" BORDER="1">{shape}</TD><TD ALIGN="LEFT">{html.escape(text)}</TD></TR>'
             for shape, fill, text in ROLES.values()]
-    rows.append('<TR><TD BORDER="3" STYLE="ROUNDED">double border</TD><TD ALIGN="LEFT">scraped by Prometheus</TD></TR>')
+    rows.append('<TR><TD BORDER="3">thick outline</TD><TD ALIGN="LEFT">scraped by Prometheus</TD></TR>')
     rows += [f'<TR><TD><FONT COLOR="{colour}">{line}</FONT></TD><TD ALIGN="LEFT">{html.escape(text)}</TD></TR>'
              for _, colour, line, text in EDGES.values()]
     table = ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="3" CELLPADDING="3" BGCOLOR="#fafafa">'
@@ -335,7 +337,8 @@ def dot(arch: Architecture) -> str:
                    "fontsize=11;")
         for s in members:
             shape, fill, _ = ROLES.get(s.role, ("box", "white", ""))
-            border = ", peripheries=2" if s.name in scraped else ""
+            # A thick outline, not a double one: Graphviz draws a cylinder's second periphery across its text.
+            border = f", penwidth={SCRAPED_PEN}" if s.name in scraped else ""
             out.append(f"    {_id(s.name)} [label={_quote(_service_label(s, networks, listens[s.name]))}, "
                        f"shape={shape}, fillcolor=\"{fill}\"{border}];")
         if not members:  # drawn in their first network; named here so that no network is left empty

@@ -95,7 +95,7 @@ def test_roles_have_their_shapes_and_the_legend_names_each(capsys):
         assert f">{shape}<" in legend and html.escape(meaning) in legend
     for _, _, _, meaning in EDGES.values():
         assert html.escape(meaning) in legend
-    assert "scraped by Prometheus" in legend and "peripheries=2" in dot
+    assert "scraped by Prometheus" in legend and "penwidth=2.5" in dot
 
 
 # Run in the page: every problem a reader would see at 1400 px, as measured by the browser's own layout.
@@ -189,9 +189,9 @@ def test_flows_come_from_the_wired_connections(capsys):
     # The port a flow names is drawn once, on the service that listens on it.
     assert '    kafka [label="kafka\\nport 9092"' in dot
     assert '    clickhouse [label="clickhouse\\nport 8123"' in dot
-    # Scrape targets of the uploaded prometheus.yml get a double border; what is not scraped, none.
-    assert re.search(r"    worker \[label=[^\n]*peripheries=2\]", dot)
-    assert not re.search(r"    postgres_backup \[label=[^\n]*peripheries=2", dot)
+    # Scrape targets of the uploaded prometheus.yml get a thick outline; what is not scraped, none.
+    assert re.search(r"    worker \[label=[^\n]*penwidth=2.5\]", dot)
+    assert not re.search(r"    postgres_backup \[label=[^\n]*penwidth=2.5", dot)
 
 
 def test_mermaid_has_a_subgraph_per_network_and_the_same_edges(capsys):

@@ -26,7 +26,8 @@ SHELL_BLOCKS = {"sh", "bash", "shell", "console"}
 PLACEHOLDER = re.compile(r"\b[A-Z]{3,}\b|<[^>]+>")
 # Commands shown for an operator on the running platform (inside its containers): not run here.
 OPERATOR_PROGRAMS = {"docker", "cat", "rm", "curl", "openssl", "/opt/kafka/bin/kafka-topics.sh"}
-# Offline commands run to success; the others need what this test withholds and must say what, in one line.
+# Offline commands run to success. Any other either succeeds here too, or needs what this test withholds
+# (credentials, a store, PostgreSQL, Prometheus, a Swarm service) and says what, in one line, with exit 2.
 OFFLINE = {"plan", "check", "checklist", "diagram", "--version"}
 NAMES_WHAT_TO_SET = re.compile(r"^infra: error: (environment: |store unreachable|--prometheus-url: |--service: no Swarm "
                                r"service|--docker-host: )")
@@ -174,16 +175,15 @@ def test_infra_command_works_as_shown(shown, tmp_path):
     policy.write_text(yaml.safe_dump({"min_replicas": 1, "max_replicas": 4, "consumer_group": "job-workers",
                                       "topic": "jobs"}))
     words = [str(policy) if w == "policy.yaml" else w for w in words]
-    if words[1] == "autoscale" and "--once" not in words:
+    if words[1] == "autoscale" and words[2].startswith("--") and "--once" not in words:
         words += ["--once", "--dry-run"]  # the controller otherwise runs until stopped
     result = subprocess.run([str(Path(sys.executable).parent / "infra"), *words[1:]], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=180, check=False)
-    if words[1] in OFFLINE:
+    if words[1] in OFFLINE or result.returncode != 2:
         expected = 1 if "examples/insecure" in shown.line else 0
         assert result.returncode == expected, f"{shown}\n{result.stderr[-2000:]}"
         assert result.stdout.strip(), shown
     else:
-        assert result.returncode == 2, f"{shown}\n{result.stdout[-1000:]}{result.stderr[-2000:]}"
         errors = [line for line in result.stderr.splitlines() if line.startswith("infra: error: ")]
         assert len(errors) == 1 and NAMES_WHAT_TO_SET.match(errors[0]), f"{shown}\n{result.stderr}"
     assert "Traceback" not in result.stderr
