@@ -64,7 +64,7 @@ def s3_client():
     from botocore.config import Config
 
     return boto3.session.Session().client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                                               s3={"addressing_style": "path"}))
+                                                               s3={"addressing_style": "path"}, connect_timeout=10))
 
 
 def store_error(operation: str, bucket: str, exc: Exception) -> ProgramInputError:
@@ -318,9 +318,7 @@ def _wait_promoted(conninfo: Mapping[str, str], deadline: float) -> None:
 def drill(config: BackupConfig) -> dict:
     import psycopg
 
-    source = {key: value for key, value in {
-        "host": os.environ.get("PGHOST"), "port": os.environ.get("PGPORT"), "user": os.environ.get("PGUSER"),
-        "password": os.environ.get("PGPASSWORD"), "dbname": os.environ.get("PGDATABASE")}.items() if value}
+    source = libpq_source()
     owner = POSTGRES_OS_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     with throwaway_instance(config, owner) as (root, data_dir, port):
         restored_cluster = Cluster(data_dir=data_dir, port=port, socket_dir=root, user=source.get("user"))
@@ -377,10 +375,37 @@ def drill(config: BackupConfig) -> dict:
     }
 
 
+def reachable_or_exit_2(config: BackupConfig, source: Mapping[str, str]) -> None:
+    """Before anything is made: the store and the source PostgreSQL answer, else one line naming what to fix
+    (pgBackRest would retry an unreachable store for minutes, and the source is read only after the restore)."""
+    import psycopg
+
+    try:
+        s3_client().head_bucket(Bucket=config.bucket)
+    except Exception as exc:  # noqa: BLE001 botocore raises many kinds; all mean unreachable
+        raise store_error("head_bucket", config.bucket, exc) from None
+    try:
+        psycopg.connect(**source, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        where = f"{source.get('host', 'the local socket')}:{source.get('port', '5432')}"
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ProgramInputError(f"environment: PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE: the source PostgreSQL at "
+                                f"{where} does not answer: {detail}") from None
+
+
+def libpq_source() -> dict[str, str]:
+    """The PostgreSQL the drill compares with, from libpq's environment."""
+    return {key: value for key, value in {
+        "host": os.environ.get("PGHOST"), "port": os.environ.get("PGPORT"), "user": os.environ.get("PGUSER"),
+        "password": os.environ.get("PGPASSWORD"), "dbname": os.environ.get("PGDATABASE")}.items() if value}
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
     import psycopg
 
     config = stack_backup_config(Path(args.project), args.stack)
+    pgbackrest_environment(config)  # the store's credentials are set
+    reachable_or_exit_2(config, libpq_source())
     try:
         report = drill(config)
     except (BackupError, psycopg.Error) as exc:

@@ -336,18 +336,29 @@ def test_verify_passes_when_every_class_is_fresh_and_names_the_stale_one(chain, 
                 client.delete_object(Bucket=BUCKET, Key=key, VersionId=version["VersionId"])
 
 
+@pytest.mark.parametrize("command", ["verify", "drill"])
 @pytest.mark.parametrize("change, message", [
-    ({"AWS_ENDPOINT_URL": "https://localhost:9"}, "store unreachable: S3 list_objects_v2 on bucket i12-drill-backups"),
-    ({"AWS_SECRET_ACCESS_KEY": ""}, None),
+    ({"AWS_ENDPOINT_URL": "https://localhost:9"},
+     "infra: error: store unreachable: no S3 answers at https://localhost:9 (AWS_ENDPOINT_URL; bucket i12-drill-backups)"),
+    ({"AWS_SECRET_ACCESS_KEY": ""}, "infra: error: environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set"),
 ])
-def test_verify_exits_2_when_the_store_cannot_be_reached(chain, change, message):
+def test_backup_commands_exit_2_naming_what_to_set_when_the_store_cannot_be_reached(chain, command, change, message):
     env = {**chain.env, **change}
     if not env["AWS_SECRET_ACCESS_KEY"]:
         del env["AWS_SECRET_ACCESS_KEY"], env["AWS_ACCESS_KEY_ID"]
         env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent")
-        message = "Unable to locate credentials"
-    result = infra(env, chain.project, "backup", "verify")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    result = infra(env, chain.project, "backup", command)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_drill_exits_2_naming_the_source_postgres_it_cannot_reach(chain):
+    """Checked before the throwaway instance is made: nothing is restored for a source that is not there."""
+    result = infra({**chain.env, "PGHOST": "127.0.0.1", "PGPORT": "9"}, chain.project, "backup", "drill")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("infra: error: environment: PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE: the source "
+                                    "PostgreSQL at 127.0.0.1:9 does not answer: "), result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_backup_commands_exit_2_on_bad_input(chain):
