@@ -232,3 +232,18 @@ def test_the_pulumi_check_finds_a_flag_the_cli_does_not_have():
     assert pulumi_flag_problems("pulumi stack select prod --create") == []
     assert pulumi_flag_problems("pulumi stack output --show-secret") == ["pulumi stack output --show-secret"]
     assert pulumi_flag_problems("pulumi deploy") == ["pulumi deploy: not a command this test knows"]
+
+
+def test_every_make_target_is_in_the_readme_and_plans():
+    """The README's table of targets covers the Makefile's, and each one's recipe is sound (`make -n`)."""
+    require_tool("make")
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    targets = [t for line in re.findall(r"^\.PHONY: (.+)$", makefile, re.MULTILINE) for t in line.split()
+               if not t.startswith("$(")]
+    assert "preview" in targets
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert [t for t in targets if f"`make {t}`" not in readme] == []
+    for target in targets:
+        planned = subprocess.run(["make", "-n", target], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                                 check=False)
+        assert planned.returncode == 0, f"make {target}: {planned.stderr}"
