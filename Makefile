@@ -4,9 +4,10 @@ STAMP := $(VENV)/.installed
 # The Python versions this project supports: pyproject.toml's requires-python and classifiers, the README and
 # CI say the same (tests/test_setup.py checks).
 SUPPORTED_PYTHONS := 3.11 3.12 3.13
-# The stamp holds the Python version the .venv was built with; by default the next run uses that one again.
+# The stamp holds the Python version the .venv was built with; by default the next run uses that one again
+# (when `pythonX.Y` is on the PATH).
 VENV_PYTHON := $(shell cat $(STAMP) 2>/dev/null)
-PYTHON ?= $(if $(VENV_PYTHON),python$(VENV_PYTHON),python3)
+PYTHON ?= $(or $(if $(VENV_PYTHON),$(shell command -v python$(VENV_PYTHON) 2>/dev/null)),python3)
 STACK ?= dev
 PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 

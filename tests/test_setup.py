@@ -64,6 +64,8 @@ def test_a_venv_left_by_a_failed_or_other_python_attempt_is_rebuilt(tmp_path):
 
     stamp.write_text(f"{CURRENT}\n")  # built with this one, after pyproject.toml: nothing to do, nothing removed
     assert make(project, "-q", f"PYTHON={sys.executable}", ".venv/.installed").returncode == 0
+    if shutil.which(f"python{CURRENT}"):  # and without PYTHON, the stamp's Python is chosen again
+        assert make(project, "-q", ".venv/.installed").returncode == 0
     (project / "pyproject.toml").touch()  # a changed pyproject reinstalls into the same .venv
     planned = make(project, "-n", f"PYTHON={sys.executable}", ".venv/.installed").stdout.splitlines()
     assert planned[0] == f"{sys.executable} -m venv .venv"
