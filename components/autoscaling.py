@@ -284,9 +284,13 @@ def decide(policy: ScalingPolicy, seen: Observation, state: State, now: float) -
         steps.append({"step": "saturation", "replicas": seen.current,
                       "note": f"consumed {run.consumed_before:.3g}/s before, {seen.consumed_per_second:.3g}/s now"})
         desired = seen.current
-    final = _clamp(desired, policy.min_replicas, upper)
+    # The hard bounds: a consumer beyond the partitions idles for sure, so above them comes down at once. The
+    # partitions with lag only cap the recommendation (as KEDA's limitToPartitionsWithLag caps its metric):
+    # coming down to them follows the window and the step, or a quiet partition would shed workers at once.
+    hard_upper = max(policy.min_replicas, min(policy.max_replicas, seen.partitions))
+    final = _clamp(desired, policy.min_replicas, hard_upper)
     if final != desired:
-        steps.append({"step": "cap", "replicas": final, "note": f"bounds [{policy.min_replicas}, {upper}]"})
+        steps.append({"step": "cap", "replicas": final, "note": f"bounds [{policy.min_replicas}, {hard_upper}]"})
     steps.append({"step": "applied", "replicas": final, "note": f"{seen.current} -> {final}"})
 
     if final > seen.current and seen.consumed_per_second is not None:

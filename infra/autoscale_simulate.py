@@ -34,7 +34,7 @@ from infra.mockrun import ProgramInputError
 
 REQUIRED_COLUMNS = ("time", "lag", "partitions")
 OPTIONAL_COLUMNS = ("consumed_per_second", "produced_per_second", "stuck_partitions", "stuck_lag",
-                    "partitions_with_lag", "lag_age_seconds")
+                    "partitions_with_lag", "lag_age_seconds", "replicas")
 RANGE = re.compile(r"^(\d+)([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_RANGE_SECONDS = 31 * 86400
@@ -63,7 +63,8 @@ def _number(raw: str, where: str, column: str, kind: type = float) -> float | in
 
 def read_trace(path: Path) -> list[Sample]:
     """The CSV trace: `time` (seconds from the start), `lag` (the group's total; empty: the metric is missing),
-    `partitions`, and the optional OPTIONAL_COLUMNS."""
+    `partitions`, and the optional OPTIONAL_COLUMNS. With `replicas` (those the trace was recorded at), the
+    consumption rate is taken per replica and scaled to the simulated replicas; without, as the group's."""
     try:
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
@@ -100,7 +101,10 @@ def read_trace(path: Path) -> list[Sample]:
             "consumed_per_second": _number(row.get("consumed_per_second"), where, "consumed_per_second"),
             "produced_per_second": _number(row.get("produced_per_second"), where, "produced_per_second"),
         }
-        samples.append(Sample(at, lambda current, f=fields: Observation(current=current, **f)))
+        recorded = _number(row.get("replicas"), where, "replicas", int)
+        samples.append(Sample(at, lambda current, f=fields, r=recorded: Observation(current=current, **(
+            f if not r or f["consumed_per_second"] is None
+            else f | {"consumed_per_second": f["consumed_per_second"] / r * current}))))
     return samples
 
 
@@ -158,6 +162,12 @@ def text_report(lines: list[dict]) -> str:
     return "\n".join("  ".join(cell.rjust(widths[i]) if i < 6 else cell for i, cell in enumerate(row)) for row in rows)
 
 
+def _axis_top(value: float) -> float:
+    """The least of 4, 8, 20, 40, 80, 200, ... (4 ticks of 1, 2 or 5 times a power of ten) at or above value."""
+    power = 10 ** math.floor(math.log10(max(value, 1) / 4))
+    return next(4 * m * power * scale for scale in (1, 10) for m in (1, 2, 5) if 4 * m * power * scale >= value)
+
+
 def plot_svg(lines: list[dict], policy: ScalingPolicy, title: str) -> str:
     """Lag (total and counted) above, replicas below, on one time axis; failed reads and pauses marked."""
     width, left, right, panel, gap, top = 860, 70, 20, 170, 50, 50
@@ -165,8 +175,8 @@ def plot_svg(lines: list[dict], policy: ScalingPolicy, title: str) -> str:
     t0, t1 = times[0], max(times[-1], times[0] + 1)
     lags = [line["inputs"]["lag"] for line in lines]
     counted = [None if lag is None else max(0.0, lag - line["inputs"]["stuck_lag"]) for lag, line in zip(lags, lines)]
-    lag_top = max([v for v in lags if v is not None] or [1]) * 1.1 or 1
-    replicas_top = policy.max_replicas + 1
+    lag_top = _axis_top(max([v for v in lags if v is not None] or [1]))
+    replicas_top = _axis_top(policy.max_replicas + 1)
     height = top + 2 * panel + gap + 60
 
     def x(t: float) -> float:
