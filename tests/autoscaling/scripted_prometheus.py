@@ -17,6 +17,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 from components.autoscaling import ScalingPolicy
 from infra.autoscale import lag_queries
@@ -65,7 +66,7 @@ class ScriptedPrometheus(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def __enter__(self) -> ScriptedPrometheus:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

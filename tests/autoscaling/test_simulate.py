@@ -133,8 +133,8 @@ def test_from_prometheus_replays_the_controllers_own_queries(tmp_path, capsys) -
     (["--policy", "POLICY", "--trace", "TRACE", "--initial-replicas", "9"],
      "--initial-replicas: must be within min_replicas..max_replicas (1..8), got 9"),
     (["--policy", "POLICY", "--from-prometheus", "ftp://x"], "--from-prometheus: must be an http:// or https://"),
-    (["--policy", "POLICY", "--from-prometheus", "http://127.0.0.1:9"], "--from-prometheus: cannot query "
-     "http://127.0.0.1:9"),
+    (["--policy", "POLICY", "--from-prometheus", "http://127.0.0.1:9"], ("--from-prometheus: cannot query "
+     "http://127.0.0.1:9")),
     (["--policy", "POLICY", "--from-prometheus", "http://127.0.0.1:9", "--range", "1y"],
      "--range: a duration such as 30m, 24h or 7d, from 1m to 31d; got '1y'"),
 ])
