@@ -5,8 +5,8 @@
 The controller runs as the stack runs it (images/autoscaler built from this checkout, the Docker socket
 mounted) against a scripted Prometheus (a stand-in: tests/autoscaling/scripted_prometheus.py) whose lag is 0
 until the spike, then enough for `--replicas` workers at once. For each decision interval and repeat it
-measures, from the spike: the decision (the controller's JSON line that applies it) and the last of the new
-tasks running (the Engine API's task states, polled every 0.2 s). The worker service is a stand-in (`sleep`
+measures, from the spike: the decision applied (the controller's JSON line, printed once the service is
+updated) and the last of the new tasks running (the Engine API's task states, polled every 0.2 s). The worker service is a stand-in (`sleep`
 in the controller's own image): the time measured is the controller's and Swarm's, not a JVM's start-up.
 Needs the local engine to be a Swarm manager; everything it creates is named `i18-bench-*` and removed.
 """
@@ -18,7 +18,6 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -59,8 +58,8 @@ def one_run(client: docker.DockerClient, image: str, interval: int, replicas: in
                                        f"after {time.time() - spike:.0f}s, not {replicas}")
                 time.sleep(0.2)
             running = time.time() - spike
-            applied = next(line for line in controller.lines if line["applied"])
-            decided = datetime.fromisoformat(applied["time"]).timestamp() - spike
+            applied = next(i for i, line in enumerate(controller.lines) if line["applied"])
+            decided = controller.arrived[applied] - spike
         if controller.exit_code != 0:
             raise RuntimeError(f"the controller exited {controller.exit_code}: {controller.errors}")
         return decided, running

@@ -163,9 +163,9 @@ def text_report(lines: list[dict]) -> str:
 
 
 def _axis_top(value: float) -> float:
-    """The least of 4, 8, 20, 40, 80, 200, ... (4 ticks of 1, 2 or 5 times a power of ten) at or above value."""
+    """The least of 4, 8, 10, 20, 40, ... (4 ticks of 1, 2, 2.5 or 5 times a power of ten) at or above value."""
     power = 10 ** math.floor(math.log10(max(value, 1) / 4))
-    return next(4 * m * power * scale for scale in (1, 10) for m in (1, 2, 5) if 4 * m * power * scale >= value)
+    return next(4 * m * power * scale for scale in (1, 10) for m in (1, 2, 2.5, 5) if 4 * m * power * scale >= value)
 
 
 def plot_svg(lines: list[dict], policy: ScalingPolicy, title: str) -> str:

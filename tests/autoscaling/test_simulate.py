@@ -163,3 +163,40 @@ def test_bad_traces_name_the_line_and_column(trace, message, tmp_path, capsys) -
                  "--trace", str(tmp_path / "trace.csv")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("infra: error: --trace: ") and message in error and "\n" not in error, error
+
+
+def test_the_plot_in_the_docs_is_what_the_simulator_draws(tmp_path, capsys) -> None:
+    plot = tmp_path / "plot.svg"
+    run(capsys, "--policy", str(DOCS / "drain-policy.yaml"), "--trace", str(SPIKE), "--plot", str(plot))
+    assert plot.read_text() == (DOCS / "spike-and-drain.svg").read_text(), (
+        "regenerate it: infra autoscale simulate --policy docs/autoscaling/drain-policy.yaml "
+        "--trace docs/autoscaling/spike-and-drain.csv --plot docs/autoscaling/spike-and-drain.svg")
+
+
+def test_the_docs_table_is_what_the_simulator_decides(capsys) -> None:
+    lag = {line["time"]: line["desired"] for line in run(capsys, "--policy", str(DOCS / "lag-policy.yaml"),
+                                                              "--trace", str(SPIKE))}
+    drain = {line["time"]: line["desired"] for line in run(capsys, "--policy", str(DOCS / "drain-policy.yaml"),
+                                                                "--trace", str(SPIKE))}
+    text = (DOCS.parent / "AUTOSCALING.md").read_text()
+    rows = [line.split("|")[1:5] for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 10
+    for time_, _, by_lag, by_drain in rows:
+        at = int(time_.split()[0])
+        assert (int(by_lag.split()[0]), int(by_drain.split()[0])) == (lag[at], drain[at]), time_
+
+
+def test_the_docs_name_every_policy_key_with_its_default() -> None:
+    text = (DOCS.parent / "AUTOSCALING.md").read_text()
+    table = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in text.splitlines()
+             if row.startswith("| `")}
+    documented = {key.strip(" `"): default for keys, default in table.items()
+                  for key, default in zip(keys.split(","), default.split(", ") * 2, strict=False)}
+    assert set(documented) == set(ScalingPolicy.model_fields)
+    for key, field in ScalingPolicy.model_fields.items():
+        if field.is_required():
+            assert documented[key] == "required", key
+        elif field.default is None:
+            assert documented[key] == "unset", key
+        else:
+            assert documented[key].strip("`") == str(field.default).lower(), key

@@ -56,6 +56,8 @@ class Controller:
             tar.addfile(entry, io.BytesIO(data))
         self.container.put_archive("/tmp", archive.getvalue())
         self.lines: list[dict] = []
+        self.arrived: list[float] = []
+        """When each line was read: after the decision was applied."""
         self.metrics: list[dict] = []
         self.done = threading.Event()
 
@@ -78,6 +80,7 @@ class Controller:
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
+                self.arrived.append(time.time())
                 self.lines.append(json.loads(line))
 
     def _scrape(self) -> None:
