@@ -67,7 +67,7 @@ def one_run(client: docker.DockerClient, image: str, interval: int, replicas: in
         service.remove()
         # Its tasks' containers outlive the service by their stop: the image is removed after them.
         deadline = time.monotonic() + 60
-        while client.containers.list(all=True, filters={"label": f"com.docker.swarm.service.name={service.name}"}):
+        while client.api.containers(all=True, filters={"label": f"com.docker.swarm.service.name={service.name}"}):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
