@@ -14,6 +14,7 @@ Needs the local engine to be a Swarm manager; everything it creates is named `i1
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -49,7 +50,7 @@ def one_run(client: docker.DockerClient, image: str, interval: int, replicas: in
         with ScriptedPrometheus(scaling, [IDLE]) as prometheus, \
                 Controller(client, image, service.name, prometheus.url, scaling) as controller:
             controller.wait_for(2, timeout=4 * interval + 60)  # it runs, idle
-            time.sleep(interval * (0.5 + (time.time() % 1) / 2))  # the spike lands anywhere in an interval
+            time.sleep(random.uniform(0, interval))  # the spike lands anywhere in an interval
             prometheus.rows = [{**IDLE, "lag": str(100 * replicas)}]
             spike = time.time()
             while running_tasks(client, service.name) != replicas:
