@@ -280,7 +280,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     add_policy_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--trace", help="CSV: time, lag, partitions[, consumed_per_second, produced_per_second, "
-                        "stuck_partitions, stuck_lag, partitions_with_lag, lag_age_seconds]")
+                        "stuck_partitions, stuck_lag, partitions_with_lag, lag_age_seconds, replicas]")
     source.add_argument("--from-prometheus", metavar="URL", help="replay the controller's queries over a past range")
     parser.add_argument("--range", default="24h", help="with --from-prometheus: how far back (e.g. 30m, 24h, 7d)")
     parser.add_argument("--format", choices=("json", "text"), default="json", help="one JSON line per decision, "
