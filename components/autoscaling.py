@@ -113,6 +113,9 @@ class Observation:
     """The group's consumption rate (committed offsets), all replicas together; None when unknown."""
     produced_per_second: float | None = None
     """The topic's arrival rate; None when unknown."""
+    consumers: int | None = None
+    """Members of the consumer group, the workers consuming now (tasks still starting are not); None when
+    unknown: the current replicas stand for them."""
     lag_by_partition: dict[str, float] | None = None
     """Reported in the decision's inputs only."""
     paused: bool = False
@@ -177,7 +180,8 @@ def _inputs(seen: Observation) -> dict:
     inputs = {"current": seen.current, "lag": seen.lag, "lag_age_seconds": seen.lag_age_seconds,
               "partitions": seen.partitions, "partitions_with_lag": seen.partitions_with_lag,
               "stuck_partitions": seen.stuck_partitions, "stuck_lag": seen.stuck_lag,
-              "consumed_per_second": seen.consumed_per_second, "produced_per_second": seen.produced_per_second}
+              "consumed_per_second": seen.consumed_per_second, "produced_per_second": seen.produced_per_second,
+              "consumers": seen.consumers}
     if seen.lag_by_partition is not None:
         inputs["lag_by_partition"] = seen.lag_by_partition
     return inputs
@@ -207,8 +211,8 @@ def decide(policy: ScalingPolicy, seen: Observation, state: State, now: float) -
     if with_lag is not None and stuck:
         with_lag = max(0, with_lag - seen.stuck_partitions)
 
-    per_replica = (seen.consumed_per_second / seen.current
-                   if seen.consumed_per_second and seen.current > 0 else None)
+    consuming = seen.consumers or seen.current
+    per_replica = seen.consumed_per_second / consuming if seen.consumed_per_second and consuming > 0 else None
     mode: Literal["lag", "drain"] = "lag"
     if lag <= policy.activation_lag:
         raw, why = policy.min_replicas, f"lag {lag:g} at or below activation {policy.activation_lag}"

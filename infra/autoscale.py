@@ -63,6 +63,7 @@ def lag_queries(policy: ScalingPolicy) -> dict[str, str]:
         window = f"{policy.rate_window_seconds}s"
         queries["consumed"] = f"sum(rate(kafka_consumergroup_current_offset{group}[{window}]))"
         queries["produced"] = f"sum(rate(kafka_topic_partition_current_offset{topic}[{window}]))"
+        queries["consumers"] = f'max(kafka_consumergroup_members{{consumergroup="{policy.consumer_group}"}})'
     return queries
 
 
@@ -94,6 +95,7 @@ def observation(answers: Mapping[str, Answer], current: int, now: float, paused:
     lag_by_partition = _by_partition(answers["lag_by_partition"])
     lag_time = _scalar(answers["lag_time"])
     partitions = _scalar(answers["partitions"])
+    consumers = _scalar(answers.get("consumers", []))
     stuck = _by_partition(answers.get("stuck_lag", []))
     return Observation(
         current=current,
@@ -105,6 +107,7 @@ def observation(answers: Mapping[str, Answer], current: int, now: float, paused:
         stuck_lag=sum(stuck.values()),
         consumed_per_second=_scalar(answers.get("consumed", [])),
         produced_per_second=_scalar(answers.get("produced", [])),
+        consumers=None if consumers is None else int(consumers),
         lag_by_partition=lag_by_partition,
         paused=paused,
     )

@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
@@ -63,8 +63,7 @@ def _number(raw: str, where: str, column: str, kind: type = float) -> float | in
 
 def read_trace(path: Path) -> list[Sample]:
     """The CSV trace: `time` (seconds from the start), `lag` (the group's total; empty: the metric is missing),
-    `partitions`, and the optional OPTIONAL_COLUMNS. With `replicas` (those the trace was recorded at), the
-    consumption rate is taken per replica and scaled to the simulated replicas; without, as the group's."""
+    `partitions`, and the optional OPTIONAL_COLUMNS; `replicas`: the consumers the trace was recorded at."""
     try:
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
@@ -101,11 +100,18 @@ def read_trace(path: Path) -> list[Sample]:
             "consumed_per_second": _number(row.get("consumed_per_second"), where, "consumed_per_second"),
             "produced_per_second": _number(row.get("produced_per_second"), where, "produced_per_second"),
         }
-        recorded = _number(row.get("replicas"), where, "replicas", int)
-        samples.append(Sample(at, lambda current, f=fields, r=recorded: Observation(current=current, **(
-            f if not r or f["consumed_per_second"] is None
-            else f | {"consumed_per_second": f["consumed_per_second"] / r * current}))))
+        fields["consumers"] = _number(row.get("replicas"), where, "replicas", int)
+        samples.append(Sample(at, lambda current, f=fields: at_simulated_replicas(Observation(current=current, **f))))
     return samples
+
+
+def at_simulated_replicas(seen: Observation) -> Observation:
+    """A trace recorded at other replicas: when it says how many consumed, the consumption rate per replica is
+    kept and scaled to the simulated replicas (a replay cannot know better); otherwise it is the group's."""
+    if not seen.consumers or seen.consumed_per_second is None:
+        return seen
+    return replace(seen, consumed_per_second=seen.consumed_per_second / seen.consumers * seen.current,
+                   consumers=seen.current)
 
 
 def range_seconds(text: str) -> int:
@@ -136,7 +142,8 @@ def prometheus_history(url: str, policy: ScalingPolicy, seconds: int, end: float
             for at, value in one["values"]:
                 key = min(times, key=lambda t, a=float(at): abs(t - a))
                 answers[key][name].append((one["metric"], float(value)))
-    return [Sample(t, lambda current, a=answers[t], now=t: observation(a, current, now, False)) for t in times]
+    return [Sample(t, lambda current, a=answers[t], now=t: at_simulated_replicas(observation(a, current, now, False)))
+            for t in times]
 
 
 def simulate(policy: ScalingPolicy, samples: list[Sample], initial: int) -> list[dict]:

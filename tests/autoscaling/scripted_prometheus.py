@@ -82,6 +82,9 @@ class ScriptedPrometheus(ThreadingHTTPServer):
         if name in ("consumed", "produced"):
             rate = _number(row, f"{name}_per_second")
             return [] if rate is None else [({}, rate)]
+        if name == "consumers":
+            members = _number(row, "replicas")
+            return [] if members is None else [({}, members)]
         if lags is None:
             return []
         if name == "lag_by_partition":

@@ -39,6 +39,9 @@ CASES = [
      "consumption rate unknown: target_lag_per_replica decides; lag 600 / target 100 = 6"),
     ("drain: nothing consumed yet, the lag target decides", DRAIN,
      seen(2, 600, consumed_per_second=0, produced_per_second=20), State(), 6, "lag", "consumption rate unknown"),
+    ("drain: the group's members are the consumers", DRAIN,
+     seen(4, 6000, consumed_per_second=40, produced_per_second=20, consumers=2), State(), 6, "drain",
+     "/ 20/s per replica = 6"),
     ("drain: arrival unknown, the lag target decides", DRAIN,
      seen(2, 600, consumed_per_second=40), State(), 6, "lag", "arrival rate unknown"),
     ("lag mode ignores the rates", POLICY,
@@ -144,7 +147,7 @@ def test_every_decision_is_explained_from_raw_to_applied() -> None:
         "reason": "lag 300 / target 100 = 3",
         "inputs": {"current": 1, "lag": 5300, "lag_age_seconds": 5, "partitions": 12, "partitions_with_lag": 6,
                    "stuck_partitions": 1, "stuck_lag": 5000, "consumed_per_second": None,
-                   "produced_per_second": None, "lag_by_partition": {"0": 5000, "1": 300}},
+                   "produced_per_second": None, "consumers": None, "lag_by_partition": {"0": 5000, "1": 300}},
         "steps": [{"step": "stuck", "replicas": None, "note": "1 stuck partition(s) left out: lag 5300 -> 300"},
                   {"step": "raw", "replicas": 3, "note": "lag 300 / target 100 = 3"},
                   {"step": "applied", "replicas": 3, "note": "1 -> 3"}]}

@@ -32,6 +32,8 @@ SERIES = [
     ('kafka_topic_partition_current_offset{topic="jobs",partition="1"}', "100+120x20"),
     ('kafka_topic_partition_current_offset{topic="jobs",partition="2"}', "_x15 2300x5"),
     ('kafka_topic_partitions{topic="jobs"}', "3x20"),
+    ('kafka_consumergroup_members{consumergroup="job-workers"}', "2x20"),
+    ('kafka_consumergroup_members{consumergroup="other"}', "5x20"),
 ]
 EXPECTED = {
     "stuck_lag": [('{partition="0"}', 500)],
@@ -40,6 +42,7 @@ EXPECTED = {
     "partitions": [("{}", 3)],
     "consumed": [("{}", 1)],
     "produced": [("{}", 2)],
+    "consumers": [("{}", 2)],
 }
 
 
