@@ -322,8 +322,13 @@ class SwarmRuntime:
                                                           publish_mode="host", protocol="tcp")
                        for p in spec.ports] or None,
             ),
+            # An autoscaled service's replicas and labels are the controller's and the operator's: its pause label
+            # (components/autoscaling.py PAUSE_LABEL, set with `docker service update --label-add`) is read back
+            # at the refresh (resource_docker_service_funcs.go: d.Set("labels", ...Spec.Labels)) and an update
+            # would send only the declared ones (resource_docker_service_structures.go: labelSetToMap of the
+            # `labels` set); ignored, the refreshed labels are sent back. Its declared labels are set at creation.
             opts=self._opts(parent, depends_on=[*depends_on, *retired] or None,
-                            ignore_changes=[*(["mode.replicated.replicas"] if spec.service in self.autoscaled
+                            ignore_changes=[*(["mode.replicated.replicas", "labels"] if spec.service in self.autoscaled
                                               else []), ENGINE_PLATFORMS]),
         )
         # Docker DNS gives the service name a virtual IP balancing over every replica, and `tasks.<service>`

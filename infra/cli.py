@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from infra.autoscale import add_autoscale_arguments, cmd_autoscale
+from infra.autoscale_simulate import add_simulate_arguments, cmd_simulate
 from infra.backup import add_backup_commands
 from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
@@ -114,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
     add_autoscale_arguments(autoscale)
     autoscale.set_defaults(handler=cmd_autoscale)
+    simulate = autoscale.add_subparsers(dest="autoscale_command").add_parser(
+        "simulate", help="replay a lag trace through the controller's decision, offline")
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(handler=cmd_simulate)
     return parser
 
 

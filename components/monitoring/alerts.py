@@ -403,6 +403,43 @@ def _warning(config: MonitoringConfig) -> list[AlertSpec]:
         )
     )
 
+    end = fire_time(t.stuck_partitions_for)
+    specs.append(
+        AlertSpec(
+            name="AutoscalerStuckPartitions",
+            group="warning",
+            family="autoscaling",
+            expr="autoscaler_stuck_partitions > 0",
+            for_=t.stuck_partitions_for,
+            summary=f"Kafka partitions consumed by {label('swarm_service')} stuck for {t.stuck_partitions_for}",
+            description=f"Partitions of the topic the service {label('swarm_service')} consumes have lag and a "
+            "committed offset "
+            "that has not moved for autoscaling.workers.stuck_after_seconds (a poison message, a consumer stuck on "
+            f"one record) for more than {t.stuck_partitions_for}. The autoscaler leaves their lag out; their "
+            "messages wait until someone looks.",
+            firing=(Scenario((_gauge("autoscaler_stuck_partitions", scaled, 1, end),), (scaled,)),),
+            silent=(Scenario((_gauge("autoscaler_stuck_partitions", scaled, 0, end),)),),
+        )
+    )
+
+    end = fire_time(t.autoscaler_fallback_for)
+    specs.append(
+        AlertSpec(
+            name="AutoscalerFallback",
+            group="warning",
+            family="autoscaling",
+            expr="autoscaler_fallback_active == 1",
+            for_=t.autoscaler_fallback_for,
+            summary=f"The autoscaler of {label('swarm_service')} cannot read the Kafka lag: its fallback decides",
+            description=f"The autoscaler of {label('swarm_service')} has failed to read a fresh Kafka lag "
+            "from Prometheus autoscaling.workers.failure_threshold times in a row, for more than "
+            f"{t.autoscaler_fallback_for}: it holds the workers (or raises them to fallback.replicas_if_higher) "
+            "and never scales them in until a read succeeds.",
+            firing=(Scenario((_gauge("autoscaler_fallback_active", scaled, 1, end),), (scaled,)),),
+            silent=(Scenario((_gauge("autoscaler_fallback_active", scaled, 0, end),)),),
+        )
+    )
+
     end = fire_time(t.job_failure_for)
     completed = "orchestrator_jobs_completed_total"
 

@@ -96,6 +96,10 @@ class AlertThresholds(_Frozen):
     failed_logins_for: Duration = "5m"
     # The autoscaler wants max_replicas this long: the policy's ceiling, or the topic's partitions, is too low.
     workers_at_max_for: Duration = "30m"
+    # The autoscaler leaves stuck partitions (a poison message) out this long: someone must look at them.
+    stuck_partitions_for: Duration = "5m"
+    # The autoscaler's lag reads have failed (autoscaling.workers.failure_threshold in a row) this long.
+    autoscaler_fallback_for: Duration = "1m"
     tls_certificate_min_days: int = Field(default=14, gt=0)
     tls_certificate_for: Duration = "15m"
     # Backup freshness ("Backup Schedule": hourly incremental, daily full, weekly ClickHouse),

@@ -32,3 +32,14 @@ def test_a_stack_without_a_policy_is_refused(capsys) -> None:
     assert capsys.readouterr().err.strip() == (
         "infra: error: Pulumi.prod.yaml: platform:settings.autoscaling.workers: required key is missing "
         "(infra autoscale needs a scaling policy)")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--prometheus-url", "http://127.0.0.1:9", "--policy", "p.yaml"], "--service: required"),
+    (["--service", "i11-none", "--policy", "p.yaml"], "--prometheus-url: required"),
+    (["--service", "i11-none", "--prometheus-url", "http://127.0.0.1:9"], "--policy or --stack: required"),
+])
+def test_the_controller_needs_its_service_prometheus_and_policy(args, message, capsys) -> None:
+    assert main(["autoscale", *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("infra: error: ") and message in error and "\n" not in error, error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from components.autoscaling import Decision, Observation, Recommendation, ScalingPolicy, decide
+from components.autoscaling import Decision, Observation, Recommendation, ScalingPolicy, State, decide
 
 NOW = 10_000.0
 POLICY = ScalingPolicy(min_replicas=1, max_replicas=6, target_lag_per_replica=100, activation_lag=10,
@@ -56,26 +56,25 @@ CASES = [
                          [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_decision(overrides, observation, history, desired, reason) -> None:
     policy = POLICY.model_copy(update=overrides)
-    decision = decide(policy, observation, history, NOW)
+    decision = decide(policy, observation, State(tuple(history)), NOW)
     assert (decision.desired, reason in decision.reason) == (desired, True), decision.reason
 
 
 def test_decision_records_its_recommendation_only_when_the_metric_is_usable() -> None:
-    assert decide(POLICY, seen(1, 500), [], NOW).recommendation == Recommendation(NOW, 5)
-    assert decide(POLICY, seen(1, None), [], NOW).recommendation is None
-    assert decide(POLICY, seen(1, 500, age=600), [], NOW).recommendation is None
+    assert decide(POLICY, seen(1, 500), State(), NOW).recommendation == Recommendation(NOW, 5)
+    assert decide(POLICY, seen(1, None), State(), NOW).recommendation is None
+    assert decide(POLICY, seen(1, 500, age=600), State(), NOW).recommendation is None
 
 
 def test_a_trace_never_exceeds_the_cap_and_sheds_only_after_the_window() -> None:
     """Replay a spike then calm, one decision every 15 s, as the controller keeps its history."""
     policy = POLICY.model_copy(update={"scale_down_stabilization_seconds": 60})
-    replicas, history, trace = 1, [], []
+    replicas, state, trace = 1, State(), []
     lags = [0, 900, 900, 900, 900, None, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     for step, lag in enumerate(lags):
         now = NOW + 15 * step
-        decision: Decision = decide(policy, seen(replicas, lag, partitions=4), history, now)
-        if decision.recommendation:
-            history.append(decision.recommendation)
+        decision: Decision = decide(policy, seen(replicas, lag, partitions=4), state, now)
+        state = decision.state
         replicas = decision.desired
         trace.append(replicas)
     # The last high recommendation is at 60 s; the 60 s window lets go of it at 120 s (step 8).

@@ -29,6 +29,8 @@ WARNING = {
     "UnusualLoginActivity",
     "TlsCertificateExpiringSoon",
     "WorkersAtMaxReplicas",
+    "AutoscalerStuckPartitions",
+    "AutoscalerFallback",
 }
 BACKUPS = {
     "PostgresIncrementalBackupStale",

@@ -1,4 +1,5 @@
-"""`infra autoscale` against the real Swarm and a fake Prometheus on loopback serving a lag trace."""
+"""`infra autoscale` against the real Swarm and a scripted Prometheus (a stand-in) on loopback serving a lag
+trace."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import docker
 import pytest
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from components.autoscaling import ScalingPolicy
 from infra.autoscale import SwarmService
+from tests.autoscaling.scripted_prometheus import ScriptedPrometheus
 from tests.monitoring.conftest import free_port, http_request
 from tests.swarm.conftest import unique
 
@@ -32,62 +32,14 @@ TRACE = [(0, 1)] * 2 + [(900, 1)] * 4 + [(None, 0)] * 2 + [(0, 120)] * 2 + [(0, 
 SPIKE, MISSING, STALE, CALM = range(2, 6), range(6, 8), range(8, 10), range(10, len(TRACE))
 
 
-class FakePrometheus(ThreadingHTTPServer):
-    """Answers the controller's three instant queries from TRACE; each lag query is the next decision."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.decision = -1
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def answer(self, expr: str) -> list[dict]:
-        selector = f'consumergroup="{POLICY.consumer_group}",topic="{POLICY.topic}"'
-        with self.lock:
-            if expr.startswith("sum(kafka_consumergroup_lag{") and selector in expr:
-                self.decision += 1
-            lag, age = TRACE[min(max(self.decision, 0), len(TRACE) - 1)]
-        now = time.time()
-        if expr.startswith("max(kafka_topic_partitions{") and f'topic="{POLICY.topic}"' in expr:
-            return [{"metric": {}, "value": [now, str(PARTITIONS)]}]
-        if lag is None or selector not in expr:
-            return []
-        if expr.startswith("max(timestamp(kafka_consumergroup_lag{"):
-            return [{"metric": {}, "value": [now, str(now - age)]}]
-        return [{"metric": {}, "value": [now, str(lag)]}]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakePrometheus
-
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        expr = urllib.parse.parse_qs(url.query).get("query", [""])[0]
-        if url.path != "/api/v1/query" or not expr:
-            self.send_error(404)
-            return
-        body = json.dumps({"status": "success", "data": {"resultType": "vector",
-                                                          "result": self.server.answer(expr)}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+ROWS = [{"lag": "" if lag is None else str(lag), "partitions": str(PARTITIONS), "lag_age_seconds": str(age)}
+        for lag, age in TRACE]
 
 
 @pytest.fixture
-def prometheus() -> Iterator[FakePrometheus]:
-    server = FakePrometheus()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def prometheus() -> Iterator[ScriptedPrometheus]:
+    with ScriptedPrometheus(POLICY, ROWS) as server:
+        yield server
 
 
 @pytest.fixture
@@ -153,7 +105,8 @@ def test_autoscale_follows_the_lag_trace_within_the_policy(swarm, worker_service
     print("decision trace:", *[f"{d['time']} current={d['current']} desired={d['desired']} {d['reason']}"
                                for d in lines], sep="\n  ")
 
-    assert [set(line) for line in lines] == [{"time", "service", "current", "desired", "applied", "reason"}] * len(TRACE)
+    assert [set(line) for line in lines] == [{"time", "service", "current", "desired", "applied", "reason", "mode",
+                                              "limited_by", "inputs", "steps"}] * len(TRACE)
     desired = [line["desired"] for line in lines]
     # The spike: up by at most scale_up_step per decision, never above min(max_replicas, partitions) = 4.
     assert desired[:6] == [1, 1, 3, 4, 4, 4]
@@ -182,7 +135,7 @@ def test_autoscale_follows_the_lag_trace_within_the_policy(swarm, worker_service
 
 def test_a_conflicting_update_is_retried_not_lost(swarm, worker_service) -> None:
     service = SwarmService(swarm, worker_service.name)
-    replicas, stale_version = service.read()
+    replicas, stale_version, _ = service.read()
     # Someone else changes the service between our read and our update.
     swarm.api.update_service(worker_service.id, stale_version, labels={"platform.test": "changed"},
                              fetch_current_spec=True)

@@ -80,7 +80,7 @@ def test_the_autoscaled_workers_replicas_are_left_to_the_controller(swarm_run) -
     worker = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "workers-worker")
     gateway = next(r for r in swarm_run.resources if r.type == SERVICE and r.name == "api-gateway")
     assert (worker.ignore_changes, gateway.ignore_changes) == (
-        ["mode.replicated.replicas", "taskSpec.placement.platforms"], ["taskSpec.placement.platforms"])
+        ["mode.replicated.replicas", "labels", "taskSpec.placement.platforms"], ["taskSpec.placement.platforms"])
 
 
 def test_every_operation_refreshes_so_an_update_sends_the_controllers_count() -> None:

@@ -1,0 +1,116 @@
+"""The autoscaler as the stack runs it: images/autoscaler built from this checkout, run as a container on the
+host's network with the Docker socket mounted (the live tests and benchmarks/time_to_scale.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+import time
+import uuid
+from typing import Self
+
+import docker
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from components.autoscaling import ScalingPolicy
+from tests.monitoring.conftest import free_port, http_request
+
+
+def build_autoscaler(client: docker.DockerClient, prefix: str) -> str:
+    """images/autoscaler built from this checkout as tests/live/images.py builds it, under a tag of its own
+    (`<prefix>-autoscaler:<inputs hash>`: the shared tag may hold another checkout's build)."""
+    from tests.live import images
+
+    python = images._dockerfile_from(images.AUTOSCALER_DOCKERFILE)
+    standin = next((s for s in images.load_standins() if python in s.tags), None)
+    if standin is None or not client.images.list(name=python):
+        raise RuntimeError(f"the python stand-in {python} is not built: .venv/bin/python -m tests.live.images")
+    wanted = images.inputs_hash(standin.hash, images.REPO_ROOT,
+                                images._copied_paths(images.AUTOSCALER_DOCKERFILE, images.REPO_ROOT))
+    tag = f"{prefix}-autoscaler:{wanted[:12]}"
+    images.build_image(client, context=images.REPO_ROOT, dockerfile=images.AUTOSCALER_DOCKERFILE, tags=(tag,),
+                       wanted=wanted)
+    return tag
+
+
+class Controller:
+    """The image's container on the host's network (it reaches the scripted Prometheus on loopback), reading
+    its JSON lines as they come."""
+
+    def __init__(self, swarm: docker.DockerClient, image: str, service: str, prometheus_url: str,
+                 policy: ScalingPolicy) -> None:
+        self.metrics_port = free_port()
+        self.container = swarm.containers.create(
+            image, ["--service", service, "--prometheus-url", prometheus_url, "--policy", "/tmp/policy.yaml",
+                    "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1"],
+            name=f"{image.split(':')[0]}-{uuid.uuid4().hex[:8]}", network_mode="host", labels={"platform.test": "issue18"},
+            volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"}})
+        archive = io.BytesIO()
+        data = yaml.safe_dump(policy.model_dump()).encode()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            entry = tarfile.TarInfo("policy.yaml")
+            entry.size, entry.mode = len(data), 0o444
+            tar.addfile(entry, io.BytesIO(data))
+        self.container.put_archive("/tmp", archive.getvalue())
+        self.lines: list[dict] = []
+        self.arrived: list[float] = []
+        """When each line was read: after the decision was applied."""
+        self.metrics: list[dict] = []
+        self.done = threading.Event()
+
+    def __enter__(self) -> Self:
+        self.container.start()
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._scrape, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.container.stop(timeout=10)
+        self.exit_code = self.container.wait(timeout=20)["StatusCode"]
+        self.errors = self.container.logs(stdout=False, stderr=True).decode()
+        self.container.remove(v=True, force=True)
+
+    def _read(self) -> None:
+        buffer = b""
+        for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=False):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                self.arrived.append(time.time())
+                self.lines.append(json.loads(line))
+
+    def _scrape(self) -> None:
+        while not self.done.wait(0.2):
+            try:
+                text = http_request(f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
+            except OSError:
+                continue
+            self.metrics.append({s.name: s.value for family in text_string_to_metric_families(text)
+                                 for s in family.samples if s.name.startswith("autoscaler_")
+                                 and "cap" not in s.labels and "mode" not in s.labels})
+
+    def wait_for(self, count: int, timeout: float = 90) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.lines) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(self.lines) >= count, (self.lines, self.container.logs(stderr=True).decode())
+        return self.lines[:count]
+
+
+def running_tasks(swarm: docker.DockerClient, name: str) -> int:
+    tasks = swarm.api.tasks(filters={"service": name, "desired-state": "running"})
+    return sum(task["Status"]["State"] == "running" for task in tasks)
+
+
+def wait_running(swarm: docker.DockerClient, name: str, replicas: int, timeout: float = 60) -> float:
+    started = time.monotonic()
+    while running_tasks(swarm, name) != replicas:
+        assert time.monotonic() - started < timeout, f"{name}: {running_tasks(swarm, name)} running, not {replicas}"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
