@@ -51,8 +51,8 @@ class Section(BaseModel):
 
     name: str = Field(min_length=1)
     phase: str = Field(min_length=1)
-    signoff: str = Field(min_length=1)
-    """The sign-off role (one of `sign_off`) who signs this section's manual lines."""
+    signoff: str | None = None
+    """The sign-off role (one of `sign_off`) who signs this section's manual lines (default: the first)."""
     items: tuple[Item, ...] = Field(min_length=1)
 
 
@@ -70,7 +70,7 @@ class Catalog(BaseModel):
                 if item.id in seen:
                     raise ValueError(f"checklist id {item.id} appears twice")
                 seen.add(item.id)
-            for role in {section.signoff, *(i.signoff for i in section.items if i.signoff)}:
+            for role in {r for r in (section.signoff, *(i.signoff for i in section.items)) if r}:
                 if role not in self.sign_off:
                     raise ValueError(f"{section.name}: sign-off role {role!r} is not one of {list(self.sign_off)}")
         return self

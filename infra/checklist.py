@@ -29,6 +29,7 @@ import yaml
 from components.monitoring.model import duration_seconds
 from infra import catalog
 from infra.check import Report, _resource_label, check_report
+from infra.mockrun import ProgramInputError
 from policies.registry import RULES, all_rules
 
 STATUSES = ("fail", "stale", "waived", "enforced", "verified", "provided", "proven", "manual", "not applicable")
@@ -204,12 +205,12 @@ def build(report: Report, loaded: catalog.Catalog | None = None, records: list |
             status = "provided"
         elif proven:
             status = "proven"
-        elif verdicts == {"nothing"}:
+        elif verdicts == {"nothing"} and not item.runbook:
             status = "not applicable"
         else:
             status = "manual"
         if status == "manual":
-            evidence.append({"kind": "signoff", "role": item.signoff or section.signoff})
+            evidence.append({"kind": "signoff", "role": item.signoff or section.signoff or loaded.sign_off[0]})
         blocking = any(e["kind"] == "violation" and e["enforcement"] == "mandatory" for e in evidence) or (
             item.freshness is not None and status == "fail")
         lines.append(Line(item.id, section.name, item.text, status, evidence, blocking, item.freshness is not None))
@@ -259,10 +260,14 @@ def _headline(checklist: Checklist) -> str:
     overall = checklist.coverage()["overall"]
     counts = Counter(line.status for line in checklist.lines)
     by_status = ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+    return f"{overall['covered']}/{overall['total']} lines covered ({_percent(overall)}): {by_status}"
+
+
+def _remaining_text(checklist: Checklist) -> str:
     remaining = {what: n for what, n in checklist.remaining().items() if n}
-    left = "; ".join(f"{n} {what}" for what, n in remaining.items())
-    verdict = f"before sign-off: {left}" if remaining else "nothing remains before sign-off"
-    return f"{overall['covered']}/{overall['total']} lines covered ({_percent(overall)}): {by_status}; {verdict}"
+    if not remaining:
+        return "Nothing remains before sign-off."
+    return "Before sign-off: " + ", ".join(f"{n} {what}" for what, n in remaining.items()) + "."
 
 
 def _made(checklist: Checklist) -> str:
@@ -271,7 +276,8 @@ def _made(checklist: Checklist) -> str:
 
 
 def text_report(checklist: Checklist, label: Callable[[str], str]) -> str:
-    out = [checklist.title, _made(checklist), _headline(checklist), "", "Coverage by section:"]
+    out = [checklist.title, _made(checklist), _headline(checklist), _remaining_text(checklist), "",
+           "Coverage by section:"]
     coverage = checklist.coverage()
     width = max(len(s) for s in coverage)
     out += [f"  {name:<{width}}  {f['covered']:3d}/{f['total']:<3d} {_percent(f):>5}" for name, f in coverage.items()]
@@ -291,6 +297,7 @@ def _md(text: str) -> str:
 
 def markdown_report(checklist: Checklist, label: Callable[[str], str]) -> str:
     out = [f"# {_md(checklist.title)}", "", _md(_made(checklist)), "", _headline(checklist), "",
+           f"**{_remaining_text(checklist)}**", "",
            "| Section | Covered | Total | |", "|---|---|---|---|"]
     out += [f"| {_md(name)} | {f['covered']} | {f['total']} | {_percent(f)} |"
             for name, f in checklist.coverage().items()]
@@ -370,7 +377,7 @@ def html_report(checklist: Checklist, label: Callable[[str], str]) -> str:
         f"<h1>{esc(checklist.title)}</h1>",
         f'<p class="sub">{esc(_made(checklist))}. {esc(_headline(checklist))}.</p>',
         f'<div class="verdict {"ready" if not any(checklist.remaining().values()) else "blocked"}">'
-        + esc(_headline(checklist).split("; ")[-1].capitalize()) + "</div>",
+        + esc(_remaining_text(checklist)) + "</div>",
         f'<div class="figures">{"".join(figures)}</div>',
         ('<table class="coverage"><tr><th>Section</th><th>Covered</th><th>Total</th><th>%</th><th></th></tr>'
         f"{section_rows}</table>"),
@@ -417,15 +424,19 @@ def cmd_checklist(args: argparse.Namespace) -> int:
 
     report = check_report(args)
     project = Path(args.project)
-    settings = stack_settings(project, args.stack)
-    store = evidence.store_for(args.stack, settings.backups.bucket if settings.backups else None, project)
+    try:
+        settings = stack_settings(project, args.stack)
+        environment, bucket = settings.environment, settings.backups.bucket if settings.backups else None
+    except ProgramInputError:  # another project's program: judged by its resources, its settings not ours
+        environment, bucket = "unknown", None
+    store = evidence.store_for(args.stack, bucket, project)
     try:
         records, where = store.records(), store.location
     except evidence.EvidenceError as error:
         print(f"infra: warning: {error}; run-time lines shown without evidence", file=sys.stderr)
         records, where = None, f"{store.location} (unreadable)"
     checklist = build(report, records=records)
-    checklist.environment, checklist.evidence_store = settings.environment, where
+    checklist.environment, checklist.evidence_store = environment, where
     checklist.commit = evidence.current_commit(project)
     print(render(checklist, report, args.format))
     return 1 if checklist.failed else 0

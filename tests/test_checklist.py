@@ -14,7 +14,7 @@ from infra.cli import main
 from tests.conftest import require_tool
 from tests.policies.conftest import EXAMPLE
 
-STATUSES = {"pass", "fail", "waived", "provided", "proven", "manual"}
+STATUSES = {"fail", "stale", "waived", "enforced", "verified", "provided", "proven", "manual", "not applicable"}
 
 
 def checklist(capsys, *argv: str) -> tuple[int, str, str]:
@@ -37,7 +37,8 @@ def prod_json():
 def test_prod_json_contract_every_line_once_and_exit_0(prod_json):
     code, report = prod_json
     assert code == 0
-    assert set(report) == {"stack", "items", "coverage"} and report["stack"] == "prod"
+    assert set(report) == {"stack", "environment", "commit", "made_at", "evidence_store", "items", "coverage",
+                           "remaining"} and report["stack"] == "prod" and report["environment"] == "prod"
     assert [item["id"] for item in report["items"]] == [item.id for _, item in catalog.load().lines()]
     for item in report["items"]:
         assert set(item) == {"id", "section", "text", "status", "evidence"}
@@ -52,7 +53,7 @@ def test_coverage_per_section_adds_up_to_overall(prod_json):
     for section in sections:
         items = [i for i in report["items"] if i["section"] == section]
         assert coverage[section] == {
-            "covered": sum(i["status"] in {"pass", "waived", "provided", "proven"} for i in items),
+            "covered": sum(i["status"] in {"enforced", "waived", "verified", "provided", "proven"} for i in items),
             "total": len(items),
         }
     assert coverage["overall"]["total"] == len(report["items"])
@@ -66,6 +67,7 @@ def test_statuses_carry_their_evidence(prod_json):
         kinds = [e["kind"] for e in item["evidence"]]
         if item["status"] == "manual":
             assert "runbook" in kinds, f"{item['id']}: a manual line names its runbook step"
+            assert "signoff" in kinds, f"{item['id']}: a manual line names who signs it off"
         if item["status"] == "fail":
             assert "violation" in kinds
         if item["status"] == "provided":
@@ -106,7 +108,7 @@ def test_disabled_rules_give_no_verdict(capsys, tmp_path):
     code, out, _ = checklist(capsys, "--stack", "prod", "--format", "json", "--policy-config", str(config))
     report = json.loads(out)
     assert code == 0
-    assert {item["status"] for item in report["items"]} <= {"provided", "proven", "manual"}
+    assert {item["status"] for item in report["items"]} <= {"provided", "proven", "manual", "not applicable"}
     evidence = next(i for i in report["items"] if i["id"] == "security.tls")["evidence"]
     assert {"kind": "rule", "rule": "EDGE-001", "result": "disabled", "detail": "disabled by the policy config"} in evidence
 
@@ -143,7 +145,7 @@ def test_html_report_renders_in_headless_chromium(capsys, tmp_path, prod_json):
     failing = [item["id"] for item in report["items"] if item["status"] == "fail"]
     first_rows = re.findall(r'<tr class="line (\w+)">', dom)[: len(failing)]
     assert first_rows == ["fail"] * len(failing), "failing lines come first"
-    assert "Ready to sign off" in dom and "Product Owner" in dom
+    assert "Before sign-off:" in dom and "Product Owner" in dom
 
 
 def test_bad_input_exits_2(capsys, tmp_path):
