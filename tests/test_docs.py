@@ -18,7 +18,7 @@ from policies.registry import all_rules
 from tests.helpers import files_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "docs/DEPLOYMENT.md", "docs/SECURITY.md", "docs/RUNBOOK.md"]
+DOCS = ["README.md", "docs/DEPLOYMENT.md", "docs/SECURITY.md", "docs/RUNBOOK.md", "docs/VERIFY.md"]
 INFRA_COMMAND = re.compile(r"(?:^|`)\s*infra ([a-z]+)([^`\n]*)", re.MULTILINE)
 SETTINGS_PATH = re.compile(r"platform:settings\.([a-z_][a-z0-9_.]*[a-z0-9_])")
 CONFIG_SECRET = re.compile(r"platform:([a-z][A-Za-z]+)\b(?!:)")
