@@ -17,7 +17,6 @@ import pytest
 from infra import catalog
 from infra.cli import main
 from infra.daytwo import evidence, verify
-from infra.mockrun import load_project, run_program
 
 REPO = catalog.REPO_ROOT
 
@@ -97,16 +96,6 @@ def am_metrics(sent: float, failed: float) -> bytes:
             f'alertmanager_notifications_total{{integration="email"}} {sent}\n'
             "# TYPE alertmanager_notifications_failed_total counter\n"
             f'alertmanager_notifications_failed_total{{integration="email",reason="other"}} {failed}\n').encode()
-
-
-@pytest.fixture(scope="module")
-def prod_run():
-    return run_program(load_project(REPO, "prod"), "prod")
-
-
-@pytest.fixture(scope="module")
-def expected(prod_run):
-    return verify.expected_from(prod_run, verify.stack_settings(REPO, "prod"), "test-prefix")
 
 
 @pytest.fixture
