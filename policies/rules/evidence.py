@@ -91,7 +91,7 @@ def evidence_gate(stack, report, options) -> None:
     types=WORKLOADS,
     severity="low",
     prod=ADVISORY,
-    checklist=["ongoing.security-patches"],
+    checklist=["success.security-scan"],
     sources=["Production checklist: Ongoing"],
     remediation="Fix what the waiver excuses, or review it and set a new expiry date.",
 )
