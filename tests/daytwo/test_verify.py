@@ -455,3 +455,50 @@ def test_a_check_that_errors_is_unknown_not_pass(expected, prometheus):
     (check,) = verify.run_checks(ctx, ["success.no-5xx"])
     assert check.status == "unknown" and check.section == "Success Criteria"
 
+
+
+def engine_api(containers: dict[str, dict], services: dict[str, int], tasks: dict[str, list[str]]) -> Scripted:
+    """The Engine API's answers verify reads (API 1.44): container state, a service, its tasks, the nodes."""
+    def container(q, b, name):
+        return (200, {"Id": name, "State": containers[name]}) if name in containers else (404, {"message": "No such"})
+
+    def service(q, b, name):
+        return (200, {"ID": name, "Spec": {"Name": name, "Mode": {"Replicated": {"Replicas": services[name]}}}}) \
+            if name in services else (404, {"message": "No such service"})
+
+    def task_list(q, b):
+        (name,) = json.loads(q["filters"])["service"]  # docker-py sends each filter as a list
+        return 200, [{"Status": {"State": state}, "DesiredState": "running"} for state in tasks.get(name, [])]
+
+    routes = {
+        r"(/v[\d.]+)?/_ping": lambda q, b: (200, b"OK"),
+        r"(/v[\d.]+)?/version": lambda q, b: (200, {"ApiVersion": "1.44", "Version": "27.0"}),
+        r"/v[\d.]+/tasks": task_list,
+        r"/v[\d.]+/nodes": lambda q, b: (200, [{"ID": "n1"}]),
+    }
+    server = Scripted(routes)
+    server.routes[r"/v[\d.]+/containers/[^/]+/json"] = lambda q, b: container(q, b, server.seen[-1][1].split("/")[-2])
+    server.routes[r"/v[\d.]+/services/[^/]+"] = lambda q, b: service(q, b, server.seen[-1][1].split("/")[-1])
+    return server
+
+
+def test_engine_reads_containers_and_swarm_tasks_from_the_engine_api():
+    server = engine_api(
+        containers={"p-api": {"Running": True, "Status": "running", "Health": {"Status": "healthy"}},
+                    "p-worker": {"Running": False, "Status": "exited"},
+                    "p-starting": {"Running": True, "Status": "running", "Health": {"Status": "starting"}},
+                    "p-nocheck": {"Running": True, "Status": "running"}},
+        services={"p-api": 2, "p-worker": 3}, tasks={"p-api": ["running", "running"], "p-worker": ["running", "failed"]})
+    try:
+        engine = verify.Engine(server.url.replace("http://", "tcp://"))
+        assert engine.container_problem("p-api") is None and engine.container_problem("p-nocheck") is None
+        assert engine.container_problem("p-worker") == "p-worker: exited"
+        assert engine.container_problem("p-starting") == "p-starting: starting"
+        assert engine.container_problem("p-gone") == "p-gone: no such container"
+        assert engine.service_problem("p-api", 2) is None
+        assert engine.service_problem("p-worker", 3) == "p-worker: 1/3 tasks running"
+        assert engine.service_problem("p-gone", 1) == "p-gone: no such service"
+    finally:
+        server.close()
+    with pytest.raises(verify.Unreachable, match="--docker-host tcp://127.0.0.1:9: unreachable"):
+        verify.Engine("tcp://127.0.0.1:9")
