@@ -393,6 +393,9 @@ def clickhouse_backup_after_the_store(stack: DockerDeployment) -> None:
     container.restart(timeout=10)
     wait_for(lambda: stack.client.api.inspect_container(container.id)["State"].get("Health", {}).get("Status")
              == "healthy", 60, "clickhouse-backup healthy again")
-    wait_for(lambda: [s for s in json.loads(prometheus_get(
-        stack, "/api/v1/query?query=clickhouse_backup_last_create_remote_status%3D%3D1"))["data"]["result"]],
-        90, "a successful create_remote scraped")
+    try:
+        wait_for(lambda: [s for s in json.loads(prometheus_get(
+            stack, "/api/v1/query?query=clickhouse_backup_last_create_remote_status%3D%3D1"))["data"]["result"]],
+            90, "a successful create_remote scraped")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{container.logs(tail=20).decode(errors='replace')}") from None
