@@ -24,22 +24,19 @@ def _stack_name(stack) -> str:
     return next((r.urn.split(":")[2] for r in stack.resources if r.urn.startswith("urn:pulumi:")), "")
 
 
-def _records(stack, options) -> tuple[str, list[evidence.Record]]:
-    """The stack's records from its store; an unreadable store (or none named) is unknown, never a pass."""
-    name = _stack_name(stack)
+def _store(stack, options) -> evidence.Store | None:
+    """The store the stack gives: its backup bucket's `evidence/<stack>/`, else the policy config's directory."""
     buckets = stack.of_type(BUCKET_TYPE)
     bucket = buckets[0].props.get("bucket") if buckets else None
-    if not bucket and not options["evidence_dir"]:
-        store = None
-    elif bucket and isinstance(bucket, str):
-        store = evidence.BucketStore(bucket, f"{evidence.EVIDENCE_PREFIX}{name}/")
-    else:
-        store = evidence.DirectoryStore(Path(options["evidence_dir"]))
+    if isinstance(bucket, str) and bucket:
+        return evidence.BucketStore(bucket, f"{evidence.EVIDENCE_PREFIX}{_stack_name(stack)}/")
+    return evidence.DirectoryStore(Path(options["evidence_dir"])) if options["evidence_dir"] else None
+
+
+def _records(store: evidence.Store) -> list[evidence.Record]:
+    """An unreadable store is unknown, never a pass."""
     try:
-        if store is None:
-            raise evidence.EvidenceError("no evidence store: the stack has no backup bucket and the policy config "
-                                         "names no evidence_dir")
-        return name, store.records()
+        return store.records()
     except evidence.EvidenceError as error:
         unknown = UnknownValueError(UNKNOWN_STRING_VALUE, [])
         unknown.message = f"the evidence store cannot be read: {error}"
@@ -60,7 +57,7 @@ def _waivers(stack) -> list[tuple[str, str]]:
 @stack_rule(
     "EVD-001",
     "evidence-gate",
-    "Recent backup drill, fresh backups, no expired waiver",
+    "Recent backup drill and fresh backups on record",
     types=(*WORKLOADS, BUCKET_TYPE),
     severity="high",
     prod=MANDATORY,
@@ -68,20 +65,20 @@ def _waivers(stack) -> list[tuple[str, str]]:
     sources=["Production checklist: Ongoing (quarterly disaster recovery drills)", "NIST SP 800-34 §3.5"],
     options=STORE_OPTIONS,
     remediation="Run `infra backup drill` and `infra verify --phase success` against the stack (they write the "
-    "evidence), take a backup (`infra backup now`), and renew or remove the expired waiver.",
+    "evidence), and take a backup (`infra backup now`) when the newest is stale.",
 )
 def evidence_gate(stack, report, options) -> None:
-    """The evidence store says the last successful backup drill is within its freshness and the newest backup is
-    fresh, and no waiver of the stack has expired; an unreadable store is unknown."""
-    if not stack.workloads:
+    """The stack's evidence store (its backup bucket, or the policy config's `evidence_dir`) says the last
+    successful backup drill is within its freshness and the newest backup is fresh; an unreadable store is
+    unknown. (An expired waiver already fails: its findings come back on the waived rule.)"""
+    store = _store(stack, options)
+    if not stack.workloads or store is None:
         return
-    name, records = _records(stack, options)
-    now = datetime.now(UTC)
+    name, now = _stack_name(stack), datetime.now(UTC)
+    records = _records(store)
     for failure in (gate.drill_failure(records, name, now), gate.backup_failure(records, name, now)):
         if failure:
             report(failure)
-    for failure in gate.waiver_dates(_waivers(stack), date.today()).failures:
-        report(failure)
 
 
 @stack_rule(
