@@ -2,8 +2,8 @@
 
 Fails: the last successful backup drill older than the freshness of the checklist's "Quarterly disaster
 recovery drills" line (or none on record), the newest backup stale (the newest `infra verify` record's
-backup ages, grown by the time since, against the max ages recorded with them; or no such record), an expired
-waiver. Lists: the waivers that expire within `warn_days`.
+backup ages, grown by the time since, against the max ages recorded with them; or no such record).
+Lists: the waivers that expire within `warn_days` (an expired one already fails the rule it waived).
 """
 
 from __future__ import annotations
