@@ -70,7 +70,7 @@ def _waivers(stack) -> list[tuple[str, str]]:
 def evidence_gate(stack, report, options) -> None:
     """The stack's evidence store (its backup bucket, or the policy config's `evidence_dir`) says the last
     successful backup drill is within its freshness and the newest backup is fresh; an unreadable store is
-    unknown. (An expired waiver already fails: its findings come back on the waived rule.)"""
+    unknown. An expired waiver already fails: its findings come back on the waived rule."""
     store = _store(stack, options)
     if not stack.workloads or store is None:
         return
