@@ -15,6 +15,8 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from components.monitoring.model import Duration
+
 CATALOG_FILE = Path(__file__).with_name("checklist.yaml")
 
 ItemId = Annotated[str, StringConstraints(pattern=r"^[a-z]+(\.[a-z0-9]+(-[a-z0-9]+)*)+$")]
@@ -32,6 +34,10 @@ class Item(BaseModel):
     components: tuple[str, ...] = ()
     tests: tuple[TestId, ...] = ()
     runbook: RunbookRef | None = None
+    freshness: Duration | None = None
+    """A run-time line: only an evidence record (infra/daytwo/evidence.py) younger than this proves it."""
+    signoff: str | None = None
+    """Who signs the line off when a person does it (default: its section's)."""
 
     @model_validator(mode="after")
     def _covered(self) -> Item:
@@ -45,6 +51,8 @@ class Section(BaseModel):
 
     name: str = Field(min_length=1)
     phase: str = Field(min_length=1)
+    signoff: str | None = None
+    """The sign-off role (one of `sign_off`) who signs this section's manual lines (default: the first)."""
     items: tuple[Item, ...] = Field(min_length=1)
 
 
@@ -62,6 +70,9 @@ class Catalog(BaseModel):
                 if item.id in seen:
                     raise ValueError(f"checklist id {item.id} appears twice")
                 seen.add(item.id)
+            for role in {r for r in (section.signoff, *(i.signoff for i in section.items)) if r}:
+                if role not in self.sign_off:
+                    raise ValueError(f"{section.name}: sign-off role {role!r} is not one of {list(self.sign_off)}")
         return self
 
     def lines(self) -> list[tuple[Section, Item]]:

@@ -1,9 +1,14 @@
 """`infra checklist`: every line of the production checklist with its status for one stack.
 
-A line's status comes from the `infra check` report of the stack and the catalog (infra/checklist.yaml):
-fail (a rule it names has violations), waived (only waived findings), pass (its rules ran clean), provided
-(a component the stack deploys provides it), proven (a named test of this repository proves it), or manual
-(a person follows its runbook step). Exit 0 when no line fails with a mandatory violation, 1 otherwise.
+A line's status says what kind of proof it has, from the `infra check` report of the stack, the catalog
+(infra/checklist.yaml) and the stack's evidence records (infra/daytwo/evidence.py):
+fail (a rule it names has violations, or its newest run-time check failed), stale (its run-time record is
+older than the line's freshness), waived (only waived findings), enforced (its rules judged resources and ran
+clean), verified (a run-time record within its freshness: dated, naming the record), provided (a component
+the stack deploys provides it), proven (a named test of this repository proves it), manual (a person signs it
+off: the role and the runbook step), or not applicable (its rules had nothing on this stack to judge).
+A run-time line (one with a `freshness`) is covered only by a record: configuration never passes it.
+Exit 0 when no line fails with a mandatory violation or a failed run-time check, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -11,22 +16,27 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components.monitoring.model import duration_seconds
 from infra import catalog
 from infra.check import Report, _resource_label, check_report
+from infra.mockrun import ProgramInputError
 from infra.version import commit, version
 from policies.registry import RULES, all_rules
 
-STATUSES = ("fail", "waived", "pass", "provided", "proven", "manual")
-COVERED = ("pass", "waived", "provided", "proven")
-"""Covered: the stack or the repository shows the line holds (a waiver is a dated, reviewed exception)."""
+STATUSES = ("fail", "stale", "waived", "enforced", "verified", "provided", "proven", "manual", "not applicable")
+COVERED = ("enforced", "waived", "verified", "provided", "proven")
+"""Covered: the stack, its evidence or the repository shows the line holds (a waiver is a dated, reviewed
+exception)."""
 
 
 @dataclass
@@ -37,7 +47,9 @@ class Line:
     status: str
     evidence: list[dict[str, Any]]
     blocking: bool
-    """Fails with a mandatory violation: the stack is not ready to sign off."""
+    """Fails with a mandatory violation or a failed run-time check: the stack is not ready to sign off."""
+    runtime: bool = False
+    """Only run-time evidence covers it (the catalog gives it a freshness)."""
 
     @property
     def shown_status(self) -> str:
@@ -56,14 +68,16 @@ class Checklist:
     project: str
     lines: list[Line]
     sign_off: tuple[str, ...]
-    generated: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    """When the report was made (UTC) and from which code: a signed-off report names what it judged."""
-    version: str = field(default_factory=version)
-    commit: str = field(default_factory=commit)
+    environment: str = "prod"
+    commit: str | None = None
+    made_at: str = ""
+    evidence_store: str | None = None
 
     @property
-    def provenance(self) -> str:
-        return f"made {self.generated} by infra {self.version}, commit {self.commit}"
+    def title(self) -> str:
+        if self.environment == "prod":
+            return f"Production checklist for stack {self.stack}"
+        return f"Checklist for stack {self.stack} ({self.environment}: not the production sign-off)"
 
     @property
     def failed(self) -> bool:
@@ -80,19 +94,38 @@ class Checklist:
         result["overall"] = figures(self.lines)
         return result
 
+    def remaining(self) -> dict[str, int]:
+        """What stands between the stack and sign-off, by kind."""
+        counts = Counter(line.status for line in self.lines)
+        return {"failing": counts["fail"], "stale": counts["stale"],
+                "awaiting run-time evidence": sum(line.runtime and line.status == "manual" for line in self.lines),
+                "to sign by hand": sum(not line.runtime and line.status == "manual" for line in self.lines)}
+
     def as_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "generated": self.generated, "version": self.version, "commit": self.commit,
-                "items": [line.as_json() for line in self.lines], "coverage": self.coverage()}
+        return {"stack": self.stack, "environment": self.environment, "commit": self.commit, "version": version(),
+                "made_at": self.made_at, "evidence_store": self.evidence_store,
+                "items": [line.as_json() for line in self.lines], "coverage": self.coverage(),
+                "remaining": self.remaining()}
+
+
+def _nothing_to_judge(report: Report, rule_id: str) -> bool:
+    """The rule looks at resource types the stack has none of (Swarm rules on a Docker-runtime stack)."""
+    types = RULES[rule_id].types
+    return bool(types) and not any(r.type in types for r in report.resources)
 
 
 def _rule_evidence(report: Report, rule_id: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Evidence of one rule, and its verdict: fail, waived, pass or None (no verdict on this stack)."""
+    """Evidence of one rule, and its verdict: fail, waived, pass, "nothing" (nothing of its kind to judge on
+    this stack) or None (no verdict on this stack)."""
     rule = RULES[rule_id]
     if not rule.enforced:
         return [{"kind": "rule", "rule": rule_id, "result": "not enforceable", "detail": rule.reason}], None
     level = report.levels.get(rule.policy_name, rule.prod)
     if level == "disabled":
         return [{"kind": "rule", "rule": rule_id, "result": "disabled", "detail": "disabled by the policy config"}], None
+    if _nothing_to_judge(report, rule_id):
+        return [{"kind": "rule", "rule": rule_id, "result": "nothing to judge",
+                 "detail": f"the stack has no {', '.join(t.split(':')[-1] for t in rule.types)}"}], "nothing"
     violations = [
         {"kind": "violation", "rule": rule_id, "enforcement": v["enforcement"], "resource": v["resource"],
          "message": v["message"], "remediation": v["remediation"]}
@@ -121,12 +154,31 @@ def own_project() -> str:
     return yaml.safe_load((catalog.REPO_ROOT / "Pulumi.yaml").read_text())["name"]
 
 
-def build(report: Report, loaded: catalog.Catalog | None = None) -> Checklist:
+def _runtime_status(item: catalog.Item, found: tuple[Any, Any] | None, now: datetime) -> tuple[str, dict]:
+    """A run-time line's status from its newest judged check: verified, stale, fail, or manual (no record)."""
+    if found is None:
+        return "manual", {"kind": "awaiting", "detail": "no run-time evidence: run `infra verify` (or the drill)"}
+    record, check = found
+    age = (now - record.created_at).total_seconds()
+    shown = {"kind": "record", "record": record.name, "date": record.created_at.isoformat(), "result": check.status,
+             "detail": check.evidence, "freshness": item.freshness}
+    if check.status == "fail":
+        return "fail", shown
+    return ("stale" if age > duration_seconds(item.freshness) else "verified"), shown
+
+
+def build(report: Report, loaded: catalog.Catalog | None = None, records: list | None = None,
+          now: datetime | None = None) -> Checklist:
+    """`records`: the stack's evidence records (infra/daytwo/evidence.py); None when none were read."""
+    from infra.daytwo.evidence import newest_by_line
+
     loaded = loaded or catalog.load()
+    now = now or datetime.now(UTC)
     all_rules()  # registers the rules
     deployed = {r.type for r in report.resources}
     # The tests prove this repository's program; another project is judged by its resources alone.
     tested = report.project == own_project()
+    runtime = newest_by_line(records or [], report.stack)
     lines = []
     for section, item in loaded.lines():
         evidence: list[dict[str, Any]] = []
@@ -143,19 +195,28 @@ def build(report: Report, loaded: catalog.Catalog | None = None) -> Checklist:
             evidence.append({"kind": "runbook", "step": item.runbook})
         if "fail" in verdicts:
             status = "fail"
+        elif item.freshness:
+            status, shown = _runtime_status(item, runtime.get(item.id), now)
+            evidence.append(shown)
         elif "waived" in verdicts:
             status = "waived"
         elif "pass" in verdicts and not any(e["kind"] == "unknown" for e in evidence):
-            status = "pass"
+            status = "enforced"
         elif provided:
             status = "provided"
         elif proven:
             status = "proven"
+        elif verdicts == {"nothing"} and not item.runbook:
+            status = "not applicable"
         else:
             status = "manual"
-        blocking = any(e["kind"] == "violation" and e["enforcement"] == "mandatory" for e in evidence)
-        lines.append(Line(item.id, section.name, item.text, status, evidence, blocking))
-    return Checklist(report.stack, report.project, lines, loaded.sign_off)
+        if status == "manual":
+            evidence.append({"kind": "signoff", "role": item.signoff or section.signoff or loaded.sign_off[0]})
+        # Blocking: a mandatory violation, or a failed run-time check (advisory findings never block).
+        blocking = any(e["kind"] == "violation" and e["enforcement"] == "mandatory"
+                       or e["kind"] == "record" and e["result"] == "fail" for e in evidence)
+        lines.append(Line(item.id, section.name, item.text, status, evidence, blocking, item.freshness is not None))
+    return Checklist(report.stack, report.project, lines, loaded.sign_off, made_at=now.isoformat(timespec="seconds"))
 
 
 # --- output --------------------------------------------------------------------------------------------
@@ -178,6 +239,13 @@ def describe(evidence: dict[str, Any], resource_label: Callable[[str], str]) -> 
         return f"component {evidence['component']} {'deployed' if evidence['deployed'] else 'not deployed'}"
     if kind == "test":
         return f"test {evidence['test']}" + ("" if evidence["proves"] else " (not for this program)")
+    if kind == "record":
+        return (f"{evidence['result']} on {evidence['date'][:16].replace('T', ' ')} (record {evidence['record']}, "
+                f"fresh for {evidence['freshness']}): {evidence['detail']}")
+    if kind == "awaiting":
+        return evidence["detail"]
+    if kind == "signoff":
+        return f"signed off by {evidence['role']}"
     return f"runbook {evidence['step']}"
 
 
@@ -193,16 +261,26 @@ def _percent(figures: dict[str, int]) -> str:
 def _headline(checklist: Checklist) -> str:
     overall = checklist.coverage()["overall"]
     counts = Counter(line.status for line in checklist.lines)
-    blocking = sum(line.blocking for line in checklist.lines)
     by_status = ", ".join(f"{counts[s]} {s}" for s in STATUSES)
-    return (f"{overall['covered']}/{overall['total']} lines covered ({_percent(overall)}): {by_status}; "
-            f"{blocking} failing with a mandatory violation: {'not ready' if checklist.failed else 'ready'} "
-            f"to sign off")
+    return f"{overall['covered']}/{overall['total']} lines covered ({_percent(overall)}): {by_status}"
+
+
+def _remaining_text(checklist: Checklist) -> str:
+    remaining = {what: n for what, n in checklist.remaining().items() if n}
+    if not remaining:
+        return "Nothing remains before sign-off."
+    return "Before sign-off: " + ", ".join(f"{n} {what}" for what, n in remaining.items()) + "."
+
+
+def _made(checklist: Checklist) -> str:
+    return (f"project {checklist.project}, commit {checklist.commit or 'unknown'}, made {checklist.made_at} "
+            f"by infra {version()} (commit {commit()}); "
+            f"evidence: {checklist.evidence_store or 'none read'}")
 
 
 def text_report(checklist: Checklist, label: Callable[[str], str]) -> str:
-    out = [f"Production checklist for stack {checklist.stack} (project {checklist.project}; {checklist.provenance})",
-           _headline(checklist), "", "Coverage by section:"]
+    out = [checklist.title, _made(checklist), _headline(checklist), _remaining_text(checklist), "",
+           "Coverage by section:"]
     coverage = checklist.coverage()
     width = max(len(s) for s in coverage)
     out += [f"  {name:<{width}}  {f['covered']:3d}/{f['total']:<3d} {_percent(f):>5}" for name, f in coverage.items()]
@@ -221,8 +299,8 @@ def _md(text: str) -> str:
 
 
 def markdown_report(checklist: Checklist, label: Callable[[str], str]) -> str:
-    out = [f"# Production checklist: stack `{checklist.stack}`", "", f"_{checklist.provenance}_", "",
-           _headline(checklist), "",
+    out = [f"# {_md(checklist.title)}", "", _md(_made(checklist)), "", _headline(checklist), "",
+           f"**{_remaining_text(checklist)}**", "",
            "| Section | Covered | Total | |", "|---|---|---|---|"]
     out += [f"| {_md(name)} | {f['covered']} | {f['total']} | {_percent(f)} |"
             for name, f in checklist.coverage().items()]
@@ -266,6 +344,8 @@ code{font-size:13px}ul.ev{margin:0;padding-left:18px;font-size:13px;color:#3a425
 .st-fail{background:#fde8e8;color:#9b1c1c}.st-waived{background:#fff4d6;color:#8a5a00}
 .st-pass{background:#e3f5e8;color:#1c6b34}.st-provided{background:#e3eefc;color:#1d4f91}
 .st-proven{background:#ece6fb;color:#4b2a91}.st-manual{background:#eef0f4;color:#4a5160}
+.st-enforced{background:#e3f5e8;color:#1c6b34}.st-verified{background:#d5f0e0;color:#14532d}
+.st-stale{background:#fff4d6;color:#8a5a00}.st-not{background:#f1f2f4;color:#6b7280}
 .signoff td{height:28px}
 """
 
@@ -297,12 +377,10 @@ def html_report(checklist: Checklist, label: Callable[[str], str]) -> str:
     )
     failing = [line for line in checklist.lines if line.status == "fail"]
     body = [
-        f"<h1>Production checklist: stack {esc(checklist.stack)}</h1>",
-        f'<p class="sub">Project {esc(checklist.project)}. {esc(_headline(checklist))}.</p>',
-        f'<p class="sub" id="provenance">{esc(checklist.provenance[0].upper() + checklist.provenance[1:])}.</p>',
-        f'<div class="verdict {"blocked" if checklist.failed else "ready"}">'
-        + ("Not ready: a line fails with a mandatory violation." if checklist.failed
-           else "Ready to sign off: no line fails with a mandatory violation.") + "</div>",
+        f"<h1>{esc(checklist.title)}</h1>",
+        f'<p class="sub">{esc(_made(checklist))}. {esc(_headline(checklist))}.</p>',
+        f'<div class="verdict {"ready" if not any(checklist.remaining().values()) else "blocked"}">'
+        + esc(_remaining_text(checklist)) + "</div>",
         f'<div class="figures">{"".join(figures)}</div>',
         ('<table class="coverage"><tr><th>Section</th><th>Covered</th><th>Total</th><th>%</th><th></th></tr>'
         f"{section_rows}</table>"),
@@ -344,8 +422,25 @@ def render(checklist: Checklist, report: Report, output_format: str) -> str:
 
 
 def cmd_checklist(args: argparse.Namespace) -> int:
+    from infra.daytwo import evidence
+    from infra.daytwo.verify import stack_settings
+
     report = check_report(args)
-    checklist = build(report)
+    project = Path(args.project)
+    try:
+        settings = stack_settings(project, args.stack)
+        environment, bucket = settings.environment, settings.backups.bucket if settings.backups else None
+    except ProgramInputError:  # another project's program: judged by its resources, its settings not ours
+        environment, bucket = "unknown", None
+    store = evidence.store_for(args.stack, bucket, project)
+    try:
+        records, where = store.records(), store.location
+    except evidence.EvidenceError as error:
+        print(f"infra: warning: {error}; run-time lines shown without evidence", file=sys.stderr)
+        records, where = None, f"{store.location} (unreadable)"
+    checklist = build(report, records=records)
+    checklist.environment, checklist.evidence_store = environment, where
+    checklist.commit = commit(project)
     print(render(checklist, report, args.format))
     return 1 if checklist.failed else 0
 

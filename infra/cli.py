@@ -13,6 +13,7 @@ from infra.autoscale_simulate import add_simulate_arguments, cmd_simulate
 from infra.backup import add_backup_commands
 from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
+from infra.daytwo.verify import add_verify_arguments, cmd_verify
 from infra.diagram import add_diagram_arguments, cmd_diagram
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
 from infra.version import version_line
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagram_arguments(diagram)
     diagram.set_defaults(handler=cmd_diagram)
     add_backup_commands(commands, add_program_arguments)
+    verify = commands.add_parser("verify", help="the checklist's post-deployment lines, checked on the running stack")
+    add_program_arguments(verify)
+    add_verify_arguments(verify)
+    verify.set_defaults(handler=cmd_verify)
     autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
     add_autoscale_arguments(autoscale)
     autoscale.set_defaults(handler=cmd_autoscale)

@@ -20,12 +20,13 @@ def version() -> str:
 
 
 @cache
-def commit() -> str:
-    """The checkout's commit (short), with `-dirty` when tracked files differ from it; `unknown` outside git."""
+def commit(directory: Path = REPO_ROOT) -> str:
+    """The commit (short) of the checkout holding `directory` (this library's by default, or a stack's project),
+    with `-dirty` when tracked files differ from it; `unknown` outside git."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
+        head = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"],
                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -17,7 +17,7 @@ from infra.version import REPO_ROOT
 from tests.conftest import require_tool
 from tests.policies.conftest import EXAMPLE
 
-STATUSES = {"pass", "fail", "waived", "provided", "proven", "manual"}
+STATUSES = {"fail", "stale", "waived", "enforced", "verified", "provided", "proven", "manual", "not applicable"}
 
 
 def checklist(capsys, *argv: str) -> tuple[int, str, str]:
@@ -40,9 +40,10 @@ def prod_json():
 def test_prod_json_contract_every_line_once_and_exit_0(prod_json):
     code, report = prod_json
     assert code == 0
-    assert set(report) == {"stack", "generated", "version", "commit", "items", "coverage"} and report["stack"] == "prod"
+    assert set(report) == {"stack", "environment", "commit", "version", "made_at", "evidence_store", "items",
+                           "coverage", "remaining"} and report["stack"] == "prod" and report["environment"] == "prod"
     # The report names the code and the time that made it.
-    made = datetime.fromisoformat(report["generated"])
+    made = datetime.fromisoformat(report["made_at"])
     assert made.tzinfo is not None and abs((datetime.now(UTC) - made).total_seconds()) < 600
     head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()
@@ -61,7 +62,7 @@ def test_coverage_per_section_adds_up_to_overall(prod_json):
     for section in sections:
         items = [i for i in report["items"] if i["section"] == section]
         assert coverage[section] == {
-            "covered": sum(i["status"] in {"pass", "waived", "provided", "proven"} for i in items),
+            "covered": sum(i["status"] in {"enforced", "waived", "verified", "provided", "proven"} for i in items),
             "total": len(items),
         }
     assert coverage["overall"]["total"] == len(report["items"])
@@ -75,6 +76,7 @@ def test_statuses_carry_their_evidence(prod_json):
         kinds = [e["kind"] for e in item["evidence"]]
         if item["status"] == "manual":
             assert "runbook" in kinds, f"{item['id']}: a manual line names its runbook step"
+            assert "signoff" in kinds, f"{item['id']}: a manual line names who signs it off"
         if item["status"] == "fail":
             assert "violation" in kinds
         if item["status"] == "provided":
@@ -115,7 +117,7 @@ def test_disabled_rules_give_no_verdict(capsys, tmp_path):
     code, out, _ = checklist(capsys, "--stack", "prod", "--format", "json", "--policy-config", str(config))
     report = json.loads(out)
     assert code == 0
-    assert {item["status"] for item in report["items"]} <= {"provided", "proven", "manual"}
+    assert {item["status"] for item in report["items"]} <= {"provided", "proven", "manual", "not applicable"}
     evidence = next(i for i in report["items"] if i["id"] == "security.tls")["evidence"]
     assert {"kind": "rule", "rule": "EDGE-001", "result": "disabled", "detail": "disabled by the policy config"} in evidence
 
@@ -152,7 +154,7 @@ def test_html_report_renders_in_headless_chromium(capsys, tmp_path, prod_json):
     failing = [item["id"] for item in report["items"] if item["status"] == "fail"]
     first_rows = re.findall(r'<tr class="line (\w+)">', dom)[: len(failing)]
     assert first_rows == ["fail"] * len(failing), "failing lines come first"
-    assert "Ready to sign off" in dom and "Product Owner" in dom
+    assert "Before sign-off:" in dom and "Product Owner" in dom
 
 
 def test_bad_input_exits_2(capsys, tmp_path):

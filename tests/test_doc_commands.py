@@ -29,7 +29,7 @@ OPERATOR_PROGRAMS = {"docker", "cat", "rm", "curl", "openssl", "/opt/kafka/bin/k
 # Offline commands run to success. Any other either succeeds here too, or needs what this test withholds
 # (credentials, a store, PostgreSQL, Prometheus, a Swarm service) and says what, in one line, with exit 2.
 OFFLINE = {"plan", "check", "checklist", "diagram", "--version"}
-NAMES_WHAT_TO_SET = re.compile(r"^infra: error: (environment: |store unreachable|--prometheus-url: |--service: no Swarm "
+NAMES_WHAT_TO_SET = re.compile(r"^infra: error: (environment: |store unreachable|--prometheus-url: |--alertmanager-url: |--endpoint: |--grafana-url: |--service: no Swarm "
                                r"service|--docker-host: )")
 
 # The Pulumi CLI's flags, per command, as its source defines them (cobra `Flags()`/`PersistentFlags()` calls):

@@ -112,6 +112,13 @@ class AlertThresholds(_Frozen):
     wal_archive_failing_for: Duration = "10m"
 
 
+class SuccessCriteria(_Frozen):
+    """The checklist's "Success Criteria" where no alert holds them (`infra verify --phase success`); the job
+    success rate is the JobFailureRateHigh threshold's complement and the 5xx count must be zero."""
+
+    latency_p95_seconds: float = Field(default=0.5, gt=0)
+
+
 class EmailReceiver(_Frozen):
     to: Email
     from_address: Email
@@ -160,6 +167,7 @@ class MonitoringConfig(_Frozen):
     # them) and that get a ServiceAbsent alert when no target of theirs is up.
     required_jobs: tuple[JobName, ...] = APP_JOBS + EXPORTER_JOBS
     alerts: AlertThresholds = AlertThresholds()
+    success: SuccessCriteria = SuccessCriteria()
     email: EmailReceiver
     slack: SlackReceiver
     routing: Routing = Routing()

@@ -6,6 +6,7 @@ from policies.rules import (  # noqa: F401 imported for registration
     containers,
     datastores,
     edge,
+    evidence,
     images,
     monitoring,
     networks,

@@ -18,19 +18,25 @@ import pytest
 from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
 from tests.live.probes import (
     STACK_PREFIX,
+    VERIFY_HOST_LIMITED,
+    VERIFY_NAMED_UNKNOWN,
     EdgeClient,
     assert_app_role_confined,
     assert_reads_back_as_sent,
     backup_route,
+    clickhouse_backup_after_the_store,
+    container_of,
     create_bucket,
     exec_in,
     firing_but_unresolvable_uptime,
     healthy_table,
+    infra_verify,
     live_secrets,
     live_settings,
     prometheus_get,
     request_counts,
     s3_objects,
+    show_verify,
     targets_all_up,
     wait_for,
 )
@@ -158,3 +164,56 @@ def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gate
         stack, "/api/v1/query?query=backup_last_success_timestamp_seconds"))["data"]["result"], 90,
         "the backup's success time in Prometheus")
     assert {m["metric"]["type"] for m in metric} >= {"incr"}
+
+
+# --- infra verify on the live stack ------------------------------------------------------------------------
+
+
+
+
+def test_verify_passes_every_check_the_stand_ins_allow(stack, monkeypatch, capsys, tmp_path):
+    clickhouse_backup_after_the_store(stack)
+    # Traffic in the window, as users make it: a counter Prometheus first sees already counted shows no
+    # increase, so the requests come in two rounds with a scrape (15 s) between, and two more after.
+    edge = EdgeClient.of(stack)
+    token = edge.login()
+    for pause in (20, 35):
+        for _ in range(5):
+            assert edge.post("/api/v1/jobs", {"type": "echo", "payload": {}}, token=token).status == 201
+        time.sleep(pause)
+    report = infra_verify(stack, monkeypatch, capsys, tmp_path)
+    show_verify(report)
+    statuses = {c["id"]: c for c in report["checks"]}
+    unknown = {i for i, c in statuses.items() if c["status"] == "unknown"}
+    assert unknown == set(VERIFY_NAMED_UNKNOWN), {i: statuses[i]["evidence"] for i in unknown}
+    for check_id, named in VERIFY_NAMED_UNKNOWN.items():
+        assert named in statuses[check_id]["evidence"], statuses[check_id]
+    failing = {i: c["evidence"] for i, c in statuses.items() if c["status"] == "fail"}
+    for check_id, evidence in failing.items():
+        assert check_id in VERIFY_HOST_LIMITED and VERIFY_HOST_LIMITED[check_id] in evidence, (check_id, evidence)
+        stack.host_differences.add(f"infra verify {check_id} fails here: {evidence}")
+    assert report["exit"] == 1  # unknown is never a pass
+    written = s3_objects(stack, "evidence/prod/")
+    assert any(key.endswith("-verify.json") for key in written), written
+    stack.verified = report
+
+
+def test_verify_with_a_stopped_worker_fails_its_checks_and_only_those(stack, monkeypatch, capsys, tmp_path):
+    healthy = getattr(stack, "verified", None) or infra_verify(stack, monkeypatch, capsys, tmp_path)
+    worker = container_of(stack, "worker-2")
+    worker.stop(timeout=10)
+    try:
+        wait_for(lambda: [t for t in json.loads(prometheus_get(stack, "/api/v1/targets?state=active"))["data"][
+            "activeTargets"] if t["labels"].get("instance", "").startswith("worker-2") and t["health"] == "down"],
+            60, "worker-2's target down")
+        report = infra_verify(stack, monkeypatch, capsys, tmp_path, "--phase", "first-hour")
+        show_verify(report)
+    finally:
+        worker.start()
+        wait_for(lambda: stack.client.api.inspect_container(worker.id)["State"].get("Health", {}).get("Status")
+                 == "healthy", 90, "worker-2 healthy again")
+    changed = {c["id"]: (c["status"], c["evidence"]) for c in report["checks"]
+               if c["status"] != {h["id"]: h["status"] for h in healthy["checks"]}[c["id"]]}
+    assert set(changed) == {"post.hour.services-healthy", "post.hour.metrics-collected"}, changed
+    assert all(status == "fail" and "worker-2" in text for status, text in changed.values()), changed
+    assert report["exit"] == 1
