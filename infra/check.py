@@ -31,6 +31,7 @@ from infra.mockrun import (
     ProgramInputError,
     ProgramRun,
     Registration,
+    run_project,
 )
 from policies import waivers
 from policies.pack import GRAPH_UNKNOWN_SEPARATOR, UNKNOWN_PREFIX, build_policies, in_scope, pack_metadata
@@ -623,8 +624,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def check_report(args: argparse.Namespace) -> Report:
     """The policy report of the stack `args` name (`--stack`, `--project`, `--policy-config`, `--state`)."""
-    from infra.cli import run_project
-
     config_path = Path(args.policy_config) if args.policy_config else default_path(args.stack)
     if config_path is not None and not config_path.is_file():
         raise ProgramInputError(f"--policy-config: {config_path} does not exist")

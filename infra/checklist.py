@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ import yaml
 from components.monitoring.model import duration_seconds
 from infra import catalog
 from infra.check import Report, _resource_label, check_report
-from infra.mockrun import ProgramInputError
 from infra.version import commit, version
 from policies.registry import RULES, all_rules
 
@@ -167,11 +165,19 @@ def _runtime_status(item: catalog.Item, found: tuple[Any, Any] | None, now: date
     return ("stale" if age > duration_seconds(item.freshness) else "verified"), shown
 
 
+def newest_by_line(records: list, stack: str) -> dict[str, tuple[Any, Any]]:
+    """Each checklist line's newest judged check (pass or fail; unknown proves nothing) and its record."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for record in sorted((r for r in records if r.stack == stack), key=lambda r: r.created_at):
+        for check in record.checks:
+            if check.status != "unknown":
+                found[check.id] = (record, check)
+    return found
+
+
 def build(report: Report, loaded: catalog.Catalog | None = None, records: list | None = None,
           now: datetime | None = None) -> Checklist:
     """`records`: the stack's evidence records (infra/daytwo/evidence.py); None when none were read."""
-    from infra.daytwo.evidence import newest_by_line
-
     loaded = loaded or catalog.load()
     now = now or datetime.now(UTC)
     all_rules()  # registers the rules
@@ -421,23 +427,15 @@ def render(checklist: Checklist, report: Report, output_format: str) -> str:
     return text_report(checklist, label)
 
 
-def cmd_checklist(args: argparse.Namespace) -> int:
-    from infra.daytwo import evidence
-    from infra.daytwo.verify import stack_settings
+# The stack's run-time evidence, read by the day-two layer (the `infra` command passes
+# infra.daytwo.verify.stack_evidence): its environment, its records (None when unreadable), where they are.
+EvidenceReader = Callable[[Path, str], tuple[str, list | None, str]]
 
+
+def cmd_checklist(args: argparse.Namespace, read_evidence: EvidenceReader) -> int:
     report = check_report(args)
     project = Path(args.project)
-    try:
-        settings = stack_settings(project, args.stack)
-        environment, bucket = settings.environment, settings.backups.bucket if settings.backups else None
-    except ProgramInputError:  # another project's program: judged by its resources, its settings not ours
-        environment, bucket = "unknown", None
-    store = evidence.store_for(args.stack, bucket, project)
-    try:
-        records, where = store.records(), store.location
-    except evidence.EvidenceError as error:
-        print(f"infra: warning: {error}; run-time lines shown without evidence", file=sys.stderr)
-        records, where = None, f"{store.location} (unreadable)"
+    environment, records, where = read_evidence(project, args.stack)
     checklist = build(report, records=records)
     checklist.environment, checklist.evidence_store = environment, where
     checklist.commit = commit(project)

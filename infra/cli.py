@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections import Counter
 from pathlib import Path
 
-from infra.autoscale import add_autoscale_arguments, cmd_autoscale
-from infra.autoscale_simulate import add_simulate_arguments, cmd_simulate
-from infra.backup import add_backup_commands
 from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
-from infra.daytwo.verify import add_verify_arguments, cmd_verify
+from infra.daytwo.autoscale import add_autoscale_arguments, cmd_autoscale
+from infra.daytwo.autoscale_simulate import add_simulate_arguments, cmd_simulate
+from infra.daytwo.backup import add_backup_commands
+from infra.daytwo.verify import add_verify_arguments, cmd_verify, stack_evidence
 from infra.diagram import add_diagram_arguments, cmd_diagram
-from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
+from infra.mockrun import ProgramInputError, ProgramRun, redact, run_project
 from infra.version import version_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,11 +29,6 @@ def program_error(exc: BaseException) -> str:
     if type(exc).__name__ in ("RunError", "SettingsError", "ComponentArgsError", "ProviderCheckError"):
         return message
     return f"program failed: {type(exc).__name__}: {message}"
-
-
-def run_project(args: argparse.Namespace) -> ProgramRun:
-    project = load_project(Path(args.project), args.stack)
-    return run_program(project, args.stack)
 
 
 def plan_report(run: ProgramRun) -> dict:
@@ -107,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     checklist = commands.add_parser("checklist", help="the production checklist for the stack: status and coverage")
     add_program_arguments(checklist)
     add_checklist_arguments(checklist)
-    checklist.set_defaults(handler=cmd_checklist)
+    checklist.set_defaults(handler=functools.partial(cmd_checklist, read_evidence=stack_evidence))
     diagram = commands.add_parser("diagram", help="the architecture the stack deploys, from its resource graph")
     add_program_arguments(diagram)
     add_diagram_arguments(diagram)

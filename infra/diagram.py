@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from infra.mockrun import ProgramInputError, ProgramRun
+from infra.mockrun import ProgramInputError, ProgramRun, run_project
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -420,8 +420,6 @@ def render(arch: Architecture, output_format: str) -> str:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    from infra.cli import run_project
-
     print(render(build(run_project(args)), args.format), end="")
     return 0
 

@@ -7,6 +7,7 @@ and unknown sentinels), and nothing is created anywhere.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -405,6 +406,12 @@ def run_program(project: Project, stack: str, mocks: pulumi_mocks.Mocks | None =
     with _program_environment(project):
         return run_under_mocks(lambda: runpy.run_path(str(project.main), run_name="__main__"), project.name, stack,
                                project.config, project.secret_keys, mocks, preview)
+
+
+
+def run_project(args: argparse.Namespace) -> ProgramRun:
+    """The program of the stack the command's `--project` and `--stack` name, run once."""
+    return run_program(load_project(Path(args.project), args.stack), args.stack)
 
 
 def redact(value: Any) -> Any:

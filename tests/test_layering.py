@@ -56,3 +56,94 @@ def test_settings_use_the_components_image_pinning():
 
     # One rule for pinning: the settings model validates with the components' own check.
     assert settings.pinned_image is images.pinned_image and settings.pinned_tag is images.pinned_tag
+
+
+# --- infra: the plan/check core, the day-two commands (infra/daytwo/), the `infra` command on top ----------------
+
+CORE = ("infra.mockrun", "infra.check", "infra.checklist", "infra.diagram", "infra.settings", "infra.catalog")
+
+
+def module_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Each module of `package` (under `root`) and the package's modules it imports anywhere in its body (function-
+    level imports too): `from infra import catalog` and `from infra.daytwo.evidence import x` both count."""
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in sorted((root / package).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                parts = [node.module] if node.module else []
+                if node.level:  # relative: the module's own package, one level up per further dot
+                    own_package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                    parts = own_package[: len(own_package) - node.level + 1] + parts
+                base = ".".join(parts)
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            found.update(t for t in targets if t in modules and t != name)
+        graph[name] = found
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as the path that closes it (a -> b -> a), or None."""
+    state: dict[str, str] = {}  # "open" while on the current path, "done" once every path from it was walked
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = "done"
+        return None
+
+    return next((cycle for node in sorted(graph) if node not in state and (cycle := visit(node))), None)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+INFRA = module_graph(REPO_ROOT, "infra")
+
+
+def test_infra_modules_import_each_other_without_a_cycle():
+    cycle = import_cycle(INFRA)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("core", CORE)
+def test_the_core_imports_nothing_from_the_day_two_commands(core):
+    wrong = sorted(m for m in reachable(INFRA, core) if m.startswith("infra.daytwo"))
+    assert not wrong, f"{core} imports {wrong} (directly or through another infra module)"
+
+
+def test_only_the_entry_point_imports_the_command():
+    assert sorted(m for m, targets in INFRA.items() if "infra.cli" in targets) == ["infra.entry"]
+
+
+def test_the_graph_sees_function_level_and_package_imports_and_finds_a_cycle(tmp_path):
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    for name, text in {"__init__.py": "", "a.py": "from pkg.sub import b\n",
+                       "sub/__init__.py": "", "sub/b.py": "def f():\n    from . import c\n",
+                       "sub/c.py": "def g():\n    import pkg.a\n"}.items():
+        (tmp_path / "pkg" / name).write_text(text)
+    graph = module_graph(tmp_path, "pkg")
+    assert graph["pkg.a"] == {"pkg.sub", "pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.sub", "pkg.sub.c"}
+    assert import_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.sub.c", "pkg.a"]
+    assert reachable(graph, "pkg.sub.c") >= {"pkg.a", "pkg.sub.b", "pkg.sub.c"}
+    (tmp_path / "pkg" / "sub" / "c.py").write_text("import json\n")
+    assert import_cycle(module_graph(tmp_path, "pkg")) is None

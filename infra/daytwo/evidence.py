@@ -116,7 +116,7 @@ class BucketStore:
 
     def _client(self) -> Any:
         if self.client is None:
-            from infra.backup import s3_client
+            from infra.daytwo.backup import s3_client
 
             self.client = s3_client()
         return self.client
@@ -150,16 +150,6 @@ def store_for(stack: str, bucket: str | None, project_dir: Path) -> Store:
     if bucket:
         return BucketStore(bucket, f"{EVIDENCE_PREFIX}{stack}/")
     return DirectoryStore(project_dir / ".evidence" / stack)
-
-
-def newest_by_line(records: list[Record], stack: str) -> dict[str, tuple[Record, Check]]:
-    """Each checklist line's newest judged check (pass or fail; unknown proves nothing) and its record."""
-    found: dict[str, tuple[Record, Check]] = {}
-    for record in sorted((r for r in records if r.stack == stack), key=lambda r: r.created_at):
-        for check in record.checks:
-            if check.status != "unknown":
-                found[check.id] = (record, check)
-    return found
 
 
 def newest(records: list[Record], stack: str, kind: str, ok: bool | None = None) -> Record | None:

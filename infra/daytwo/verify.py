@@ -103,6 +103,21 @@ def stack_settings(project: Path, stack: str) -> Settings:
         raise ProgramInputError(str(exc)) from None
 
 
+def stack_evidence(project: Path, stack: str) -> tuple[str, list[evidence.Record] | None, str]:
+    """For `infra checklist`: the stack's environment, its evidence records (None when unreadable) and where."""
+    try:
+        settings = stack_settings(project, stack)
+        environment, bucket = settings.environment, settings.backups.bucket if settings.backups else None
+    except ProgramInputError:  # another project's program: judged by its resources, its settings not ours
+        environment, bucket = "unknown", None
+    store = evidence.store_for(stack, bucket, project)
+    try:
+        return environment, store.records(), store.location
+    except evidence.EvidenceError as error:
+        print(f"infra: warning: {error}; run-time lines shown without evidence", file=sys.stderr)
+        return environment, None, f"{store.location} (unreadable)"
+
+
 def expected_from(run: ProgramRun, settings: Settings, name_prefix: str | None) -> Expected:
     """The running objects' names: the plan's, with the stack's name prefix replaced by `name_prefix` when the
     engine runs a renamed copy (several copies on one engine)."""

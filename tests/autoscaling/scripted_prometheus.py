@@ -1,5 +1,5 @@
 """A stand-in for Prometheus's HTTP API (no Kafka consumer group can be had here to give kafka-exporter real
-lag): it answers exactly the PromQL the autoscaler sends (`infra.autoscale.lag_queries`) from the rows of a
+lag): it answers exactly the PromQL the autoscaler sends (`infra.daytwo.autoscale.lag_queries`) from the rows of a
 trace in the simulator's CSV format, per the documented API (GET /api/v1/query and /api/v1/query_range,
 `{"status": "success", "data": {"resultType": "vector"|"matrix", "result": [...]}}`).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Self
 
 from components.autoscaling import ScalingPolicy
-from infra.autoscale import lag_queries
+from infra.daytwo.autoscale import lag_queries
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""The controller's PromQL (`infra.autoscale.lag_queries`) evaluated by Prometheus's own engine (`promtool test
+"""The controller's PromQL (`infra.daytwo.autoscale.lag_queries`) evaluated by Prometheus's own engine (`promtool test
 rules`) on kafka-exporter's series: the stuck partition found (and a new one not taken for stuck), the lag per
 partition, the rates, the partition count."""
 
@@ -9,7 +9,7 @@ import subprocess
 import yaml
 
 from components.autoscaling import ScalingPolicy
-from infra.autoscale import lag_queries
+from infra.daytwo.autoscale import lag_queries
 from tests.conftest import require_tool
 from tests.monitoring.conftest import DEBIAN_PACKAGE
 

@@ -34,8 +34,8 @@ from components.backup.pgbackrest import (
     render_pgbackrest_secrets,
 )
 from components.backup.store import BackupStoreProvider
-from infra.backup import table_checksums
 from infra.cli import REPO_ROOT
+from infra.daytwo.backup import table_checksums
 from infra.mockrun import load_project
 from tests.backup.conftest import REGION, TlsS3, free_port, let_moto_write
 from tests.conftest import require_tool

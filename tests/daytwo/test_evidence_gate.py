@@ -67,7 +67,9 @@ def test_newest_judged_check_per_line_ignores_unknown_and_other_stacks():
     older = record("verify", age=timedelta(hours=2), checks=[{"id": "success.no-5xx", "status": "pass"}])
     newer = record("verify", checks=[{"id": "success.no-5xx", "status": "unknown"}])
     other = record("verify", stack="prod", checks=[{"id": "success.no-5xx", "status": "fail"}])
-    found = evidence.newest_by_line([newer, older, other], "dev")
+    from infra.checklist import newest_by_line
+
+    found = newest_by_line([newer, older, other], "dev")
     assert found["success.no-5xx"][0] is older
 
 

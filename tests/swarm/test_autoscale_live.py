@@ -18,7 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.autoscaling import ScalingPolicy
-from infra.autoscale import SwarmService
+from infra.daytwo.autoscale import SwarmService
 from tests.autoscaling.scripted_prometheus import ScriptedPrometheus
 from tests.monitoring.conftest import free_port, http_request
 from tests.swarm.conftest import unique

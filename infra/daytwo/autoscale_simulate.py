@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 
 from components.autoscaling import Observation, ScalingPolicy, State, decide
-from infra.autoscale import (
+from infra.daytwo.autoscale import (
     Answer,
     _prometheus_api,
     add_policy_arguments,

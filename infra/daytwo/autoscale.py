@@ -6,7 +6,7 @@ Prometheus's HTTP API (the kafka-exporter series `kafka_consumergroup_lag`, `kaf
 sets the service's replicas through the Docker Engine API with the service version it read (a concurrent change
 makes the update fail as out of sequence: it is read again and retried, not lost). One JSON line per decision on
 stdout, explained (inputs and steps); its own metrics on --metrics-port for Prometheus. `infra autoscale
-simulate` (infra/autoscale_simulate.py) replays a trace through the same queries' answers and `decide`.
+simulate` (infra/daytwo/autoscale_simulate.py) replays a trace through the same queries' answers and `decide`.
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--policy", help="YAML file holding a scaling policy (autoscaling.workers' keys)")
     source.add_argument("--stack", help="read platform:settings.autoscaling.workers from Pulumi.<stack>.yaml")
-    parser.add_argument("--project", default=str(Path(__file__).resolve().parent.parent),
+    parser.add_argument("--project", default=str(Path(__file__).resolve().parents[2]),
                         help="directory holding the stack files (with --stack)")
 
 
