@@ -196,8 +196,13 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     # task (what Prometheus scrapes in Swarm mode).
     assert "Address" in run("nslookup", "store-client")
     task_ips = {c.attrs["NetworkSettings"]["Networks"][f"{prefix}-app"]["IPAddress"] for c in running}
-    resolved = set(re.findall(r"Address(?: \d+)?:\s*([\d.]+)", run("nslookup", "tasks.store-client")))
-    assert len(task_ips) == 2 and task_ips <= resolved
+    assert len(task_ips) == 2
+
+    def resolved() -> set[str]:
+        return set(re.findall(r"Address(?: \d+)?:\s*([\d.]+)", run("nslookup", "tasks.store-client")))
+
+    # The overlay's DNS learns a task's address by gossip, a moment after the task runs: wait for both.
+    wait_for(lambda: task_ips <= resolved(), 30, f"tasks.store-client resolving to {task_ips}")
     # Every task answers over the overlay. (Not through the service's virtual IP: that needs the daemon's
     # iptables, which the CI daemon runs without; busybox's own nc, since a static glibc wget cannot resolve.)
     request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5"
