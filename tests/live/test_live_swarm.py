@@ -255,9 +255,10 @@ def unwell_services(stack: SwarmDeployment) -> dict[str, str]:
 
 
 def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack):
-    """Last: it stops PostgreSQL and its clients. Rows written before a scheduled backup are there after the
-    runbook's block restored to a time after that backup; rows written after that time are gone; PostgreSQL is
-    promoted and every service runs healthy again, as many tasks as before."""
+    """Last: it stops PostgreSQL and its clients. After the runbook's block restored to a time after a scheduled
+    backup, the rows written before that backup are there, and those written between the backup and that time
+    (replayed from the archived WAL); the rows written after it are gone; PostgreSQL is promoted and every
+    service runs healthy again, as many tasks as before."""
     stanza = stack.run.settings["backups"].get("stanza", "platform")
     as_superuser(stack, "CREATE TABLE live_restore (n int PRIMARY KEY, phase text NOT NULL)")
     as_superuser(stack, "INSERT INTO live_restore SELECT n, 'before' FROM generate_series(1, 100) n")
@@ -269,8 +270,10 @@ def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack)
         return [b["label"] for b in info[0]["backup"] if b["timestamp"]["start"] > written]
 
     print("backups after the first rows:", wait_for(backup_after_the_rows, 150, "a backup after the first rows"))
+    # In no backup: only the archived WAL brings these back.
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'between' FROM generate_series(101, 200) n")
     target = as_superuser(stack, "SELECT clock_timestamp()")
-    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'after' FROM generate_series(101, 200) n")
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'after' FROM generate_series(201, 300) n")
     segment = as_superuser(stack, "SELECT pg_walfile_name(pg_current_wal_lsn())")
     as_superuser(stack, "SELECT pg_switch_wal()")
     # Recovery to a time stops at the first commit after it: that commit's segment must be in the archive.
@@ -282,7 +285,8 @@ def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack)
     print(f"the runbook's Swarm restore to {target} took {time.monotonic() - started:.0f} s")
     print(result.stdout[-4000:], result.stderr[-4000:])
     assert result.returncode == 0
-    assert as_superuser(stack, "SELECT phase, count(*) FROM live_restore GROUP BY phase") == "before|100"
+    assert as_superuser(stack, "SELECT phase, count(*) FROM live_restore GROUP BY phase ORDER BY phase") \
+        == "before|100\nbetween|100"
     assert as_superuser(stack, "SELECT pg_is_in_recovery()") == "f"
     assert wait_for(lambda: unwell_services(stack) == {} or None, 120, "every service healthy again")
     assert stack.client.api.services(filters={"name": f"{stack.prefix}-restore"}) == []
