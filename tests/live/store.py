@@ -178,7 +178,8 @@ class LiveStore:
                                         networks=[NetworkAttachmentConfig(network, aliases=[alias])], **options)
             self.services.append(f"{self.prefix}-{name}")
 
-        service("moto", moto_image(self.client), "moto", endpoint_spec=EndpointSpec(
+        # init: Python as PID 1 would ignore the stop signal until the grace period's SIGKILL.
+        service("moto", moto_image(self.client), "moto", init=True, endpoint_spec=EndpointSpec(
             mode="dnsrr", ports={self.host_port: (MOTO_PORT, "tcp", "host")}))
         deadline = time.monotonic() + 90
         while not self._answers():
