@@ -292,5 +292,9 @@ def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack)
         == "before|100\nbetween|100"
     assert as_superuser(stack, "SELECT pg_is_in_recovery()") == "f"
     assert wait_for(lambda: unwell_services(stack) == {} or None, 120, "every service healthy again")
+    # Nothing of the restore is left: no service, no container holding the data volume.
     assert stack.client.api.services(filters={"name": f"{stack.prefix}-restore"}) == []
+    assert wait_for(lambda: stack.client.api.containers(
+        all=True, filters={"label": f"com.docker.swarm.service.name={stack.prefix}-restore"}) == [] or None, 30,
+        "the restore's container removed")
     EdgeClient.of(stack).login()  # the restored users table, through the restarted api-gateway
