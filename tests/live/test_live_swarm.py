@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from infra.cli import REPO_ROOT
+from tests.conftest import require_tool
 from tests.live.deploy import live_plan
 from tests.live.probes import (
     STACK_PREFIX,
@@ -262,6 +263,7 @@ def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack)
     backup, the rows written before that backup are there, and those written between the backup and that time
     (replayed from the archived WAL); the rows written after it are gone; PostgreSQL is promoted and every
     service runs healthy again, as many tasks as before."""
+    require_tool("docker", "docker.io")  # the runbook's commands are the docker CLI's
     stanza = stack.run.settings["backups"].get("stanza", "platform")
     as_superuser(stack, "CREATE TABLE live_restore (n int PRIMARY KEY, phase text NOT NULL)")
     as_superuser(stack, "INSERT INTO live_restore SELECT n, 'before' FROM generate_series(1, 100) n")
