@@ -37,8 +37,8 @@ from components.spec import (
 # capabilities that step needs once everything else is dropped.
 STEP_DOWN_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 # start-postgres.sh stays root while the server it started runs as postgres (the image's gosu step): checking
-# that the server lives (`kill -0`) and handing it docker's SIGTERM signal another user's process, which root
-# without CAP_KILL may not (kill(2): EPERM); the script would exit at once, killing initdb half-way.
+# that the server lives (`kill -0`) and handing it the stop signal (as SIGINT) signal another user's process, which
+# root without CAP_KILL may not (kill(2): EPERM); the script would exit at once, killing initdb half-way.
 POSTGRES_CAPS = (*STEP_DOWN_CAPS, "KILL")
 # The same for ClickHouse's entrypoint at its first start: root stops the loopback-only server it ran as
 # clickhouse (101) to create the database (ClickHouse/docker-library server/24.8.*/entrypoint.sh, `kill -s TERM

@@ -56,7 +56,12 @@ def psql_variables(*, database: str, app_role: str, app_password: str, exporter_
 def start_script(*, files_dir: str, database: str, app_role: str, admin: bool = True,
                  socket_dir: str = SOCKET_DIR, admin_poll_seconds: int = 10) -> str:
     """The container's entrypoint (run by /bin/sh as root): the image's entrypoint with "$@" as PostgreSQL's
-    arguments, then the role sync and, in the background, the admin password once its table exists."""
+    arguments, then the role sync and, in the background, the admin password once its table exists.
+
+    A stop (the image's STOPSIGNAL SIGINT, or SIGTERM) reaches the server as SIGINT, PostgreSQL's fast
+    shutdown, as the official image intends: SIGTERM, a smart shutdown, waits for every client session to end
+    (the exporter's never does), so the stop ended in the grace period's SIGKILL, with crash recovery at the
+    next start and a postmaster.pid that makes pgBackRest refuse to restore."""
     secret = f"{files_dir}/secrets"
     variables = (f'-v database={database} -v app_role={app_role} -v exporter_role={EXPORTER_ROLE} '
                  f'-v exporter_connections={EXPORTER_CONNECTIONS} '
@@ -82,7 +87,7 @@ set -eu
 rm -f {socket_dir}/{ROLES_MARKER}
 docker-entrypoint.sh postgres "$@" &
 server=$!
-trap 'kill -TERM "$server"; wait "$server"; exit $?' TERM INT
+trap 'kill -INT "$server"; wait "$server"; exit $?' TERM INT
 as_superuser() {{ gosu {SUPERUSER} psql -X -q -v ON_ERROR_STOP=1 -h {socket_dir} -U {SUPERUSER} -d {database} "$@"; }}
 # TCP answers only once the image's entrypoint is done with its initdb-time server (socket-only).
 until pg_isready -q -h 127.0.0.1; do kill -0 "$server"; sleep 1; done

@@ -289,7 +289,22 @@ def test_the_start_script_initialises_then_rotates_on_the_same_data(tmp_path_fac
         while not bcrypt.checkpw(b"first-admin", admin_hash("app-1").encode()):
             assert time.monotonic() < deadline, "the seeded admin password was never replaced"
             time.sleep(0.5)
+        # A client's session is open at the stop (the exporter's, a service's): the stop ends it at once and
+        # the server shuts down cleanly (no postmaster.pid left, which a restore refuses), not at the grace
+        # period's SIGKILL.
+        client = subprocess.Popen([str(PG_BIN / "psql"), "-X", "-h", "127.0.0.1", "-p", str(port), "-U", APP_ROLE,
+                                   "-d", DATABASE], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, env={**os.environ, "PGPASSWORD": "app-1"})
+        deadline = time.monotonic() + 10
+        while pg.psql("-c", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql' "
+                      "AND pid <> pg_backend_pid()", user=APP_ROLE, password="app-1").stdout.strip() != "1":
+            assert time.monotonic() < deadline, "the client's session never opened"
+            time.sleep(0.2)
+        stopping = time.monotonic()
         stop(process)
+        client.kill()
+        assert time.monotonic() - stopping < 5
+        assert not (data / "postmaster.pid").exists()
 
         second_admin = bcrypt.hashpw(b"second-admin", bcrypt.gensalt(rounds=4)).decode()
         _write_secrets(files, "app-2", "exporter-2", "super-2", second_admin)

@@ -121,8 +121,18 @@ def render_crontab(config: BackupConfig, job_script: str = JOB_SCRIPT) -> str:
 def scheduler_command(crontab: str = CRONTAB) -> list[str]:
     """mcron on the Vixie table. mcron 1.0.8 loads every FILE argument as Guile Scheme, whatever its name or
     `-i` (main.scm: `(process-user-file file-path #t)`); it reads Vixie syntax from standard input with
-    `-i vixie -`. The shell duplicates the container's stdout and stderr for the jobs and execs mcron."""
-    return ["sh", "-c", f"exec {JOB_STDOUT_FD}>&1 {JOB_STDERR_FD}>&2 <{crontab} mcron -i vixie -"]
+    `-i vixie -`. The shell duplicates the container's stdout and stderr for the jobs.
+
+    The shell stays PID 1 and hands the stop signal on: mcron installs no handler for SIGTERM or SIGINT (the
+    image's STOPSIGNAL, the postgres image's), and the kernel drops a signal PID 1 does not handle
+    (pid_namespaces(7)), so an mcron of PID 1 ignored every stop until the grace period ended in SIGKILL. As
+    any other process mcron dies of the signal; the shell then exits 143. (A job running then is cut short,
+    as SIGKILL would have cut it; the next one runs on schedule.)"""
+    # An asynchronous command's stdin is /dev/null unless redirected (POSIX sh, 2.9.3): the table is mcron's own.
+    script = (f"trap 'kill -TERM \"$scheduler\" 2>/dev/null; wait \"$scheduler\"; exit 143' TERM INT; "
+              f"exec {JOB_STDOUT_FD}>&1 {JOB_STDERR_FD}>&2; "
+              f"mcron -i vixie - <{crontab} & scheduler=$!; wait \"$scheduler\"")
+    return ["sh", "-c", script]
 
 
 @dataclass(frozen=True)

@@ -268,6 +268,22 @@ def s3_objects(stack: DockerDeployment, prefix: str) -> list[str]:
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
+def assert_backup_and_wal_archive_reach_the_store(stack: DockerDeployment) -> None:
+    """The incremental class on a compressed schedule (every minute, live_settings): mcron runs the job,
+    pgBackRest takes a real backup into the store (a full one first: there is none before it), through the
+    store's gateway, over TLS from the stack's private-CA setting; PostgreSQL archives its WAL there; the job's
+    metric reaches Prometheus, where the backup alerts read it."""
+    stanza = stack.run.settings["backups"].get("stanza", "platform")
+    backups = wait_for(lambda: [key for key in s3_objects(stack, f"postgres/backup/{stanza}/")
+                                if key.endswith("/backup.manifest")], 180, "a pgBackRest backup in the store")
+    print("backups in the store:", backups)
+    assert any(key.startswith("postgres/archive/") for key in s3_objects(stack, "postgres/archive/"))
+    metric = wait_for(lambda: json.loads(prometheus_get(
+        stack, "/api/v1/query?query=backup_last_success_timestamp_seconds"))["data"]["result"], 90,
+        "the backup's success time in Prometheus")
+    assert {m["metric"]["type"] for m in metric} >= {"incr"}
+
+
 def targets_all_up(stack: DockerDeployment) -> list[dict]:
     """Prometheus' active targets once every one of them is up (within two minutes)."""
     def all_up():

@@ -4,7 +4,10 @@ S3 server behind nginx's TLS (a certificate from a private CA, which the stack i
 
 moto is a stand-in for S3 (reports name it so); nginx terminates TLS because pgBackRest's TLS client and
 moto's own (werkzeug) TLS do not get on. The deploying machine reaches moto on a published loopback port, as
-the stack's BackupStore dynamic provider would reach the endpoint."""
+the stack's BackupStore dynamic provider would reach the endpoint.
+
+In Swarm the two are services (`start_swarm`): the stack's overlays are not attachable (components/swarm.py),
+so no container can join its egress network, and the stack's definitions stay as they are."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import datetime
 import io
 import tarfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 
 import docker
@@ -124,6 +128,9 @@ class LiveStore:
     key_pem: str
     host_port: int = field(default_factory=free_port)
     containers: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+    swarm_files: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, id) of the docker configs and secrets of the Swarm services."""
 
     @property
     def endpoint(self) -> str:
@@ -166,7 +173,66 @@ class LiveStore:
         if front.status != "running":
             raise RuntimeError(f"the store's TLS front did not start: {front.logs().decode()[-2000:]}")
 
+    def start_swarm(self, network: str) -> None:
+        """moto and its TLS front as Swarm services on `network` (the stack's egress overlay, which only services
+        may join), answering there to `moto` and the store's name by their tasks' addresses (dnsrr: this kernel
+        may lack the IPVS a virtual IP needs); moto published on the host (host mode: Swarm's routing mesh is
+        IPVS too), for the deploying machine."""
+        from docker.types import ConfigReference, EndpointSpec, NetworkAttachmentConfig, SecretReference
+
+        def service(name: str, image: str, alias: str, **options) -> None:
+            self.client.services.create(image, name=f"{self.prefix}-{name}",
+                                        networks=[NetworkAttachmentConfig(network, aliases=[alias])], **options)
+            self.services.append(f"{self.prefix}-{name}")
+
+        # init: Python as PID 1 would ignore the stop signal until the grace period's SIGKILL.
+        service("moto", moto_image(self.client), "moto", init=True, endpoint_spec=EndpointSpec(
+            mode="dnsrr", ports={self.host_port: (MOTO_PORT, "tcp", "host")}))
+        deadline = time.monotonic() + 90
+        while not self._answers():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto's service did not answer on port {self.host_port}")
+            time.sleep(1)
+        files = []
+        for path, text in {"nginx.conf": _nginx_conf(), "store.pem": self.cert_pem, "store.key": self.key_pem}.items():
+            kind = "secret" if path.endswith(".key") else "config"
+            name = f"{self.prefix}-store-{path}"
+            created = getattr(self.client, f"{kind}s").create(name=name, data=text.encode())
+            self.swarm_files.append((kind, created.id))
+            reference = SecretReference if kind == "secret" else ConfigReference
+            files.append((kind, reference(created.id, name, filename=f"/etc/nginx/{path}")))
+        service("s3-front", NGINX_IMAGE, STORE_HOST, endpoint_spec=EndpointSpec(mode="dnsrr"),
+                configs=[ref for kind, ref in files if kind == "config"],
+                secrets=[ref for kind, ref in files if kind == "secret"])
+        deadline = time.monotonic() + 90
+        while not any(t["Status"]["State"] == "running" for t in self.client.api.tasks(
+                filters={"service": f"{self.prefix}-s3-front", "desired-state": "running"})):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the store's TLS front did not start as a service")
+            time.sleep(1)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.host_endpoint + "/", timeout=5):
+                return True
+        except OSError:
+            return False
+
     def remove(self) -> None:
+        for name in self.services:
+            try:
+                self.client.api.remove_service(name)
+            except docker.errors.NotFound:
+                pass
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(self.client.api.containers(
+                all=True, filters={"label": f"com.docker.swarm.service.name={name}"}) for name in self.services):
+            time.sleep(1)
+        for kind, object_id in self.swarm_files:
+            try:
+                getattr(self.client.api, f"remove_{kind}")(object_id)
+            except docker.errors.NotFound:
+                pass
         for name in self.containers:
             try:
                 self.client.api.remove_container(name, force=True, v=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,9 @@ class SwarmDeployment(DockerDeployment):
     """Service name -> seconds its tasks may take to run healthy: converge_config.timeout, or for a global service
     its healthcheck's worst case plus the runtime's margin."""
     added_labels: list[str] = field(default_factory=list)
+    before_services: Callable[[SwarmDeployment], None] | None = None
+    """Run once the stack's networks exist, before its first service: what the stack expects to find there
+    (the live test's backup store on the egress network, its bucket made, as BackupBucket makes it first)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -182,7 +186,16 @@ class SwarmDeployment(DockerDeployment):
         raise RuntimeError(f"service {name}: no running task on every node within {self.bounds[name]:.0f} s\n"
                            + self.tasks_report(name))
 
+    def up(self) -> None:
+        if self.before_services is not None:
+            for r in self.of_type(NETWORK):
+                self._create(r)
+            self.before_services(self)
+        super().up()
+
     def _create(self, r: Registration) -> None:
+        if r.urn in self.created:  # a network `up` made before the rest
+            return
         create = {NETWORK: self._network, SECRET: self._file_object, CONFIG: self._file_object,
                   RETIRED: self._retired, SERVICE: self._service, BUILT_IMAGE: self._image}
         ready = create[r.type](r)

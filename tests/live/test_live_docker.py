@@ -22,6 +22,7 @@ from tests.live.probes import (
     VERIFY_NAMED_UNKNOWN,
     EdgeClient,
     assert_app_role_confined,
+    assert_backup_and_wal_archive_reach_the_store,
     assert_reads_back_as_sent,
     backup_route,
     clickhouse_backup_after_the_store,
@@ -150,25 +151,10 @@ def test_the_application_role_cannot_create_roles_or_read_other_databases(stack)
 
 
 def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):
-    """The incremental class on a compressed schedule (every minute): mcron runs the job, pgBackRest takes a
-    real backup into the store (a full one first: there is none before it), through the store's gateway, over
-    TLS from the stack's private-CA setting; PostgreSQL archives its WAL there; the job's metric reaches
-    Prometheus, where the backup alerts read it."""
-    stanza = stack.run.settings["backups"].get("stanza", "platform")
-    prefix = f"postgres/backup/{stanza}/"
-    backups = wait_for(lambda: [key for key in s3_objects(stack, prefix) if key.endswith("/backup.manifest")],
-                       180, "a pgBackRest backup in the store")
-    print("backups in the store:", backups)
-    assert any(key.startswith("postgres/archive/") for key in s3_objects(stack, "postgres/archive/"))
-    metric = wait_for(lambda: json.loads(prometheus_get(
-        stack, "/api/v1/query?query=backup_last_success_timestamp_seconds"))["data"]["result"], 90,
-        "the backup's success time in Prometheus")
-    assert {m["metric"]["type"] for m in metric} >= {"incr"}
+    assert_backup_and_wal_archive_reach_the_store(stack)
 
 
 # --- infra verify on the live stack ------------------------------------------------------------------------
-
-
 
 
 def test_verify_passes_every_check_the_stand_ins_allow(stack, monkeypatch, capsys, tmp_path):

@@ -2,8 +2,10 @@
 (tests/live/swarm_deploy.py), proven as a user would: every service converged, its tasks healthy within their
 bound and none restarted or failed for a minute after; HTTPS through the load balancer with the stack's CA (login,
 a job submitted and processed by a worker, each api-gateway replica answering); Prometheus scraping every target
-(`tasks.<service>`); no alert firing in Alertmanager; the application's role confined; every definition reading
-back as sent (a second `up` changes nothing). Images: tests/live/images.py (real software where Debian has it,
+(`tasks.<service>`); no alert firing in Alertmanager; the application's role confined; a scheduled backup and the
+WAL archive in the store (tests/live/store.py, as Swarm services on the stack's egress network) through its
+gateway; every definition reading back as sent (a second `up` changes nothing); and last, the runbook's Swarm
+restore, run as docs/RUNBOOK.md gives it, returning PostgreSQL to a point in time. Images: tests/live/images.py (real software where Debian has it,
 stand-ins named as such)."""
 
 from __future__ import annotations
@@ -12,23 +14,33 @@ import base64
 import json
 import os
 import re
+import subprocess
 import time
 import uuid
 
 import pytest
 import yaml
 
+from infra.cli import REPO_ROOT
+from tests.conftest import require_tool
 from tests.live.deploy import live_plan
 from tests.live.probes import (
     STACK_PREFIX,
     EdgeClient,
     assert_app_role_confined,
+    assert_backup_and_wal_archive_reach_the_store,
+    container_of,
+    create_bucket,
+    exec_in,
     firing_but_unresolvable_uptime,
+    live_secrets,
+    live_settings,
     request_counts,
     table,
     targets_all_up,
     wait_for,
 )
+from tests.live.store import LiveStore
 from tests.live.swarm_deploy import CONFIG, NETWORK, SECRET, SERVICE, SwarmDeployment
 from tests.live.swarm_engine import _labels, as_sent, read_back
 
@@ -43,10 +55,19 @@ the start-first rollout's extra task and prod's max_connections covers it)."""
 
 @pytest.fixture(scope="module")
 def stack(engine, live_images):
-    run = live_plan("prod", SETTINGS)
     # As long as the stack's own prefix, so that names cut to Swarm's 64 characters are cut alike.
     prefix = f"lsw-{uuid.uuid4().hex}"[: len(STACK_PREFIX)]
-    deployment = SwarmDeployment(engine, run, prefix, STACK_PREFIX)
+    store = LiveStore.new(engine, prefix)
+    run = live_plan("prod", SETTINGS | live_settings(store), live_secrets())
+
+    def store_first(deployment: SwarmDeployment) -> None:
+        """The store on the stack's egress network and its bucket made before any service starts, as the
+        stack's BackupBucket is made before its clients."""
+        store.start_swarm(deployment.local(f"{STACK_PREFIX}-egress"))
+        create_bucket(deployment, store)
+
+    deployment = SwarmDeployment(engine, run, prefix, STACK_PREFIX, before_services=store_first)
+    deployment.store = store
     started = time.monotonic()
     try:
         deployment.up()
@@ -57,7 +78,11 @@ def stack(engine, live_images):
         yield deployment
     finally:
         if os.environ.get("LIVE_KEEP") != "1":
+            removing = time.monotonic()
+            store.remove()  # first: its services hold endpoints on the stack's egress network
+            stored = time.monotonic()
             deployment.down()
+            print(f"\nremoved: the store in {stored - removing:.0f} s, the stack in {time.monotonic() - stored:.0f} s")
 
 
 def healthy_table(stack: SwarmDeployment, images: dict[str, str]) -> str:
@@ -194,3 +219,84 @@ def test_the_definitions_read_back_as_sent(stack):
                 differences.append((sent["name"], labels))
     assert differences == []
 
+
+
+def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):
+    assert_backup_and_wal_archive_reach_the_store(stack)
+
+
+RESTORE_BLOCK = "# Swarm: restore PostgreSQL"
+"""The first line of the runbook's Swarm restore block."""
+
+
+def runbook_block(first_line: str) -> str:
+    """The runbook's ```sh block that starts with `first_line`: the commands as a user copies them."""
+    blocks = re.findall(r"^```sh\n(.*?)^```$", (REPO_ROOT / "docs" / "RUNBOOK.md").read_text(),
+                        re.MULTILINE | re.DOTALL)
+    (block,) = [b for b in blocks if b.startswith(first_line)]
+    return block
+
+
+def as_superuser(stack: SwarmDeployment, sql: str) -> str:
+    """One statement in the application's database as PostgreSQL's superuser (peer, over its socket)."""
+    database = stack.run.settings.get("data", {}).get("postgres_database", "orchestration")
+    code, output = container_of(stack, "postgres").exec_run(["psql", "-X", "-tAq", "-d", database, "-c", sql],
+                                                            user="postgres")
+    assert code == 0, output.decode(errors="replace")
+    return output.decode().strip()
+
+
+def unwell_services(stack: SwarmDeployment) -> dict[str, str]:
+    """The services without their expected number of running, healthy tasks, with their tasks' report."""
+    unwell = {}
+    for inputs in stack.services():
+        name = inputs["name"]
+        healthy = [c for c in stack.task_containers(name)
+                   if c.attrs["State"].get("Health", {}).get("Status", "healthy") == "healthy"]
+        if len(healthy) != _expected_tasks(inputs):
+            unwell[name] = stack.tasks_report(name)
+    return unwell
+
+
+def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack):
+    """Last: it stops PostgreSQL and its clients. After the runbook's block restored to a time after a scheduled
+    backup, the rows written before that backup are there, and those written between the backup and that time
+    (replayed from the archived WAL); the rows written after it are gone; PostgreSQL is promoted and every
+    service runs healthy again, as many tasks as before."""
+    require_tool("docker", "docker.io")  # the runbook's commands are the docker CLI's
+    stanza = stack.run.settings["backups"].get("stanza", "platform")
+    as_superuser(stack, "CREATE TABLE live_restore (n int PRIMARY KEY, phase text NOT NULL)")
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'before' FROM generate_series(1, 100) n")
+    written = float(as_superuser(stack, "SELECT extract(epoch FROM clock_timestamp())"))
+
+    def backup_after_the_rows():
+        info = json.loads(exec_in(stack, "postgres-backup", ["pgbackrest", f"--stanza={stanza}", "info",
+                                                             "--output=json"]))
+        return [b["label"] for b in info[0]["backup"] if b["timestamp"]["start"] > written]
+
+    print("backups after the first rows:", wait_for(backup_after_the_rows, 150, "a backup after the first rows"))
+    # In no backup: only the archived WAL brings these back.
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'between' FROM generate_series(101, 200) n")
+    target = as_superuser(stack, "SELECT clock_timestamp()")
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'after' FROM generate_series(201, 300) n")
+    segment = as_superuser(stack, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    as_superuser(stack, "SELECT pg_switch_wal()")
+    # Recovery to a time stops at the first commit after it: that commit's segment must be in the archive.
+    wait_for(lambda: as_superuser(stack, "SELECT last_archived_wal FROM pg_stat_archiver") >= segment, 90,
+             f"WAL segment {segment} archived")
+    started = time.monotonic()
+    result = subprocess.run(["sh", "-c", runbook_block(RESTORE_BLOCK)], capture_output=True, text=True,
+                            timeout=600, check=False, env={**os.environ, "STACK": stack.prefix, "TARGET": target})
+    print(f"the runbook's Swarm restore to {target} took {time.monotonic() - started:.0f} s")
+    print(result.stdout[-4000:], result.stderr[-4000:])
+    assert result.returncode == 0
+    assert as_superuser(stack, "SELECT phase, count(*) FROM live_restore GROUP BY phase ORDER BY phase") \
+        == "before|100\nbetween|100"
+    assert as_superuser(stack, "SELECT pg_is_in_recovery()") == "f"
+    assert wait_for(lambda: unwell_services(stack) == {} or None, 120, "every service healthy again")
+    # Nothing of the restore is left: no service, no container holding the data volume.
+    assert stack.client.api.services(filters={"name": f"{stack.prefix}-restore"}) == []
+    assert wait_for(lambda: stack.client.api.containers(
+        all=True, filters={"label": f"com.docker.swarm.service.name={stack.prefix}-restore"}) == [] or None, 30,
+        "the restore's container removed")
+    EdgeClient.of(stack).login()  # the restored users table, through the restarted api-gateway

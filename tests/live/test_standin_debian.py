@@ -392,3 +392,38 @@ def test_the_redis_and_nginx_standins_default_as_the_official_images(engine, ima
 def test_the_autoscaler_image_runs_its_entrypoint_from_the_python_standin(engine, images):
     output = engine.containers.run(reference("autoscaler"), command=["--help"], network_mode="none", remove=True)
     assert b"--docker-host" in output
+
+
+def test_the_backup_jobs_scheduler_stops_at_once_on_its_image(engine, images):
+    """The prod plan's backup job (its image, command, user, environment, capabilities and grace period) with
+    the stack's table: a stop ends it in seconds with the shell's 143, not the grace period's SIGKILL (137)."""
+    from components.backup.jobs import CRONTAB, render_crontab
+
+    plan = load_prod_plan()
+    job = next(c for c in plan[CONTAINER] if c["name"] == f"{PLAN_PREFIX}-postgres-backup")
+    container = engine.containers.create(
+        image_reference(plan, job["image"]), job["command"], name=f"{PREFIX}-backup-stop", network_mode="none",
+        user=job["user"], environment=job["envs"], cap_drop=job["capabilities"]["drops"],
+        security_opt=job["securityOpts"])
+    try:
+        import io
+        import tarfile
+
+        table = render_crontab(prod_settings().backups).encode()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo(CRONTAB.lstrip("/"))
+            info.size, info.mode = len(table), 0o444
+            tar.addfile(info, io.BytesIO(table))
+        container.put_archive("/", archive.getvalue())
+        container.start()
+        _wait_for("mcron running", lambda: any("mcron" in " ".join(p) for p in container.top()["Processes"]))
+        time.sleep(2)  # mcron has read its table and waits for the next job
+        started = time.monotonic()
+        container.stop(timeout=int(job["destroyGraceSeconds"]))
+        took = time.monotonic() - started
+        state = engine.api.inspect_container(container.id)["State"]
+        print(f"the backup job stopped in {took:.1f} s, exit {state['ExitCode']}")
+        assert (state["ExitCode"], took < 5) == (143, True), (took, container.logs().decode(errors="replace"))
+    finally:
+        container.remove(force=True)
