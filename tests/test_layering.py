@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import infra.settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = ("infra", "stacks", "policies")
 
@@ -63,10 +65,10 @@ def test_settings_use_the_components_image_pinning():
 CORE = ("infra.mockrun", "infra.check", "infra.checklist", "infra.diagram", "infra.settings", "infra.catalog")
 
 
-def module_graph(root: Path, package: str) -> dict[str, set[str]]:
+def module_graph(root: Path, package: str, import_prefix: str = "") -> dict[str, set[str]]:
     """Each module of `package` (under `root`) and the package's modules it imports anywhere in its body (function-
     level imports too): `from infra import catalog` and `from infra.daytwo.evidence import x` both count."""
-    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+    modules = {import_prefix + ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
                for p in sorted((root / package).rglob("*.py"))}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -117,7 +119,8 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-INFRA = module_graph(REPO_ROOT, "infra")
+# The name `infra` is imported by (the folder's, or an installed package's `platform_infra.infra`).
+INFRA = module_graph(REPO_ROOT, "infra", import_prefix=infra.settings.__name__.removesuffix("infra.settings"))
 
 
 def test_infra_modules_import_each_other_without_a_cycle():
