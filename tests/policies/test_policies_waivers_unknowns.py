@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import xml.etree.ElementTree as ET
 
@@ -14,7 +15,9 @@ from tests.policies.conftest import EXAMPLE, as_run, ids, messages, named
 from tests.policies.fixtures import secret, secure_stack
 from tests.policies.test_policies_cli import run_cli, write_program
 
-FUTURE, PAST = "2999-12-31", "2001-01-01"
+FUTURE = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+"""Within every rule's waiver horizon (policies.waivers.MAX_WAIVER_DAYS)."""
+PAST = "2001-01-01"
 
 
 def privileged_api(waiver: str | None = None):
