@@ -572,3 +572,69 @@ def test_a_tcp_proxys_nginx_config_is_not_judged_as_an_edge(check):
                         uploads=[{"file": "/etc/platform/nginx.conf", "content": render_gateway_conf(route)}])
     report = check(mutate=lambda resources: resources.append(gateway))
     assert report.violations == []
+
+
+@pytest.mark.parametrize("key", ["db_password", "Spring_Datasource_Password", "apiKey", "client_secret"])
+def test_credential_names_match_in_any_case(check, key):
+    """The secret-name pattern ignores case: a lower- or mixed-case name is as much a credential."""
+    report = check(mutate=add_env("api-gateway", f"{key}=Zq8vN3kP0wLx7TbR2mYc"))
+    assert messages(report, "SEC-001") == [f"api-gateway: env {key} carries a credential; prefer {key}_FILE"]
+    shell = check(mutate=set_fields("postgres-backup", command=["sh", "-c", f"{key}=Zq8vN3kP0wLx7TbR2mYc pg_dump"]))
+    assert messages(shell, "SEC-005") == [f"postgres-backup: command passes {key} as a literal value"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pgbackrest", "--repo1-s3-key-secret-file=/run/secrets/s3", "backup"],
+        ["sh", "-c", 'PGPASSWORD="$(cat /run/secrets/pg)" pg_dump -h db'],
+        ["sh", "-c", "grafana cli admin reset-admin-password --password-from-stdin < /run/secrets/admin"],
+        ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" ping'],
+        ["redis-server", "--requirepass", "$REDIS_PASSWORD"],
+        ["pg_dump", "postgresql://app@db/app", "--password", "--no-owner"],
+        ["sh", "-c", "unbalanced 'quote --token=$TOKEN"],
+    ],
+)
+def test_credentials_taken_from_elsewhere_at_run_time_pass(check, command):
+    assert "SEC-005" not in ids(check(mutate=set_fields("postgres-backup", command=command)))
+
+
+def test_disabled_admin_flags_and_overridden_settings_pass(check):
+    off = check(mutate=set_fields("prometheus", command=["--config.file=/etc/prometheus/prometheus.yml",
+                                                         "--storage.tsdb.retention.time=15d",
+                                                         "--web.enable-lifecycle=false"]))
+    assert "MON-PROM-002" not in ids(off)
+    grafana = check(mutate=both(add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=false"), set_fields(
+        "grafana", uploads=[{"file": "/etc/grafana/grafana.ini", "content": "[auth.anonymous]\nenabled = true\n"}])))
+    assert "MON-GRAF-002" not in ids(grafana)  # the env overrides grafana.ini
+    redis = check(mutate=edit_upload("redis", "redis.conf", "protected-mode yes",
+                                     "protected-mode yes\nenable-debug-command no\nenable-module-command no"))
+    assert "DS-REDIS-002" not in ids(redis)
+    comment = check(mutate=edit_upload("postgres", "pg_hba.conf", "scram-sha-256\n", "scram-sha-256  # not trust\n"))
+    assert "DS-PG-003" not in ids(comment)
+
+
+def test_redis_findings_name_each_weakening(check):
+    report = check(mutate=edit_upload("redis", "redis.conf", 'rename-command FLUSHDB ""',
+                                      "enable-debug-command yes\nloadmodule /opt/m.so"))
+    assert sorted(messages(report, "DS-REDIS-002")) == [
+        'redis: FLUSHDB is not disabled (rename-command FLUSHDB "")',
+        "redis: enable-debug-command yes: the command is offered to clients",
+        "redis: loadmodule /opt/m.so: a module extends the command set",
+    ]
+
+
+def test_hba_findings_name_the_source_and_line(check):
+    report = check(mutate=edit_upload("postgres", "pg_hba.conf", "peer", "trust"))
+    assert messages(report, "DS-PG-003") == [
+        ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 trusts local connections of "
+        "postgres without a password")]
+    initdb = check(mutate=both(drop_fields("postgres", "command"),
+                               add_env("postgres", "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256")))
+    assert messages(initdb, "DS-PG-003") == [
+        ("postgres: postgres postgres: env POSTGRES_INITDB_ARGS/POSTGRES_HOST_AUTH_METHOD (initdb's pg_hba.conf) "
+        "line 1 trusts local connections of all without a password")]
+    superuser = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject\n", ""))
+    assert messages(superuser, "DS-PG-004") == [
+        ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 4 lets the superuser postgres log in "
+        "over TCP")]
