@@ -41,6 +41,9 @@ is checked for a critical or high rule, 730 for a medium or low one (`policies/w
 MAX_WAIVER_DAYS); one dated further out is refused. Rules marked *config waiver only* are never waived by
 a label: only their policy config entry waives them, and only with `"approver": "<who accepted it>"`.
 
+**Mutation testing.** `tests/policies/cosmic-ray.toml` runs cosmic-ray over `policies/rules` against the
+rule tests (how, in its comments); a surviving mutant is a behaviour no test pins down.
+
 **Unknowns.** A value not known at preview is reported as unknown (counted in every report), never
 passed silently. Rules marked *fail closed* report it as a violation instead.
 
