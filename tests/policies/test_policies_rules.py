@@ -638,3 +638,21 @@ def test_hba_findings_name_the_source_and_line(check):
     assert messages(superuser, "DS-PG-004") == [
         ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 4 lets the superuser postgres log in "
         "over TCP")]
+
+
+def test_monitoring_findings_name_the_flag_and_the_source(check):
+    flags = check(mutate=set_fields("prometheus", command=["--config.file=/etc/prometheus/prometheus.yml",
+                                                           "--storage.tsdb.retention.time=15d",
+                                                           "--web.enable-lifecycle", "--web.enable-admin-api=1"]))
+    assert messages(flags, "MON-PROM-002") == [
+        "prometheus: --web.enable-lifecycle is set: anyone reaching Prometheus may use it",
+        "prometheus: --web.enable-admin-api is set: anyone reaching Prometheus may use it",
+    ]
+    grafana = check(mutate=both(add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=yes"),
+                                set_fields("grafana", command=["grafana", "server", "cfg:auth.anonymous.enabled=on"])))
+    assert messages(grafana, "MON-GRAF-002") == [
+        "grafana: anonymous access is enabled (auth.anonymous enabled=yes)",
+        "grafana: anonymous access is enabled on the command line (cfg:auth.anonymous.enabled=on)",
+    ]
+    off = check(mutate=set_fields("grafana", command=["grafana", "server", "cfg:auth.anonymous.enabled=false"]))
+    assert "MON-GRAF-002" not in ids(off)
