@@ -616,10 +616,11 @@ def test_disabled_admin_flags_and_overridden_settings_pass(check):
 
 def test_redis_findings_name_each_weakening(check):
     report = check(mutate=edit_upload("redis", "redis.conf", 'rename-command FLUSHDB ""',
-                                      "enable-debug-command yes\nloadmodule /opt/m.so"))
+                                      "enable-debug-command yes\nloadmodule /opt/m.so\nenable-module-command"))
     assert sorted(messages(report, "DS-REDIS-002")) == [
         'redis: FLUSHDB is not disabled (rename-command FLUSHDB "")',
         "redis: enable-debug-command yes: the command is offered to clients",
+        "redis: enable-module-command (empty): the command is offered to clients",
         "redis: loadmodule /opt/m.so: a module extends the command set",
     ]
 
@@ -634,6 +635,13 @@ def test_hba_findings_name_the_source_and_line(check):
     assert messages(initdb, "DS-PG-003") == [
         ("postgres: postgres postgres: env POSTGRES_INITDB_ARGS/POSTGRES_HOST_AUTH_METHOD (initdb's pg_hba.conf) "
         "line 1 trusts local connections of all without a password")]
+    include = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "include_dir conf.d\nlocal "))
+    assert messages(include, "DS-PG-003") == [
+        "postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 includes conf.d, not checked"]
+    assert "DS-PG-004" not in ids(check())  # rejected for every database from every address first
+    one_database = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject",
+                                            "host    app  postgres  all            reject"))
+    assert "DS-PG-004" in ids(one_database)
     superuser = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject\n", ""))
     assert messages(superuser, "DS-PG-004") == [
         ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 4 lets the superuser postgres log in "

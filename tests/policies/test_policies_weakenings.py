@@ -145,6 +145,27 @@ def edge_network(runtime: str) -> Weakening:
     return weaken
 
 
+ANONYMOUS_INI = "[auth.anonymous]\nenabled = true\n"
+
+
+def grafana_ini(runtime: str) -> Weakening:
+    """An uploaded grafana.ini turning anonymous access on: on the files carrier, or as a Swarm config."""
+
+    def weaken(resources):
+        if runtime == "docker":
+            workload(resources, "monitoring-grafana-files").inputs["uploads"].append(
+                {"file": "/etc/grafana/grafana.ini", "content": ANONYMOUS_INI})
+            return
+        config = next(r for r in resources if r.type.endswith("serviceConfig:ServiceConfig")
+                      and r.name.startswith("monitoring-grafana-"))
+        for label in config.inputs["labels"]:
+            if label["label"] == "platform.path":
+                label["value"] = "/etc/grafana/grafana.ini"
+        config.inputs["data"] = base64.b64encode(ANONYMOUS_INI.encode()).decode()
+
+    return weaken
+
+
 def far_waiver(runtime: str) -> Weakening:
     return add_label("monitoring-cadvisor", "platform.waiver.CTR-014",
                      "reason=cAdvisor reads the Docker API;expires=2099-12-31")
@@ -174,6 +195,7 @@ WEAKENINGS: dict[str, tuple[str, Callable[[str], Weakening]]] = {
     "an application service on the internet-facing edge network": ("NET-001", edge_network),
     "Grafana anonymous viewing in the environment": (
         "MON-GRAF-002", lambda rt: add_env("monitoring-grafana", "GF_AUTH_ANONYMOUS_ENABLED", "true")),
+    "Grafana anonymous viewing in an uploaded grafana.ini": ("MON-GRAF-002", grafana_ini),
     "Prometheus' lifecycle API on its command line": (
         "MON-PROM-002", lambda rt: add_args("monitoring-prometheus", "--web.enable-lifecycle")),
     "Prometheus' admin API on its command line": (
