@@ -431,6 +431,8 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     # Credentials on command lines: exec and shell form, healthchecks, URLs, Swarm args.
     ("SEC-005", set_fields("postgres-backup", command=["pgbackrest", "--stanza=main", "--repo1-s3-key-secret",
                                                        "Zq8vN3kP0wLx7TbR2mYc", "backup"]), "postgres-backup"),
+    ("SEC-005", set_fields("postgres-backup", command=["mysqldump", "--password", "Zq8vN3kP0wLx7TbR2mYc"]),
+     "postgres-backup"),  # the credential last
     ("SEC-005", set_fields("postgres-backup", command=["sh", "-c", "PGPASSWORD=Zq8vN3kP0wLx7TbR2mYc pg_dump -h db"]),
      "postgres-backup"),
     ("SEC-005", set_fields("postgres-backup", command=["pg_dump", "postgresql://app:Zq8vN3kP0wLx7TbR2mYc@db/app"]),
@@ -593,6 +595,7 @@ def test_credential_names_match_in_any_case(check, key):
         ["redis-server", "--requirepass", "$REDIS_PASSWORD"],
         ["pg_dump", "postgresql://app@db/app", "--password", "--no-owner"],
         ["sh", "-c", "unbalanced 'quote --token=$TOKEN"],
+        ["redis-cli", "-h", "redis", "ping"],
     ],
 )
 def test_credentials_taken_from_elsewhere_at_run_time_pass(check, command):
@@ -616,7 +619,7 @@ def test_disabled_admin_flags_and_overridden_settings_pass(check):
 
 def test_redis_findings_name_each_weakening(check):
     report = check(mutate=edit_upload("redis", "redis.conf", 'rename-command FLUSHDB ""',
-                                      "enable-debug-command yes\nloadmodule /opt/m.so\nenable-module-command"))
+                                      "enable-debug-command yes\nloadmodule /opt/m.so\nenable-module-command\nrename-command"))
     assert sorted(messages(report, "DS-REDIS-002")) == [
         'redis: FLUSHDB is not disabled (rename-command FLUSHDB "")',
         "redis: enable-debug-command yes: the command is offered to clients",
@@ -639,13 +642,23 @@ def test_hba_findings_name_the_source_and_line(check):
     assert messages(include, "DS-PG-003") == [
         "postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 includes conf.d, not checked"]
     assert "DS-PG-004" not in ids(check())  # rejected for every database from every address first
+    short = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "host all postgres\nlocal "))
+    assert "DS-PG-004" not in ids(short)  # a line without an address is no way in
+    ipv6 = check(mutate=edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
+                                    "fd00:: ffff:ff00:: trust"))
+    assert "DS-PG-003" in ids(ipv6)
     one_database = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject",
-                                            "host    app  postgres  all            reject"))
+                                            "host    admin  postgres  all            reject"))
     assert "DS-PG-004" in ids(one_database)
     superuser = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject\n", ""))
     assert messages(superuser, "DS-PG-004") == [
         ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 4 lets the superuser postgres log in "
         "over TCP")]
+
+
+def test_an_unbalanced_quote_in_redis_conf_is_still_read(check):
+    report = check(mutate=edit_upload("redis", "redis.conf", "protected-mode yes", 'enable-debug-command "yes'))
+    assert messages(report, "DS-REDIS-002") == ['redis: enable-debug-command "yes: the command is offered to clients']
 
 
 def test_monitoring_findings_name_the_flag_and_the_source(check):
