@@ -644,6 +644,8 @@ def test_hba_findings_name_the_source_and_line(check):
     assert "DS-PG-004" not in ids(check())  # rejected for every database from every address first
     short = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "host all postgres\nlocal "))
     assert "DS-PG-004" not in ids(short)  # a line without an address is no way in
+    no_method = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "local all all\nlocal "))
+    assert "DS-PG-003" not in ids(no_method)  # a local line without a method trusts no one
     ipv6 = check(mutate=edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
                                     "fd00:: ffff:ff00:: trust"))
     assert "DS-PG-003" in ids(ipv6)
