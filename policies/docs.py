@@ -36,7 +36,13 @@ dev and staging: advisory). Without a config file every rule runs at its prod le
 `reason=<why>;expires=YYYY-MM-DD`, or the rule's config entry
 `"waivers": [{"resource": "<name, URN or glob>", "reason": "...", "expires": "YYYY-MM-DD"}]`.
 Waived findings stay listed in every report; an expired waiver lets them through again; a waiver without
-a reason or expiry is refused and reported as a violation.
+a reason or expiry is refused and reported as a violation. A waiver may run at most 365 days from the day it
+is checked for a critical or high rule, 730 for a medium or low one (`policies/waivers.py`
+MAX_WAIVER_DAYS); one dated further out is refused. Rules marked *config waiver only* are never waived by
+a label: only their policy config entry waives them, and only with `"approver": "<who accepted it>"`.
+
+**Mutation testing.** `tests/policies/cosmic-ray.toml` runs cosmic-ray over `policies/rules` against the
+rule tests (how, in its comments); a surviving mutant is a behaviour no test pins down.
 
 **Unknowns.** A value not known at preview is reported as unknown (counted in every report), never
 passed silently. Rules marked *fail closed* report it as a violation instead.
@@ -79,6 +85,11 @@ def _rule_section(rule: Rule) -> list[str]:
         lines.append(f"- Default enforcement: {levels}")
         lines.append(
             f"- On unknown values: {'fail closed' if rule.on_unknown == 'fail' else 'reported as unknown'}"
+        )
+        lines.append(
+            "- Waivers: label or policy config"
+            if rule.label_waivable
+            else "- Waivers: config waiver only (policy config, with an approver)"
         )
     items = catalog.load().by_id()
     lines.append(f"- Checklist: {'; '.join(f'`{i}` {items[i].text}' for i in rule.checklist)}")

@@ -159,7 +159,7 @@ def _judge(
     except UnknownValueError as error:
         unknown = error
     found = waivers.waivers_for(
-        rule.id, _resource_labels(resource_type, props, name, urn), name, urn, options.get("waivers", [])
+        rule, _resource_labels(resource_type, props, name, urn), name, urn, options.get("waivers", [])
     )
     return waivers.settle(rule.id, findings, found, report), unknown
 
@@ -214,7 +214,7 @@ def _stack_validate(rule: Rule):
                 []
                 if resource is None
                 else waivers.waivers_for(
-                    rule.id,
+                    rule,
                     _resource_labels(resource.resource_type, resource.props, resource.name, urn),
                     resource.name,
                     urn,

@@ -51,6 +51,9 @@ class Rule:
     reads_files: bool = False
     """The rule reads uploaded files, so it also applies to never-started containers that only carry files;
     every other rule is about a running process and skips them."""
+    label_waivable: bool = True
+    """False: a resource label never waives the rule; only its policy config can, with an approver (the
+    weakenings that open a store or an administrative API to anyone)."""
     reads_identity: bool = False
     """The rule's scope or check reads what a workload is (its kind or role). A workload's image is often
     another resource's output (`RemoteImage.image_id`), which a resource policy cannot follow, so the rule

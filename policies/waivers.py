@@ -5,6 +5,11 @@ Two sources:
 * the rule's policy config: `"waivers": [{"resource": "<name, URN or glob>", "reason": ..., "expires": ...}]`
   (the engine validates these against the rule's schema, which requires all three fields).
 
+A waiver may not run longer than its rule's severity allows (MAX_WAIVER_DAYS, from the day it is checked):
+one dated further out is refused, so an exception is re-decided at least that often. A rule registered with
+`label_waivable=False` is never waived by a label: only its policy config waives it, and only a config
+waiver naming its `approver`.
+
 A valid waiver turns the rule's findings on that resource into a `not_applicable` reason starting with
 `waived: ` + JSON, which `infra check` lists under "waived"; an expired waiver lets the findings through
 again, marked as such; a waiver without a reason or a valid expiry is refused and reported as a violation.
@@ -16,9 +21,15 @@ import datetime
 import fnmatch
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from policies.registry import Rule
+
+MAX_WAIVER_DAYS = {"critical": 365, "high": 365, "medium": 730, "low": 730}
+"""The furthest a waiver's expiry may lie, in days from today, by the severity of the rule it waives."""
 WAIVER_LABEL_PREFIX = "platform.waiver."
+CONFIG_SOURCE = "policy config"
 WAIVED_PREFIX = "waived: "
 
 WAIVERS_SCHEMA: dict[str, Any] = {
@@ -36,6 +47,11 @@ WAIVERS_SCHEMA: dict[str, Any] = {
                 "description": "resource name or URN; globs allowed",
             },
             "reason": {"type": "string", "minLength": 1},
+            "approver": {
+                "type": "string",
+                "minLength": 1,
+                "description": "who accepted the exception; required by the rules no label may waive",
+            },
             "expires": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
         },
     },
@@ -53,6 +69,7 @@ class Waiver:
     reason: str
     expires: str
     problem: str | None = None
+    approver: str | None = None
 
     @property
     def expired(self) -> bool:
@@ -63,42 +80,60 @@ class Waiver:
         return self.problem is None and not self.expired
 
 
-def parse_label(rule_id: str, text: str) -> Waiver:
+def parse_label(rule: Rule, text: str) -> Waiver:
     fields: dict[str, str] = {}
     for part in text.split(";"):
         key, _, value = part.partition("=")
         if key.strip():
             fields[key.strip().lower()] = value.strip()
-    return _waiver(
-        rule_id, f"label {WAIVER_LABEL_PREFIX}{rule_id}", fields.get("reason", ""), fields.get("expires", "")
-    )
+    source = f"label {WAIVER_LABEL_PREFIX}{rule.id}"
+    waiver = _waiver(rule, source, fields.get("reason", ""), fields.get("expires", ""))
+    if not rule.label_waivable and waiver.problem is None:
+        problem = "no label waives this rule; only its policy config does, with an approver"
+        return Waiver(rule.id, source, waiver.reason, waiver.expires, problem)
+    return waiver
 
 
-def _waiver(rule_id: str, source: str, reason: str, expires: str) -> Waiver:
+def _waiver(rule: Rule, source: str, reason: str, expires: str, approver: str | None = None) -> Waiver:
     problem = None
     if not reason.strip():
         problem = "it has no reason (reason=...)"
     else:
         try:
-            datetime.date.fromisoformat(expires)
+            until = datetime.date.fromisoformat(expires)
         except ValueError:
             problem = "it has no valid expiry date (expires=YYYY-MM-DD)"
-    return Waiver(rule_id, source, reason.strip(), expires, problem)
+        else:
+            days = MAX_WAIVER_DAYS[rule.severity]
+            latest = today() + datetime.timedelta(days=days)
+            if until > latest:
+                problem = (f"it expires {expires}, beyond the {days} days a {rule.severity} rule may be waived "
+                           f"(at most {latest.isoformat()})")
+            elif not rule.label_waivable and source == CONFIG_SOURCE and not (approver or "").strip():
+                problem = "it has no approver (approver: who accepted it)"
+    return Waiver(rule.id, source, reason.strip(), expires, problem, (approver or "").strip() or None)
 
 
 def waivers_for(
-    rule_id: str, resource_labels: dict[str, str], name: str, urn: str, config_waivers: list[Any]
+    rule: Rule, resource_labels: dict[str, str], name: str, urn: str, config_waivers: list[Any]
 ) -> list[Waiver]:
     found = [
-        parse_label(rule_id, value)
+        parse_label(rule, value)
         for key, value in resource_labels.items()
-        if key == WAIVER_LABEL_PREFIX + rule_id
+        if key == WAIVER_LABEL_PREFIX + rule.id
     ]
     for entry in config_waivers or []:
         pattern = str(entry.get("resource", ""))
         if pattern and (fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(urn, pattern)):
+            approver = entry.get("approver")
             found.append(
-                _waiver(rule_id, "policy config", str(entry.get("reason", "")), str(entry.get("expires", "")))
+                _waiver(
+                    rule,
+                    CONFIG_SOURCE,
+                    str(entry.get("reason", "")),
+                    str(entry.get("expires", "")),
+                    None if approver is None else str(approver),
+                )
             )
     return found
 
@@ -111,13 +146,14 @@ def settle(rule_id: str, findings: list[str], waivers: list[Waiver], report) -> 
     valid = [w for w in waivers if w.valid]
     if valid:
         chosen = valid[0]
-        return {
+        record = {
             "rule": rule_id,
             "source": chosen.source,
             "reason": chosen.reason,
             "expires": chosen.expires,
             "findings": findings,
         }
+        return {**record, "approver": chosen.approver} if chosen.approver else record
     expired = [w for w in waivers if w.expired]
     suffix = f" (waiver expired {expired[0].expires}: {expired[0].reason})" if expired else ""
     for finding in findings:

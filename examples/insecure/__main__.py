@@ -36,7 +36,8 @@ docker.Container(
     "postgres",
     name="postgres",
     image=postgres_image.image_id,
-    envs=["POSTGRES_PASSWORD=postgres", "POSTGRES_HOST_AUTH_METHOD=trust"],  # SEC-003, DS-PG-001
+    # SEC-003, DS-PG-001; initdb's pg_hba.conf trusts everyone, the superuser over TCP (DS-PG-003, DS-PG-004)
+    envs=["POSTGRES_PASSWORD=postgres", "POSTGRES_HOST_AUTH_METHOD=trust"],
     ports=[{"internal": 5432, "external": 5432}],  # CTR-026, CTR-025
     networks_advanced=[{"name": network.name}],
     volumes=[{"host_path": "/etc", "container_path": "/host-etc"}],  # CTR-015
@@ -46,7 +47,8 @@ docker.Container(
 docker.Container(
     "redis",
     name="redis",
-    image="redis:7",  # no password (DS-REDIS-001), no limits, no healthcheck
+    image="redis:7",  # no password (DS-REDIS-001), DEBUG and FLUSHALL on (DS-REDIS-002), no limits
+    healthcheck={"tests": ["CMD", "redis-cli", "-a", "hunter2hunter2hunter2", "ping"]},  # SEC-005
     ports=[{"internal": 6379, "external": 6379}],
     network_mode="host",  # CTR-009
     opts=opts,
@@ -83,7 +85,8 @@ docker.Container(
     "grafana",
     name="grafana",
     image="grafana/grafana:latest",
-    envs=["GF_SECURITY_ADMIN_PASSWORD=admin", "GF_USERS_ALLOW_SIGN_UP=true"],  # MON-GRAF-001
+    envs=["GF_SECURITY_ADMIN_PASSWORD=admin", "GF_USERS_ALLOW_SIGN_UP=true",  # MON-GRAF-001
+          "GF_AUTH_ANONYMOUS_ENABLED=true"],  # MON-GRAF-002
     ports=[{"internal": 3000, "external": 3000}],
     networks_advanced=[{"name": network.name}],
     opts=opts,
@@ -93,7 +96,7 @@ docker.Container(
     "prometheus",
     name="prometheus",
     image="prom/prometheus:latest",
-    command=["--config.file=/etc/prometheus/prometheus.yml", "--web.enable-admin-api"],  # MON-PROM-001
+    command=["--config.file=/etc/prometheus/prometheus.yml", "--web.enable-admin-api"],  # MON-PROM-001/002
     ports=[{"internal": 9090, "external": 9090}],
     uploads=[
         {

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import shlex
 
-from policies.props import WORKLOADS, Workload, truthy
-from policies.registry import MANDATORY, resource_rule, stack_rule
+from policies.props import SERVICE_CONFIG, SERVICE_LABEL, WORKLOADS, Workload, truthy
+from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
 from policies.scope import kind_is
 
 
@@ -63,6 +64,144 @@ def app_admin_password(stack, report, options) -> None:
                    w.urn)
 
 
+HBA_FILE_SETTING = re.compile(r"(?:-c\s*|--)hba[_-]file=['\"]?([^'\"\s]+)")
+INITDB_AUTH = re.compile(r"(?:--auth(?:-(host|local))?[=\s]|-A\s*)['\"]?(\w+)")
+DEFAULT_PGDATA = "/var/lib/postgresql/data"
+
+
+def _hba_file(w: Workload) -> str | None:
+    """The `hba_file` the server is started with (`-c hba_file=...` or `--hba_file=...`, the last one wins);
+    None: the one initdb wrote in the data directory."""
+    found = HBA_FILE_SETTING.findall(" ".join(w.command))
+    return found[-1] if found else None
+
+
+def _service_files(stack, w: Workload) -> dict[str, str]:
+    """Every file the workload's service has: its own uploads and those of the carriers, Swarm configs and
+    secrets labelled with the same service."""
+    service = w.labels.get(SERVICE_LABEL)
+    files = dict(w.uploads)
+    for carrier in stack.file_carriers:
+        if carrier is not w and service and carrier.labels.get(SERVICE_LABEL) == service:
+            files.update(carrier.uploads)
+    return files
+
+
+def _hba_records(text: str) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of each pg_hba.conf record; quoted fields kept whole, comments dropped."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            fields = shlex.split(line, comments=True)
+        except ValueError:
+            fields = line.split("#", 1)[0].split()
+        if fields:
+            records.append((number, fields))
+    return records
+
+
+def _hba_method(fields: list[str]) -> str:
+    """The auth method of a record: after database and user for `local`, after the address (and its mask,
+    when the address is a bare IP followed by one) for the `host*` types."""
+    if fields[0] == "local":
+        return fields[3].lower() if len(fields) > 3 else ""
+    at = 4
+    if len(fields) > 5 and "/" not in fields[3] and re.fullmatch(r"[\d.:a-fA-F]+", fields[4]) and (
+        "." in fields[4] or ":" in fields[4]
+    ):
+        at = 5  # `host all all 10.0.0.0 255.0.0.0 scram-sha-256`
+    return fields[at].lower() if len(fields) > at else ""
+
+
+def _hba_sources(stack, w: Workload, report) -> list[tuple[str, str]]:
+    """(where, pg_hba.conf text) the server reads; reports a source it cannot read. Without an hba_file that
+    is one of the stack's files, the server reads what the image's initdb wrote: judged from the env."""
+    path = _hba_file(w)
+    pgdata = w.env.get("PGDATA", DEFAULT_PGDATA)
+    if path is not None and not path.startswith(pgdata):
+        files = _service_files(stack, w)
+        if path in files:
+            return [(f"hba_file {path}", files[path])]
+        report(f"postgres {w.name}: hba_file {path} is not one of the stack's files: its rules cannot be checked",
+               w.urn)
+        return []
+    lines = []
+    methods = {kind or "all": method.lower() for kind, method in INITDB_AUTH.findall(w.env.get("POSTGRES_INITDB_ARGS", ""))}
+    local = methods.get("local", methods.get("all", "trust"))  # initdb's default method is trust
+    host = methods.get("host", methods.get("all", "trust"))
+    lines.append(f"local all all {local}")
+    lines.append(f"host all all 127.0.0.1/32 {host}")
+    host_auth = w.env.get("POSTGRES_HOST_AUTH_METHOD", "").strip()
+    if host_auth:
+        lines.append(f"host all all all {host_auth}")  # docker-entrypoint.sh pg_setup_hba_conf
+    return [("env POSTGRES_INITDB_ARGS/POSTGRES_HOST_AUTH_METHOD (initdb's pg_hba.conf)", "\n".join(lines))]
+
+
+@stack_rule(
+    "DS-PG-003",
+    "postgres-hba-no-trust",
+    "PostgreSQL trusts no connection",
+    types=[*WORKLOADS, SERVICE_CONFIG],
+    severity="critical",
+    prod=MANDATORY,
+    label_waivable=False,
+    checklist=["security.database-passwords"],
+    sources=["PostgreSQL docs: The pg_hba.conf File (trust)", "docker-library postgres docker-entrypoint.sh"],
+    remediation="Upload a pg_hba.conf without `trust` (peer for the superuser's socket, scram-sha-256 for the "
+    "rest) and start the server with `-c hba_file=<that file>`; without one, set POSTGRES_INITDB_ARGS="
+    "--auth-host=scram-sha-256 --auth-local=scram-sha-256.",
+)
+def postgres_hba_no_trust(stack, report, options) -> None:
+    """No line of the pg_hba.conf PostgreSQL reads uses `trust`: the uploaded file named by `hba_file` on its
+    command line, or else the one initdb wrote from POSTGRES_INITDB_ARGS (default: trust) and
+    POSTGRES_HOST_AUTH_METHOD; an `hba_file` that is not one of the stack's files cannot be checked."""
+    for w in stack.workloads:
+        if w.kind != "postgres":
+            continue
+        for where, text in _hba_sources(stack, w, report):
+            for number, fields in _hba_records(text):
+                if fields[0].startswith("include"):
+                    report(f"postgres {w.name}: {where} line {number} includes {fields[-1]}, not checked", w.urn)
+                elif _hba_method(fields) == "trust":
+                    report(f"postgres {w.name}: {where} line {number} trusts {fields[0]} connections "
+                           f"of {fields[2] if len(fields) > 2 else 'all'} without a password", w.urn)
+
+
+@stack_rule(
+    "DS-PG-004",
+    "postgres-superuser-local",
+    "PostgreSQL's superuser only over the local socket",
+    types=[*WORKLOADS, SERVICE_CONFIG],
+    severity="high",
+    prod=ADVISORY,
+    checklist=["security.database-passwords"],
+    sources=["PostgreSQL docs: The pg_hba.conf File (reject)", "CIS PostgreSQL Benchmark 3.1.x"],
+    remediation="Put `host all <superuser> all reject` before the other `host` lines of pg_hba.conf and give "
+    "backups and exporters roles of their own.",
+)
+def postgres_superuser_local(stack, report, options) -> None:
+    """The superuser (POSTGRES_USER, default postgres) cannot log in over TCP: the first `host*` line of the
+    pg_hba.conf the server reads that names it (or `all`) rejects it. Advisory until every client has a role
+    of its own (issue 20): the backup job still logs in as the superuser."""
+    for w in stack.workloads:
+        if w.kind != "postgres":
+            continue
+        superuser = w.env.get("POSTGRES_USER", "postgres").strip() or "postgres"
+        for where, text in _hba_sources(stack, w, lambda *_: None):
+            for number, fields in _hba_records(text):
+                if not fields[0].startswith("host") or len(fields) < 4:
+                    continue
+                users = fields[2].split(",")
+                if superuser not in users and "all" not in users:
+                    continue
+                if _hba_method(fields) != "reject":
+                    report(f"postgres {w.name}: {where} line {number} lets the superuser {superuser} log in "
+                           "over TCP", w.urn)
+                    break
+                if fields[1] == "all" and fields[3] in ("all", "0.0.0.0/0", "::/0"):
+                    break  # rejected from everywhere before any line could let it in
+
+
 def _redis_config_auth(text: str) -> bool:
     return bool(
         re.search(
@@ -106,6 +245,83 @@ def redis_auth(w: Workload, report, options) -> None:
         report("--requirepass with a literal value on the command line (visible in docker inspect)")
     if truthy(env.get("ALLOW_EMPTY_PASSWORD", "")):
         report("ALLOW_EMPTY_PASSWORD is enabled")
+
+
+def _directives(tokens: list[str]) -> list[list[str]]:
+    """redis-server's command line as config directives: `--name args...` up to the next `--`."""
+    found: list[list[str]] = []
+    for token in tokens:
+        if token.startswith("--"):
+            found.append([token[2:]])
+        elif found:
+            found[-1].append(token)
+    return found
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text, comments=True)
+    except ValueError:
+        return text.split()
+
+
+def _redis_directives(w: Workload) -> tuple[list[list[str]], bool]:
+    """(directives from its uploaded .conf files and its command line, whether any .conf was found)."""
+    found = []
+    confs = [text for path, text in w.uploads.items() if path.endswith(".conf")]
+    for text in confs:
+        found.extend(fields for fields in map(_split, text.splitlines()) if fields)
+    tokens = [t for part in w.command for t in (_split(part) if " " in part else [part])]
+    found.extend(_directives(tokens))
+    return found, bool(confs)
+
+
+@resource_rule(
+    "DS-REDIS-002",
+    "redis-dangerous-commands",
+    "Redis debug, module and flush commands off",
+    reads_files=True,
+    types=WORKLOADS,
+    scope=kind_is("redis"),
+    severity="high",
+    prod=MANDATORY,
+    label_waivable=False,
+    checklist=["security.redis-password"],
+    sources=["redis.conf (enable-debug-command, enable-module-command, rename-command)",
+             "Redis security docs: disabling specific commands"],
+    options={
+        "disabledCommands": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": ["FLUSHALL", "FLUSHDB", "DEBUG"],
+            "description": "commands renamed to \"\" (disabled) in redis.conf or on the command line",
+        }
+    },
+    remediation='Keep enable-debug-command and enable-module-command at no, load no module, and disable the '
+    'dangerous commands with `rename-command <name> ""` in the uploaded redis.conf.',
+)
+def redis_dangerous_commands(w: Workload, report, options) -> None:
+    """Redis does not offer its DEBUG and MODULE commands (enable-debug-command, enable-module-command),
+    loads no module, and disables the commands that wipe or dump data (`rename-command X ""`), in its
+    uploaded redis.conf and on its command line alike."""
+    directives, has_conf = _redis_directives(w)
+    disabled = set()
+    for fields in directives:
+        name = fields[0].lower()
+        value = fields[1].strip().lower() if len(fields) > 1 else ""
+        if name in ("enable-debug-command", "enable-module-command") and value != "no":
+            report(f"{name} {value or '(empty)'}: the command is offered to clients")
+        elif name == "loadmodule":
+            report(f"loadmodule {value}: a module extends the command set")
+        elif name == "rename-command" and len(fields) > 2:
+            if fields[2] == "":
+                disabled.add(fields[1].upper())
+            else:
+                disabled.discard(fields[1].upper())
+    if has_conf or w.holds_its_files:
+        for command in options["disabledCommands"]:
+            if command.upper() not in disabled:
+                report(f'{command.upper()} is not disabled (rename-command {command.upper()} "")')
 
 
 @resource_rule(

@@ -98,6 +98,65 @@ def prometheus_access(w: Workload, report, options) -> None:
         report("--web.enable-lifecycle on a published port")
 
 
+GRAFANA_CLI_ANONYMOUS = re.compile(r"cfg:(?:default\.)?auth\.anonymous\.enabled=['\"]?([^'\"\s]*)")
+
+
+@resource_rule(
+    "MON-GRAF-002",
+    "grafana-no-anonymous",
+    "Grafana has no anonymous access",
+    reads_files=True,
+    types=WORKLOADS,
+    scope=kind_is("grafana"),
+    severity="high",
+    prod=MANDATORY,
+    label_waivable=False,
+    checklist=["security.grafana-admin-password"],
+    sources=["grafana conf/defaults.ini [auth.anonymous]", "Grafana docs: configure anonymous access"],
+    remediation="Set GF_AUTH_ANONYMOUS_ENABLED=false (or leave [auth.anonymous] enabled unset) and give every "
+    "viewer an account.",
+)
+def grafana_no_anonymous(w: Workload, report, options) -> None:
+    """Grafana shows nothing without a login, not even as Viewer: anonymous access is off in its env
+    (GF_AUTH_ANONYMOUS_ENABLED), its uploaded grafana.ini and its command line (`cfg:auth.anonymous.enabled`)."""
+    if "GF_AUTH_ANONYMOUS_ENABLED__FILE" in w.env:
+        report("GF_AUTH_ANONYMOUS_ENABLED__FILE: anonymous access is read from a file the pack cannot see")
+    enabled, _ = _grafana_setting(w, "auth.anonymous", "enabled")
+    if truthy(enabled or ""):
+        report(f"anonymous access is enabled (auth.anonymous enabled={enabled})")
+    for value in GRAFANA_CLI_ANONYMOUS.findall(" ".join(w.command)):
+        if truthy(value):
+            report(f"anonymous access is enabled on the command line (cfg:auth.anonymous.enabled={value})")
+
+
+PROMETHEUS_ADMIN_FLAG = re.compile(r"^--web\.enable-(lifecycle|admin-api)(?:=(.*))?$")
+
+
+@resource_rule(
+    "MON-PROM-002",
+    "prometheus-admin-endpoints",
+    "Prometheus' lifecycle and admin APIs off",
+    types=WORKLOADS,
+    scope=kind_is("prometheus"),
+    severity="high",
+    prod=MANDATORY,
+    label_waivable=False,
+    checklist=["infrastructure.network-policies"],
+    sources=["Prometheus docs: management API (/-/quit, /-/reload)", "Prometheus docs: TSDB admin APIs"],
+    remediation="Drop --web.enable-lifecycle and --web.enable-admin-api; restart Prometheus to reload its "
+    "configuration (a changed config file replaces the container).",
+)
+def prometheus_admin_endpoints(w: Workload, report, options) -> None:
+    """Prometheus does not serve its lifecycle API (`/-/quit`, `/-/reload`) nor its TSDB admin API (delete
+    series, snapshots), which answer anyone who reaches its port, published or not: neither flag is on its
+    command line, in exec or shell form."""
+    for part in w.command:
+        for token in part.split():
+            match = PROMETHEUS_ADMIN_FLAG.match(token.strip("'\""))
+            if match and (match.group(2) is None or truthy(match.group(2))):
+                report(f"--web.enable-{match.group(1)} is set: anyone reaching Prometheus may use it")
+
+
 def _config_texts(stack, kind: str, suffixes: tuple[str, ...]) -> list[tuple[Workload | None, str, str]]:
     """(owner, path, text) of every uploaded file or docker config for workloads of `kind`."""
     found = []

@@ -6,6 +6,7 @@ import base64
 import binascii
 import math
 import re
+import shlex
 from collections import Counter
 
 from policies.props import (
@@ -14,6 +15,7 @@ from policies.props import (
     PRIVATE_KEY_TEXT,
     RANDOM_BYTES,
     RANDOM_PASSWORD,
+    SENSITIVE_NAME,
     SERVICE_CONFIG,
     TLS_LOCALLY_SIGNED_CERT,
     TLS_PRIVATE_KEY,
@@ -62,6 +64,76 @@ def no_plaintext_secret_env(w: Workload, report, options) -> None:
     for path, content in sorted(w.uploads.items()):
         if path.endswith(CONFIG_FILE_SUFFIXES) and PRIVATE_KEY_TEXT.search(content):
             report(f"upload {path} embeds a private key")
+
+
+CREDENTIAL_FLAG = re.compile(
+    r"^--?(?:[\w.-]*[-_.])?(?:password|passwd|pass|pwd|secret|token|requirepass|masterauth|api[-_]?key"
+    r"|access[-_]?key|secret[-_]?key|credentials?|auth)$",
+    re.IGNORECASE,
+)
+URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^@\s/]+)@", re.IGNORECASE)
+
+
+def _literal(value: str) -> bool:
+    """A value written out, not taken from elsewhere at run time ($VAR, $(cat file), a file or stdin)."""
+    return bool(value) and not value.startswith(("$", "<", "@"))
+
+
+def _tokens(part: str) -> list[str]:
+    if not any(c.isspace() for c in part):
+        return [part]
+    try:
+        return shlex.split(part)
+    except ValueError:
+        return part.split()
+
+
+def command_line_credentials(args: list[str]) -> list[str]:
+    """What carries a literal credential in one command line (exec form: one argument each; shell form: a
+    string the shell splits): `--password=x`, `--password x`, `PGPASSWORD=x cmd`, `scheme://user:x@host`."""
+    tokens = [token for part in args for token in _tokens(part)]
+    found = []
+    for index, token in enumerate(tokens):
+        name, equals, value = token.partition("=")
+        following = tokens[index + 1] if index + 1 < len(tokens) else ""
+        if equals and _literal(value) and (CREDENTIAL_FLAG.match(name) or _credential_variable(name)):
+            found.append(name)  # --password=x, PGPASSWORD=x
+        elif not equals and _literal(following) and not following.startswith("-") and (
+            CREDENTIAL_FLAG.match(token) or (token == "-a" and "redis-cli" in tokens[:index])
+        ):
+            found.append(token)  # --password x, redis-cli -a x
+        for password in URL_PASSWORD.findall(token):
+            if _literal(password):
+                found.append("a URL's password")
+    return found
+
+
+def _credential_variable(name: str) -> bool:
+    """A shell variable assignment of a credential (`PGPASSWORD=x psql`); `*_FILE` names a file."""
+    return bool(re.fullmatch(r"[A-Za-z_]\w*", name) and SENSITIVE_NAME.search(name)) and not name.upper().endswith(
+        "_FILE"
+    )
+
+
+@resource_rule(
+    "SEC-005",
+    "no-credentials-on-command-line",
+    "No credentials on command lines",
+    types=WORKLOADS,
+    severity="high",
+    prod=MANDATORY,
+    label_waivable=False,
+    checklist=["security.database-passwords"],
+    sources=["CWE-214 (sensitive information in process arguments)", "CIS 4.10", "docker inspect"],
+    remediation="Read the credential from a file at run time (`--password-file`, `$(cat /run/secrets/x)` in a "
+    "shell command, the tool's *_FILE variable or its config file).",
+)
+def no_credentials_on_command_line(w: Workload, report, options) -> None:
+    """No credential is written out on a command line (entrypoint, command or Swarm args, and healthcheck
+    tests), where `docker inspect`, `ps` and /proc show it to whoever can read them."""
+    for where, args in (("command", w.command), ("healthcheck", w.healthcheck_tests)):
+        for what in dict.fromkeys(command_line_credentials(args)):
+            report(f"{where} passes {what} as a literal value")
 
 
 HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}

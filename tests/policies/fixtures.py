@@ -202,6 +202,15 @@ DAEMON_ATTESTED = {
 }
 
 
+PG_HBA = """# the superuser over its own socket only
+local   all  postgres                 peer
+host    all  postgres  all            reject
+hostssl all  app       10.0.0.0/8     scram-sha-256
+host    all  all       all            scram-sha-256
+"""
+REDIS_RENAMES = 'rename-command FLUSHALL ""\nrename-command FLUSHDB ""\nrename-command DEBUG ""\n'
+
+
 def secure_stack() -> list[Registration]:
     """Fresh copies every call: tests mutate them."""
     return copy.deepcopy(_secure_stack())
@@ -243,7 +252,11 @@ def _secure_stack() -> list[Registration]:
             "sha256:" + "2" * 64,
             "data",
             envs=["POSTGRES_PASSWORD_FILE=/run/secrets/pg", "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
-            uploads=[{"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": secret("$2a$10$x")}],
+            command=["-c", "hba_file=/etc/platform/pg_hba.conf"],
+            uploads=[
+                {"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": secret("$2a$10$x")},
+                {"file": "/etc/platform/pg_hba.conf", "content": PG_HBA},
+            ],
             capabilities={"drops": ["NET_RAW"]},
             user="",
             readOnly=False,
@@ -266,7 +279,7 @@ def _secure_stack() -> list[Registration]:
             uploads=[
                 {
                     "file": "/usr/local/etc/redis/redis.conf",
-                    "content": secret("requirepass Zq8vN3kP0wLx7TbR2mYc\nprotected-mode yes\n"),
+                    "content": secret("requirepass Zq8vN3kP0wLx7TbR2mYc\nprotected-mode yes\n" + REDIS_RENAMES),
                 }
             ],
         ),
@@ -408,7 +421,8 @@ def _secure_stack() -> list[Registration]:
                         "image": f"redis:7.4.1{DIGEST}",
                         "user": "999",
                         "capDrops": ["ALL"],
-                        "commands": ["redis-server", "--aclfile", "/run/secrets/acl"],
+                        "commands": ["redis-server", "--aclfile", "/run/secrets/acl",
+                                     *(a for c in ("FLUSHALL", "FLUSHDB", "DEBUG") for a in ("--rename-command", c, ""))],
                         "healthcheck": {"tests": ["CMD", "redis-cli", "ping"]},
                     },
                     "resources": {"limits": {"memoryBytes": 268435456.0, "nanoCpus": 500000000.0}},

@@ -4,6 +4,7 @@ not known at preview is reported as unknown, never passed."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from policies.policy_config import default_path
 from tests.policies.test_policies_cli import _export, run_cli, write_program
 
 PROD_CONFIG = default_path("prod")
+SOON = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+"""An expiry within every rule's waiver horizon."""
 
 POSTGRES = """
 img = docker.RemoteImage("db-image", name="postgres:16.4-alpine")
@@ -139,8 +142,8 @@ def test_identity_rules_are_stack_policies_in_the_engine():
 
 def test_a_waiver_label_settles_a_finding_judged_over_the_graph(tmp_path):
     body = POSTGRES.format(ref="image_id").replace(
-        'envs=[', 'labels=[{"label": "platform.waiver.DS-PG-001", "value": "reason=lab only;expires=2999-01-01"}],'
-                  ' envs=[')
+        'envs=[', 'labels=[{"label": "platform.waiver.DS-PG-001", "value": "reason=lab only;expires='
+                  f'{SOON}"}}], envs=[')
     report = evaluate(run_program(load_project(write_program(tmp_path, body), "prod"), "prod"), PROD_CONFIG)
     assert findings(report, "DS-PG-001") == []
     waived = [w for w in report.waived if w["rule"] == "DS-PG-001"]

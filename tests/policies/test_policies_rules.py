@@ -376,6 +376,71 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("EDGE-014", set_fields("traefik", command=["--providers.docker.endpoint=tcp://proxy:2375"]), "traefik"),
     ("EDGE-015", edit_upload("haproxy", "haproxy.cfg", "ssl-min-ver TLSv1.2", "no-tls-tickets"), "haproxy"),
     ("EDGE-015", drop_fields("haproxy", "uploads"), "haproxy"),
+    # Every hba source PostgreSQL reads: the uploaded hba_file, the command line naming it, initdb's env.
+    ("DS-PG-003", edit_upload("postgres", "pg_hba.conf", "all            scram-sha-256", "all  trust"), "postgres"),
+    ("DS-PG-003", edit_upload("postgres", "pg_hba.conf", "peer", "trust"), "postgres"),
+    ("DS-PG-003", edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
+                              "10.0.0.0 255.0.0.0 trust"), "postgres"),
+    ("DS-PG-003", edit_upload("postgres", "pg_hba.conf", "local ", "include_if_exists /tmp/more.conf\nlocal "),
+     "postgres"),
+    ("DS-PG-003", set_fields("postgres", command=["-c", "hba_file=/tmp/pg_hba.conf"]), "postgres"),
+    ("DS-PG-003", set_fields("postgres", command=["-c", "hba_file=/var/lib/postgresql/data/pg_hba.conf"]),
+     "postgres"),  # initdb's file, and initdb's default method is trust
+    ("DS-PG-003", both(drop_fields("postgres", "command"),
+                       add_env("postgres", "POSTGRES_INITDB_ARGS=--auth-local=scram-sha-256 --auth-host=trust")),
+     "postgres"),
+    ("DS-PG-003", both(drop_fields("postgres", "command"), drop_env("postgres", "POSTGRES_HOST_AUTH_METHOD"),
+                       add_env("postgres", "POSTGRES_HOST_AUTH_METHOD=trust",
+                               "POSTGRES_INITDB_ARGS=-A scram-sha-256")), "postgres"),
+    ("DS-PG-004", edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject\n", ""),
+     "postgres"),
+    ("DS-PG-004", edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject",
+                              "host    all  postgres  10.1.0.0/16    reject"), "postgres"),
+    ("DS-PG-004", both(drop_fields("postgres", "command"),
+                       add_env("postgres", "POSTGRES_INITDB_ARGS=--auth=scram-sha-256")), "postgres"),
+    # Redis' debug and module commands and the data-wiping ones: uploaded redis.conf and command line.
+    ("DS-REDIS-002", edit_upload("redis", "redis.conf", "protected-mode yes", "enable-debug-command yes"), "redis"),
+    ("DS-REDIS-002", edit_upload("redis", "redis.conf", "protected-mode yes", "enable-module-command local"),
+     "redis"),
+    ("DS-REDIS-002", edit_upload("redis", "redis.conf", "protected-mode yes", "loadmodule /tmp/evil.so"), "redis"),
+    ("DS-REDIS-002", edit_upload("redis", "redis.conf", 'rename-command FLUSHALL ""', ""), "redis"),
+    ("DS-REDIS-002", edit_upload("redis", "redis.conf", 'rename-command DEBUG ""', "rename-command DEBUG dbg"),
+     "redis"),
+    ("DS-REDIS-002", set_fields("redis", command=["redis-server", "/usr/local/etc/redis/redis.conf",
+                                                  "--enable-debug-command", "yes"]), "redis"),
+    ("DS-REDIS-002", set_fields("redis", command=["sh", "-c", ("exec redis-server /usr/local/etc/redis/redis.conf "
+                                                  "--enable-module-command yes")]), "redis"),
+    ("DS-REDIS-002", edit_service("cache", "taskSpec", "containerSpec", "commands",
+                                  value=["redis-server", "--aclfile", "/run/secrets/acl"]), "cache"),
+    ("DS-REDIS-002", edit_service("cache", "taskSpec", "containerSpec", "args",
+                                  value=["--rename-command", "DEBUG", "debug2"]), "cache"),
+    # Grafana's anonymous access, even as Viewer: env, uploaded grafana.ini, command line.
+    ("MON-GRAF-002", add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=true"), "grafana"),
+    ("MON-GRAF-002", set_fields("grafana", uploads=[{"file": "/etc/grafana/grafana.ini",
+                                                      "content": "[auth.anonymous]\nenabled = true\n"}]), "grafana"),
+    ("MON-GRAF-002", set_fields("grafana", command=["grafana", "server", "cfg:default.auth.anonymous.enabled=true"]),
+     "grafana"),
+    ("MON-GRAF-002", add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED__FILE=/run/secrets/anon"), "grafana"),
+    # Prometheus' lifecycle and admin APIs, published or not: exec form, shell form, Swarm args.
+    ("MON-PROM-002", set_fields("prometheus", command=["--config.file=/etc/prometheus/prometheus.yml",
+                                                       "--storage.tsdb.retention.time=15d", "--web.enable-lifecycle"]),
+     "prometheus"),
+    ("MON-PROM-002", set_fields("prometheus", entrypoints=["/bin/sh", "-c"], command=[
+        ("exec prometheus --config.file=/etc/prometheus/prometheus.yml --storage.tsdb.retention.time=15d "
+        "'--web.enable-admin-api=true'")]), "prometheus"),
+    # Credentials on command lines: exec and shell form, healthchecks, URLs, Swarm args.
+    ("SEC-005", set_fields("postgres-backup", command=["pgbackrest", "--stanza=main", "--repo1-s3-key-secret",
+                                                       "Zq8vN3kP0wLx7TbR2mYc", "backup"]), "postgres-backup"),
+    ("SEC-005", set_fields("postgres-backup", command=["mysqldump", "--password", "Zq8vN3kP0wLx7TbR2mYc"]),
+     "postgres-backup"),  # the credential last
+    ("SEC-005", set_fields("postgres-backup", command=["sh", "-c", "PGPASSWORD=Zq8vN3kP0wLx7TbR2mYc pg_dump -h db"]),
+     "postgres-backup"),
+    ("SEC-005", set_fields("postgres-backup", command=["pg_dump", "postgresql://app:Zq8vN3kP0wLx7TbR2mYc@db/app"]),
+     "postgres-backup"),
+    ("SEC-005", set_fields("redis", healthcheck={"tests": ["CMD-SHELL", "redis-cli -a 'Zq8vN3kP0wLx7TbR2mYc' ping"]}),
+     "redis"),
+    ("SEC-005", edit_service("cache", "taskSpec", "containerSpec", "args", value=["--masterauth=Zq8vN3kP0wLx7TbR2mYc"]),
+     "cache"),
 ]
 
 NO_ATTESTATION = {"CTR-021", "DMN-001"}
@@ -519,3 +584,108 @@ def test_a_tcp_proxys_nginx_config_is_not_judged_as_an_edge(check):
                         uploads=[{"file": "/etc/platform/nginx.conf", "content": render_gateway_conf(route)}])
     report = check(mutate=lambda resources: resources.append(gateway))
     assert report.violations == []
+
+
+@pytest.mark.parametrize("key", ["db_password", "Spring_Datasource_Password", "apiKey", "client_secret"])
+def test_credential_names_match_in_any_case(check, key):
+    """The secret-name pattern ignores case: a lower- or mixed-case name is as much a credential."""
+    report = check(mutate=add_env("api-gateway", f"{key}=Zq8vN3kP0wLx7TbR2mYc"))
+    assert messages(report, "SEC-001") == [f"api-gateway: env {key} carries a credential; prefer {key}_FILE"]
+    shell = check(mutate=set_fields("postgres-backup", command=["sh", "-c", f"{key}=Zq8vN3kP0wLx7TbR2mYc pg_dump"]))
+    assert messages(shell, "SEC-005") == [f"postgres-backup: command passes {key} as a literal value"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pgbackrest", "--repo1-s3-key-secret-file=/run/secrets/s3", "backup"],
+        ["sh", "-c", 'PGPASSWORD="$(cat /run/secrets/pg)" pg_dump -h db'],
+        ["sh", "-c", "grafana cli admin reset-admin-password --password-from-stdin < /run/secrets/admin"],
+        ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" ping'],
+        ["redis-server", "--requirepass", "$REDIS_PASSWORD"],
+        ["pg_dump", "postgresql://app@db/app", "--password", "--no-owner"],
+        ["sh", "-c", "unbalanced 'quote --token=$TOKEN"],
+        ["redis-cli", "-h", "redis", "ping"],
+    ],
+)
+def test_credentials_taken_from_elsewhere_at_run_time_pass(check, command):
+    assert "SEC-005" not in ids(check(mutate=set_fields("postgres-backup", command=command)))
+
+
+def test_disabled_admin_flags_and_overridden_settings_pass(check):
+    off = check(mutate=set_fields("prometheus", command=["--config.file=/etc/prometheus/prometheus.yml",
+                                                         "--storage.tsdb.retention.time=15d",
+                                                         "--web.enable-lifecycle=false"]))
+    assert "MON-PROM-002" not in ids(off)
+    grafana = check(mutate=both(add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=false"), set_fields(
+        "grafana", uploads=[{"file": "/etc/grafana/grafana.ini", "content": "[auth.anonymous]\nenabled = true\n"}])))
+    assert "MON-GRAF-002" not in ids(grafana)  # the env overrides grafana.ini
+    redis = check(mutate=edit_upload("redis", "redis.conf", "protected-mode yes",
+                                     "protected-mode yes\nenable-debug-command no\nenable-module-command no"))
+    assert "DS-REDIS-002" not in ids(redis)
+    comment = check(mutate=edit_upload("postgres", "pg_hba.conf", "scram-sha-256\n", "scram-sha-256  # not trust\n"))
+    assert "DS-PG-003" not in ids(comment)
+
+
+def test_redis_findings_name_each_weakening(check):
+    report = check(mutate=edit_upload("redis", "redis.conf", 'rename-command FLUSHDB ""',
+                                      "enable-debug-command yes\nloadmodule /opt/m.so\nenable-module-command\nrename-command"))
+    assert sorted(messages(report, "DS-REDIS-002")) == [
+        'redis: FLUSHDB is not disabled (rename-command FLUSHDB "")',
+        "redis: enable-debug-command yes: the command is offered to clients",
+        "redis: enable-module-command (empty): the command is offered to clients",
+        "redis: loadmodule /opt/m.so: a module extends the command set",
+    ]
+
+
+def test_hba_findings_name_the_source_and_line(check):
+    report = check(mutate=edit_upload("postgres", "pg_hba.conf", "peer", "trust"))
+    assert messages(report, "DS-PG-003") == [
+        ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 trusts local connections of "
+        "postgres without a password")]
+    initdb = check(mutate=both(drop_fields("postgres", "command"),
+                               add_env("postgres", "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256")))
+    assert messages(initdb, "DS-PG-003") == [
+        ("postgres: postgres postgres: env POSTGRES_INITDB_ARGS/POSTGRES_HOST_AUTH_METHOD (initdb's pg_hba.conf) "
+        "line 1 trusts local connections of all without a password")]
+    include = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "include_dir conf.d\nlocal "))
+    assert messages(include, "DS-PG-003") == [
+        "postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 includes conf.d, not checked"]
+    assert "DS-PG-004" not in ids(check())  # rejected for every database from every address first
+    short = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "host all postgres\nlocal "))
+    assert "DS-PG-004" not in ids(short)  # a line without an address is no way in
+    no_method = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "local all all\nlocal "))
+    assert "DS-PG-003" not in ids(no_method)  # a local line without a method trusts no one
+    ipv6 = check(mutate=edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
+                                    "fd00:: ffff:ff00:: trust"))
+    assert "DS-PG-003" in ids(ipv6)
+    one_database = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject",
+                                            "host    admin  postgres  all            reject"))
+    assert "DS-PG-004" in ids(one_database)
+    superuser = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject\n", ""))
+    assert messages(superuser, "DS-PG-004") == [
+        ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 4 lets the superuser postgres log in "
+        "over TCP")]
+
+
+def test_an_unbalanced_quote_in_redis_conf_is_still_read(check):
+    report = check(mutate=edit_upload("redis", "redis.conf", "protected-mode yes", 'enable-debug-command "yes'))
+    assert messages(report, "DS-REDIS-002") == ['redis: enable-debug-command "yes: the command is offered to clients']
+
+
+def test_monitoring_findings_name_the_flag_and_the_source(check):
+    flags = check(mutate=set_fields("prometheus", command=["--config.file=/etc/prometheus/prometheus.yml",
+                                                           "--storage.tsdb.retention.time=15d",
+                                                           "--web.enable-lifecycle", "--web.enable-admin-api=1"]))
+    assert messages(flags, "MON-PROM-002") == [
+        "prometheus: --web.enable-lifecycle is set: anyone reaching Prometheus may use it",
+        "prometheus: --web.enable-admin-api is set: anyone reaching Prometheus may use it",
+    ]
+    grafana = check(mutate=both(add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=yes"),
+                                set_fields("grafana", command=["grafana", "server", "cfg:auth.anonymous.enabled=on"])))
+    assert messages(grafana, "MON-GRAF-002") == [
+        "grafana: anonymous access is enabled (auth.anonymous enabled=yes)",
+        "grafana: anonymous access is enabled on the command line (cfg:auth.anonymous.enabled=on)",
+    ]
+    off = check(mutate=set_fields("grafana", command=["grafana", "server", "cfg:auth.anonymous.enabled=false"]))
+    assert "MON-GRAF-002" not in ids(off)

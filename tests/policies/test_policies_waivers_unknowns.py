@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import xml.etree.ElementTree as ET
 
@@ -9,12 +10,15 @@ import pytest
 
 from infra.check import evaluate, render
 from infra.mockrun import UNKNOWN, load_project, run_program
+from policies import waivers
 from policies.policy_config import PolicyConfigError, resolve
-from tests.policies.conftest import EXAMPLE, as_run, ids, messages, named
+from tests.policies.conftest import EXAMPLE, REPO_ROOT, as_run, ids, messages, named
 from tests.policies.fixtures import secret, secure_stack
 from tests.policies.test_policies_cli import run_cli, write_program
 
-FUTURE, PAST = "2999-12-31", "2001-01-01"
+FUTURE = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+"""Within every rule's waiver horizon (policies.waivers.MAX_WAIVER_DAYS)."""
+PAST = "2001-01-01"
 
 
 def privileged_api(waiver: str | None = None):
@@ -205,3 +209,91 @@ def test_waiver_for_a_rule_out_of_scope_is_ignored_both_ways():
         {"label": "platform.waiver.DS-PG-001", "value": f"reason=not a database;expires={FUTURE}"})
     run = as_run(resources)
     assert evaluate(run, None).waived == evaluate(run, None, split_by_type=False).waived == []
+
+
+def _in_days(days: int) -> str:
+    return (datetime.date.today() + datetime.timedelta(days=days)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "policy", "mutate", "severity", "days"),
+    [
+        ("CTR-001", "ctr-001-no-privileged", privileged_api(), "critical", 365),
+        ("CTR-005", "ctr-005-read-only-rootfs", lambda rs: named(rs, "api-gateway").inputs.update(readOnly=False),
+         "medium", 730),
+        ("CTR-018", "ctr-018-default-cgroup", lambda rs: named(rs, "api-gateway").inputs.update(cgroupParent="/custom"),
+         "low", 730),
+    ],
+)
+def test_a_waiver_beyond_its_severitys_horizon_is_refused_in_label_and_config(
+    check, rule_id, policy, mutate, severity, days
+):
+    limit = f"beyond the {days} days a {severity} rule may be waived (at most {_in_days(days)})"
+
+    def labelled(until: str):
+        def apply(rs):
+            mutate(rs)
+            named(rs, "api-gateway").inputs["labels"].append(
+                {"label": f"platform.waiver.{rule_id}", "value": f"reason=for ever;expires={until}"})
+        return apply
+
+    for until in ("2099-12-31", _in_days(days + 1)):
+        refused = check(mutate=labelled(until))
+        assert any(f"refused: it expires {until}, {limit}" in m for m in messages(refused, rule_id))
+        assert refused.waived == []
+        config = {policy: {"waivers": [{"resource": "api-gateway", "reason": "for ever", "expires": until}]}}
+        refused = check(mutate=mutate, config=config)
+        assert any(f"(policy config) refused: it expires {until}" in m for m in messages(refused, rule_id))
+        assert refused.waived == []
+    at_the_limit = check(mutate=labelled(_in_days(days)))
+    assert rule_id not in ids(at_the_limit) and [w["rule"] for w in at_the_limit.waived] == [rule_id]
+
+
+def trusting_hba(rs):
+    upload = next(u for u in named(rs, "postgres").inputs["uploads"] if u["file"].endswith("pg_hba.conf"))
+    upload["content"] = upload["content"].replace("peer", "trust")
+
+
+def test_a_rule_no_label_waives_takes_only_a_config_waiver_with_an_approver(check):
+    def labelled(rs):
+        trusting_hba(rs)
+        named(rs, "postgres").inputs["labels"].append(
+            {"label": "platform.waiver.DS-PG-003", "value": f"reason=lab;expires={FUTURE}"})
+
+    by_label = check(mutate=labelled)
+    assert "postgres: waiver for DS-PG-003 (label platform.waiver.DS-PG-003) refused: no label waives this rule; " \
+           "only its policy config does, with an approver" in messages(by_label, "DS-PG-003")
+    assert by_label.waived == [] and by_label.failed
+
+    entry = {"resource": "postgres", "reason": "lab", "expires": FUTURE}
+    unapproved = check(mutate=trusting_hba, config={"ds-pg-003-postgres-hba-no-trust": {"waivers": [entry]}})
+    assert "postgres: waiver for DS-PG-003 (policy config) refused: it has no approver (approver: who accepted it)" \
+        in messages(unapproved, "DS-PG-003")
+    assert unapproved.waived == [] and unapproved.failed
+
+    approved = check(mutate=trusting_hba,
+                     config={"ds-pg-003-postgres-hba-no-trust": {"waivers": [{**entry, "approver": "security team"}]}})
+    assert "DS-PG-003" not in ids(approved) and not approved.failed
+    assert [(w["rule"], w["source"], w["approver"]) for w in approved.waived] == [
+        ("DS-PG-003", "policy config", "security team")]
+
+
+def test_label_waivable_rules_need_no_approver(check):
+    config = {"ctr-001-no-privileged": {"waivers": [{"resource": "api-gateway", "reason": "kvm", "expires": FUTURE}]}}
+    report = check(mutate=privileged_api(), config=config)
+    assert "CTR-001" not in ids(report) and "approver" not in report.waived[0]
+
+
+def test_every_rule_guarding_a_weakening_of_issue_20_is_config_waivable_only():
+    from policies.registry import RULES, all_rules
+
+    all_rules()
+    for rule_id in ("DS-PG-003", "DS-REDIS-002", "MON-GRAF-002", "MON-PROM-002", "SEC-005"):
+        assert not RULES[rule_id].label_waivable, rule_id
+    assert RULES["CTR-014"].label_waivable  # the stack's own dated socket waivers are labels
+
+
+def test_the_documented_horizons_are_the_ones_applied():
+    text = (REPO_ROOT / "docs" / "policies.md").read_text()
+    assert "365 days from the day it\nis checked for a critical or high rule, 730 for a medium or low one" in text
+    assert waivers.MAX_WAIVER_DAYS == {"critical": 365, "high": 365, "medium": 730, "low": 730}
