@@ -9,7 +9,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from infra.daytwo import evidence, gate
 from policies.props import WORKLOADS
-from policies.registry import ADVISORY, MANDATORY, stack_rule
+from policies.registry import ADVISORY, MANDATORY, RULES, stack_rule
 from policies.waivers import WAIVER_LABEL_PREFIX, parse_label
 
 BUCKET_TYPE = "pulumi-python:dynamic/backup:BackupBucket"
@@ -47,8 +47,9 @@ def _waivers(stack) -> list[tuple[str, str]]:
     found = []
     for w in stack.workloads:
         for key, value in w.labels.items():
-            if key.startswith(WAIVER_LABEL_PREFIX):
-                waiver = parse_label(key.removeprefix(WAIVER_LABEL_PREFIX), value)
+            rule = RULES.get(key.removeprefix(WAIVER_LABEL_PREFIX)) if key.startswith(WAIVER_LABEL_PREFIX) else None
+            if rule is not None:  # a label naming no rule waives nothing (the waiver rules report it)
+                waiver = parse_label(rule, value)
                 if waiver.problem is None:
                     found.append((f"{waiver.rule} on {w.name}", waiver.expires))
     return found
