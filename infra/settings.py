@@ -243,6 +243,17 @@ class Settings(Model):
     swarm: Swarm = Swarm()
     autoscaling: Autoscaling | None = None
 
+    def deployed_monitoring(self) -> MonitoringConfig:
+        """Monitoring as the stack deploys it: the backup-stale alerts judge freshness by the backup settings (as
+        `infra backup verify` does), and a missing autoscaler gets its ServiceAbsent alert."""
+        monitoring = self.monitoring
+        if self.backups:
+            monitoring = monitoring.model_copy(update={"alerts": monitoring.alerts.model_copy(
+                update=self.backups.alert_max_ages())})
+        if self.autoscaling:
+            monitoring = monitoring.model_copy(update={"required_jobs": (*monitoring.required_jobs, "autoscaler")})
+        return monitoring
+
     @model_validator(mode="before")
     @classmethod
     def _edge_serves_public_hosts(cls, raw: Any) -> Any:

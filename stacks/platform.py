@@ -193,15 +193,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
                 "worker": workers.service.deployment.hostnames}
     scraped = {**{name: app.deployment.scrape_hosts for name, app in apps.items()},
                "worker": workers.service.deployment.scrape_hosts}
-    monitoring = settings.monitoring
-    if backups:
-        # The backup-stale alerts judge freshness by the backup settings, as `infra backup verify` does.
-        monitoring = monitoring.model_copy(update={"alerts": monitoring.alerts.model_copy(
-            update=backups.alert_max_ages())})
-    if settings.autoscaling:  # a missing autoscaler gets its ServiceAbsent alert
-        monitoring = monitoring.model_copy(update={"required_jobs": (*monitoring.required_jobs, "autoscaler")})
     Monitoring("monitoring", {
-        "runtime": runtime, "networks": networks, "config": monitoring,
+        "runtime": runtime, "networks": networks, "config": settings.deployed_monitoring(),
         "per_task_dns": settings.runtime == "swarm",
         "images": {key: getattr(images, key) for key in (*IMAGE_KEYS, "cadvisor")},
         "app_targets": [target for name, hosts in scraped.items()

@@ -87,11 +87,7 @@ class Expected:
 
     @property
     def monitoring(self) -> MonitoringConfig:
-        config = self.settings.monitoring
-        if self.settings.backups:  # as stacks/platform.py: the backup alerts judge by the backup settings
-            config = config.model_copy(update={"alerts": config.alerts.model_copy(
-                update=self.settings.backups.alert_max_ages())})
-        return config
+        return self.settings.deployed_monitoring()
 
 
 def stack_settings(project: Path, stack: str) -> Settings:
