@@ -28,8 +28,9 @@ import yaml
 from pydantic import ValidationError
 
 from components.autoscaling import PAUSE_LABEL, Decision, Observation, ScalingPolicy, State, decide
-from infra.mockrun import ProgramInputError, load_project
-from infra.settings import NAMESPACE, SETTINGS_KEY, parse_settings
+from infra.daytwo.stackfile import stack_settings
+from infra.mockrun import ProgramInputError
+from infra.settings import NAMESPACE, SETTINGS_KEY
 
 if TYPE_CHECKING:  # the Docker SDK and prometheus_client load when the controller runs, not with every `infra`
     import docker
@@ -292,9 +293,8 @@ def load_policy(args: argparse.Namespace) -> ScalingPolicy:
             return ScalingPolicy.model_validate(raw)
         except ValidationError as error:
             raise _policy_error(str(path), error) from None
-    project = load_project(Path(args.project), args.stack)
     source = f"Pulumi.{args.stack}.yaml"
-    settings = parse_settings(json.loads(project.config.get(f"{NAMESPACE}:{SETTINGS_KEY}", "null")), source)
+    settings = stack_settings(Path(args.project), args.stack)
     if settings.autoscaling is None:
         raise ProgramInputError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.autoscaling.workers: required key is missing "
                                 "(infra autoscale needs a scaling policy)")

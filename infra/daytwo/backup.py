@@ -29,8 +29,9 @@ from pathlib import Path
 from components.backup.model import CLASSES, PREFIXES, BackupConfig
 from components.backup.pgbackrest import Cluster, render_pgbackrest_conf
 from components.monitoring.model import duration_seconds
-from infra.mockrun import ProgramInputError, load_project
-from infra.settings import NAMESPACE, SETTINGS_KEY, SettingsError, parse_settings
+from infra.daytwo.stackfile import stack_settings
+from infra.mockrun import ProgramInputError
+from infra.settings import NAMESPACE, SETTINGS_KEY
 
 # PostgreSQL refuses to run as root; run as root, infra hands its tools to the data directory's owner,
 # or to this conventional account for the drill's throwaway instance.
@@ -47,15 +48,10 @@ class BackupError(RuntimeError):
 
 def stack_backup_config(project: Path, stack: str) -> BackupConfig:
     """The `backups` settings of a stack file, validated like the program validates them."""
-    loaded = load_project(project, stack)
-    source = f"Pulumi.{stack}.yaml"
-    raw = loaded.config.get(f"{NAMESPACE}:{SETTINGS_KEY}")
-    try:
-        settings = parse_settings(json.loads(raw) if raw else None, source)
-    except SettingsError as exc:
-        raise ProgramInputError(str(exc)) from None
+    settings = stack_settings(project, stack)
     if settings.backups is None:
-        raise ProgramInputError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.backups: the stack declares no backup store")
+        raise ProgramInputError(f"Pulumi.{stack}.yaml: {NAMESPACE}:{SETTINGS_KEY}.backups: the stack declares no "
+                                "backup store")
     return settings.backups
 
 

@@ -34,8 +34,9 @@ from components.monitoring.alerts import alert_specs
 from components.monitoring.model import MonitoringConfig, duration_seconds
 from infra import catalog
 from infra.daytwo import evidence
+from infra.daytwo.stackfile import stack_settings
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, run_program
-from infra.settings import NAMESPACE, SETTINGS_KEY, Settings, SettingsError, parse_settings
+from infra.settings import Settings
 from infra.version import commit
 
 PHASES = {
@@ -88,15 +89,6 @@ class Expected:
     @property
     def monitoring(self) -> MonitoringConfig:
         return self.settings.deployed_monitoring()
-
-
-def stack_settings(project: Path, stack: str) -> Settings:
-    loaded = load_project(project, stack)
-    raw = loaded.config.get(f"{NAMESPACE}:{SETTINGS_KEY}")
-    try:
-        return parse_settings(json.loads(raw) if raw else None, f"Pulumi.{stack}.yaml")
-    except SettingsError as exc:
-        raise ProgramInputError(str(exc)) from None
 
 
 def stack_evidence(project: Path, stack: str) -> tuple[str, list[evidence.Record] | None, str]:
