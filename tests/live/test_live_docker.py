@@ -3,7 +3,8 @@ would: every container healthy and staying so, HTTPS through the load balancer w
 submitted and processed, each api-gateway replica answering), Prometheus scraping every target, no alert firing
 but the uptime probe of public names this sandbox cannot resolve, the application's role confined, a scheduled
 backup and the WAL archive in the store through its gateway, and the definitions reading back as sent (a second
-`up` changes nothing). Images: tests/live/images.py (real software where Debian has it, stand-ins named as
+`up` changes nothing); and last, the runbook's Docker restore, run as docs/RUNBOOK.md gives it, returning
+PostgreSQL to a point in time. Images: tests/live/images.py (real software where Debian has it, stand-ins named as
 such)."""
 
 from __future__ import annotations
@@ -228,6 +229,7 @@ def _own_objects(stack: DockerDeployment) -> set[str]:
             | {f"volume {v['Name']}" for v in api.volumes()["Volumes"] or [] if v["Name"].startswith(f"{stack.prefix}-")})
 
 
+@pytest.mark.timeout(1200)  # a backup on the schedule, the block (at most 600 s), and the stack's start when run alone
 def test_the_runbooks_docker_restore_returns_postgresql_to_a_point_in_time(stack):
     """Last: it stops PostgreSQL and its clients. After the runbook's block restored to a time after a scheduled
     backup, the rows written before that backup are there, and those written between the backup and that time
