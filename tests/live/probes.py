@@ -18,6 +18,7 @@ import urllib3
 
 from components.backup.model import BackupConfig, StoreRoute, store_route
 from components.runtime import go_duration_string, nano_decimal
+from infra.cli import REPO_ROOT
 from tests.helpers import reveal
 from tests.live.deploy import DockerDeployment, host_ulimits
 from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
@@ -282,6 +283,53 @@ def assert_backup_and_wal_archive_reach_the_store(stack: DockerDeployment) -> No
         stack, "/api/v1/query?query=backup_last_success_timestamp_seconds"))["data"]["result"], 90,
         "the backup's success time in Prometheus")
     assert {m["metric"]["type"] for m in metric} >= {"incr"}
+
+
+def runbook_block(first_line: str) -> str:
+    """The runbook's ```sh block that starts with `first_line`: the commands as a user copies them."""
+    blocks = re.findall(r"^```sh\n(.*?)^```$", (REPO_ROOT / "docs" / "RUNBOOK.md").read_text(),
+                        re.MULTILINE | re.DOTALL)
+    (block,) = [b for b in blocks if b.startswith(first_line)]
+    return block
+
+
+def as_superuser(stack: DockerDeployment, sql: str) -> str:
+    """One statement in the application's database as PostgreSQL's superuser (peer, over its socket)."""
+    database = stack.run.settings.get("data", {}).get("postgres_database", "orchestration")
+    code, output = container_of(stack, "postgres").exec_run(["psql", "-X", "-tAq", "-d", database, "-c", sql],
+                                                            user="postgres")
+    assert code == 0, output.decode(errors="replace")
+    return output.decode().strip()
+
+
+def rows_around_a_point_in_time(stack: DockerDeployment) -> str:
+    """Table live_restore with 100 rows of each phase: `before` a scheduled backup (on the compressed schedule,
+    live_settings), `between` that backup and the returned time (in no backup: only the archived WAL brings them
+    back), `after` it; the WAL holding the `after` rows archived. The time, as PostgreSQL writes it."""
+    stanza = stack.run.settings["backups"].get("stanza", "platform")
+    as_superuser(stack, "CREATE TABLE live_restore (n int PRIMARY KEY, phase text NOT NULL)")
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'before' FROM generate_series(1, 100) n")
+    written = float(as_superuser(stack, "SELECT extract(epoch FROM clock_timestamp())"))
+
+    def backup_after_the_rows():
+        info = json.loads(exec_in(stack, "postgres-backup", ["pgbackrest", f"--stanza={stanza}", "info",
+                                                             "--output=json"]))
+        return [b["label"] for b in info[0]["backup"] if b["timestamp"]["start"] > written]
+
+    print("backups after the first rows:", wait_for(backup_after_the_rows, 150, "a backup after the first rows"))
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'between' FROM generate_series(101, 200) n")
+    target = as_superuser(stack, "SELECT clock_timestamp()")
+    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'after' FROM generate_series(201, 300) n")
+    segment = as_superuser(stack, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    as_superuser(stack, "SELECT pg_switch_wal()")
+    # Recovery to a time stops at the first commit after it: that commit's segment must be in the archive.
+    wait_for(lambda: as_superuser(stack, "SELECT last_archived_wal FROM pg_stat_archiver") >= segment, 90,
+             f"WAL segment {segment} archived")
+    return target
+
+
+RESTORED_ROWS = "before|100\nbetween|100"
+"""live_restore's phases after a restore to rows_around_a_point_in_time's time."""
 
 
 def targets_all_up(stack: DockerDeployment) -> list[dict]:

@@ -3,24 +3,29 @@ would: every container healthy and staying so, HTTPS through the load balancer w
 submitted and processed, each api-gateway replica answering), Prometheus scraping every target, no alert firing
 but the uptime probe of public names this sandbox cannot resolve, the application's role confined, a scheduled
 backup and the WAL archive in the store through its gateway, and the definitions reading back as sent (a second
-`up` changes nothing). Images: tests/live/images.py (real software where Debian has it, stand-ins named as
+`up` changes nothing); and last, the runbook's Docker restore, run as docs/RUNBOOK.md gives it, returning
+PostgreSQL to a point in time. Images: tests/live/images.py (real software where Debian has it, stand-ins named as
 such)."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 
 import pytest
 
+from tests.conftest import require_tool
 from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
 from tests.live.probes import (
+    RESTORED_ROWS,
     STACK_PREFIX,
     VERIFY_HOST_LIMITED,
     VERIFY_NAMED_UNKNOWN,
     EdgeClient,
+    as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
     assert_reads_back_as_sent,
@@ -36,6 +41,8 @@ from tests.live.probes import (
     live_settings,
     prometheus_get,
     request_counts,
+    rows_around_a_point_in_time,
+    runbook_block,
     s3_objects,
     show_verify,
     targets_all_up,
@@ -203,3 +210,58 @@ def test_verify_with_a_stopped_worker_fails_its_checks_and_only_those(stack, mon
     assert set(changed) == {"post.hour.services-healthy", "post.hour.metrics-collected"}, changed
     assert all(status == "fail" and "worker-2" in text for status, text in changed.values()), changed
     assert report["exit"] == 1
+
+
+# --- last: the runbook's restore stops PostgreSQL and its clients ------------------------------------------
+
+RESTORE_BLOCK = "# Docker: restore PostgreSQL"
+"""The first line of the runbook's Docker restore block."""
+STOPPED_BY_THE_RESTORE = ("api-gateway", "orchestrator", "worker", "log-aggregator", "query-service",
+                          "postgres-backup", "postgres-exporter", "postgres")
+"""The services whose containers the block stops and starts again."""
+
+
+def _own_objects(stack: DockerDeployment) -> set[str]:
+    """Every container and volume of the stack on the engine, by kind and name."""
+    api = stack.client.api
+    return ({f"container {c['Names'][0].lstrip('/')}" for c in api.containers(all=True)
+             if c["Names"][0].lstrip("/").startswith(f"{stack.prefix}-")}
+            | {f"volume {v['Name']}" for v in api.volumes()["Volumes"] or [] if v["Name"].startswith(f"{stack.prefix}-")})
+
+
+@pytest.mark.timeout(1200)  # a backup on the schedule, the block (at most 600 s), and the stack's start when run alone
+def test_the_runbooks_docker_restore_returns_postgresql_to_a_point_in_time(stack):
+    """Last: it stops PostgreSQL and its clients. After the runbook's block restored to a time after a scheduled
+    backup, the rows written before that backup are there, and those written between the backup and that time
+    (replayed from the archived WAL); the rows written after it are gone; PostgreSQL is promoted, every container
+    the block stopped runs healthy again, nothing of the restore is left and the admin logs in through the edge."""
+    require_tool("docker", "docker.io")  # the runbook's commands are the docker CLI's
+    test_started = time.monotonic()
+    before = _running(stack)
+    stopped = {name for name, state in before.items() if state["State"]["Running"]
+               and state["Config"]["Labels"].get("platform.service") in STOPPED_BY_THE_RESTORE}
+    assert {before[name]["Config"]["Labels"]["platform.service"] for name in stopped} \
+        == set(STOPPED_BY_THE_RESTORE), stopped
+    target = rows_around_a_point_in_time(stack)
+    objects = _own_objects(stack)
+    started = time.monotonic()
+    result = subprocess.run(["sh", "-c", runbook_block(RESTORE_BLOCK)], capture_output=True, text=True,
+                            timeout=600, check=False, env={**os.environ, "STACK": stack.prefix, "TARGET": target})
+    took = time.monotonic() - started
+    print(f"the runbook's Docker restore to {target} took {took:.0f} s")
+    print(result.stdout[-4000:], result.stderr[-4000:])
+    assert result.returncode == 0
+    after = _running(stack)
+    # The block did stop them: each one started again after it began, and runs healthy.
+    assert {name for name in stopped if after[name]["State"]["StartedAt"] > before[name]["State"]["StartedAt"]} \
+        == stopped
+    unwell = {name: (s["State"]["Status"], s["State"].get("Health", {}).get("Status"))
+              for name, s in after.items() if not s["State"]["Running"]
+              or s["State"].get("Health", {}).get("Status", "healthy") != "healthy"}
+    assert unwell == {}
+    assert as_superuser(stack, "SELECT phase, count(*) FROM live_restore GROUP BY phase ORDER BY phase") \
+        == RESTORED_ROWS
+    assert as_superuser(stack, "SELECT pg_is_in_recovery()") == "f"
+    assert _own_objects(stack) == objects  # no restore container, no volume of its own
+    EdgeClient.of(stack).login()  # the restored users table, through the restarted api-gateways
+    print(f"the Docker restore test took {time.monotonic() - test_started:.0f} s (the block {took:.0f} s)")

@@ -21,21 +21,22 @@ import uuid
 import pytest
 import yaml
 
-from infra.cli import REPO_ROOT
 from tests.conftest import require_tool
 from tests.live.deploy import live_plan
 from tests.live.probes import (
+    RESTORED_ROWS,
     STACK_PREFIX,
     EdgeClient,
+    as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
-    container_of,
     create_bucket,
-    exec_in,
     firing_but_unresolvable_uptime,
     live_secrets,
     live_settings,
     request_counts,
+    rows_around_a_point_in_time,
+    runbook_block,
     table,
     targets_all_up,
     wait_for,
@@ -229,23 +230,6 @@ RESTORE_BLOCK = "# Swarm: restore PostgreSQL"
 """The first line of the runbook's Swarm restore block."""
 
 
-def runbook_block(first_line: str) -> str:
-    """The runbook's ```sh block that starts with `first_line`: the commands as a user copies them."""
-    blocks = re.findall(r"^```sh\n(.*?)^```$", (REPO_ROOT / "docs" / "RUNBOOK.md").read_text(),
-                        re.MULTILINE | re.DOTALL)
-    (block,) = [b for b in blocks if b.startswith(first_line)]
-    return block
-
-
-def as_superuser(stack: SwarmDeployment, sql: str) -> str:
-    """One statement in the application's database as PostgreSQL's superuser (peer, over its socket)."""
-    database = stack.run.settings.get("data", {}).get("postgres_database", "orchestration")
-    code, output = container_of(stack, "postgres").exec_run(["psql", "-X", "-tAq", "-d", database, "-c", sql],
-                                                            user="postgres")
-    assert code == 0, output.decode(errors="replace")
-    return output.decode().strip()
-
-
 def unwell_services(stack: SwarmDeployment) -> dict[str, str]:
     """The services without their expected number of running, healthy tasks, with their tasks' report."""
     unwell = {}
@@ -264,26 +248,7 @@ def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack)
     (replayed from the archived WAL); the rows written after it are gone; PostgreSQL is promoted and every
     service runs healthy again, as many tasks as before."""
     require_tool("docker", "docker.io")  # the runbook's commands are the docker CLI's
-    stanza = stack.run.settings["backups"].get("stanza", "platform")
-    as_superuser(stack, "CREATE TABLE live_restore (n int PRIMARY KEY, phase text NOT NULL)")
-    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'before' FROM generate_series(1, 100) n")
-    written = float(as_superuser(stack, "SELECT extract(epoch FROM clock_timestamp())"))
-
-    def backup_after_the_rows():
-        info = json.loads(exec_in(stack, "postgres-backup", ["pgbackrest", f"--stanza={stanza}", "info",
-                                                             "--output=json"]))
-        return [b["label"] for b in info[0]["backup"] if b["timestamp"]["start"] > written]
-
-    print("backups after the first rows:", wait_for(backup_after_the_rows, 150, "a backup after the first rows"))
-    # In no backup: only the archived WAL brings these back.
-    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'between' FROM generate_series(101, 200) n")
-    target = as_superuser(stack, "SELECT clock_timestamp()")
-    as_superuser(stack, "INSERT INTO live_restore SELECT n, 'after' FROM generate_series(201, 300) n")
-    segment = as_superuser(stack, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-    as_superuser(stack, "SELECT pg_switch_wal()")
-    # Recovery to a time stops at the first commit after it: that commit's segment must be in the archive.
-    wait_for(lambda: as_superuser(stack, "SELECT last_archived_wal FROM pg_stat_archiver") >= segment, 90,
-             f"WAL segment {segment} archived")
+    target = rows_around_a_point_in_time(stack)
     started = time.monotonic()
     result = subprocess.run(["sh", "-c", runbook_block(RESTORE_BLOCK)], capture_output=True, text=True,
                             timeout=600, check=False, env={**os.environ, "STACK": stack.prefix, "TARGET": target})
@@ -291,7 +256,7 @@ def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack)
     print(result.stdout[-4000:], result.stderr[-4000:])
     assert result.returncode == 0
     assert as_superuser(stack, "SELECT phase, count(*) FROM live_restore GROUP BY phase ORDER BY phase") \
-        == "before|100\nbetween|100"
+        == RESTORED_ROWS
     assert as_superuser(stack, "SELECT pg_is_in_recovery()") == "f"
     assert wait_for(lambda: unwell_services(stack) == {} or None, 120, "every service healthy again")
     # Nothing of the restore is left: no service, no container holding the data volume.
