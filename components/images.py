@@ -9,6 +9,8 @@ TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 """A Docker image tag (distribution reference grammar)."""
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The package platform_infra's directory: the repository root in a checkout, site-packages/platform_infra
+installed from the wheel, which ships the images' files the components build (pyproject.toml package-data)."""
 IMAGES_DIR = PROJECT_ROOT / "images"
 """The project's own images (one directory each, holding its Dockerfile). Build contexts and Dockerfiles the
 stack gives pulumi-docker are absolute, derived from this file's location: the engine runs the program and its

@@ -147,9 +147,11 @@ def _rule_evidence(report: Report, rule_id: str) -> tuple[list[dict[str, Any]], 
     return [{"kind": "rule", "rule": rule_id, "result": "pass", "enforcement": level}], "pass"
 
 
-def own_project() -> str:
-    """The name of this repository's Pulumi project: the program its tests exercise."""
-    return yaml.safe_load((catalog.REPO_ROOT / "Pulumi.yaml").read_text())["name"]
+def own_project() -> str | None:
+    """The name of this repository's Pulumi project: the program its tests exercise. None when installed from
+    the wheel, which ships neither the project nor its tests."""
+    project_file = catalog.REPO_ROOT / "Pulumi.yaml"
+    return yaml.safe_load(project_file.read_text())["name"] if project_file.is_file() else None
 
 
 def _runtime_status(item: catalog.Item, found: tuple[Any, Any] | None, now: datetime) -> tuple[str, dict]:

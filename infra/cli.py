@@ -16,7 +16,7 @@ from infra.daytwo.autoscale_simulate import add_simulate_arguments, cmd_simulate
 from infra.daytwo.backup import add_backup_commands
 from infra.daytwo.verify import add_verify_arguments, cmd_verify, stack_evidence
 from infra.diagram import add_diagram_arguments, cmd_diagram
-from infra.mockrun import ProgramInputError, ProgramRun, redact, run_project
+from infra.mockrun import DEFAULT_PROJECT, ProgramInputError, ProgramRun, redact, run_project
 from infra.version import version_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +74,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def add_program_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
-    parser.add_argument("--project", default=str(REPO_ROOT), help="directory holding Pulumi.yaml (default: this repo)")
+    parser.add_argument("--project", default=DEFAULT_PROJECT,
+                        help="directory holding Pulumi.yaml (default: this repository in a checkout, else the "
+                             "current directory)")
 
 
 class VersionAction(argparse.Action):

@@ -13,7 +13,12 @@ import pytest
 import infra.settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = ("infra", "stacks", "policies")
+PACKAGE = "platform_infra"
+FORBIDDEN = tuple(f"{PACKAGE}.{name}" for name in ("infra", "stacks", "policies"))
+
+
+def forbidden(module: str) -> bool:
+    return any(module == name or module.startswith(f"{name}.") for name in FORBIDDEN)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -31,23 +36,25 @@ COMPONENT_FILES = sorted((REPO_ROOT / "components").rglob("*.py"))
 
 @pytest.mark.parametrize("path", COMPONENT_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_components_import_nothing_from_the_platform(path):
-    wrong = sorted(m for m in imported_modules(path) if m.split(".")[0] in FORBIDDEN)
+    wrong = sorted(m for m in imported_modules(path) if forbidden(m))
     assert not wrong, f"{path.relative_to(REPO_ROOT)} imports {wrong}"
 
 
 def test_the_walk_sees_every_import_form(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("import infra.settings\nfrom stacks import platform\nfrom policies.props import get\n"
-                      "from . import sibling\nimport pulumi\n")
-    assert {m for m in imported_modules(sample) if m.split(".")[0] in FORBIDDEN} == {
-        "infra.settings", "stacks", "policies.props"}
+    sample.write_text("import platform_infra.infra.settings\nfrom platform_infra.stacks import platform\n"
+                      "from platform_infra.policies.props import get\nfrom . import sibling\nimport pulumi\n"
+                      "from platform_infra.components import images\nimport platform_infra_extra\n")
+    assert {m for m in imported_modules(sample) if forbidden(m)} == {
+        "platform_infra.infra.settings", "platform_infra.stacks", "platform_infra.policies.props"}
 
 
 def test_importing_every_component_loads_no_platform_module():
-    modules = [".".join(p.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+    modules = [".".join((PACKAGE, *p.relative_to(REPO_ROOT).with_suffix("").parts)).removesuffix(".__init__")
                for p in COMPONENT_FILES]
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
-            + f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))")
+            + f"print(sorted(m for m in sys.modules if m.startswith({tuple(f'{n}.' for n in FORBIDDEN)!r})"
+            + f" or m in {FORBIDDEN!r}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

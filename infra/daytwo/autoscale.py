@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from components.autoscaling import PAUSE_LABEL, Decision, Observation, ScalingPolicy, State, decide
 from infra.daytwo.stackfile import stack_settings
-from infra.mockrun import ProgramInputError
+from infra.mockrun import DEFAULT_PROJECT, ProgramInputError
 from infra.settings import NAMESPACE, SETTINGS_KEY
 
 if TYPE_CHECKING:  # the Docker SDK and prometheus_client load when the controller runs, not with every `infra`
@@ -360,8 +360,8 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--policy", help="YAML file holding a scaling policy (autoscaling.workers' keys)")
     source.add_argument("--stack", help="read platform:settings.autoscaling.workers from Pulumi.<stack>.yaml")
-    parser.add_argument("--project", default=str(Path(__file__).resolve().parents[2]),
-                        help="directory holding the stack files (with --stack)")
+    parser.add_argument("--project", default=DEFAULT_PROJECT,
+                        help="directory holding the stack files (with --stack; default as `infra plan`'s)")
 
 
 def add_autoscale_arguments(parser: argparse.ArgumentParser) -> None:
