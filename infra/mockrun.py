@@ -28,14 +28,14 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
+from components.images import PROJECT_ROOT
 from infra.fastrun import collector_paused, settle_outputs
 
 UNKNOWN = rpc.UNKNOWN
 SIG_KEY = rpc._special_sig_key
 SECRET_SIG = rpc._special_secret_sig
 STACK_TYPE = "pulumi:pulumi:Stack"
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_PROJECT = str(PACKAGE_DIR) if (PACKAGE_DIR / "Pulumi.yaml").is_file() else "."
+DEFAULT_PROJECT = str(PROJECT_ROOT) if (PROJECT_ROOT / "Pulumi.yaml").is_file() else "."
 """`--project` by default: this repository's own program in a checkout; installed from the wheel (no
 Pulumi.yaml beside the package), the current directory, as `pulumi` looks there."""
 
