@@ -13,6 +13,7 @@ from infra.autoscale_simulate import add_simulate_arguments, cmd_simulate
 from infra.backup import add_backup_commands
 from infra.check import add_check_arguments, cmd_check
 from infra.checklist import add_checklist_arguments, cmd_checklist
+from infra.daytwo.drills import add_drill_commands
 from infra.daytwo.verify import add_verify_arguments, cmd_verify
 from infra.diagram import add_diagram_arguments, cmd_diagram
 from infra.mockrun import ProgramInputError, ProgramRun, load_project, redact, run_program
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(verify)
     add_verify_arguments(verify)
     verify.set_defaults(handler=cmd_verify)
+    add_drill_commands(commands, add_program_arguments)
     autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
     add_autoscale_arguments(autoscale)
     autoscale.set_defaults(handler=cmd_autoscale)
