@@ -272,8 +272,9 @@ def test_alerts_drill_fires_delivers_and_resolves(stack, monkeypatch, capsys, tm
     sent_before = len(stack.mail_relay.messages())
     report = infra_drill(stack, monkeypatch, capsys, tmp_path, "alerts")
     data = report["data"]
-    print("\nalerts drill:", {k: data[k] for k in ("alert", "seconds_to_fire", "seconds_to_deliver",
-                                                  "delivered_by", "failed_integrations", "seconds_to_resolve")})
+    with capsys.disabled():
+        print("\nalerts drill:", {k: data[k] for k in ("alert", "seconds_to_fire", "seconds_to_deliver",
+                                                      "delivered_by", "failed_integrations", "seconds_to_resolve")})
     assert report["exit"] == 0 and report["ok"], report
     assert data["alert"] == "ServiceDown" and 120 <= data["seconds_to_fire"] <= 120 + 90, data
     assert "email" in data["delivered_by"], data
@@ -300,8 +301,9 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
     report = infra_drill(stack, monkeypatch, capsys, tmp_path, "load", "--endpoint", edge_url,
                          "--requests", "3000", "--duration", "15", "--concurrency", "8")
     data = report["data"]
-    print("\nload drill:", {k: data[k] for k in ("answered", "seconds", "throughput_per_second", "p50_ms", "p95_ms",
-                                                "p99_ms", "p95_ms_2xx", "by_status", "rate_limit")})
+    with capsys.disabled():
+        print("\nload drill:", {k: data[k] for k in ("answered", "seconds", "throughput_per_second", "p50_ms",
+                                                    "p95_ms", "p99_ms", "p95_ms_2xx", "by_status", "rate_limit")})
     assert report["exit"] == 0 and report["ok"], report
     assert set(data["by_status"]) == {"200", "429"} and not data["errors"], data
     edge = stack_settings(REPO_ROOT, "prod").edge
@@ -315,6 +317,7 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
     monkeypatch.setenv("SSL_CERT_FILE", operator_env(stack, tmp_path)["SSL_CERT_FILE"])
     bench = compare(stack.client, edge_url, EdgeClient.of(stack).host, network, upstreams, "/actuator/health",
                     3000, 15, 8)
-    print("edge vs bare nginx:", json.dumps(bench))
+    with capsys.disabled():
+        print("edge vs bare nginx:", json.dumps(bench))
     assert set(bench["bare"]["by_status"]) == {"200"} and not bench["bare"]["errors"], bench["bare"]
     assert bench["ratio"]["p95_2xx"] and bench["ratio"]["throughput"], bench
