@@ -309,7 +309,7 @@ def cmd_drill_alerts(args: argparse.Namespace) -> int:
 
 def add_drill_commands(commands: argparse._SubParsersAction, add_program_arguments: Callable) -> None:
     drill = commands.add_parser("drill", help="deliberate failures and load on the running stack, bounded and "
-                                "restored (alerts, load)")
+                                "restored (alerts, load, failover)")
     kinds = drill.add_subparsers(dest="drill_command", required=True)
     alerts = kinds.add_parser("alerts", help="stop a service, await its alert fired, delivered and resolved")
     add_program_arguments(alerts)
@@ -325,6 +325,11 @@ def add_drill_commands(commands: argparse._SubParsersAction, add_program_argumen
 
     add_load_arguments(kinds.add_parser("load", help="a bounded load through the edge: throughput, latency, 429s"),
                        add_program_arguments)
+    from infra.daytwo.drill_failover import add_failover_arguments
+
+    add_failover_arguments(kinds.add_parser("failover", help="under load: an api-gateway replica and a worker "
+                                            "crash, PostgreSQL restarts; errors, recovery times, lost jobs"),
+                           add_program_arguments)
 
 
 def add_guard_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ def one_line_exit_2(capsys, argv: list[str], *needles: str) -> None:
     assert err[-1].startswith("infra: error: ") and all(n in err[-1] for n in needles), err
 
 
-@pytest.mark.parametrize("argv", [["drill", "alerts", "--stack", "prod"], ["drill", "load", "--stack", "prod"]])
+@pytest.mark.parametrize("argv", [["drill", kind, "--stack", "prod"] for kind in ("alerts", "load", "failover")])
 def test_a_prod_stack_is_refused_without_yes_in_prod(capsys, argv):
     one_line_exit_2(capsys, argv, "--yes-in-prod", "prod")
 
@@ -129,3 +129,18 @@ def test_a_signal_becomes_an_interruption_and_the_handlers_come_back():
         os.kill(os.getpid(), signal.SIGTERM)
         threading.Event().wait(5)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize(("flags", "env", "needle"), [
+    (["--rate", "0"], {}, "--rate: 0: allowed above 0 to 50"),
+    (["--timeout", "0"], {}, "--timeout: 0: allowed 1 to 1800"),
+    ([], {}, "PLATFORM_APP_ADMIN_PASSWORD: not set"),
+    (["--rate", "11"], {"PLATFORM_APP_ADMIN_PASSWORD": "x" * 20}, "allowed up to the edge's api_rate_per_second (10)"),
+    (["--endpoint", "https://example.org"], {"PLATFORM_APP_ADMIN_PASSWORD": "x" * 20}, "allowed: a loopback address"),
+    (["--endpoint", "https://127.0.0.1:1"], {"PLATFORM_APP_ADMIN_PASSWORD": "x" * 20}, "nothing answers"),
+])
+def test_failover_bad_input_is_one_line(capsys, monkeypatch, flags, env, needle):
+    monkeypatch.delenv("PLATFORM_APP_ADMIN_PASSWORD", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    one_line_exit_2(capsys, ["drill", "failover", "--stack", "dev", *flags], needle)

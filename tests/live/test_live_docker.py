@@ -321,3 +321,26 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
         print("edge vs bare nginx:", json.dumps(bench))
     assert set(bench["bare"]["by_status"]) == {"200"} and not bench["bare"]["errors"], bench["bare"]
     assert bench["ratio"]["p95_2xx"] and bench["ratio"]["throughput"], bench
+
+
+def test_failover_drill_under_load_loses_no_job(stack, monkeypatch, capsys, tmp_path):
+    """Jobs submitted through the edge while api-gateway-2 and worker-3 crash (their restart policy brings them
+    back) and PostgreSQL restarts: each comes back healthy, and every job the platform accepted ends succeeded."""
+    for name in ("api-gateway-2", "worker-3", "postgres"):
+        _healthy_again(stack, stack.local(f"{STACK_PREFIX}-{name}"))
+    report = infra_drill(stack, monkeypatch, capsys, tmp_path, "failover",
+                         "--endpoint", f"https://127.0.0.1:{host_port(stack, 443)}", "--rate", "2", "--timeout", "180")
+    data = report["data"]
+    with capsys.disabled():
+        print("\nfailover drill:", {k: data[k] for k in ("faults", "accepted", "by_status", "client_errors",
+                                                        "lost_jobs", "jobs_by_outcome")})
+    assert [f["target"] for f in data["faults"]] == [stack.local(f"{STACK_PREFIX}-{n}")
+                                                    for n in ("api-gateway-2", "worker-3", "postgres")], data
+    assert report["exit"] == 0 and report["ok"], report
+    assert data["accepted"] >= 20 and data["lost_jobs"] == [], data
+    assert all(f["seconds_to_replace"] for f in data["faults"]), data
+    restarted = {n: stack.client.api.inspect_container(stack.local(f"{STACK_PREFIX}-{n}"))["RestartCount"]
+                 for n in ("api-gateway-2", "worker-3")}
+    assert all(count >= 1 for count in restarted.values()), restarted  # the restart policy, not the drill
+    assert any(key.endswith("-drill.failover.json") for key in s3_objects(stack, "evidence/prod/"))
+    targets_all_up(stack)
