@@ -263,6 +263,7 @@ def test_an_interrupted_alerts_drill_restores_the_service(stack, tmp_path):
     _healthy_again(stack, worker)
 
 
+@pytest.mark.timeout(600)  # the alert's `for` (2m) and a resolution, or three recoveries and the jobs
 def test_alerts_drill_fires_delivers_and_resolves(stack, monkeypatch, capsys, tmp_path):
     """worker-3 stopped: ServiceDown fires in Alertmanager after the rule's `for` (2m) and a scrape, the stack's
     e-mail receiver delivers it (to the stand-in relay), and it resolves once the worker is back."""
@@ -323,6 +324,7 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
     assert bench["ratio"]["p95_2xx"] and bench["ratio"]["throughput"], bench
 
 
+@pytest.mark.timeout(600)  # the alert's `for` (2m) and a resolution, or three recoveries and the jobs
 def test_failover_drill_under_load_loses_no_job(stack, monkeypatch, capsys, tmp_path):
     """Jobs submitted through the edge while api-gateway-2 and worker-3 crash (their restart policy brings them
     back) and PostgreSQL restarts: each comes back healthy, and every job the platform accepted ends succeeded."""
