@@ -241,6 +241,7 @@ def _healthy_again(stack, name: str, seconds: float = 120) -> None:
              seconds, f"{name} healthy again")
 
 
+@pytest.mark.timeout(600)  # selected alone (-k drill), it carries the module's boot
 def test_an_interrupted_alerts_drill_restores_the_service(stack, tmp_path):
     """SIGTERM while the worker is stopped: the drill starts it again before it exits."""
     worker = stack.local(f"{STACK_PREFIX}-worker-3")
@@ -291,6 +292,7 @@ def test_alerts_drill_fires_delivers_and_resolves(stack, monkeypatch, capsys, tm
     _healthy_again(stack, worker)
 
 
+@pytest.mark.timeout(600)  # selected alone, it carries the module's boot
 def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, capsys, tmp_path):
     """A bounded load through the edge: every answer 200 or 429, the api zone's rate held (rate × seconds + burst
     passed at most, the rest refused), and the same load through a bare nginx in front of the same replicas."""
