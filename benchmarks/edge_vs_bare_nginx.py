@@ -17,8 +17,10 @@ reached the upstream through each proxy).
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
+import socket
 import sys
 import tarfile
 import time
@@ -42,10 +44,26 @@ def bare_config(upstreams: list[str]) -> str:
             "      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }\n  }\n}\n")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def start_bare(client: docker.DockerClient, network: str, upstreams: list[str]) -> tuple[str, int]:
-    name = f"bench-bare-nginx-{uuid.uuid4().hex[:6]}"
-    container = client.containers.create(NGINX_IMAGE, name=name, ports={"80/tcp": ("127.0.0.1", None)},
+    """The bare proxy running on a loopback port; removed again when it does not start."""
+    name, port = f"bench-bare-nginx-{uuid.uuid4().hex[:6]}", free_port()
+    container = client.containers.create(NGINX_IMAGE, name=name, ports={"80/tcp": ("127.0.0.1", port)},
                                          network=network)
+    try:
+        start(container, upstreams, port)
+    except BaseException:
+        client.api.remove_container(name, force=True)
+        raise
+    return name, port
+
+
+def start(container, upstreams: list[str], port: int) -> None:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
         data = bare_config(upstreams).encode()
@@ -56,9 +74,17 @@ def start_bare(client: docker.DockerClient, network: str, upstreams: list[str]) 
     container.start()
     for _ in range(30):
         container.reload()
-        ports = container.attrs["NetworkSettings"]["Ports"].get("80/tcp")
-        if container.status == "running" and ports:
-            return name, int(ports[0]["HostPort"])
+        if container.status == "running":
+            # docker-proxy accepts on the port before nginx listens: an HTTP answer, any status, is the sign.
+            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                probe.request("GET", "/")
+                probe.getresponse()
+                return
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                probe.close()
         time.sleep(0.5)
     raise RuntimeError(f"the bare nginx did not start: {container.logs().decode()[-2000:]}")
 
