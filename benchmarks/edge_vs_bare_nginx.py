@@ -7,7 +7,7 @@
 The load is `infra drill load`'s (infra/daytwo/drill_load.py: closed-loop, bounded). The edge is the stack's own
 (TLS checked against SSL_CERT_FILE for `--host`, its headers, its rate limits); the bare proxy is nginx (the
 image the stack's edge runs) with nothing but `proxy_pass` to the same upstream servers, over plain HTTP on a
-loopback port, started on `--network` (where the upstream answers) and removed after. Both answer the same
+loopback port (the default bridge), joined to `--network` (where the upstream answers), removed after. Both answer the same
 path from the same replicas; it prints each one's figures and the edge's p95 and throughput as a ratio of the
 bare proxy's. Every client shares one address, so the edge's rate limit refuses most of a fast load with 429
 (answered by nginx alone, cheaply): the ratio is given for every answer and for the 2xx ones (the requests that
@@ -53,9 +53,11 @@ def free_port() -> int:
 def start_bare(client: docker.DockerClient, network: str, upstreams: list[str]) -> tuple[str, int]:
     """The bare proxy running on a loopback port; removed again when it does not start."""
     name, port = f"bench-bare-nginx-{uuid.uuid4().hex[:6]}", free_port()
-    container = client.containers.create(NGINX_IMAGE, name=name, ports={"80/tcp": ("127.0.0.1", port)},
-                                         network=network)
+    # On the default bridge for its published port (the stack's app network is internal: no port is published
+    # from it), and on the app network to reach the replicas by name.
+    container = client.containers.create(NGINX_IMAGE, name=name, ports={"80/tcp": ("127.0.0.1", port)})
     try:
+        client.api.connect_container_to_network(container.id, network)
         start(container, upstreams, port)
     except BaseException:
         client.api.remove_container(name, force=True)
