@@ -14,6 +14,7 @@ from infra.checklist import add_checklist_arguments, cmd_checklist
 from infra.daytwo.autoscale import add_autoscale_arguments, cmd_autoscale
 from infra.daytwo.autoscale_simulate import add_simulate_arguments, cmd_simulate
 from infra.daytwo.backup import add_backup_commands
+from infra.daytwo.drills import add_drill_commands
 from infra.daytwo.verify import add_verify_arguments, cmd_verify, stack_evidence
 from infra.diagram import add_diagram_arguments, cmd_diagram
 from infra.mockrun import DEFAULT_PROJECT, ProgramInputError, ProgramRun, redact, run_project
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(verify)
     add_verify_arguments(verify)
     verify.set_defaults(handler=cmd_verify)
+    add_drill_commands(commands, add_program_arguments)
     autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
     add_autoscale_arguments(autoscale)
     autoscale.set_defaults(handler=cmd_autoscale)

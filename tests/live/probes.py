@@ -417,18 +417,25 @@ def container_address(stack: DockerDeployment, service: str) -> str:
     return next(n["IPAddress"] for n in networks.values() if n["IPAddress"])
 
 
+def operator_env(stack: DockerDeployment, tmp_path) -> dict[str, str]:
+    """What an operator's shell holds for the day-two commands: the stack's CA trusted, the live store as the
+    evidence bucket's S3 endpoint, the credentials from the stack outputs."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(stack_output(stack, "ca_certificate_pem"))
+    return {"SSL_CERT_FILE": str(ca), "AWS_ENDPOINT_URL": stack.store.host_endpoint,
+            "AWS_ACCESS_KEY_ID": "LIVEVERIFY", "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_REGION": stack.run.settings["backups"].get("region", "us-east-1"),
+            "PLATFORM_APP_ADMIN_PASSWORD": stack_output(stack, "app_admin_password"),
+            "GRAFANA_ADMIN_PASSWORD": stack_output(stack, "grafana_admin_password")}
+
+
 def infra_verify(stack: DockerDeployment, monkeypatch, capsys, tmp_path, *extra: str) -> dict:
     """`infra verify` as an operator runs it against this stack: its APIs at their container addresses (this
     host routes to the stack's networks), the edge at its published port with the stack's CA, the credentials
     from the stack outputs, the evidence to the stack's bucket in the live store."""
     from infra.cli import main
 
-    ca = tmp_path / "ca.pem"
-    ca.write_text(stack_output(stack, "ca_certificate_pem"))
-    for key, value in {"SSL_CERT_FILE": str(ca), "AWS_ENDPOINT_URL": stack.store.host_endpoint,
-                       "AWS_ACCESS_KEY_ID": "LIVEVERIFY", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": stack.run.settings["backups"].get("region", "us-east-1"),
-                       "PLATFORM_APP_ADMIN_PASSWORD": stack_output(stack, "app_admin_password"),
-                       "GRAFANA_ADMIN_PASSWORD": stack_output(stack, "grafana_admin_password")}.items():
+    for key, value in operator_env(stack, tmp_path).items():
         monkeypatch.setenv(key, value)
     capsys.readouterr()
     code = main(["verify", "--stack", "prod", "--name-prefix", stack.prefix,
@@ -463,3 +470,24 @@ def clickhouse_backup_after_the_store(stack: DockerDeployment) -> None:
             90, "a successful create_remote scraped")
     except AssertionError as error:
         raise AssertionError(f"{error}\n{container.logs(tail=20).decode(errors='replace')}") from None
+
+
+def drill_argv(stack: DockerDeployment, kind: str, *extra: str) -> list[str]:
+    """`infra drill KIND` as an operator runs it against this stack (addresses as for infra_verify)."""
+    urls = {"alerts": ["--alertmanager-url", f"http://{container_address(stack, 'alertmanager')}:9093"]}
+    renamed = ["--name-prefix", stack.prefix] if kind in ("alerts", "failover") else []  # load touches no object
+    return ["drill", kind, "--stack", "prod", *renamed, "--yes-in-prod", "--format", "json", *urls.get(kind, []),
+            *extra]
+
+
+def infra_drill(stack: DockerDeployment, monkeypatch, capsys, tmp_path, kind: str, *extra: str) -> dict:
+    from infra.cli import main
+
+    for key, value in operator_env(stack, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    code = main(drill_argv(stack, kind, *extra))
+    captured = capsys.readouterr()
+    report = json.loads(captured.out) if captured.out.strip() else {"stderr": captured.err}
+    report["exit"] = code
+    return report

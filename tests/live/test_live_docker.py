@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 import uuid
 
@@ -19,6 +21,7 @@ import pytest
 
 from tests.conftest import require_tool
 from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
+from tests.live.mailrelay import MailRelay, relay_settings
 from tests.live.probes import (
     RESTORED_ROWS,
     STACK_PREFIX,
@@ -33,12 +36,16 @@ from tests.live.probes import (
     clickhouse_backup_after_the_store,
     container_of,
     create_bucket,
+    drill_argv,
     exec_in,
     firing_but_unresolvable_uptime,
     healthy_table,
+    host_port,
+    infra_drill,
     infra_verify,
     live_secrets,
     live_settings,
+    operator_env,
     prometheus_get,
     request_counts,
     rows_around_a_point_in_time,
@@ -59,7 +66,8 @@ HEALTHY_FOR = 60
 def stack(engine, live_images):
     prefix = f"live-{uuid.uuid4().hex[:6]}"
     store = LiveStore.new(engine, prefix)
-    run = live_plan("prod", live_settings(store), live_secrets())
+    relay = MailRelay(engine, prefix)
+    run = live_plan("prod", {**live_settings(store), **relay_settings()}, live_secrets())
     deployment = DockerDeployment(engine, run, prefix, STACK_PREFIX)
     started = time.monotonic()
     try:
@@ -69,11 +77,16 @@ def stack(engine, live_images):
         deployment.up()
         deployment.seconds_to_up = time.monotonic() - started
         store.attach(deployment.local(f"{STACK_PREFIX}-egress"))
+        relay.start(deployment.local(f"{STACK_PREFIX}-egress"))
+        deployment.mail_relay = relay
+        deployment.host_differences.add("alert e-mail: the stack's critical-email receiver sends through a stand-in "
+                                        "mail relay on its egress network, in plain (require_tls off for it)")
         print(f"\nthe stack up in {deployment.seconds_to_up:.0f} s\n" + healthy_table(deployment, live_images))
         print("\n".join(["Where this host differs:", *sorted(deployment.host_differences)]))
         yield deployment
     finally:
         if not _keep():
+            relay.remove()
             store.remove()  # first: it holds an endpoint on the stack's egress network
             deployment.down()
 
@@ -210,6 +223,123 @@ def test_verify_with_a_stopped_worker_fails_its_checks_and_only_those(stack, mon
     assert set(changed) == {"post.hour.services-healthy", "post.hour.metrics-collected"}, changed
     assert all(status == "fail" and "worker-2" in text for status, text in changed.values()), changed
     assert report["exit"] == 1
+
+
+# --- drills on the live stack ------------------------------------------------------------------------------
+
+
+def _healthy_again(stack, name: str, seconds: float = 120) -> None:
+    wait_for(lambda: stack.client.api.inspect_container(name)["State"].get("Health", {}).get("Status") == "healthy",
+             seconds, f"{name} healthy again")
+
+
+@pytest.mark.timeout(600)  # selected alone (-k drill), it carries the module's boot
+def test_an_interrupted_alerts_drill_restores_the_service(stack, tmp_path):
+    """SIGTERM while the worker is stopped: the drill starts it again before it exits."""
+    worker = stack.local(f"{STACK_PREFIX}-worker-3")
+    env = {**os.environ, **operator_env(stack, tmp_path)}
+    drill = subprocess.Popen([sys.executable, "-m", "infra", *drill_argv(stack, "alerts")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: not stack.client.api.inspect_container(worker)["State"]["Running"], 90,
+                 "the drill stops worker-3")
+        drill.send_signal(signal.SIGTERM)
+        out, err = drill.communicate(timeout=60)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+    assert drill.returncode == 130, (drill.returncode, err)
+    assert stack.client.api.inspect_container(worker)["State"]["Running"], err
+    report = json.loads(out)
+    assert report["data"]["interrupted"] == "SIGTERM" and report["data"]["restored"], report
+    assert report["checks"][0]["status"] == "fail" and "interrupted" in report["checks"][0]["evidence"]
+    _healthy_again(stack, worker)
+
+
+@pytest.mark.timeout(600)  # the alert's `for` (2m) and a resolution, or three recoveries and the jobs
+def test_alerts_drill_fires_delivers_and_resolves(stack, monkeypatch, capsys, tmp_path):
+    """worker-3 stopped: ServiceDown fires in Alertmanager after the rule's `for` (2m) and a scrape, the stack's
+    e-mail receiver delivers it (to the stand-in relay), and it resolves once the worker is back."""
+    worker = stack.local(f"{STACK_PREFIX}-worker-3")
+    _healthy_again(stack, worker)  # after the interruption test, if it ran first
+    targets_all_up(stack)
+    sent_before = len(stack.mail_relay.messages())
+    report = infra_drill(stack, monkeypatch, capsys, tmp_path, "alerts")
+    data = report["data"]
+    with capsys.disabled():
+        print("\nalerts drill:", {k: data[k] for k in ("alert", "seconds_to_fire", "seconds_to_deliver",
+                                                      "delivered_by", "failed_integrations", "seconds_to_resolve")})
+    assert report["exit"] == 0 and report["ok"], report
+    assert data["alert"] == "ServiceDown" and 120 <= data["seconds_to_fire"] <= 120 + 90, data
+    assert "email" in data["delivered_by"], data
+    assert stack.client.api.inspect_container(worker)["State"]["Running"]
+    mails = stack.mail_relay.messages()[sent_before:]
+    assert any("ServiceDown" in m and "FIRING" in m for m in mails), mails
+    wait_for(lambda: any("RESOLVED" in m for m in stack.mail_relay.messages()[sent_before:]), 120,
+             "the resolved notice mailed (send_resolved)")
+    assert any(key.endswith("-drill.alerts.json") for key in s3_objects(stack, "evidence/prod/"))
+    verified = infra_verify(stack, monkeypatch, capsys, tmp_path, "--phase", "first-hour")
+    line = next(c for c in verified["checks"] if c["id"] == "post.hour.alerts-firing")
+    assert line["status"] == "pass", line
+    _healthy_again(stack, worker)
+
+
+@pytest.mark.timeout(600)  # selected alone, it carries the module's boot
+def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, capsys, tmp_path):
+    """A bounded load through the edge: every answer 200 or 429, the api zone's rate held (rate × seconds + burst
+    passed at most, the rest refused), and the same load through a bare nginx in front of the same replicas."""
+    from benchmarks.edge_vs_bare_nginx import compare
+    from infra.cli import REPO_ROOT
+    from infra.daytwo.verify import stack_settings
+
+    edge_url = f"https://127.0.0.1:{host_port(stack, 443)}"
+    report = infra_drill(stack, monkeypatch, capsys, tmp_path, "load", "--endpoint", edge_url,
+                         "--requests", "3000", "--duration", "15", "--concurrency", "8")
+    data = report["data"]
+    with capsys.disabled():
+        print("\nload drill:", {k: data[k] for k in ("answered", "seconds", "throughput_per_second", "p50_ms",
+                                                    "p95_ms", "p99_ms", "p95_ms_2xx", "by_status", "rate_limit")})
+    assert report["exit"] == 0 and report["ok"], report
+    assert set(data["by_status"]) == {"200", "429"} and not data["errors"], data
+    edge = stack_settings(REPO_ROOT, "prod").edge
+    assert data["by_status"]["200"] >= edge.api_burst, data  # the burst passes at once (nodelay)
+    assert data["rate_limit"]["passed"] <= edge.api_rate_per_second * data["seconds"] * 1.1 + edge.api_burst + 2
+    assert any(key.endswith("-drill.load.json") for key in s3_objects(stack, "evidence/prod/"))
+
+    gateway = container_of(stack, "api-gateway-1")
+    network = next(n for n in gateway.attrs["NetworkSettings"]["Networks"] if n.endswith("-app"))
+    upstreams = [f"{container_of(stack, f'api-gateway-{i}').attrs['Config']['Hostname']}:8080" for i in (1, 2)]
+    monkeypatch.setenv("SSL_CERT_FILE", operator_env(stack, tmp_path)["SSL_CERT_FILE"])
+    bench = compare(stack.client, edge_url, EdgeClient.of(stack).host, network, upstreams, "/actuator/health",
+                    3000, 15, 8)
+    with capsys.disabled():
+        print("edge vs bare nginx:", json.dumps(bench))
+    assert set(bench["bare"]["by_status"]) == {"200"} and not bench["bare"]["errors"], bench["bare"]
+    assert bench["ratio"]["p95_2xx"] and bench["ratio"]["throughput"], bench
+
+
+@pytest.mark.timeout(600)  # the alert's `for` (2m) and a resolution, or three recoveries and the jobs
+def test_failover_drill_under_load_loses_no_job(stack, monkeypatch, capsys, tmp_path):
+    """Jobs submitted through the edge while api-gateway-2 and worker-3 crash (their restart policy brings them
+    back) and PostgreSQL restarts: each comes back healthy, and every job the platform accepted ends succeeded."""
+    for name in ("api-gateway-2", "worker-3", "postgres"):
+        _healthy_again(stack, stack.local(f"{STACK_PREFIX}-{name}"))
+    report = infra_drill(stack, monkeypatch, capsys, tmp_path, "failover",
+                         "--endpoint", f"https://127.0.0.1:{host_port(stack, 443)}", "--rate", "2", "--timeout", "180")
+    data = report["data"]
+    with capsys.disabled():
+        print("\nfailover drill:", {k: data[k] for k in ("faults", "accepted", "by_status", "client_errors",
+                                                        "lost_jobs", "jobs_by_outcome")})
+    assert [f["target"] for f in data["faults"]] == [stack.local(f"{STACK_PREFIX}-{n}")
+                                                    for n in ("api-gateway-2", "worker-3", "postgres")], data
+    assert report["exit"] == 0 and report["ok"], report
+    assert data["accepted"] >= 20 and data["lost_jobs"] == [], data
+    assert all(f["seconds_to_replace"] for f in data["faults"]), data
+    restarted = {n: stack.client.api.inspect_container(stack.local(f"{STACK_PREFIX}-{n}"))["RestartCount"]
+                 for n in ("api-gateway-2", "worker-3")}
+    assert all(count >= 1 for count in restarted.values()), restarted  # the restart policy, not the drill
+    assert any(key.endswith("-drill.failover.json") for key in s3_objects(stack, "evidence/prod/"))
+    targets_all_up(stack)
 
 
 # --- last: the runbook's restore stops PostgreSQL and its clients ------------------------------------------
