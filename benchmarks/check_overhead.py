@@ -24,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from infra.check import evaluate, render
-from infra.mockrun import load_project, run_program
-from policies.policy_config import default_path
+from platform_infra.infra.check import evaluate, render
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.policies.policy_config import default_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GOAL = 0.20
@@ -83,7 +83,7 @@ def wall_seconds(command: list[str], cwd: Path) -> float:
 def measure_commands(project_dir: Path, stack: str, repeat: int) -> dict:
     """Fresh processes, interleaved so that machine load hits each command alike; medians, and the best run
     of each (the cost without other load, on a shared machine)."""
-    infra = [sys.executable, "-m", "infra"]  # what the `infra` command runs (infra.entry)
+    infra = [sys.executable, "-m", "platform_infra.infra"]  # what the `infra` command runs (platform_infra.infra.entry)
     where = ["--stack", stack, "--project", str(project_dir)]
     commands = {
         "plan": [*infra, "plan", *where],

@@ -31,7 +31,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from infra.daytwo.drill_load import edge_pool, run_load, summary
+from platform_infra.infra.daytwo.drill_load import edge_pool, run_load, summary
 
 NGINX_IMAGE = "nginx:1.26.3-bookworm"
 """The image the live stack's edge runs (tests/live/images.py builds it from Debian's nginx)."""

@@ -26,9 +26,9 @@ from pathlib import Path
 import pulumi_docker as docker
 import yaml
 
-from components.autoscaling import ScalingPolicy
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program, run_under_mocks
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program, run_under_mocks
 
 GOAL = 1.2
 # The most replicas a scaling policy allows (its `max_replicas` bound): the Swarm runtime's largest count.

@@ -25,7 +25,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.autoscaling import ScalingPolicy
+from platform_infra.components.autoscaling import ScalingPolicy
 from tests.autoscaling.scripted_prometheus import ScriptedPrometheus
 from tests.swarm.controller import Controller, build_autoscaler, running_tasks
 

@@ -10,9 +10,16 @@ from typing import Literal, NotRequired, TypedDict
 
 import pulumi
 
-from components.datastores import kafka_jaas
-from components.runtime import Runtime
-from components.spec import FILES_DIR, ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, validate_spec
+from platform_infra.components.datastores import kafka_jaas
+from platform_infra.components.runtime import Runtime
+from platform_infra.components.spec import (
+    FILES_DIR,
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    validate_spec,
+)
 
 Dependency = Literal["postgres", "redis", "kafka", "clickhouse", "jwt"]
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
@@ -33,7 +40,7 @@ JAVA_OPTIONS = f"-XX:MaxRAMPercentage=75.0 -XX:+ExitOnOutOfMemoryError -Djava.io
 # The default healthcheck needs only `java`, which every service image has: HttpCheck.class (compiled from
 # HttpCheck.java beside it) GETs the health URL. A service may set its own test instead.
 HEALTHCHECK_CLASS_DIR = f"{FILES_DIR}/healthcheck"
-_HTTP_CHECK = resources.files("components.healthcheck").joinpath("HttpCheck.class").read_bytes()
+_HTTP_CHECK = resources.files("platform_infra.components.healthcheck").joinpath("HttpCheck.class").read_bytes()
 
 
 def default_healthcheck(url: str) -> list[str]:

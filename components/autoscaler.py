@@ -14,10 +14,10 @@ import pulumi
 import pulumi_docker as docker
 import yaml
 
-from components.autoscaling import ScalingPolicy
-from components.images import IMAGES_DIR, PROJECT_ROOT
-from components.runtime import Deployment, Runtime
-from components.spec import (
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.components.images import IMAGES_DIR, PROJECT_ROOT
+from platform_infra.components.runtime import Deployment, Runtime
+from platform_infra.components.spec import (
     FILES_DIR,
     BindMount,
     ComponentArgsError,

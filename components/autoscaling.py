@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from components.kafka import KAFKA_NAME
+from platform_infra.components.kafka import KAFKA_NAME
 
 
 class ReplicasIfHigher(BaseModel):

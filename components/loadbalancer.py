@@ -7,9 +7,9 @@ from typing import NotRequired, TypedDict
 
 import pulumi
 
-from components.edge import EdgeConfig, render_nginx_conf
-from components.runtime import Deployment, Runtime
-from components.spec import (
+from platform_infra.components.edge import EdgeConfig, render_nginx_conf
+from platform_infra.components.runtime import Deployment, Runtime
+from platform_infra.components.spec import (
     FILES_DIR,
     ComponentArgsError,
     ContainerSpec,

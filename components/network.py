@@ -6,7 +6,7 @@ from typing import TypedDict
 
 import pulumi
 
-from components.runtime import Runtime
+from platform_infra.components.runtime import Runtime
 
 # Which networks reach beyond the host: the edge, where the load balancer publishes 80/443, and egress,
 # which publishes nothing and lets alert delivery and uptime probes reach SMTP, Slack and the public URL.

@@ -18,7 +18,7 @@ from typing import Protocol
 import pulumi
 import pulumi_docker as docker
 
-from components.spec import FILES_DIR, ContainerSpec, Healthcheck, NetworkName, validate_spec
+from platform_infra.components.spec import FILES_DIR, ContainerSpec, Healthcheck, NetworkName, validate_spec
 
 # Docker's default capability set minus all of it: every spec starts from nothing and adds back.
 DROP_ALL = ["ALL"]

@@ -8,7 +8,7 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_random as random
 
-from components.spec import ComponentArgsError
+from platform_infra.components.spec import ComponentArgsError
 
 PASSWORD_LENGTH = 32
 # 64 characters of key material: 512 bits of HMAC key, enough for HS256 up to HS512 (RFC 7518 §3.2).

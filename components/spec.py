@@ -1,6 +1,6 @@
 """Runtime-neutral description of one hardened container, and its validation.
 
-Components describe *what* runs (a `ContainerSpec`); a runtime (`components.runtime`) decides *how*:
+Components describe *what* runs (a `ContainerSpec`); a runtime (`platform_infra.components.runtime`) decides *how*:
 plain containers on one Docker host today, Swarm services later, from the same specs.
 """
 
@@ -12,7 +12,7 @@ from typing import Literal
 
 import pulumi
 
-from components.images import pinned_image
+from platform_infra.components.images import pinned_image
 
 Role = Literal["app", "ds", "mon", "lb", "egress"]
 """egress: a gateway from the internal networks to one outside service (the backup store's)."""

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.monitoring.targets import TASKS_DNS_PREFIX
-from components.runtime import (
+from platform_infra.components.monitoring.targets import TASKS_DNS_PREFIX
+from platform_infra.components.runtime import (
     DROP_ALL,
     OVERLAY_VNI_OPTION,
     Deployment,
@@ -37,8 +37,14 @@ from components.runtime import (
     tmpfs_bytes,
     tmpfs_volume_options,
 )
-from components.spec import ComponentArgsError, ContainerSpec, FileSpec, NetworkName, validate_spec
-from components.swarm_files import RetiredFiles
+from platform_infra.components.spec import (
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    NetworkName,
+    validate_spec,
+)
+from platform_infra.components.swarm_files import RetiredFiles
 
 SECRETS_DIR = "/run/secrets"
 FILES_DIGEST_LABEL = "platform.files-digest"

@@ -1,6 +1,6 @@
 """A Swarm service's configs and secrets outlive their replacement until its rollback no longer needs them.
 
-They are immutable, named by a digest of their content (`components.swarm.object_name`) and replaced
+They are immutable, named by a digest of their content (`platform_infra.components.swarm.object_name`) and replaced
 create-before-delete. Swarm refuses to remove an object the current spec of a service uses, but not one only
 its previous spec uses (moby/swarmkit manager/controlapi/config.go RemoveConfig and secret.go RemoveSecret
 look services up by Spec alone: manager/state/store/services.go serviceIndexerByConfig/BySecret). The engine

@@ -8,7 +8,7 @@ from typing import Literal, NotRequired, TypedDict
 import pulumi
 import pulumi_tls as tls
 
-from components.spec import ComponentArgsError
+from platform_infra.components.spec import ComponentArgsError
 
 _HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 

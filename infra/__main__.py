@@ -1,5 +1,5 @@
-"""`python -m infra`: the `infra` command."""
+"""`python -m platform_infra.infra`: the `infra` command."""
 
-from infra.entry import main
+from platform_infra.infra.entry import main
 
 raise SystemExit(main())

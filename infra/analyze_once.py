@@ -6,7 +6,7 @@ protobuf Struct into policy props for every policy it runs: `json_format.Message
 offline (a resource is read by a dozen policies, a stack policy reads every resource). Inside
 `converted_once()` the servicer runs unchanged, but each step returns the object it returned before for the
 same input, so every policy gets the same read-only props (and the rules can share what they derive from
-them, see policies.props.workload). The cache holds its inputs, so an id is never reused while it lives.
+them, see platform_infra.policies.props.workload). The cache holds its inputs, so an id is never reused while it lives.
 """
 
 from __future__ import annotations

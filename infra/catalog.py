@@ -15,7 +15,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from components.monitoring.model import Duration
+from platform_infra.components.monitoring.model import Duration
 
 CATALOG_FILE = Path(__file__).with_name("checklist.yaml")
 

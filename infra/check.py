@@ -21,9 +21,9 @@ from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from infra.analyze_once import Conversions, converted_once, struct_form
-from infra.fastrun import collector_paused
-from infra.mockrun import (
+from platform_infra.infra.analyze_once import Conversions, converted_once, struct_form
+from platform_infra.infra.fastrun import collector_paused
+from platform_infra.infra.mockrun import (
     SECRET_SIG,
     SIG_KEY,
     STACK_TYPE,
@@ -33,11 +33,17 @@ from infra.mockrun import (
     Registration,
     run_project,
 )
-from policies import waivers
-from policies.pack import GRAPH_UNKNOWN_SEPARATOR, UNKNOWN_PREFIX, build_policies, in_scope, pack_metadata
-from policies.policy_config import PolicyConfigError, default_path, read, resolve
-from policies.props import IMAGE_SOURCE_FIELDS, SENSITIVE_NAME
-from policies.registry import DOCS_PATH, Rule, by_policy_name
+from platform_infra.policies import waivers
+from platform_infra.policies.pack import (
+    GRAPH_UNKNOWN_SEPARATOR,
+    UNKNOWN_PREFIX,
+    build_policies,
+    in_scope,
+    pack_metadata,
+)
+from platform_infra.policies.policy_config import PolicyConfigError, default_path, read, resolve
+from platform_infra.policies.props import IMAGE_SOURCE_FIELDS, SENSITIVE_NAME
+from platform_infra.policies.registry import DOCS_PATH, Rule, by_policy_name
 
 PROTO_LEVEL = {
     "advisory": proto.ADVISORY,
@@ -600,7 +606,7 @@ def junit_report(report: Report, rules: list[Rule]) -> ET.Element:
 
 
 def render(report: Report, output_format: str) -> str:
-    from policies.registry import enforced_rules
+    from platform_infra.policies.registry import enforced_rules
 
     if output_format == "json":
         return json.dumps(report.as_json(), indent=2)

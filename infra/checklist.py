@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from components.monitoring.model import duration_seconds
-from infra import catalog
-from infra.check import Report, _resource_label, check_report
-from infra.version import commit, version
-from policies.registry import RULES, all_rules
+from platform_infra.components.monitoring.model import duration_seconds
+from platform_infra.infra import catalog
+from platform_infra.infra.check import Report, _resource_label, check_report
+from platform_infra.infra.version import commit, version
+from platform_infra.policies.registry import RULES, all_rules
 
 STATUSES = ("fail", "stale", "waived", "enforced", "verified", "provided", "proven", "manual", "not applicable")
 COVERED = ("enforced", "waived", "verified", "provided", "proven")
@@ -430,7 +430,7 @@ def render(checklist: Checklist, report: Report, output_format: str) -> str:
 
 
 # The stack's run-time evidence, read by the day-two layer (the `infra` command passes
-# infra.daytwo.verify.stack_evidence): its environment, its records (None when unreadable), where they are.
+# platform_infra.infra.daytwo.verify.stack_evidence): its environment, its records (None when unreadable), where they are.
 EvidenceReader = Callable[[Path, str], tuple[str, list | None, str]]
 
 

@@ -9,16 +9,16 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from infra.check import add_check_arguments, cmd_check
-from infra.checklist import add_checklist_arguments, cmd_checklist
-from infra.daytwo.autoscale import add_autoscale_arguments, cmd_autoscale
-from infra.daytwo.autoscale_simulate import add_simulate_arguments, cmd_simulate
-from infra.daytwo.backup import add_backup_commands
-from infra.daytwo.drills import add_drill_commands
-from infra.daytwo.verify import add_verify_arguments, cmd_verify, stack_evidence
-from infra.diagram import add_diagram_arguments, cmd_diagram
-from infra.mockrun import DEFAULT_PROJECT, ProgramInputError, ProgramRun, redact, run_project
-from infra.version import version_line
+from platform_infra.infra.check import add_check_arguments, cmd_check
+from platform_infra.infra.checklist import add_checklist_arguments, cmd_checklist
+from platform_infra.infra.daytwo.autoscale import add_autoscale_arguments, cmd_autoscale
+from platform_infra.infra.daytwo.autoscale_simulate import add_simulate_arguments, cmd_simulate
+from platform_infra.infra.daytwo.backup import add_backup_commands
+from platform_infra.infra.daytwo.drills import add_drill_commands
+from platform_infra.infra.daytwo.verify import add_verify_arguments, cmd_verify, stack_evidence
+from platform_infra.infra.diagram import add_diagram_arguments, cmd_diagram
+from platform_infra.infra.mockrun import DEFAULT_PROJECT, ProgramInputError, ProgramRun, redact, run_project
+from platform_infra.infra.version import version_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

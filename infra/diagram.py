@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from infra.mockrun import ProgramInputError, ProgramRun, run_project
+from platform_infra.infra.mockrun import ProgramInputError, ProgramRun, run_project
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -179,7 +179,7 @@ def _alertmanager_receivers(text: str) -> dict[str, str]:
 
 def _gateway_upstreams(text: str) -> list[tuple[str, str]]:
     """(server name, upstream host) pairs of an nginx stream `map` a gateway forwards by SNI."""
-    from policies import nginxconf
+    from platform_infra.policies import nginxconf
 
     if "ssl_preread" not in text:
         return []

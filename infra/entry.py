@@ -12,7 +12,7 @@ import gc
 
 def main() -> int:
     gc.disable()
-    from infra.cli import main as run
+    from platform_infra.infra.cli import main as run
 
     gc.freeze()
     gc.enable()

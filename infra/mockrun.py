@@ -28,8 +28,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
-from components.images import PROJECT_ROOT
-from infra.fastrun import collector_paused, settle_outputs
+from platform_infra.components.images import PROJECT_ROOT
+from platform_infra.infra.fastrun import collector_paused, settle_outputs
 
 UNKNOWN = rpc.UNKNOWN
 SIG_KEY = rpc._special_sig_key

@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.autoscaling import ScalingPolicy
-from components.backup.model import BackupConfig
-from components.datastores import MIN_KAFKA_MEMORY_MB
-from components.edge.model import EdgeConfig
-from components.images import pinned_image, pinned_tag
-from components.kafka import KAFKA_NAME, WORKERS_TOPIC
-from components.monitoring.model import MonitoringConfig
-from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
-from components.swarm import UPDATE_PARALLELISM
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.components.backup.model import BackupConfig
+from platform_infra.components.datastores import MIN_KAFKA_MEMORY_MB
+from platform_infra.components.edge.model import EdgeConfig
+from platform_infra.components.images import pinned_image, pinned_tag
+from platform_infra.components.kafka import KAFKA_NAME, WORKERS_TOPIC
+from platform_infra.components.monitoring.model import MonitoringConfig
+from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from platform_infra.components.swarm import UPDATE_PARALLELISM
 
 NAMESPACE = "platform"
 SETTINGS_KEY = "settings"

@@ -9,7 +9,7 @@ import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
 
-from infra.settings import (
+from platform_infra.infra.settings import (
     NAMESPACE,
     SECRET_KEYS,
     SETTINGS_KEY,

@@ -24,9 +24,9 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
-from infra import catalog
-from policies import waivers
-from policies.props import (
+from platform_infra.infra import catalog
+from platform_infra.policies import waivers
+from platform_infra.policies.props import (
     FILE_OBJECTS,
     SERVICE,
     WORKLOADS,
@@ -36,7 +36,7 @@ from policies.props import (
     labels,
     workload,
 )
-from policies.registry import DOCS_PATH, Rule, enforced_rules
+from platform_infra.policies.registry import DOCS_PATH, Rule, enforced_rules
 
 PACK_DIR = Path(__file__).resolve().parent
 PACK_NAME = "platform-production-checklist"

@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from policies import waivers
-from policies.registry import ENVIRONMENTS, Rule, enforced_rules
+from platform_infra.policies import waivers
+from platform_infra.policies.registry import ENVIRONMENTS, Rule, enforced_rules
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 LEVELS = ["advisory", "mandatory", "remediate", "disabled"]
@@ -120,7 +120,7 @@ def _level(value: Any, where: str) -> str:
 
 def sync_levels(environment: str, path: Path) -> str:
     """The config file's text with every rule's level set to the registry default for `environment`
-    (options and waivers kept); used by `python -m policies.docs`."""
+    (options and waivers kept); used by `python -m platform_infra.policies.docs`."""
     if environment not in ENVIRONMENTS:
         raise PolicyConfigError(f"unknown environment {environment}")
     current = read(path) if path.is_file() else {}

@@ -77,7 +77,7 @@ KIND_ROLE = {
 THIRD_PARTY_KINDS = frozenset(KIND_ROLE) - {"backup", "exporter"}
 _SHARED_LIMIT = 4096
 """Facts derived from props are shared while the same props object is read again (every policy of one
-`infra check` run gets the same props, see infra.analyze_once); the engine hands each policy fresh props,
+`infra check` run gets the same props, see platform_infra.infra.analyze_once); the engine hands each policy fresh props,
 so past this many entries the caches start over."""
 
 
@@ -432,7 +432,7 @@ _SHARED: dict[tuple[str, int, str, str, tuple[ImageSource, ...]], Workload] = {}
 
 def workload(type_: str, props: Any, name: str, urn: str = "", images: tuple[ImageSource, ...] = ()) -> Workload:
     """The one Workload for these props: rules reading the same props object (every policy of one
-    `infra check` run, see infra.analyze_once) share what it derives, each fact computed once."""
+    `infra check` run, see platform_infra.infra.analyze_once) share what it derives, each fact computed once."""
     key = (type_, id(props), name, urn, images)
     found = _SHARED.get(key)
     if found is None or found.props is not props:

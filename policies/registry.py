@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.props import FILE_OBJECTS, SERVICE
+from platform_infra.policies.props import FILE_OBJECTS, SERVICE
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
@@ -47,7 +47,7 @@ class Rule:
     """Why a not-enforceable rule is not a policy, or what an evidence rule reads instead."""
     check: Callable[..., None] | None = None
     scope: Callable[..., bool] | None = None
-    """Workloads the rule looks at (see policies.scope); None: every resource of `types`."""
+    """Workloads the rule looks at (see platform_infra.policies.scope); None: every resource of `types`."""
     reads_files: bool = False
     """The rule reads uploaded files, so it also applies to never-started containers that only carry files;
     every other rule is about a running process and skips them."""
@@ -57,7 +57,7 @@ class Rule:
     reads_identity: bool = False
     """The rule's scope or check reads what a workload is (its kind or role). A workload's image is often
     another resource's output (`RemoteImage.image_id`), which a resource policy cannot follow, so the rule
-    judges each workload from the stack's resource graph instead (see policies.scope.reads_identity)."""
+    judges each workload from the stack's resource graph instead (see platform_infra.policies.scope.reads_identity)."""
 
     @property
     def policy_name(self) -> str:
@@ -158,7 +158,7 @@ def not_enforceable(id: str, slug: str, title: str, *, domain: str, reason: str,
 
 def all_rules() -> list[Rule]:
     """Every registered rule (importing the rule modules registers them), in id order."""
-    import policies.rules  # noqa: F401 registration happens on import
+    import platform_infra.policies.rules  # noqa: F401 registration happens on import
 
     return sorted(RULES.values(), key=lambda r: _sort_key(r.id))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from policies import nginxconf
-from policies.props import JWT_NAME, Workload, is_image_id
+from platform_infra.policies import nginxconf
+from platform_infra.policies.props import JWT_NAME, Workload, is_image_id
 
 Scope = Callable[[Workload], bool]
 Check = Callable[..., None]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from policies.registry import Rule
+    from platform_infra.policies.registry import Rule
 
 MAX_WAIVER_DAYS = {"critical": 365, "high": 365, "medium": 730, "low": 730}
 """The furthest a waiver's expiry may lie, in days from today, by the severity of the rule it waives."""

@@ -2,10 +2,10 @@
 
 import pulumi
 
-from infra.fastrun import collector_paused, settle_outputs
-from infra.settings import SettingsError
-from infra.stackconfig import load_stack_inputs
-from stacks.platform import build
+from platform_infra.infra.fastrun import collector_paused, settle_outputs
+from platform_infra.infra.settings import SettingsError
+from platform_infra.infra.stackconfig import load_stack_inputs
+from platform_infra.stacks.platform import build
 
 try:
     inputs = load_stack_inputs()

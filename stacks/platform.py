@@ -7,12 +7,19 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components.apps import APP_PORT, HEALTH_PATH, METRICS_PATH, AppService, Connections, WorkerPool
-from components.autoscaler import METRICS_PORT as AUTOSCALER_METRICS_PORT
-from components.autoscaler import Autoscaler
-from components.backup.component import BackupStore
-from components.backup.gateway import StoreGateway
-from components.backup.jobs import (
+from platform_infra.components.apps import (
+    APP_PORT,
+    HEALTH_PATH,
+    METRICS_PATH,
+    AppService,
+    Connections,
+    WorkerPool,
+)
+from platform_infra.components.autoscaler import METRICS_PORT as AUTOSCALER_METRICS_PORT
+from platform_infra.components.autoscaler import Autoscaler
+from platform_infra.components.backup.component import BackupStore
+from platform_infra.components.backup.gateway import StoreGateway
+from platform_infra.components.backup.jobs import (
     IMAGE_CONTEXT,
     IMAGE_DOCKERFILE,
     TEXTFILE_DIR,
@@ -20,16 +27,28 @@ from components.backup.jobs import (
     BackupJobs,
     postgres_archiving,
 )
-from components.datastores import CLICKHOUSE_USER, KAFKA_USER, ClickHouse, Kafka, Postgres, Redis
-from components.loadbalancer import LoadBalancer
-from components.monitoring.component import IMAGE_KEYS, Monitoring, StoreAccess, app_scrape_targets
-from components.network import Network
-from components.postgres import EXPORTER_ROLE, SUPERUSER
-from components.runtime import DockerRuntime
-from components.secrets import CREDENTIALS, Secrets
-from components.swarm import SwarmRuntime
-from components.tls import Tls
-from infra.stackconfig import StackInputs
+from platform_infra.components.datastores import (
+    CLICKHOUSE_USER,
+    KAFKA_USER,
+    ClickHouse,
+    Kafka,
+    Postgres,
+    Redis,
+)
+from platform_infra.components.loadbalancer import LoadBalancer
+from platform_infra.components.monitoring.component import (
+    IMAGE_KEYS,
+    Monitoring,
+    StoreAccess,
+    app_scrape_targets,
+)
+from platform_infra.components.network import Network
+from platform_infra.components.postgres import EXPORTER_ROLE, SUPERUSER
+from platform_infra.components.runtime import DockerRuntime
+from platform_infra.components.secrets import CREDENTIALS, Secrets
+from platform_infra.components.swarm import SwarmRuntime
+from platform_infra.components.tls import Tls
+from platform_infra.infra.stackconfig import StackInputs
 
 # Which data stores each Spring service talks to; the worker pool is built separately.
 SERVICE_NEEDS: dict[str, tuple[str, ...]] = {

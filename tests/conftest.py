@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.mockrun import PlanMocks, ProgramRun, Registration, run_under_mocks
+from platform_infra.infra.mockrun import PlanMocks, ProgramRun, Registration, run_under_mocks
 
 ON_CI = os.environ.get("CI") == "true"
 

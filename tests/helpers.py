@@ -8,7 +8,7 @@ from typing import Any
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-from infra.mockrun import SECRET_SIG, SIG_KEY
+from platform_infra.infra.mockrun import SECRET_SIG, SIG_KEY
 
 LOOPBACK = "127.0.0.1"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from components.apps import HEALTHCHECK_CLASS_DIR, JVM_TMPDIR, default_healthcheck
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
+from platform_infra.components.apps import HEALTHCHECK_CLASS_DIR, JVM_TMPDIR, default_healthcheck
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
 from tests.conftest import require_tool
 from tests.helpers import env_of, files_of, labels_of, running_containers
 
@@ -77,7 +77,7 @@ def test_every_service_gets_the_java_probe_and_an_exec_able_jvm_temp_dir():
 
 
 def test_a_service_may_bring_its_own_healthcheck():
-    from infra.settings import parse_settings
+    from platform_infra.infra.settings import parse_settings
     from tests.test_settings import BASE
 
     own = ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/actuator/health"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.runtime import (
+from platform_infra.components.runtime import (
     OVERLAY_VNI_OPTION,
     canonical_capability,
     canonical_cpus,
@@ -25,8 +25,8 @@ from components.runtime import (
     service_duration_string,
     tmpfs_bytes,
 )
-from infra.cli import REPO_ROOT
-from infra.mockrun import UNKNOWN, load_project, run_program
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import UNKNOWN, load_project, run_program
 from tests.helpers import is_secret, reveal
 from tests.swarm.test_swarm_plan import AUTOSCALING, DATA, swarm_project
 

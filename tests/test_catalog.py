@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import catalog
-from policies.registry import all_rules
+from platform_infra.infra import catalog
+from platform_infra.policies.registry import all_rules
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,9 @@ from importlib.metadata import version
 
 import pytest
 
-from infra import catalog
-from infra.cli import main
-from infra.version import REPO_ROOT
+from platform_infra.infra import catalog
+from platform_infra.infra.cli import main
+from platform_infra.infra.version import REPO_ROOT
 from tests.conftest import require_tool
 from tests.policies.conftest import EXAMPLE
 
@@ -168,7 +168,7 @@ def test_bad_input_exits_2(capsys, tmp_path):
 
 
 def test_a_line_whose_only_findings_are_waived_is_waived(capsys, tmp_path, prod_json):
-    from policies.registry import RULES
+    from platform_infra.policies.registry import RULES
 
     _, report = prod_json
     scan = next(item for item in report["items"] if item["id"] == "success.security-scan")
@@ -182,10 +182,10 @@ def test_a_line_whose_only_findings_are_waived_is_waived(capsys, tmp_path, prod_
 
 
 def test_a_rule_not_known_at_preview_does_not_pass_its_line():
-    from infra.check import evaluate
-    from infra.checklist import build
-    from infra.mockrun import SECRET_SIG, SIG_KEY, UNKNOWN, load_project, run_program
-    from policies.policy_config import default_path
+    from platform_infra.infra.check import evaluate
+    from platform_infra.infra.checklist import build
+    from platform_infra.infra.mockrun import SECRET_SIG, SIG_KEY, UNKNOWN, load_project, run_program
+    from platform_infra.policies.policy_config import default_path
 
     run = run_program(load_project(catalog.REPO_ROOT, "prod"), "prod")
     gateway = next(r for r in run.resources if r.name == "api-gateway-1")

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.cli import REPO_ROOT
+from platform_infra.infra.cli import REPO_ROOT
 
-INFRA = [sys.executable, "-m", "infra"]  # as the `infra` command runs (infra.entry)
+INFRA = [sys.executable, "-m", "platform_infra.infra"]  # as the `infra` command runs (platform_infra.infra.entry)
 
 
 def infra(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
@@ -112,10 +112,10 @@ def test_plan_refuses_pools_beyond_max_connections_with_exit_2(tmp_path):
 def test_the_command_leaves_the_collector_on_with_its_start_up_frozen(monkeypatch):
     import gc
 
-    from infra import entry
+    from platform_infra.infra import entry
 
     seen = {}
-    monkeypatch.setattr("infra.cli.main", lambda: seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count()) or 7)
+    monkeypatch.setattr("platform_infra.infra.cli.main", lambda: seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count()) or 7)
     try:
         assert entry.main() == 7
     finally:

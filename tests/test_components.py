@@ -7,13 +7,13 @@ from dataclasses import replace
 import pulumi
 import pytest
 
-from components.apps import AppService, Connections, WorkerPool, app_spec
-from components.datastores import ClickHouse, Kafka, Postgres, Redis, kafka_jaas
-from components.network import Network
-from components.runtime import DockerRuntime
-from components.secrets import CREDENTIALS, Secrets
-from components.spec import BindMount, ComponentArgsError, FileSpec, Port, validate_spec
-from components.tls import Tls
+from platform_infra.components.apps import AppService, Connections, WorkerPool, app_spec
+from platform_infra.components.datastores import ClickHouse, Kafka, Postgres, Redis, kafka_jaas
+from platform_infra.components.network import Network
+from platform_infra.components.runtime import DockerRuntime
+from platform_infra.components.secrets import CREDENTIALS, Secrets
+from platform_infra.components.spec import BindMount, ComponentArgsError, FileSpec, Port, validate_spec
+from platform_infra.components.tls import Tls
 from tests.conftest import CountingMocks, deploy, registered
 from tests.helpers import env_of, files_of, is_secret, labels_of, reveal, running_containers, secret_env_keys
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import REPO_ROOT, main
-from infra.diagram import EDGES, ROLES
-from infra.mockrun import load_project, run_program
+from platform_infra.infra.cli import REPO_ROOT, main
+from platform_infra.infra.diagram import EDGES, ROLES
+from platform_infra.infra.mockrun import load_project, run_program
 from tests.conftest import require_tool
 from tests.helpers import labels_of, running_containers
 

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from infra import catalog
-from infra.cli import build_parser
-from infra.mockrun import load_project, run_program
-from infra.settings import SECRET_KEYS, SETTINGS_KEY, Settings
-from policies.registry import all_rules
+from platform_infra.infra import catalog
+from platform_infra.infra.cli import build_parser
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.infra.settings import SECRET_KEYS, SETTINGS_KEY, Settings
+from platform_infra.policies.registry import all_rules
 from tests.helpers import files_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

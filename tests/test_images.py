@@ -12,8 +12,8 @@ import sys
 
 from dockerfile_parse import DockerfileParser
 
-from components.autoscaler import DOCKERFILE
-from infra.cli import REPO_ROOT
+from platform_infra.components.autoscaler import DOCKERFILE
+from platform_infra.infra.cli import REPO_ROOT
 
 
 def _instructions(parser: DockerfileParser, name: str) -> list[str]:
@@ -51,7 +51,7 @@ def test_the_autoscaler_image_installs_from_what_its_dockerfile_copies_and_runs_
                           "--service", "orchestration-prod-worker", "--prometheus-url", "http://127.0.0.1:9",
                           "--docker-host", "tcp://127.0.0.1:9", "--policy", str(policy), "--once", "--dry-run"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
-    origin = subprocess.run([sys.executable, "-c", "import infra, sys; print(infra.__file__)"], cwd=tmp_path,
+    origin = subprocess.run([sys.executable, "-c", "import platform_infra.infra, sys; print(platform_infra.infra.__file__)"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, check=True).stdout
     assert origin.startswith(str(installed)), origin
     # Nothing answers on port 9: the controller reports the unreachable Docker API as bad input, by its flag.

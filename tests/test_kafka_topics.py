@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from components.datastores import (
+from platform_infra.components.datastores import (
     JVM_NON_HEAP_MB,
     KAFKA_ADMIN_CONFIG,
     KAFKA_START_SCRIPT,
@@ -33,11 +33,11 @@ from components.datastores import (
     kafka_specs,
     kafka_start_script,
 )
-from components.kafka import TOPICS_ENV, format_topics, parse_topics
-from components.spec import ComponentArgsError
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
-from infra.settings import ENVIRONMENT_DEFAULTS, SettingsError, parse_settings
+from platform_infra.components.kafka import TOPICS_ENV, format_topics, parse_topics
+from platform_infra.components.spec import ComponentArgsError
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.infra.settings import ENVIRONMENT_DEFAULTS, SettingsError, parse_settings
 from tests.helpers import env_of, files_of, reveal, running_containers
 
 STANDIN = Path(__file__).resolve().parents[1] / "images" / "standins" / "kafka" / "kafka_standin.py"
@@ -95,7 +95,7 @@ class Broker:
 
 
 def _login(password: str, accepted: str = "") -> str:
-    """The JAAS line components.datastores.kafka_jaas writes."""
+    """The JAAS line platform_infra.components.datastores.kafka_jaas writes."""
     return (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{KAFKA_USER}" '
             f'password="{password}"{accepted};')
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import infra.settings
+import platform_infra.infra.settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "platform_infra"
@@ -60,8 +60,8 @@ def test_importing_every_component_loads_no_platform_module():
 
 
 def test_settings_use_the_components_image_pinning():
-    from components import images
-    from infra import settings
+    from platform_infra.components import images
+    from platform_infra.infra import settings
 
     # One rule for pinning: the settings model validates with the components' own check.
     assert settings.pinned_image is images.pinned_image and settings.pinned_tag is images.pinned_tag
@@ -69,12 +69,12 @@ def test_settings_use_the_components_image_pinning():
 
 # --- infra: the plan/check core, the day-two commands (infra/daytwo/), the `infra` command on top ----------------
 
-CORE = ("infra.mockrun", "infra.check", "infra.checklist", "infra.diagram", "infra.settings", "infra.catalog")
+CORE = ("platform_infra.infra.mockrun", "platform_infra.infra.check", "platform_infra.infra.checklist", "platform_infra.infra.diagram", "platform_infra.infra.settings", "platform_infra.infra.catalog")
 
 
 def module_graph(root: Path, package: str, import_prefix: str = "") -> dict[str, set[str]]:
     """Each module of `package` (under `root`) and the package's modules it imports anywhere in its body (function-
-    level imports too): `from infra import catalog` and `from infra.daytwo.evidence import x` both count."""
+    level imports too): `from platform_infra.infra import catalog` and `from platform_infra.infra.daytwo.evidence import x` both count."""
     modules = {import_prefix + ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
                for p in sorted((root / package).rglob("*.py"))}
     graph: dict[str, set[str]] = {}
@@ -127,7 +127,7 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 
 # The name `infra` is imported by (the folder's, or an installed package's `platform_infra.infra`).
-INFRA = module_graph(REPO_ROOT, "infra", import_prefix=infra.settings.__name__.removesuffix("infra.settings"))
+INFRA = module_graph(REPO_ROOT, "infra", import_prefix=platform_infra.infra.settings.__name__.removesuffix("platform_infra.infra.settings"))
 
 
 def test_infra_modules_import_each_other_without_a_cycle():
@@ -137,12 +137,12 @@ def test_infra_modules_import_each_other_without_a_cycle():
 
 @pytest.mark.parametrize("core", CORE)
 def test_the_core_imports_nothing_from_the_day_two_commands(core):
-    wrong = sorted(m for m in reachable(INFRA, core) if m.startswith("infra.daytwo"))
+    wrong = sorted(m for m in reachable(INFRA, core) if m.startswith("platform_infra.infra.daytwo"))
     assert not wrong, f"{core} imports {wrong} (directly or through another infra module)"
 
 
 def test_only_the_entry_point_imports_the_command():
-    assert sorted(m for m, targets in INFRA.items() if "infra.cli" in targets) == ["infra.entry"]
+    assert sorted(m for m, targets in INFRA.items() if "platform_infra.infra.cli" in targets) == ["platform_infra.infra.entry"]
 
 
 def test_the_graph_sees_function_level_and_package_imports_and_finds_a_cycle(tmp_path):

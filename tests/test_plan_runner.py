@@ -13,9 +13,15 @@ from pathlib import Path
 import pulumi
 import pytest
 
-import infra.mockrun
-from infra.cli import REPO_ROOT, plan_report
-from infra.mockrun import ProviderCheckError, check_image_build, load_project, run_program, run_under_mocks
+import platform_infra.infra.mockrun
+from platform_infra.infra.cli import REPO_ROOT, plan_report
+from platform_infra.infra.mockrun import (
+    ProviderCheckError,
+    check_image_build,
+    load_project,
+    run_program,
+    run_under_mocks,
+)
 
 STACKS = ("dev", "staging", "prod")
 
@@ -32,10 +38,10 @@ def test_plan_is_the_same_with_and_without_the_speed_measures(stack, monkeypatch
         return None
 
     # The SDK's own path: collections whenever they come, every Output left to its final wait.
-    monkeypatch.setattr(infra.mockrun, "settle_outputs", nothing)
-    monkeypatch.setattr(infra.mockrun, "collector_paused", contextlib.nullcontext)
-    monkeypatch.setattr("infra.fastrun.settle_outputs", nothing)
-    monkeypatch.setattr("infra.fastrun.collector_paused", contextlib.nullcontext)
+    monkeypatch.setattr(platform_infra.infra.mockrun, "settle_outputs", nothing)
+    monkeypatch.setattr(platform_infra.infra.mockrun, "collector_paused", contextlib.nullcontext)
+    monkeypatch.setattr("platform_infra.infra.fastrun.settle_outputs", nothing)
+    monkeypatch.setattr("platform_infra.infra.fastrun.collector_paused", contextlib.nullcontext)
     slow = plan_json(stack)
     assert fast == slow
     assert json.loads(fast)["counts"]["docker:index/container:Container"] > 20
@@ -43,7 +49,7 @@ def test_plan_is_the_same_with_and_without_the_speed_measures(stack, monkeypatch
 
 @pytest.mark.parametrize("output_format", ["text", "json"])
 def test_two_plans_print_the_same_bytes(output_format):
-    runs = [subprocess.run([sys.executable, "-m", "infra.cli", "plan", "--stack", "prod", "--format",
+    runs = [subprocess.run([sys.executable, "-m", "platform_infra.infra.cli", "plan", "--stack", "prod", "--format",
                             output_format], capture_output=True, cwd=REPO_ROOT, timeout=120, check=True).stdout
             for _ in range(2)]
     assert runs[0] == runs[1]
@@ -118,7 +124,7 @@ def _project(root, main: str, context: str | None = None):
 
 
 def _plan(project, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.cli", "plan", "--stack", "dev", "--project", str(project),
+    return subprocess.run([sys.executable, "-m", "platform_infra.infra.cli", "plan", "--stack", "dev", "--project", str(project),
                            "--format", "json", *extra], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
                           check=False)
 

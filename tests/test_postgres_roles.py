@@ -21,7 +21,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from components.postgres import (
+from platform_infra.components.postgres import (
     ADMIN_SQL,
     EXPORTER_ROLE,
     ROLES_SQL,

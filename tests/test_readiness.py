@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from components.monitoring.component import retrying
-from components.runtime import duration_nanos
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
+from platform_infra.components.monitoring.component import retrying
+from platform_infra.components.runtime import duration_nanos
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
 from tests.helpers import CONTAINER, env_of, labels_of
 
 STACKS = ["dev", "prod"]

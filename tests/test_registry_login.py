@@ -19,11 +19,11 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from infra.cli import REPO_ROOT
-from infra.mockrun import UNKNOWN, PlanMocks, load_project, run_program
-from infra.settings import SettingsError, parse_settings
-from infra.stackconfig import StackInputs, check_secret_value
-from stacks.platform import build
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import UNKNOWN, PlanMocks, load_project, run_program
+from platform_infra.infra.settings import SettingsError, parse_settings
+from platform_infra.infra.stackconfig import StackInputs, check_secret_value
+from platform_infra.stacks.platform import build
 from tests.conftest import deploy, registered
 from tests.helpers import is_secret, reveal
 from tests.swarm.test_swarm_plan import AUTOSCALING, DATA

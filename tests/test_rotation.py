@@ -8,9 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from components.monitoring.runtime import grafana_start_command
-from infra.cli import REPO_ROOT
-from infra.mockrun import PlanMocks, load_project, run_program
+from platform_infra.components.monitoring.runtime import grafana_start_command
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import PlanMocks, load_project, run_program
 from tests.helpers import CONTAINER, labels_of, reveal
 
 CREDENTIAL_USERS = {"postgres", "redis", "kafka", "clickhouse", "api-gateway", "orchestrator", "log-aggregator",

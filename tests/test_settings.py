@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import SettingsError, check_config_keys, parse_settings
-from infra.stackconfig import check_secret_value
+from platform_infra.infra.settings import SettingsError, check_config_keys, parse_settings
+from platform_infra.infra.stackconfig import check_secret_value
 
 MONITORING = {"email": {"to": "oncall@example.com", "from_address": "am@example.com", "smarthost": "smtp.example.com:587",
                         "auth_username": "am@example.com"},

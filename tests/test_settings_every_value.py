@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import cli
-from infra.cli import REPO_ROOT
-from infra.mockrun import _ConfigLoader, load_project, run_program
-from infra.settings import SettingsError, parse_settings
+from platform_infra.infra import cli
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import _ConfigLoader, load_project, run_program
+from platform_infra.infra.settings import SettingsError, parse_settings
 
 STACKS = ("dev", "staging", "prod")
 WRONG = {"mapping": {"x": "y"}, "list": ["x"], "string": "not-a-number", "number": 7, "null": None}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import REPO_ROOT
-from infra.mockrun import UNKNOWN, load_project, run_program
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import UNKNOWN, load_project, run_program
 from tests.conftest import CountingMocks, registered
 from tests.helpers import env_of, files_of, is_secret, labels_of, running_containers
 

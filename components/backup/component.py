@@ -7,9 +7,9 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_random as random
 
-from components.backup.model import BackupConfig
-from components.backup.store import CREDENTIAL_KEYS, BackupBucket
-from components.spec import ComponentArgsError
+from platform_infra.components.backup.model import BackupConfig
+from platform_infra.components.backup.store import CREDENTIAL_KEYS, BackupBucket
+from platform_infra.components.spec import ComponentArgsError
 
 
 class BackupStoreArgs(TypedDict):

@@ -22,11 +22,18 @@ from typing import TypedDict
 import crossplane
 import pulumi
 
-from components.backup.model import BackupConfig, StoreRoute, store_route
-from components.edge.nginx import directive
-from components.loadbalancer import DOCKER_DNS, NGINX_USER
-from components.runtime import Deployment, Runtime
-from components.spec import FILES_DIR, ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, validate_spec
+from platform_infra.components.backup.model import BackupConfig, StoreRoute, store_route
+from platform_infra.components.edge.nginx import directive
+from platform_infra.components.loadbalancer import DOCKER_DNS, NGINX_USER
+from platform_infra.components.runtime import Deployment, Runtime
+from platform_infra.components.spec import (
+    FILES_DIR,
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    validate_spec,
+)
 
 SERVICE = "s3-gateway"
 CONF_PATH = f"{FILES_DIR}/nginx.conf"

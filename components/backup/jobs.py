@@ -15,18 +15,25 @@ from typing import NotRequired, TypedDict
 import pulumi
 import yaml
 
-from components.backup.model import PREFIXES, BackupConfig, store_route
-from components.backup.pgbackrest import (
+from platform_infra.components.backup.model import PREFIXES, BackupConfig, store_route
+from platform_infra.components.backup.pgbackrest import (
     Cluster,
     archive_settings,
     render_pgbackrest_conf,
     render_pgbackrest_secrets,
 )
-from components.images import IMAGES_DIR
-from components.monitoring.model import duration_seconds
-from components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT
-from components.runtime import Runtime
-from components.spec import FILES_DIR, ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, VolumeMount
+from platform_infra.components.images import IMAGES_DIR
+from platform_infra.components.monitoring.model import duration_seconds
+from platform_infra.components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT
+from platform_infra.components.runtime import Runtime
+from platform_infra.components.spec import (
+    FILES_DIR,
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    VolumeMount,
+)
 
 METRIC = "backup_last_success_timestamp_seconds"
 TEXTFILE_DIR = "/var/lib/node-exporter/textfile"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from components.monitoring.model import Duration, duration_seconds
+from platform_infra.components.monitoring.model import Duration, duration_seconds
 
 # S3 bucket naming rules (AWS "Bucket naming rules"): 3-63 lower-case letters, digits, dots and hyphens.
 _BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -13,7 +13,7 @@ import io
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from components.backup.model import PREFIXES, BackupConfig, store_route
+from platform_infra.components.backup.model import PREFIXES, BackupConfig, store_route
 
 CONFIG_PATH = "/etc/pgbackrest/pgbackrest.conf"
 CIPHER = "aes-256-cbc"

@@ -15,8 +15,8 @@ block_management_paths (default) Swagger UI, OpenAPI docs and every other actuat
 any other path answers 404 as well.
 """
 
-from components.edge.model import EdgeConfig, EdgeDeployment
-from components.edge.nginx import (
+from platform_infra.components.edge.model import EdgeConfig, EdgeDeployment
+from platform_infra.components.edge.nginx import (
     iter_directives,
     login_path_regex,
     parse_nginx_conf,

@@ -8,8 +8,8 @@ from typing import NotRequired, TypedDict
 
 import pulumi
 
-from components.monitoring.model import MonitoringConfig
-from components.monitoring.render import (
+from platform_infra.components.monitoring.model import MonitoringConfig
+from platform_infra.components.monitoring.render import (
     load_dashboards,
     render_alert_rules,
     render_alertmanager_config,
@@ -18,15 +18,15 @@ from components.monitoring.render import (
     render_grafana_datasources,
     render_prometheus_config,
 )
-from components.monitoring.runtime import (
+from platform_infra.components.monitoring.runtime import (
     alertmanager_args,
     grafana_environment,
     grafana_start_command,
     prometheus_args,
 )
-from components.monitoring.targets import TASKS_DNS_PREFIX, ScrapeTarget, exporter_targets
-from components.runtime import Runtime
-from components.spec import (
+from platform_infra.components.monitoring.targets import TASKS_DNS_PREFIX, ScrapeTarget, exporter_targets
+from platform_infra.components.runtime import Runtime
+from platform_infra.components.spec import (
     FILES_DIR,
     BindMount,
     ComponentArgsError,

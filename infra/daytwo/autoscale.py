@@ -2,7 +2,7 @@
 
 Every interval it reads the consumer group's lag per partition, the stuck partitions and the rates from
 Prometheus's HTTP API (the kafka-exporter series `kafka_consumergroup_lag`, `kafka_consumergroup_current_offset`,
-`kafka_topic_partition_current_offset` and `kafka_topic_partitions`), asks `components.autoscaling.decide`, and
+`kafka_topic_partition_current_offset` and `kafka_topic_partitions`), asks `platform_infra.components.autoscaling.decide`, and
 sets the service's replicas through the Docker Engine API with the service version it read (a concurrent change
 makes the update fail as out of sequence: it is read again and retried, not lost). One JSON line per decision on
 stdout, explained (inputs and steps); its own metrics on --metrics-port for Prometheus. `infra autoscale
@@ -27,10 +27,17 @@ from typing import TYPE_CHECKING, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from components.autoscaling import PAUSE_LABEL, Decision, Observation, ScalingPolicy, State, decide
-from infra.daytwo.stackfile import stack_settings
-from infra.mockrun import DEFAULT_PROJECT, ProgramInputError
-from infra.settings import NAMESPACE, SETTINGS_KEY
+from platform_infra.components.autoscaling import (
+    PAUSE_LABEL,
+    Decision,
+    Observation,
+    ScalingPolicy,
+    State,
+    decide,
+)
+from platform_infra.infra.daytwo.stackfile import stack_settings
+from platform_infra.infra.mockrun import DEFAULT_PROJECT, ProgramInputError
+from platform_infra.infra.settings import NAMESPACE, SETTINGS_KEY
 
 if TYPE_CHECKING:  # the Docker SDK and prometheus_client load when the controller runs, not with every `infra`
     import docker

@@ -1,7 +1,7 @@
 """`infra autoscale simulate`: replay a lag trace through the controller's own decision, offline.
 
 Each row of the trace is one decision: the row's observation at the replicas the previous decision set, passed
-to `components.autoscaling.decide` with the state it returned before, exactly as `infra autoscale` does every
+to `platform_infra.components.autoscaling.decide` with the state it returned before, exactly as `infra autoscale` does every
 interval. With `--from-prometheus` the rows are the answers of the controller's own queries (`lag_queries`)
 over a past range, read by the controller's own `observation`. No engine, no service is touched.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 
-from components.autoscaling import Observation, ScalingPolicy, State, decide
-from infra.daytwo.autoscale import (
+from platform_infra.components.autoscaling import Observation, ScalingPolicy, State, decide
+from platform_infra.infra.daytwo.autoscale import (
     Answer,
     _prometheus_api,
     add_policy_arguments,
@@ -30,7 +30,7 @@ from infra.daytwo.autoscale import (
     load_policy,
     observation,
 )
-from infra.mockrun import ProgramInputError
+from platform_infra.infra.mockrun import ProgramInputError
 
 REQUIRED_COLUMNS = ("time", "lag", "partitions")
 OPTIONAL_COLUMNS = ("consumed_per_second", "produced_per_second", "stuck_partitions", "stuck_lag",

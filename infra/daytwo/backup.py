@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from components.backup.model import CLASSES, PREFIXES, BackupConfig
-from components.backup.pgbackrest import Cluster, render_pgbackrest_conf
-from components.monitoring.model import duration_seconds
-from infra.daytwo.stackfile import stack_settings
-from infra.mockrun import ProgramInputError
-from infra.settings import NAMESPACE, SETTINGS_KEY
+from platform_infra.components.backup.model import CLASSES, PREFIXES, BackupConfig
+from platform_infra.components.backup.pgbackrest import Cluster, render_pgbackrest_conf
+from platform_infra.components.monitoring.model import duration_seconds
+from platform_infra.infra.daytwo.stackfile import stack_settings
+from platform_infra.infra.mockrun import ProgramInputError
+from platform_infra.infra.settings import NAMESPACE, SETTINGS_KEY
 
 # PostgreSQL refuses to run as root; run as root, infra hands its tools to the data directory's owner,
 # or to this conventional account for the drill's throwaway instance.

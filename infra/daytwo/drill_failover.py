@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from infra.daytwo import evidence
-from infra.daytwo.drill_load import checked_endpoint, edge_pool
-from infra.daytwo.drills import (
+from platform_infra.infra.daytwo import evidence
+from platform_infra.infra.daytwo.drill_load import checked_endpoint, edge_pool
+from platform_infra.infra.daytwo.drills import (
     DrillInterrupted,
     Target,
     add_engine_arguments,
@@ -44,8 +44,8 @@ from infra.daytwo.drills import (
     wait_until,
     write_record,
 )
-from infra.daytwo.verify import ADMIN_PASSWORD_ENV, JOBS_PATH, LOGIN_PATH, Engine, Unreachable
-from infra.mockrun import ProgramInputError
+from platform_infra.infra.daytwo.verify import ADMIN_PASSWORD_ENV, JOBS_PATH, LOGIN_PATH, Engine, Unreachable
+from platform_infra.infra.mockrun import ProgramInputError
 
 FAULTS = (("api-gateway", "crash"), ("worker", "crash"), ("postgres", "restart"))
 MAX_RATE = 50

@@ -29,18 +29,18 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from components.edge.model import EdgeConfig
-from infra.daytwo import evidence
-from infra.daytwo.drills import (
+from platform_infra.components.edge.model import EdgeConfig
+from platform_infra.infra.daytwo import evidence
+from platform_infra.infra.daytwo.drills import (
     DrillInterrupted,
     add_guard_arguments,
     refuse_prod,
     restoring_on_signals,
     write_record,
 )
-from infra.daytwo.verify import HEALTH_PATH, Unreachable, stack_settings
-from infra.mockrun import ProgramInputError
-from infra.settings import Settings
+from platform_infra.infra.daytwo.verify import HEALTH_PATH, Unreachable, stack_settings
+from platform_infra.infra.mockrun import ProgramInputError
+from platform_infra.infra.settings import Settings
 
 MAX_REQUESTS, MAX_SECONDS, MAX_CONCURRENCY = 20000, 300, 64
 REQUEST_TIMEOUT = 10

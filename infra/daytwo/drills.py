@@ -29,12 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.monitoring.model import duration_seconds
-from infra.daytwo import evidence
-from infra.daytwo.verify import Alertmanager, Engine, expected_from, settings_prefix, stack_settings
-from infra.mockrun import ProgramInputError, load_project, run_program
-from infra.settings import Settings
-from infra.version import commit
+from platform_infra.components.monitoring.model import duration_seconds
+from platform_infra.infra.daytwo import evidence
+from platform_infra.infra.daytwo.verify import (
+    Alertmanager,
+    Engine,
+    expected_from,
+    settings_prefix,
+    stack_settings,
+)
+from platform_infra.infra.mockrun import ProgramInputError, load_project, run_program
+from platform_infra.infra.settings import Settings
+from platform_infra.infra.version import commit
 
 MAX_DRILL_SECONDS = 1800
 """No drill keeps a service stopped longer than this, whatever `--timeout` asks."""
@@ -321,11 +327,11 @@ def add_drill_commands(commands: argparse._SubParsersAction, add_program_argumen
     alerts.add_argument("--timeout", type=float, help="seconds the service may stay stopped awaiting its alert and "
                         f"delivery (default: the alert's `for` + 180; at most {MAX_DRILL_SECONDS})")
     alerts.set_defaults(handler=cmd_drill_alerts)
-    from infra.daytwo.drill_load import add_load_arguments  # it builds on this module
+    from platform_infra.infra.daytwo.drill_load import add_load_arguments  # it builds on this module
 
     add_load_arguments(kinds.add_parser("load", help="a bounded load through the edge: throughput, latency, 429s"),
                        add_program_arguments)
-    from infra.daytwo.drill_failover import add_failover_arguments
+    from platform_infra.infra.daytwo.drill_failover import add_failover_arguments
 
     add_failover_arguments(kinds.add_parser("failover", help="under load: an api-gateway replica and a worker "
                                             "crash, PostgreSQL restarts; errors, recovery times, lost jobs"),

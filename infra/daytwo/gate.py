@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from components.monitoring.model import duration_seconds
-from infra import catalog
-from infra.daytwo.evidence import Record, newest
+from platform_infra.components.monitoring.model import duration_seconds
+from platform_infra.infra import catalog
+from platform_infra.infra.daytwo.evidence import Record, newest
 
 DRILL_LINE = "ongoing.dr-drills"
 BACKUP_LINES = ("success.backup-job", "post.day.backup-jobs")

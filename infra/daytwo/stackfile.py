@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infra.mockrun import ProgramInputError, load_project
-from infra.settings import NAMESPACE, SETTINGS_KEY, Settings, SettingsError, parse_settings
+from platform_infra.infra.mockrun import ProgramInputError, load_project
+from platform_infra.infra.settings import NAMESPACE, SETTINGS_KEY, Settings, SettingsError, parse_settings
 
 
 def stack_settings(project: Path, stack: str) -> Settings:

@@ -30,14 +30,14 @@ from xml.etree import ElementTree as ET
 
 import urllib3
 
-from components.monitoring.alerts import alert_specs
-from components.monitoring.model import MonitoringConfig, duration_seconds
-from infra import catalog
-from infra.daytwo import evidence
-from infra.daytwo.stackfile import stack_settings
-from infra.mockrun import ProgramInputError, ProgramRun, load_project, run_program
-from infra.settings import Settings
-from infra.version import commit
+from platform_infra.components.monitoring.alerts import alert_specs
+from platform_infra.components.monitoring.model import MonitoringConfig, duration_seconds
+from platform_infra.infra import catalog
+from platform_infra.infra.daytwo import evidence
+from platform_infra.infra.daytwo.stackfile import stack_settings
+from platform_infra.infra.mockrun import ProgramInputError, ProgramRun, load_project, run_program
+from platform_infra.infra.settings import Settings
+from platform_infra.infra.version import commit
 
 PHASES = {
     "first-hour": ("post.hour.services-healthy", "post.hour.health-endpoints", "post.hour.metrics-collected",
@@ -577,7 +577,7 @@ def backups_running(ctx: Context) -> Result:
 
 
 def security_scan(ctx: Context) -> Result:
-    from infra.check import check_report
+    from platform_infra.infra.check import check_report
 
     report = check_report(argparse.Namespace(project=str(ctx.project), stack=ctx.expected.stack,
                                              policy_config=None, state=None))

@@ -1,6 +1,6 @@
-"""Rule modules by domain; importing this package registers every rule in `policies.registry`."""
+"""Rule modules by domain; importing this package registers every rule in `platform_infra.policies.registry`."""
 
-from policies.rules import (  # noqa: F401 imported for registration
+from platform_infra.policies.rules import (  # noqa: F401 imported for registration
     backups,
     configuration,
     containers,

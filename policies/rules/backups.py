@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from policies.props import WORKLOADS
-from policies.registry import MANDATORY, stack_rule
+from platform_infra.policies.props import WORKLOADS
+from platform_infra.policies.registry import MANDATORY, stack_rule
 
 # What a backup job for each store looks like: its image, name or command mentions one of these.
 BACKUP_TOOLS = {

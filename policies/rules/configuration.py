@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from policies.props import WORKLOADS, Workload
-from policies.registry import MANDATORY, resource_rule
+from platform_infra.policies.props import WORKLOADS, Workload
+from platform_infra.policies.registry import MANDATORY, resource_rule
 
 LEVEL_KEY = re.compile(r"(^|_)LOG(GING)?_?LEVEL(_|$)", re.IGNORECASE)
 LEVEL_PROPERTY = re.compile(r"logging\.level\.[\w.]+=(\w+)", re.IGNORECASE)

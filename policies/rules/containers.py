@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from policies.props import CONTAINER, ROLES, WORKLOADS, Workload, get, items, number, truthy
-from policies.registry import ADVISORY, MANDATORY, not_enforceable, resource_rule, stack_rule
-from policies.scope import publishes_ports, reads_identity
+from platform_infra.policies.props import CONTAINER, ROLES, WORKLOADS, Workload, get, items, number, truthy
+from platform_infra.policies.registry import ADVISORY, MANDATORY, not_enforceable, resource_rule, stack_rule
+from platform_infra.policies.scope import publishes_ports, reads_identity
 
 ROLES_SCHEMA = {"type": "array", "items": {"enum": list(ROLES)}, "uniqueItems": True}
 SCAN = ["success.security-scan"]

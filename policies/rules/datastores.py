@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import shlex
 
-from policies.props import SERVICE_CONFIG, SERVICE_LABEL, WORKLOADS, Workload, truthy
-from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
-from policies.scope import kind_is
+from platform_infra.policies.props import SERVICE_CONFIG, SERVICE_LABEL, WORKLOADS, Workload, truthy
+from platform_infra.policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+from platform_infra.policies.scope import kind_is
 
 
 def _has_value(env: dict[str, str], key: str) -> bool:

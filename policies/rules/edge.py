@@ -8,12 +8,18 @@ from collections.abc import Callable
 
 import yaml
 
-from components.edge.model import MOZILLA_INTERMEDIATE_CIPHERS
-from policies import nginxconf
-from policies.nginxconf import NginxConfigError, Server
-from policies.props import WORKLOADS, Workload, truthy
-from policies.registry import ADVISORY, MANDATORY, resource_rule
-from policies.scope import app_or_nginx, kind_is, load_balancer_or_nginx, reads_identity, serves_nginx
+from platform_infra.components.edge.model import MOZILLA_INTERMEDIATE_CIPHERS
+from platform_infra.policies import nginxconf
+from platform_infra.policies.nginxconf import NginxConfigError, Server
+from platform_infra.policies.props import WORKLOADS, Workload, truthy
+from platform_infra.policies.registry import ADVISORY, MANDATORY, resource_rule
+from platform_infra.policies.scope import (
+    app_or_nginx,
+    kind_is,
+    load_balancer_or_nginx,
+    reads_identity,
+    serves_nginx,
+)
 
 # Mozilla intermediate: the ECDHE ciphers our edge uses, plus the DHE ones other configurations may add.
 INTERMEDIATE_CIPHERS = [

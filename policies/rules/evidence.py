@@ -7,10 +7,10 @@ from pathlib import Path
 
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
-from infra.daytwo import evidence, gate
-from policies.props import WORKLOADS
-from policies.registry import ADVISORY, MANDATORY, RULES, stack_rule
-from policies.waivers import WAIVER_LABEL_PREFIX, parse_label
+from platform_infra.infra.daytwo import evidence, gate
+from platform_infra.policies.props import WORKLOADS
+from platform_infra.policies.registry import ADVISORY, MANDATORY, RULES, stack_rule
+from platform_infra.policies.waivers import WAIVER_LABEL_PREFIX, parse_label
 
 BUCKET_TYPE = "pulumi-python:dynamic/backup:BackupBucket"
 STORE_OPTIONS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from policies.props import (
+from platform_infra.policies.props import (
     DOCKER_PROVIDER,
     IMAGE,
     REGISTRY_IMAGE,
@@ -20,8 +20,8 @@ from policies.props import (
     kind_of,
     truthy,
 )
-from policies.registry import ADVISORY, MANDATORY, not_enforceable, resource_rule
-from policies.scope import names_an_image
+from platform_infra.policies.registry import ADVISORY, MANDATORY, not_enforceable, resource_rule
+from platform_infra.policies.scope import names_an_image
 
 
 def _image_names(resource) -> list[tuple[str, str]]:

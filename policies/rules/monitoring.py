@@ -10,9 +10,17 @@ from typing import Any
 
 import yaml
 
-from policies.props import SERVICE_CONFIG, WORKLOADS, Workload, decode_base64, get, items, truthy
-from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
-from policies.scope import kind_is
+from platform_infra.policies.props import (
+    SERVICE_CONFIG,
+    WORKLOADS,
+    Workload,
+    decode_base64,
+    get,
+    items,
+    truthy,
+)
+from platform_infra.policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+from platform_infra.policies.scope import kind_is
 
 GRAFANA_DEFAULT_SECRET_KEY = "SW2YcwTIb9zpOOhoPsMm"
 

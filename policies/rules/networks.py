@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from policies.props import NETWORK, ROLES, SERVICE, WORKLOADS, Workload, get, truthy
-from policies.registry import MANDATORY, resource_rule, stack_rule
-from policies.scope import reads_identity
+from platform_infra.policies.props import NETWORK, ROLES, SERVICE, WORKLOADS, Workload, get, truthy
+from platform_infra.policies.registry import MANDATORY, resource_rule, stack_rule
+from platform_infra.policies.scope import reads_identity
 
 
 def _network_index(stack) -> dict[str, object]:

@@ -9,7 +9,7 @@ import re
 import shlex
 from collections import Counter
 
-from policies.props import (
+from platform_infra.policies.props import (
     CONTAINER,
     JWT_NAME,
     PRIVATE_KEY_TEXT,
@@ -28,8 +28,8 @@ from policies.props import (
     sensitive_env,
     truthy,
 )
-from policies.registry import ADVISORY, MANDATORY, resource_rule
-from policies.scope import has_jwt_env
+from platform_infra.policies.registry import ADVISORY, MANDATORY, resource_rule
+from platform_infra.policies.scope import has_jwt_env
 
 EMBEDDED_PASSWORD = re.compile(r"password\s*=\s*\"[^\"$][^\"]*\"", re.IGNORECASE)
 CONFIG_FILE_SUFFIXES = (".conf", ".yml", ".yaml", ".json", ".ini", ".properties", ".xml", ".env", ".cfg")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import yaml
 from pydantic import ValidationError
 
-from components.autoscaling import ScalingPolicy
-from components.kafka import TOPICS_ENV, parse_topics
-from policies.props import (
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.components.kafka import TOPICS_ENV, parse_topics
+from platform_infra.policies.props import (
     FILE_OBJECTS,
     SERVICE,
     SERVICE_LABEL,
@@ -17,8 +17,8 @@ from policies.props import (
     number,
     sensitive_env,
 )
-from policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
-from policies.scope import reads_identity
+from platform_infra.policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+from platform_infra.policies.scope import reads_identity
 
 
 @resource_rule(

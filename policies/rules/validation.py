@@ -5,7 +5,7 @@ They are listed so docs and reports show them, with the reason they are not poli
 
 from __future__ import annotations
 
-from policies.registry import not_enforceable
+from platform_infra.policies.registry import not_enforceable
 
 CI = "Needs the {tool} binary on the rendered file, which a policy cannot run; a CI job does ({command})."
 

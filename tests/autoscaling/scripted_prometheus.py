@@ -1,5 +1,5 @@
 """A stand-in for Prometheus's HTTP API (no Kafka consumer group can be had here to give kafka-exporter real
-lag): it answers exactly the PromQL the autoscaler sends (`infra.daytwo.autoscale.lag_queries`) from the rows of a
+lag): it answers exactly the PromQL the autoscaler sends (`platform_infra.infra.daytwo.autoscale.lag_queries`) from the rows of a
 trace in the simulator's CSV format, per the documented API (GET /api/v1/query and /api/v1/query_range,
 `{"status": "success", "data": {"resultType": "vector"|"matrix", "result": [...]}}`).
 
@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
-from components.autoscaling import ScalingPolicy
-from infra.daytwo.autoscale import lag_queries
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.infra.daytwo.autoscale import lag_queries
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

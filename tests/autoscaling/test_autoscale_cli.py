@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.cli import main
+from platform_infra.infra.cli import main
 
 POLICY = "{max_replicas: 4, consumer_group: job-workers, topic: jobs}\n"
 

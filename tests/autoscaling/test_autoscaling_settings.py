@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.settings import SettingsError, parse_settings
+from platform_infra.infra.settings import SettingsError, parse_settings
 
 PROD = yaml.safe_load((Path(__file__).parents[2] / "Pulumi.prod.yaml").read_text())["config"]["platform:settings"]
 POLICY = {"min_replicas": 2, "max_replicas": 8, "consumer_group": "workers", "topic": "jobs"}

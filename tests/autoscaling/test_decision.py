@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from components.autoscaling import Decision, Observation, Recommendation, ScalingPolicy, State, decide
+from platform_infra.components.autoscaling import (
+    Decision,
+    Observation,
+    Recommendation,
+    ScalingPolicy,
+    State,
+    decide,
+)
 
 NOW = 10_000.0
 POLICY = ScalingPolicy(min_replicas=1, max_replicas=6, target_lag_per_replica=100, activation_lag=10,

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from components.autoscaling import Observation, Recommendation, ScaleOut, ScalingPolicy, State, decide
+from platform_infra.components.autoscaling import (
+    Observation,
+    Recommendation,
+    ScaleOut,
+    ScalingPolicy,
+    State,
+    decide,
+)
 
 NOW = 10_000.0
 POLICY = ScalingPolicy(min_replicas=1, max_replicas=12, target_lag_per_replica=100, activation_lag=10,

@@ -1,4 +1,4 @@
-"""The controller's PromQL (`infra.daytwo.autoscale.lag_queries`) evaluated by Prometheus's own engine (`promtool test
+"""The controller's PromQL (`platform_infra.infra.daytwo.autoscale.lag_queries`) evaluated by Prometheus's own engine (`promtool test
 rules`) on kafka-exporter's series: the stuck partition found (and a new one not taken for stuck), the lag per
 partition, the rates, the partition count."""
 
@@ -8,8 +8,8 @@ import subprocess
 
 import yaml
 
-from components.autoscaling import ScalingPolicy
-from infra.daytwo.autoscale import lag_queries
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.infra.daytwo.autoscale import lag_queries
 from tests.conftest import require_tool
 from tests.monitoring.conftest import DEBIAN_PACKAGE
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.autoscaling import ScalingPolicy
-from infra.cli import main
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.infra.cli import main
 from tests.autoscaling.scripted_prometheus import ScriptedPrometheus, read_rows
 
 DOCS = Path(__file__).parents[2] / "docs" / "autoscaling"

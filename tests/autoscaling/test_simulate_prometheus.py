@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import infra.daytwo.autoscale_simulate
-from infra.cli import main
+import platform_infra.infra.daytwo.autoscale_simulate
+from platform_infra.infra.cli import main
 from tests.autoscaling.scripted_prometheus import read_rows
 from tests.conftest import require_tool
 from tests.monitoring.conftest import DEBIAN_PACKAGE, start_server  # noqa: F401 (a fixture)
@@ -60,7 +60,7 @@ def test_from_a_real_prometheus(start_server, tmp_path, capsys, monkeypatch) -> 
     (tmp_path / "prometheus.yml").write_text("global: {}\n")
     url = start_server([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
                         f"--storage.tsdb.path={tmp_path / 'data'}"], "/-/ready")
-    monkeypatch.setattr(infra.daytwo.autoscale_simulate.time, "time", lambda: float(END))  # the range ends at the trace's end
+    monkeypatch.setattr(platform_infra.infra.daytwo.autoscale_simulate.time, "time", lambda: float(END))  # the range ends at the trace's end
 
     assert main(["autoscale", "simulate", "--policy", str(DOCS / "drain-policy.yaml"), "--from-prometheus", url,
                  "--range", f"{rows[-1]['time']}s"]) == 0, capsys.readouterr().err

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from components.backup.jobs import JOB_SCRIPT, render_crontab, scheduler_command
-from components.backup.model import BackupConfig
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project
-from infra.settings import parse_settings
+from platform_infra.components.backup.jobs import JOB_SCRIPT, render_crontab, scheduler_command
+from platform_infra.components.backup.model import BackupConfig
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project
+from platform_infra.infra.settings import parse_settings
 from tests.conftest import require_tool
 
 # The job container's user is the postgres image's `postgres`; mcron runs each job in that account's home

@@ -20,10 +20,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from components.backup.gateway import render_gateway_conf, store_gateway_spec
-from components.backup.model import BackupConfig, StoreRoute, store_route
-from components.runtime import DockerRuntime
-from components.spec import ComponentArgsError
+from platform_infra.components.backup.gateway import render_gateway_conf, store_gateway_spec
+from platform_infra.components.backup.model import BackupConfig, StoreRoute, store_route
+from platform_infra.components.runtime import DockerRuntime
+from platform_infra.components.spec import ComponentArgsError
 from tests.backup.conftest import REGION, TlsS3, _self_signed, free_port, moto_behind_tls, one_off_aws_env
 from tests.conftest import ON_CI, require_tool
 from tests.helpers import LOOPBACK, LoopbackDns

@@ -25,18 +25,18 @@ import psycopg
 import pytest
 import yaml
 
-from components.backup.jobs import curl_s3_config, pgpass_line, render_job_script
-from components.backup.model import BackupConfig
-from components.backup.pgbackrest import (
+from platform_infra.components.backup.jobs import curl_s3_config, pgpass_line, render_job_script
+from platform_infra.components.backup.model import BackupConfig
+from platform_infra.components.backup.pgbackrest import (
     Cluster,
     archive_settings,
     render_pgbackrest_conf,
     render_pgbackrest_secrets,
 )
-from components.backup.store import BackupStoreProvider
-from infra.cli import REPO_ROOT
-from infra.daytwo.backup import table_checksums
-from infra.mockrun import load_project
+from platform_infra.components.backup.store import BackupStoreProvider
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.daytwo.backup import table_checksums
+from platform_infra.infra.mockrun import load_project
 from tests.backup.conftest import REGION, TlsS3, free_port, let_moto_write
 from tests.conftest import require_tool
 
@@ -52,7 +52,7 @@ FRESH_BUCKET = "i12-fresh-backups"
 STANZA = "drill"
 DATABASE = "jobs"
 BIG_ROWS = 300_000
-INFRA = [sys.executable, "-m", "infra.cli"]
+INFRA = [sys.executable, "-m", "platform_infra.infra.cli"]
 # The project's own settings for this throwaway stack: the store on moto, everything else as in dev.
 STACK_FILE = f"""
 config:
@@ -473,11 +473,11 @@ def _series_from_job(job_runs, backup_class: str) -> tuple[str, float]:
 def test_stale_backup_alerts_are_silent_while_the_job_runs_and_fire_when_it_stops(job_runs, promtool, tmp_path):
     """The alert rules the stack deploys, fed with what the job script wrote: hourly incrementals and daily
     fulls keep both alerts silent for two days; a job that stops makes each fire past its max age."""
-    from components.monitoring import render_alert_rules
-    from components.monitoring.alerts import alert_specs
-    from components.monitoring.model import duration_seconds
-    from components.monitoring.render import _expected_alert
-    from infra.settings import parse_settings
+    from platform_infra.components.monitoring import render_alert_rules
+    from platform_infra.components.monitoring.alerts import alert_specs
+    from platform_infra.components.monitoring.model import duration_seconds
+    from platform_infra.components.monitoring.render import _expected_alert
+    from platform_infra.infra.settings import parse_settings
 
     project = load_project(REPO_ROOT, "prod")
     monitoring = parse_settings(json.loads(project.config["platform:settings"]), "Pulumi.prod.yaml").monitoring
@@ -597,11 +597,11 @@ def test_a_failing_archive_fires_the_alert_on_the_exporters_metrics(tls_s3, prom
     rule reads, and the deployed rule, fed with them, fires once its `for` has passed."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from components.monitoring import render_alert_rules
-    from components.monitoring.alerts import alert_specs
-    from components.monitoring.model import duration_seconds
-    from components.monitoring.render import _expected_alert
-    from infra.settings import parse_settings
+    from platform_infra.components.monitoring import render_alert_rules
+    from platform_infra.components.monitoring.alerts import alert_specs
+    from platform_infra.components.monitoring.model import duration_seconds
+    from platform_infra.components.monitoring.render import _expected_alert
+    from platform_infra.infra.settings import parse_settings
 
     exporter = require_tool("prometheus-postgres-exporter", "prometheus-postgres-exporter")
     with fresh_server("i12-no-such-bucket", "failing", tls_s3, f"AKIA{secrets.token_hex(8).upper()}",

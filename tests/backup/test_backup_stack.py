@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from components.backup.jobs import (
+from platform_infra.components.backup.jobs import (
     CIPHER_PASS_FILE,
     CLICKHOUSE_BACKUP_CONFIG,
     CRONTAB,
@@ -25,12 +25,12 @@ from components.backup.jobs import (
     render_crontab,
     scheduler_command,
 )
-from components.backup.model import BackupConfig
-from components.backup.pgbackrest import Cluster, render_pgbackrest_conf
-from components.postgres import ROLES_APPLIED
-from infra.cli import REPO_ROOT, main
-from infra.mockrun import load_project, run_program
-from infra.settings import parse_settings
+from platform_infra.components.backup.model import BackupConfig
+from platform_infra.components.backup.pgbackrest import Cluster, render_pgbackrest_conf
+from platform_infra.components.postgres import ROLES_APPLIED
+from platform_infra.infra.cli import REPO_ROOT, main
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.infra.settings import parse_settings
 from tests.helpers import env_of, files_of, is_secret, reveal, running_containers
 
 IMAGE = "docker:index/image:Image"
@@ -286,7 +286,7 @@ def test_the_job_image_gives_the_metrics_volume_to_the_jobs_user():
     backup-stale alerts fire over successful backups (the live stack showed it)."""
     from dockerfile_parse import DockerfileParser
 
-    from components.backup.jobs import IMAGE_DOCKERFILE, POSTGRES_UID, TEXTFILE_DIR
+    from platform_infra.components.backup.jobs import IMAGE_DOCKERFILE, POSTGRES_UID, TEXTFILE_DIR
 
     runs = [line["value"] for line in DockerfileParser(path=str(IMAGE_DOCKERFILE)).structure
             if line["instruction"] == "RUN"]

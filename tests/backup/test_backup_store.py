@@ -15,10 +15,10 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
-from components.backup.component import BackupStore
-from components.backup.model import BackupConfig
-from components.backup.store import BackupStoreError, BackupStoreProvider, desired_settings
-from components.spec import ComponentArgsError
+from platform_infra.components.backup.component import BackupStore
+from platform_infra.components.backup.model import BackupConfig
+from platform_infra.components.backup.store import BackupStoreError, BackupStoreProvider, desired_settings
+from platform_infra.components.spec import ComponentArgsError
 from tests.backup.conftest import REGION, let_moto_write
 from tests.conftest import deploy, registered
 from tests.helpers import is_secret

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra import catalog
-from infra.daytwo import verify
-from infra.mockrun import load_project, run_program
+from platform_infra.infra import catalog
+from platform_infra.infra.daytwo import verify
+from platform_infra.infra.mockrun import load_project, run_program
 
 
 @pytest.fixture(scope="session")

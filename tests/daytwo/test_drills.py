@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from components.edge.model import EdgeConfig
-from infra.cli import main
-from infra.daytwo import drill_load, drills
+from platform_infra.components.edge.model import EdgeConfig
+from platform_infra.infra.cli import main
+from platform_infra.infra.daytwo import drill_load, drills
 
 
 def one_line_exit_2(capsys, argv: list[str], *needles: str) -> None:
@@ -49,8 +49,8 @@ def test_alerts_bad_input_is_one_line(capsys, flags, needle):
 
 
 def test_the_stacks_public_hosts_and_loopback_are_the_only_endpoints(tmp_path):
-    from infra.cli import REPO_ROOT
-    from infra.daytwo.verify import stack_settings
+    from platform_infra.infra.cli import REPO_ROOT
+    from platform_infra.infra.daytwo.verify import stack_settings
 
     settings = stack_settings(REPO_ROOT, "prod")
     for url in ("https://127.0.0.1:8443", "https://[::1]", "http://localhost:8080",

@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from infra import catalog
-from infra.cli import main
-from infra.daytwo import evidence, gate
+from platform_infra.infra import catalog
+from platform_infra.infra.cli import main
+from platform_infra.infra.daytwo import evidence, gate
 
 NOW = datetime.now(UTC)
 
@@ -67,7 +67,7 @@ def test_newest_judged_check_per_line_ignores_unknown_and_other_stacks():
     older = record("verify", age=timedelta(hours=2), checks=[{"id": "success.no-5xx", "status": "pass"}])
     newer = record("verify", checks=[{"id": "success.no-5xx", "status": "unknown"}])
     other = record("verify", stack="prod", checks=[{"id": "success.no-5xx", "status": "fail"}])
-    from infra.checklist import newest_by_line
+    from platform_infra.infra.checklist import newest_by_line
 
     found = newest_by_line([newer, older, other], "dev")
     assert found["success.no-5xx"][0] is older
@@ -78,15 +78,15 @@ def test_newest_judged_check_per_line_ignores_unknown_and_other_stacks():
 
 @pytest.fixture(scope="module")
 def dev_report():
-    from infra.check import evaluate
-    from infra.mockrun import load_project, run_program
-    from policies.policy_config import default_path
+    from platform_infra.infra.check import evaluate
+    from platform_infra.infra.mockrun import load_project, run_program
+    from platform_infra.policies.policy_config import default_path
 
     return evaluate(run_program(load_project(catalog.REPO_ROOT, "dev"), "dev"), default_path("dev"))
 
 
 def test_runtime_lines_verified_stale_fail_or_awaiting(dev_report):
-    from infra.checklist import build
+    from platform_infra.infra.checklist import build
 
     records = [
         record("verify", age=timedelta(hours=3), checks=[
@@ -111,10 +111,10 @@ def test_runtime_lines_verified_stale_fail_or_awaiting(dev_report):
 
 
 def test_first_hour_and_success_criteria_whole_on_a_verified_stack():
-    from infra.check import evaluate
-    from infra.checklist import COVERED, build
-    from infra.mockrun import load_project, run_program
-    from policies.policy_config import default_path
+    from platform_infra.infra.check import evaluate
+    from platform_infra.infra.checklist import COVERED, build
+    from platform_infra.infra.mockrun import load_project, run_program
+    from platform_infra.policies.policy_config import default_path
 
     prod = evaluate(run_program(load_project(catalog.REPO_ROOT, "prod"), "prod"), default_path("prod"))
     ids = [i.id for s, i in catalog.load().lines() if s.name in ("Immediate (First Hour)", "Success Criteria")]
@@ -128,7 +128,7 @@ def test_first_hour_and_success_criteria_whole_on_a_verified_stack():
 
 
 def test_a_rule_with_nothing_to_judge_is_not_a_pass(dev_report):
-    from infra.checklist import _rule_evidence
+    from platform_infra.infra.checklist import _rule_evidence
 
     evidence_, verdict = _rule_evidence(dev_report, "SWM-002")  # a Swarm rule on a Docker-runtime stack
     assert verdict == "nothing" and evidence_[0]["result"] == "nothing to judge"

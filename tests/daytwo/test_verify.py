@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from infra import catalog
-from infra.cli import main
-from infra.daytwo import evidence, verify
+from platform_infra.infra import catalog
+from platform_infra.infra.cli import main
+from platform_infra.infra.daytwo import evidence, verify
 
 REPO = catalog.REPO_ROOT
 
@@ -335,7 +335,7 @@ def test_memory_leak_from_the_heap_lows_trend(expected, prometheus):
 
 
 def test_alerts_functioning_rules_loaded_and_notifications(expected, prometheus):
-    from components.monitoring.alerts import alert_specs
+    from platform_infra.components.monitoring.alerts import alert_specs
 
     names = sorted({s.name for s in alert_specs(expected.monitoring)})
     prometheus.rules = [{"name": "g", "rules": [{"name": n, "health": "ok"} for n in names]}]

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from infra.daytwo import verify
+from platform_infra.infra.daytwo import verify
 from tests.conftest import require_tool
 from tests.daytwo.test_verify import FakePrometheus, context
 

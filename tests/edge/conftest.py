@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.edge import EdgeConfig, render_nginx_conf
+from platform_infra.components.edge import EdgeConfig, render_nginx_conf
 from tests.conftest import require_tool
 from tests.helpers import LOOPBACK, LoopbackDns
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from components.edge import EdgeConfig, security_headers
+from platform_infra.components.edge import EdgeConfig, security_headers
 
 ALLOWED_ORIGIN = "https://app.example.test"
 OTHER_ORIGIN = "https://partner.example.test"

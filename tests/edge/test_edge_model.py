@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from components.edge import EdgeConfig, EdgeDeployment
+from platform_infra.components.edge import EdgeConfig, EdgeDeployment
 
 
 def make(**overrides) -> EdgeConfig:

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from components.edge import EdgeConfig, render_nginx_conf
+from platform_infra.components.edge import EdgeConfig, render_nginx_conf
 
 ENVIRONMENTS = {
     "dev": EdgeConfig(

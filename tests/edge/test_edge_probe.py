@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.monitoring import BLACKBOX_MODULE, render_blackbox_config
-from components.tls import Tls
-from infra.mockrun import PlanMocks
+from platform_infra.components.monitoring import BLACKBOX_MODULE, render_blackbox_config
+from platform_infra.components.tls import Tls
+from platform_infra.infra.mockrun import PlanMocks
 from tests.conftest import deploy, require_tool
 from tests.edge.conftest import LOOPBACK, RunningEdge, TlsFiles, free_ports, wait_until
 from tests.edge.test_edge_live import make

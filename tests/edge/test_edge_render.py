@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from components.edge import EdgeConfig, iter_directives, parse_nginx_conf, render_nginx_conf, security_headers
+from platform_infra.components.edge import (
+    EdgeConfig,
+    iter_directives,
+    parse_nginx_conf,
+    render_nginx_conf,
+    security_headers,
+)
 
 UPSTREAMS = ["api-gateway-1:8080", "api-gateway-2:8080"]
 ALLOWED_ORIGIN = "https://app.example.com"

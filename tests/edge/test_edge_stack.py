@@ -9,11 +9,18 @@ import crossplane
 import pytest
 import yaml
 
-from components.edge import EdgeConfig, iter_directives, parse_nginx_conf, render_nginx_conf
-from components.loadbalancer import CERT_PATH, CONF_PATH, DOCKER_DNS, HTTP_PORT, HTTPS_PORT, KEY_PATH
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
-from infra.settings import parse_settings
+from platform_infra.components.edge import EdgeConfig, iter_directives, parse_nginx_conf, render_nginx_conf
+from platform_infra.components.loadbalancer import (
+    CERT_PATH,
+    CONF_PATH,
+    DOCKER_DNS,
+    HTTP_PORT,
+    HTTPS_PORT,
+    KEY_PATH,
+)
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.infra.settings import parse_settings
 from tests.helpers import files_of, is_secret, labels_of, reveal, running_containers
 
 STACKS = ["dev", "staging", "prod"]

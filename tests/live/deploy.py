@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import docker
 
-from infra.cli import REPO_ROOT
-from infra.mockrun import ProgramRun, Registration, load_project, run_program
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import ProgramRun, Registration, load_project, run_program
 from tests.helpers import reveal
 from tests.live.plan import CONTAINER, NETWORK, VOLUME, create_container, daemon_nofile_limit, free_port
 from tests.live.providers import LiveMocks

@@ -4,7 +4,7 @@
    security archives added, imported with `docker import`.
 2. Every `images/standins/<name>/` FROM its suite's base (build-arg BASE), tagged with the stack's own
    reference, from its `standin.yaml`:
-   - `settings_key`: a field of infra.settings.Images (its default), or the name of one of the platform's own
+   - `settings_key`: a field of platform_infra.infra.settings.Images (its default), or the name of one of the platform's own
      images (`settings.image(name)` of the prod stack); a list tags the image with each; null for none;
    - `tag` (or `tags`, a list): references to tag it with besides (an image another Dockerfile names in its FROM);
    - `package`: the Debian package whose version is the real software's (compared with the pinned tag);
@@ -130,8 +130,8 @@ class Standin:
 
 
 def prod_settings():
-    from infra.mockrun import load_project
-    from infra.settings import NAMESPACE, SETTINGS_KEY, parse_settings
+    from platform_infra.infra.mockrun import load_project
+    from platform_infra.infra.settings import NAMESPACE, SETTINGS_KEY, parse_settings
 
     project = load_project(REPO_ROOT, "prod")
     return parse_settings(json.loads(project.config.get(f"{NAMESPACE}:{SETTINGS_KEY}", "null")), "Pulumi.prod.yaml")
@@ -139,7 +139,7 @@ def prod_settings():
 
 def reference(key: str) -> str:
     """The stack's reference for a settings key: Images().<key>, else the prod stack's settings.image(key)."""
-    from infra.settings import Images
+    from platform_infra.infra.settings import Images
 
     if key in Images.model_fields:
         return getattr(Images(), key)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from components.runtime import cpu_nanos, duration_nanos
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
+from platform_infra.components.runtime import cpu_nanos, duration_nanos
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
 from tests.helpers import reveal
 
 MIB = 1024 * 1024

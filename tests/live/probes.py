@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from components.backup.model import BackupConfig, StoreRoute, store_route
-from components.runtime import go_duration_string, nano_decimal
-from infra.cli import REPO_ROOT
+from platform_infra.components.backup.model import BackupConfig, StoreRoute, store_route
+from platform_infra.components.runtime import go_duration_string, nano_decimal
+from platform_infra.infra.cli import REPO_ROOT
 from tests.helpers import reveal
 from tests.live.deploy import DockerDeployment, host_ulimits
 from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
@@ -253,7 +253,7 @@ def create_bucket(stack: DockerDeployment, store) -> None:
     """What the stack's BackupBucket dynamic provider does at `up` (components/backup/store.py), run from this
     machine against the store's loopback port. moto cannot evaluate the bucket policy's aws:SecureTransport
     condition and would deny every write (moto s3/responses.py, getmoto/moto#7837): the policy is dropped."""
-    from components.backup.store import _S3, BackupStoreProvider
+    from platform_infra.components.backup.store import _S3, BackupStoreProvider
 
     props = _store_props(stack, store)
     BackupStoreProvider().create(props)
@@ -263,7 +263,7 @@ def create_bucket(stack: DockerDeployment, store) -> None:
 
 
 def s3_objects(stack: DockerDeployment, prefix: str) -> list[str]:
-    from components.backup.store import _S3
+    from platform_infra.components.backup.store import _S3
 
     listing = _S3(_store_props(stack, stack.store)).call("list_objects_v2", Prefix=prefix) or {}
     return [item["Key"] for item in listing.get("Contents", [])]
@@ -433,7 +433,7 @@ def infra_verify(stack: DockerDeployment, monkeypatch, capsys, tmp_path, *extra:
     """`infra verify` as an operator runs it against this stack: its APIs at their container addresses (this
     host routes to the stack's networks), the edge at its published port with the stack's CA, the credentials
     from the stack outputs, the evidence to the stack's bucket in the live store."""
-    from infra.cli import main
+    from platform_infra.infra.cli import main
 
     for key, value in operator_env(stack, tmp_path).items():
         monkeypatch.setenv(key, value)
@@ -450,7 +450,7 @@ def infra_verify(stack: DockerDeployment, monkeypatch, capsys, tmp_path, *extra:
 
 
 def show_verify(report: dict) -> None:
-    from infra.daytwo import evidence, verify
+    from platform_infra.infra.daytwo import evidence, verify
 
     record = evidence.Record(kind="verify", stack=report["stack"], created_at=report["checked_at"], ok=report["ok"],
                              checks=report["checks"])
@@ -481,7 +481,7 @@ def drill_argv(stack: DockerDeployment, kind: str, *extra: str) -> list[str]:
 
 
 def infra_drill(stack: DockerDeployment, monkeypatch, capsys, tmp_path, kind: str, *extra: str) -> dict:
-    from infra.cli import main
+    from platform_infra.infra.cli import main
 
     for key, value in operator_env(stack, tmp_path).items():
         monkeypatch.setenv(key, value)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from infra.mockrun import PlanMocks
+from platform_infra.infra.mockrun import PlanMocks
 from tests.helpers import reveal
 
 _KEY_USAGES = {"digital_signature": "digital_signature", "content_commitment": "content_commitment",

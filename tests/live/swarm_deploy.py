@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 
 import docker
 
-from components.runtime import duration_nanos
-from components.swarm import CONVERGE_MARGIN_SECONDS
-from components.swarm_files import retire
-from infra.mockrun import Registration
+from platform_infra.components.runtime import duration_nanos
+from platform_infra.components.swarm import CONVERGE_MARGIN_SECONDS
+from platform_infra.components.swarm_files import retire
+from platform_infra.infra.mockrun import Registration
 from tests.live.deploy import BUILT_IMAGE, Created, DockerDeployment
 from tests.live.plan import NETWORK, free_port
 from tests.live.swarm_engine import Engine, change_node_labels, constraint_labels, engine_spec, wire_values

@@ -16,8 +16,8 @@ import time
 
 import docker
 
-from components.runtime import duration_nanos, service_duration_string
-from policies.pack import _plain
+from platform_infra.components.runtime import duration_nanos, service_duration_string
+from platform_infra.policies.pack import _plain
 from tests.helpers import reveal
 
 

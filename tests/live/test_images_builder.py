@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from infra.settings import Images
+from platform_infra.infra.settings import Images
 from tests.live.images import (
     AUTOSCALER_DOCKERFILE,
     ImageBuildError,

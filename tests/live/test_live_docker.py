@@ -238,7 +238,7 @@ def test_an_interrupted_alerts_drill_restores_the_service(stack, tmp_path):
     """SIGTERM while the worker is stopped: the drill starts it again before it exits."""
     worker = stack.local(f"{STACK_PREFIX}-worker-3")
     env = {**os.environ, **operator_env(stack, tmp_path)}
-    drill = subprocess.Popen([sys.executable, "-m", "infra", *drill_argv(stack, "alerts")], env=env,
+    drill = subprocess.Popen([sys.executable, "-m", "platform_infra.infra", *drill_argv(stack, "alerts")], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: not stack.client.api.inspect_container(worker)["State"]["Running"], 90,
@@ -289,8 +289,8 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
     """A bounded load through the edge: every answer 200 or 429, the api zone's rate held (rate × seconds + burst
     passed at most, the rest refused), and the same load through a bare nginx in front of the same replicas."""
     from benchmarks.edge_vs_bare_nginx import compare
-    from infra.cli import REPO_ROOT
-    from infra.daytwo.verify import stack_settings
+    from platform_infra.infra.cli import REPO_ROOT
+    from platform_infra.infra.daytwo.verify import stack_settings
 
     edge_url = f"https://127.0.0.1:{host_port(stack, 443)}"
     report = infra_drill(stack, monkeypatch, capsys, tmp_path, "load", "--endpoint", edge_url,

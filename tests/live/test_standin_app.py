@@ -31,11 +31,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from components.postgres import ADMIN_SQL, ROLES_SQL, SUPERUSER, hba_conf, psql_variables
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
-from infra.settings import parse_settings
-from stacks.platform import SERVICE_NEEDS, WORKER_NEEDS
+from platform_infra.components.postgres import ADMIN_SQL, ROLES_SQL, SUPERUSER, hba_conf, psql_variables
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.infra.settings import parse_settings
+from platform_infra.stacks.platform import SERVICE_NEEDS, WORKER_NEEDS
 from tests.conftest import ON_CI, require_tool
 from tests.engine.conftest import PREFIX
 from tests.helpers import reveal

@@ -397,7 +397,7 @@ def test_the_autoscaler_image_runs_its_entrypoint_from_the_python_standin(engine
 def test_the_backup_jobs_scheduler_stops_at_once_on_its_image(engine, images):
     """The prod plan's backup job (its image, command, user, environment, capabilities and grace period) with
     the stack's table: a stop ends it in seconds with the shell's 143, not the grace period's SIGKILL (137)."""
-    from components.backup.jobs import CRONTAB, render_crontab
+    from platform_infra.components.backup.jobs import CRONTAB, render_crontab
 
     plan = load_prod_plan()
     job = next(c for c in plan[CONTAINER] if c["name"] == f"{PLAN_PREFIX}-postgres-backup")

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.monitoring.component import PROMETHEUS_CONFIG, RULES_FILE
-from infra.settings import Images
+from platform_infra.components.monitoring.component import PROMETHEUS_CONFIG, RULES_FILE
+from platform_infra.infra.settings import Images
 from tests.conftest import require_tool
 from tests.engine.conftest import PREFIX, _unavailable
 from tests.live.plan import (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.monitoring import MonitoringConfig, ScrapeTarget, exporter_targets
+from platform_infra.components.monitoring import MonitoringConfig, ScrapeTarget, exporter_targets
 from tests.conftest import require_tool
 
 TOOL_TIMEOUT = 60

@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from components.monitoring import (
+from platform_infra.components.monitoring import (
     CRITICAL_EMAIL,
     CRITICAL_SLACK,
     WARNING_SLACK,
@@ -15,7 +15,7 @@ from components.monitoring import (
     alertmanager_args,
     render_alertmanager_config,
 )
-from components.monitoring.alerts import alert_specs
+from platform_infra.components.monitoring.alerts import alert_specs
 
 SMTP_PASSWORD_FILE = "/run/secrets/smtp_password"
 SLACK_WEBHOOK_FILE = "/run/secrets/slack_webhook_url"

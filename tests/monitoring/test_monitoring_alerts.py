@@ -3,8 +3,8 @@ has passed and stays silent just inside it; overridden thresholds keep the tests
 
 import yaml
 
-from components.monitoring import MonitoringConfig, render_alert_rules, render_rule_tests
-from components.monitoring.alerts import alert_specs
+from platform_infra.components.monitoring import MonitoringConfig, render_alert_rules, render_rule_tests
+from platform_infra.components.monitoring.alerts import alert_specs
 
 # The checklist's alerts ("Alerts Configuration") plus backup freshness and uptime.
 CRITICAL = {

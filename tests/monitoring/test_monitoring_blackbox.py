@@ -3,7 +3,7 @@ blackbox exporter accepts the file."""
 
 import yaml
 
-from components.monitoring import BLACKBOX_MODULE, render_blackbox_config
+from platform_infra.components.monitoring import BLACKBOX_MODULE, render_blackbox_config
 
 
 def test_probe_module_requires_tls():

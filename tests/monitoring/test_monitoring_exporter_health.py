@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
 from tests.conftest import require_tool
 from tests.helpers import running_containers
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from components.monitoring import (
+from platform_infra.components.monitoring import (
     PROMETHEUS_DATASOURCE_UID,
     grafana_environment,
     load_dashboards,

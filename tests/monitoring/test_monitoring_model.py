@@ -3,7 +3,12 @@
 import pytest
 from pydantic import ValidationError
 
-from components.monitoring import MonitoringConfig, ScrapeTarget, duration_seconds, exporter_targets
+from platform_infra.components.monitoring import (
+    MonitoringConfig,
+    ScrapeTarget,
+    duration_seconds,
+    exporter_targets,
+)
 
 
 def test_defaults_are_the_checklists_values(config):

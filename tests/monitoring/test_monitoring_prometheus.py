@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from components.monitoring import (
+from platform_infra.components.monitoring import (
     MonitoringConfig,
     ScrapeTarget,
     prometheus_args,

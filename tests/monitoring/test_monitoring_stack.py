@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.monitoring import render_rule_tests
-from components.monitoring.component import (
+from platform_infra.components.monitoring import render_rule_tests
+from platform_infra.components.monitoring.component import (
     ALERTMANAGER_CONFIG,
     PROMETHEUS_CONFIG,
     RULES_FILE,
     app_scrape_targets,
     effective_config,
 )
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
-from infra.settings import parse_settings
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.infra.settings import parse_settings
 from tests.helpers import env_of, files_of, is_secret, labels_of, reveal, running_containers
 
 STACKS = ["dev", "staging", "prod"]
@@ -128,8 +128,8 @@ def test_deployed_alertmanager_config_passes_amtool_and_routes(deployed, amtool,
 
 
 def monitoring_args(settings, **overrides):
-    from components.monitoring.component import StoreAccess
-    from components.runtime import DockerRuntime
+    from platform_infra.components.monitoring.component import StoreAccess
+    from platform_infra.components.runtime import DockerRuntime
 
     images = {key: getattr(settings.images, key) for key in ("prometheus", "alertmanager", "grafana",
                                                              "blackbox_exporter", "node_exporter",
@@ -156,8 +156,8 @@ def monitoring_args(settings, **overrides):
     ({"images": {"prometheus": "prom/prometheus:v2.53.3"}}, "images: missing"),
 ])
 def test_monitoring_bad_args_register_nothing(overrides, error):
-    from components.monitoring.component import Monitoring
-    from components.spec import ComponentArgsError
+    from platform_infra.components.monitoring.component import Monitoring
+    from platform_infra.components.spec import ComponentArgsError
     from tests.conftest import CountingMocks, deploy
 
     settings = parse_settings(yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from components.monitoring import ScrapeTarget, render_alert_rules, render_prometheus_config
+from platform_infra.components.monitoring import ScrapeTarget, render_alert_rules, render_prometheus_config
 
 
 def test_a_tasks_target_becomes_a_dns_discovered_job_promtool_accepts(config, targets, promtool, run, write):

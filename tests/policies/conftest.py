@@ -1,4 +1,4 @@
-"""Harness for the policy tests: every evaluation goes through `infra.check.evaluate`, as `infra check` does
+"""Harness for the policy tests: every evaluation goes through `platform_infra.infra.check.evaluate`, as `infra check` does
 (policy config resolution, then the SDK servicer's Configure/Analyze/AnalyzeStack on wire-form props)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.check import Report, evaluate
-from infra.mockrun import ProgramRun, Registration
+from platform_infra.infra.check import Report, evaluate
+from platform_infra.infra.mockrun import ProgramRun, Registration
 from tests.policies.fixtures import DAEMON_ATTESTED, PROJECT, STACK, secure_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

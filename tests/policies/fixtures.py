@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from infra.mockrun import SECRET_SIG, SIG_KEY, Registration
+from platform_infra.infra.mockrun import SECRET_SIG, SIG_KEY, Registration
 
 PROJECT, STACK = "fixture", "test"
 DIGEST = "@sha256:" + "a" * 64

@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 from junitparser import JUnitXml
 
-from infra.check import evaluate, load_state
-from infra.cli import main
-from infra.mockrun import SECRET_SIG, SIG_KEY, UNKNOWN, load_project, run_program
-from policies.registry import enforced_rules
+from platform_infra.infra.check import evaluate, load_state
+from platform_infra.infra.cli import main
+from platform_infra.infra.mockrun import SECRET_SIG, SIG_KEY, UNKNOWN, load_project, run_program
+from platform_infra.policies.registry import enforced_rules
 from tests.policies.conftest import EXAMPLE
 
 # The example breaks every enforced rule but the evidence gate's, which read a stack's evidence store (the example

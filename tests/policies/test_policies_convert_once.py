@@ -12,12 +12,12 @@ from pulumi_policy import policy as sdk_policy
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
-import infra.check
-from infra.analyze_once import converted_once, struct_form
-from infra.check import evaluate, render
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
-from policies.policy_config import default_path
+import platform_infra.infra.check
+from platform_infra.infra.analyze_once import converted_once, struct_form
+from platform_infra.infra.check import evaluate, render
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.policies.policy_config import default_path
 from tests.policies.conftest import EXAMPLE
 
 PROJECTS = [(REPO_ROOT, "dev"), (REPO_ROOT, "staging"), (REPO_ROOT, "prod"), (EXAMPLE, "prod")]
@@ -43,7 +43,7 @@ def test_reports_are_identical_to_converting_per_policy(project, stack, monkeypa
     run = run_program(load_project(project, stack), stack)
     config = default_path(stack) if project == REPO_ROOT else None
     shared = evaluate(run, config)
-    monkeypatch.setattr(infra.check, "converted_once", converted_per_policy)
+    monkeypatch.setattr(platform_infra.infra.check, "converted_once", converted_per_policy)
     separate = evaluate(run, config)
     for output_format in ("json", "sarif", "text"):
         assert render(shared, output_format) == render(separate, output_format)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
 from tests.policies.conftest import ids, messages
 
 LABEL_ROLE = "platform.role"

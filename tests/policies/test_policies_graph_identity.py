@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.check import evaluate, load_state
-from infra.mockrun import UNKNOWN, PlanMocks, load_project, run_program
-from policies.policy_config import default_path
+from platform_infra.infra.check import evaluate, load_state
+from platform_infra.infra.mockrun import UNKNOWN, PlanMocks, load_project, run_program
+from platform_infra.policies.policy_config import default_path
 from tests.policies.test_policies_cli import _export, run_cli, write_program
 
 PROD_CONFIG = default_path("prod")
@@ -130,8 +130,8 @@ def test_identity_rules_are_stack_policies_in_the_engine():
     """Under `pulumi preview` a resource policy sees one resource; these rules need the graph."""
     from pulumi_policy import StackValidationPolicy
 
-    from policies.pack import build_policies
-    from policies.registry import RULES
+    from platform_infra.policies.pack import build_policies
+    from platform_infra.policies.registry import RULES
 
     policies = {p.name: p for p in build_policies()}
     for rule_id in ("DS-PG-001", "DS-REDIS-001", "DS-CH-001", "DS-KAFKA-001", "NET-001", "CTR-003"):
@@ -165,12 +165,12 @@ def test_a_state_export_is_judged_through_the_same_graph(property_dependencies, 
 
 
 def test_every_rule_reading_kind_or_role_is_judged_over_the_graph():
-    """A new rule that reads what a workload is must be marked (policies.scope.reads_identity) or use a kind
+    """A new rule that reads what a workload is must be marked (platform_infra.policies.scope.reads_identity) or use a kind
     or role scope; otherwise it would judge `image=remote.image_id` workloads as unknown apps."""
     import inspect
     import re
 
-    from policies.registry import enforced_rules
+    from platform_infra.policies.registry import enforced_rules
 
     reads = re.compile(r"\bw\.(kind|role)\b")
     for rule in enforced_rules():

@@ -14,10 +14,10 @@ from pulumi_policy import EnforcementLevel
 from pulumi_policy import policy as sdk_policy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from policies import docs
-from policies.pack import PACK_DIR, build_policies, pack_arguments
-from policies.policy_config import CONFIG_DIR, file_schema, read, resolve
-from policies.registry import ENVIRONMENTS, all_rules, enforced_rules
+from platform_infra.policies import docs
+from platform_infra.policies.pack import PACK_DIR, build_policies, pack_arguments
+from platform_infra.policies.policy_config import CONFIG_DIR, file_schema, read, resolve
+from platform_infra.policies.registry import ENVIRONMENTS, all_rules, enforced_rules
 
 
 def test_importing_the_pack_entry_point_builds_nothing(monkeypatch):
@@ -133,7 +133,7 @@ def test_disabled_policy_does_not_run(check):
 
 
 def test_generated_docs_and_config_levels_are_current():
-    assert docs.main(["--check"]) == 0, "run `python -m policies.docs`"
+    assert docs.main(["--check"]) == 0, "run `python -m platform_infra.policies.docs`"
     text = docs.DOCS_FILE.read_text()
     for rule in all_rules():
         assert f"| [{rule.id}](#{rule.anchor}) | " in text

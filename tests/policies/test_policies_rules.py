@@ -1,6 +1,6 @@
 """Every rule: one secure baseline that passes all of them, and per rule a mutation that makes it fail.
 
-All cases run through `infra.check.evaluate` (the SDK servicer on wire-form props), as `infra check` does.
+All cases run through `platform_infra.infra.check.evaluate` (the SDK servicer on wire-form props), as `infra check` does.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from components.backup.gateway import render_gateway_conf
-from components.backup.model import BackupConfig, store_route
-from infra.mockrun import Registration
-from policies.registry import enforced_rules
+from platform_infra.components.backup.gateway import render_gateway_conf
+from platform_infra.components.backup.model import BackupConfig, store_route
+from platform_infra.infra.mockrun import Registration
+from platform_infra.policies.registry import enforced_rules
 from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import DIGEST, C, S, container, registration
 
@@ -461,7 +461,7 @@ FAILING_ELSEWHERE = {
 
 
 def test_every_enforced_rule_has_a_failing_case():
-    from infra.catalog import named_test_exists
+    from platform_infra.infra.catalog import named_test_exists
 
     assert all(named_test_exists(test) for test in FAILING_ELSEWHERE.values())
     covered = {rule_id for rule_id, _, _ in CASES} | set(FAILING_ELSEWHERE)

@@ -8,16 +8,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from infra.check import evaluate, render
-from infra.mockrun import UNKNOWN, load_project, run_program
-from policies import waivers
-from policies.policy_config import PolicyConfigError, resolve
+from platform_infra.infra.check import evaluate, render
+from platform_infra.infra.mockrun import UNKNOWN, load_project, run_program
+from platform_infra.policies import waivers
+from platform_infra.policies.policy_config import PolicyConfigError, resolve
 from tests.policies.conftest import EXAMPLE, REPO_ROOT, as_run, ids, messages, named
 from tests.policies.fixtures import secret, secure_stack
 from tests.policies.test_policies_cli import run_cli, write_program
 
 FUTURE = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
-"""Within every rule's waiver horizon (policies.waivers.MAX_WAIVER_DAYS)."""
+"""Within every rule's waiver horizon (platform_infra.policies.waivers.MAX_WAIVER_DAYS)."""
 PAST = "2001-01-01"
 
 
@@ -285,7 +285,7 @@ def test_label_waivable_rules_need_no_approver(check):
 
 
 def test_every_rule_guarding_a_weakening_of_issue_20_is_config_waivable_only():
-    from policies.registry import RULES, all_rules
+    from platform_infra.policies.registry import RULES, all_rules
 
     all_rules()
     for rule_id in ("DS-PG-003", "DS-REDIS-002", "MON-GRAF-002", "MON-PROM-002", "SEC-005"):

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.cli import REPO_ROOT
-from infra.mockrun import Registration, load_project, run_program
-from policies.policy_config import default_path
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import Registration, load_project, run_program
+from platform_infra.policies.policy_config import default_path
 from tests.policies.conftest import as_run, ids, messages
 from tests.swarm.test_swarm_plan import AUTOSCALING, DATA, swarm_project
 
@@ -30,7 +30,7 @@ def plans(tmp_path_factory) -> dict[str, list[Registration]]:
 
 
 def check(plans, runtime: str, weaken: Weakening | None = None):
-    from infra.check import evaluate
+    from platform_infra.infra.check import evaluate
 
     resources = copy.deepcopy(plans[runtime])
     if weaken is not None:

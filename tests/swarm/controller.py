@@ -15,7 +15,7 @@ import docker
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from components.autoscaling import ScalingPolicy
+from platform_infra.components.autoscaling import ScalingPolicy
 from tests.monitoring.conftest import free_port, http_request
 
 

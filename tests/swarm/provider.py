@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import docker
 
-from components.runtime import duration_nanos
+from platform_infra.components.runtime import duration_nanos
 
 # numberedStates (resource_docker_service_funcs.go)
 NUMBERED_STATES = {state: rank for rank, state in enumerate(

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from components.autoscaling import ScalingPolicy
-from infra.daytwo.autoscale import SwarmService
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.infra.daytwo.autoscale import SwarmService
 from tests.autoscaling.scripted_prometheus import ScriptedPrometheus
 from tests.monitoring.conftest import free_port, http_request
 from tests.swarm.conftest import unique
@@ -61,7 +61,7 @@ def running_tasks(swarm: docker.DockerClient, name: str) -> int:
 
 
 def autoscale(*args: str) -> list[str]:
-    return [sys.executable, "-m", "infra.cli", "autoscale", *args]
+    return [sys.executable, "-m", "platform_infra.infra.cli", "autoscale", *args]
 
 
 def test_autoscale_follows_the_lag_trace_within_the_policy(swarm, worker_service, prometheus, tmp_path) -> None:

@@ -14,8 +14,8 @@ import docker
 import pytest
 import yaml
 
-from components.autoscaling import ScalingPolicy
-from infra.cli import main
+from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.infra.cli import main
 from tests.autoscaling.scripted_prometheus import ScriptedPrometheus
 from tests.swarm.conftest import unique
 from tests.swarm.controller import Controller, build_autoscaler, running_tasks, wait_running

@@ -15,15 +15,15 @@ import pulumi
 import pytest
 import yaml
 
-from components.apps import HEALTH_PATH, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR
-from components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
-from components.runtime import duration_nanos
-from components.spec import ComponentArgsError, ContainerSpec, Healthcheck
-from components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
-from infra.check import evaluate
-from infra.cli import REPO_ROOT
-from infra.mockrun import load_project, run_program
-from infra.settings import SettingsError, parse_settings
+from platform_infra.components.apps import HEALTH_PATH, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR
+from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from platform_infra.components.runtime import duration_nanos
+from platform_infra.components.spec import ComponentArgsError, ContainerSpec, Healthcheck
+from platform_infra.components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
+from platform_infra.infra.check import evaluate
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.mockrun import load_project, run_program
+from platform_infra.infra.settings import SettingsError, parse_settings
 from tests.conftest import deploy, require_tool
 from tests.helpers import is_secret, labels_of, reveal
 
@@ -237,7 +237,7 @@ def test_the_policy_pack_reads_a_services_files_in_its_configs(swarm_run) -> Non
 
 
 def test_infra_check_and_plan_pass_the_swarm_stack(tmp_path) -> None:
-    from infra.cli import main
+    from platform_infra.infra.cli import main
 
     project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
     assert main(["check", "--stack", "prod", "--project", str(project)]) == 0

@@ -17,10 +17,10 @@ import docker
 import pulumi
 import pytest
 
-from components.apps import APP_USER, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR, Connections, app_spec
-from components.spec import ContainerSpec, FileSpec, Healthcheck, VolumeMount
-from components.swarm import SwarmRuntime, object_name
-from components.swarm_files import retire
+from platform_infra.components.apps import APP_USER, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR, Connections, app_spec
+from platform_infra.components.spec import ContainerSpec, FileSpec, Healthcheck, VolumeMount
+from platform_infra.components.swarm import SwarmRuntime, object_name
+from platform_infra.components.swarm_files import retire
 from tests.conftest import deploy
 from tests.live.swarm_engine import (
     Engine,
@@ -271,7 +271,7 @@ def test_an_app_task_gets_the_healthcheck_class_as_its_bytes_and_an_exec_able_jv
     """Defects 3 and 6 of issue 16, on the real Swarm: the class file in a running task is the shipped class,
     byte for byte; the JVM temp dir allows exec (a binary copied there runs, as the app's user), one per
     replica, while /tmp stays noexec."""
-    from infra.cli import REPO_ROOT
+    from platform_infra.infra.cli import REPO_ROOT
 
     prefix = unique("app")
     spec = app_standin_spec(standin_image, "jvm-app")
