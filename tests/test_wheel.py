@@ -82,10 +82,12 @@ def installed(tmp_path_factory) -> Installed:
 
 
 def readme_programs() -> list[str]:
-    """The Python blocks of the README's section on using the components, in order."""
+    """The user programs the docs show, in order: the README's section on using the components, then
+    docs/LIBRARY.md's whole platform."""
     text = (REPO_ROOT / "README.md").read_text()
     section = text.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    library = (REPO_ROOT / "docs" / "LIBRARY.md").read_text()
+    return re.findall(r"```python\n(.*?)```", section + library, re.DOTALL)
 
 
 def project(directory: Path, name: str, program: str, stack_config: str = "config: {}\n",
@@ -244,5 +246,5 @@ def test_the_autoscaler_image_installs_from_the_installed_package(installed, tmp
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                              str(target), "."], cwd=copy, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert (target / PACKAGE / "infra" / "autoscale.py").is_file()
+    assert (target / PACKAGE / "infra" / "daytwo" / "autoscale.py").is_file()
     assert (target / "bin" / "infra").is_file()
