@@ -14,7 +14,9 @@ from platform_infra.infra.checklist import add_checklist_arguments, cmd_checklis
 from platform_infra.infra.daytwo.autoscale import add_autoscale_arguments, cmd_autoscale
 from platform_infra.infra.daytwo.autoscale_simulate import add_simulate_arguments, cmd_simulate
 from platform_infra.infra.daytwo.backup import add_backup_commands
-from platform_infra.infra.daytwo.drills import add_drill_commands
+from platform_infra.infra.daytwo.drill_failover import add_failover_arguments
+from platform_infra.infra.daytwo.drill_load import add_load_arguments
+from platform_infra.infra.daytwo.drills import add_alerts_arguments
 from platform_infra.infra.daytwo.verify import add_verify_arguments, cmd_verify, stack_evidence
 from platform_infra.infra.diagram import add_diagram_arguments, cmd_diagram
 from platform_infra.infra.mockrun import DEFAULT_PROJECT, ProgramInputError, ProgramRun, redact, run_project
@@ -116,7 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(verify)
     add_verify_arguments(verify)
     verify.set_defaults(handler=cmd_verify)
-    add_drill_commands(commands, add_program_arguments)
+    drill = commands.add_parser("drill", help="deliberate failures and load on the running stack, bounded and "
+                                "restored (alerts, load, failover)")
+    kinds = drill.add_subparsers(dest="drill_command", required=True)
+    add_alerts_arguments(kinds.add_parser("alerts", help="stop a service, await its alert fired, delivered and "
+                                          "resolved"), add_program_arguments)
+    add_load_arguments(kinds.add_parser("load", help="a bounded load through the edge: throughput, latency, 429s"),
+                       add_program_arguments)
+    add_failover_arguments(kinds.add_parser("failover", help="under load: an api-gateway replica and a worker "
+                                            "crash, PostgreSQL restarts; errors, recovery times, lost jobs"),
+                           add_program_arguments)
     autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
     add_autoscale_arguments(autoscale)
     autoscale.set_defaults(handler=cmd_autoscale)

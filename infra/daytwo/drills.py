@@ -313,11 +313,7 @@ def cmd_drill_alerts(args: argparse.Namespace) -> int:
     return 130 if result["interrupted"] else code
 
 
-def add_drill_commands(commands: argparse._SubParsersAction, add_program_arguments: Callable) -> None:
-    drill = commands.add_parser("drill", help="deliberate failures and load on the running stack, bounded and "
-                                "restored (alerts, load, failover)")
-    kinds = drill.add_subparsers(dest="drill_command", required=True)
-    alerts = kinds.add_parser("alerts", help="stop a service, await its alert fired, delivered and resolved")
+def add_alerts_arguments(alerts: argparse.ArgumentParser, add_program_arguments: Callable) -> None:
     add_program_arguments(alerts)
     add_guard_arguments(alerts)
     add_engine_arguments(alerts)
@@ -327,15 +323,6 @@ def add_drill_commands(commands: argparse._SubParsersAction, add_program_argumen
     alerts.add_argument("--timeout", type=float, help="seconds the service may stay stopped awaiting its alert and "
                         f"delivery (default: the alert's `for` + 180; at most {MAX_DRILL_SECONDS})")
     alerts.set_defaults(handler=cmd_drill_alerts)
-    from platform_infra.infra.daytwo.drill_load import add_load_arguments  # it builds on this module
-
-    add_load_arguments(kinds.add_parser("load", help="a bounded load through the edge: throughput, latency, 429s"),
-                       add_program_arguments)
-    from platform_infra.infra.daytwo.drill_failover import add_failover_arguments
-
-    add_failover_arguments(kinds.add_parser("failover", help="under load: an api-gateway replica and a worker "
-                                            "crash, PostgreSQL restarts; errors, recovery times, lost jobs"),
-                           add_program_arguments)
 
 
 def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
