@@ -116,7 +116,7 @@ class BucketStore:
 
     def _client(self) -> Any:
         if self.client is None:
-            from platform_infra.infra.daytwo.backup import s3_client
+            from platform_infra.infra.daytwo.s3 import s3_client
 
             self.client = s3_client()
         return self.client
