@@ -261,12 +261,12 @@ def machine() -> str:
 
 
 def table(results: list[dict]) -> str:
-    header = (f"{'size':>6} {'database':>9} {'backup':>9} | {'physical RTO':>12} {'download':>8} {'restore':>8} "
+    header = (f"{'size':>8} {'database':>9} {'backup':>9} | {'physical RTO':>12} {'download':>8} {'restore':>8} "
               f"{'replay':>7} {'promote':>7} {'MB/s':>6} | {'logical RTO':>11} {'(dump)':>8} | {'logical/physical':>16}")
     lines = [header]
     for r in results:
         p, ph = r["physical"], r["physical"]["phases"]
-        lines.append(f"{r['size']:>6} {human(r['database_bytes']):>9} {human(r['backup_bytes']):>9} | "
+        lines.append(f"{r['size']:>8} {human(r['database_bytes']):>9} {human(r['backup_bytes']):>9} | "
                      f"{p['rto_seconds']:>11.1f}s {ph['download']:>7.2f}s {ph['restore']:>7.1f}s "
                      f"{ph['replay']:>6.1f}s {ph['promote']:>6.1f}s {p['restore_bytes_per_second'] / 1e6:>6.1f} | "
                      f"{r['logical']['rto_seconds']:>10.1f}s {r['logical']['dump_seconds']:>7.1f}s | "
