@@ -34,6 +34,7 @@ from platform_infra.infra.daytwo.s3 import s3_client
 from platform_infra.infra.daytwo.stackfile import stack_settings
 from platform_infra.infra.mockrun import ProgramInputError
 from platform_infra.infra.settings import NAMESPACE, SETTINGS_KEY
+from platform_infra.infra.version import commit
 
 # PostgreSQL refuses to run as root; run as root, infra hands its tools to the data directory's owner,
 # or to this conventional account for the drill's throwaway instance.
@@ -488,8 +489,6 @@ def drill_text(report: dict) -> str:
 def write_drill_record(args: argparse.Namespace, config: BackupConfig, report: dict) -> str:
     """The drill's `drill.backup` evidence record, in the stack's backup bucket (`evidence/<stack>/`): it proves
     the checklist's quarterly disaster-recovery drill (and the prod gate reads it). Where it was written."""
-    from platform_infra.infra.version import commit
-
     figures = {key: report[key] for key in ("rto_seconds", "rpo_seconds", "total_seconds", "restore_bytes",
                                             "restore_bytes_per_second")}
     matched = sum(1 for t in report["tables"] if t["match"])
