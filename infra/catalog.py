@@ -23,6 +23,7 @@ ItemId = Annotated[str, StringConstraints(pattern=r"^[a-z]+(\.[a-z0-9]+(-[a-z0-9
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Z]+(-[A-Z]+)?-\d{3}$")]
 TestId = Annotated[str, StringConstraints(pattern=r"^tests/[\w/]+\.py::test_\w+$")]
 RunbookRef = Annotated[str, StringConstraints(pattern=r"^docs/RUNBOOK\.md#[a-z0-9-]+$")]
+RecordKind = Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[a-z]+$|^verify$")]
 
 
 class Item(BaseModel):
@@ -36,6 +37,9 @@ class Item(BaseModel):
     runbook: RunbookRef | None = None
     freshness: Duration | None = None
     """A run-time line: only an evidence record (infra/daytwo/evidence.py) younger than this proves it."""
+    records: tuple[RecordKind, ...] = ()
+    """Record kinds whose run is itself the proof (`drill.backup`, `backup.restore`): the newest such record
+    verifies the line when it succeeded and fails it when not, besides any record that checks the line by id."""
     signoff: str | None = None
     """Who signs the line off when a person does it (default: its section's)."""
 
@@ -43,6 +47,8 @@ class Item(BaseModel):
     def _covered(self) -> Item:
         if not (self.rules or self.components or self.tests or self.runbook):
             raise ValueError(f"{self.id}: no coverage; name rules, components, tests or a runbook step")
+        if self.records and not self.freshness:
+            raise ValueError(f"{self.id}: records prove a run-time line; give it a freshness")
         return self
 
 
