@@ -40,6 +40,9 @@ class Item(BaseModel):
     records: tuple[RecordKind, ...] = ()
     """Record kinds whose run is itself the proof (`drill.backup`, `backup.restore`): the newest such record
     verifies the line when it succeeded and fails it when not, besides any record that checks the line by id."""
+    stack: str | None = None
+    """The stack whose `records` prove the line when it is not the one checked: `staging` for the release
+    verified there before prod."""
     signoff: str | None = None
     """Who signs the line off when a person does it (default: its section's)."""
 
@@ -49,6 +52,8 @@ class Item(BaseModel):
             raise ValueError(f"{self.id}: no coverage; name rules, components, tests or a runbook step")
         if self.records and not self.freshness:
             raise ValueError(f"{self.id}: records prove a run-time line; give it a freshness")
+        if self.stack and not self.records:
+            raise ValueError(f"{self.id}: stack names whose records prove the line; name the record kinds")
         return self
 
 
@@ -86,6 +91,10 @@ class Catalog(BaseModel):
 
     def by_id(self) -> dict[str, Item]:
         return {item.id: item for _, item in self.lines()}
+
+    def other_stacks(self) -> set[str]:
+        """The stacks whose records some line reads besides the checked one's."""
+        return {item.stack for _, item in self.lines() if item.stack}
 
 
 class CatalogError(ValueError):

@@ -163,13 +163,16 @@ def own_project() -> str | None:
 def _runtime_status(item: catalog.Item, found: tuple[Any, Any] | None, now: datetime) -> tuple[str, dict]:
     """A run-time line's status from its newest judged check: verified, stale, fail, or manual (no record)."""
     if found is None:
-        commands = " or ".join(f"`{RECORD_COMMANDS.get(kind, kind)}`" for kind in item.records)
+        on = f" --stack {item.stack}" if item.stack else ""
+        commands = " or ".join(f"`{RECORD_COMMANDS.get(kind, kind)}{on}`" for kind in item.records)
         return "manual", {"kind": "awaiting",
                           "detail": f"no run-time evidence: run {commands or '`infra verify` (or the drill)'}"}
     record, check = found
     age = (now - record.created_at).total_seconds()
     shown = {"kind": "record", "record": record.name, "date": record.created_at.isoformat(), "result": check.status,
              "detail": check.evidence, "freshness": item.freshness}
+    if item.stack:
+        shown["detail"] = f"stack {record.stack} at commit {record.commit or 'unknown'}: {check.evidence}"
     if check.status == "fail":
         return "fail", shown
     return ("stale" if age > duration_seconds(item.freshness) else "verified"), shown
@@ -234,7 +237,8 @@ def build(report: Report, loaded: catalog.Catalog | None = None, records: list |
         if "fail" in verdicts:
             status = "fail"
         elif item.freshness:
-            found = _newest(runtime.get(item.id), newest_of_kinds(records or [], report.stack, item.records))
+            by_kind = newest_of_kinds(records or [], item.stack or report.stack, item.records)
+            found = by_kind if item.stack and item.stack != report.stack else _newest(runtime.get(item.id), by_kind)
             status, shown = _runtime_status(item, found, now)
             evidence.append(shown)
         elif "waived" in verdicts:
@@ -469,6 +473,10 @@ def cmd_checklist(args: argparse.Namespace, read_evidence: EvidenceReader) -> in
     report = check_report(args)
     project = Path(args.project)
     environment, records, where = read_evidence(project, args.stack)
+    # Lines proven on another stack (the release verified in staging) read that stack's records too.
+    for other in sorted(catalog.load().other_stacks() - {args.stack}):
+        if (project / f"Pulumi.{other}.yaml").is_file():
+            records = [*(records or []), *(read_evidence(project, other)[1] or [])]
     checklist = build(report, records=records)
     checklist.environment, checklist.evidence_store = environment, where
     checklist.commit = commit(project)

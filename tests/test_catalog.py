@@ -100,4 +100,7 @@ def test_record_kinds_named_are_written_by_a_command_and_need_a_freshness():
     with pytest.raises(catalog.CatalogError, match="give it a freshness"):
         catalog.parse("sections: [{name: S, phase: P, items: [{id: s.a, text: A, records: [drill.backup], "
                       "runbook: 'docs/RUNBOOK.md#x'}]}]\nsign_off: [QA]")
+    with pytest.raises(catalog.CatalogError, match="name the record kinds"):
+        catalog.parse("sections: [{name: S, phase: P, items: [{id: s.a, text: A, stack: staging, freshness: 1d, "
+                      "runbook: 'docs/RUNBOOK.md#x'}]}]\nsign_off: [QA]")
 

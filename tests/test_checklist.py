@@ -236,8 +236,8 @@ def fresh_records(stack: str = "prod", ok: bool = True, age=None) -> list:
     created = datetime.now(UTC) - (age or timedelta(minutes=5))
     status = "pass" if ok else "fail"
 
-    def record(kind: str, checks: list) -> evidence.Record:
-        return evidence.Record(kind=kind, stack=stack, created_at=created, ok=ok, checks=checks)
+    def record(kind: str, checks: list, on: str = stack) -> evidence.Record:
+        return evidence.Record(kind=kind, stack=on, created_at=created, ok=ok, checks=checks)
 
     alerts = drills.alerts_check({"interrupted": None, "target": "worker-1", "seconds_to_fire": 70 if ok else None,
                                   "delivered_by": ["webhook"], "failed_integrations": [], "seconds_to_deliver": 71,
@@ -251,16 +251,18 @@ def fresh_records(stack: str = "prod", ok: bool = True, age=None) -> list:
         record("verify", [evidence.Check(id=i, status=status) for i in verify.check_ids("all")]),
         record("drill.alerts", [alerts]), record("drill.load", [load]), record("drill.failover", [failover]),
         record("drill.backup", []), record("backup.restore", []),
+        # The release verified in staging first (`infra verify --stack staging --phase first-hour`).
+        record("verify", [evidence.Check(id=i, status=status) for i in verify.check_ids("first-hour")], "staging"),
     ]
 
 
 NEWLY_PROVEN = {"incident.contain": "proven", "documentation.incident-response": "proven",
-                "documentation.troubleshooting": "proven"}
+                "documentation.troubleshooting": "proven", "metrics.success-rate": "proven"}
 """Lines this repository's tests cover without any run-time evidence."""
 BY_RECORD = {"post.hour.logs-aggregated": "verify", "ongoing.dr-drills": "drill.backup",
              "ongoing.backup-verification": "drill.backup", "rollback.restore-database": "backup.restore",
              "incident.recover": "backup.restore", "testing.load": "drill.load", "post.day.failover": "drill.failover",
-             "post.hour.alerts-firing": "drill.alerts"}
+             "post.hour.alerts-firing": "drill.alerts", "infrastructure.tested-in-staging": "verify"}
 """Run-time lines and the kind of record that verifies them (besides verify's own lines)."""
 
 
@@ -302,6 +304,28 @@ def test_each_run_time_line_is_verified_by_its_record_and_fails_with_it(prod_run
     only_drill = [r for r in fresh_records() if r.kind == "drill.backup"]
     lines = {line.id: line for line in build(report, records=only_drill).lines}
     assert lines["ongoing.dr-drills"].status == "verified" and lines["rollback.restore-database"].status == "manual"
+    # Only staging's verify proves the release was tested in staging; prod's own does not.
+    prod_only = [r for r in fresh_records() if r.stack == "prod"]
+    lines = {line.id: line for line in build(report, records=prod_only).lines}
+    assert lines["infrastructure.tested-in-staging"].status == "manual"
+    assert lines["post.hour.services-healthy"].status == "verified"
+
+
+def test_the_checklist_reads_the_staging_stacks_records_for_the_release_tested_there(capsys, tmp_path):
+    from platform_infra.infra.daytwo import evidence
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "stacks").symlink_to(catalog.REPO_ROOT / "stacks")
+    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"):
+        (project / name).write_text((catalog.REPO_ROOT / name).read_text())
+    staging = next(r for r in fresh_records() if r.stack == "staging")
+    evidence.store_for("staging", None, project).write(staging)
+    code, out, _ = checklist(capsys, "--stack", "prod", "--project", str(project), "--format", "json")
+    line = next(i for i in json.loads(out)["items"] if i["id"] == "infrastructure.tested-in-staging")
+    shown = next(e for e in line["evidence"] if e["kind"] == "record")
+    assert code == 0 and line["status"] == "verified" and shown["record"] == staging.name
+    assert "stack staging" in shown["detail"]
 
 
 def test_old_records_are_stale_by_each_lines_freshness(prod_run, tmp_path):
@@ -321,11 +345,11 @@ def test_old_records_are_stale_by_each_lines_freshness(prod_run, tmp_path):
 # of fresh records; then with the host's daemon.json attested as well.
 WITHOUT_EVIDENCE = {"Security": 11, "Configuration": 9, "Infrastructure": 5, "Monitoring & Observability": 8,
                     "Testing": 3, "Documentation": 7, FIRST_HOUR: 0, "First Day": 0, "First Week": 0, "Ongoing": 1,
-                    "Rollback Plan": 0, "Key Metrics": 18, "Alerts": 10, "Backup Strategy": 8,
+                    "Rollback Plan": 0, "Key Metrics": 19, "Alerts": 10, "Backup Strategy": 8,
                     "Security Incident Response": 1, SUCCESS: 0}
-WITH_RECORDS = {**WITHOUT_EVIDENCE, "Testing": 4, FIRST_HOUR: 8, "First Day": 5, "Ongoing": 3, "Rollback Plan": 1,
+WITH_RECORDS = {**WITHOUT_EVIDENCE, "Infrastructure": 6, "Testing": 4, FIRST_HOUR: 8, "First Day": 5, "Ongoing": 3, "Rollback Plan": 1,
                 "Security Incident Response": 2, SUCCESS: 7}
-ATTESTED = {**WITH_RECORDS, "Infrastructure": 6, SUCCESS: 8}
+ATTESTED = {**WITH_RECORDS, "Infrastructure": 7, SUCCESS: 8}
 
 
 def covered(checklist) -> dict[str, int]:
