@@ -1,7 +1,8 @@
 """The production checklist as the project's own data: infra/checklist.yaml, validated once on load.
 
 Each line has a stable id (rules and reports name it), its section and how it is covered: policy rules,
-components that provide it when deployed, tests of this repository that prove it, or a runbook step.
+components that provide it when deployed, tests of this repository that prove it, or a runbook step; a
+run-time line (a freshness) only by evidence records: those that check it by id, or the record kinds it names.
 """
 
 from __future__ import annotations
