@@ -20,8 +20,8 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVIDENCE_PREFIX = "evidence/"
-KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup")
-"""Who writes records: `infra verify` now; the drills (issue 17, section 2) later, with the same shape."""
+KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup", "backup.restore")
+"""Who writes records: `infra verify`, the drills, the backup drill and `infra backup restore`."""
 
 
 class EvidenceError(RuntimeError):
