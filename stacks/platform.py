@@ -203,7 +203,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "registry": login,
             # Started once the service it scales runs (`pulumi up` waits for it to converge).
             "depends_on": workers.service.deployment.containers,
-            "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
+            "engine_proxy": {"image": images.socket_proxy, "socket_gid": settings.docker_socket_gid,
+                             "accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()}})
         scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.scrape_hosts, AUTOSCALER_METRICS_PORT,
                                             "/metrics")
 
@@ -221,7 +222,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
         "probe_ca_certificate_pem": tls.ca_certificate_pem,
         "grafana_root_url": settings.grafana_url,
-        **({"container_metrics_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}
+        **({"container_metrics": {
+            "image": images.socket_proxy, "socket_gid": settings.docker_socket_gid,
+            "accepted_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}}
            if settings.container_metrics else {}),
         "grafana_admin_password": secrets.grafana_admin_password,
         "grafana_secret_key": secrets.grafana_secret_key,
