@@ -5,7 +5,7 @@ this does.
 
 One proxy per client, on an internal network of its own that only it and its client join: a proxy cannot tell
 its clients apart, so a shared one would pass each the other's calls. The calls are data here, the one place
-the rendered haproxy.cfg and the policy pack (CTR-019, CTR-020) both read.
+the rendered haproxy.cfg and the policy pack (ENG-001, ENG-002) both read.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]*$")
 """A Swarm service name the proxy passes: no regex or path character, and never an ID prefix of another
 service (IDs have no `-`), so the engine resolves it to that service only."""
 WAIVER_REASON = ("HAProxy holds the Docker socket for {client} and passes only its Engine API calls "
-                 "(CTR-020 checks its allow-list); every other call gets 403")
+                 "(ENG-002 checks its allow-list); every other call gets 403")
 
 
 @dataclass(frozen=True)

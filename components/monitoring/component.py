@@ -46,6 +46,7 @@ from platform_infra.components.spec import (
 
 NOBODY = "65534:65534"
 SECRETS_DIR = f"{FILES_DIR}/secrets"
+CLICKHOUSE_BACKUP_PASSWORD = f"{SECRETS_DIR}/clickhouse_backup_api_password"
 PROMETHEUS_CONFIG = f"{FILES_DIR}/prometheus.yml"
 RULES_FILE = f"{FILES_DIR}/rules/alerts.yml"
 ALERTMANAGER_CONFIG = f"{FILES_DIR}/alertmanager.yml"
@@ -97,6 +98,8 @@ class MonitoringArgs(TypedDict):
     alert_slack_webhook_url: NotRequired[pulumi.Input[str]]
     clickhouse_backup: NotRequired[str]
     """Host of `clickhouse-backup server`, scraped for the ClickHouse backup alerts."""
+    clickhouse_backup_login: NotRequired[tuple[str, pulumi.Input[str]]]
+    """(user, password) of its API, which answers nothing, /metrics included, without them."""
     textfile: NotRequired[tuple[str, str]]
     """(volume, path) node_exporter's textfile collector reads: where backup jobs write their metrics."""
     depends_on: NotRequired[Mapping[str, Sequence[pulumi.Resource]]]
@@ -140,7 +143,9 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     targets = [*args["app_targets"],
                *exporter_targets(node_exporter=f"{per_node}node-exporter",
                                  cadvisor=f"{per_node}cadvisor" if until else None,
-                                 clickhouse_backup=args.get("clickhouse_backup")),
+                                 clickhouse_backup=args.get("clickhouse_backup"),
+                                 clickhouse_backup_auth=(args["clickhouse_backup_login"][0], CLICKHOUSE_BACKUP_PASSWORD)
+                                 if args.get("clickhouse_backup_login") else None),
                ScrapeTarget("blackbox-exporter", "blackbox-exporter:9115")]
     try:
         prometheus_yml = render_prometheus_config(
@@ -165,7 +170,9 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             service="prometheus", role="mon", image=images["prometheus"], networks=["app", "data"],
             memory_mb=1024, cpus=1.0, user=NOBODY,
             command=prometheus_args(config, config_file=PROMETHEUS_CONFIG, storage_path="/prometheus"),
-            files=[FileSpec(PROMETHEUS_CONFIG, prometheus_yml), FileSpec(RULES_FILE, render_alert_rules(config))],
+            files=[FileSpec(PROMETHEUS_CONFIG, prometheus_yml), FileSpec(RULES_FILE, render_alert_rules(config)),
+                   *([FileSpec(CLICKHOUSE_BACKUP_PASSWORD, args["clickhouse_backup_login"][1], secret=True)]
+                     if args.get("clickhouse_backup_login") else [])],
             volumes=[VolumeMount("prometheus-data", "/prometheus")],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9090/-/healthy"]),
         ),
@@ -255,8 +262,12 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             command=["--docker_only=true", "--housekeeping_interval=15s", "--store_container_labels=false",
                      "--disable_metrics=advtcp,cpu_topology,hugetlb,percpu,process,referenced_memory,tcp,udp",
                      f"--docker={proxy_url(CADVISOR)}"],
-            bind_mounts=[BindMount("/", "/rootfs"), BindMount("/sys", "/sys"),
-                         BindMount("/var/lib/docker", "/var/lib/docker")],
+            # Not the host's `/`: it holds the Docker socket (/run/docker.sock), which a root process reaches
+            # through any bind of a directory above it. cAdvisor reads under /rootfs only the engine's storage
+            # (container/docker/handler.go: storageDir = /rootfs/var/lib/docker, the containers' RW layer ids)
+            # and the processes (/rootfs/proc/<pid>, libcontainer handler).
+            bind_mounts=[BindMount("/var/lib/docker", "/rootfs/var/lib/docker"), BindMount("/proc", "/rootfs/proc"),
+                         BindMount("/sys", "/sys"), BindMount("/var/lib/docker", "/var/lib/docker")],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:8080/healthz"]),
         )
         specs.append(joined(cadvisor, CADVISOR))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import time
@@ -26,6 +27,7 @@ from tests.conftest import require_tool
 from tests.engine.conftest import PREFIX, _unavailable
 from tests.live.plan import (
     CONTAINER,
+    ENGINE_SOCKET,
     MIB,
     PLAN_PREFIX,
     create_container,
@@ -52,6 +54,8 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
 STANDINS_DIR = Path(__file__).resolve().parents[2] / "images" / "standins"
 # The plan's services (container names without the plan's prefix), each run from images/standins/<service>.
 SERVICES = ("kafka", "kafka-exporter", "clickhouse", "clickhouse-backup", "grafana", "cadvisor")
+# Real software the stand-ins need, run as the plan defines it: cAdvisor reaches the engine through HAProxy.
+REAL = {"cadvisor-socket-proxy": "haproxy"}
 HEALTHY_WITHIN = 90
 # Each module run gets names of its own, apart from the engine tests' (which share PREFIX).
 OWN_PREFIX = f"{PLAN_PREFIX}-standins"
@@ -77,6 +81,13 @@ def images(engine) -> dict[str, str]:
         engine.images.build(path=str(STANDINS_DIR / directory), buildargs={"BASE": base}, network_mode="host",
                             tag=tag, rm=True)
         tags[directory] = tag
+    for service, directory in REAL.items():
+        meta = standin(directory)
+        assert meta["real"] and meta["standin"] is None, f"{directory}: the real software"
+        tag = getattr(Images(), meta["settings_key"])
+        engine.images.build(path=str(STANDINS_DIR / directory), buildargs={"BASE": f"platform-base:{meta['suite']}"},
+                            network_mode="host", tag=tag, rm=True)
+        tags[service] = tag
     print("\nSTAND-INS (not the real software):")
     for directory, meta in STANDINS.items():
         print(f"  {tags[directory]}: stand-in: {meta['standin']}")
@@ -157,8 +168,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(engine, images, prod_plan):
     """The stand-ins' containers of the prod plan, started in the plan's order of dependence and healthy."""
-    definitions = {inputs["name"]: inputs for inputs in prod_plan[CONTAINER] if _service(inputs) in SERVICES}
-    assert {_service(inputs) for inputs in definitions.values()} == set(SERVICES)
+    definitions = {inputs["name"]: inputs for inputs in prod_plan[CONTAINER]
+                   if _service(inputs) in (*SERVICES, *REAL)}
+    assert {_service(inputs) for inputs in definitions.values()} == {*SERVICES, *REAL}
     networks = {n["name"] for inputs in definitions.values() for n in _own(inputs).get("networksAdvanced", [])}
     volumes = {v["volumeName"] for inputs in definitions.values() for v in _own(inputs).get("volumes", [])}
     created_networks, containers = [], {}
@@ -176,7 +188,8 @@ def stack(engine, images, prod_plan):
         result = Stack(engine, definitions, containers)
         healthy = {}
         # What each waits for in the plan: the exporter for Kafka, clickhouse-backup for ClickHouse.
-        for wave in (("kafka", "clickhouse", "grafana", "cadvisor"), ("kafka-exporter", "clickhouse-backup")):
+        for wave in (("cadvisor-socket-proxy",), ("kafka", "clickhouse", "grafana", "cadvisor"),
+                     ("kafka-exporter", "clickhouse-backup")):
             started = time.monotonic()
             for name in wave:
                 engine.api.start(containers[f"{PLAN_PREFIX}-{name}"])
@@ -184,7 +197,7 @@ def stack(engine, images, prod_plan):
                 healthy[name] = result.wait_healthy(name, started)
         print(f"\n{'component':20} {'image':60} healthy after")
         for name, seconds in healthy.items():
-            print(f"{name:20} {images[name] + ' (stand-in)':60} {seconds:5.1f} s")
+            print(f"{name:20} {images[name] + ('' if name in REAL else ' (stand-in)'):60} {seconds:5.1f} s")
         yield result
     finally:
         for container in containers.values():
@@ -343,6 +356,29 @@ def test_cadvisor_measures_the_running_containers(stack, engine):
     cpus = float(stack.definitions[f"{PLAN_PREFIX}-kafka"]["cpus"])
     assert value("container_spec_cpu_quota") / value("container_spec_cpu_period") == pytest.approx(cpus)
     assert stack.http("cadvisor", "http://127.0.0.1:8080/healthz") == (200, "ok\n")
+
+
+ENGINE = "http://cadvisor-socket-proxy:2375"
+
+
+def test_cadvisors_proxy_passes_its_read_calls_only(stack, engine):
+    """From inside cAdvisor, through its proxy (HAProxy, the plan's haproxy.cfg, as the plan runs it: user
+    99:<socket group>, read-only, no capability): cAdvisor's calls pass, every other call gets 403."""
+    kafka = stack.ids[f"{PLAN_PREFIX}-kafka"]
+    passed = {path: stack.http("cadvisor", ENGINE + path)[0]
+              for path in ("/_ping", "/v1.41/info", "/version", f"/v1.41/containers/{kafka}/json")}
+    assert passed == dict.fromkeys(passed, 200)
+    refused = {f"{method} {path}": stack.http("cadvisor", ENGINE + path, body={} if method == "POST" else None)[0]
+               for method, path in (("GET", "/v1.41/containers/json"), ("GET", "/v1.41/secrets"),
+                                    ("GET", "/v1.41/images/json"), ("POST", "/v1.41/containers/create"),
+                                    ("POST", f"/v1.41/containers/{kafka}/stop"), ("GET", "/v1.41/services"),
+                                    ("GET", f"/v1.41/containers/{kafka}/../../secrets"))}
+    print("\ncadvisor-socket-proxy:", passed, refused)
+    assert refused == dict.fromkeys(refused, 403)
+    assert engine.containers.get(kafka).status == "running"
+    proxy = stack.container("cadvisor-socket-proxy")
+    socket_gid = engine.api.inspect_container(proxy.id)["Config"]["User"]
+    assert socket_gid == f"99:{os.stat(ENGINE_SOCKET).st_gid}"
 
 
 # Where Prometheus scrapes each stand-in that exports metrics (the plan's prometheus.yml names the target).
