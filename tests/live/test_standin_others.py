@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from platform_infra.components.backup.jobs import API_ALIAS, CLICKHOUSE_BACKUP_CONFIG
 from platform_infra.components.monitoring.component import PROMETHEUS_CONFIG, RULES_FILE
 from platform_infra.infra.settings import Images
 from tests.conftest import require_tool
@@ -286,16 +287,26 @@ def test_clickhouse_logs_in_the_stacks_user_and_writes_its_logs(stack):
     assert status == 200 and "ClickHouseAsyncMetrics_Uptime" in metrics
 
 
+def api_login(stack: Stack) -> tuple[str, str]:
+    """clickhouse-backup's API account, from the config file the plan gives it."""
+    api = yaml.safe_load(stack.file("clickhouse-backup", CLICKHOUSE_BACKUP_CONFIG))["api"]
+    return api["username"], api["password"]
+
+
+API = f"http://{API_ALIAS}:7171"
+
+
 def test_clickhouse_backup_reports_its_create_remote_in_status_and_metrics(stack):
+    login = api_login(stack)
     deadline = time.monotonic() + 30
     while True:
-        status, rows = stack.http("clickhouse-backup", "http://127.0.0.1:7171/backup/status")
+        status, rows = stack.http("clickhouse-backup", f"{API}/backup/status", auth=login)
         finished = [json.loads(row) for row in rows.splitlines() if row.strip()]
         if any(row["status"] != "in progress" for row in finished) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert status == 200 and finished and finished[0]["command"].startswith("create_remote "), rows
-    status, metrics = stack.http("clickhouse-backup", "http://127.0.0.1:7171/metrics")
+    status, metrics = stack.http("clickhouse-backup", f"{API}/metrics", auth=login)
     values = dict(re.findall(r"^(clickhouse_backup_last_create_remote_\w+) (\S+)$", metrics, re.MULTILINE))
     assert set(values) >= {"clickhouse_backup_last_create_remote_status", "clickhouse_backup_last_create_remote_finish"}
     # It logged in to ClickHouse with the stack's user and password file, then tried the store: no store here
@@ -303,6 +314,22 @@ def test_clickhouse_backup_reports_its_create_remote_in_status_and_metrics(stack
     assert finished[0]["status"] == "error" and "s3 PUT" in finished[0]["error"], finished
     assert values["clickhouse_backup_last_create_remote_status"] == "0"
     assert abs(float(values["clickhouse_backup_last_create_remote_finish"]) - time.time()) < 120
+
+
+def test_clickhouse_backups_api_answers_its_login_only_and_only_on_its_alias(stack):
+    """Every route, /metrics too, refuses a request without the account or with a wrong password (401), and
+    nothing listens on loopback: the API is bound to its alias's address on the scrape network."""
+    user, password = api_login(stack)
+    assert len(password) >= 32
+    for path in ("/backup/status", "/metrics", "/backup/list", "/health"):
+        assert stack.http("clickhouse-backup", f"{API}{path}")[0] == 401, path
+        assert stack.http("clickhouse-backup", f"{API}{path}", auth=(user, password + "x"))[0] == 401, path
+    assert stack.http("clickhouse-backup", f"{API}/backup/delete/remote/x", auth=(user, "no"), body={})[0] == 401
+    code, output = stack.run("clickhouse-backup", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                                   "http://127.0.0.1:7171/backup/status"])
+    assert output == "000", output  # connection refused: not listening there
+    assert stack.http("clickhouse-backup", f"{API}/backup/version", auth=(user, password))[0] == 200
+
 
 
 def test_grafana_logs_in_the_admin_and_lists_the_provisioned_dashboards(stack):
@@ -402,7 +429,10 @@ def _scrape(stack: Stack) -> tuple[dict[str, dict[str, float]], set[str], float]
     """job -> {series: value} of every stand-in exporter at one moment, and the names of its counters."""
     samples, counters = {}, set()
     for job, (service, port, path) in SCRAPED.items():
-        status, text = stack.http(service, f"http://127.0.0.1:{port}{path}")
+        if job == "clickhouse-backup":  # on its alias's address only, logged in
+            status, text = stack.http(service, f"{API}{path}", auth=api_login(stack))
+        else:
+            status, text = stack.http(service, f"http://127.0.0.1:{port}{path}")
         assert status == 200, (job, text)
         samples[job] = {f"{m.group(1)}{m.group(2) or '{}'}": float(m.group(3))
                         for m in map(SAMPLE.match, text.splitlines()) if m}

@@ -5,6 +5,7 @@ All cases run through `platform_infra.infra.check.evaluate` (the SDK servicer on
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,20 @@ import pytest
 from platform_infra.components.backup.gateway import render_gateway_conf
 from platform_infra.components.backup.model import BackupConfig, store_route
 from platform_infra.infra.mockrun import Registration
+from platform_infra.policies.props import SERVICE_CONFIG
 from platform_infra.policies.registry import enforced_rules
 from tests.policies.conftest import ids, messages, named
-from tests.policies.fixtures import DIGEST, C, S, container, registration
+from tests.policies.fixtures import (
+    AUTOSCALER_PROXY_CFG,
+    CADVISOR_PROXY_CFG,
+    DIGEST,
+    HAPROXY_CFG,
+    C,
+    S,
+    container,
+    labels,
+    registration,
+)
 
 Mutation = Callable[[list[Registration]], None]
 
@@ -414,6 +426,47 @@ CASES: list[tuple[str, Mutation, str | None]] = [
                                   value=["redis-server", "--aclfile", "/run/secrets/acl"]), "cache"),
     ("DS-REDIS-002", edit_service("cache", "taskSpec", "containerSpec", "args",
                                   value=["--rename-command", "DEBUG", "debug2"]), "cache"),
+    # The runtime socket outside a socket proxy: a container's volume, a Swarm service's mount, a root bind of
+    # the directory above it, an HAProxy that is no client's proxy.
+    ("ENG-001", set_fields("api-gateway", volumes=[{"hostPath": "/var/run/docker.sock",
+                                                    "containerPath": "/var/run/docker.sock", "readOnly": True}]),
+     "api-gateway"),
+    ("ENG-001", edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
+        {"type": "bind", "source": "/run/docker.sock", "target": "/docker.sock", "readOnly": True}]), "orders"),
+    ("ENG-001", set_fields("clickhouse", user="0:0", volumes=[{"hostPath": "/", "containerPath": "/rootfs",
+                                                               "readOnly": True}]), "clickhouse"),
+    ("ENG-001", set_fields("haproxy", mounts=[{"target": "/var/run/docker.sock", "type": "bind",
+                                               "source": "/var/run/docker.sock", "readOnly": True}]), "haproxy"),
+    # A socket proxy allowing writes beyond its client's: an anonymous ACL, no final deny, a named ACL, a
+    # pattern instead of the one service, an unconditional allow in a Swarm config, a proxy of no client.
+    ("ENG-002", edit_upload("cadvisor-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403",
+                            "    http-request allow if { method POST } { path_reg '^/containers/create$' }\n"
+                            "    http-request deny deny_status 403"), "cadvisor-socket-proxy"),
+    ("ENG-002", edit_upload("cadvisor-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403\n", ""),
+     "cadvisor-socket-proxy"),
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403",
+                            "    acl writes method POST DELETE\n    http-request allow if writes\n"
+                            "    http-request deny deny_status 403"), "autoscaler-socket-proxy"),
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "/services/platform-prod-worker/update",
+                            "/services/[^/]+/update"), "autoscaler-socket-proxy"),
+    ("ENG-002", add_resource(registration(SERVICE_CONFIG, "proxy-config", {
+        "name": "autoscaler-socket-proxy-haproxy-1a2b3c", "labels": labels(
+            "mon", "autoscaler-socket-proxy", **{"platform.path": "/etc/platform/haproxy.cfg"}),
+        "data": base64.b64encode(AUTOSCALER_PROXY_CFG.replace(
+            "    http-request deny deny_status 403", "    http-request allow").encode()).decode()})),
+     "proxy-config"),
+    ("ENG-002", set_fields("haproxy", uploads=[{"file": "/usr/local/etc/haproxy/haproxy.cfg",
+                                                "content": HAPROXY_CFG + CADVISOR_PROXY_CFG}]), "haproxy"),
+    # clickhouse-backup's API: on every address (env, config file), without an account (file, env).
+    ("BAK-API-001", both(drop_env("clickhouse-backup", "API_LISTEN"),
+                         add_env("clickhouse-backup", "API_LISTEN=0.0.0.0:7171")), "clickhouse-backup"),
+    ("BAK-API-001", edit_upload("clickhouse-backup", "chb.yml", "  username: backup-api\n",
+                                "  username: backup-api\n  listen: ':7171'\n"), "clickhouse-backup"),
+    ("BAK-API-001", edit_upload("clickhouse-backup", "chb.yml",
+                                "api:\n  username: backup-api\n  password: Xk2LmQ9vN3kP0wRt7TbY\n", ""),
+     "clickhouse-backup"),
+    ("BAK-API-001", add_env("clickhouse-backup", "API_PASSWORD="), "clickhouse-backup"),
+    ("BAK-API-001", drop_env("clickhouse-backup", "CLICKHOUSE_BACKUP_CONFIG"), "clickhouse-backup"),
     # Grafana's anonymous access, even as Viewer: env, uploaded grafana.ini, command line.
     ("MON-GRAF-002", add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=true"), "grafana"),
     ("MON-GRAF-002", set_fields("grafana", uploads=[{"file": "/etc/grafana/grafana.ini",
