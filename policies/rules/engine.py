@@ -140,10 +140,8 @@ def _client_write(client: str, methods: set[str], path: str | None) -> bool:
     write = CLIENT_WRITES.get(client)
     if write is None or path is None or methods != {write[0]}:
         return False
-    prefix, suffix = f"^{API_VERSION}", "$"
-    if not (path.startswith(prefix) and path.endswith(suffix)):
-        return False
-    return re.fullmatch(write[1], path[len(prefix):-len(suffix)]) is not None
+    # The proxy's own form: anchored, the version prefix, then the call's path (EngineCall.regex).
+    return re.fullmatch(re.escape(f"^{API_VERSION}") + f"({write[1]})" + re.escape("$"), path) is not None
 
 
 def forwards_to_socket(config: str) -> bool:

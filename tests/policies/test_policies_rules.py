@@ -6,6 +6,7 @@ All cases run through `platform_infra.infra.check.evaluate` (the SDK servicer on
 from __future__ import annotations
 
 import base64
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -437,6 +438,10 @@ CASES: list[tuple[str, Mutation, str | None]] = [
                                                                "readOnly": True}]), "clickhouse"),
     ("ENG-001", set_fields("haproxy", mounts=[{"target": "/var/run/docker.sock", "type": "bind",
                                                "source": "/var/run/docker.sock", "readOnly": True}]), "haproxy"),
+    ("ENG-001", set_fields("cadvisor-socket-proxy", image=f"registry.internal/tools/alpine:3.20{DIGEST}",
+                           mounts=[{"target": "/var/run/docker.sock", "type": "bind",
+                                    "source": "/var/run/docker.sock", "readOnly": True}]),
+     "cadvisor-socket-proxy"),  # named a proxy, but no HAProxy
     # A socket proxy allowing writes beyond its client's: an anonymous ACL, no final deny, a named ACL, a
     # pattern instead of the one service, an unconditional allow in a Swarm config, a proxy of no client.
     ("ENG-002", edit_upload("cadvisor-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403",
@@ -447,6 +452,17 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403",
                             "    acl writes method POST DELETE\n    http-request allow if writes\n"
                             "    http-request deny deny_status 403"), "autoscaler-socket-proxy"),
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg",
+                            "'^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$'",
+                            "'/services/platform-prod-worker/update'"), "autoscaler-socket-proxy"),  # unanchored
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg",
+                            "    http-request allow if { method POST } "
+                            "{ path_reg '^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$' }",
+                            "    acl update path_reg '^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$'\n"
+                            "    acl update path_reg '^/containers/create$'\n"
+                            "    http-request allow if { method POST } update"), "autoscaler-socket-proxy"),  # ORed
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "{ method POST }", "{ method POST DELETE }"),
+     "autoscaler-socket-proxy"),
     ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "/services/platform-prod-worker/update",
                             "/services/[^/]+/update"), "autoscaler-socket-proxy"),
     ("ENG-002", add_resource(registration(SERVICE_CONFIG, "proxy-config", {
@@ -742,3 +758,21 @@ def test_monitoring_findings_name_the_flag_and_the_source(check):
     ]
     off = check(mutate=set_fields("grafana", command=["grafana", "server", "cfg:auth.anonymous.enabled=false"]))
     assert "MON-GRAF-002" not in ids(off)
+
+
+def test_a_socket_proxy_holding_the_socket_passes_the_engine_rules(check):
+    """The proxy as the stack deploys it: HAProxy `<client>-socket-proxy` with the socket, its rendered
+    config; only CTR-014 speaks (waived by its dated label)."""
+    socket = [{"target": "/var/run/docker.sock", "type": "bind", "source": "/var/run/docker.sock", "readOnly": True}]
+    until = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+
+    def mutate(rs):
+        for name in ("cadvisor-socket-proxy", "autoscaler-socket-proxy"):
+            named(rs, name).inputs["mounts"] = socket
+            named(rs, name).inputs["labels"].append(
+                {"label": "platform.waiver.CTR-014", "value": f"reason=its client's calls only;expires={until}"})
+
+    report = check(mutate=mutate)
+    assert not {"ENG-001", "ENG-002", "CTR-014"} & ids(report), report.violations
+    assert sorted(w["resource"].rsplit("::", 1)[-1] for w in report.waived) == [
+        "autoscaler-socket-proxy", "cadvisor-socket-proxy"]
