@@ -79,8 +79,8 @@ def exporter_targets(
         ScrapeTarget("node-exporter", f"{node_exporter}:{NODE_EXPORTER_PORT}"),
         ScrapeTarget("clickhouse", f"{clickhouse}:{CLICKHOUSE_METRICS_PORT}"),
     ]
-    # cAdvisor names containers only through the Docker socket, which the platform never mounts
-    # (CIS 5.32); an operator who accepts that adds it and gets the per-container alerts.
+    # cAdvisor names containers only through the Docker API, which it reaches through its socket proxy (the one
+    # holding the socket, CIS 5.32): a stack that accepts that adds it and gets the per-container alerts.
     if cadvisor is not None:
         targets.append(ScrapeTarget("cadvisor", f"{cadvisor}:{CADVISOR_PORT}"))
     if clickhouse_backup is not None:
