@@ -11,7 +11,15 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from platform_infra.components.autoscaling import ScalingPolicy
 from platform_infra.components.backup.model import BackupConfig
@@ -247,7 +255,7 @@ class Settings(Model):
     """docker: plain containers on one host; swarm: services on a Docker Swarm (one node or many)."""
     swarm: Swarm = Swarm()
     autoscaling: Autoscaling | None = None
-    docker_socket_gid: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    docker_socket_gid: int | None = Field(default=None, ge=1, le=2_147_483_647, validate_default=True)
     """The group owning the Docker socket on every node (`stat -c %g /var/run/docker.sock`): the socket proxies
     of container_metrics and autoscaling run as a user of this group, not as root; required with either."""
 
@@ -300,12 +308,14 @@ class Settings(Model):
                 raise ValueError("edge.block_management_paths must be true in prod")
         return self
 
-    @model_validator(mode="after")
-    def _socket_group(self) -> Settings:
-        if (self.container_metrics or self.autoscaling) and self.docker_socket_gid is None:
-            raise ValueError("docker_socket_gid: required with container_metrics or autoscaling (the group "
-                             "owning /var/run/docker.sock on every node: `stat -c %g /var/run/docker.sock`)")
-        return self
+    @field_validator("docker_socket_gid")
+    @classmethod
+    def _socket_group(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Declared after container_metrics and autoscaling: both are in info.data when set and valid.
+        if value is None and (info.data.get("container_metrics") or info.data.get("autoscaling")):
+            raise ValueError("required with container_metrics or autoscaling (the group owning "
+                             "/var/run/docker.sock on every node: `stat -c %g /var/run/docker.sock`)")
+        return value
 
     @model_validator(mode="after")
     def _autoscaling_on_swarm(self) -> Settings:

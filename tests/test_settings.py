@@ -63,7 +63,7 @@ def test_environment_defaults_apply_under_the_stack_values():
     ({"container_metrics": {}}, "platform:settings.container_metrics.docker_socket_accepted_until: required key"),
     # The socket proxies run with the socket's group: it must be said, never guessed.
     ({"container_metrics": {"docker_socket_accepted_until": "2027-11-30"}},
-     "platform:settings: docker_socket_gid: required with container_metrics or autoscaling"),
+     "platform:settings.docker_socket_gid: required with container_metrics or autoscaling"),
     ({"docker_socket_gid": 0}, "platform:settings.docker_socket_gid: Input should be greater than or equal to 1"),
 ])
 def test_bad_settings_name_file_key_and_rule(override, message):
