@@ -1,7 +1,8 @@
 """The worker autoscaler in the stack: `infra autoscale` as one replica on a manager, from an image built here.
 
 It reads the consumer lag from Prometheus and sets the worker service's replicas through the Docker Engine
-API of the manager it runs on (the socket, mounted read-only: a dated CTR-014 waiver, as for cAdvisor).
+API of a manager, reached through its own socket proxy (components/socketproxy.py), which passes only the
+inspect and update of that one service: the controller mounts no socket and runs as a user, not root.
 Pulumi leaves those replicas alone afterwards (`SwarmRuntime.autoscaled`).
 """
 
@@ -17,9 +18,15 @@ import yaml
 from platform_infra.components.autoscaling import ScalingPolicy
 from platform_infra.components.images import IMAGES_DIR, PROJECT_ROOT
 from platform_infra.components.runtime import Deployment, Runtime
+from platform_infra.components.socketproxy import (
+    EngineProxy,
+    EngineProxyArgs,
+    autoscaler_calls,
+    joined,
+    proxy_url,
+)
 from platform_infra.components.spec import (
     FILES_DIR,
-    BindMount,
     ComponentArgsError,
     ContainerSpec,
     FileSpec,
@@ -32,9 +39,10 @@ BUILD_CONTEXT = PROJECT_ROOT
 DOCKERFILE = IMAGES_DIR / "autoscaler" / "Dockerfile"
 POLICY_PATH = f"{FILES_DIR}/autoscale-policy.yaml"
 METRICS_PORT = 9464
-DOCKER_SOCKET = "/var/run/docker.sock"
 METRICS_PROBE = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=3)"
-WAIVER_REASON = "the autoscaler updates the worker service through the manager's Docker Engine API"
+CLIENT = "autoscaler"
+USER = "65534:65534"
+"""nobody: with the socket behind its proxy the controller needs no group of the host."""
 
 
 class AutoscalerArgs(TypedDict):
@@ -46,7 +54,8 @@ class AutoscalerArgs(TypedDict):
     service: str
     """The Swarm service it scales (its full name)."""
     prometheus_url: str
-    docker_socket_accepted_until: str
+    engine_proxy: EngineProxyArgs
+    """Its socket proxy: image, the socket's group, the date its waiver expires."""
     provider: NotRequired[docker.Provider | None]
     registry: NotRequired[docker.RegistryArgs | None]
     """The login the image is pushed with; omitted: the deploying machine's `docker login`."""
@@ -55,21 +64,22 @@ class AutoscalerArgs(TypedDict):
 
 
 def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
-    for key in ("runtime", "networks", "image", "policy", "service", "prometheus_url", "docker_socket_accepted_until"):
+    for key in ("runtime", "networks", "image", "policy", "service", "prometheus_url", "engine_proxy"):
         if args.get(key) is None:
             raise ComponentArgsError(f"Autoscaler: missing required arg {key!r}")
     if not isinstance(args["policy"], ScalingPolicy):
         raise ComponentArgsError("Autoscaler: policy must be a ScalingPolicy")
-    return validate_spec(ContainerSpec(
+    spec = ContainerSpec(
         service="autoscaler", role="mon", image=args["image"], networks=["app"], memory_mb=128, cpus=0.25,
         command=["--service", args["service"], "--prometheus-url", args["prometheus_url"], "--policy", POLICY_PATH,
-                 "--metrics-port", str(METRICS_PORT), "--metrics-address", "0.0.0.0"],
+                 "--metrics-port", str(METRICS_PORT), "--metrics-address", "0.0.0.0",
+                 "--docker-host", proxy_url(CLIENT)],
         files=[FileSpec(POLICY_PATH, yaml.safe_dump(args["policy"].model_dump(), sort_keys=False))],
-        bind_mounts=[BindMount(DOCKER_SOCKET, DOCKER_SOCKET)],
-        waivers={"CTR-014": f"reason={WAIVER_REASON};expires={args['docker_socket_accepted_until']}"},
+        user=USER,
         healthcheck=Healthcheck(["CMD", "python", "-c", METRICS_PROBE], start_period="20s"),
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
-    ))
+    )
+    return validate_spec(joined(spec, CLIENT))
 
 
 class Autoscaler(pulumi.ComponentResource):
@@ -88,7 +98,10 @@ class Autoscaler(pulumi.ComponentResource):
             registry=args.get("registry"),
             opts=pulumi.ResourceOptions(parent=self, provider=args.get("provider")),
         )
-        self.deployment: Deployment = args["runtime"].deploy(spec, dict(args["networks"]), name, self,
-                                                             depends_on=[image, *args.get("depends_on", ())])
+        self.proxy = EngineProxy(CLIENT, autoscaler_calls(args["service"]), args["engine_proxy"], args["runtime"],
+                                 name, self)
+        self.deployment: Deployment = args["runtime"].deploy(
+            spec, self.proxy.networks(dict(args["networks"])), name, self,
+            depends_on=[image, *self.proxy.deployment.containers, *args.get("depends_on", ())])
         self.image_name = image.image_name
         self.register_outputs({"image_name": self.image_name})

@@ -11,7 +11,15 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from platform_infra.components.autoscaling import ScalingPolicy
 from platform_infra.components.backup.model import BackupConfig
@@ -86,6 +94,9 @@ class Images(Model):
     kafka_exporter: PinnedImage = "danielqsj/kafka-exporter:v1.9.0"
     cadvisor: PinnedImage = "gcr.io/cadvisor/cadvisor:v0.49.1"
     clickhouse_backup: PinnedImage = "altinity/clickhouse-backup:2.6.9"
+    # The Engine API proxy of cAdvisor and the autoscaler (components/socketproxy.py), as
+    # tecnativa/docker-socket-proxy builds on it.
+    socket_proxy: PinnedImage = "haproxy:3.0.11"
 
     @field_validator("*")
     @classmethod
@@ -187,19 +198,21 @@ class LoadBalancer(Model):
 
 
 class ContainerMetrics(Model):
-    """Per-container CPU and memory (cAdvisor). cAdvisor learns container names only from the Docker API, so
-    it mounts the Docker socket read-only: a risk the stack accepts explicitly, until a date."""
+    """Per-container CPU and memory (cAdvisor). cAdvisor learns container names only from the Docker API: it
+    reaches it through its own socket proxy (HAProxy, read calls only), which holds the Docker socket: a risk
+    the stack accepts explicitly, until a date."""
 
     docker_socket_accepted_until: date
-    """Expiry of the CTR-014 waiver; past it the policy pack fails the stack until someone re-decides."""
+    """Expiry of the proxy's CTR-014 waiver; past it the policy pack fails the stack until someone re-decides."""
 
 
 class Autoscaling(Model):
     workers: ScalingPolicy
     """Worker replicas follow the Kafka consumer lag (swarm runtime; `infra autoscale` applies it)."""
     docker_socket_accepted_until: date
-    """The controller mounts a manager's Docker socket to update the worker service: a risk accepted until
-    this date (its CTR-014 waiver expires then)."""
+    """The controller updates the worker service through its own socket proxy (HAProxy passing only that
+    service's inspect and update), which holds a manager's Docker socket: a risk accepted until this date (the
+    proxy's CTR-014 waiver expires then)."""
 
 
 class Swarm(Model):
@@ -242,6 +255,9 @@ class Settings(Model):
     """docker: plain containers on one host; swarm: services on a Docker Swarm (one node or many)."""
     swarm: Swarm = Swarm()
     autoscaling: Autoscaling | None = None
+    docker_socket_gid: int | None = Field(default=None, ge=1, le=2_147_483_647, validate_default=True)
+    """The group owning the Docker socket on every node (`stat -c %g /var/run/docker.sock`): the socket proxies
+    of container_metrics and autoscaling run as a user of this group, not as root; required with either."""
 
     def deployed_monitoring(self) -> MonitoringConfig:
         """Monitoring as the stack deploys it: the backup-stale alerts judge freshness by the backup settings (as
@@ -291,6 +307,15 @@ class Settings(Model):
             if not self.edge.block_management_paths:
                 raise ValueError("edge.block_management_paths must be true in prod")
         return self
+
+    @field_validator("docker_socket_gid")
+    @classmethod
+    def _socket_group(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Declared after container_metrics and autoscaling: both are in info.data when set and valid.
+        if value is None and (info.data.get("container_metrics") or info.data.get("autoscaling")):
+            raise ValueError("required with container_metrics or autoscaling (the group owning "
+                             "/var/run/docker.sock on every node: `stat -c %g /var/run/docker.sock`)")
+        return value
 
     @model_validator(mode="after")
     def _autoscaling_on_swarm(self) -> Settings:

@@ -45,6 +45,8 @@ ROLES = ("app", "ds", "mon", "lb", "egress")
 # Image/service name fragments -> kind, and kind -> role. Exporters and backup tools carry a
 # data store's name too ("postgres-exporter", "clickhouse-backup"), so they are matched first.
 KIND_PATTERNS = (
+    # A socket proxy is named after its client (`cadvisor-socket-proxy`), which it is not.
+    ("socket-proxy", re.compile(r"socket-proxy")),
     ("exporter", re.compile(r"exporter|kminion|cadvisor")),
     ("backup", re.compile(r"backup|pgbackrest|wal-g|walg")),
     ("postgres", re.compile(r"postgres")),
@@ -60,6 +62,7 @@ KIND_PATTERNS = (
     ("traefik", re.compile(r"traefik")),
 )
 KIND_ROLE = {
+    "socket-proxy": "mon",
     "postgres": "ds",
     "redis": "ds",
     "zookeeper": "ds",

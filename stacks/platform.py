@@ -19,6 +19,7 @@ from platform_infra.components.autoscaler import METRICS_PORT as AUTOSCALER_METR
 from platform_infra.components.autoscaler import Autoscaler
 from platform_infra.components.backup.component import BackupStore
 from platform_infra.components.backup.gateway import StoreGateway
+from platform_infra.components.backup.jobs import API_USER as CLICKHOUSE_BACKUP_API_USER
 from platform_infra.components.backup.jobs import (
     IMAGE_CONTEXT,
     IMAGE_DOCKERFILE,
@@ -186,6 +187,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     backup_jobs = BackupJobs("backup-jobs", {
         "runtime": runtime, "networks": networks, "config": backups, "job_image": settings.image("postgres-backup"),
         "clickhouse_backup_image": images.clickhouse_backup, "credentials": store_credentials,
+        "per_task_dns": settings.runtime == "swarm",
         # pgBackRest starts and stops backups and reads every relation: the administrative superuser.
         "postgres_user": SUPERUSER, "postgres_password": secrets.postgres_superuser_password,
         "clickhouse_user": CLICKHOUSE_USER, "clickhouse_password": secrets.clickhouse_password,
@@ -203,7 +205,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             "registry": login,
             # Started once the service it scales runs (`pulumi up` waits for it to converge).
             "depends_on": workers.service.deployment.containers,
-            "docker_socket_accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()})
+            "engine_proxy": {"image": images.socket_proxy, "socket_gid": settings.docker_socket_gid,
+                             "accepted_until": settings.autoscaling.docker_socket_accepted_until.isoformat()}})
         scaler_targets = app_scrape_targets("autoscaler", scaler.deployment.scrape_hosts, AUTOSCALER_METRICS_PORT,
                                             "/metrics")
 
@@ -221,7 +224,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "probe_urls": [f"https://{host}{HEALTH_PATH}" for host in settings.public_hosts],
         "probe_ca_certificate_pem": tls.ca_certificate_pem,
         "grafana_root_url": settings.grafana_url,
-        **({"container_metrics_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}
+        **({"container_metrics": {
+            "image": images.socket_proxy, "socket_gid": settings.docker_socket_gid,
+            "accepted_until": settings.container_metrics.docker_socket_accepted_until.isoformat()}}
            if settings.container_metrics else {}),
         "grafana_admin_password": secrets.grafana_admin_password,
         "grafana_secret_key": secrets.grafana_secret_key,
@@ -233,7 +238,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
             kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password),
         **{key: inputs.secrets[key] for key in ("alert_smtp_password", "alert_slack_webhook_url")
            if key in inputs.secrets},
-        **({"clickhouse_backup": backup_jobs.clickhouse_backup_host, "textfile": (TEXTFILE_VOLUME, TEXTFILE_DIR)}
+        **({"clickhouse_backup": backup_jobs.clickhouse_backup_host, "textfile": (TEXTFILE_VOLUME, TEXTFILE_DIR),
+            "clickhouse_backup_login": (CLICKHOUSE_BACKUP_API_USER, backup_jobs.api_password)}
            if backup_jobs else {}),
     })
 

@@ -61,6 +61,10 @@ def test_environment_defaults_apply_under_the_stack_values():
     ({"container_metrics": {"docker_socket_accepted_until": "soon"}},
      "platform:settings.container_metrics.docker_socket_accepted_until: Input should be a valid date"),
     ({"container_metrics": {}}, "platform:settings.container_metrics.docker_socket_accepted_until: required key"),
+    # The socket proxies run with the socket's group: it must be said, never guessed.
+    ({"container_metrics": {"docker_socket_accepted_until": "2027-11-30"}},
+     "platform:settings.docker_socket_gid: required with container_metrics or autoscaling"),
+    ({"docker_socket_gid": 0}, "platform:settings.docker_socket_gid: Input should be greater than or equal to 1"),
 ])
 def test_bad_settings_name_file_key_and_rule(override, message):
     raw = {**BASE, **override}
@@ -117,7 +121,7 @@ def test_the_connection_budget_counts_every_pool_the_exporter_and_the_reserve():
             "db_pool_size": 11}}}, "Pulumi.prod.yaml")
 
 
-SCALED = {"runtime": "swarm", "autoscaling": {"docker_socket_accepted_until": "2027-11-30", "workers": {
+SCALED = {"runtime": "swarm", "docker_socket_gid": 999, "autoscaling": {"docker_socket_accepted_until": "2027-11-30", "workers": {
     "min_replicas": 2, "max_replicas": 12, "consumer_group": "job-workers", "topic": "jobs"}}}
 
 

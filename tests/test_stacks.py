@@ -38,7 +38,7 @@ def test_every_component_and_container_is_planned(stack_run):
     expected = {"postgres", "redis", "kafka", "clickhouse", "orchestrator", "log-aggregator", "query-service",
                 "load-balancer", "prometheus", "alertmanager", "grafana", "blackbox-exporter", "node-exporter",
                 "postgres-exporter", "redis-exporter", "kafka-exporter",
-                *(["cadvisor"] if stack != "dev" else []),
+                *(["cadvisor", "cadvisor-socket-proxy"] if stack != "dev" else []),
                 *(["postgres-backup", "clickhouse-backup", "s3-gateway"] if stack == "prod" else []),
                 *gateways, *[f"worker-{i}" for i in range(1, expected_workers + 1)]}
     assert set(containers(run)) == expected

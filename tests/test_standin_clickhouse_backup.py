@@ -51,3 +51,56 @@ def test_an_upload_lands_in_the_store_encrypted(moto_server, monkeypatch):  # no
     standin.s3_put(config(moto_server, path_style=True), "clickhouse/full-1/metadata.json", b"{}")
     stored = s3.get_object(Bucket="orchestration-prod-backups", Key="clickhouse/full-1/metadata.json")
     assert (stored["Body"].read(), stored["ServerSideEncryption"]) == (b"{}", "AES256")
+
+
+def test_the_api_answers_its_account_only(tmp_path):
+    """pkg/server/server.go basicAuthMiddleware: every route, /metrics too, needs api.username and api.password
+    (Basic, or the `user` and `pass` query parameters); the stand-in `server` run as the image runs it."""
+    import base64
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    import yaml
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"api": {"username": "backup-api", "password": "pw-1"}}))
+    env = {**os.environ, "CLICKHOUSE_BACKUP_CONFIG": str(config), "API_LISTEN": f"127.0.0.1:{port}"}
+    server = subprocess.Popen([sys.executable, str(STANDIN), "server"], env=env, stderr=subprocess.PIPE)
+
+    def status(path: str, login: tuple[str, str] | None = None) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if login:
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(login).encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            assert error.code != 401 or error.headers["WWW-Authenticate"].startswith("Basic ")
+            return error.code
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status("/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+                time.sleep(0.2)
+        assert [status(p) for p in ("/health", "/metrics", "/backup/status")] == [401, 401, 401]
+        assert status("/metrics", ("backup-api", "pw-2")) == 401
+        assert status("/metrics", ("other", "pw-1")) == 401
+        assert status("/metrics", ("backup-api", "pw-1")) == 200
+        assert status("/backup/status?user=backup-api&pass=pw-1") == 200
+        assert status("/backup/status?user=backup-api&pass=x", ("backup-api", "pw-1")) == 401  # the query wins
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NotRequired, TypedDict
 
 import pulumi
+import pulumi_random as random
 import yaml
 
 from platform_infra.components.backup.model import PREFIXES, BackupConfig, store_route
@@ -24,8 +25,9 @@ from platform_infra.components.backup.pgbackrest import (
 )
 from platform_infra.components.images import IMAGES_DIR
 from platform_infra.components.monitoring.model import duration_seconds
-from platform_infra.components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT
+from platform_infra.components.monitoring.targets import CLICKHOUSE_BACKUP_API_PORT, TASKS_DNS_PREFIX
 from platform_infra.components.runtime import Runtime
+from platform_infra.components.secrets import PASSWORD_LENGTH
 from platform_infra.components.spec import (
     FILES_DIR,
     ComponentArgsError,
@@ -51,6 +53,14 @@ PGPASSFILE = f"{SECRETS_DIR}/pgpass"
 CIPHER_PASS_FILE = f"{SECRETS_DIR}/backup_cipher_pass"
 CURL_S3_CONFIG = f"{SECRETS_DIR}/curl-s3.conf"
 CLICKHOUSE_BACKUP_CONFIG = f"{SECRETS_DIR}/clickhouse-backup.yml"
+API_USER = "backup-api"
+"""clickhouse-backup's REST API has one account (pkg/config/config.go api.username/password; pkg/server/server.go
+basicAuthMiddleware guards every route, /metrics included): the healthcheck and Prometheus use it."""
+API_CURL_CONFIG = f"{SECRETS_DIR}/clickhouse-backup-api.curl"
+API_ALIAS = "clickhouse-backup-api"
+"""Its name on API_NETWORK only: the API listens on its address there (API_LISTEN), not on every interface."""
+API_NETWORK = "data"
+"""The network Prometheus scrapes the API through."""
 STORE_CA = f"{FILES_DIR}/store-ca.pem"
 """The private CA of the store's endpoint (settings backups.endpoint_ca), for every client of the store."""
 # The official postgres image's data layout (PGDATA) and its postgres user (uid 999 in the Debian image).
@@ -213,12 +223,22 @@ class BackupJobsArgs(TypedDict):
     clickhouse_password: pulumi.Input[str]
     config_files: Mapping[str, pulumi.Input[str]]
     """The configuration and TLS material archived daily, by file name; kept secret."""
+    api_password: NotRequired[pulumi.Input[str]]
+    """clickhouse-backup's REST API password; BackupJobs generates it."""
+    per_task_dns: NotRequired[bool]
+    """Swarm: a service's own name is a virtual IP; `tasks.<name>` is the task's address."""
     depends_on: NotRequired[list[pulumi.Resource]]
+
+
+def api_host(per_task_dns: bool) -> str:
+    """The address clickhouse-backup's API listens on and Prometheus scrapes: its alias on API_NETWORK."""
+    return f"{TASKS_DNS_PREFIX}{API_ALIAS}" if per_task_dns else API_ALIAS
 
 
 def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
     for key in ("runtime", "networks", "config", "job_image", "clickhouse_backup_image", "credentials",
-                "postgres_user", "postgres_password", "clickhouse_user", "clickhouse_password", "config_files"):
+                "postgres_user", "postgres_password", "clickhouse_user", "clickhouse_password", "config_files",
+                "api_password"):
         if args.get(key) is None:
             raise ComponentArgsError(f"BackupJobs: missing required arg {key!r}")
     config, credentials = args["config"], args["credentials"]
@@ -270,19 +290,27 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              "S3_ENDPOINT": route.endpoint_url, "S3_FORCE_PATH_STYLE": "false",
              "S3_PATH": PREFIXES["clickhouse"].rstrip("/"), "S3_SSE": "AES256",
              "BACKUPS_TO_KEEP_LOCAL": "-1", "BACKUPS_TO_KEEP_REMOTE": str(config.clickhouse_keep_remote()),
-             "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true",
+             "API_LISTEN": f"{api_host(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}",
+             "API_ENABLE_METRICS": "true",
              # Its credentials: the config file it reads first, then this environment (Altinity/clickhouse-backup
              # pkg/config/config.go: CLICKHOUSE_BACKUP_CONFIG, `clickhouse.password`, `s3.access_key|secret_key`).
              "CLICKHOUSE_BACKUP_CONFIG": CLICKHOUSE_BACKUP_CONFIG,
              **({"AWS_CA_BUNDLE": STORE_CA} if private_ca else {})},
         files=[*_store_ca(config), FileSpec(CLICKHOUSE_BACKUP_CONFIG, pulumi.Output.all(
-            args["clickhouse_password"], *store_keys.values()).apply(
+            args["clickhouse_password"], args["api_password"], *store_keys.values()).apply(
                 lambda values: yaml.safe_dump({"clickhouse": {"password": values[0]},
-                                               **({"s3": {"access_key": values[1], "secret_key": values[2]}}
-                                                  if len(values) == 3 else {})})), secret=True)],
+                                               "api": {"username": API_USER, "password": values[1]},
+                                               **({"s3": {"access_key": values[2], "secret_key": values[3]}}
+                                                  if len(values) == 4 else {})})), secret=True),
+               FileSpec(API_CURL_CONFIG, pulumi.Output.from_input(args["api_password"]).apply(
+                   lambda password: f'user = "{API_USER}:{password}"\n'), secret=True)],
         volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse", shared_from="clickhouse")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
-        healthcheck=Healthcheck(["CMD", "wget", "-qO-", f"http://127.0.0.1:{CLICKHOUSE_BACKUP_API_PORT}/backup/status"]),
+        # Its own API where it listens, logged in through curl's config file (no credential on a command line).
+        healthcheck=Healthcheck(["CMD", "curl", "-fsS", "-o", "/dev/null", "-K", API_CURL_CONFIG,
+                                 f"http://{api_host(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}"
+                                 "/backup/status"]),
+        aliases={API_NETWORK: [API_ALIAS]},
     )
     return [postgres_job, clickhouse_job]
 
@@ -292,13 +320,20 @@ def _hours(duration: str) -> str:
 
 
 class BackupJobs(pulumi.ComponentResource):
-    """The scheduled backup containers; `clickhouse_backup_host` is the scrape target of its metrics."""
+    """The scheduled backup containers; `clickhouse_backup_host` is the scrape target of its metrics, logged in
+    as API_USER with `api_password`."""
+
+    api_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: BackupJobsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        specs = backup_job_specs(args)
+        backup_job_specs({**args, "api_password": "validated"})
         super().__init__("platform:index:BackupJobs", name, {}, opts)
-        deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self,
-                                              depends_on=args.get("depends_on", [])) for spec in specs]
-        self.clickhouse_backup_host = deployments[1].hostnames[0]
+        password = random.RandomPassword(f"{name}-clickhouse-backup-api-password", length=PASSWORD_LENGTH,
+                                         special=False, opts=pulumi.ResourceOptions(parent=self))
+        self.api_password = pulumi.Output.secret(password.result)
+        specs = backup_job_specs({**args, "api_password": self.api_password})
+        for spec in specs:
+            args["runtime"].deploy(spec, dict(args["networks"]), name, self, depends_on=args.get("depends_on", []))
+        self.clickhouse_backup_host = api_host(args.get("per_task_dns", False))
         self.register_outputs({"jobs": [spec.service for spec in specs]})
 

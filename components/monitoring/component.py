@@ -26,6 +26,13 @@ from platform_infra.components.monitoring.runtime import (
 )
 from platform_infra.components.monitoring.targets import TASKS_DNS_PREFIX, ScrapeTarget, exporter_targets
 from platform_infra.components.runtime import Runtime
+from platform_infra.components.socketproxy import (
+    CADVISOR_CALLS,
+    EngineProxy,
+    EngineProxyArgs,
+    joined,
+    proxy_url,
+)
 from platform_infra.components.spec import (
     FILES_DIR,
     BindMount,
@@ -39,6 +46,7 @@ from platform_infra.components.spec import (
 
 NOBODY = "65534:65534"
 SECRETS_DIR = f"{FILES_DIR}/secrets"
+CLICKHOUSE_BACKUP_PASSWORD = f"{SECRETS_DIR}/clickhouse_backup_api_password"
 PROMETHEUS_CONFIG = f"{FILES_DIR}/prometheus.yml"
 RULES_FILE = f"{FILES_DIR}/rules/alerts.yml"
 ALERTMANAGER_CONFIG = f"{FILES_DIR}/alertmanager.yml"
@@ -48,7 +56,7 @@ GRAFANA_PROVISIONING = f"{FILES_DIR}/provisioning"
 DASHBOARDS_DIR = f"{FILES_DIR}/dashboards"
 IMAGE_KEYS = ("prometheus", "alertmanager", "grafana", "blackbox_exporter", "node_exporter", "postgres_exporter",
               "redis_exporter", "kafka_exporter")
-CADVISOR_WAIVER_REASON = "cAdvisor names containers only through the Docker API (socket mounted read-only)"
+CADVISOR = "cadvisor"
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,15 @@ class MonitoringArgs(TypedDict):
     stores: StoreAccess
     per_task_dns: NotRequired[bool]
     """The host exporters run one task per node, each reached as `tasks.<service>` (Swarm)."""
-    container_metrics_until: NotRequired[str]
-    """ISO date: deploy cAdvisor, accepting its read-only Docker socket until then (a CTR-014 waiver)."""
+    container_metrics: NotRequired[EngineProxyArgs]
+    """Deploy cAdvisor, reaching the Docker API through its socket proxy (read calls only), whose socket is
+    accepted until `accepted_until` (a CTR-014 waiver on the proxy)."""
     alert_smtp_password: NotRequired[pulumi.Input[str]]
     alert_slack_webhook_url: NotRequired[pulumi.Input[str]]
     clickhouse_backup: NotRequired[str]
     """Host of `clickhouse-backup server`, scraped for the ClickHouse backup alerts."""
+    clickhouse_backup_login: NotRequired[tuple[str, pulumi.Input[str]]]
+    """(user, password) of its API, which answers nothing, /metrics included, without them."""
     textfile: NotRequired[tuple[str, str]]
     """(volume, path) node_exporter's textfile collector reads: where backup jobs write their metrics."""
     depends_on: NotRequired[Mapping[str, Sequence[pulumi.Resource]]]
@@ -124,7 +135,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     if missing_images:
         raise ComponentArgsError(f"Monitoring: images: missing {missing_images}")
     config, images, stores = args["config"], args["images"], args["stores"]
-    until = args.get("container_metrics_until")
+    until = args.get("container_metrics")
     if until and not images.get("cadvisor"):
         raise ComponentArgsError("Monitoring: images: missing ['cadvisor'] (container metrics are on)")
     config = effective_config(config, container_metrics=bool(until))
@@ -132,7 +143,9 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     targets = [*args["app_targets"],
                *exporter_targets(node_exporter=f"{per_node}node-exporter",
                                  cadvisor=f"{per_node}cadvisor" if until else None,
-                                 clickhouse_backup=args.get("clickhouse_backup")),
+                                 clickhouse_backup=args.get("clickhouse_backup"),
+                                 clickhouse_backup_auth=(args["clickhouse_backup_login"][0], CLICKHOUSE_BACKUP_PASSWORD)
+                                 if args.get("clickhouse_backup_login") else None),
                ScrapeTarget("blackbox-exporter", "blackbox-exporter:9115")]
     try:
         prometheus_yml = render_prometheus_config(
@@ -157,7 +170,9 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             service="prometheus", role="mon", image=images["prometheus"], networks=["app", "data"],
             memory_mb=1024, cpus=1.0, user=NOBODY,
             command=prometheus_args(config, config_file=PROMETHEUS_CONFIG, storage_path="/prometheus"),
-            files=[FileSpec(PROMETHEUS_CONFIG, prometheus_yml), FileSpec(RULES_FILE, render_alert_rules(config))],
+            files=[FileSpec(PROMETHEUS_CONFIG, prometheus_yml), FileSpec(RULES_FILE, render_alert_rules(config)),
+                   *([FileSpec(CLICKHOUSE_BACKUP_PASSWORD, args["clickhouse_backup_login"][1], secret=True)]
+                     if args.get("clickhouse_backup_login") else [])],
             volumes=[VolumeMount("prometheus-data", "/prometheus")],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9090/-/healthy"]),
         ),
@@ -240,17 +255,22 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
         ),
     ]
     if until:
-        specs.append(ContainerSpec(
-            service="cadvisor", role="mon", image=images["cadvisor"], networks=["data"],
+        # Root still: cAdvisor reads every container's cgroup files and /var/lib/docker, which only root may.
+        cadvisor = ContainerSpec(
+            service=CADVISOR, role="mon", image=images["cadvisor"], networks=["data"],
             memory_mb=256, cpus=0.25,
             command=["--docker_only=true", "--housekeeping_interval=15s", "--store_container_labels=false",
-                     "--disable_metrics=advtcp,cpu_topology,hugetlb,percpu,process,referenced_memory,tcp,udp"],
-            bind_mounts=[BindMount("/", "/rootfs"), BindMount("/sys", "/sys"),
-                         BindMount("/var/lib/docker", "/var/lib/docker"),
-                         BindMount("/var/run/docker.sock", "/var/run/docker.sock")],
-            waivers={"CTR-014": f"reason={CADVISOR_WAIVER_REASON};expires={until}"},
+                     "--disable_metrics=advtcp,cpu_topology,hugetlb,percpu,process,referenced_memory,tcp,udp",
+                     f"--docker={proxy_url(CADVISOR)}"],
+            # Not the host's `/`: it holds the Docker socket (/run/docker.sock), which a root process reaches
+            # through any bind of a directory above it. cAdvisor reads under /rootfs only the engine's storage
+            # (container/docker/handler.go: storageDir = /rootfs/var/lib/docker, the containers' RW layer ids)
+            # and the processes (/rootfs/proc/<pid>, libcontainer handler).
+            bind_mounts=[BindMount("/var/lib/docker", "/rootfs/var/lib/docker"), BindMount("/proc", "/rootfs/proc"),
+                         BindMount("/sys", "/sys"), BindMount("/var/lib/docker", "/var/lib/docker")],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:8080/healthz"]),
-        ))
+        )
+        specs.append(joined(cadvisor, CADVISOR))
     return [validate_spec(spec) for spec in specs], prometheus_yml
 
 
@@ -267,8 +287,14 @@ class Monitoring(pulumi.ComponentResource):
             pulumi.log.warn("Monitoring: platform:alertSmtpPassword or platform:alertSlackWebhookUrl is not set; "
                             "Alertmanager cannot deliver notifications until both are set as config secrets",
                             resource=self)
-        after = args.get("depends_on", {})
-        self.deployments = [args["runtime"].deploy(spec, dict(args["networks"]), name, self,
+        after = dict(args.get("depends_on", {}))
+        networks = dict(args["networks"])
+        if args.get("container_metrics"):
+            self.cadvisor_proxy = EngineProxy(CADVISOR, CADVISOR_CALLS, args["container_metrics"], args["runtime"],
+                                              name, self)
+            networks = self.cadvisor_proxy.networks(networks)
+            after[CADVISOR] = [*after.get(CADVISOR, []), *self.cadvisor_proxy.deployment.containers]
+        self.deployments = [args["runtime"].deploy(spec, networks, name, self,
                                                    depends_on=list(after.get(spec.service, [])))
                             for spec in specs]
         self.prometheus_config = pulumi.Output.from_input(prometheus_yml)

@@ -139,6 +139,17 @@ def render_prometheus_config(
 
 
 def _scrape_job(job: str, targets: Sequence[ScrapeTarget]) -> dict:
+    logins = {t.basic_auth for t in targets}
+    if len(logins) > 1:
+        raise ValueError(f"job {job!r}: its targets must share one login (basic_auth)")
+    login = logins.pop()
+    scrape_job = _targets_job(job, targets)
+    if login is not None:
+        scrape_job["basic_auth"] = {"username": login[0], "password_file": login[1]}
+    return scrape_job
+
+
+def _targets_job(job: str, targets: Sequence[ScrapeTarget]) -> dict:
     per_task = [t for t in targets if t.address.startswith(TASKS_DNS_PREFIX)]
     if per_task:
         return _dns_scrape_job(job, targets)

@@ -20,6 +20,8 @@ class ScrapeTarget:
     # Stored as a read-only copy so a frozen target cannot change after validation;
     # left out of the hash because a mapping is not hashable.
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    basic_auth: tuple[str, str] | None = None
+    """(username, password file) Prometheus logs in with (basic_auth.password_file: no password in the config)."""
 
     def __post_init__(self) -> None:
         if not _JOB_NAME.match(self.job):
@@ -63,6 +65,7 @@ def exporter_targets(
     cadvisor: str | None = None,
     clickhouse: str = "clickhouse",
     clickhouse_backup: str | None = None,
+    clickhouse_backup_auth: tuple[str, str] | None = None,
 ) -> list[ScrapeTarget]:
     """Scrape targets for the data-store and host exporters, given their hostnames.
 
@@ -76,10 +79,11 @@ def exporter_targets(
         ScrapeTarget("node-exporter", f"{node_exporter}:{NODE_EXPORTER_PORT}"),
         ScrapeTarget("clickhouse", f"{clickhouse}:{CLICKHOUSE_METRICS_PORT}"),
     ]
-    # cAdvisor names containers only through the Docker socket, which the platform never mounts
-    # (CIS 5.32); an operator who accepts that adds it and gets the per-container alerts.
+    # cAdvisor names containers only through the Docker API, which it reaches through its socket proxy (the one
+    # holding the socket, CIS 5.32): a stack that accepts that adds it and gets the per-container alerts.
     if cadvisor is not None:
         targets.append(ScrapeTarget("cadvisor", f"{cadvisor}:{CADVISOR_PORT}"))
     if clickhouse_backup is not None:
-        targets.append(ScrapeTarget("clickhouse-backup", f"{clickhouse_backup}:{CLICKHOUSE_BACKUP_API_PORT}"))
+        targets.append(ScrapeTarget("clickhouse-backup", f"{clickhouse_backup}:{CLICKHOUSE_BACKUP_API_PORT}",
+                                    basic_auth=clickhouse_backup_auth))
     return targets

@@ -265,3 +265,29 @@ docker.Container(
     networks_advanced=[{"name": network.name}],
     opts=opts,
 )
+
+# A socket proxy passing every call (ENG-002), and clickhouse-backup's API on every address, no account
+# (BAK-API-001).
+docker.Container(
+    "socket-proxy",
+    name="autoscaler-socket-proxy",
+    image="haproxy:3.0.11",
+    uploads=[
+        {
+            "file": "/usr/local/etc/haproxy/haproxy.cfg",
+            "content": "defaults\n    mode http\nfrontend engine\n    bind :2375\n    default_backend engine\n"
+            "backend engine\n    server engine /var/run/docker.sock\n",
+        }
+    ],
+    networks_advanced=[{"name": network.name}],
+    opts=opts,
+)
+docker.Container(
+    "clickhouse-backup",
+    name="clickhouse-backup",
+    image="altinity/clickhouse-backup:2.6.9",
+    command=["server"],
+    envs=["API_LISTEN=0.0.0.0:7171"],
+    networks_advanced=[{"name": network.name}],
+    opts=opts,
+)

@@ -6,6 +6,7 @@ from platform_infra.policies.rules import (  # noqa: F401 imported for registrat
     containers,
     datastores,
     edge,
+    engine,
     evidence,
     images,
     monitoring,

@@ -30,7 +30,15 @@ import docker
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.mockrun import ProgramRun, Registration, load_project, run_program
 from tests.helpers import reveal
-from tests.live.plan import CONTAINER, NETWORK, VOLUME, create_container, daemon_nofile_limit, free_port
+from tests.live.plan import (
+    CONTAINER,
+    NETWORK,
+    VOLUME,
+    create_container,
+    daemon_nofile_limit,
+    free_port,
+    on_this_engine,
+)
 from tests.live.providers import LiveMocks
 
 REMOTE_IMAGE, BUILT_IMAGE = "docker:index/remoteImage:RemoteImage", "docker:index/image:Image"
@@ -51,7 +59,7 @@ def live_plan(stack: str, settings_update: dict | None = None, secrets: dict[str
     project = load_project(REPO_ROOT, stack)
     config = dict(project.config)
     settings = json.loads(config["platform:settings"])
-    config["platform:settings"] = json.dumps(_merge(settings, settings_update or {}))
+    config["platform:settings"] = json.dumps(_merge(on_this_engine(settings), settings_update or {}))
     secret_keys = list(project.secret_keys)
     for key, value in (secrets or {}).items():
         config[f"platform:{key}"] = value

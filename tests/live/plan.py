@@ -5,8 +5,11 @@ live tests share this, so what runs is what the plan says."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
+import json
+import os
 import socket
 import tarfile
 from collections.abc import Callable
@@ -25,9 +28,22 @@ CONTAINER, NETWORK, VOLUME = ("docker:index/container:Container", "docker:index/
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 
 
+ENGINE_SOCKET = "/var/run/docker.sock"
+
+
+def on_this_engine(settings: dict[str, Any]) -> dict[str, Any]:
+    """The stack's settings with this engine's own socket group: the socket proxies run with it."""
+    if "docker_socket_gid" not in settings:
+        return settings
+    return {**settings, "docker_socket_gid": os.stat(ENGINE_SOCKET).st_gid}
+
+
 def load_prod_plan() -> dict[str, list[dict[str, Any]]]:
-    """Container, network and volume inputs of `infra plan --stack prod`, secrets revealed."""
-    run = run_program(load_project(REPO_ROOT, "prod"), "prod")
+    """Container, network and volume inputs of `infra plan --stack prod` on this engine, secrets revealed."""
+    project = load_project(REPO_ROOT, "prod")
+    settings = on_this_engine(json.loads(project.config["platform:settings"]))
+    project = dataclasses.replace(project, config={**project.config, "platform:settings": json.dumps(settings)})
+    run = run_program(project, "prod")
     plan: dict[str, list[dict[str, Any]]] = {CONTAINER: [], NETWORK: [], VOLUME: [], REMOTE_IMAGE: []}
     for resource in run.resources:
         if resource.type in plan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import time
@@ -20,12 +21,14 @@ from typing import Any
 import pytest
 import yaml
 
+from platform_infra.components.backup.jobs import API_ALIAS, CLICKHOUSE_BACKUP_CONFIG
 from platform_infra.components.monitoring.component import PROMETHEUS_CONFIG, RULES_FILE
 from platform_infra.infra.settings import Images
 from tests.conftest import require_tool
 from tests.engine.conftest import PREFIX, _unavailable
 from tests.live.plan import (
     CONTAINER,
+    ENGINE_SOCKET,
     MIB,
     PLAN_PREFIX,
     create_container,
@@ -52,6 +55,8 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
 STANDINS_DIR = Path(__file__).resolve().parents[2] / "images" / "standins"
 # The plan's services (container names without the plan's prefix), each run from images/standins/<service>.
 SERVICES = ("kafka", "kafka-exporter", "clickhouse", "clickhouse-backup", "grafana", "cadvisor")
+# Real software the stand-ins need, run as the plan defines it: cAdvisor reaches the engine through HAProxy.
+REAL = {"cadvisor-socket-proxy": "haproxy"}
 HEALTHY_WITHIN = 90
 # Each module run gets names of its own, apart from the engine tests' (which share PREFIX).
 OWN_PREFIX = f"{PLAN_PREFIX}-standins"
@@ -77,6 +82,13 @@ def images(engine) -> dict[str, str]:
         engine.images.build(path=str(STANDINS_DIR / directory), buildargs={"BASE": base}, network_mode="host",
                             tag=tag, rm=True)
         tags[directory] = tag
+    for service, directory in REAL.items():
+        meta = standin(directory)
+        assert meta["real"] and meta["standin"] is None, f"{directory}: the real software"
+        tag = getattr(Images(), meta["settings_key"])
+        engine.images.build(path=str(STANDINS_DIR / directory), buildargs={"BASE": f"platform-base:{meta['suite']}"},
+                            network_mode="host", tag=tag, rm=True)
+        tags[service] = tag
     print("\nSTAND-INS (not the real software):")
     for directory, meta in STANDINS.items():
         print(f"  {tags[directory]}: stand-in: {meta['standin']}")
@@ -157,8 +169,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(engine, images, prod_plan):
     """The stand-ins' containers of the prod plan, started in the plan's order of dependence and healthy."""
-    definitions = {inputs["name"]: inputs for inputs in prod_plan[CONTAINER] if _service(inputs) in SERVICES}
-    assert {_service(inputs) for inputs in definitions.values()} == set(SERVICES)
+    definitions = {inputs["name"]: inputs for inputs in prod_plan[CONTAINER]
+                   if _service(inputs) in (*SERVICES, *REAL)}
+    assert {_service(inputs) for inputs in definitions.values()} == {*SERVICES, *REAL}
     networks = {n["name"] for inputs in definitions.values() for n in _own(inputs).get("networksAdvanced", [])}
     volumes = {v["volumeName"] for inputs in definitions.values() for v in _own(inputs).get("volumes", [])}
     created_networks, containers = [], {}
@@ -176,7 +189,8 @@ def stack(engine, images, prod_plan):
         result = Stack(engine, definitions, containers)
         healthy = {}
         # What each waits for in the plan: the exporter for Kafka, clickhouse-backup for ClickHouse.
-        for wave in (("kafka", "clickhouse", "grafana", "cadvisor"), ("kafka-exporter", "clickhouse-backup")):
+        for wave in (("cadvisor-socket-proxy",), ("kafka", "clickhouse", "grafana", "cadvisor"),
+                     ("kafka-exporter", "clickhouse-backup")):
             started = time.monotonic()
             for name in wave:
                 engine.api.start(containers[f"{PLAN_PREFIX}-{name}"])
@@ -184,7 +198,7 @@ def stack(engine, images, prod_plan):
                 healthy[name] = result.wait_healthy(name, started)
         print(f"\n{'component':20} {'image':60} healthy after")
         for name, seconds in healthy.items():
-            print(f"{name:20} {images[name] + ' (stand-in)':60} {seconds:5.1f} s")
+            print(f"{name:20} {images[name] + ('' if name in REAL else ' (stand-in)'):60} {seconds:5.1f} s")
         yield result
     finally:
         for container in containers.values():
@@ -273,16 +287,26 @@ def test_clickhouse_logs_in_the_stacks_user_and_writes_its_logs(stack):
     assert status == 200 and "ClickHouseAsyncMetrics_Uptime" in metrics
 
 
+def api_login(stack: Stack) -> tuple[str, str]:
+    """clickhouse-backup's API account, from the config file the plan gives it."""
+    api = yaml.safe_load(stack.file("clickhouse-backup", CLICKHOUSE_BACKUP_CONFIG))["api"]
+    return api["username"], api["password"]
+
+
+API = f"http://{API_ALIAS}:7171"
+
+
 def test_clickhouse_backup_reports_its_create_remote_in_status_and_metrics(stack):
+    login = api_login(stack)
     deadline = time.monotonic() + 30
     while True:
-        status, rows = stack.http("clickhouse-backup", "http://127.0.0.1:7171/backup/status")
+        status, rows = stack.http("clickhouse-backup", f"{API}/backup/status", auth=login)
         finished = [json.loads(row) for row in rows.splitlines() if row.strip()]
         if any(row["status"] != "in progress" for row in finished) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert status == 200 and finished and finished[0]["command"].startswith("create_remote "), rows
-    status, metrics = stack.http("clickhouse-backup", "http://127.0.0.1:7171/metrics")
+    status, metrics = stack.http("clickhouse-backup", f"{API}/metrics", auth=login)
     values = dict(re.findall(r"^(clickhouse_backup_last_create_remote_\w+) (\S+)$", metrics, re.MULTILINE))
     assert set(values) >= {"clickhouse_backup_last_create_remote_status", "clickhouse_backup_last_create_remote_finish"}
     # It logged in to ClickHouse with the stack's user and password file, then tried the store: no store here
@@ -290,6 +314,22 @@ def test_clickhouse_backup_reports_its_create_remote_in_status_and_metrics(stack
     assert finished[0]["status"] == "error" and "s3 PUT" in finished[0]["error"], finished
     assert values["clickhouse_backup_last_create_remote_status"] == "0"
     assert abs(float(values["clickhouse_backup_last_create_remote_finish"]) - time.time()) < 120
+
+
+def test_clickhouse_backups_api_answers_its_login_only_and_only_on_its_alias(stack):
+    """Every route, /metrics too, refuses a request without the account or with a wrong password (401), and
+    nothing listens on loopback: the API is bound to its alias's address on the scrape network."""
+    user, password = api_login(stack)
+    assert len(password) >= 32
+    for path in ("/backup/status", "/metrics", "/backup/list", "/health"):
+        assert stack.http("clickhouse-backup", f"{API}{path}")[0] == 401, path
+        assert stack.http("clickhouse-backup", f"{API}{path}", auth=(user, password + "x"))[0] == 401, path
+    assert stack.http("clickhouse-backup", f"{API}/backup/delete/remote/x", auth=(user, "no"), body={})[0] == 401
+    code, output = stack.run("clickhouse-backup", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                                   "http://127.0.0.1:7171/backup/status"])
+    assert output == "000", output  # connection refused: not listening there
+    assert stack.http("clickhouse-backup", f"{API}/backup/version", auth=(user, password))[0] == 200
+
 
 
 def test_grafana_logs_in_the_admin_and_lists_the_provisioned_dashboards(stack):
@@ -345,6 +385,29 @@ def test_cadvisor_measures_the_running_containers(stack, engine):
     assert stack.http("cadvisor", "http://127.0.0.1:8080/healthz") == (200, "ok\n")
 
 
+ENGINE = "http://cadvisor-socket-proxy:2375"
+
+
+def test_cadvisors_proxy_passes_its_read_calls_only(stack, engine):
+    """From inside cAdvisor, through its proxy (HAProxy, the plan's haproxy.cfg, as the plan runs it: user
+    99:<socket group>, read-only, no capability): cAdvisor's calls pass, every other call gets 403."""
+    kafka = stack.ids[f"{PLAN_PREFIX}-kafka"]
+    passed = {path: stack.http("cadvisor", ENGINE + path)[0]
+              for path in ("/_ping", "/v1.41/info", "/version", f"/v1.41/containers/{kafka}/json")}
+    assert passed == dict.fromkeys(passed, 200)
+    refused = {f"{method} {path}": stack.http("cadvisor", ENGINE + path, body={} if method == "POST" else None)[0]
+               for method, path in (("GET", "/v1.41/containers/json"), ("GET", "/v1.41/secrets"),
+                                    ("GET", "/v1.41/images/json"), ("POST", "/v1.41/containers/create"),
+                                    ("POST", f"/v1.41/containers/{kafka}/stop"), ("GET", "/v1.41/services"),
+                                    ("GET", f"/v1.41/containers/{kafka}/../../secrets"))}
+    print("\ncadvisor-socket-proxy:", passed, refused)
+    assert refused == dict.fromkeys(refused, 403)
+    assert engine.containers.get(kafka).status == "running"
+    proxy = stack.container("cadvisor-socket-proxy")
+    socket_gid = engine.api.inspect_container(proxy.id)["Config"]["User"]
+    assert socket_gid == f"99:{os.stat(ENGINE_SOCKET).st_gid}"
+
+
 # Where Prometheus scrapes each stand-in that exports metrics (the plan's prometheus.yml names the target).
 SCRAPED = {"kafka-exporter": ("kafka-exporter", 9308, "/metrics"), "clickhouse": ("clickhouse", 9363, "/metrics"),
            "clickhouse-backup": ("clickhouse-backup", 7171, "/metrics"), "cadvisor": ("cadvisor", 8080, "/metrics")}
@@ -366,7 +429,10 @@ def _scrape(stack: Stack) -> tuple[dict[str, dict[str, float]], set[str], float]
     """job -> {series: value} of every stand-in exporter at one moment, and the names of its counters."""
     samples, counters = {}, set()
     for job, (service, port, path) in SCRAPED.items():
-        status, text = stack.http(service, f"http://127.0.0.1:{port}{path}")
+        if job == "clickhouse-backup":  # on its alias's address only, logged in
+            status, text = stack.http(service, f"{API}{path}", auth=api_login(stack))
+        else:
+            status, text = stack.http(service, f"http://127.0.0.1:{port}{path}")
         assert status == 200, (job, text)
         samples[job] = {f"{m.group(1)}{m.group(2) or '{}'}": float(m.group(3))
                         for m in map(SAMPLE.match, text.splitlines()) if m}

@@ -168,17 +168,26 @@ def test_monitoring_bad_args_register_nothing(overrides, error):
     assert mocks.created == []
 
 
-def test_container_metrics_only_with_a_dated_socket_waiver(deployed):
+def test_container_metrics_only_through_its_socket_proxy(deployed):
     _, containers, settings = deployed
     jobs = scraped_addresses(uploaded(containers, "prometheus", PROMETHEUS_CONFIG))
     if settings.container_metrics is None:
         assert "cadvisor" not in containers and "cadvisor" not in jobs
+        assert "cadvisor-socket-proxy" not in containers
         return
-    cadvisor = containers["cadvisor"]
+    cadvisor, proxy = containers["cadvisor"], containers["cadvisor-socket-proxy"]
+    # cAdvisor mounts no socket and needs no waiver: it asks its proxy, the one container holding the socket.
+    assert not [m for m in cadvisor["mounts"] if m["source"].endswith("docker.sock")]
+    assert "platform.waiver.CTR-014" not in labels_of(cadvisor)
+    assert "--docker=tcp://cadvisor-socket-proxy:2375" in cadvisor["command"]
     until = settings.container_metrics.docker_socket_accepted_until.isoformat()
-    assert labels_of(cadvisor)["platform.waiver.CTR-014"].endswith(f";expires={until}")
-    assert labels_of(cadvisor)["platform.waiver.CTR-014"].startswith("reason=")
-    socket = [m for m in cadvisor["mounts"] if m["source"] == "/var/run/docker.sock"]
-    assert socket and all(m["readOnly"] for m in cadvisor["mounts"])
+    waiver = labels_of(proxy)["platform.waiver.CTR-014"]
+    assert waiver.startswith("reason=") and waiver.endswith(f";expires={until}") and "read-only" not in waiver
+    assert [(m["source"], m["readOnly"]) for m in proxy["mounts"]] == [("/var/run/docker.sock", True)]
+    assert proxy["user"] == f"99:{settings.docker_socket_gid}"
+    # Only cAdvisor and its proxy are on the proxy's network.
+    on_engine_network = sorted(name for name, container in containers.items()
+                               if any(n["name"].endswith("-cadvisor-engine") for n in container.get("networksAdvanced", [])))
+    assert on_engine_network == ["cadvisor", "cadvisor-socket-proxy"]
     assert jobs["cadvisor"] == {"cadvisor:8080"}
     assert "ports" not in cadvisor and not cadvisor.get("privileged")

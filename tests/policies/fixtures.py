@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from platform_infra.components.socketproxy import CADVISOR_CALLS, autoscaler_calls, render_haproxy_config
 from platform_infra.infra.mockrun import SECRET_SIG, SIG_KEY, Registration
 
 PROJECT, STACK = "fixture", "test"
@@ -202,6 +203,10 @@ DAEMON_ATTESTED = {
 }
 
 
+CADVISOR_PROXY_CFG = render_haproxy_config("cadvisor", CADVISOR_CALLS)
+AUTOSCALER_PROXY_CFG = render_haproxy_config("autoscaler", autoscaler_calls("platform-prod-worker"))
+CLICKHOUSE_BACKUP_YML = "clickhouse:\n  password: Zq8vN3kP0wLx7TbR2mYc\napi:\n  username: backup-api\n  password: Xk2LmQ9vN3kP0wRt7TbY\n"
+
 PG_HBA = """# the superuser over its own socket only
 local   all  postgres                 peer
 host    all  postgres  all            reject
@@ -292,7 +297,31 @@ def _secure_stack() -> list[Registration]:
             ulimits=[{"name": "nofile", "soft": 262144.0, "hard": 262144.0}],
         ),
         container(
-            "clickhouse-backup", "ds", f"registry.internal/tools/clickhouse-backup:2.5{DIGEST}", "data"
+            "clickhouse-backup",
+            "ds",
+            f"registry.internal/tools/clickhouse-backup:2.5{DIGEST}",
+            "data",
+            command=["server", "--watch"],
+            envs=["API_LISTEN=clickhouse-backup-api:7171", "CLICKHOUSE_BACKUP_CONFIG=/etc/platform/secrets/chb.yml"],
+            uploads=[{"file": "/etc/platform/secrets/chb.yml", "content": secret(CLICKHOUSE_BACKUP_YML)}],
+        ),
+        # The socket proxies' configurations, as their files carriers hold them (the socket mount is in
+        # test_policies_rules: a proxy holding it carries a CTR-014 waiver).
+        container(
+            "cadvisor-socket-proxy",
+            "mon",
+            f"haproxy:3.0.11{DIGEST}",
+            "data",
+            user="99:999",
+            uploads=[{"file": "/etc/platform/haproxy.cfg", "content": CADVISOR_PROXY_CFG}],
+        ),
+        container(
+            "autoscaler-socket-proxy",
+            "mon",
+            f"haproxy:3.0.11{DIGEST}",
+            "data",
+            user="99:999",
+            uploads=[{"file": "/etc/platform/haproxy.cfg", "content": AUTOSCALER_PROXY_CFG}],
         ),
         container(
             "kafka",

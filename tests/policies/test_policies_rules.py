@@ -5,6 +5,8 @@ All cases run through `platform_infra.infra.check.evaluate` (the SDK servicer on
 
 from __future__ import annotations
 
+import base64
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +15,20 @@ import pytest
 from platform_infra.components.backup.gateway import render_gateway_conf
 from platform_infra.components.backup.model import BackupConfig, store_route
 from platform_infra.infra.mockrun import Registration
+from platform_infra.policies.props import SERVICE_CONFIG
 from platform_infra.policies.registry import enforced_rules
 from tests.policies.conftest import ids, messages, named
-from tests.policies.fixtures import DIGEST, C, S, container, registration
+from tests.policies.fixtures import (
+    AUTOSCALER_PROXY_CFG,
+    CADVISOR_PROXY_CFG,
+    DIGEST,
+    HAPROXY_CFG,
+    C,
+    S,
+    container,
+    labels,
+    registration,
+)
 
 Mutation = Callable[[list[Registration]], None]
 
@@ -414,6 +427,62 @@ CASES: list[tuple[str, Mutation, str | None]] = [
                                   value=["redis-server", "--aclfile", "/run/secrets/acl"]), "cache"),
     ("DS-REDIS-002", edit_service("cache", "taskSpec", "containerSpec", "args",
                                   value=["--rename-command", "DEBUG", "debug2"]), "cache"),
+    # The runtime socket outside a socket proxy: a container's volume, a Swarm service's mount, a root bind of
+    # the directory above it, an HAProxy that is no client's proxy.
+    ("ENG-001", set_fields("api-gateway", volumes=[{"hostPath": "/var/run/docker.sock",
+                                                    "containerPath": "/var/run/docker.sock", "readOnly": True}]),
+     "api-gateway"),
+    ("ENG-001", edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
+        {"type": "bind", "source": "/run/docker.sock", "target": "/docker.sock", "readOnly": True}]), "orders"),
+    ("ENG-001", set_fields("clickhouse", user="0:0", volumes=[{"hostPath": "/", "containerPath": "/rootfs",
+                                                               "readOnly": True}]), "clickhouse"),
+    ("ENG-001", set_fields("haproxy", mounts=[{"target": "/var/run/docker.sock", "type": "bind",
+                                               "source": "/var/run/docker.sock", "readOnly": True}]), "haproxy"),
+    ("ENG-001", set_fields("cadvisor-socket-proxy", image=f"registry.internal/tools/alpine:3.20{DIGEST}",
+                           mounts=[{"target": "/var/run/docker.sock", "type": "bind",
+                                    "source": "/var/run/docker.sock", "readOnly": True}]),
+     "cadvisor-socket-proxy"),  # named a proxy, but no HAProxy
+    # A socket proxy allowing writes beyond its client's: an anonymous ACL, no final deny, a named ACL, a
+    # pattern instead of the one service, an unconditional allow in a Swarm config, a proxy of no client.
+    ("ENG-002", edit_upload("cadvisor-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403",
+                            "    http-request allow if { method POST } { path_reg '^/containers/create$' }\n"
+                            "    http-request deny deny_status 403"), "cadvisor-socket-proxy"),
+    ("ENG-002", edit_upload("cadvisor-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403\n", ""),
+     "cadvisor-socket-proxy"),
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "    http-request deny deny_status 403",
+                            "    acl writes method POST DELETE\n    http-request allow if writes\n"
+                            "    http-request deny deny_status 403"), "autoscaler-socket-proxy"),
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg",
+                            "'^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$'",
+                            "'/services/platform-prod-worker/update'"), "autoscaler-socket-proxy"),  # unanchored
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg",
+                            "    http-request allow if { method POST } "
+                            "{ path_reg '^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$' }",
+                            "    acl update path_reg '^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$'\n"
+                            "    acl update path_reg '^/containers/create$'\n"
+                            "    http-request allow if { method POST } update"), "autoscaler-socket-proxy"),  # ORed
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "{ method POST }", "{ method POST DELETE }"),
+     "autoscaler-socket-proxy"),
+    ("ENG-002", edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "/services/platform-prod-worker/update",
+                            "/services/[^/]+/update"), "autoscaler-socket-proxy"),
+    ("ENG-002", add_resource(registration(SERVICE_CONFIG, "proxy-config", {
+        "name": "autoscaler-socket-proxy-haproxy-1a2b3c", "labels": labels(
+            "mon", "autoscaler-socket-proxy", **{"platform.path": "/etc/platform/haproxy.cfg"}),
+        "data": base64.b64encode(AUTOSCALER_PROXY_CFG.replace(
+            "    http-request deny deny_status 403", "    http-request allow").encode()).decode()})),
+     "proxy-config"),
+    ("ENG-002", set_fields("haproxy", uploads=[{"file": "/usr/local/etc/haproxy/haproxy.cfg",
+                                                "content": HAPROXY_CFG + CADVISOR_PROXY_CFG}]), "haproxy"),
+    # clickhouse-backup's API: on every address (env, config file), without an account (file, env).
+    ("BAK-API-001", both(drop_env("clickhouse-backup", "API_LISTEN"),
+                         add_env("clickhouse-backup", "API_LISTEN=0.0.0.0:7171")), "clickhouse-backup"),
+    ("BAK-API-001", edit_upload("clickhouse-backup", "chb.yml", "  username: backup-api\n",
+                                "  username: backup-api\n  listen: ':7171'\n"), "clickhouse-backup"),
+    ("BAK-API-001", edit_upload("clickhouse-backup", "chb.yml",
+                                "api:\n  username: backup-api\n  password: Xk2LmQ9vN3kP0wRt7TbY\n", ""),
+     "clickhouse-backup"),
+    ("BAK-API-001", add_env("clickhouse-backup", "API_PASSWORD="), "clickhouse-backup"),
+    ("BAK-API-001", drop_env("clickhouse-backup", "CLICKHOUSE_BACKUP_CONFIG"), "clickhouse-backup"),
     # Grafana's anonymous access, even as Viewer: env, uploaded grafana.ini, command line.
     ("MON-GRAF-002", add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=true"), "grafana"),
     ("MON-GRAF-002", set_fields("grafana", uploads=[{"file": "/etc/grafana/grafana.ini",
@@ -689,3 +758,21 @@ def test_monitoring_findings_name_the_flag_and_the_source(check):
     ]
     off = check(mutate=set_fields("grafana", command=["grafana", "server", "cfg:auth.anonymous.enabled=false"]))
     assert "MON-GRAF-002" not in ids(off)
+
+
+def test_a_socket_proxy_holding_the_socket_passes_the_engine_rules(check):
+    """The proxy as the stack deploys it: HAProxy `<client>-socket-proxy` with the socket, its rendered
+    config; only CTR-014 speaks (waived by its dated label)."""
+    socket = [{"target": "/var/run/docker.sock", "type": "bind", "source": "/var/run/docker.sock", "readOnly": True}]
+    until = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+
+    def mutate(rs):
+        for name in ("cadvisor-socket-proxy", "autoscaler-socket-proxy"):
+            named(rs, name).inputs["mounts"] = socket
+            named(rs, name).inputs["labels"].append(
+                {"label": "platform.waiver.CTR-014", "value": f"reason=its client's calls only;expires={until}"})
+
+    report = check(mutate=mutate)
+    assert not {"ENG-001", "ENG-002", "CTR-014"} & ids(report), report.violations
+    assert sorted(w["resource"].rsplit("::", 1)[-1] for w in report.waived) == [
+        "autoscaler-socket-proxy", "cadvisor-socket-proxy"]

@@ -1,11 +1,15 @@
 """The autoscaler as the stack runs it: images/autoscaler built from this checkout, run as a container on the
-host's network with the Docker socket mounted (the live tests and benchmarks/time_to_scale.py)."""
+host's network as the stack's user, reaching the engine through its socket proxy (HAProxy with the stack's
+rendered haproxy.cfg, as the stack runs it: user 99:<socket group>, read-only, no capability), published on a
+loopback port (the live tests and benchmarks/time_to_scale.py)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -15,7 +19,16 @@ import docker
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from platform_infra.components.autoscaler import USER
 from platform_infra.components.autoscaling import ScalingPolicy
+from platform_infra.components.socketproxy import (
+    DOCKER_SOCKET,
+    PROXY_CONFIG,
+    PROXY_PORT,
+    autoscaler_calls,
+    proxy_spec,
+)
+from platform_infra.infra.settings import Images
 from tests.monitoring.conftest import free_port, http_request
 
 
@@ -36,18 +49,56 @@ def build_autoscaler(client: docker.DockerClient, prefix: str) -> str:
     return tag
 
 
+class EngineProxy:
+    """The autoscaler's socket proxy for `service`, as components/socketproxy.py defines it."""
+
+    def __init__(self, client: docker.DockerClient, service: str, name: str) -> None:
+        spec = proxy_spec("autoscaler", autoscaler_calls(service), Images().socket_proxy,
+                          os.stat(DOCKER_SOCKET).st_gid, "2099-12-31")
+        if not client.images.list(name=spec.image):
+            raise RuntimeError(f"the HAProxy image {spec.image} is not built: .venv/bin/python -m tests.live.images")
+        self.config = tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False)  # noqa: SIM115 - removed in stop
+        self.config.write(spec.files[0].content)
+        self.config.close()
+        os.chmod(self.config.name, 0o444)
+        self.port = free_port()
+        self.container = client.containers.run(
+            spec.image, spec.command, name=name, user=spec.user, read_only=True, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], detach=True, labels={"platform.test": "issue20"},
+            volumes={DOCKER_SOCKET: {"bind": DOCKER_SOCKET, "mode": "ro"},
+                     self.config.name: {"bind": PROXY_CONFIG, "mode": "ro"}},
+            ports={f"{PROXY_PORT}/tcp": ("127.0.0.1", self.port)})
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if http_request(f"http://127.0.0.1:{self.port}/proxy-health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the socket proxy did not answer: {self.container.logs().decode()[-2000:]}")
+
+    def stop(self) -> None:
+        self.container.remove(force=True, v=True)
+        os.unlink(self.config.name)
+
+
 class Controller:
     """The image's container on the host's network (it reaches the scripted Prometheus on loopback), reading
-    its JSON lines as they come."""
+    its JSON lines as they come; the engine only through its socket proxy."""
 
     def __init__(self, swarm: docker.DockerClient, image: str, service: str, prometheus_url: str,
                  policy: ScalingPolicy) -> None:
         self.metrics_port = free_port()
+        name = f"{image.split(':')[0]}-{uuid.uuid4().hex[:8]}"
+        self.proxy = EngineProxy(swarm, service, f"{name}-proxy")
         self.container = swarm.containers.create(
             image, ["--service", service, "--prometheus-url", prometheus_url, "--policy", "/tmp/policy.yaml",
-                    "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1"],
-            name=f"{image.split(':')[0]}-{uuid.uuid4().hex[:8]}", network_mode="host", labels={"platform.test": "issue18"},
-            volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"}})
+                    "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1",
+                    "--docker-host", self.proxy.url],
+            name=name, network_mode="host", labels={"platform.test": "issue18"}, user=USER)
         archive = io.BytesIO()
         data = yaml.safe_dump(policy.model_dump()).encode()
         with tarfile.open(fileobj=archive, mode="w") as tar:
@@ -73,6 +124,8 @@ class Controller:
         self.exit_code = self.container.wait(timeout=20)["StatusCode"]
         self.errors = self.container.logs(stdout=False, stderr=True).decode()
         self.container.remove(v=True, force=True)
+        self.proxy_log = self.proxy.container.logs().decode()
+        self.proxy.stop()
 
     def _read(self) -> None:
         buffer = b""

@@ -1,5 +1,5 @@
-"""The controller as the stack runs it (images/autoscaler, its entrypoint `infra autoscale`, the Docker socket
-mounted) on the real single-node Swarm, against a scripted Prometheus (a stand-in: tests/autoscaling/
+"""The controller as the stack runs it (images/autoscaler, its entrypoint `infra autoscale`, the engine through
+its socket proxy) on the real single-node Swarm, against a scripted Prometheus (a stand-in: tests/autoscaling/
 scripted_prometheus.py) serving a trace: drain-time scale-out, a stuck partition ignored, the fallback, the
 pause label; and its decisions on the trace are the simulator's."""
 
@@ -16,9 +16,10 @@ import yaml
 
 from platform_infra.components.autoscaling import ScalingPolicy
 from platform_infra.infra.cli import main
+from platform_infra.infra.daytwo.autoscale import SwarmService
 from tests.autoscaling.scripted_prometheus import ScriptedPrometheus
 from tests.swarm.conftest import unique
-from tests.swarm.controller import Controller, build_autoscaler, running_tasks, wait_running
+from tests.swarm.controller import Controller, EngineProxy, build_autoscaler, running_tasks, wait_running
 
 pytestmark = pytest.mark.live
 
@@ -123,3 +124,41 @@ def test_the_pause_label_holds_the_image_until_it_is_removed(swarm, autoscaler_i
     assert resumed[0]["mode"] == "lag" and resumed[-1]["desired"] == 6, resumed
     assert max(m.get("autoscaler_paused", 0) for m in controller.metrics) == 1
     wait_running(swarm, name, 6)
+
+
+def test_the_proxy_passes_the_controllers_calls_on_its_service_only(swarm, worker) -> None:
+    """The stack's haproxy.cfg for one service, run as the stack runs it: the Docker SDK (as the controller
+    uses it) inspects and updates that service; every other call, another service's included, gets 403."""
+    name, other = worker(), worker()
+    proxy = EngineProxy(swarm, name, f"{unique('i20')}-proxy")
+    try:
+        client = docker.DockerClient(base_url=proxy.url)
+        service = SwarmService(client, name)
+        replicas, version, _ = service.read()
+        service.scale(2, version)
+        assert swarm.api.inspect_service(name)["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
+        other_spec = swarm.api.inspect_service(other)
+        refused = {}
+        for call, attempt in {
+            "GET /services/<other>": lambda: client.api.inspect_service(other),
+            "POST /services/<other>/update": lambda: client.api.update_service(
+                other, other_spec["Version"]["Index"], mode=docker.types.ServiceMode("replicated", replicas=3)),
+            "POST /containers/create": lambda: client.api.create_container("busybox", ["true"]),
+            "GET /secrets": lambda: client.api.secrets(),
+            "GET /containers/json": lambda: client.api.containers(),
+            "GET /info": lambda: client.api.info(),
+            "DELETE /services/<service>": lambda: client.api.remove_service(name),
+        }.items():
+            try:
+                attempt()
+                refused[call] = 200
+            except docker.errors.APIError as error:
+                refused[call] = error.status_code
+        print("\nautoscaler-socket-proxy refused:", refused)
+        assert refused == dict.fromkeys(refused, 403)
+        assert swarm.api.inspect_service(other)["Version"] == other_spec["Version"]
+        assert swarm.api.inspect_service(name)["Spec"]["Name"] == name
+        log = proxy.container.logs().decode()
+        assert " 403 " in log and "/containers/create" in log, log[-2000:]
+    finally:
+        proxy.stop()

@@ -68,6 +68,7 @@ def test_one_service_per_spec_and_no_container(swarm_run) -> None:
                             "log-aggregator", "query-service", "load-balancer", "prometheus", "alertmanager",
                             "grafana", "blackbox-exporter", "node-exporter", "postgres-exporter",
                             "redis-exporter", "kafka-exporter", "cadvisor", "autoscaler", "postgres-backup",
+                            "cadvisor-socket-proxy", "autoscaler-socket-proxy",
                             "clickhouse-backup", "s3-gateway"}
     assert not of_type(swarm_run, CONTAINER)
     assert planned["worker"]["mode"]["replicated"]["replicas"] == 3
@@ -116,7 +117,19 @@ def test_the_autoscaler_runs_the_policy_on_a_manager_from_the_image_the_stack_bu
     assert container["args"][:4] == ["--service", "orchestration-prod-worker", "--prometheus-url",
                                       "http://prometheus:9090"]
     assert scaler["mode"]["replicated"]["replicas"] == 1
-    assert "node.role==manager" in scaler["taskSpec"]["placement"]["constraints"]
+    # It reaches a manager's Engine API only through its proxy, as nobody: it mounts nothing of the host and may
+    # run on any node; the proxy, holding the socket, runs on a manager (the services API is a manager's).
+    assert container["args"][-2:] == ["--docker-host", "tcp://autoscaler-socket-proxy:2375"]
+    assert container["user"] == "65534:65534"
+    assert not [m for m in container.get("mounts", []) if m["type"] == "bind"]
+    assert "placement" not in scaler["taskSpec"]
+    proxy = services(swarm_run)["autoscaler-socket-proxy"]
+    assert "node.role==manager" in proxy["taskSpec"]["placement"]["constraints"]
+    assert [(m["source"], m["readOnly"]) for m in proxy["taskSpec"]["containerSpec"]["mounts"]] == [
+        ("/var/run/docker.sock", True)]
+    haproxy_cfg = next(c for c in of_type(swarm_run, CONFIG).values()
+                       if labels_of(c)["platform.service"] == "autoscaler-socket-proxy")
+    assert "/services/orchestration-prod-worker/update$'" in base64.b64decode(haproxy_cfg["data"]).decode()
     policy_file = next(c for c in of_type(swarm_run, CONFIG).values()
                        if labels_of(c)["platform.path"] == "/etc/platform/autoscale-policy.yaml")
     assert yaml.safe_load(base64.b64decode(policy_file["data"]))["max_replicas"] == POLICY["max_replicas"]
@@ -139,7 +152,8 @@ def test_overlay_networks_internal_and_encrypted(swarm_run) -> None:
     networks = of_type(swarm_run, NETWORK)
     assert {name: (n["driver"], n["internal"], n["options"]["encrypted"]) for name, n in networks.items()} == {
         f"orchestration-prod-{name}": ("overlay", internal, "true")
-        for name, internal in {"edge": False, "app": True, "data": True, "egress": False}.items()}
+        for name, internal in {"edge": False, "app": True, "data": True, "egress": False, "autoscaler-engine": True,
+                               "cadvisor-engine": True}.items()}
     # Each with its own VXLAN id, outside the range the driver assigns from (4096 up).
     vnis = {int(n["options"]["com.docker.network.driver.overlay.vxlanid_list"]) for n in networks.values()}
     assert len(vnis) == len(networks) and all(2**23 <= vni < 2**24 for vni in vnis)

@@ -1,9 +1,12 @@
 """Stand-in for cAdvisor v0.49.1 (no cAdvisor in Debian, no registry here): the container series the stack's
 alerts read, measured from the host's cgroup files of each running Docker container.
 
-Containers come from the Docker API on /var/run/docker.sock (--docker_only); each one's cgroup is found under
-/sys/fs/cgroup (cgroup v1: the memory, cpu and cpuacct controllers; v2: the unified tree), at docker/<id> (cgroupfs
-driver) or system.slice/docker-<id>.scope (systemd driver). Series, named and labelled as cAdvisor's
+Containers are found as cAdvisor finds them, in the cgroup tree under /sys/fs/cgroup (cgroup v1: the memory, cpu
+and cpuacct controllers; v2: the unified tree), at docker/<id> (cgroupfs driver) or system.slice/docker-<id>.scope
+(systemd driver); the Docker API at --docker (default unix:///var/run/docker.sock; tcp://host:port through a
+socket proxy) names each with the calls cAdvisor makes (container/docker client.go, docker.go, factory.go,
+handler.go): GET /_ping (API version negotiation), /info and /version at start, /containers/<id>/json per
+container. It lists no containers through the API, as cAdvisor does not. Series, named and labelled as cAdvisor's
 metrics/prometheus.go does (id, name, image): container_memory_usage_bytes, container_memory_working_set_bytes
 (usage less inactive file pages), container_spec_memory_limit_bytes (0 without a limit),
 container_cpu_usage_seconds_total{cpu="total"}, container_spec_cpu_quota and container_spec_cpu_period (only with
@@ -26,24 +29,65 @@ CGROUP = Path("/sys/fs/cgroup")
 VERSION = "v0.49.1"
 
 
+ENDPOINT = "unix:///var/run/docker.sock"
+"""cAdvisor's --docker flag (container/docker/factory.go ArgDockerEndpoint)."""
+API_VERSION = ""
+"""The negotiated version prefix (/v1.NN), as the docker client's WithAPIVersionNegotiation."""
+
+
 class DockerSocket(http.client.HTTPConnection):
-    def __init__(self, path: str = "/var/run/docker.sock") -> None:
+    def __init__(self, path: str) -> None:
         super().__init__("localhost", timeout=10)
-        self.path = path
+        self.socket_path = path
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
+        self.sock.connect(self.socket_path)
+
+
+def connection() -> http.client.HTTPConnection:
+    if ENDPOINT.startswith("unix://"):
+        return DockerSocket(ENDPOINT.removeprefix("unix://"))
+    if ENDPOINT.startswith("tcp://"):
+        return http.client.HTTPConnection(ENDPOINT.removeprefix("tcp://"), timeout=10)
+    raise SystemExit(f"F0000 cadvisor.go] --docker: unsupported endpoint {ENDPOINT!r} (unix:// or tcp://)")
+
+
+def request(method: str, path: str) -> tuple[int, bytes, dict[str, str]]:
+    conn = connection()
+    try:
+        conn.request(method, API_VERSION + path)
+        response = conn.getresponse()
+        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
 
 
 def docker(path: str) -> object:
-    connection = DockerSocket()
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return json.loads(response.read())
-    finally:
-        connection.close()
+    status, body, _ = request("GET", path)
+    if status != 200:
+        raise OSError(f"Docker API GET {API_VERSION}{path}: {status} {body[:200]!r}")
+    return json.loads(body)
+
+
+def negotiate() -> None:
+    """The docker client's version negotiation (client/ping.go: HEAD /_ping, its API-Version header)."""
+    global API_VERSION
+    status, _, headers = request("HEAD", "/_ping")
+    if status != 200:
+        raise OSError(f"Docker API HEAD /_ping: {status}")
+    API_VERSION = f"/v{headers['api-version']}" if "api-version" in headers else ""
+
+
+def container_ids() -> list[str]:
+    """Docker containers' IDs from their cgroups (cgroupfs or systemd driver, v1 or v2)."""
+    roots = [CGROUP] if (CGROUP / "cgroup.controllers").exists() else [CGROUP / "memory"]
+    found = []
+    for root in roots:
+        found += [path.name for path in (root / "docker").glob("*") if path.is_dir() and len(path.name) == 64]
+        found += [path.name.removeprefix("docker-").removesuffix(".scope")
+                  for path in (root / "system.slice").glob("docker-*.scope")]
+    return sorted(set(found))
 
 
 def read(path: Path) -> str | None:
@@ -118,14 +162,14 @@ def exposition() -> str:
             ("container_start_time_seconds", "gauge", "Start time of the container since unix epoch in seconds."),
             ("container_last_seen", "gauge", "Last time a container was seen by the exporter"))}
     now = time.time()
-    for summary in docker("/containers/json"):
-        container_id = summary["Id"]
+    for container_id in container_ids():
         values = measure(container_id)
         if values is None:
             continue
-        labels = {"id": f"/docker/{container_id}", "image": summary.get("Image", ""),
-                  "name": summary["Names"][0].lstrip("/")}
-        state = docker(f"/containers/{container_id}/json").get("State", {})
+        inspected = docker(f"/containers/{container_id}/json")
+        labels = {"id": f"/docker/{container_id}", "image": inspected.get("Config", {}).get("Image", ""),
+                  "name": inspected.get("Name", "").lstrip("/")}
+        state = inspected.get("State", {})
         def add(name: str, value: float, extra: dict[str, str] | None = None, labels: dict = labels) -> None:
             families[name][2].append(({**labels, **(extra or {})}, value))
 
@@ -150,12 +194,18 @@ def exposition() -> str:
 
 
 def main(argv: list[str]) -> None:
+    global ENDPOINT
     port = 8080
     for arg in argv:
         name, _, value = arg.lstrip("-").partition("=")
         if name == "port":
             port = int(value)
-    docker("/version")  # as cAdvisor with --docker_only: no start without the Docker API
+        elif name == "docker":
+            ENDPOINT = value
+    # As cAdvisor with --docker_only: no start without the Docker API (factory.go Register: Info, ServerVersion).
+    negotiate()
+    docker("/info")
+    docker("/version")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

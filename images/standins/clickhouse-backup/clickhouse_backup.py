@@ -46,12 +46,14 @@ ENV = {("clickhouse", "host"): "CLICKHOUSE_HOST", ("clickhouse", "port"): "CLICK
        ("s3", "bucket"): "S3_BUCKET", ("s3", "region"): "S3_REGION", ("s3", "endpoint"): "S3_ENDPOINT",
        ("s3", "force_path_style"): "S3_FORCE_PATH_STYLE", ("s3", "path"): "S3_PATH", ("s3", "sse"): "S3_SSE",
        ("s3", "access_key"): "S3_ACCESS_KEY", ("s3", "secret_key"): "S3_SECRET_KEY",
-       ("api", "listen"): "API_LISTEN", ("api", "enable_metrics"): "API_ENABLE_METRICS"}
+       ("api", "listen"): "API_LISTEN", ("api", "enable_metrics"): "API_ENABLE_METRICS",
+       ("api", "username"): "API_USERNAME", ("api", "password"): "API_PASSWORD"}
 DEFAULTS = {("clickhouse", "host"): "localhost", ("clickhouse", "port"): "9000",
             ("clickhouse", "username"): "default", ("clickhouse", "password"): "",
             ("general", "remote_storage"): "none", ("general", "backups_to_keep_local"): "0",
             ("s3", "region"): "us-east-1", ("s3", "force_path_style"): "false", ("s3", "path"): "",
-            ("api", "listen"): "localhost:7171", ("api", "enable_metrics"): "true"}
+            ("api", "listen"): "localhost:7171", ("api", "enable_metrics"): "true",
+            ("api", "username"): "", ("api", "password"): ""}
 
 
 def load_config() -> dict[tuple[str, str], str]:
@@ -249,7 +251,37 @@ def server(argv: list[str]) -> None:
     enable_metrics = config["api", "enable_metrics"].lower() == "true"
 
     class Api(BaseHTTPRequestHandler):
+        def authorized(self) -> bool:
+            """pkg/server/server.go basicAuthMiddleware, on every route (/metrics too): the Basic credentials,
+            or the `user` and `pass` query parameters over them, must equal api.username and api.password
+            (both empty: anyone); else 401."""
+            user = password = ""
+            scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() == "basic":
+                try:
+                    user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    user = password = ""
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            user = query.get("user", [user])[0]
+            password = query.get("pass", [password])[0]
+            if (user, password) == (config["api", "username"], config["api", "password"]):
+                return True
+            log(f"{self.command} {self.path.split('?')[0]} Authorization failed")
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="Provide username and password"')
+            self.send_header("Content-Length", "17")
+            self.end_headers()
+            self.wfile.write(b"401 Unauthorized\n")
+            return False
+
+        def do_POST(self) -> None:
+            if self.authorized():
+                self.reply(404, "404 page not found\n", "text/plain")
+
         def do_GET(self) -> None:
+            if not self.authorized():
+                return
             path = self.path.split("?")[0]
             if path == "/backup/status":
                 self.reply(200, status.json_each_row(), "application/json")
