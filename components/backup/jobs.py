@@ -78,10 +78,12 @@ def render_job_script(config: BackupConfig) -> str:
 set -eu
 class="$1"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-upload() {{  # upload FILE KEY: a signed PUT, credentials from their secret file, never the command line
+upload() {{  # upload FILE KEY: a signed PUT, credentials from their secret file, never the command line.
+    # S3 refuses an upload to a bucket with a default Object Lock retention without Content-MD5 (or a checksum).
+    md5="$(openssl dgst -md5 -binary "$1" | openssl base64 -A)"
     curl --fail --silent --show-error ${{S3_CA_FILE:+--cacert "$S3_CA_FILE"}} -K "$S3_CURL_CONFIG" \\
         --aws-sigv4 "aws:amz:{config.region}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \\
-        -T "$1" "${{S3_BUCKET_URL%/}}/$2"
+        -H "Content-MD5: $md5" -T "$1" "${{S3_BUCKET_URL%/}}/$2"
 }}
 encrypt() {{  # the archive, compressed and encrypted with the stack's backup passphrase
     zstd -q -c | openssl enc -aes-256-cbc -pbkdf2 -iter 600000 -salt -pass "file:$BACKUP_CIPHER_PASS_FILE"
@@ -269,6 +271,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              # By virtual host (the bucket's name), as the store's gateway forwards it.
              "S3_ENDPOINT": route.endpoint_url, "S3_FORCE_PATH_STYLE": "false",
              "S3_PATH": PREFIXES["clickhouse"].rstrip("/"), "S3_SSE": "AES256",
+             # A checksum with every upload, which S3 requires of a bucket with a default Object Lock retention
+             # (pkg/storage/s3.go PutFile: PutObjectInput.ChecksumAlgorithm).
+             "S3_CHECKSUM_ALGORITHM": "SHA256",
              "BACKUPS_TO_KEEP_LOCAL": "-1", "BACKUPS_TO_KEEP_REMOTE": str(config.clickhouse_keep_remote()),
              "API_LISTEN": f"0.0.0.0:{CLICKHOUSE_BACKUP_API_PORT}", "API_ENABLE_METRICS": "true",
              # Its credentials: the config file it reads first, then this environment (Altinity/clickhouse-backup
