@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from platform_infra.components.spec import ComponentArgsError, ContainerSpec, FileSpec, Healthcheck, validate_spec
+from platform_infra.components.spec import (
+    ComponentArgsError,
+    ContainerSpec,
+    FileSpec,
+    Healthcheck,
+    validate_spec,
+)
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.mockrun import load_project, run_program
 from tests.helpers import files_of, is_secret
