@@ -193,6 +193,8 @@ class LiveStore:
     services: list[str] = field(default_factory=list)
     swarm_files: list[tuple[str, str]] = field(default_factory=list)
     """(kind, id) of the docker configs and secrets of the Swarm services."""
+    keys: tuple[dict[str, str], dict[str, str]] | None = None
+    """(administrative, jobs') keys of moto's IAM users, once `enforce_iam` made moto authenticate."""
 
     @property
     def endpoint(self) -> str:
@@ -218,6 +220,10 @@ class LiveStore:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"moto did not start: {moto.logs().decode()[-2000:]}")
             time.sleep(1)
+
+    def enforce_iam(self, bucket: str) -> None:
+        """moto's IAM users for the store's administrator and the backup jobs; every request authenticated."""
+        self.keys = enforce_iam(self.host_endpoint, bucket)
 
     def attach(self, network: str) -> None:
         """moto and its TLS front on `network` (the stack's egress network), the front answering to the store's
