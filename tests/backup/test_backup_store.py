@@ -23,7 +23,7 @@ from platform_infra.components.spec import ComponentArgsError
 from tests.backup.conftest import REGION, let_moto_write
 from tests.conftest import deploy, registered
 from tests.helpers import is_secret
-from tests.live.store import enforce_iam
+from tests.live.store import authenticate_after, enforce_iam
 
 CONFIG = BackupConfig(bucket="platform-backups-test", region=REGION)
 
@@ -263,11 +263,6 @@ def test_the_provider_refuses_to_administer_the_bucket_with_the_jobs_key(moto_se
     with pytest.raises(BackupStoreError, match="must not be the store's administrative key"):
         BackupStoreProvider().create({**props(moto_server), **given, "job_access_key_id": given["access_key_id"]})
     assert BackupStoreProvider().create({**props(moto_server), "job_access_key_id": "AKIAJOBSOWNKEY000001"}).id
-
-
-def authenticate_after(moto_server: str, count: bytes) -> None:
-    urllib.request.urlopen(urllib.request.Request(
-        f"{moto_server}/moto-api/reset-auth", data=count, headers={"Content-Type": "text/plain"}), timeout=10)
 
 
 def test_the_jobs_key_writes_and_reads_but_cannot_destroy_or_reconfigure(moto_server):

@@ -75,7 +75,7 @@ def moto_policy(policy: dict) -> dict:
         for statement in policy["Statement"]]}
 
 
-def enforce_iam(endpoint: str, bucket: str) -> tuple[dict[str, str], dict[str, str]]:
+def enforce_iam(endpoint: str, bucket: str, ca_file: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """The store's administrative user (s3:*) and the jobs' user (the job policy) in moto's IAM, then moto told
     to authenticate and authorize every request from now on (moto/moto_api/_internal/responses.py
     reset_auth_response). Returns their (access key id, secret) as boto3 keyword arguments."""
@@ -86,16 +86,24 @@ def enforce_iam(endpoint: str, bucket: str) -> tuple[dict[str, str], dict[str, s
     from platform_infra.components.backup.store import job_key_policy
 
     iam = boto3.client("iam", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="bootstrap",
-                       aws_secret_access_key="bootstrap")
+                       aws_secret_access_key="bootstrap", verify=ca_file)
     keys = []
     for name, policy in (("backup-admin", ADMIN_POLICY), ("backup-jobs", moto_policy(job_key_policy(bucket)))):
         iam.create_user(UserName=name)
         iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName=name)["AccessKey"]
         keys.append({"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]})
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0",
-                                                  headers={"Content-Type": "text/plain"}), timeout=10)
+    authenticate_after(endpoint, b"0", ca_file)
     return keys[0], keys[1]
+
+
+def authenticate_after(endpoint: str, count: bytes, ca_file: str | None = None) -> None:
+    """moto's server authenticates every request once `count` more went unchecked (b"inf": never again)."""
+    import ssl
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count,
+                                                  headers={"Content-Type": "text/plain"}), timeout=10,
+                           context=ssl.create_default_context(cafile=ca_file) if ca_file else None)
 
 
 def _name(common_name: str) -> x509.Name:
