@@ -20,10 +20,10 @@ import pulumi_docker as docker
 
 from platform_infra.components.spec import (
     FILES_DIR,
-    SECRET_FILE_MODE,
     ContainerSpec,
     Healthcheck,
     NetworkName,
+    secret_file_mode,
     secret_file_owner,
     validate_spec,
 )
@@ -279,7 +279,7 @@ class DockerRuntime:
                 **{"content_base64" if f.base64 else "content": pulumi.Output.secret(f.content) if f.secret
                    else f.content},
                 # Secrets for the service's user and group alone (secret_file_owner); other files for anyone.
-                permissions=f"{SECRET_FILE_MODE:04o}" if f.secret else "0444",
+                permissions=f"{secret_file_mode(f):04o}" if f.secret else "0444",
                 owner=uid if f.secret or spec.user else None,
                 group=gid if f.secret or spec.user else None,
             )

@@ -38,11 +38,11 @@ from platform_infra.components.runtime import (
     tmpfs_volume_options,
 )
 from platform_infra.components.spec import (
-    SECRET_FILE_MODE,
     ComponentArgsError,
     ContainerSpec,
     FileSpec,
     NetworkName,
+    secret_file_mode,
     secret_file_owner,
     validate_spec,
 )
@@ -287,7 +287,7 @@ class SwarmRuntime:
                     secrets=[docker.ServiceTaskSpecContainerSpecSecretArgs(
                         secret_id=secret.id, secret_name=secret.name, file_name=f.path,
                         # Readable by the service's user and group alone (secret_file_owner).
-                        file_uid=secret_owner[0], file_gid=secret_owner[1], file_mode=SECRET_FILE_MODE)
+                        file_uid=secret_owner[0], file_gid=secret_owner[1], file_mode=secret_file_mode(f))
                         for secret, f in zip(secrets, secret_files, strict=True)] or None,
                     configs=[docker.ServiceTaskSpecContainerSpecConfigArgs(
                         config_id=config.id, config_name=config.name, file_name=f.path, file_uid="0",

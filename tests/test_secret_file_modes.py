@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from platform_infra.components.backup.jobs import PGPASSFILE
 from platform_infra.components.spec import (
     ComponentArgsError,
     ContainerSpec,
@@ -27,9 +28,14 @@ def prod():
     ("api-gateway", "10001", "10001"), ("postgres-backup", "999", "999"), ("load-balancer", "101", "101"),
 ])
 def test_every_secret_file_is_0440_of_its_service_user(prod, service, owner, group):
-    secret_files = [f for f in files_of(prod.resources, service).values() if is_secret(f.get("content") or f.get("contentBase64"))]
-    assert secret_files
-    assert {(f["permissions"], f["owner"], f["group"]) for f in secret_files} == {("0440", owner, group)}
+    secret_files = {path: f for path, f in files_of(prod.resources, service).items()
+                    if is_secret(f.get("content") or f.get("contentBase64"))}
+    # libpq ignores a password file its group may read ("has group or world access"): its owner's alone.
+    owner_only = {path for path in secret_files if path == PGPASSFILE}
+    assert secret_files and owner_only == ({PGPASSFILE} if service == "postgres-backup" else set())
+    assert {(f["permissions"], f["owner"], f["group"]) for path, f in secret_files.items() if path not in owner_only} \
+        == {("0440", owner, group)}
+    assert {secret_files[path]["permissions"] for path in owner_only} <= {"0400"}
 
 
 def test_a_secret_file_without_a_user_to_read_it_is_refused():

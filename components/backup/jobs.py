@@ -246,8 +246,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              **({"S3_CA_FILE": STORE_CA} if private_ca else {})},
         files=[FileSpec(PGBACKREST_CONF, _pgbackrest_conf(config)), *_store_ca(config), FileSpec(JOB_SCRIPT, render_job_script(config)),
                FileSpec(CRONTAB, render_crontab(config)), _pgbackrest_credentials(credentials),
+               # libpq ignores a password file its group may read.
                FileSpec(PGPASSFILE, pulumi.Output.from_input(args["postgres_password"]).apply(
-                   lambda password: pgpass_line(args["postgres_user"], password)), secret=True),
+                   lambda password: pgpass_line(args["postgres_user"], password)), secret=True, owner_only=True),
                FileSpec(CIPHER_PASS_FILE, credentials["cipher_pass"], secret=True),
                *([FileSpec(CURL_S3_CONFIG, pulumi.Output.all(*store_keys.values()).apply(
                    lambda pair: curl_s3_config(*pair)), secret=True)] if store_keys else []),
