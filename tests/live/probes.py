@@ -264,7 +264,9 @@ def create_bucket(stack: DockerDeployment, store) -> None:
     BackupStoreProvider().create(props)
     _S3(props).call("delete_bucket_policy")
     stack.host_differences.add("backup store: moto's S3 (a stand-in) behind nginx TLS; its bucket without the "
-                               "TLS-only policy, which moto cannot evaluate")
+                               "TLS-only policy, which moto cannot evaluate" + (
+                                   "; moto's IAM enforced, the jobs' policy spelt as moto's operation names "
+                                   "(tests/live/store.py MOTO_OPERATIONS)" if store.keys else ""))
 
 
 def s3_objects(stack: DockerDeployment, prefix: str) -> list[str]:
