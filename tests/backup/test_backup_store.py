@@ -23,7 +23,7 @@ from platform_infra.components.spec import ComponentArgsError
 from tests.backup.conftest import REGION, let_moto_write
 from tests.conftest import deploy, registered
 from tests.helpers import is_secret
-from tests.live.store import authenticate_after, enforce_iam
+from tests.live.store import ADMIN_POLICY, authenticate_after, enforce_iam
 
 CONFIG = BackupConfig(bucket="platform-backups-test", region=REGION)
 
@@ -320,5 +320,25 @@ def test_the_jobs_key_writes_and_reads_but_cannot_destroy_or_reconfigure(moto_se
             admin.delete_object(Bucket=governed, Key=key, VersionId=version)
         admin.delete_object(Bucket=governed, Key=key, VersionId=version, BypassGovernanceRetention=True)
         assert admin.list_object_versions(Bucket=governed).get("Versions", []) == []
+    finally:
+        authenticate_after(moto_server, b"inf")
+
+
+def test_the_job_policys_deny_wins_over_a_broader_policy_on_the_same_user(moto_server):
+    """Someone attaches s3:* to the jobs' user as well: its explicit Deny still refuses what would destroy or
+    reconfigure (IAM: an explicit Deny overrides any Allow; moto evaluates it so)."""
+    admin_keys, job_keys = enforce_iam(moto_server, CONFIG.bucket, job_extra=ADMIN_POLICY)
+    try:
+        BackupStoreProvider().create({**props(moto_server), "access_key_id": admin_keys["aws_access_key_id"],
+                                      "secret_access_key": admin_keys["aws_secret_access_key"]})
+        let_moto_write(boto3.client("s3", region_name=REGION, endpoint_url=moto_server, **admin_keys), CONFIG.bucket)
+        job = boto3.client("s3", region_name=REGION, endpoint_url=moto_server, **job_keys)
+        job.put_object(Bucket=CONFIG.bucket, Key="config/x", Body=b"x")
+        for call, kwargs in (("delete_bucket_lifecycle", {}), ("delete_bucket_policy", {}),
+                             ("put_bucket_versioning", {"VersioningConfiguration": {"Status": "Suspended"}}),
+                             ("delete_bucket", {})):
+            with pytest.raises(job.exceptions.ClientError) as error:
+                getattr(job, call)(Bucket=CONFIG.bucket, **kwargs)
+            assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403, call
     finally:
         authenticate_after(moto_server, b"inf")

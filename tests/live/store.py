@@ -16,6 +16,7 @@ import io
 import tarfile
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 
 import docker
@@ -75,10 +76,12 @@ def moto_policy(policy: dict) -> dict:
         for statement in policy["Statement"]]}
 
 
-def enforce_iam(endpoint: str, bucket: str, ca_file: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+def enforce_iam(endpoint: str, bucket: str, ca_file: str | None = None,
+                job_extra: dict | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """The store's administrative user (s3:*) and the jobs' user (the job policy) in moto's IAM, then moto told
     to authenticate and authorize every request from now on (moto/moto_api/_internal/responses.py
-    reset_auth_response). Returns their (access key id, secret) as boto3 keyword arguments."""
+    reset_auth_response). `job_extra`: a second policy on the jobs' user. Returns their (access key id, secret) as
+    boto3 keyword arguments."""
     import json
 
     import boto3
@@ -89,9 +92,12 @@ def enforce_iam(endpoint: str, bucket: str, ca_file: str | None = None) -> tuple
                        aws_secret_access_key="bootstrap", verify=ca_file)
     keys = []
     for name, policy in (("backup-admin", ADMIN_POLICY), ("backup-jobs", moto_policy(job_key_policy(bucket)))):
-        iam.create_user(UserName=name)
-        iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName=name)["AccessKey"]
+        user = f"{name}-{uuid.uuid4().hex[:6]}"  # moto's IAM lives as long as its process
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName=name, PolicyDocument=json.dumps(policy))
+        if name == "backup-jobs" and job_extra:  # another policy on the same user (its explicit Deny must win)
+            iam.put_user_policy(UserName=user, PolicyName="extra", PolicyDocument=json.dumps(job_extra))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
         keys.append({"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]})
     authenticate_after(endpoint, b"0", ca_file)
     return keys[0], keys[1]
