@@ -44,6 +44,9 @@ POSTGRES_CAPS = (*STEP_DOWN_CAPS, "KILL")
 # clickhouse (101) to create the database (ClickHouse/docker-library server/24.8.*/entrypoint.sh, `kill -s TERM
 # "$pid"`); without CAP_KILL that fails, the container exits and starts again.
 CLICKHOUSE_CAPS = (*STEP_DOWN_CAPS, "KILL")
+# The groups of the users those images step down to, which own their secret files with root (0440): the Debian
+# postgres and redis images' postgres and redis (999), clickhouse-server's clickhouse (101).
+POSTGRES_GID, REDIS_GID, CLICKHOUSE_GID = "999", "999", "101"
 
 
 class DataStoreArgs(TypedDict):
@@ -138,6 +141,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
         volumes=[VolumeMount("postgres-data", "/var/lib/postgresql/data")],
         tmpfs={SOCKET_DIR: "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=64m"},
         cap_add=POSTGRES_CAPS,
+        service_group=POSTGRES_GID,
         stop_grace_seconds=60,
     ))
 
@@ -162,6 +166,7 @@ def redis_spec(args: DataStoreArgs) -> ContainerSpec:
         volumes=[VolumeMount("redis-data", "/data")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
         cap_add=STEP_DOWN_CAPS,
+        service_group=REDIS_GID,
     ))
 
 
@@ -333,6 +338,7 @@ def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
                  VolumeMount("clickhouse-logs", "/var/log/clickhouse-server")],
         ulimits={"nofile": 262144},
         read_only=False, cap_add=CLICKHOUSE_CAPS, stop_grace_seconds=60,
+        service_group=CLICKHOUSE_GID,
     ))
 
 

@@ -18,7 +18,15 @@ from typing import Protocol
 import pulumi
 import pulumi_docker as docker
 
-from platform_infra.components.spec import FILES_DIR, ContainerSpec, Healthcheck, NetworkName, validate_spec
+from platform_infra.components.spec import (
+    FILES_DIR,
+    ContainerSpec,
+    Healthcheck,
+    NetworkName,
+    secret_file_mode,
+    secret_file_owner,
+    validate_spec,
+)
 
 # Docker's default capability set minus all of it: every spec starts from nothing and adds back.
 DROP_ALL = ["ALL"]
@@ -264,17 +272,16 @@ class DockerRuntime:
         return Deployment(hostnames, containers, every_instance=spec.service)
 
     def _uploads(self, spec: ContainerSpec) -> list[docker.ContainerUploadArgs]:
-        uid, _, gid = (spec.user or "").partition(":")
+        uid, gid = secret_file_owner(spec)
         return [
             docker.ContainerUploadArgs(
                 file=f.path,
                 **{"content_base64" if f.base64 else "content": pulumi.Output.secret(f.content) if f.secret
                    else f.content},
-                # Secrets are for the service's own user; without one, the image's entrypoint steps down
-                # from root to a user of its own, which must still read them.
-                permissions="0400" if f.secret and uid else "0444",
-                owner=uid or None,
-                group=(gid or uid) or None,
+                # Secrets for the service's user and group alone (secret_file_owner); other files for anyone.
+                permissions=f"{secret_file_mode(f):04o}" if f.secret else "0444",
+                owner=uid if f.secret or spec.user else None,
+                group=gid if f.secret or spec.user else None,
             )
             for f in spec.files
         ]

@@ -65,6 +65,9 @@ class FileSpec:
     """Secret content stays a Pulumi secret, and is readable only by the container's user when it has one."""
     base64: bool = False
     """`content` is base64 of a binary file."""
+    owner_only: bool = False
+    """A secret its reader refuses when its group may read it (libpq's password file: "has group or world
+    access"): mode 0400, the owner's alone."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ class ContainerSpec:
     sysctls: Mapping[str, str] = field(default_factory=dict)
     """Namespaced kernel parameters of the container."""
     user: str | None = None
+    service_group: str | None = None
+    """Without `user`: the group id of the user the image's entrypoint steps down to from root (gosu), which
+    reads the secret files after root has (SECRET_FILE_MODE, secret_file_owner)."""
     read_only: bool = True
     cap_add: Sequence[str] = ()
     ulimits: Mapping[str, int] = field(default_factory=dict)
@@ -112,6 +118,25 @@ class ContainerSpec:
     log_max_size: str = "10m"
     log_max_files: int = 3
     stop_grace_seconds: int = 30
+
+
+SECRET_FILE_MODE = 0o440
+"""A secret file: read by its owner and its group, never by another user of the container."""
+OWNER_ONLY_FILE_MODE = 0o400
+
+
+def secret_file_mode(f: FileSpec) -> int:
+    return OWNER_ONLY_FILE_MODE if f.owner_only else SECRET_FILE_MODE
+
+
+def secret_file_owner(spec: ContainerSpec) -> tuple[str, str]:
+    """(uid, gid) owning the spec's secret files: its user's; or, for an image started as root that steps down
+    to its own user, root (which reads them first, with no capability to override file permissions) and that
+    user's group."""
+    if spec.user:
+        uid, _, gid = spec.user.partition(":")
+        return uid, gid or uid
+    return "0", spec.service_group or "0"
 
 
 _PUBLISHING_ROLES = {"lb"}
@@ -154,6 +179,11 @@ def validate_spec(spec: ContainerSpec) -> ContainerSpec:
         raise ComponentArgsError(f"{where}: healthcheck.test must start with CMD or CMD-SHELL")
     if spec.user in ("root", "0", "0:0"):
         raise ComponentArgsError(f"{where}: user must not be root")
+    if any(f.owner_only and not (f.secret and spec.user) for f in spec.files):
+        raise ComponentArgsError(f"{where}: files: an owner_only file is a secret of a container with a `user`")
+    if any(f.secret for f in spec.files) and not (spec.user or spec.service_group):
+        raise ComponentArgsError(f"{where}: secret files need a `user`, or the `service_group` of the user the image "
+                                 "steps down to, to be readable by it alone")
     if spec.read_only:
         outside = [f.path for f in spec.files if not f.path.startswith(FILES_DIR + "/")]
         if outside:

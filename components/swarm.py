@@ -42,6 +42,8 @@ from platform_infra.components.spec import (
     ContainerSpec,
     FileSpec,
     NetworkName,
+    secret_file_mode,
+    secret_file_owner,
     validate_spec,
 )
 from platform_infra.components.swarm_files import RetiredFiles
@@ -224,7 +226,7 @@ class SwarmRuntime:
             env[spec.instance_env] = f"{spec.service}-{{{{.Task.Slot}}}}"
         labels = {"platform.role": spec.role, "platform.service": spec.service,
                   **{f"platform.waiver.{rule}": waiver for rule, waiver in spec.waivers.items()}}
-        uid, _, gid = (spec.user or "").partition(":")
+        secret_owner = secret_file_owner(spec)
         secrets = [self._file_object(docker.Secret, spec, f, owner, parent) for f in secret_files]
         configs = [self._file_object(docker.ServiceConfig, spec, f, owner, parent)
                    for f in spec.files if not f.secret]
@@ -284,9 +286,8 @@ class SwarmRuntime:
                     mounts=self._mounts(spec, tmpfs) or None,
                     secrets=[docker.ServiceTaskSpecContainerSpecSecretArgs(
                         secret_id=secret.id, secret_name=secret.name, file_name=f.path,
-                        # Readable by the service's own user only; without one, the image's entrypoint steps
-                        # down from root to a user of its own, which must still read them.
-                        file_uid=uid or "0", file_gid=(gid or uid) or "0", file_mode=0o400 if uid else 0o444)
+                        # Readable by the service's user and group alone (secret_file_owner).
+                        file_uid=secret_owner[0], file_gid=secret_owner[1], file_mode=secret_file_mode(f))
                         for secret, f in zip(secrets, secret_files, strict=True)] or None,
                     configs=[docker.ServiceTaskSpecContainerSpecConfigArgs(
                         config_id=config.id, config_name=config.name, file_name=f.path, file_uid="0",

@@ -49,8 +49,11 @@ SECRET_KEYS = {
     "alertSlackWebhookUrl": "alert_slack_webhook_url",
     "tlsCertificate": "tls_certificate",
     "tlsPrivateKey": "tls_private_key",
+    # The backup jobs' key; the store's administrative key (the BackupStore provider's) is never the same.
     "backupAccessKeyId": "backup_access_key_id",
     "backupSecretAccessKey": "backup_secret_access_key",
+    "backupAdminAccessKeyId": "backup_admin_access_key_id",
+    "backupAdminSecretAccessKey": "backup_admin_secret_access_key",
     # The login for the registry host of `registry`: image pushes, digest lookups and Swarm pulls (both or none).
     "registryUsername": "registry_username",
     "registryPassword": "registry_password",

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
+from pydantic import ValidationError
 
+from platform_infra.components.backup.model import JOB_KEY_IS_ADMIN, StoreKeys
 from platform_infra.infra.settings import (
     NAMESPACE,
     SECRET_KEYS,
@@ -66,6 +68,18 @@ def check_secret_value(key: str, value: str, source: str) -> None:
                             + (" (256 bits for HS256)" if key == "jwtSecret" else ""))
 
 
+def check_store_keys(admin_key_id: str | None, job_key_id: str | None, source: str) -> None:
+    """The backup jobs' key is never the store's administrative key (components/backup/model.py StoreKeys). A
+    value the offline runner does not know (rpc.UNKNOWN) is compared by the provider at `up` instead."""
+    if rpc.UNKNOWN in (admin_key_id, job_key_id):
+        return
+    try:
+        StoreKeys(admin_access_key_id=admin_key_id, job_access_key_id=job_key_id)
+    except ValidationError:
+        raise SettingsError(f"{source}: {NAMESPACE}:backupAccessKeyId: {JOB_KEY_IS_ADMIN} "
+                            f"({NAMESPACE}:backupAdminAccessKeyId)") from None
+
+
 def load_stack_inputs() -> StackInputs:
     """Validate the whole stack config before the program registers anything; SettingsError otherwise."""
     source = f"Pulumi.{pulumi.get_stack()}.yaml"
@@ -91,6 +105,7 @@ def load_stack_inputs() -> StackInputs:
     if len(login) == 1:
         raise SettingsError(f"{source}: {NAMESPACE}:registryUsername and {NAMESPACE}:registryPassword: set both "
                             f"(the login for {settings.registry_host}) or neither")
+    check_store_keys(config.get("backupAdminAccessKeyId"), config.get("backupAccessKeyId"), source)
     if settings.tls.mode == "provided" and not {"tls_certificate", "tls_private_key"} <= set(secrets):
         raise SettingsError(f"{source}: {NAMESPACE}:{SETTINGS_KEY}.tls.mode: provided needs the config secrets "
                             f"{NAMESPACE}:tlsCertificate and {NAMESPACE}:tlsPrivateKey")

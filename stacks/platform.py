@@ -109,12 +109,18 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     # Backups (settings.backups): the store, WAL archiving from PostgreSQL, and the scheduled jobs below.
     backups = settings.backups
     if backups:
+        # The jobs' key (write and read, no version deletes: docs/BACKUPS.md) and the store's administrative key
+        # (the provider's), never the same (infra/stackconfig.py refuses it).
         store_keys = {key: inputs.secrets[f"backup_{key}"] for key in ("access_key_id", "secret_access_key")
                       if f"backup_{key}" in inputs.secrets}
+        admin_keys = {key: inputs.secrets[f"backup_admin_{key}"] for key in ("access_key_id", "secret_access_key")
+                      if f"backup_admin_{key}" in inputs.secrets}
         if len(store_keys) < 2:
             pulumi.log.warn("backups: platform:backupAccessKeyId and platform:backupSecretAccessKey are not set; "
                             "the backup jobs cannot reach the store until they are")
-        store = BackupStore("backups", {"config": backups, **store_keys})
+        store = BackupStore("backups", {"config": backups, **admin_keys,
+                                        **({"job_access_key_id": store_keys["access_key_id"]}
+                                           if "access_key_id" in store_keys else {})})
         # PostgreSQL and the jobs sit on the internal data network: the bucket's name leads them to this gateway.
         StoreGateway("backup-gateway", {"runtime": runtime, "networks": networks, "config": backups,
                                         "image": images.nginx})

@@ -185,7 +185,7 @@ def test_data_stores_are_hardened_private_and_authenticated():
     jaas = files_of(run.resources, "kafka")["/etc/platform/secrets/kafka_server_jaas.conf"]
     assert is_secret(jaas["content"]) and reveal(jaas["content"]).startswith(
         "KafkaServer {\n  org.apache.kafka.common.security.plain.PlainLoginModule required")
-    assert (jaas["permissions"], jaas["owner"]) == ("0400", "1000")
+    assert (jaas["permissions"], jaas["owner"]) == ("0440", "1000")
     assert secret_env_keys(found["clickhouse"]) == set()
     assert env_of(found["clickhouse"])["CLICKHOUSE_PASSWORD_FILE"] == "/etc/platform/secrets/clickhouse_password"
     assert env_of(found["clickhouse"])["CLICKHOUSE_SKIP_USER_SETUP"] == "0"
@@ -248,7 +248,7 @@ def test_app_service_container_settings():
     assert set(credentials) == {"/etc/platform/secrets/spring.datasource.password",
                                 "/etc/platform/secrets/spring.kafka.properties.sasl.jaas.config",
                                 "/etc/platform/secrets/jwt.secret"}
-    assert all(is_secret(f["content"]) and f["permissions"] == "0400" and f["owner"] == "10001"
+    assert all(is_secret(f["content"]) and f["permissions"] == "0440" and f["owner"] == "10001"
                for f in credentials.values())
     assert reveal(credentials["/etc/platform/secrets/jwt.secret"]["content"]) == "j" * 64
     assert inputs["healthcheck"]["tests"][-1].endswith("/actuator/health")

@@ -104,3 +104,23 @@ def test_the_api_answers_its_account_only(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_an_upload_to_a_locked_bucket_carries_the_checksum_s3_requires(moto_server, monkeypatch):  # noqa: F811
+    for key, value in {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t/key+x",
+                       "AWS_REGION": "eu-central-1"}.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=moto_server)
+    s3.create_bucket(Bucket="locked-backups", ObjectLockEnabledForBucket=True,
+                     CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_object_lock_configuration(Bucket="locked-backups", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+    settings = {**config(moto_server, path_style=True), ("s3", "bucket"): "locked-backups"}
+    try:
+        standin.s3_put(settings, "clickhouse/full-1/metadata.json", b"{}")
+        raise AssertionError("moto took an upload without a checksum into a locked bucket")
+    except RuntimeError as exc:
+        assert "400" in str(exc)
+    standin.s3_put({**settings, ("s3", "check_sum_algorithm"): "SHA256"}, "clickhouse/full-1/metadata.json", b"{}")
+    stored = s3.get_object(Bucket="locked-backups", Key="clickhouse/full-1/metadata.json")
+    assert stored["Body"].read() == b"{}"

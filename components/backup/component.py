@@ -8,19 +8,22 @@ import pulumi
 import pulumi_random as random
 
 from platform_infra.components.backup.model import BackupConfig
-from platform_infra.components.backup.store import CREDENTIAL_KEYS, BackupBucket
+from platform_infra.components.backup.store import CREDENTIAL_KEYS, JOB_KEY, BackupBucket
 from platform_infra.components.spec import ComponentArgsError
 
 
 class BackupStoreArgs(TypedDict):
     config: BackupConfig
     access_key_id: NotRequired[pulumi.Input[str]]
-    """With secret_access_key: stack secrets; omitted, the standard AWS environment of the deploying machine."""
+    """The store's administrative key, with secret_access_key: stack secrets; omitted, the standard AWS
+    environment of the deploying machine. Never the jobs' key."""
     secret_access_key: NotRequired[pulumi.Input[str]]
+    job_access_key_id: NotRequired[pulumi.Input[str]]
+    """The jobs' key id: the provider refuses to administer the bucket with it."""
 
 
 class BackupStore(pulumi.ComponentResource):
-    """A versioned, encrypted, private, TLS-only bucket with a lifecycle rule per backup class."""
+    """A versioned, encrypted, private, TLS-only, object-locked bucket with a lifecycle rule per backup class."""
 
     bucket: pulumi.Output[str]
     cipher_pass: pulumi.Output[str]
@@ -37,12 +40,14 @@ class BackupStore(pulumi.ComponentResource):
         super().__init__("platform:index:BackupStore", name, {}, opts)
         props = {
             "bucket": config.bucket, "region": config.region, "endpoint": config.endpoint,
-            "expiry_days": config.expiry_days(), "noncurrent_days": config.noncurrent_version_days,
+            "expiry_days": config.expiry_days(), "noncurrent_days": config.noncurrent_days(),
             "abort_multipart_days": config.abort_multipart_days,
-            **{key: pulumi.Output.secret(args[key]) for key in given},
+            "lock": {"mode": config.object_lock.mode, "days": config.lock_days()} if config.object_lock
+            else None,
+            **{key: pulumi.Output.secret(args[key]) for key in (*given, JOB_KEY) if args.get(key) is not None},
         }
         resource = BackupBucket(name, props, pulumi.ResourceOptions(
-            parent=self, additional_secret_outputs=list(CREDENTIAL_KEYS)))
+            parent=self, additional_secret_outputs=[*CREDENTIAL_KEYS, JOB_KEY]))
         self.bucket = resource.bucket
         self.cipher_pass = pulumi.Output.secret(random.RandomPassword(
             f"{name}-cipher-pass", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)).result)

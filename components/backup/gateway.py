@@ -2,8 +2,16 @@
 
 PostgreSQL (WAL archiving) and the backup jobs live on the data network, which has no route off the host.
 This nginx joins data and egress and forwards TCP, unopened, to the store's endpoint, but only connections
-whose TLS server name (SNI) is the bucket's virtual-hosted name; any other name, or none, is closed before
-a byte reaches the outside. It holds no key and no credential: the clients verify the store's own
+whose TLS server name (SNI) is the bucket's virtual-hosted name, from a client offering TLS 1.2 or newer; any
+other name, or none, is closed before a byte reaches the outside.
+
+What the gateway cannot see, without terminating TLS, is the HTTP request inside: a client that names the
+stack's bucket in its SNI could still send `Host: another-bucket...` to the same endpoint, with a key of its own
+(S3 serves the bucket of the Host header). Terminating TLS here would need a certificate for the store's names
+that every client trusts: a private CA whose key, on this host, would let whoever holds it impersonate the store
+to PostgreSQL and the jobs, and a gateway that sees every credential and backup in clear. The stack does not;
+the control of the bucket belongs to the store, where it costs no such key: on AWS an S3 gateway VPC endpoint
+whose policy names the stack's bucket alone (docs/SECURITY.md "Backups"). It holds no key and no credential: the clients verify the store's own
 certificate end to end and sign their requests themselves. On the data network the gateway answers to the
 bucket's name, so the clients need no proxy setting: pgBackRest (repo1-s3-uri-style=host), clickhouse-backup
 (S3_FORCE_PATH_STYLE=false) and the jobs' curl all address the bucket as `<bucket>.<endpoint host>`.
@@ -36,6 +44,8 @@ from platform_infra.components.spec import (
 )
 
 SERVICE = "s3-gateway"
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+"""The newest protocol a client offers must be one of these ($ssl_preread_protocol, nginx >= 1.15.2)."""
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
 # Unprivileged ports start at this port in the gateway's own network namespace only, so nginx can listen on
 # the store's port (443) as its own user with no capability (a namespaced sysctl: Docker run reference,
@@ -61,6 +71,7 @@ def render_gateway_conf(route: StoreRoute, *, resolver: str = DOCKER_DNS, listen
     `listen` defaults to the store's port on every address; `modules` are `load_module` paths, for an nginx
     that builds the stream modules as dynamic ones (Debian's)."""
     allowed = "$s3_upstream"
+    keys = [f"{protocol}:{route.server_name}" for protocol in TLS_PROTOCOLS]
     payload = [
         *[directive("load_module", module) for module in modules],
         directive("worker_processes", 1),
@@ -73,10 +84,11 @@ def render_gateway_conf(route: StoreRoute, *, resolver: str = DOCKER_DNS, listen
             directive("access_log", "/dev/stdout", "s3"),
             directive("resolver", resolver, "valid=30s", "ipv6=off"),
             directive("resolver_timeout", "5s"),
-            directive("map_hash_bucket_size", map_hash_bucket_size(route.server_name)),
-            # Any other server name, or none, maps to nothing: nginx closes the connection unforwarded.
-            directive("map", "$ssl_preread_server_name", allowed, block=[
-                directive(route.server_name, f"{route.upstream_host}:{route.port}"),
+            directive("map_hash_bucket_size", map_hash_bucket_size(*keys)),
+            # Any other server name, or none, or a client that offers nothing newer than TLS 1.1, maps to
+            # nothing: nginx closes the connection unforwarded.
+            directive("map", "$ssl_preread_protocol:$ssl_preread_server_name", allowed, block=[
+                *[directive(key, f"{route.upstream_host}:{route.port}") for key in keys],
                 directive("default", ""),
             ]),
             directive("server", block=[

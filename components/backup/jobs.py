@@ -88,10 +88,12 @@ def render_job_script(config: BackupConfig) -> str:
 set -eu
 class="$1"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-upload() {{  # upload FILE KEY: a signed PUT, credentials from their secret file, never the command line
+upload() {{  # upload FILE KEY: a signed PUT, credentials from their secret file, never the command line.
+    # S3 refuses an upload to a bucket with a default Object Lock retention without Content-MD5 (or a checksum).
+    md5="$(openssl dgst -md5 -binary "$1" | openssl base64 -A)"
     curl --fail --silent --show-error ${{S3_CA_FILE:+--cacert "$S3_CA_FILE"}} -K "$S3_CURL_CONFIG" \\
         --aws-sigv4 "aws:amz:{config.region}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \\
-        -T "$1" "${{S3_BUCKET_URL%/}}/$2"
+        -H "Content-MD5: $md5" -T "$1" "${{S3_BUCKET_URL%/}}/$2"
 }}
 encrypt() {{  # the archive, compressed and encrypted with the stack's backup passphrase
     zstd -q -c | openssl enc -aes-256-cbc -pbkdf2 -iter 600000 -salt -pass "file:$BACKUP_CIPHER_PASS_FILE"
@@ -264,8 +266,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              **({"S3_CA_FILE": STORE_CA} if private_ca else {})},
         files=[FileSpec(PGBACKREST_CONF, _pgbackrest_conf(config)), *_store_ca(config), FileSpec(JOB_SCRIPT, render_job_script(config)),
                FileSpec(CRONTAB, render_crontab(config)), _pgbackrest_credentials(credentials),
+               # libpq ignores a password file its group may read.
                FileSpec(PGPASSFILE, pulumi.Output.from_input(args["postgres_password"]).apply(
-                   lambda password: pgpass_line(args["postgres_user"], password)), secret=True),
+                   lambda password: pgpass_line(args["postgres_user"], password)), secret=True, owner_only=True),
                FileSpec(CIPHER_PASS_FILE, credentials["cipher_pass"], secret=True),
                *([FileSpec(CURL_S3_CONFIG, pulumi.Output.all(*store_keys.values()).apply(
                    lambda pair: curl_s3_config(*pair)), secret=True)] if store_keys else []),
@@ -289,6 +292,9 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              # By virtual host (the bucket's name), as the store's gateway forwards it.
              "S3_ENDPOINT": route.endpoint_url, "S3_FORCE_PATH_STYLE": "false",
              "S3_PATH": PREFIXES["clickhouse"].rstrip("/"), "S3_SSE": "AES256",
+             # A checksum with every upload, which S3 requires of a bucket with a default Object Lock retention
+             # (pkg/storage/s3.go PutFile: PutObjectInput.ChecksumAlgorithm).
+             "S3_CHECKSUM_ALGORITHM": "SHA256",
              "BACKUPS_TO_KEEP_LOCAL": "-1", "BACKUPS_TO_KEEP_REMOTE": str(config.clickhouse_keep_remote()),
              "API_LISTEN": f"{api_host(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}",
              "API_ENABLE_METRICS": "true",

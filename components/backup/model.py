@@ -59,6 +59,16 @@ class Schedule(Model):
     """`infra backup verify` calls the class stale past this age (schedule plus the time a run takes)."""
 
 
+class ObjectLock(Model):
+    """S3 Object Lock's default retention: every object version the jobs write cannot be deleted, by anyone
+    (COMPLIANCE, the default: not the administrative key, not the account's root) or by any key without
+    s3:BypassGovernanceRetention (GOVERNANCE: the administrative key only), until it is `days` old."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = "COMPLIANCE"
+    days: int | None = Field(default=None, ge=1, le=36500)
+    """Omitted: the shortest expiry of the backup classes (BackupConfig.lock_days)."""
+
+
 class BackupConfig(Model):
     bucket: Annotated[str, AfterValidator(_bucket)]
     endpoint: str | None = Field(default=None, pattern=r"^https://[^/\s]+/?$")
@@ -82,6 +92,8 @@ class BackupConfig(Model):
     noncurrent_version_days: int = Field(default=7, ge=1, le=365)
     """Overwritten or deleted objects stay recoverable this long (versioning)."""
     abort_multipart_days: int = Field(default=2, ge=1, le=30)
+    object_lock: ObjectLock | None = ObjectLock()
+    """None only for a store without S3 Object Lock (then nothing protects a version from the administrative key)."""
 
     @model_validator(mode="after")
     def _endpoint_ca(self) -> BackupConfig:
@@ -113,6 +125,18 @@ class BackupConfig(Model):
             expiry[prefix] = max(expiry.get(prefix, 0), self.tool_retention_days(prefix) + interval + 1)
         return expiry
 
+    def lock_days(self) -> int | None:
+        """The lock's default retention: at least the newest backups of every class outlive an intruder, and
+        the PostgreSQL class (the shortest, pgBackRest's point-in-time window) is locked for all its expiry."""
+        if self.object_lock is None:
+            return None
+        return self.object_lock.days or min(self.expiry_days().values())
+
+    def noncurrent_days(self) -> int:
+        """When the lifecycle removes a version that is no longer current: never before the lock has ended (a
+        version is noncurrent no earlier than it was written), so the lifecycle never meets a locked version."""
+        return max(self.noncurrent_version_days, self.lock_days() or 0)
+
     def alert_max_ages(self) -> dict[str, str]:
         """The monitoring thresholds (AlertThresholds) of the backup-stale alerts: the same limits as verify's."""
         return {"postgres_incremental_backup_max_age": self.incr.max_age,
@@ -120,8 +144,11 @@ class BackupConfig(Model):
                 "clickhouse_backup_max_age": self.clickhouse.max_age}
 
     def clickhouse_keep_remote(self) -> int:
-        """clickhouse-backup's BACKUPS_TO_KEEP_REMOTE covering the retention at the ClickHouse schedule."""
-        return max(1, math.ceil(self.clickhouse_retention_days * 86400 / duration_seconds(self.clickhouse.max_age)))
+        """clickhouse-backup's BACKUPS_TO_KEEP_REMOTE: 0, it deletes nothing. On a versioned bucket its remote
+        retention deletes every version of a backup's objects (Altinity/clickhouse-backup v2.6.9
+        pkg/storage/s3.go deleteKey), which the jobs' key may not do (store.JOB_DENIED); the lifecycle expires
+        the `clickhouse/` prefix instead (every backup is a full one, so none depends on an older one)."""
+        return 0
 
 
 @dataclass(frozen=True)
@@ -157,3 +184,22 @@ def store_route(config: BackupConfig) -> StoreRoute:
     else:
         host, port = f"s3.{config.region}.amazonaws.com", 443
     return StoreRoute(f"{config.bucket}.{host}", port, host)
+
+
+JOB_KEY_IS_ADMIN = ("the backup jobs' key must not be the store's administrative key: give the jobs a key of their "
+                    "own, allowed only the job policy (docs/BACKUPS.md, `infra backup job-policy`)")
+
+
+class StoreKeys(Model):
+    """The store's two key ids as the stack is given them: the administrative key the BackupStore provider uses
+    (platform:backupAdminAccessKeyId, or the deploying machine's AWS environment) and the jobs' own
+    (platform:backupAccessKeyId), which may write and read but neither delete a version nor change the bucket."""
+
+    admin_access_key_id: str | None = None
+    job_access_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _apart(self) -> StoreKeys:
+        if self.job_access_key_id is not None and self.job_access_key_id == self.admin_access_key_id:
+            raise ValueError(JOB_KEY_IS_ADMIN)
+        return self

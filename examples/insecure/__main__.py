@@ -59,6 +59,8 @@ docker.Container(
     name="clickhouse",
     image="clickhouse/clickhouse-server:latest",
     envs=["CLICKHOUSE_SKIP_USER_SETUP=1"],  # DS-CH-001
+    uploads=[{"file": "/etc/clickhouse-server/secrets/backup_password", "content": "Xq7vN2kP9wLz4TbR8mYc",
+              "permissions": "0644"}],  # SEC-006: readable by every user of the container
     networks_advanced=[{"name": network.name}],
     opts=opts,
 )

@@ -508,6 +508,15 @@ def write_drill_record(args: argparse.Namespace, config: BackupConfig, report: d
         raise ProgramInputError(f"evidence not written: {error}") from None
 
 
+def cmd_job_policy(args: argparse.Namespace) -> int:
+    """The IAM policy of the backup jobs' user for the stack's bucket (components/backup/store.py job_key_policy)."""
+    from platform_infra.components.backup.store import job_key_policy
+
+    config = stack_backup_config(Path(args.project), args.stack)
+    print(json.dumps(job_key_policy(config.bucket), indent=2))
+    return 0
+
+
 def add_backup_commands(commands, add_program_arguments) -> None:
     backup = commands.add_parser("backup", help="check, take or restore the stack's backups")
     actions = backup.add_subparsers(dest="backup_command", required=True)
@@ -524,3 +533,7 @@ def add_backup_commands(commands, add_program_arguments) -> None:
     add_program_arguments(drill_)
     drill_.add_argument("--format", choices=["text", "json"], default="text")
     drill_.set_defaults(handler=cmd_drill)
+    policy = actions.add_parser("job-policy", help="print the IAM policy of the backup jobs' key: write and read, "
+                                "no version deletes, no change to the bucket's lock, policy or lifecycle")
+    add_program_arguments(policy)
+    policy.set_defaults(handler=cmd_job_policy)

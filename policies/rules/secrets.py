@@ -24,6 +24,7 @@ from platform_infra.policies.props import (
     Workload,
     decode_base64,
     get,
+    items,
     number,
     sensitive_env,
     truthy,
@@ -134,6 +135,66 @@ def no_credentials_on_command_line(w: Workload, report, options) -> None:
     for where, args in (("command", w.command), ("healthcheck", w.healthcheck_tests)):
         for what in dict.fromkeys(command_line_credentials(args)):
             report(f"{where} passes {what} as a literal value")
+
+
+# What a rule can tell of an uploaded file's secrecy (a Pulumi secret is invisible to a policy: pulumi-policy#241):
+# it sits in a `secrets/` directory, its name says credential or key, or its text holds a private key or a Redis
+# password directive.
+REDIS_PASSWORD_DIRECTIVE = re.compile(r"^\s*(?:requirepass|masterauth)\s+\S|^\s*user\s.*\s>\S", re.MULTILINE)
+DOCKER_UPLOAD_DEFAULT_MODE = 0o644
+"""An upload without `permissions` (kreuzwerker/terraform-provider-docker resource_docker_container_funcs.go)."""
+DOCKER_SECRET_DEFAULT_MODE = 0o444
+"""A Swarm secret without `fileMode`: 0444, the Docker CLI's and the provider's default."""
+
+
+def is_secret_file(path: str, content: str) -> bool:
+    directory, _, name = path.rpartition("/")
+    return ("/secrets" in f"/{directory}/" or bool(SENSITIVE_NAME.search(name)) or name.endswith(".key")
+            or bool(PRIVATE_KEY_TEXT.search(content)) or bool(REDIS_PASSWORD_DIRECTIVE.search(content)))
+
+
+def _mode(value, default: int) -> int | None:
+    """A file mode as the provider takes it: an octal string (uploads) or a number (Swarm file targets)."""
+    if value is None or value == "":
+        return default
+    try:
+        return int(value, 8) if isinstance(value, str) else int(value)
+    except ValueError:
+        return None
+
+
+@resource_rule(
+    "SEC-006",
+    "secret-file-mode",
+    "Secret files readable by their service's user alone",
+    reads_files=True,
+    types=WORKLOADS,
+    severity="high",
+    prod=MANDATORY,
+    label_waivable=False,
+    checklist=["security.database-passwords"],
+    sources=["CIS Docker 4.10", "CWE-732 (incorrect permission assignment for critical resource)"],
+    remediation="Give the container's secret files mode 0440, owned by its service user and group (a spec's "
+    "`user`, or `service_group` for an image that steps down from root).",
+)
+def secret_file_mode(w: Workload, report, options) -> None:
+    """A secret file (a Swarm secret, or an upload that holds a credential or key) grants nothing to other users:
+    any process of the container under another uid (a compromised helper, an exec'd shell) cannot read it."""
+    if w.is_service:
+        for secret in items(get(w.spec, "secrets")):
+            mode = _mode(get(secret, "fileMode"), DOCKER_SECRET_DEFAULT_MODE)
+            if mode is None or mode & 0o007:
+                report(f"secret {get(secret, 'fileName', default='?')} has mode "
+                       f"{'?' if mode is None else f'{mode:04o}'}, readable by every user of the container")
+        return
+    for upload in items(get(w.props, "uploads")):
+        path = str(get(upload, "file", default=""))
+        if not is_secret_file(path, w.uploads.get(path, "")):
+            continue
+        mode = _mode(get(upload, "permissions"), DOCKER_UPLOAD_DEFAULT_MODE)
+        if mode is None or mode & 0o007:
+            report(f"upload {path} has mode {'?' if mode is None else f'{mode:04o}'}, readable by every user of "
+                   "the container")
 
 
 HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}

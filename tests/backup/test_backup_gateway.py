@@ -169,6 +169,25 @@ def test_other_names_and_no_name_are_closed_unforwarded(gateway, store_client):
     assert [f"other-bucket.{STORE_DOMAIN}", "500"] in [session[1:3] for session in sessions]
 
 
+def _handshake(gateway, newest: ssl.TLSVersion) -> None:
+    """A TLS handshake through the gateway under the bucket's name, from a client offering nothing newer."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(gateway.store.ca_file)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # lets OpenSSL 3 offer TLS 1.1 at all
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = newest
+    with socket.create_connection((LOOPBACK, gateway.port), timeout=5) as raw:
+        context.wrap_socket(raw, server_hostname=gateway.route.server_name).close()
+
+
+def test_a_client_offering_nothing_newer_than_tls_1_1_is_closed_unforwarded(gateway, store_client):
+    _handshake(gateway, ssl.TLSVersion.TLSv1_2)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _handshake(gateway, ssl.TLSVersion.TLSv1_1)
+    refused = [line.split()[1:3] for line in gateway.log.read_text().splitlines() if not line.startswith("20")]
+    assert [gateway.route.server_name, "500"] in refused
+
+
 def test_the_gateway_spec_joins_data_and_egress_and_answers_to_the_buckets_name():
     spec, _ = store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"data": None, "egress": None},
                                      "config": BackupConfig(bucket=BUCKET, region="eu-central-1"),

@@ -41,6 +41,7 @@ from platform_infra.infra.daytwo.backup import table_checksums
 from platform_infra.infra.mockrun import load_project
 from tests.backup.conftest import REGION, TlsS3, free_port, let_moto_write
 from tests.conftest import require_tool
+from tests.live.store import authenticate_after, enforce_iam
 
 
 @pytest.fixture
@@ -175,9 +176,11 @@ def chain(tls_s3: TlsS3) -> Iterator[Chain]:
     with pytest.MonkeyPatch.context() as patch:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_CA_BUNDLE"):
             patch.setenv(key, env[key])
+        # Locked as the stack locks it: every upload below must satisfy S3's Object Lock (Content-MD5).
         BackupStoreProvider().create({
             "bucket": BUCKET, "region": REGION, "endpoint": tls_s3.endpoint, "expiry_days": config.expiry_days(),
-            "noncurrent_days": 7, "abort_multipart_days": 2})
+            "noncurrent_days": config.noncurrent_days(), "abort_multipart_days": 2,
+            "lock": {"mode": config.object_lock.mode, "days": config.lock_days()}})
         let_moto_write(boto3.session.Session().client("s3", endpoint_url=tls_s3.endpoint), BUCKET)
 
     # The server's archive_command reads this file, rendered by the function the stack's job uses.
@@ -376,9 +379,9 @@ def test_verify_passes_when_every_class_is_fresh_and_names_the_stale_one(chain, 
         assert stale.returncode == 1
         assert "backup class clickhouse is stale" in stale.stderr and "incr" not in stale.stderr
     finally:
+        # Delete markers: the bucket's lock keeps every version, as it keeps the jobs' own.
         for key in keys:
-            for version in client.list_object_versions(Bucket=BUCKET, Prefix=key).get("Versions", []):
-                client.delete_object(Bucket=BUCKET, Key=key, VersionId=version["VersionId"])
+            client.delete_object(Bucket=BUCKET, Key=key)
 
 
 @pytest.mark.parametrize("command", ["verify", "drill"])
@@ -499,9 +502,10 @@ def test_the_configuration_archive_is_encrypted_and_restorable(chain, tls_s3, jo
     assert {"./settings.json", "./server.key"} <= set(listing.decode().split())
     [log_archive] = client.list_objects_v2(Bucket=BUCKET, Prefix="logs/")["Contents"]
     assert log_archive["Key"].startswith(f"logs/{time.strftime('%Y-%m', time.gmtime())}-")
+    # Delete markers: the bucket's lock keeps every version.
     for prefix in ("config/", "logs/"):
-        for version in client.list_object_versions(Bucket=BUCKET, Prefix=prefix).get("Versions", []):
-            client.delete_object(Bucket=BUCKET, Key=version["Key"], VersionId=version["VersionId"])
+        for item in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=item["Key"])
 
 
 def _series_from_job(job_runs, backup_class: str) -> tuple[str, float]:
@@ -715,3 +719,39 @@ def scrape_archiver(port: int, scraper: subprocess.Popen, parse) -> dict[str, tu
 def archiver_total(samples, counter: str, *, labels: bool = False):
     label_set, value = samples[f"pg_stat_archiver_{counter}_count"]
     return (label_set, int(value)) if labels else int(value)
+
+
+# --- last: moto authenticates every request from here on ------------------------------------------------------
+
+
+def test_pgbackrest_expires_with_the_jobs_key_and_the_expired_versions_stay_locked(chain, tls_s3, job_runs):
+    """pgBackRest's expire, with the jobs' key (moto's IAM enforcing the job policy) on the COMPLIANCE-locked
+    bucket: it succeeds (delete markers), backup.info forgets the expired backups, and their versions stay,
+    which neither the jobs' key nor the administrative one can delete before the lock ends."""
+    admin_keys, job_keys = enforce_iam(tls_s3.endpoint, BUCKET, tls_s3.ca_file)
+    try:
+        env = {name: value for name, value in chain.env.items() if not name.startswith("AWS_")}
+        env |= {"PGBACKREST_REPO1_S3_KEY": job_keys["aws_access_key_id"],
+                "PGBACKREST_REPO1_S3_KEY_SECRET": job_keys["aws_secret_access_key"]}
+        pgbackrest = ["runuser", "-u", OS_USER, "--", "pgbackrest", f"--config={chain.conf}", f"--stanza={STANZA}"]
+        # The job runs took a second full: keeping one full expires the first and what depends on it.
+        expired = run(*pgbackrest, "--repo1-retention-full-type=count", "--repo1-retention-full=1", "expire", env=env)
+        assert expired.returncode == 0, expired.stdout + expired.stderr
+        info = json.loads(run(*pgbackrest, "--output=json", "info", env=env).stdout)
+        labels = [backup["label"] for backup in info[0]["backup"]]
+        assert chain.full_label not in labels and labels and all(label > chain.full_label for label in labels)
+
+        admin = boto3.client("s3", region_name=REGION, endpoint_url=tls_s3.endpoint, verify=tls_s3.ca_file,
+                             **admin_keys)
+        key = f"postgres/backup/{STANZA}/{chain.full_label}/backup.manifest"
+        listing = admin.list_object_versions(Bucket=BUCKET, Prefix=key)
+        assert [m["IsLatest"] for m in listing["DeleteMarkers"] if m["Key"] == key] == [True]
+        [version] = [v for v in listing["Versions"] if v["Key"] == key]
+        job = boto3.client("s3", region_name=REGION, endpoint_url=tls_s3.endpoint, verify=tls_s3.ca_file, **job_keys)
+        for client in (job, admin):
+            with pytest.raises(client.exceptions.ClientError):
+                client.delete_object(Bucket=BUCKET, Key=key, VersionId=version["VersionId"],
+                                     BypassGovernanceRetention=True)
+        assert admin.get_object(Bucket=BUCKET, Key=key, VersionId=version["VersionId"])["Body"].read()
+    finally:
+        authenticate_after(tls_s3.endpoint, b"inf", tls_s3.ca_file)

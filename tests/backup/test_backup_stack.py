@@ -30,7 +30,8 @@ from platform_infra.components.backup.pgbackrest import Cluster, render_pgbackre
 from platform_infra.components.postgres import ROLES_APPLIED
 from platform_infra.infra.cli import REPO_ROOT, main
 from platform_infra.infra.mockrun import load_project, run_program
-from platform_infra.infra.settings import parse_settings
+from platform_infra.infra.settings import SettingsError, parse_settings
+from platform_infra.infra.stackconfig import check_store_keys
 from tests.helpers import env_of, files_of, is_secret, reveal, running_containers
 
 IMAGE = "docker:index/image:Image"
@@ -49,6 +50,26 @@ def test_the_prod_stack_declares_the_store_with_its_lifecycle(prod):
     assert bucket.inputs["bucket"] == settings.backups.bucket == "orchestration-prod-backups"
     assert bucket.inputs["expiry_days"] == settings.backups.expiry_days()
     assert set(bucket.inputs["expiry_days"]) == {"postgres/", "clickhouse/", "logs/", "config/"}
+    # Locked in COMPLIANCE mode for the shortest class's expiry; no noncurrent version removed before.
+    assert bucket.inputs["lock"] == {"mode": "COMPLIANCE", "days": min(settings.backups.expiry_days().values())}
+    assert bucket.inputs["noncurrent_days"] >= bucket.inputs["lock"]["days"]
+
+
+@pytest.mark.parametrize(("admin", "job", "refused"), [
+    ("AKIASAMEKEYFORBOTH01", "AKIASAMEKEYFORBOTH01", True),
+    ("AKIAADMINISTRATOR001", "AKIABACKUPJOBS000001", False),
+    (None, "AKIABACKUPJOBS000001", False),
+])
+def test_the_jobs_key_is_never_the_administrative_key(admin, job, refused):
+    if refused:
+        with pytest.raises(SettingsError) as error:
+            check_store_keys(admin, job, "Pulumi.prod.yaml")
+        assert str(error.value) == ("Pulumi.prod.yaml: platform:backupAccessKeyId: the backup jobs' key must not be "
+                                    "the store's administrative key: give the jobs a key of their own, allowed only "
+                                    "the job policy (docs/BACKUPS.md, `infra backup job-policy`) "
+                                    "(platform:backupAdminAccessKeyId)")
+    else:
+        check_store_keys(admin, job, "Pulumi.prod.yaml")
 
 
 def test_postgres_archives_its_wal_with_the_rendered_configuration(prod):
@@ -89,7 +110,7 @@ def test_the_jobs_run_on_the_checklist_schedule(prod):
     assert clickhouse["command"] == ["server", "--watch", "--watch-interval=168h", "--full-interval=168h"]
     env = env_of(clickhouse)
     assert env["S3_BUCKET"] == "orchestration-prod-backups" and env["S3_PATH"] == "clickhouse"
-    assert env["API_ENABLE_METRICS"] == "true" and env["BACKUPS_TO_KEEP_REMOTE"] == "4"
+    assert env["API_ENABLE_METRICS"] == "true" and env["BACKUPS_TO_KEEP_REMOTE"] == "0"
     assert env["CLICKHOUSE_BACKUP_CONFIG"] == CLICKHOUSE_BACKUP_CONFIG
 
 

@@ -52,7 +52,7 @@ def test_only_the_load_balancer_publishes_and_only_80_and_443(deployed):
     assert lb["user"] == "101:101" and lb["readOnly"] is True and lb["capabilities"]["drops"] == ["ALL"]
     assert "adds" not in lb["capabilities"]
     assert lb["command"] == ["nginx", "-c", CONF_PATH, "-g", "daemon off;"]
-    assert is_secret(files[KEY_PATH]["content"]) and files[KEY_PATH]["permissions"] == "0400"
+    assert is_secret(files[KEY_PATH]["content"]) and files[KEY_PATH]["permissions"] == "0440"
     assert files[KEY_PATH]["owner"] == "101"
     assert not is_secret(files[CONF_PATH]["content"])
 

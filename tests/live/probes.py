@@ -238,10 +238,15 @@ def live_settings(store) -> dict:
                         "incr": {"schedule": "* * * * *", "max_age": "2h"}}}
 
 
-def live_secrets() -> dict[str, str]:
-    """The config secrets prod is deployed with: the store's keys (moto accepts any)."""
-    return {"backupAccessKeyId": "LIVE" + secrets.token_hex(8).upper(),
-            "backupSecretAccessKey": secrets.token_urlsafe(30)}
+def live_secrets(store=None) -> dict[str, str]:
+    """The config secrets prod is deployed with: the store's administrative key (the BackupStore provider's) and
+    the jobs' own; the users moto's IAM knows (LiveStore.keys) or, where moto authenticates nothing, one-off ones."""
+    admin, jobs = store.keys if store is not None and store.keys else (
+        {"aws_access_key_id": f"LIVE{name}" + secrets.token_hex(6).upper(),
+         "aws_secret_access_key": secrets.token_urlsafe(30)} for name in ("ADMN", "JOBS"))
+    return {"backupAccessKeyId": jobs["aws_access_key_id"], "backupSecretAccessKey": jobs["aws_secret_access_key"],
+            "backupAdminAccessKeyId": admin["aws_access_key_id"],
+            "backupAdminSecretAccessKey": admin["aws_secret_access_key"]}
 
 
 def _store_props(stack: DockerDeployment, store) -> dict:
@@ -259,7 +264,9 @@ def create_bucket(stack: DockerDeployment, store) -> None:
     BackupStoreProvider().create(props)
     _S3(props).call("delete_bucket_policy")
     stack.host_differences.add("backup store: moto's S3 (a stand-in) behind nginx TLS; its bucket without the "
-                               "TLS-only policy, which moto cannot evaluate")
+                               "TLS-only policy, which moto cannot evaluate" + (
+                                   "; moto's IAM enforced, the jobs' policy spelt as moto's operation names "
+                                   "(tests/live/store.py MOTO_OPERATIONS)" if store.keys else ""))
 
 
 def s3_objects(stack: DockerDeployment, prefix: str) -> list[str]:
@@ -283,6 +290,37 @@ def assert_backup_and_wal_archive_reach_the_store(stack: DockerDeployment) -> No
         stack, "/api/v1/query?query=backup_last_success_timestamp_seconds"))["data"]["result"], 90,
         "the backup's success time in Prometheus")
     assert {m["metric"]["type"] for m in metric} >= {"incr"}
+
+
+def assert_the_jobs_key_cannot_destroy_a_backup(stack: DockerDeployment) -> None:
+    """From inside the backup job's container, with the key it holds (its curl config) and through the store's
+    gateway: deleting a version of a backup the job wrote, and replacing the bucket's lifecycle, are refused; the
+    version is still there. moto authorizes a version's delete as DeleteObject (tests/live/store.py
+    MOTO_OPERATIONS): there the COMPLIANCE lock refuses it, on AWS the job policy as well."""
+    from platform_infra.components.backup.store import _S3
+
+    s3 = _S3(_store_props(stack, stack.store))
+    stanza = stack.run.settings["backups"].get("stanza", "platform")
+    versions = s3.call("list_object_versions", Prefix=f"postgres/backup/{stanza}/")["Versions"]
+    manifest = next(v for v in versions if v["Key"].endswith("/backup.manifest"))
+    url = f'"$S3_BUCKET_URL/{manifest["Key"]}?versionId={manifest["VersionId"]}"'
+    region = stack.run.settings["backups"].get("region", "us-east-1")
+    signed = (f'curl --silent --output /dev/null --write-out "%{{http_code}}" --cacert "$S3_CA_FILE" '
+              f'-K "$S3_CURL_CONFIG" --aws-sigv4 "aws:amz:{region}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD"')
+    lifecycle = ("<LifecycleConfiguration><Rule><ID>purge</ID><Filter><Prefix></Prefix></Filter><Status>Enabled"
+                 "</Status><NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>"
+                 "</NoncurrentVersionExpiration></Rule></LifecycleConfiguration>")
+    md5 = f"$(printf %s '{lifecycle}' | openssl dgst -md5 -binary | openssl base64 -A)"
+    put_lifecycle = (f'{signed} -X PUT -H "Content-MD5: {md5}" --data-binary \'{lifecycle}\' '
+                     '"${S3_BUCKET_URL%/}/?lifecycle"')
+    job = container_of(stack, "postgres-backup")
+    for what, command in (("delete a version", f"{signed} -X DELETE {url}"),
+                          ("replace the lifecycle", put_lifecycle)):
+        code, output = job.exec_run(["sh", "-c", command])
+        print(f"the job's key tries to {what}: HTTP {output.decode()}")
+        assert (code, output.decode()) == (0, "403"), (what, output)
+    assert s3.call("head_object", Key=manifest["Key"], VersionId=manifest["VersionId"])
+    assert s3.call("get_bucket_lifecycle_configuration")["Rules"][0]["ID"].startswith("expire-")
 
 
 def runbook_block(first_line: str) -> str:
@@ -422,8 +460,10 @@ def operator_env(stack: DockerDeployment, tmp_path) -> dict[str, str]:
     evidence bucket's S3 endpoint, the credentials from the stack outputs."""
     ca = tmp_path / "ca.pem"
     ca.write_text(stack_output(stack, "ca_certificate_pem"))
+    admin = stack.store.keys[0] if stack.store.keys else {"aws_access_key_id": "LIVEVERIFY",
+                                                            "aws_secret_access_key": "x"}
     return {"SSL_CERT_FILE": str(ca), "AWS_ENDPOINT_URL": stack.store.host_endpoint,
-            "AWS_ACCESS_KEY_ID": "LIVEVERIFY", "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_ACCESS_KEY_ID": admin["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": admin["aws_secret_access_key"],
             "AWS_REGION": stack.run.settings["backups"].get("region", "us-east-1"),
             "PLATFORM_APP_ADMIN_PASSWORD": stack_output(stack, "app_admin_password"),
             "GRAFANA_ADMIN_PASSWORD": stack_output(stack, "grafana_admin_password")}

@@ -16,6 +16,7 @@ import io
 import tarfile
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 
 import docker
@@ -34,6 +35,81 @@ PYTHON_IMAGE = "python:3.13.5-slim"
 NGINX_IMAGE = "nginx:1.26.3-bookworm"
 """The nginx stand-in (images/standins/nginx)."""
 MOTO_PORT = 5000
+
+
+# moto's server authorizes an S3 request by the name of its API operation (botocore's, from method and URI:
+# moto/core/responses.py _get_action), not by the IAM action AWS evaluates: the stand-in's job user gets the
+# job policy with each IAM action spelt as the operations it covers. moto cannot tell two of them apart:
+# s3:DeleteObjectVersion is a DeleteObject with a VersionId, and s3:BypassGovernanceRetention is not checked (any
+# key sending x-amz-bypass-governance-retention bypasses a GOVERNANCE lock). There the lock stands in: in
+# COMPLIANCE mode moto refuses a locked version's delete to every key (moto/s3/models.py FakeKey.is_locked).
+MOTO_OPERATIONS = {
+    "s3:GetObject": ("s3:GetObject", "s3:HeadObject"),
+    "s3:PutObject": ("s3:PutObject", "s3:CreateMultipartUpload", "s3:UploadPart", "s3:CompleteMultipartUpload"),
+    "s3:DeleteObject": ("s3:DeleteObject", "s3:DeleteObjects"),
+    "s3:AbortMultipartUpload": ("s3:AbortMultipartUpload",),
+    "s3:ListMultipartUploadParts": ("s3:ListParts",),
+    "s3:ListBucket": ("s3:ListObjects", "s3:ListObjectsV2", "s3:HeadBucket"),
+    "s3:ListBucketMultipartUploads": ("s3:ListMultipartUploads",),
+    "s3:GetBucketLocation": ("s3:GetBucketLocation",),
+    "s3:DeleteObjectVersion": (),
+    "s3:BypassGovernanceRetention": (),
+    "s3:PutObjectRetention": ("s3:PutObjectRetention",),
+    "s3:PutObjectLegalHold": ("s3:PutObjectLegalHold",),
+    "s3:PutBucketObjectLockConfiguration": ("s3:PutObjectLockConfiguration",),
+    "s3:PutLifecycleConfiguration": ("s3:PutBucketLifecycleConfiguration", "s3:DeleteBucketLifecycle"),
+    "s3:PutBucketPolicy": ("s3:PutBucketPolicy",),
+    "s3:DeleteBucketPolicy": ("s3:DeleteBucketPolicy",),
+    "s3:PutBucketVersioning": ("s3:PutBucketVersioning",),
+    "s3:PutEncryptionConfiguration": ("s3:PutBucketEncryption", "s3:DeleteBucketEncryption"),
+    "s3:PutBucketPublicAccessBlock": ("s3:PutPublicAccessBlock", "s3:DeletePublicAccessBlock"),
+    "s3:DeleteBucket": ("s3:DeleteBucket",),
+    "s3:CreateBucket": ("s3:CreateBucket",),
+}
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}
+
+
+def moto_policy(policy: dict) -> dict:
+    """`policy` with every IAM action as the operations moto checks (a KeyError for one not in the table)."""
+    return {**policy, "Statement": [
+        {**statement, "Action": sorted({op for action in statement["Action"] for op in MOTO_OPERATIONS[action]})}
+        for statement in policy["Statement"]]}
+
+
+def enforce_iam(endpoint: str, bucket: str, ca_file: str | None = None,
+                job_extra: dict | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The store's administrative user (s3:*) and the jobs' user (the job policy) in moto's IAM, then moto told
+    to authenticate and authorize every request from now on (moto/moto_api/_internal/responses.py
+    reset_auth_response). `job_extra`: a second policy on the jobs' user. Returns their (access key id, secret) as
+    boto3 keyword arguments."""
+    import json
+
+    import boto3
+
+    from platform_infra.components.backup.store import job_key_policy
+
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="bootstrap",
+                       aws_secret_access_key="bootstrap", verify=ca_file)
+    keys = []
+    for name, policy in (("backup-admin", ADMIN_POLICY), ("backup-jobs", moto_policy(job_key_policy(bucket)))):
+        user = f"{name}-{uuid.uuid4().hex[:6]}"  # moto's IAM lives as long as its process
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName=name, PolicyDocument=json.dumps(policy))
+        if name == "backup-jobs" and job_extra:  # another policy on the same user (its explicit Deny must win)
+            iam.put_user_policy(UserName=user, PolicyName="extra", PolicyDocument=json.dumps(job_extra))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        keys.append({"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]})
+    authenticate_after(endpoint, b"0", ca_file)
+    return keys[0], keys[1]
+
+
+def authenticate_after(endpoint: str, count: bytes, ca_file: str | None = None) -> None:
+    """moto's server authenticates every request once `count` more went unchecked (b"inf": never again)."""
+    import ssl
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count,
+                                                  headers={"Content-Type": "text/plain"}), timeout=10,
+                           context=ssl.create_default_context(cafile=ca_file) if ca_file else None)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -131,6 +207,8 @@ class LiveStore:
     services: list[str] = field(default_factory=list)
     swarm_files: list[tuple[str, str]] = field(default_factory=list)
     """(kind, id) of the docker configs and secrets of the Swarm services."""
+    keys: tuple[dict[str, str], dict[str, str]] | None = None
+    """(administrative, jobs') keys of moto's IAM users, once `enforce_iam` made moto authenticate."""
 
     @property
     def endpoint(self) -> str:
@@ -156,6 +234,10 @@ class LiveStore:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"moto did not start: {moto.logs().decode()[-2000:]}")
             time.sleep(1)
+
+    def enforce_iam(self, bucket: str) -> None:
+        """moto's IAM users for the store's administrator and the backup jobs; every request authenticated."""
+        self.keys = enforce_iam(self.host_endpoint, bucket)
 
     def attach(self, network: str) -> None:
         """moto and its TLS front on `network` (the stack's egress network), the front answering to the store's

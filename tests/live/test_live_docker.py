@@ -19,6 +19,8 @@ import uuid
 
 import pytest
 
+from platform_infra.infra.cli import REPO_ROOT
+from platform_infra.infra.daytwo.stackfile import stack_settings
 from tests.conftest import require_tool
 from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
 from tests.live.mailrelay import MailRelay, relay_settings
@@ -32,6 +34,7 @@ from tests.live.probes import (
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
     assert_reads_back_as_sent,
+    assert_the_jobs_key_cannot_destroy_a_backup,
     backup_route,
     clickhouse_backup_after_the_store,
     container_of,
@@ -67,11 +70,17 @@ def stack(engine, live_images):
     prefix = f"live-{uuid.uuid4().hex[:6]}"
     store = LiveStore.new(engine, prefix)
     relay = MailRelay(engine, prefix)
-    run = live_plan("prod", {**live_settings(store), **relay_settings()}, live_secrets())
-    deployment = DockerDeployment(engine, run, prefix, STACK_PREFIX)
     started = time.monotonic()
     try:
+        # moto first: the stack is deployed with the keys of its IAM users, the jobs' restricted to the job policy.
         store.start()
+        store.enforce_iam(stack_settings(REPO_ROOT, "prod").backups.bucket)
+        run = live_plan("prod", {**live_settings(store), **relay_settings()}, live_secrets(store))
+    except BaseException:
+        store.remove()
+        raise
+    deployment = DockerDeployment(engine, run, prefix, STACK_PREFIX)
+    try:
         deployment.store = store
         create_bucket(deployment, store)  # as the stack's BackupBucket resource does, before its clients start
         deployment.up()
@@ -172,6 +181,7 @@ def test_the_application_role_cannot_create_roles_or_read_other_databases(stack)
 
 def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):
     assert_backup_and_wal_archive_reach_the_store(stack)
+    assert_the_jobs_key_cannot_destroy_a_backup(stack)
 
 
 # --- infra verify on the live stack ------------------------------------------------------------------------
@@ -289,8 +299,6 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
     """A bounded load through the edge: every answer 200 or 429, the api zone's rate held (rate × seconds + burst
     passed at most, the rest refused), and the same load through a bare nginx in front of the same replicas."""
     from benchmarks.edge_vs_bare_nginx import compare
-    from platform_infra.infra.cli import REPO_ROOT
-    from platform_infra.infra.daytwo.verify import stack_settings
 
     edge_url = f"https://127.0.0.1:{host_port(stack, 443)}"
     report = infra_drill(stack, monkeypatch, capsys, tmp_path, "load", "--endpoint", edge_url,

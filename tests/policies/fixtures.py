@@ -259,7 +259,8 @@ def _secure_stack() -> list[Registration]:
             envs=["POSTGRES_PASSWORD_FILE=/run/secrets/pg", "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
             command=["-c", "hba_file=/etc/platform/pg_hba.conf"],
             uploads=[
-                {"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": secret("$2a$10$x")},
+                {"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": secret("$2a$10$x"),
+                 "permissions": "0440", "owner": "0", "group": "999"},
                 {"file": "/etc/platform/pg_hba.conf", "content": PG_HBA},
             ],
             capabilities={"drops": ["NET_RAW"]},
@@ -285,6 +286,7 @@ def _secure_stack() -> list[Registration]:
                 {
                     "file": "/usr/local/etc/redis/redis.conf",
                     "content": secret("requirepass Zq8vN3kP0wLx7TbR2mYc\nprotected-mode yes\n" + REDIS_RENAMES),
+                    "permissions": "0440", "owner": "0", "group": "999",
                 }
             ],
         ),
@@ -427,7 +429,8 @@ def _secure_stack() -> list[Registration]:
                             "SPRINGDOC_SWAGGER_UI_ENABLED": "false",
                         },
                         "healthcheck": {"tests": ["CMD", "/healthcheck"]},
-                        "secrets": [{"secretId": "db-id", "secretName": "db", "fileName": "/run/secrets/db"}],
+                        "secrets": [{"secretId": "db-id", "secretName": "db", "fileName": "/run/secrets/db",
+                                     "fileUid": "10001", "fileGid": "10001", "fileMode": 288.0}],
                     },
                     "resources": {"limits": {"memoryBytes": 536870912.0, "nanoCpus": 500000000.0}},
                     "restartPolicy": {"condition": "on-failure", "maxAttempts": 3.0},

@@ -69,6 +69,19 @@ def edit_upload(name: str, suffix: str, old: str, new: str) -> Mutation:
     return mutate
 
 
+def set_upload_field(name: str, suffix: str, **fields: Any) -> Mutation:
+    """Set (or, given None, drop) fields of the upload whose path ends with `suffix`."""
+    def mutate(rs: list[Registration]) -> None:
+        (upload,) = [u for u in named(rs, name).inputs["uploads"] if u["file"].endswith(suffix)]
+        for key, value in fields.items():
+            if value is None:
+                upload.pop(key, None)
+            else:
+                upload[key] = value
+
+    return mutate
+
+
 def site(old: str, new: str) -> Mutation:
     return edit_upload("nginx", "site.conf", old, new)
 
@@ -510,6 +523,17 @@ CASES: list[tuple[str, Mutation, str | None]] = [
      "redis"),
     ("SEC-005", edit_service("cache", "taskSpec", "containerSpec", "args", value=["--masterauth=Zq8vN3kP0wLx7TbR2mYc"]),
      "cache"),
+    # A secret file readable by every user: an upload (by its text, by its directory, without a mode at all) and a
+    # Swarm secret.
+    ("SEC-006", set_upload_field("redis", "redis.conf", permissions="0444"), "redis"),
+    ("SEC-006", set_upload_field("postgres", "app_admin_password_bcrypt", permissions="0604"), "postgres"),
+    ("SEC-006", set_upload_field("postgres", "app_admin_password_bcrypt", permissions=None), "postgres"),
+    ("SEC-006", edit_service("orders", "taskSpec", "containerSpec", "secrets",
+                             value=[{"secretId": "db-id", "secretName": "db", "fileName": "/run/secrets/db",
+                                     "fileMode": 292.0}]), "orders"),
+    ("SEC-006", edit_service("orders", "taskSpec", "containerSpec", "secrets",
+                             value=[{"secretId": "db-id", "secretName": "db", "fileName": "/run/secrets/db"}]),
+     "orders"),
 ]
 
 NO_ATTESTATION = {"CTR-021", "DMN-001"}

@@ -186,7 +186,11 @@ def test_secrets_and_configs_are_files_of_their_service(swarm_run) -> None:
     mounted = {s["fileName"]: s for s in gateway["secrets"]}
     assert set(mounted) == {"/etc/platform/secrets/spring.datasource.password",
                             "/etc/platform/secrets/spring.data.redis.password", "/etc/platform/secrets/jwt.secret"}
-    assert {(s["fileUid"], s["fileGid"], s["fileMode"]) for s in mounted.values()} == {("10001", "10001", 0o400)}
+    assert {(s["fileUid"], s["fileGid"], s["fileMode"]) for s in mounted.values()} == {("10001", "10001", 0o440)}
+    # An image that steps down from root: root and the image's service group, never anyone else.
+    for service, group in (("postgres", "999"), ("redis", "999"), ("clickhouse", "101")):
+        spec = services(swarm_run)[service]["taskSpec"]["containerSpec"]
+        assert {(s["fileUid"], s["fileGid"], s["fileMode"]) for s in spec["secrets"]} == {("0", group, 0o440)}
     lb = services(swarm_run)["load-balancer"]
     lb_configs = {c["fileName"] for c in lb["taskSpec"]["containerSpec"]["configs"]}
     assert lb_configs == {"/etc/platform/nginx.conf", "/etc/platform/tls/fullchain.pem"}

@@ -184,7 +184,9 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     assert run("cat", "/etc/platform/secrets/token") == TOKEN
     assert run("cat", "/run/secrets/api_key") == API_KEY
     assert run("cat", "/etc/platform/app.conf") == CONF
-    assert run("stat", "-c", "%a %u:%g", "/etc/platform/secrets/token").strip() == "400 10001:10001"
+    assert run("stat", "-c", "%a %u:%g", "/etc/platform/secrets/token").strip() == "440 10001:10001"
+    code, _ = container.exec_run(["/bin/busybox", "cat", "/etc/platform/secrets/token"], user="20000:20000")
+    assert code != 0, "another user of the container reads none of its secrets"
     assert run("stat", "-c", "%a", "/etc/platform/app.conf").strip() == "444"
     code, _ = container.exec_run(["/bin/busybox", "touch", "/etc/probe"], user="10001")
     assert code != 0, "the root filesystem is read-only"

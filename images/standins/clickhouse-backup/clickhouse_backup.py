@@ -9,7 +9,7 @@ successful_/failed_<command>s; status 0 failed, 1 success, 2 unknown); the watch
 once and then every --watch-interval. create_remote here: ClickHouse must answer the configured user (over its
 HTTP port: the ClickHouse stand-in has no native protocol), the backup's metadata.json is written to
 <clickhouse path>/backup/<name>/ and uploaded to s3://S3_BUCKET/S3_PATH/<name>/metadata.json (SigV4, S3_SSE,
-virtual-hosted unless S3_FORCE_PATH_STYLE), then the local copy is removed (BACKUPS_TO_KEEP_LOCAL=-1).
+S3_CHECKSUM_ALGORITHM=SHA256, virtual-hosted unless S3_FORCE_PATH_STYLE), then the local copy is removed (BACKUPS_TO_KEEP_LOCAL=-1).
 No table data (the ClickHouse stand-in has no tables), no remote retention, no restore.
 """
 
@@ -45,6 +45,7 @@ ENV = {("clickhouse", "host"): "CLICKHOUSE_HOST", ("clickhouse", "port"): "CLICK
        ("general", "backups_to_keep_remote"): "BACKUPS_TO_KEEP_REMOTE",
        ("s3", "bucket"): "S3_BUCKET", ("s3", "region"): "S3_REGION", ("s3", "endpoint"): "S3_ENDPOINT",
        ("s3", "force_path_style"): "S3_FORCE_PATH_STYLE", ("s3", "path"): "S3_PATH", ("s3", "sse"): "S3_SSE",
+       ("s3", "check_sum_algorithm"): "S3_CHECKSUM_ALGORITHM",
        ("s3", "access_key"): "S3_ACCESS_KEY", ("s3", "secret_key"): "S3_SECRET_KEY",
        ("api", "listen"): "API_LISTEN", ("api", "enable_metrics"): "API_ENABLE_METRICS",
        ("api", "username"): "API_USERNAME", ("api", "password"): "API_PASSWORD"}
@@ -166,6 +167,11 @@ def signed_headers(config: dict, host: str, path: str, body: bytes, stamp: datet
                "x-amz-content-sha256": hashlib.sha256(body).hexdigest(), "x-amz-date": amz_date}
     if config.get(("s3", "sse")):
         headers["x-amz-server-side-encryption"] = config["s3", "sse"]
+    if config.get(("s3", "check_sum_algorithm")) == "SHA256":
+        # aws-sdk-go-v2's flexible checksum (PutObjectInput.ChecksumAlgorithm), which S3 requires of an upload to
+        # a bucket with a default Object Lock retention. Only SHA256 here: the one the stack sets.
+        headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
+        headers["x-amz-checksum-sha256"] = base64.b64encode(hashlib.sha256(body).digest()).decode()
     signed = ";".join(sorted(headers))
     canonical = "\n".join(["PUT", path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed,
                            headers["x-amz-content-sha256"]])
