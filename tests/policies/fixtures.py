@@ -305,7 +305,8 @@ def _secure_stack() -> list[Registration]:
             "data",
             command=["server", "--watch"],
             envs=["API_LISTEN=clickhouse-backup-api:7171", "CLICKHOUSE_BACKUP_CONFIG=/etc/platform/secrets/chb.yml"],
-            uploads=[{"file": "/etc/platform/secrets/chb.yml", "content": secret(CLICKHOUSE_BACKUP_YML)}],
+            uploads=[{"file": "/etc/platform/secrets/chb.yml", "content": secret(CLICKHOUSE_BACKUP_YML),
+                      "permissions": "0440", "owner": "0", "group": "101"}],
         ),
         # The socket proxies' configurations, as their files carriers hold them (the socket mount is in
         # test_policies_rules: a proxy holding it carries a CTR-014 waiver).
