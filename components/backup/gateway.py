@@ -34,6 +34,7 @@ from platform_infra.components.spec import (
     Healthcheck,
     validate_spec,
 )
+from platform_infra.components.zones import networks_of
 
 SERVICE = "s3-gateway"
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
@@ -109,16 +110,14 @@ def store_gateway_spec(args: StoreGatewayArgs) -> tuple[ContainerSpec, str]:
     config = args["config"]
     if not isinstance(config, BackupConfig):
         raise ComponentArgsError("StoreGateway: config must be a BackupConfig")
-    if not {"data", "egress"} <= set(args["networks"]):
-        raise ComponentArgsError("StoreGateway: networks must include the data and egress networks")
     route = store_route(config)
     conf = render_gateway_conf(route)
     spec = ContainerSpec(
-        service=SERVICE, role="egress", image=args["image"], networks=["data", "egress"],
+        service=SERVICE, role="egress", image=args["image"], networks=networks_of(SERVICE),
         memory_mb=64, cpus=0.25,
         command=["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
         files=[FileSpec(CONF_PATH, conf)],
-        aliases={"data": (route.server_name,)},
+        aliases={"backup": (route.server_name,)},
         sysctls={UNPRIVILEGED_PORT_SYSCTL: str(route.port)} if route.port < 1024 else {},
         healthcheck=Healthcheck(["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{route.port}"]),
         tmpfs={"/tmp": "rw,noexec,nosuid,size=8m"},

@@ -34,6 +34,7 @@ from platform_infra.components.spec import (
     Healthcheck,
     VolumeMount,
 )
+from platform_infra.components.zones import networks_of
 
 METRIC = "backup_last_success_timestamp_seconds"
 TEXTFILE_DIR = "/var/lib/node-exporter/textfile"
@@ -230,7 +231,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
     private_ca = bool(config.endpoint_ca)
     store_keys = _keys(credentials, ("key", "secret"))
     postgres_job = ContainerSpec(
-        service="postgres-backup", role="ds", image=args["job_image"], networks=["data"],
+        service="postgres-backup", role="ds", image=args["job_image"], networks=networks_of("postgres-backup"),
         memory_mb=512, cpus=1.0, user=POSTGRES_UID,
         command=scheduler_command(),
         # GUILE_AUTO_COMPILE=0: mcron's modules are read from source, nothing is compiled into $HOME.
@@ -259,7 +260,8 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         healthcheck=Healthcheck(["CMD", "pgbackrest", "version"]),
     )
     clickhouse_job = ContainerSpec(
-        service="clickhouse-backup", role="ds", image=args["clickhouse_backup_image"], networks=["data"],
+        service="clickhouse-backup", role="ds", image=args["clickhouse_backup_image"],
+        networks=networks_of("clickhouse-backup"),
         memory_mb=512, cpus=0.5, user=CLICKHOUSE_UID,
         # A full backup at every interval (watch = full = the ClickHouse schedule's max age less a day).
         command=["server", "--watch", f"--watch-interval={_hours(config.clickhouse.max_age)}",
