@@ -29,6 +29,18 @@ ZONES: dict[str, Zone] = {
                  "the published ports 80/443: clients reach the load balancer and nothing else"),
     "front": Zone(True, {"load-balancer": "lb", "api-gateway": "app"},
                   "the load balancer's only upstream: nginx reaches api-gateway, no other service"),
+    "monitoring": Zone(True, {"prometheus": "mon", "postgres-exporter": "mon", "redis-exporter": "mon",
+                              "kafka-exporter": "mon", "node-exporter": "mon", "cadvisor": "mon",
+                              "blackbox-exporter": "mon"},
+                       "Prometheus scrapes the exporters and cAdvisor, which no service or store reaches"),
+    "scrape": Zone(True, {"prometheus": "mon", "api-gateway": "app", "orchestrator": "app", "worker": "app",
+                          "log-aggregator": "app", "query-service": "app", "autoscaler": "mon"},
+                   "Prometheus scrapes every service; the autoscaler queries Prometheus and is scraped"),
+    "alerting": Zone(True, {"prometheus": "mon", "alertmanager": "mon"},
+                     "only Prometheus reaches Alertmanager (silences, alerts)"),
+    "dashboards": Zone(True, {"prometheus": "mon", "grafana": "mon"},
+                       "Grafana queries Prometheus; operators reach Grafana through a tunnel, nothing in the "
+                       "stack reaches it but Prometheus, which shares the network"),
     "store-postgres": Zone(True, {"postgres": "ds", "api-gateway": "app", "orchestrator": "app", "worker": "app",
                                   "query-service": "app", "postgres-exporter": "mon"},
                            "PostgreSQL and the services that use it, and its exporter reading it"),
@@ -48,18 +60,6 @@ ZONES: dict[str, Zone] = {
                    "the bucket through the gateway, and pgBackRest reaches PostgreSQL here"),
     "egress": Zone(False, {"s3-gateway": "egress", "alertmanager": "mon", "blackbox-exporter": "mon"},
                    "the way out: the bucket (through the gateway), alert receivers, the uptime probe's URLs"),
-    "monitoring": Zone(True, {"prometheus": "mon", "postgres-exporter": "mon", "redis-exporter": "mon",
-                              "kafka-exporter": "mon", "node-exporter": "mon", "cadvisor": "mon",
-                              "blackbox-exporter": "mon"},
-                       "Prometheus scrapes the exporters and cAdvisor, which no service or store reaches"),
-    "scrape": Zone(True, {"prometheus": "mon", "api-gateway": "app", "orchestrator": "app", "worker": "app",
-                          "log-aggregator": "app", "query-service": "app", "autoscaler": "mon"},
-                   "Prometheus scrapes every service; the autoscaler queries Prometheus and is scraped"),
-    "alerting": Zone(True, {"prometheus": "mon", "alertmanager": "mon"},
-                     "only Prometheus reaches Alertmanager (silences, alerts)"),
-    "dashboards": Zone(True, {"prometheus": "mon", "grafana": "mon"},
-                       "Grafana queries Prometheus; operators reach Grafana through a tunnel, nothing in the "
-                       "stack reaches it but Prometheus, which shares the network"),
 }
 
 # The network a store's clients join to use it (apps' `needs`).
@@ -68,7 +68,9 @@ STORE_NETWORKS = {"postgres": "store-postgres", "redis": "store-redis", "kafka":
 
 
 def networks_of(service: str) -> list[str]:
-    """The networks a service joins, in the table's order (its first is where `infra diagram` draws it)."""
+    """The networks a service joins, in the table's order: its first is where `infra diagram` draws it (the
+    monitoring zones come before the stores' so that a service is drawn where Prometheus finds it, a store and
+    its backup tools in their own)."""
     return [name for name, zone in ZONES.items() if service in zone.members]
 
 

@@ -77,19 +77,19 @@ def test_the_plan_as_it_is_passes(plans, runtime):
 
 @pytest.mark.parametrize(("runtime", "name", "zone", "message"), [
     # A container (Docker runtime, attached by name): the edge nginx's network given to an app.
-    ("docker", "api-gateway-1", "edge", "api-gateway-1: role app may not join the edge network "
-     "orchestration-prod-edge (allowed: lb)"),
+    ("docker", "api-gateway-1", "edge", ("api-gateway-1: role app may not join the edge network "
+     "orchestration-prod-edge (allowed: lb)")),
     # A data store on the network Prometheus scrapes exporters on.
-    ("docker", "redis", "monitoring", "redis: role ds may not join the monitoring network "
-     "orchestration-prod-monitoring (allowed: mon)"),
+    ("docker", "redis", "monitoring", ("redis: role ds may not join the monitoring network "
+     "orchestration-prod-monitoring (allowed: mon)")),
     # A Swarm service (attached by id): PostgreSQL on the way out.
-    ("swarm", "postgres", "egress", "postgres: role ds may not join the egress network "
-     "orchestration-prod-egress (allowed: egress, mon)"),
+    ("swarm", "postgres", "egress", ("postgres: role ds may not join the egress network "
+     "orchestration-prod-egress (allowed: egress, mon)")),
     # Role allowed, service not: api-gateway on Kafka's network (apps use Kafka, api-gateway does not).
-    ("docker", "api-gateway-2", "store-kafka", "api-gateway-2: service api-gateway joins the store-kafka network "
-     "orchestration-prod-store-kafka; its zones: front, store-postgres, store-redis, scrape"),
-    ("swarm", "monitoring-grafana", "alerting", "monitoring-grafana: service grafana joins the alerting network "
-     "orchestration-prod-alerting; its zones: dashboards"),
+    ("docker", "api-gateway-2", "store-kafka", ("api-gateway-2: service api-gateway joins the store-kafka network "
+     "orchestration-prod-store-kafka; its zones: front, store-postgres, store-redis, scrape")),
+    ("swarm", "monitoring-grafana", "alerting", ("monitoring-grafana: service grafana joins the alerting network "
+     "orchestration-prod-alerting; its zones: dashboards")),
 ])
 def test_joining_a_network_the_zones_do_not_give_fails(plans, runtime, name, zone, message):
     report = check(plans, runtime, join(name, zone))
