@@ -76,15 +76,19 @@ class Member:
     """Zone -> the container's address on that zone's network."""
 
 
-def members(containers, zone_of) -> list[Member]:
+def hostname(container) -> str:
+    return container.attrs["Config"]["Hostname"]
+
+
+def members(containers, zone_of, name_of=hostname) -> list[Member]:
     """`containers`: docker-py containers; `zone_of(network name)`: the zone, or None for a network that is not
-    the stack's (e.g. the test's own store front)."""
+    the stack's (Swarm's docker_gwbridge and ingress); `name_of(container)`: what the matrix calls it."""
     found = []
     for c in containers:
         c.reload()
         addresses = {zone_of(net): spec["IPAddress"] for net, spec in c.attrs["NetworkSettings"]["Networks"].items()
                      if spec.get("IPAddress") and zone_of(net)}
-        found.append(Member(c.attrs["Config"]["Hostname"], c.labels["platform.service"], c.id, addresses))
+        found.append(Member(name_of(c), c.labels["platform.service"], c.id, addresses))
     return sorted(found, key=lambda m: m.name)
 
 
@@ -127,9 +131,9 @@ class Matrix:
         return "\n".join(lines)
 
 
-def reachability(client, containers, zone_of, prefix: str) -> Matrix:
+def reachability(client, containers, zone_of, prefix: str, name_of=hostname) -> Matrix:
     started = time.monotonic()
-    stack = members(containers, zone_of)
+    stack = members(containers, zone_of, name_of)
     with ThreadPoolExecutor(PARALLEL_PROBES) as pool:
         listeners = dict(zip([m.name for m in stack], pool.map(
             lambda m: _probe(client, m, f"{prefix}-listen-{m.id[:12]}", ["python3", "-c", LISTENERS]), stack)))
