@@ -87,7 +87,7 @@ def test_the_plan_as_it_is_passes(plans, runtime):
      "orchestration-prod-egress (allowed: egress, mon)")),
     # Role allowed, service not: api-gateway on Kafka's network (apps use Kafka, api-gateway does not).
     ("docker", "api-gateway-2", "store-kafka", ("api-gateway-2: service api-gateway joins the store-kafka network "
-     "orchestration-prod-store-kafka; its zones: front, store-postgres, store-redis, scrape")),
+     "orchestration-prod-store-kafka; its zones: front, scrape, store-postgres, store-redis")),
     ("swarm", "monitoring-grafana", "alerting", ("monitoring-grafana: service grafana joins the alerting network "
      "orchestration-prod-alerting; its zones: dashboards")),
 ])
