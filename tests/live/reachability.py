@@ -8,6 +8,12 @@ other container's every address with every port listening there, in parallel wit
 found (source container -> target container -> ports that accepted) is compared with the one the zones table
 designs (`zones.shared_networks`): on a shared network every listening port of the target answers, on none
 nothing does.
+
+The second half holds only where the engine keeps networks apart. Swarm overlays do by construction (each is
+its own namespace and VXLAN; a task has routes to its overlays only). Bridge networks rely on the rules dockerd
+writes into iptables (DOCKER-ISOLATION-STAGE-1/2, and the DROP rules of an internal network): a dockerd started
+with `--iptables=false` routes every bridge to every other through the host, internal or not
+(`engine_isolates_bridges` finds out with two throwaway networks).
 """
 
 from __future__ import annotations
@@ -121,11 +127,14 @@ class Matrix:
     seconds: float
 
     def table(self) -> str:
+        """Each container and what answered it; `!` marks what the zones do not design."""
         width = max(len(m.name) for m in self.members)
-        lines = [f"{'from':<{width}}  reaches (target:ports), found = designed"
-                 if self.found == self.designed else "found != designed"]
+        lines = [f"{'from':<{width}}  reaches (target:ports; ! not designed), "
+                 + ("found = designed" if self.found == self.designed else "found != designed")]
         for m in self.members:
-            reached = ", ".join(f"{t}:{','.join(map(str, sorted(p)))}" for t, p in sorted(self.found[m.name].items()))
+            designed = self.designed[m.name]
+            reached = ", ".join(f"{'' if designed.get(t) == p else '!'}{t}:{','.join(map(str, sorted(p)))}"
+                                for t, p in sorted(self.found[m.name].items()))
             lines.append(f"{m.name:<{width}}  {reached or '(nothing)'}")
         lines.append(f"{len(self.members)} containers probed in {self.seconds:.1f} s")
         return "\n".join(lines)
@@ -177,3 +186,43 @@ def matrix_differences(matrix: Matrix) -> list[str]:
             for source in sorted(matrix.found)
             for target in sorted(set(matrix.found[source]) | set(matrix.designed[source]))
             if matrix.found[source].get(target) != matrix.designed[source].get(target)]
+
+
+def missing(matrix: Matrix) -> list[str]:
+    """What the zones design that did not answer: `source -> target:port`."""
+    return [f"{source} -> {target}:{port}" for source, targets in sorted(matrix.designed.items())
+            for target, ports in sorted(targets.items())
+            for port in sorted(ports - matrix.found[source].get(target, set()))]
+
+
+def engine_isolates_bridges(client, prefix: str) -> bool:
+    """Whether a container on one internal bridge network can not connect to a listener on another."""
+    networks, containers = [], []
+    try:
+        for side in ("a", "b"):
+            networks.append(client.networks.create(f"{prefix}-isolation-{side}", driver="bridge", internal=True))
+        listener = client.containers.run(PYTHON_IMAGE, ["python3", "-m", "http.server", "8000"], detach=True,
+                                         name=f"{prefix}-isolation-listener", network=networks[1].name,
+                                         read_only=True, cap_drop=["ALL"], user="65534:65534")
+        containers.append(listener)
+        listener.reload()
+        address = listener.attrs["NetworkSettings"]["Networks"][networks[1].name]["IPAddress"]
+        script = ("import socket, sys, time\n"
+                  "for _ in range(40):\n"  # the listener starting: refused, then answering, when not isolated
+                  f"    try: socket.create_connection(({address!r}, 8000), timeout={CONNECT_TIMEOUT}); sys.exit(1)\n"
+                  "    except ConnectionRefusedError: time.sleep(0.25)\n"
+                  "    except OSError: sys.exit(0)\n"
+                  "sys.exit(2)\n")
+        prober = client.containers.run(PYTHON_IMAGE, ["python3", "-c", script], detach=True,
+                                       name=f"{prefix}-isolation-prober", network=networks[0].name,
+                                       read_only=True, cap_drop=["ALL"], user="65534:65534")
+        containers.append(prober)
+        code = prober.wait(timeout=60)["StatusCode"]
+        if code == 2:
+            raise RuntimeError("the isolation check's listener never answered nor was unreachable")
+        return code == 0
+    finally:
+        for container in containers:
+            container.remove(force=True)
+        for network in networks:
+            network.remove()

@@ -42,7 +42,7 @@ from tests.live.probes import (
     targets_all_up,
     wait_for,
 )
-from tests.live.reachability import matrix_differences, membership_differences, reachability
+from tests.live.reachability import matrix_differences, membership_differences, missing, reachability
 from tests.live.store import LiveStore
 from tests.live.swarm_deploy import CONFIG, NETWORK, SECRET, SERVICE, SwarmDeployment
 from tests.live.swarm_engine import _labels, as_sent, read_back
@@ -133,6 +133,7 @@ def test_every_task_reaches_exactly_what_the_zones_design(stack):
                           and net.removeprefix(own) in ZONES else None, f"{stack.prefix}-probe", name_of)
     print("\nreachability (Swarm runtime):\n" + matrix.table())
     assert membership_differences(matrix) == {}
+    assert missing(matrix) == []
     assert matrix.found == matrix.designed, matrix_differences(matrix)
     balancer = next(m.name for m in matrix.members if m.service == "load-balancer")
     assert {name.split(".")[0] for name in matrix.found[balancer]} == {"api-gateway"}
