@@ -32,7 +32,7 @@ from platform_infra.components.spec import (
     VolumeMount,
     validate_spec,
 )
-from platform_infra.components.zones import networks_of
+from platform_infra.components.zones import missing_networks, networks_of
 
 # Official images start as root and step down to their own user (gosu/setpriv); these are the
 # capabilities that step needs once everything else is dropped.
@@ -82,6 +82,9 @@ def _require(component: str, args: Mapping, *keys: str) -> None:
                if args.get(key) is None]
     if missing:
         raise ComponentArgsError(f"{component}: missing required args {missing}")
+    lacking = missing_networks(component.lower(), args["networks"])
+    if lacking:
+        raise ComponentArgsError(f"{component}: networks must include {lacking} (components/zones.py)")
 
 
 def archived_once_started(settings: Mapping[str, str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from platform_infra.components.spec import (
     Port,
     validate_spec,
 )
-from platform_infra.components.zones import networks_of
+from platform_infra.components.zones import missing_networks, networks_of
 
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
 # nginx's temporary files and pid, as user 101, in the tmpfs at /tmp: a tmpfs mounted over a directory the image
@@ -61,6 +61,9 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
             raise ComponentArgsError(f"LoadBalancer: missing required arg {key!r}")
     if not isinstance(args["config"], EdgeConfig):
         raise ComponentArgsError("LoadBalancer: config must be an EdgeConfig")
+    if missing_networks("load-balancer", args["networks"]):
+        raise ComponentArgsError(f"LoadBalancer: networks must include {missing_networks('load-balancer', args['networks'])} "
+                                 "(components/zones.py)")
     try:
         conf = render_nginx_conf(args["config"], list(args["upstreams"]), CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",

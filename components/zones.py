@@ -74,6 +74,11 @@ def networks_of(service: str) -> list[str]:
     return [name for name, zone in ZONES.items() if service in zone.members]
 
 
+def missing_networks(service: str, given) -> list[str]:
+    """The networks the table gives `service` that `given` (a component's `networks` argument) lacks."""
+    return [name for name in networks_of(service) if name not in given]
+
+
 def allowed_roles(network: str) -> set[str]:
     """The roles that may join a network: those of its members."""
     zone = ZONES.get(network)

@@ -193,13 +193,13 @@ def test_data_stores_are_hardened_private_and_authenticated():
 
 
 def test_kafka_zookeeper_mode_is_refused():
-    assert_registers_nothing(lambda: Kafka("kafka", store({"data": None}, "apache/kafka:3.8.0", mode="zookeeper")),
+    assert_registers_nothing(lambda: Kafka("kafka", store(dict.fromkeys(ZONES), "apache/kafka:3.8.0", mode="zookeeper")),
                              "ZooKeeper mode was removed")
 
 
 @pytest.mark.parametrize("image", ["postgres", "postgres:latest", "postgres:"])
 def test_data_store_refuses_unpinned_image(image):
-    networks = {"data": None}
+    networks = dict.fromkeys(ZONES)
     assert_registers_nothing(
         lambda: Postgres("postgres", store(networks, image, database="jobs", user="jobs", superuser_password="a",
                                            exporter_password="b")), "pinned")
@@ -207,7 +207,7 @@ def test_data_store_refuses_unpinned_image(image):
 
 def test_postgres_refuses_superuser():
     assert_registers_nothing(lambda: Postgres(
-        "postgres", store({"data": None}, "postgres:15.20-bookworm", database="jobs", user="postgres",
+        "postgres", store(dict.fromkeys(ZONES), "postgres:15.20-bookworm", database="jobs", user="postgres",
                           superuser_password="a", exporter_password="b")), "own role, not 'postgres'")
 
 
@@ -329,6 +329,11 @@ def test_only_load_balancer_may_publish_ports_and_nobody_runs_as_root():
         validate_spec(replace(spec, networks=["scrape", "monitoring"]))
     with pytest.raises(ComponentArgsError, match=r"\['data'\] are not networks of the zones table"):
         validate_spec(replace(spec, networks=["data"]))
+
+
+def test_a_store_not_given_its_zones_networks_fails_before_registering():
+    assert_registers_nothing(lambda: Redis("redis", store({"store-postgres": None}, "redis:8.0.2-bookworm")),
+                             r"Redis: networks must include \['store-redis'\]")
 
 
 def test_a_service_needing_a_store_the_zones_keep_it_from_fails_before_registering():

@@ -34,7 +34,7 @@ from platform_infra.components.spec import (
     Healthcheck,
     validate_spec,
 )
-from platform_infra.components.zones import networks_of
+from platform_infra.components.zones import missing_networks, networks_of
 
 SERVICE = "s3-gateway"
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
@@ -110,6 +110,9 @@ def store_gateway_spec(args: StoreGatewayArgs) -> tuple[ContainerSpec, str]:
     config = args["config"]
     if not isinstance(config, BackupConfig):
         raise ComponentArgsError("StoreGateway: config must be a BackupConfig")
+    missing = missing_networks(SERVICE, args["networks"])
+    if missing:
+        raise ComponentArgsError(f"StoreGateway: networks must include {missing} (components/zones.py)")
     route = store_route(config)
     conf = render_gateway_conf(route)
     spec = ContainerSpec(
