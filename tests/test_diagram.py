@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from platform_infra.infra.cli import REPO_ROOT, main
 from platform_infra.components.zones import ZONES, networks_of
+from platform_infra.infra.cli import REPO_ROOT, main
 from platform_infra.infra.diagram import EDGES, ROLES
 from platform_infra.infra.mockrun import load_project, run_program
 from tests.conftest import require_tool

@@ -20,9 +20,9 @@ from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPOR
 from platform_infra.components.runtime import duration_nanos
 from platform_infra.components.spec import ComponentArgsError, ContainerSpec, Healthcheck
 from platform_infra.components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
+from platform_infra.components.zones import ZONES
 from platform_infra.infra.check import evaluate
 from platform_infra.infra.cli import REPO_ROOT
-from platform_infra.components.zones import ZONES
 from platform_infra.infra.mockrun import load_project, run_program
 from platform_infra.infra.settings import SettingsError, parse_settings
 from tests.conftest import deploy, require_tool
