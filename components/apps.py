@@ -20,6 +20,7 @@ from platform_infra.components.spec import (
     Healthcheck,
     validate_spec,
 )
+from platform_infra.components.zones import STORE_NETWORKS, networks_of
 
 Dependency = Literal["postgres", "redis", "kafka", "clickhouse", "jwt"]
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
@@ -139,6 +140,14 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
     custom_check = args.get("healthcheck")
     if custom_check is not None and (not custom_check or custom_check[0] not in ("CMD", "CMD-SHELL")):
         raise ComponentArgsError(f"{where}: healthcheck must be a CMD or CMD-SHELL test, got {custom_check!r}")
+    networks = networks_of(service)
+    if not networks:
+        raise ComponentArgsError(f"{where}: the service is in no network of components/zones.py ZONES")
+    unreachable = sorted(STORE_NETWORKS[store] for store in set(args["needs"]) & set(STORE_NETWORKS)
+                         if STORE_NETWORKS[store] not in networks)
+    if unreachable:
+        raise ComponentArgsError(f"{where}: needs stores on {unreachable}, networks ZONES does not give it "
+                                 "(components/zones.py)")
     dependency_env, credentials = _dependency_env(args["needs"], args["connections"], pool, idle)
     swagger = "true" if args["swagger_enabled"] else "false"
     env = {
@@ -161,7 +170,7 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
     }
     return validate_spec(ContainerSpec(
         service=service, role="app", image=args["image"],
-        networks=["app", "data"] if set(args["needs"]) - {"jwt"} else ["app"],
+        networks=networks,
         memory_mb=args["memory_mb"], cpus=args["cpus"], replicas=args.get("replicas", 1),
         instance_env=args.get("instance_env"),
         env=env,

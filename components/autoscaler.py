@@ -33,6 +33,7 @@ from platform_infra.components.spec import (
     Healthcheck,
     validate_spec,
 )
+from platform_infra.components.zones import networks_of
 
 # The Dockerfile copies the project's own packages (infra, components): the context is the project root.
 BUILD_CONTEXT = PROJECT_ROOT
@@ -70,7 +71,7 @@ def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
     if not isinstance(args["policy"], ScalingPolicy):
         raise ComponentArgsError("Autoscaler: policy must be a ScalingPolicy")
     spec = ContainerSpec(
-        service="autoscaler", role="mon", image=args["image"], networks=["app"], memory_mb=128, cpus=0.25,
+        service="autoscaler", role="mon", image=args["image"], networks=networks_of("autoscaler"), memory_mb=128, cpus=0.25,
         command=["--service", args["service"], "--prometheus-url", args["prometheus_url"], "--policy", POLICY_PATH,
                  "--metrics-port", str(METRICS_PORT), "--metrics-address", "0.0.0.0",
                  "--docker-host", proxy_url(CLIENT)],

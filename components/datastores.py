@@ -32,6 +32,7 @@ from platform_infra.components.spec import (
     VolumeMount,
     validate_spec,
 )
+from platform_infra.components.zones import missing_networks, networks_of
 
 # Official images start as root and step down to their own user (gosu/setpriv); these are the
 # capabilities that step needs once everything else is dropped.
@@ -84,8 +85,9 @@ def _require(component: str, args: Mapping, *keys: str) -> None:
                if args.get(key) is None]
     if missing:
         raise ComponentArgsError(f"{component}: missing required args {missing}")
-    if "data" not in args["networks"]:
-        raise ComponentArgsError(f"{component}: networks must include the data network")
+    lacking = missing_networks(component.lower(), args["networks"])
+    if lacking:
+        raise ComponentArgsError(f"{component}: networks must include {lacking} (components/zones.py)")
 
 
 def archived_once_started(settings: Mapping[str, str]) -> dict[str, str]:
@@ -121,7 +123,7 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
         *(archiving.files if archiving else ()),
     ]
     return validate_spec(ContainerSpec(
-        service="postgres", role="ds", image=args["image"], networks=["data"],
+        service="postgres", role="ds", image=args["image"], networks=networks_of("postgres"),
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         # The image initialises the data directory with the superuser; start-postgres.sh keeps the roles in step.
         env={"POSTGRES_USER": SUPERUSER, "POSTGRES_DB": args["database"],
@@ -156,7 +158,7 @@ def redis_spec(args: DataStoreArgs) -> ContainerSpec:
         'rename-command FLUSHALL ""\nrename-command FLUSHDB ""\nrename-command DEBUG ""\n',
     )
     return validate_spec(ContainerSpec(
-        service="redis", role="ds", image=args["image"], networks=["data"],
+        service="redis", role="ds", image=args["image"], networks=networks_of("redis"),
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         command=["redis-server", conf_path],
         files=[FileSpec(conf_path, config, secret=True)],
@@ -294,7 +296,7 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
     admin = pulumi.Output.concat("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.jaas.config=",
                                  kafka_jaas(KAFKA_USER, args["password"]), "\n")
     specs.append(ContainerSpec(
-        service="kafka", role="ds", image=args["image"], networks=["data"],
+        service="kafka", role="ds", image=args["image"], networks=networks_of("kafka"),
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         env={**env, "KAFKA_OPTS": f"-Djava.security.auth.login.config={KAFKA_JAAS_PATH}",
              TOPICS_ENV: format_topics(topics)},
@@ -324,7 +326,7 @@ CLICKHOUSE_METRICS = """<clickhouse>
 def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
     _require("ClickHouse", args)
     return validate_spec(ContainerSpec(
-        service="clickhouse", role="ds", image=args["image"], networks=["data"],
+        service="clickhouse", role="ds", image=args["image"], networks=networks_of("clickhouse"),
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         # The image's entrypoint reads CLICKHOUSE_PASSWORD_FILE (ClickHouse/docker-library
         # server/24.8.*/entrypoint.sh), so the password is a file, not env.

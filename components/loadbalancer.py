@@ -18,6 +18,7 @@ from platform_infra.components.spec import (
     Port,
     validate_spec,
 )
+from platform_infra.components.zones import missing_networks, networks_of
 
 CONF_PATH = f"{FILES_DIR}/nginx.conf"
 # nginx's temporary files and pid, as user 101, in the tmpfs at /tmp: a tmpfs mounted over a directory the image
@@ -60,8 +61,9 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
             raise ComponentArgsError(f"LoadBalancer: missing required arg {key!r}")
     if not isinstance(args["config"], EdgeConfig):
         raise ComponentArgsError("LoadBalancer: config must be an EdgeConfig")
-    if not {"edge", "app"} <= set(args["networks"]):
-        raise ComponentArgsError("LoadBalancer: networks must include the edge and app networks")
+    if missing_networks("load-balancer", args["networks"]):
+        raise ComponentArgsError(f"LoadBalancer: networks must include {missing_networks('load-balancer', args['networks'])} "
+                                 "(components/zones.py)")
     try:
         conf = render_nginx_conf(args["config"], list(args["upstreams"]), CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
@@ -70,7 +72,7 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
         raise ComponentArgsError(f"LoadBalancer: {exc}") from None
     bind = args.get("bind_address", "0.0.0.0")
     spec = ContainerSpec(
-        service="load-balancer", role="lb", image=args["image"], networks=["edge", "app"],
+        service="load-balancer", role="lb", image=args["image"], networks=networks_of("load-balancer"),
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         command=["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
         files=[FileSpec(CONF_PATH, conf), FileSpec(CERT_PATH, args["certificate_pem"]),

@@ -1,4 +1,5 @@
-"""The platform's networks: edge (load balancer only), app and data (internal), egress (outbound only)."""
+"""The platform's networks, one per zone of `zones.ZONES`: only edge (the load balancer's published ports) and
+egress (the way out) are routed; every other network is internal."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ from typing import TypedDict
 import pulumi
 
 from platform_infra.components.runtime import Runtime
-
-# Which networks reach beyond the host: the edge, where the load balancer publishes 80/443, and egress,
-# which publishes nothing and lets alert delivery and uptime probes reach SMTP, Slack and the public URL.
-NETWORK_INTERNAL = {"edge": False, "app": True, "data": True, "egress": False}
+from platform_infra.components.zones import ZONES
 
 
 class NetworkArgs(TypedDict):
@@ -18,22 +16,14 @@ class NetworkArgs(TypedDict):
 
 
 class Network(pulumi.ComponentResource):
-    """Edge, app, data and egress networks; app and data are internal (no route off the host)."""
+    """Every network of the zones table; `names` are their Docker names, by zone."""
 
-    edge_name: pulumi.Output[str]
-    app_name: pulumi.Output[str]
-    data_name: pulumi.Output[str]
-    egress_name: pulumi.Output[str]
+    names: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("platform:index:Network", name, {}, opts)
         runtime = args["runtime"]
-        self.networks = {
-            net: runtime.network(net, internal, name, self) for net, internal in NETWORK_INTERNAL.items()
-        }
-        self.edge_name = self.networks["edge"].name
-        self.app_name = self.networks["app"].name
-        self.data_name = self.networks["data"].name
-        self.egress_name = self.networks["egress"].name
-        self.register_outputs({"edge_name": self.edge_name, "app_name": self.app_name, "data_name": self.data_name,
-                               "egress_name": self.egress_name})
+        self.networks = {net: runtime.network(net, zone.internal, name, self) for net, zone in ZONES.items()
+                         if zone.created_by is None}
+        self.names = pulumi.Output.all(**{net: network.name for net, network in self.networks.items()})
+        self.register_outputs({"names": self.names})

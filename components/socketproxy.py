@@ -146,7 +146,7 @@ def proxy_url(client: str) -> str:
 
 def joined(spec: ContainerSpec, client: str) -> ContainerSpec:
     """The client's spec on its proxy's network too."""
-    return replace(spec, networks=[*spec.networks, network_name(client)])
+    return spec if network_name(client) in spec.networks else replace(spec, networks=[*spec.networks, network_name(client)])
 
 
 def proxy_spec(client: str, calls: Sequence[EngineCall], image: str, socket_gid: int, accepted_until: str) -> ContainerSpec:

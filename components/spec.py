@@ -13,10 +13,12 @@ from typing import Literal
 import pulumi
 
 from platform_infra.components.images import pinned_image
+from platform_infra.components.zones import ZONES, allowed_roles
 
 Role = Literal["app", "ds", "mon", "lb", "egress"]
 """egress: a gateway from the internal networks to one outside service (the backup store's)."""
-NetworkName = Literal["edge", "app", "data", "egress"]
+NetworkName = str
+"""A key of `zones.ZONES`."""
 
 
 # Where a read-only container finds the files it is given. pulumi-docker copies uploads through the
@@ -140,7 +142,6 @@ def secret_file_owner(spec: ContainerSpec) -> tuple[str, str]:
 
 
 _PUBLISHING_ROLES = {"lb"}
-_OFF_THE_EDGE_ROLES = {"ds", "mon", "egress"}
 
 
 def validate_spec(spec: ContainerSpec) -> ContainerSpec:
@@ -159,15 +160,19 @@ def validate_spec(spec: ContainerSpec) -> ContainerSpec:
     if spec.replicas < 1:
         raise ComponentArgsError(f"{where}: replicas must be at least 1, got {spec.replicas}")
     if not spec.networks:
-        raise ComponentArgsError(f"{where}: networks must name at least one of edge, app, data, egress")
+        raise ComponentArgsError(f"{where}: networks must name at least one of {', '.join(ZONES)}")
+    unknown = [name for name in spec.networks if name not in ZONES]
+    if unknown:
+        raise ComponentArgsError(f"{where}: networks: {unknown} are not networks of the zones table; "
+                                 f"allowed: {', '.join(ZONES)}")
+    for name in spec.networks:
+        if spec.role not in allowed_roles(name):
+            raise ComponentArgsError(f"{where}: networks: role {spec.role!r} may not join the {name} network "
+                                     f"(roles allowed: {', '.join(sorted(allowed_roles(name)))})")
     if spec.ports and spec.role not in _PUBLISHING_ROLES:
         raise ComponentArgsError(f"{where}: ports: only the load balancer publishes ports, not role {spec.role!r}")
-    if spec.role in _OFF_THE_EDGE_ROLES and "edge" in spec.networks:
-        raise ComponentArgsError(f"{where}: networks: role {spec.role!r} may not join the edge network")
     if set(spec.aliases) - set(spec.networks):
         raise ComponentArgsError(f"{where}: aliases: only on the networks it joins {list(spec.networks)}")
-    if spec.role == "ds" and "egress" in spec.networks:
-        raise ComponentArgsError(f"{where}: networks: data stores may not join the egress network")
     for mount in spec.bind_mounts:
         if spec.role != "mon":
             raise ComponentArgsError(f"{where}: bind_mounts: only host monitoring may mount host paths")

@@ -1,7 +1,8 @@
 """`infra diagram`: the architecture a stack deploys, drawn from its recorded resource graph.
 
 Read from the registrations `infra plan` records (pulumi-docker inputs, as the provider receives them):
-networks (`docker:index/network:Network`) become clusters; running containers, grouped by their
+networks (`docker:index/network:Network`) become clusters, named by their zone (the `platform.network` label,
+a zone of components/zones.py, whose reason is the cluster's tooltip) and drawn in the table's order; running containers, grouped by their
 `platform.service` label, become one node each with the replica count, placed in the first network of their
 `networksAdvanced`; published `ports` come from the outside; data flows are the other services' host names
 (network aliases) found in a container's env values, entrypoint, command and uploaded files; Prometheus' scrape edges
@@ -25,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from platform_infra.components.zones import ZONES
 from platform_infra.infra.mockrun import ProgramInputError, ProgramRun, run_project
 
 CONTAINER = "docker:index/container:Container"
@@ -54,6 +56,8 @@ class Architecture:
     stack: str
     networks: dict[str, bool]
     """Network name -> internal."""
+    zones: dict[str, str]
+    """Network name -> its zone (the `platform.network` label), where it has one."""
     services: dict[str, Service]
     flows: dict[tuple[str, str], set[str]]
     """(from, to) -> ports or labels of the data flows."""
@@ -81,6 +85,8 @@ def build(run: ProgramRun) -> Architecture:
     networks = {
         r.inputs.get("name", r.name): bool(r.inputs.get("internal")) for r in run.resources if r.type == NETWORK
     }
+    zones = {r.inputs.get("name", r.name): _labels(r.inputs)["platform.network"] for r in run.resources
+             if r.type == NETWORK and "platform.network" in _labels(r.inputs)}
     services: dict[str, Service] = {}
     hosts: dict[str, str] = {}
     for resource in run.resources:
@@ -127,7 +133,7 @@ def build(run: ProgramRun) -> Architecture:
                 target = hosts[match.group(1) or match.group(3) or match.group(5)]
                 if target != service.name:
                     flows[(service.name, target)].add(match.group(2) or match.group(4) or "")
-    arch = Architecture(run.stack, networks, services, dict(flows), dict(scrapes), probes)
+    arch = Architecture(run.stack, networks, zones, services, dict(flows), dict(scrapes), probes)
     _read_leaving(arch, hosts)
     return arch
 
@@ -249,20 +255,28 @@ def _id(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def _service_label(service: Service, networks: list[str], listens: set[str]) -> str:
+def _service_label(service: Service, arch: Architecture, listens: set[str]) -> str:
     lines = [service.name]
     if service.replicas > 1:
         lines.append(f"x{service.replicas} replicas")
     if listens:
         lines.append("port " + ", ".join(sorted(listens, key=int)))
-    others = [n for n in service.networks[1:] if n in networks]
+    others = [n for n in service.networks[1:] if n in arch.networks]
     if others:
-        lines.append("also on " + ", ".join(_short(n) for n in others))
+        lines.append("also on " + ", ".join(_short(arch, n) for n in others))
     return "\\n".join(lines)
 
 
-def _short(network: str) -> str:
-    return network.rsplit("-", 1)[-1]
+def _short(arch: Architecture, network: str) -> str:
+    """A network's zone, or (a network of no zone) the last word of its name."""
+    return arch.zones.get(network) or network.rsplit("-", 1)[-1]
+
+
+def _ordered_networks(arch: Architecture) -> list[str]:
+    """In the zones table's order (so the drawing reads from the edge inwards), then the others by name."""
+    order = list(ZONES)
+    return sorted(arch.networks, key=lambda n: (order.index(arch.zones[n]) if arch.zones.get(n) in ZONES
+                                               else len(order), n))
 
 
 def _quote(text: str) -> str:
@@ -275,7 +289,7 @@ ROLES = {
     "app": ("box", "#dbeafe", "Spring service"),
     "ds": ("cylinder", "#fef3c7", "data store (its data on a volume)"),
     "job": ("box3d", "#dcfce7", "scheduled job (backups)"),
-    "egress": ("octagon", "#ede9fe", "egress gateway (the only way out of data)"),
+    "egress": ("octagon", "#ede9fe", "egress gateway (the backup network's only way out)"),
     "mon": ("component", "#f1f5f9", "monitoring"),
 }
 SCRAPED_PEN = 2.5
@@ -308,7 +322,7 @@ def _legend() -> str:
 
 
 def dot(arch: Architecture) -> str:
-    networks = sorted(arch.networks)
+    networks = _ordered_networks(arch)
     running = {n: s for n, s in sorted(arch.services.items()) if s.replicas}
     scraped = {target for target, scrapers in arch.scrapes.items() if scrapers & set(running)}
     listens: dict[str, set[str]] = defaultdict(set)
@@ -333,13 +347,15 @@ def dot(arch: Architecture) -> str:
         members = [s for s in running.values() if s.networks and s.networks[0] == network]
         kind = "internal: no route off the host" if arch.networks[network] else "routed"
         out.append(f"  subgraph {_quote('cluster_' + network)} {{")
-        out.append(f"    label={_quote(f'network {_short(network)} ({kind})')}; style=rounded; color=\"#7a8699\"; "
-                   "fontsize=11;")
+        zone = ZONES.get(arch.zones.get(network, ""))
+        tooltip = f" tooltip={_quote(zone.why)};" if zone else ""
+        out.append(f"    label={_quote(f'network {_short(arch, network)} ({kind})')}; style=rounded; color=\"#7a8699\"; "
+                   f"fontsize=11;{tooltip}")
         for s in members:
             shape, fill, _ = ROLES.get(s.role, ("box", "white", ""))
             # A thick outline, not a double one: Graphviz draws a cylinder's second periphery across its text.
             border = f", penwidth={SCRAPED_PEN}" if s.name in scraped else ""
-            out.append(f"    {_id(s.name)} [label={_quote(_service_label(s, networks, listens[s.name]))}, "
+            out.append(f"    {_id(s.name)} [label={_quote(_service_label(s, arch, listens[s.name]))}, "
                        f"shape={shape}, fillcolor=\"{fill}\"{border}];")
         if not members:  # drawn in their first network; named here so that no network is left empty
             attached = [s.name for s in running.values() if network in s.networks]
@@ -348,7 +364,7 @@ def dot(arch: Architecture) -> str:
         out.append("  }")
     for service in running.values():
         if not service.networks:
-            out.append(f"  {_id(service.name)} [label={_quote(_service_label(service, networks, listens[service.name]))}];")
+            out.append(f"  {_id(service.name)} [label={_quote(_service_label(service, arch, listens[service.name]))}];")
         published = _published(service)
         if published:  # on its edge, as the bind address, the host port and the container's
             out.append(_edge(OUTSIDE, service.name, "ingress", "\n".join(published)))
@@ -371,7 +387,7 @@ def dot(arch: Architecture) -> str:
 
 
 def mermaid(arch: Architecture) -> str:
-    networks = sorted(arch.networks)
+    networks = _ordered_networks(arch)
     running = {n: s for n, s in sorted(arch.services.items()) if s.replicas}
     out = ["flowchart LR"]
     if any(s.ports for s in running.values()) or arch.probes:
@@ -379,7 +395,7 @@ def mermaid(arch: Architecture) -> str:
     for network in networks:
         out.append(f'  subgraph {_id(network)}["network {network}"]')
         members = [s for s in running.values() if s.networks and s.networks[0] == network]
-        out += [f'    {_id(s.name)}["{_service_label(s, networks, set()).replace(chr(92) + "n", "<br>")}"]' for s in members]
+        out += [f'    {_id(s.name)}["{_service_label(s, arch, set()).replace(chr(92) + "n", "<br>")}"]' for s in members]
         if not members:
             attached = ", ".join(s.name for s in running.values() if network in s.networks) or "nothing"
             out.append(f'    {_id(network)}_note["attached: {attached}"]')

@@ -121,7 +121,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         store = BackupStore("backups", {"config": backups, **admin_keys,
                                         **({"job_access_key_id": store_keys["access_key_id"]}
                                            if "access_key_id" in store_keys else {})})
-        # PostgreSQL and the jobs sit on the internal data network: the bucket's name leads them to this gateway.
+        # PostgreSQL and the jobs sit on the internal backup network: the bucket's name leads them to this gateway.
         StoreGateway("backup-gateway", {"runtime": runtime, "networks": networks, "config": backups,
                                         "image": images.nginx})
         store_credentials = {**store_keys, "cipher_pass": store.cipher_pass}
@@ -253,8 +253,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "environment": settings.environment,
         "endpoints": [f"https://{host}" for host in settings.public_hosts],
         "ca_certificate_pem": tls.ca_certificate_pem,
-        "networks": {"edge": network.edge_name, "app": network.app_name, "data": network.data_name,
-                     "egress": network.egress_name},
+        "networks": network.names,
         "services": services,
         "grafana_url": settings.grafana_url,
         "data_stores": {"postgres": postgres.host, "redis": redis.host, "kafka": kafka.host,

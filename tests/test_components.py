@@ -14,6 +14,7 @@ from platform_infra.components.runtime import DockerRuntime
 from platform_infra.components.secrets import CREDENTIALS, Secrets
 from platform_infra.components.spec import BindMount, ComponentArgsError, FileSpec, Port, validate_spec
 from platform_infra.components.tls import Tls
+from platform_infra.components.zones import ZONES, networks_of
 from tests.conftest import CountingMocks, deploy, registered
 from tests.helpers import env_of, files_of, is_secret, labels_of, reveal, running_containers, secret_env_keys
 
@@ -26,7 +27,7 @@ def by_hostname(run) -> dict[str, dict]:
 
 
 def network_names(inputs: dict) -> set[str]:
-    return {n["name"].rsplit("-", 1)[-1] for n in inputs["networksAdvanced"]}
+    return {n["name"].removeprefix("orchestration-test-") for n in inputs["networksAdvanced"]}
 
 
 def assert_hardened(inputs: dict) -> None:
@@ -52,15 +53,13 @@ def with_networks(build):
     return lambda: build(Network("net", {"runtime": RUNTIME}).networks)
 
 
-def test_network_isolates_app_and_data():
+def test_network_creates_every_zone_and_routes_only_edge_and_egress():
     run = deploy(lambda: Network("net", {"runtime": RUNTIME}))
     nets = {r.inputs["name"]: r for r in registered(run, "docker:index/network:Network")}
-    assert set(nets) == {"orchestration-test-edge", "orchestration-test-app", "orchestration-test-data",
-                         "orchestration-test-egress"}
-    assert nets["orchestration-test-data"].inputs["internal"] is True
-    assert nets["orchestration-test-app"].inputs["internal"] is True
-    assert nets["orchestration-test-edge"].inputs["internal"] is False
-    assert nets["orchestration-test-egress"].inputs["internal"] is False
+    assert set(nets) == {f"orchestration-test-{zone}" for zone in ZONES}
+    routed = {name for name, net in nets.items() if net.inputs["internal"] is False}
+    assert routed == {"orchestration-test-edge", "orchestration-test-egress"}
+    assert {r.inputs["labels"][0]["value"] for r in nets.values()} == set(ZONES)
     component = registered(run, "platform:index:Network")[0]
     assert {r.parent for r in nets.values()} == {component.urn}
 
@@ -156,9 +155,9 @@ def test_data_stores_are_hardened_private_and_authenticated():
     ]))
     found = by_hostname(run)
     assert set(found) == {"postgres", "redis", "kafka", "clickhouse"}
-    for inputs in found.values():
+    for service, inputs in found.items():
         assert_hardened(inputs)
-        assert network_names(inputs) == {"data"}
+        assert network_names(inputs) == set(networks_of(service))
         assert labels_of(inputs)["platform.role"] == "ds"
         assert inputs["volumes"], "data stores keep their data in named volumes"
         assert "s3cret-from-secrets" not in str([e for e in inputs.get("envs", []) if not is_secret(e)])
@@ -194,13 +193,13 @@ def test_data_stores_are_hardened_private_and_authenticated():
 
 
 def test_kafka_zookeeper_mode_is_refused():
-    assert_registers_nothing(lambda: Kafka("kafka", store({"data": None}, "apache/kafka:3.8.0", mode="zookeeper")),
+    assert_registers_nothing(lambda: Kafka("kafka", store(dict.fromkeys(ZONES), "apache/kafka:3.8.0", mode="zookeeper")),
                              "ZooKeeper mode was removed")
 
 
 @pytest.mark.parametrize("image", ["postgres", "postgres:latest", "postgres:"])
 def test_data_store_refuses_unpinned_image(image):
-    networks = {"data": None}
+    networks = dict.fromkeys(ZONES)
     assert_registers_nothing(
         lambda: Postgres("postgres", store(networks, image, database="jobs", user="jobs", superuser_password="a",
                                            exporter_password="b")), "pinned")
@@ -208,7 +207,7 @@ def test_data_store_refuses_unpinned_image(image):
 
 def test_postgres_refuses_superuser():
     assert_registers_nothing(lambda: Postgres(
-        "postgres", store({"data": None}, "postgres:15.20-bookworm", database="jobs", user="postgres",
+        "postgres", store(dict.fromkeys(ZONES), "postgres:15.20-bookworm", database="jobs", user="postgres",
                           superuser_password="a", exporter_password="b")), "own role, not 'postgres'")
 
 
@@ -252,7 +251,8 @@ def test_app_service_container_settings():
                for f in credentials.values())
     assert reveal(credentials["/etc/platform/secrets/jwt.secret"]["content"]) == "j" * 64
     assert inputs["healthcheck"]["tests"][-1].endswith("/actuator/health")
-    assert network_names(inputs) == {"app", "data"}
+    # Its stores, and the network Prometheus scrapes it on: nothing else.
+    assert network_names(inputs) == {"store-postgres", "store-redis", "store-kafka", "scrape"}
     assert labels_of(inputs)["platform.role"] == "app"
 
 
@@ -268,7 +268,9 @@ def test_app_service_replicas_become_containers():
         "api-gateway", app(networks, service="api-gateway", replicas=2, needs=("jwt",)))))
     found = by_hostname(run)
     assert set(found) == {"api-gateway-1", "api-gateway-2"}
-    assert all(network_names(inputs) == {"app"} for inputs in found.values())
+    # The load balancer's upstream, its two stores and the scrape network.
+    assert all(network_names(inputs) == {"front", "store-postgres", "store-redis", "scrape"}
+               for inputs in found.values())
 
 
 def test_worker_pool_gives_each_worker_its_id():
@@ -317,12 +319,27 @@ def test_only_load_balancer_may_publish_ports_and_nobody_runs_as_root():
     with pytest.raises(ComponentArgsError, match="only host monitoring may mount host paths"):
         validate_spec(replace(spec, bind_mounts=[BindMount("/", "/host")]))
     with pytest.raises(ComponentArgsError, match="socket is mounted only with a dated CTR-014 waiver"):
-        validate_spec(replace(spec, role="mon", networks=["data"],
+        validate_spec(replace(spec, role="mon", networks=["monitoring"],
                               bind_mounts=[BindMount("/var/run/docker.sock", "/var/run/docker.sock")]))
-    with pytest.raises(ComponentArgsError, match="may not join the edge network"):
+    with pytest.raises(ComponentArgsError, match="role 'mon' may not join the edge network"):
         validate_spec(replace(spec, role="mon", networks=["edge"]))
-    with pytest.raises(ComponentArgsError, match="data stores may not join the egress network"):
-        validate_spec(replace(spec, role="ds", networks=["data", "egress"]))
+    with pytest.raises(ComponentArgsError, match="role 'ds' may not join the egress network"):
+        validate_spec(replace(spec, role="ds", networks=["backup", "egress"]))
+    with pytest.raises(ComponentArgsError, match="role 'app' may not join the monitoring network"):
+        validate_spec(replace(spec, networks=["scrape", "monitoring"]))
+    with pytest.raises(ComponentArgsError, match=r"\['data'\] are not networks of the zones table"):
+        validate_spec(replace(spec, networks=["data"]))
+
+
+def test_a_store_not_given_its_zones_networks_fails_before_registering():
+    assert_registers_nothing(lambda: Redis("redis", store({"store-postgres": None}, "redis:8.0.2-bookworm")),
+                             r"Redis: networks must include \['store-redis'\]")
+
+
+def test_a_service_needing_a_store_the_zones_keep_it_from_fails_before_registering():
+    assert_registers_nothing(lambda: AppService("orchestrator", app({}, needs=("clickhouse",))),
+                             r"needs stores on \['store-clickhouse'\]")
+    assert_registers_nothing(lambda: AppService("billing", app({}, service="billing")), "in no network")
 
 
 def test_read_only_service_gets_its_files_from_a_volume_filled_by_a_never_started_container():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from platform_infra.components.zones import ZONES, networks_of
 from platform_infra.infra.cli import REPO_ROOT, main
 from platform_infra.infra.diagram import EDGES, ROLES
 from platform_infra.infra.mockrun import load_project, run_program
@@ -89,7 +90,7 @@ def test_every_flow_that_leaves_the_host_is_drawn(capsys):
 def test_roles_have_their_shapes_and_the_legend_names_each(capsys):
     dot = draw(capsys, "prod", "dot")
     assert '    postgres_backup [label="postgres-backup", shape=box3d' in dot, "a backup job is a job"
-    assert '    postgres [label="postgres\\nport 5432", shape=cylinder' in dot
+    assert '    postgres [label="postgres\\nport 5432\\nalso on backup", shape=cylinder' in dot
     legend = dot.split("  legend [label=", 1)[1].split("\n", 1)[0]
     for shape, _, meaning in ROLES.values():
         assert f">{shape}<" in legend and html.escape(meaning) in legend
@@ -197,8 +198,8 @@ def test_flows_come_from_the_wired_connections(capsys):
 def test_mermaid_has_a_subgraph_per_network_and_the_same_edges(capsys):
     chart = draw(capsys, "prod", "mermaid")
     assert chart.startswith("flowchart LR\n")
-    for network in ("app", "data", "edge", "egress"):
-        assert f'subgraph orchestration_prod_{network}["network orchestration-prod-{network}"]' in chart
+    for network in ZONES:
+        assert f'subgraph orchestration_prod_{network.replace("-", "_")}["network orchestration-prod-{network}"]' in chart
     assert "load_balancer -->|8080| api_gateway" in chart and "prometheus -.->|scrape| worker" in chart
     assert "postgres ==>|backups| s3_gateway" in chart and "alertmanager -->|notify| slack" in chart
 
@@ -213,3 +214,18 @@ def test_bad_input_exits_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["diagram", "--stack", "prod", "--format", "png"])
     assert exit_info.value.code == 2
+
+
+def test_each_zone_is_a_cluster_named_by_its_zone_with_its_reason(capsys):
+    """The zones of components/zones.py, in the table's order; a service drawn in its first zone and naming the
+    others it joins."""
+    dot = draw(capsys, "prod", "dot")
+    clusters = re.findall(r'subgraph "cluster_orchestration-prod-([\w-]+)" \{\n    label="network ([\w-]+) \((\w+)', dot)
+    assert [(network, zone) for network, zone, _ in clusters] == [(zone, zone) for zone in ZONES]
+    assert {zone: kind == "internal" for _, zone, kind in clusters} == {z: spec.internal for z, spec in ZONES.items()}
+    for zone, spec in ZONES.items():
+        assert f'tooltip="{spec.why}"' in dot, zone
+    assert '    api_gateway [label="api-gateway\\nx2 replicas\\nport 8080\\nalso on ' + ", ".join(
+        networks_of("api-gateway")[1:]) + '"' in dot
+    front = dot.split('subgraph "cluster_orchestration-prod-front" {', 1)[1].split("  }", 1)[0]
+    assert "api_gateway [" in front and "orchestrator [" not in front

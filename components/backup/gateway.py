@@ -42,6 +42,7 @@ from platform_infra.components.spec import (
     Healthcheck,
     validate_spec,
 )
+from platform_infra.components.zones import missing_networks, networks_of
 
 SERVICE = "s3-gateway"
 TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
@@ -121,16 +122,17 @@ def store_gateway_spec(args: StoreGatewayArgs) -> tuple[ContainerSpec, str]:
     config = args["config"]
     if not isinstance(config, BackupConfig):
         raise ComponentArgsError("StoreGateway: config must be a BackupConfig")
-    if not {"data", "egress"} <= set(args["networks"]):
-        raise ComponentArgsError("StoreGateway: networks must include the data and egress networks")
+    missing = missing_networks(SERVICE, args["networks"])
+    if missing:
+        raise ComponentArgsError(f"StoreGateway: networks must include {missing} (components/zones.py)")
     route = store_route(config)
     conf = render_gateway_conf(route)
     spec = ContainerSpec(
-        service=SERVICE, role="egress", image=args["image"], networks=["data", "egress"],
+        service=SERVICE, role="egress", image=args["image"], networks=networks_of(SERVICE),
         memory_mb=64, cpus=0.25,
         command=["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
         files=[FileSpec(CONF_PATH, conf)],
-        aliases={"data": (route.server_name,)},
+        aliases={"backup": (route.server_name,)},
         sysctls={UNPRIVILEGED_PORT_SYSCTL: str(route.port)} if route.port < 1024 else {},
         healthcheck=Healthcheck(["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{route.port}"]),
         tmpfs={"/tmp": "rw,noexec,nosuid,size=8m"},

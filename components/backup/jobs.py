@@ -36,6 +36,7 @@ from platform_infra.components.spec import (
     Healthcheck,
     VolumeMount,
 )
+from platform_infra.components.zones import networks_of
 
 METRIC = "backup_last_success_timestamp_seconds"
 TEXTFILE_DIR = "/var/lib/node-exporter/textfile"
@@ -59,7 +60,7 @@ basicAuthMiddleware guards every route, /metrics included): the healthcheck and 
 API_CURL_CONFIG = f"{SECRETS_DIR}/clickhouse-backup-api.curl"
 API_ALIAS = "clickhouse-backup-api"
 """Its name on API_NETWORK only: the API listens on its address there (API_LISTEN), not on every interface."""
-API_NETWORK = "data"
+API_NETWORK = "store-clickhouse"
 """The network Prometheus scrapes the API through."""
 STORE_CA = f"{FILES_DIR}/store-ca.pem"
 """The private CA of the store's endpoint (settings backups.endpoint_ca), for every client of the store."""
@@ -252,7 +253,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
     private_ca = bool(config.endpoint_ca)
     store_keys = _keys(credentials, ("key", "secret"))
     postgres_job = ContainerSpec(
-        service="postgres-backup", role="ds", image=args["job_image"], networks=["data"],
+        service="postgres-backup", role="ds", image=args["job_image"], networks=networks_of("postgres-backup"),
         memory_mb=512, cpus=1.0, user=POSTGRES_UID,
         command=scheduler_command(),
         # GUILE_AUTO_COMPILE=0: mcron's modules are read from source, nothing is compiled into $HOME.
@@ -282,7 +283,8 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         healthcheck=Healthcheck(["CMD", "pgbackrest", "version"]),
     )
     clickhouse_job = ContainerSpec(
-        service="clickhouse-backup", role="ds", image=args["clickhouse_backup_image"], networks=["data"],
+        service="clickhouse-backup", role="ds", image=args["clickhouse_backup_image"],
+        networks=networks_of("clickhouse-backup"),
         memory_mb=512, cpus=0.5, user=CLICKHOUSE_UID,
         # A full backup at every interval (watch = full = the ClickHouse schedule's max age less a day).
         command=["server", "--watch", f"--watch-interval={_hours(config.clickhouse.max_age)}",
@@ -314,8 +316,8 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
         # Its own API where it listens, logged in through curl's config file (no credential on a command line).
         healthcheck=Healthcheck(["CMD", "curl", "-fsS", "-o", "/dev/null", "-K", API_CURL_CONFIG,
-                                 f"http://{api_host(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}"
-                                 "/backup/status"]),
+                                 (f"http://{api_host(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}"
+                                 "/backup/status")]),
         aliases={API_NETWORK: [API_ALIAS]},
     )
     return [postgres_job, clickhouse_job]

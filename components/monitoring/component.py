@@ -43,6 +43,7 @@ from platform_infra.components.spec import (
     VolumeMount,
     validate_spec,
 )
+from platform_infra.components.zones import networks_of
 
 NOBODY = "65534:65534"
 SECRETS_DIR = f"{FILES_DIR}/secrets"
@@ -167,7 +168,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     redis_password_map = pulumi.Output.json_dumps({f"redis://{stores.redis_address}": stores.redis_password})
     specs = [
         ContainerSpec(
-            service="prometheus", role="mon", image=images["prometheus"], networks=["app", "data"],
+            service="prometheus", role="mon", image=images["prometheus"], networks=networks_of("prometheus"),
             memory_mb=1024, cpus=1.0, user=NOBODY,
             command=prometheus_args(config, config_file=PROMETHEUS_CONFIG, storage_path="/prometheus"),
             files=[FileSpec(PROMETHEUS_CONFIG, prometheus_yml), FileSpec(RULES_FILE, render_alert_rules(config)),
@@ -177,7 +178,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9090/-/healthy"]),
         ),
         ContainerSpec(
-            service="alertmanager", role="mon", image=images["alertmanager"], networks=["app", "egress"],
+            service="alertmanager", role="mon", image=images["alertmanager"], networks=networks_of("alertmanager"),
             memory_mb=256, cpus=0.25, user=NOBODY,
             command=alertmanager_args(config_file=ALERTMANAGER_CONFIG, storage_path="/alertmanager"),
             files=[FileSpec(ALERTMANAGER_CONFIG, alertmanager_yml), *alert_secrets],
@@ -185,7 +186,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9093/-/healthy"]),
         ),
         ContainerSpec(
-            service="grafana", role="mon", image=images["grafana"], networks=["app"],
+            service="grafana", role="mon", image=images["grafana"], networks=networks_of("grafana"),
             memory_mb=512, cpus=0.5, user="472:0",
             env={**grafana_env, "GF_SECURITY_ADMIN_USER": "platform-admin",
                  "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING},
@@ -204,7 +205,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:3000/api/health"]),
         ),
         ContainerSpec(
-            service="blackbox-exporter", role="mon", image=images["blackbox_exporter"], networks=["app", "egress"],
+            service="blackbox-exporter", role="mon", image=images["blackbox_exporter"], networks=networks_of("blackbox-exporter"),
             memory_mb=64, cpus=0.1, user=NOBODY,
             command=[f"--config.file={BLACKBOX_CONFIG}"],
             files=[FileSpec(BLACKBOX_CONFIG, render_blackbox_config(PROBE_CA if probe_ca is not None else None)),
@@ -212,7 +213,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9115/-/healthy"]),
         ),
         ContainerSpec(
-            service="node-exporter", role="mon", image=images["node_exporter"], networks=["data"],
+            service="node-exporter", role="mon", image=images["node_exporter"], networks=networks_of("node-exporter"),
             memory_mb=64, cpus=0.1, user=NOBODY,
             command=["--path.rootfs=/host",
                      *([f"--collector.textfile.directory={args['textfile'][1]}"] if args.get("textfile") else [])],
@@ -222,7 +223,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9100/metrics"]),
         ),
         ContainerSpec(
-            service="postgres-exporter", role="mon", image=images["postgres_exporter"], networks=["data"],
+            service="postgres-exporter", role="mon", image=images["postgres_exporter"], networks=networks_of("postgres-exporter"),
             memory_mb=64, cpus=0.1, user=NOBODY,
             env={"DATA_SOURCE_URI": stores.postgres_dsn, "DATA_SOURCE_USER": stores.postgres_user,
                  "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/postgres_password"},
@@ -230,7 +231,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:9187/metrics"]),
         ),
         ContainerSpec(
-            service="redis-exporter", role="mon", image=images["redis_exporter"], networks=["data"],
+            service="redis-exporter", role="mon", image=images["redis_exporter"], networks=networks_of("redis-exporter"),
             memory_mb=64, cpus=0.1, user=NOBODY,
             # The exporter's password file is a JSON map from address to password, not a bare password.
             env={"REDIS_ADDR": f"redis://{stores.redis_address}",
@@ -241,7 +242,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
                                                   "grep -q '^redis_exporter_build_info'")]),
         ),
         ContainerSpec(
-            service="kafka-exporter", role="mon", image=images["kafka_exporter"], networks=["data"],
+            service="kafka-exporter", role="mon", image=images["kafka_exporter"], networks=networks_of("kafka-exporter"),
             memory_mb=128, cpus=0.1, user=NOBODY,
             # Read the SASL password from its file at start, so it is not in the container's inspectable command.
             # kafka_exporter exits when Kafka does not answer; retried here for minutes, where Docker's five
@@ -257,7 +258,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
     if until:
         # Root still: cAdvisor reads every container's cgroup files and /var/lib/docker, which only root may.
         cadvisor = ContainerSpec(
-            service=CADVISOR, role="mon", image=images["cadvisor"], networks=["data"],
+            service=CADVISOR, role="mon", image=images["cadvisor"], networks=networks_of(CADVISOR),
             memory_mb=256, cpus=0.25,
             command=["--docker_only=true", "--housekeeping_interval=15s", "--store_container_labels=false",
                      "--disable_metrics=advtcp,cpu_topology,hugetlb,percpu,process,referenced_memory,tcp,udp",

@@ -15,8 +15,9 @@ config = pulumi.Config()
 provider = docker.Provider("remote-docker", host="tcp://10.0.0.5:2375")
 opts = pulumi.ResourceOptions(provider=provider)
 
-# One non-internal network for everything (NET-001); an unencrypted overlay (NET-002).
-network = docker.Network("flat", name="flat", opts=opts)
+# One non-internal network for everything (NET-001), claiming the edge zone every role joins (NET-004); an
+# unencrypted overlay (NET-002).
+network = docker.Network("flat", name="flat", labels=[{"label": "platform.network", "value": "edge"}], opts=opts)
 docker.Network("swarm-overlay", name="overlay", driver="overlay", opts=opts)
 
 postgres_image = docker.RemoteImage("postgres-image", name="postgres:latest", opts=opts)  # IMG-001

@@ -1,8 +1,10 @@
-"""Network rules: internal networks for data and monitoring, encrypted overlays, no ingress publishing."""
+"""Network rules: internal networks for data and monitoring, every role on its zones' networks only, encrypted
+overlays, no ingress publishing."""
 
 from __future__ import annotations
 
-from platform_infra.policies.props import NETWORK, ROLES, SERVICE, WORKLOADS, Workload, get, truthy
+from platform_infra.components.zones import ZONES, allowed_roles, networks_of
+from platform_infra.policies.props import NETWORK, ROLES, SERVICE, WORKLOADS, Workload, get, labels, truthy
 from platform_infra.policies.registry import MANDATORY, resource_rule, stack_rule
 from platform_infra.policies.scope import reads_identity
 
@@ -91,6 +93,56 @@ def internal_data_network(stack, report, options) -> None:
                 and "lb" in members[reference]
             ):
                 report(f"role {w.role} joins the load balancer's edge network {reference}", w.urn)
+
+
+ZONE_LABEL = "platform.network"
+"""The label naming the zone (components/zones.py) a network of the platform implements."""
+
+
+@stack_rule(
+    "NET-004",
+    "zone-membership",
+    "Each role joins only the networks of its zones",
+    types=[*WORKLOADS, NETWORK],
+    severity="high",
+    prod=MANDATORY,
+    checklist=["infrastructure.network-policies"],
+    sources=["CIS 5.30", "NIST SP 800-190 4.3.3", "CKV2_K8S_6"],
+    options={
+        "allowedRoles": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"enum": list(ROLES)}},
+            "default": {zone: sorted(allowed_roles(zone)) for zone in ZONES},
+            "description": "zone (the network's platform.network label) -> the roles that may join it; "
+            "default: the roles of its members in components/zones.py",
+        },
+    },
+    remediation="Attach each container to the networks components/zones.py gives its service (`networks_of`); "
+    "a new need is a row or a member of that table, never a container on another zone's network.",
+)
+def zone_membership(stack, report, options) -> None:
+    """In a stack whose networks carry zone labels (the platform's), a workload joins only networks of a
+    known zone that admit its role, and a service the zones table names joins only the networks it gives
+    it: two containers sharing a network reach each other on every port, so one extra attachment undoes the
+    segmentation."""
+    index = _network_index(stack)
+    zones = {reference: labels(network.props, "labels").get(ZONE_LABEL) for reference, network in index.items()}
+    if not any(zones.values()):
+        return  # not a stack built from the zones table
+    allowed = options["allowedRoles"]
+    by_urn = {r.urn: r for r in stack.resources}
+    for w in stack.workloads:
+        service = w.labels.get("platform.service", "")
+        for reference, network in _attached(w, by_urn[w.urn], index):
+            zone = zones.get(reference) if network is not None else None
+            if zone not in allowed:
+                report(f"role {w.role} joins network {reference}, which is in no zone of the table", w.urn)
+            elif w.role not in allowed[zone]:
+                report(f"role {w.role} may not join the {zone} network {reference} "
+                       f"(allowed: {', '.join(allowed[zone])})", w.urn)
+            elif networks_of(service) and zone not in networks_of(service):
+                report(f"service {service} joins the {zone} network {reference}; its zones: "
+                       f"{', '.join(networks_of(service))}", w.urn)
 
 
 @resource_rule(

@@ -188,11 +188,12 @@ def test_a_client_offering_nothing_newer_than_tls_1_1_is_closed_unforwarded(gate
     assert [gateway.route.server_name, "500"] in refused
 
 
-def test_the_gateway_spec_joins_data_and_egress_and_answers_to_the_buckets_name():
-    spec, _ = store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"data": None, "egress": None},
+def test_the_gateway_spec_joins_backup_and_egress_and_answers_to_the_buckets_name():
+    spec, _ = store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"backup": None, "egress": None},
                                      "config": BackupConfig(bucket=BUCKET, region="eu-central-1"),
                                      "image": "nginx:1.26.3-bookworm"})
-    assert spec.networks == ["data", "egress"] and spec.aliases == {"data": (f"{BUCKET}.s3.eu-central-1.amazonaws.com",)}
-    with pytest.raises(ComponentArgsError, match="data and egress"):
-        store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"data": None},
+    assert spec.networks == ["backup", "egress"]
+    assert spec.aliases == {"backup": (f"{BUCKET}.s3.eu-central-1.amazonaws.com",)}
+    with pytest.raises(ComponentArgsError, match=r"networks must include \['egress'\]"):
+        store_gateway_spec({"runtime": DockerRuntime("t"), "networks": {"backup": None},
                             "config": BackupConfig(bucket=BUCKET), "image": "nginx:1.26.3-bookworm"})

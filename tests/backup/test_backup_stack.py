@@ -225,21 +225,21 @@ def test_the_password_file_escapes_what_libpq_would_split(password, line):
 
 
 def test_every_store_client_addresses_the_bucket_by_the_name_the_gateway_answers_to(prod):
-    """PostgreSQL, pgBackRest, clickhouse-backup and the jobs' curl sit on the internal data network; each
+    """PostgreSQL, pgBackRest, clickhouse-backup and the jobs' curl sit on the internal backup network; each
     addresses the bucket by its virtual-hosted name, which on that network is the gateway's alias."""
     _, run = prod
     containers = running_containers(run.resources)
     gateway = containers["s3-gateway"]
     bucket_host = "orchestration-prod-backups.s3.eu-central-1.amazonaws.com"
     aliases = {n["name"]: n["aliases"] for n in gateway["networksAdvanced"]}
-    assert aliases == {"orchestration-prod-data": ["s3-gateway", bucket_host],
+    assert aliases == {"orchestration-prod-backup": ["s3-gateway", bucket_host],
                        "orchestration-prod-egress": ["s3-gateway"]}
     assert gateway["sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "443"}
     assert gateway["user"] == "101:101" and gateway["readOnly"] and gateway["capabilities"]["drops"] == ["ALL"]
     conf = reveal(files_of(run.resources, "s3-gateway")["/etc/platform/nginx.conf"]["content"])
     assert f"{bucket_host} s3.eu-central-1.amazonaws.com:443;" in conf
     for client in ("postgres", "postgres-backup", "clickhouse-backup"):
-        assert [n["name"] for n in containers[client]["networksAdvanced"]] == ["orchestration-prod-data"]
+        assert "orchestration-prod-backup" in [n["name"] for n in containers[client]["networksAdvanced"]]
     # pgBackRest: virtual-hosted (its default uri style) under the regional endpoint.
     pgbackrest = reveal(files_of(run.resources, "postgres")[PGBACKREST_CONF]["content"])
     assert "repo1-s3-endpoint = s3.eu-central-1.amazonaws.com" in pgbackrest and "uri-style" not in pgbackrest

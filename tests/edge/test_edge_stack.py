@@ -42,13 +42,13 @@ def deployed(request):
 
 
 def test_only_the_load_balancer_publishes_and_only_80_and_443(deployed):
-    _, containers, files = deployed
+    stack, containers, files = deployed
     publishing = {host for host, inputs in containers.items() if inputs.get("ports")}
     assert publishing == {"load-balancer"}
     lb = containers["load-balancer"]
     assert sorted((p["external"], p["internal"]) for p in lb["ports"]) == [(80, HTTP_PORT), (443, HTTPS_PORT)]
     assert labels_of(lb)["platform.role"] == "lb"
-    assert {n["name"].rsplit("-", 1)[-1] for n in lb["networksAdvanced"]} == {"edge", "app"}
+    assert {n["name"].removeprefix(f"orchestration-{stack}-") for n in lb["networksAdvanced"]} == {"edge", "front"}
     assert lb["user"] == "101:101" and lb["readOnly"] is True and lb["capabilities"]["drops"] == ["ALL"]
     assert "adds" not in lb["capabilities"]
     assert lb["command"] == ["nginx", "-c", CONF_PATH, "-g", "daemon off;"]

@@ -21,6 +21,7 @@ import uuid
 import pytest
 import yaml
 
+from platform_infra.components.zones import ZONES
 from tests.conftest import require_tool
 from tests.live.deploy import live_plan
 from tests.live.probes import (
@@ -41,6 +42,7 @@ from tests.live.probes import (
     targets_all_up,
     wait_for,
 )
+from tests.live.reachability import matrix_differences, membership_differences, missing, reachability
 from tests.live.store import LiveStore
 from tests.live.swarm_deploy import CONFIG, NETWORK, SECRET, SERVICE, SwarmDeployment
 from tests.live.swarm_engine import _labels, as_sent, read_back
@@ -114,6 +116,27 @@ def plan_file(stack: SwarmDeployment, service: str, path: str) -> str:
 
 def _expected_tasks(inputs: dict) -> int:
     return 1 if inputs["mode"].get("global") else inputs["mode"]["replicated"]["replicas"]
+
+
+def test_every_task_reaches_exactly_what_the_zones_design(stack):
+    """From inside each task container's network namespace, every other task's every listening port on the
+    stack's overlays: the matrix found is the one components/zones.py designs (printed)."""
+    containers = [c for inputs in stack.services() for c in stack.task_containers(inputs["name"])]
+    own = f"{stack.prefix}-"
+    task = re.compile(rf"^{re.escape(own)}(.+?)\.(\d+|\w{{25}})\.\w{{25}}$")
+
+    def name_of(container) -> str:  # <service>.<slot>, or <service> for a global service's one task here
+        service, slot = task.match(container.labels["com.docker.swarm.task.name"]).groups()
+        return f"{service}.{slot}" if slot.isdigit() else service
+
+    matrix = reachability(stack.client, containers, lambda net: net.removeprefix(own) if net.startswith(own)
+                          and net.removeprefix(own) in ZONES else None, f"{stack.prefix}-probe", name_of)
+    print("\nreachability (Swarm runtime):\n" + matrix.table())
+    assert membership_differences(matrix) == {}
+    assert missing(matrix) == []
+    assert matrix.found == matrix.designed, matrix_differences(matrix)
+    balancer = next(m.name for m in matrix.members if m.service == "load-balancer")
+    assert {name.split(".")[0] for name in matrix.found[balancer]} == {"api-gateway"}
 
 
 def test_every_service_converges_within_its_bound_and_no_task_restarts_or_fails_for_a_minute(stack):

@@ -32,6 +32,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from platform_infra.components.postgres import ADMIN_SQL, ROLES_SQL, SUPERUSER, hba_conf, psql_variables
+from platform_infra.components.zones import STORE_NETWORKS
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.mockrun import load_project, run_program
 from platform_infra.infra.settings import parse_settings
@@ -119,7 +120,7 @@ def image(engine) -> str:
 
 @dataclass
 class StoreHost:
-    """Where the host's stores run: the network namespace of a container on the plan's data network that
+    """Where the host's stores run: the network namespace of a container on the plan's store networks that
     answers to the stores' names (postgres, redis, kafka, clickhouse), so the services reach them by those names
     as in the stack, with their definitions unchanged."""
 
@@ -135,7 +136,7 @@ class StoreHost:
 
 @pytest.fixture(scope="module")
 def store_host(engine, image, plan) -> Iterator[StoreHost]:
-    """The plan's networks (the data network internal, as the plan has it) and the stores' namesake."""
+    """The plan's networks (internal, as the plan has them) and the stores' namesake."""
     if os.geteuid() != 0:
         _unavailable("needs root to run the stores as their own users in a container's network namespace")
     networks, container = [], None
@@ -143,12 +144,17 @@ def store_host(engine, image, plan) -> Iterator[StoreHost]:
         for inputs in plan[NETWORK].values():
             networks.append(engine.networks.create(_local(inputs["name"]), driver=inputs["driver"],
                                                    internal=inputs.get("internal", False)))
-        data = _local("orchestration-prod-data")
+        # Each store's name on its own network (components/zones.py), as in the stack.
+        stores = {store: _local(f"orchestration-prod-{network}") for store, network in STORE_NETWORKS.items()}
+        data = stores["postgres"]
         created = engine.api.create_container(
             BASE, ["sleep", "infinity"], name=f"{PREFIX}-stores", user="65534:65534",
             host_config=engine.api.create_host_config(read_only=True, cap_drop=["ALL"], network_mode=data),
             networking_config=engine.api.create_networking_config(
-                {data: engine.api.create_endpoint_config(aliases=["postgres", "redis", "kafka", "clickhouse"])}))
+                {data: engine.api.create_endpoint_config(aliases=["postgres"])}))
+        for store, network in stores.items():
+            if network != data:
+                engine.api.connect_container_to_network(created["Id"], network, aliases=[store])
         container = engine.containers.get(created["Id"])
         container.start()
         container.reload()
@@ -319,7 +325,7 @@ def services(engine, image, plan, store_host, postgres, redis, listeners) -> Ite
 
 def _address(container) -> str:
     container.reload()
-    return container.attrs["NetworkSettings"]["Networks"][_local("orchestration-prod-app")]["IPAddress"]
+    return container.attrs["NetworkSettings"]["Networks"][_local("orchestration-prod-scrape")]["IPAddress"]
 
 
 def _http(container, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, str]:

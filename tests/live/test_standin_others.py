@@ -325,7 +325,7 @@ def test_clickhouse_backups_api_answers_its_login_only_and_only_on_its_alias(sta
         assert stack.http("clickhouse-backup", f"{API}{path}")[0] == 401, path
         assert stack.http("clickhouse-backup", f"{API}{path}", auth=(user, password + "x"))[0] == 401, path
     assert stack.http("clickhouse-backup", f"{API}/backup/delete/remote/x", auth=(user, "no"), body={})[0] == 401
-    code, output = stack.run("clickhouse-backup", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+    _code, output = stack.run("clickhouse-backup", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                                    "http://127.0.0.1:7171/backup/status"])
     assert output == "000", output  # connection refused: not listening there
     assert stack.http("clickhouse-backup", f"{API}/backup/version", auth=(user, password))[0] == 200

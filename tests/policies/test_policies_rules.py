@@ -244,6 +244,8 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("PROV-001", set_fields("docker", host="tcp://10.1.2.3:2375"), "docker"),
     ("NET-001", set_fields("postgres", networksAdvanced=[{"name": "edge"}]), "postgres"),
     ("NET-001", set_fields("api-gateway", networksAdvanced=[{"name": "edge"}]), "api-gateway"),
+    # The stack's data network claims the monitoring zone, which no data store may join.
+    ("NET-004", set_fields("data", labels=[{"label": "platform.network", "value": "monitoring"}]), "postgres"),
     ("NET-002", set_fields("swarm", options={}), "swarm"),
     (
         "NET-003",

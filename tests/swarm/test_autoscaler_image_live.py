@@ -134,7 +134,7 @@ def test_the_proxy_passes_the_controllers_calls_on_its_service_only(swarm, worke
     try:
         client = docker.DockerClient(base_url=proxy.url)
         service = SwarmService(client, name)
-        replicas, version, _ = service.read()
+        _replicas, version, _ = service.read()
         service.scale(2, version)
         assert swarm.api.inspect_service(name)["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
         other_spec = swarm.api.inspect_service(other)

@@ -20,6 +20,7 @@ from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPOR
 from platform_infra.components.runtime import duration_nanos
 from platform_infra.components.spec import ComponentArgsError, ContainerSpec, Healthcheck
 from platform_infra.components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
+from platform_infra.components.zones import ZONES
 from platform_infra.infra.check import evaluate
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.mockrun import load_project, run_program
@@ -152,14 +153,16 @@ def test_overlay_networks_internal_and_encrypted(swarm_run) -> None:
     networks = of_type(swarm_run, NETWORK)
     assert {name: (n["driver"], n["internal"], n["options"]["encrypted"]) for name, n in networks.items()} == {
         f"orchestration-prod-{name}": ("overlay", internal, "true")
-        for name, internal in {"edge": False, "app": True, "data": True, "egress": False, "autoscaler-engine": True,
-                               "cadvisor-engine": True}.items()}
+        for name, internal in {**{zone: spec.internal for zone, spec in ZONES.items()},
+                               "autoscaler-engine": True, "cadvisor-engine": True}.items()}
     # Each with its own VXLAN id, outside the range the driver assigns from (4096 up).
     vnis = {int(n["options"]["com.docker.network.driver.overlay.vxlanid_list"]) for n in networks.values()}
     assert len(vnis) == len(networks) and all(2**23 <= vni < 2**24 for vni in vnis)
-    ids = {r.inputs["name"].rsplit("-", 1)[-1]: f"{r.name}-id" for r in swarm_run.resources if r.type == NETWORK}
+    ids = {r.inputs["name"].removeprefix("orchestration-prod-"): f"{r.name}-id" for r in swarm_run.resources
+           if r.type == NETWORK}
     postgres = services(swarm_run)["postgres"]
-    assert postgres["taskSpec"]["networksAdvanceds"] == [{"id": ids["data"], "aliases": ["postgres"]}]
+    assert postgres["taskSpec"]["networksAdvanceds"] == [{"id": ids[name], "aliases": ["postgres"]}
+                                                          for name in ("store-postgres", "backup")]
 
 
 def test_no_credential_in_any_environment_value(swarm_run) -> None:
@@ -414,13 +417,13 @@ def test_services_of_images_the_stack_builds_wait_for_the_build(swarm_run) -> No
     ("exec,noexec", "'exec' and 'noexec'"),
 ])
 def test_a_tmpfs_option_swarm_cannot_honour_is_refused(options, refused) -> None:
-    spec = ContainerSpec(service="cache", role="app", image="nginx:1.26.2", networks=["app"], memory_mb=32,
+    spec = ContainerSpec(service="cache", role="app", image="nginx:1.26.2", networks=["scrape"], memory_mb=32,
                          cpus=0.1, healthcheck=Healthcheck(["CMD", "true"]), tmpfs={"/var/cache/nginx": options})
 
     def program() -> None:
         runtime = SwarmRuntime(name_prefix="t")
         parent = pulumi.ComponentResource("platform:index:SwarmTest", "swarm-test")
-        runtime.deploy(spec, {"app": runtime.network("app", True, "network", parent)}, "test", parent)
+        runtime.deploy(spec, {"scrape": runtime.network("scrape", True, "network", parent)}, "test", parent)
 
     with pytest.raises(ComponentArgsError, match=re.escape(
             f"container 'cache': tmpfs /var/cache/nginx: option{'s' if ' and ' in refused else ''} {refused}")):

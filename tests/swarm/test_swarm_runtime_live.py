@@ -56,7 +56,7 @@ def standin_spec(image: str, service: str, healthy: bool = True) -> ContainerSpe
     from env, read-only, non-root; its healthcheck reads the secret (or, broken, a file that is never there)."""
     probe = READY if healthy else "/tmp/never"
     return ContainerSpec(
-        service=service, role="app", image=image, networks=["app"], memory_mb=32, cpus=0.1, replicas=2,
+        service=service, role="app", image=image, networks=["scrape"], memory_mb=32, cpus=0.1, replicas=2,
         entrypoint=["/bin/busybox", "sh", "-c"],
         command=[STARTUP],
         files=[FileSpec("/etc/platform/app.conf", CONF), FileSpec("/etc/platform/secrets/token", TOKEN, secret=True)],
@@ -74,8 +74,8 @@ def definitions(spec: ContainerSpec, prefix: str) -> dict[str, list]:
     def program() -> None:
         runtime = SwarmRuntime(name_prefix=prefix, encrypt_networks=True)
         parent = pulumi.ComponentResource("platform:index:SwarmTest", "swarm-test")
-        network = runtime.network("app", True, "network", parent)
-        runtime.deploy(spec, {"app": network}, "test", parent)
+        network = runtime.network("scrape", True, "network", parent)
+        runtime.deploy(spec, {"scrape": network}, "test", parent)
 
     run = deploy(program)
     return {t: [r for r in run.resources if r.type == t] for t in (NETWORK, SECRET, CONFIG, SERVICE, RETIRED)}
