@@ -13,6 +13,8 @@ from platform_infra.components.kafka import KAFKA_NAME, TOPICS_ENV, format_topic
 from platform_infra.components.postgres import (
     ADMIN_RESERVED_CONNECTIONS,
     ADMIN_SQL,
+    BACKUP_CONNECTIONS,
+    BACKUP_ROLE,
     EXPORTER_CONNECTIONS,
     EXPORTER_ROLE,
     ROLES_APPLIED,
@@ -63,6 +65,8 @@ class PostgresArgs(DataStoreArgs):
     """The `postgres` superuser's, for administration only."""
     exporter_password: pulumi.Input[str]
     """The exporter role's (`postgres_exporter`, pg_monitor)."""
+    backup_password: pulumi.Input[str]
+    """The backup job's role's (`pgbackrest`, the backup functions only)."""
     admin_password_bcrypt: NotRequired[pulumi.Input[str]]
     """bcrypt of the application's `admin` user, set in its users table once that exists."""
     max_connections: NotRequired[int]
@@ -95,24 +99,26 @@ def archived_once_started(settings: Mapping[str, str]) -> dict[str, str]:
 
 
 def postgres_spec(args: PostgresArgs) -> ContainerSpec:
-    _require("Postgres", args, "database", "user", "superuser_password", "exporter_password")
+    _require("Postgres", args, "database", "user", "superuser_password", "exporter_password", "backup_password")
     archiving = args.get("archiving")
-    if args["user"] in (SUPERUSER, EXPORTER_ROLE):
+    if args["user"] in (SUPERUSER, EXPORTER_ROLE, BACKUP_ROLE):
         raise ComponentArgsError(f"Postgres: user must be the application's own role, not {args['user']!r}")
     max_connections = args.get("max_connections", 100)
-    if not isinstance(max_connections, int) or max_connections <= ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS:
-        raise ComponentArgsError(f"Postgres: max_connections must be an integer above "
-                                 f"{ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS}, got {max_connections!r}")
+    reserved = ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS + BACKUP_CONNECTIONS
+    if not isinstance(max_connections, int) or max_connections <= reserved:
+        raise ComponentArgsError(f"Postgres: max_connections must be an integer above {reserved}, "
+                                 f"got {max_connections!r}")
     secrets = f"{FILES_DIR}/secrets"
     admin = args.get("admin_password_bcrypt")
     files = [
         FileSpec(f"{secrets}/postgres_password", args["password"], secret=True),
         FileSpec(f"{secrets}/postgres_superuser_password", args["superuser_password"], secret=True),
         FileSpec(f"{secrets}/postgres_exporter_password", args["exporter_password"], secret=True),
+        FileSpec(f"{secrets}/postgres_backup_password", args["backup_password"], secret=True),
         *([FileSpec(f"{secrets}/app_admin_password_bcrypt", admin, secret=True)] if admin is not None else []),
         FileSpec(f"{FILES_DIR}/postgres_roles.sql", ROLES_SQL),
         FileSpec(f"{FILES_DIR}/postgres_app_admin.sql", ADMIN_SQL),
-        FileSpec(f"{FILES_DIR}/pg_hba.conf", hba_conf()),
+        FileSpec(f"{FILES_DIR}/pg_hba.conf", hba_conf(args["database"], args["user"])),
         FileSpec(f"{FILES_DIR}/start-postgres.sh", start_script(
             files_dir=FILES_DIR, database=args["database"], app_role=args["user"], admin=admin is not None)),
         *(archiving.files if archiving else ()),

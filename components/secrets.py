@@ -15,7 +15,7 @@ PASSWORD_LENGTH = 32
 JWT_SECRET_LENGTH = 64
 CREDENTIALS = ("postgres_password", "redis_password", "kafka_password", "clickhouse_password",
                "grafana_admin_password", "grafana_secret_key", "jwt_secret", "postgres_superuser_password",
-               "postgres_exporter_password")
+               "postgres_exporter_password", "postgres_backup_password")
 
 
 class SecretsArgs(TypedDict):
@@ -47,6 +47,8 @@ class Secrets(pulumi.ComponentResource):
     postgres_superuser_password: pulumi.Output[str]
     """PostgreSQL's superuser, for administration only; the services use postgres_password (their own role)."""
     postgres_exporter_password: pulumi.Output[str]
+    postgres_backup_password: pulumi.Output[str]
+    """The backup job's PostgreSQL role (pgBackRest's backup functions, no superuser)."""
     app_admin_password: pulumi.Output[str]
     """Always generated: the application's `admin` user, replacing the seed's well-known password."""
     app_admin_password_bcrypt: pulumi.Output[str]

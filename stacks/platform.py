@@ -43,7 +43,7 @@ from platform_infra.components.monitoring.component import (
     app_scrape_targets,
 )
 from platform_infra.components.network import Network
-from platform_infra.components.postgres import EXPORTER_ROLE, SUPERUSER
+from platform_infra.components.postgres import BACKUP_ROLE, EXPORTER_ROLE
 from platform_infra.components.runtime import DockerRuntime
 from platform_infra.components.secrets import CREDENTIALS, Secrets
 from platform_infra.components.swarm import SwarmRuntime
@@ -136,6 +136,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "database": data.postgres_database, "user": data.postgres_user,
         "superuser_password": secrets.postgres_superuser_password,
         "exporter_password": secrets.postgres_exporter_password,
+        "backup_password": secrets.postgres_backup_password,
         "admin_password_bcrypt": secrets.app_admin_password_bcrypt,
         "max_connections": data.postgres_max_connections,
         **({"archiving": postgres_archiving(backups, store_credentials)} if backups else {})},
@@ -186,8 +187,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     backup_jobs = BackupJobs("backup-jobs", {
         "runtime": runtime, "networks": networks, "config": backups, "job_image": settings.image("postgres-backup"),
         "clickhouse_backup_image": images.clickhouse_backup, "credentials": store_credentials,
-        # pgBackRest starts and stops backups and reads every relation: the administrative superuser.
-        "postgres_user": SUPERUSER, "postgres_password": secrets.postgres_superuser_password,
+        # pgBackRest's own role (components/sql/postgres_roles.sql): the backup functions, no superuser.
+        "postgres_user": BACKUP_ROLE, "postgres_password": secrets.postgres_backup_password,
         "clickhouse_user": CLICKHOUSE_USER, "clickhouse_password": secrets.clickhouse_password,
         "config_files": {"settings.json": settings.model_dump_json(), "ca.pem": tls.ca_certificate_pem,
                          "server.pem": tls.certificate_pem, "server.key": tls.private_key_pem},

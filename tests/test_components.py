@@ -149,7 +149,8 @@ def test_data_stores_are_hardened_private_and_authenticated():
     run = deploy(with_networks(lambda networks: [
         Postgres("postgres", store(networks, "postgres:15.20-bookworm", database="jobs", user="jobs",
                                    superuser_password=pulumi.Output.secret("super-s3cret"),
-                                   exporter_password=pulumi.Output.secret("exporter-s3cret"))),
+                                   exporter_password=pulumi.Output.secret("exporter-s3cret"),
+                                   backup_password=pulumi.Output.secret("backup-s3cret"))),
         Redis("redis", store(networks, "redis:8.0.2-bookworm")),
         Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768}),
         ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
@@ -203,13 +204,13 @@ def test_data_store_refuses_unpinned_image(image):
     networks = {"data": None}
     assert_registers_nothing(
         lambda: Postgres("postgres", store(networks, image, database="jobs", user="jobs", superuser_password="a",
-                                           exporter_password="b")), "pinned")
+                                           exporter_password="b", backup_password="c")), "pinned")
 
 
 def test_postgres_refuses_superuser():
     assert_registers_nothing(lambda: Postgres(
         "postgres", store({"data": None}, "postgres:15.20-bookworm", database="jobs", user="postgres",
-                          superuser_password="a", exporter_password="b")), "own role, not 'postgres'")
+                          superuser_password="a", exporter_password="b", backup_password="c")), "own role, not 'postgres'")
 
 
 CONNECTIONS = Connections(

@@ -173,7 +173,8 @@ def postgres_hba_no_trust(stack, report, options) -> None:
     "PostgreSQL's superuser only over the local socket",
     types=[*WORKLOADS, SERVICE_CONFIG],
     severity="high",
-    prod=ADVISORY,
+    prod=MANDATORY,
+    label_waivable=False,
     checklist=["security.database-passwords"],
     sources=["PostgreSQL docs: The pg_hba.conf File (reject)", "CIS PostgreSQL Benchmark 3.1.x"],
     remediation="Put `host all <superuser> all reject` before the other `host` lines of pg_hba.conf and give "
@@ -181,8 +182,8 @@ def postgres_hba_no_trust(stack, report, options) -> None:
 )
 def postgres_superuser_local(stack, report, options) -> None:
     """The superuser (POSTGRES_USER, default postgres) cannot log in over TCP: the first `host*` line of the
-    pg_hba.conf the server reads that names it (or `all`) rejects it. Advisory until every client has a role
-    of its own (issue 20): the backup job still logs in as the superuser."""
+    pg_hba.conf the server reads that names it (or `all`) rejects it. Mandatory since every client has a role of
+    its own (the backup job's `pgbackrest`, components/postgres.py)."""
     for w in stack.workloads:
         if w.kind != "postgres":
             continue
