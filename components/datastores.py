@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal, NotRequired, TypedDict
 
 import pulumi
@@ -148,23 +150,71 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
     ))
 
 
-def redis_spec(args: DataStoreArgs) -> ContainerSpec:
-    _require("Redis", args)
+REDIS_EXPORTER_USER = "redis-exporter"
+REDIS_DISABLED_COMMANDS = ("FLUSHALL", "FLUSHDB", "DEBUG", "CONFIG", "MODULE")
+"""Renamed away for every user: no client needs them (the exporter skips CONFIG, components/monitoring)."""
+# ACL rules (https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/), applied left to
+# right. A service: the data commands on its own keys and channels, never a @dangerous one (KEYS, MONITOR,
+# CLIENT KILL, SHUTDOWN, REPLICAOF, ...) but INFO, which Spring Boot's RedisHealthIndicator sends.
+REDIS_SERVICE_COMMANDS = ("-@all +@read +@write +@keyspace +@connection +@transaction +@pubsub +@scripting "
+                          "-@dangerous +info")
+# The exporter: no key, no channel; INFO (redis_up and the metrics), SLOWLOG and LATENCY readings, DBSIZE.
+REDIS_EXPORTER_COMMANDS = ("-@all +@connection -@dangerous +info +ping +dbsize +slowlog|get +slowlog|len "
+                           "+latency|latest")
+
+
+class RedisArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    image: str
+    memory_mb: int
+    cpus: float
+    users: Mapping[str, RedisUser]
+    """The ACL users, by name: one per client (the services by their name, REDIS_EXPORTER_USER)."""
+
+
+@dataclass(frozen=True)
+class RedisUser:
+    password: pulumi.Input[str]
+    keys: tuple[str, ...] = ()
+    """Key (and channel) patterns the user may touch; none: no key at all."""
+    commands: str = REDIS_SERVICE_COMMANDS
+
+
+def redis_acl_line(name: str, password: str, user: RedisUser) -> str:
+    """One `user` directive: on, the password as its SHA-256 (the file holds no password), the patterns, the
+    commands. `default` is switched off beside these: every connection logs in as its own user."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    patterns = " ".join([*(f"~{key}" for key in user.keys), *(f"&{key}" for key in user.keys)])
+    return " ".join(filter(None, ["user", name, "reset on", f"#{digest}", patterns, user.commands])) + "\n"
+
+
+def redis_spec(args: RedisArgs) -> ContainerSpec:
+    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", "users") if args.get(key) is None]
+    if missing:
+        raise ComponentArgsError(f"Redis: missing required args {missing}")
+    if "data" not in args["networks"]:
+        raise ComponentArgsError("Redis: networks must include the data network")
+    bad = [name for name in args["users"] if name == "default" or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name)]
+    if bad or not args["users"]:
+        raise ComponentArgsError(f"Redis: users must be one or more client names (not 'default'), got {bad}")
     conf_path = f"{FILES_DIR}/redis.conf"
-    # The password lives in a config file, not on the command line where `docker inspect` shows it.
-    config = pulumi.Output.concat(
-        "requirepass ", args["password"], "\n",
+    names = sorted(args["users"])
+    # The accounts live in the config file (a secret), never on the command line where `docker inspect` shows them.
+    config = pulumi.Output.all(*(args["users"][name].password for name in names)).apply(lambda passwords: "".join([
         "appendonly yes\nprotected-mode yes\n",
-        'rename-command FLUSHALL ""\nrename-command FLUSHDB ""\nrename-command DEBUG ""\n',
-    )
+        "enable-debug-command no\nenable-module-command no\n",
+        *(f'rename-command {command} ""\n' for command in REDIS_DISABLED_COMMANDS),
+        "user default off resetkeys resetchannels -@all\n",
+        *(redis_acl_line(name, password, args["users"][name]) for name, password in zip(names, passwords, strict=True)),
+    ]))
     return validate_spec(ContainerSpec(
         service="redis", role="ds", image=args["image"], networks=["data"],
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         command=["redis-server", conf_path],
         files=[FileSpec(conf_path, config, secret=True)],
-        healthcheck=Healthcheck(
-            ["CMD-SHELL", f"REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' {conf_path})\" redis-cli ping | grep -q PONG"],
-            start_period="10s"),
+        # Answering, without a login: with `default` off, an anonymous PING gets NOAUTH (a loading server: LOADING).
+        healthcheck=Healthcheck(["CMD-SHELL", "redis-cli ping | grep -Eq '^(PONG|NOAUTH)'"], start_period="10s"),
         volumes=[VolumeMount("redis-data", "/data")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
         cap_add=STEP_DOWN_CAPS,
@@ -373,7 +423,7 @@ class Postgres(DataStore):
 
 
 class Redis(DataStore):
-    def __init__(self, name: str, args: DataStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("platform:index:Redis", name, [redis_spec(args)], args, 6379, opts)
 
 

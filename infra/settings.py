@@ -20,7 +20,11 @@ from platform_infra.components.edge.model import EdgeConfig
 from platform_infra.components.images import pinned_image, pinned_tag
 from platform_infra.components.kafka import KAFKA_NAME, WORKERS_TOPIC
 from platform_infra.components.monitoring.model import MonitoringConfig
-from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, BACKUP_CONNECTIONS, EXPORTER_CONNECTIONS
+from platform_infra.components.postgres import (
+    ADMIN_RESERVED_CONNECTIONS,
+    BACKUP_CONNECTIONS,
+    EXPORTER_CONNECTIONS,
+)
 from platform_infra.components.swarm import UPDATE_PARALLELISM
 
 NAMESPACE = "platform"
@@ -30,7 +34,6 @@ SETTINGS_KEY = "settings"
 # Secrets component generates them. Each maps to the attribute name used by the components.
 SECRET_KEYS = {
     "postgresPassword": "postgres_password",
-    "redisPassword": "redis_password",
     "kafkaPassword": "kafka_password",
     "clickhousePassword": "clickhouse_password",
     "grafanaAdminPassword": "grafana_admin_password",

@@ -30,10 +30,13 @@ from platform_infra.components.backup.jobs import (
 from platform_infra.components.datastores import (
     CLICKHOUSE_USER,
     KAFKA_USER,
+    REDIS_EXPORTER_COMMANDS,
+    REDIS_EXPORTER_USER,
     ClickHouse,
     Kafka,
     Postgres,
     Redis,
+    RedisUser,
 )
 from platform_infra.components.loadbalancer import LoadBalancer
 from platform_infra.components.monitoring.component import (
@@ -58,6 +61,19 @@ SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
     "query-service": ("postgres", "clickhouse", "jwt"),
 }
 WORKER_NEEDS = ("postgres", "redis", "kafka")
+
+
+def redis_clients() -> list[str]:
+    """The services with a Redis user of their own: every one that needs Redis."""
+    return [service for service, needs in {**SERVICE_NEEDS, "worker": WORKER_NEEDS}.items() if "redis" in needs]
+
+
+def redis_users(secrets: Secrets) -> dict[str, RedisUser]:
+    """Each service its own keys and channels (`<service>:*`); the exporter none, and only what it reads."""
+    return {**{service: RedisUser(secrets.accounts[f"redis:{service}"], keys=(f"{service}:*",))
+               for service in redis_clients()},
+            REDIS_EXPORTER_USER: RedisUser(secrets.accounts[f"redis:{REDIS_EXPORTER_USER}"],
+                                           commands=REDIS_EXPORTER_COMMANDS)}
 
 
 def registry_login(inputs: StackInputs) -> docker.RegistryArgs | None:
@@ -95,6 +111,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     secrets = Secrets("secrets", {
         "rotation": settings.secret_rotation,
         "supplied": {key: value for key, value in inputs.secrets.items() if key in CREDENTIALS},
+        "accounts": [f"redis:{client}" for client in (*redis_clients(), REDIS_EXPORTER_USER)],
     })
     tls = Tls("tls", {
         "hosts": settings.public_hosts, "mode": settings.tls.mode, "validity_days": settings.tls.validity_days,
@@ -141,7 +158,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "max_connections": data.postgres_max_connections,
         **({"archiving": postgres_archiving(backups, store_credentials)} if backups else {})},
         pulumi.ResourceOptions(depends_on=[backup_image]) if backups else None)
-    redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
+    redis = Redis("redis", {"runtime": runtime, "networks": networks, "image": images.redis,
+                            "memory_mb": data.redis.memory_mb, "cpus": data.redis.cpus, "users": redis_users(secrets)})
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
                             "mode": data.kafka_mode, "topics": data.kafka_topics})
     clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
@@ -149,7 +167,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     connections = Connections(
         postgres_url=f"jdbc:postgresql://postgres:5432/{data.postgres_database}",
         postgres_user=data.postgres_user, postgres_password=secrets.postgres_password,
-        redis_host="redis", redis_password=secrets.redis_password,
+        redis_host="redis", redis_passwords={service: secrets.accounts[f"redis:{service}"] for service in redis_clients()},
         kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password,
         clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user=CLICKHOUSE_USER,
         clickhouse_password=secrets.clickhouse_password,
@@ -230,7 +248,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "stores": StoreAccess(
             postgres_dsn=f"postgres:5432/{data.postgres_database}?sslmode=disable",
             postgres_user=EXPORTER_ROLE, postgres_password=secrets.postgres_exporter_password,
-            redis_address="redis:6379", redis_password=secrets.redis_password,
+            redis_address="redis:6379", redis_user=REDIS_EXPORTER_USER,
+            redis_password=secrets.accounts[f"redis:{REDIS_EXPORTER_USER}"],
             kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password),
         **{key: inputs.secrets[key] for key in ("alert_smtp_password", "alert_slack_webhook_url")
            if key in inputs.secrets},

@@ -96,7 +96,7 @@ def test_config_keys_unknown_or_unencrypted_are_refused():
     ("jwtSecret", "your-256-bit-secret", "default or weak"),
     ("postgresPassword", "postgres", "default or weak"),
     ("grafanaAdminPassword", "admin", "default or weak"),
-    ("redisPassword", "a" * 40, "default or weak"),
+    ("kafkaPassword", "a" * 40, "default or weak"),
     ("clickhousePassword", "Abc123", "at least 16 bytes"),
     ("tlsCertificate", "not pem", "must be PEM text"),
 ])

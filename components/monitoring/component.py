@@ -60,6 +60,7 @@ class StoreAccess:
     postgres_user: str
     postgres_password: pulumi.Input[str]
     redis_address: str
+    redis_user: str
     redis_password: pulumi.Input[str]
     kafka_bootstrap: str
     kafka_user: str
@@ -218,8 +219,11 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             service="redis-exporter", role="mon", image=images["redis_exporter"], networks=["data"],
             memory_mb=64, cpus=0.1, user=NOBODY,
             # The exporter's password file is a JSON map from address to password, not a bare password.
-            env={"REDIS_ADDR": f"redis://{stores.redis_address}",
-                 "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis_passwords.json"},
+            # Its own read-only ACL user (components/datastores.py REDIS_EXPORTER_COMMANDS); CONFIG is disabled
+            # on the server, so the exporter does not ask for it ("-": skip).
+            env={"REDIS_ADDR": f"redis://{stores.redis_address}", "REDIS_USER": stores.redis_user,
+                 "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis_passwords.json",
+                 "REDIS_EXPORTER_CONFIG_COMMAND": "-"},
             files=[_secret_file("redis_passwords.json", redis_password_map)],
             # The exporter itself answering with its own metrics (the image variant needs wget: alpine).
             healthcheck=Healthcheck(["CMD-SHELL", ("wget -qO- http://127.0.0.1:9121/metrics | "

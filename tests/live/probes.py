@@ -380,21 +380,35 @@ def firing_but_unresolvable_uptime(stack: DockerDeployment) -> list[str]:
 
 
 def assert_app_role_confined(stack: DockerDeployment) -> None:
-    """The services' role logs in to its own database and nowhere else, and manages no roles."""
+    """The services' role logs in to its own database and nowhere else, and manages no roles; the superuser
+    never logs in over TCP, with its own password, from its own container or the backup job's; the backup job's
+    role enters pgBackRest's database only, and reads no table there nor anywhere else."""
     data = stack.run.settings.get("data", {})
     user, database = data.get("postgres_user", "orchestration"), data.get("postgres_database", "orchestration")
     as_app = {"PGPASSWORD": stack_output(stack, "postgres_password")}
 
-    def psql(db: str, sql: str) -> tuple[int, str]:
-        code, output = container_of(stack, "postgres").exec_run(
-            ["psql", "-h", "127.0.0.1", "-U", user, "-d", db, "-tAc", sql], environment=as_app)
+    def psql(db: str, sql: str, service: str = "postgres", host: str = "127.0.0.1", login: str = user,
+             environment: dict | None = None) -> tuple[int, str]:
+        code, output = container_of(stack, service).exec_run(
+            ["psql", "-X", "-h", host, "-U", login, "-d", db, "-tAc", sql], environment=environment or as_app)
         return code, output.decode(errors="replace")
 
     assert psql(database, "SELECT current_user") == (0, f"{user}\n")
     code, output = psql(database, "CREATE ROLE live_intruder LOGIN PASSWORD 'x'")
     assert code != 0 and "permission denied" in output, output
     code, output = psql("postgres", "SELECT 1")
-    assert code != 0 and ("permission denied" in output or "no pg_hba.conf entry" in output), output
+    assert code != 0 and "pg_hba.conf rejects connection" in output, output
+    superuser = {"PGPASSWORD": exec_in(stack, "postgres", ["cat", "/etc/platform/secrets/postgres_superuser_password"])}
+    for service, host in (("postgres", "127.0.0.1"), ("postgres-backup", "postgres")):
+        for db in (database, "postgres"):
+            code, output = psql(db, "SELECT 1", service, host, "postgres", superuser)
+            assert code != 0 and 'pg_hba.conf rejects connection' in output and 'user "postgres"' in output, output
+    # The backup job's own login (its PGUSER and PGPASSFILE), as pgBackRest makes it.
+    code, output = container_of(stack, "postgres-backup").exec_run(
+        ["psql", "-X", "-d", "postgres", "-tAc", "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"])
+    assert (code, output.decode()) == (0, "pgbackrest|f\n"), output
+    code, output = container_of(stack, "postgres-backup").exec_run(["psql", "-X", "-d", database, "-tAc", "SELECT 1"])
+    assert code != 0 and "pg_hba.conf rejects connection" in output.decode(), output
 
 
 # --- infra verify against the live stack ---------------------------------------------------------------------

@@ -382,7 +382,8 @@ def test_health_is_down_while_redis_cannot_be_reached_with_the_stack_credential(
         assert _http(gateway, "GET", "/actuator/health") == (503, '{"status":"DOWN"}')
         # Reachable, but with another password: the credential file no longer opens it.
         other = redis.config.with_name("other.conf")
-        other.write_text(re.sub(r"(?m)^requirepass .*$", "requirepass another-password", redis.config.read_text()))
+        other.write_text(re.sub(r"(?m)^(user api-gateway reset on) #\w+", r"\1 >another-password",
+                                redis.config.read_text()))
         stack_config, redis.config = redis.config, other
         redis.start()
         assert _http(gateway, "GET", "/actuator/health") == (503, '{"status":"DOWN"}')

@@ -16,7 +16,11 @@ import pytest
 import yaml
 
 from platform_infra.components.apps import HEALTH_PATH, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR
-from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, BACKUP_CONNECTIONS, EXPORTER_CONNECTIONS
+from platform_infra.components.postgres import (
+    ADMIN_RESERVED_CONNECTIONS,
+    BACKUP_CONNECTIONS,
+    EXPORTER_CONNECTIONS,
+)
 from platform_infra.components.runtime import duration_nanos
 from platform_infra.components.spec import ComponentArgsError, ContainerSpec, Healthcheck
 from platform_infra.components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
