@@ -441,7 +441,7 @@ def assert_redis_accounts_confined(stack: DockerDeployment) -> None:
         answer = redis_as(stack, "redis-exporter", exporter, *command)
         assert answer.startswith("NOPERM"), (command, answer)
     assert redis_as(stack, "api-gateway", service, "GET", "api-gateway:live") == "1"
-    assert redis_as(stack, "redis-exporter", service, "PING").startswith("WRONGPASS")
+    assert "WRONGPASS" in redis_as(stack, "redis-exporter", service, "PING")
     _, anonymous = container_of(stack, "redis").exec_run(["redis-cli", "SET", "x", "1"])
     assert anonymous.decode().startswith("NOAUTH"), anonymous
     assert redis_as(stack, "api-gateway", service, "DEL", "api-gateway:live") == "1"
