@@ -58,8 +58,8 @@ class Connections:
     redis_passwords: Mapping[str, pulumi.Input[str]]
     """Each service's own Redis user (named as the service) and its password."""
     kafka_bootstrap: str
-    kafka_user: str
-    kafka_password: pulumi.Input[str]
+    kafka_passwords: Mapping[str, pulumi.Input[str]]
+    """Each service's own SASL user (named as the service) and its password."""
     clickhouse_url: str
     clickhouse_user: str
     clickhouse_password: pulumi.Input[str]
@@ -113,7 +113,9 @@ def _dependency_env(service: str, needs: Sequence[Dependency], c: Connections, p
         env |= {"SPRING_KAFKA_BOOTSTRAP_SERVERS": c.kafka_bootstrap,
                 "SPRING_KAFKA_PROPERTIES_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
                 "SPRING_KAFKA_PROPERTIES_SASL_MECHANISM": "PLAIN"}
-        secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(c.kafka_user, c.kafka_password)
+        if service not in c.kafka_passwords:
+            raise ComponentArgsError(f"AppService {service!r}: needs kafka but has no Kafka user of its own")
+        secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(service, c.kafka_passwords[service])
     if "clickhouse" in needs:
         env |= {"CLICKHOUSE_URL": c.clickhouse_url, "CLICKHOUSE_USER": c.clickhouse_user}
         secret["clickhouse.password"] = c.clickhouse_password

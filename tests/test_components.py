@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import replace
 
 import pulumi
@@ -14,11 +13,13 @@ from platform_infra.components.datastores import (
     REDIS_EXPORTER_COMMANDS,
     ClickHouse,
     Kafka,
+    KafkaClient,
     Postgres,
     Redis,
     RedisUser,
     kafka_jaas,
 )
+from platform_infra.components.kafka import KafkaAccess
 from platform_infra.components.network import Network
 from platform_infra.components.runtime import DockerRuntime
 from platform_infra.components.secrets import CREDENTIALS, Secrets
@@ -165,7 +166,8 @@ def test_data_stores_are_hardened_private_and_authenticated():
                         "users": {"api-gateway": RedisUser("s3cret-of-the-gateway", keys=("api-gateway:*",)),
                                   "redis-exporter": RedisUser("s3cret-of-the-exporter",
                                                               commands=REDIS_EXPORTER_COMMANDS)}}),
-        Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768}),
+        Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768, "clients": {
+            "worker": KafkaClient("worker-s3cret", KafkaAccess(consumes=("jobs",), groups=("job-workers",)))}}),
         ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
     ]))
     found = by_hostname(run)
@@ -234,8 +236,9 @@ def test_postgres_refuses_superuser():
 
 CONNECTIONS = Connections(
     postgres_url="jdbc:postgresql://postgres:5432/jobs", postgres_user="jobs", postgres_password="pg-pass",
-    redis_host="redis", redis_passwords={"orchestrator": "redis-pass"}, kafka_bootstrap="kafka:9092", kafka_user="platform",
-    kafka_password="kafka-pass", clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user="platform",
+    redis_host="redis", redis_passwords={"orchestrator": "redis-pass", "worker": "redis-pass-w"},
+    kafka_bootstrap="kafka:9092", kafka_passwords={"orchestrator": "kafka-pass", "worker": "kafka-pass-w"},
+    clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user="platform",
     clickhouse_password="ch-pass", jwt_secret="j" * 64,
 )
 
@@ -385,9 +388,9 @@ def test_read_only_files_must_live_under_the_files_directory():
 def test_kafka_login_strings_for_client_and_broker():
     def program():
         pulumi.export("client", kafka_jaas("jobs", pulumi.Output.secret("pw")))
-        pulumi.export("broker", kafka_jaas("jobs", "pw", broker=True))
+        pulumi.export("broker", kafka_jaas("jobs", "pw", accepted={"jobs": "pw", "worker": "w"}))
 
     logins = deploy(program).stack_outputs
     assert reveal(logins["client"]).endswith('username="jobs" password="pw";')
-    assert reveal(logins["broker"]).endswith('username="jobs" password="pw" user_jobs="pw";')
+    assert reveal(logins["broker"]).endswith('username="jobs" password="pw" user_jobs="pw" user_worker="w";')
     assert is_secret(logins["client"])
