@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from platform_infra.policies.props import SERVICE_LABEL, WORKLOADS, Workload
 from platform_infra.policies.registry import MANDATORY, stack_rule
-from platform_infra.policies.rules.datastores import _directives, _service_files, _split
+from platform_infra.policies.rules.datastores import _directives, _service_files
 
 REDIS_DANGEROUS = frozenset({
     "config", "debug", "module", "flushall", "flushdb", "shutdown", "monitor", "acl", "replicaof", "slaveof",
@@ -17,6 +17,18 @@ REDIS_DANGEROUS = frozenset({
     "client", "lastsave", "swapdb", "sort", "pfdebug", "pfselftest",
 })
 """Commands of Redis' @dangerous category a client could misuse (INFO, also in it, is what health checks read)."""
+
+
+def _redis_fields(line: str) -> list[str]:
+    """A redis.conf or ACL file line as Redis splits it (sdssplitargs: quotes, no trailing comment, so a
+    `#<sha256>` password stays a field); a line starting with `#` is a comment."""
+    line = line.strip()
+    if line.startswith("#"):
+        return []
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return line.split()
 
 
 def _service(w: Workload) -> str:
@@ -28,8 +40,8 @@ def _redis_users(stack, w: Workload, report) -> list[tuple[str, list[str]]]:
     and the command line; reports `requirepass` (the default user's one password) and an unreadable aclfile."""
     files = _service_files(stack, w)
     directives = [("redis.conf", fields) for path, text in sorted(files.items()) if path.endswith(".conf")
-                  for fields in map(_split, text.splitlines()) if fields]
-    tokens = [t for part in w.command for t in (_split(part) if " " in part else [part])]
+                  for fields in map(_redis_fields, text.splitlines()) if fields]
+    tokens = [t for part in w.command for t in (_redis_fields(part) if " " in part else [part])]
     directives += [("command line", fields) for fields in _directives(tokens)]
     users = []
     for where, fields in directives:
@@ -44,9 +56,21 @@ def _redis_users(stack, w: Workload, report) -> list[tuple[str, list[str]]]:
                 report(f"redis {w.name}: aclfile {fields[1]} is not one of the stack's files: its users cannot be "
                        "checked", w.urn)
                 continue
-            users += [(f"aclfile {fields[1]}", line[1:]) for line in map(_split, files[fields[1]].splitlines())
+            users += [(f"aclfile {fields[1]}", line[1:]) for line in map(_redis_fields, files[fields[1]].splitlines())
                       if len(line) > 1 and line[0] == "user"]
     return users
+
+
+def _redis_nopass(rules: list[str]) -> bool:
+    """Whether the user's last word on passwords is `nopass` (any password opens it): a later `>pw`, `#hash`,
+    `resetpass` or `reset` turns that off (Redis docs, ACL rules)."""
+    nopass = False
+    for rule in rules:
+        if rule == "nopass":
+            nopass = True
+        elif rule in ("resetpass", "reset") or rule[:1] in (">", "#"):
+            nopass = False
+    return nopass
 
 
 def _redis_grants(rules: list[str]) -> set[str]:
@@ -128,6 +152,8 @@ def redis_account_per_client(stack, report, options) -> None:
                        "or logs in with its one password, is it", w.urn)
             if state != "on":
                 continue
+            if _redis_nopass(rules):
+                report(f"redis {w.name}: {where}: user {name} logs in without a password (nopass)", w.urn)
             granted = _redis_grants(rules)
             if granted:
                 report(f"redis {w.name}: {where}: user {name} may run {', '.join(sorted(granted))}", w.urn)
