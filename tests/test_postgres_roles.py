@@ -238,6 +238,36 @@ def test_the_seeded_admin_password_is_replaced(roles_applied):
     assert stored["alice"] == seeded, "only the admin user changes"
 
 
+def test_pgbackrest_backs_up_as_the_backup_role_over_tcp(roles_applied):
+    """pgBackRest itself (2.45, as in the job's image) as the data directory's OS user, logged in over TCP as
+    the backup role with its password, as the backup job runs it: stanza-create and a full backup succeed
+    without the superuser. (This cluster archives no WAL, so the backup does not wait for it: archive-check=n;
+    the live stack's backup test runs it with archiving.)"""
+    pg = roles_applied
+    tool = require_tool("pgbackrest", "pgbackrest")
+    tmp_path = Path(tempfile.mkdtemp(prefix="s6-pgbackrest-"))  # readable by the postgres user, unlike pytest's
+    tmp_path.chmod(0o755)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.chown(repo, SUPERUSER)
+    conf = tmp_path / "pgbackrest.conf"
+    conf.write_text(f"[global]\nrepo1-path={repo}\nlog-level-console=warn\nlog-level-file=off\nstart-fast=y\n"
+                    f"archive-check=n\n[roles]\npg1-path={pg.directory / 'data'}\npg1-port={pg.port}\n")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{pg.port}:*:{BACKUP_ROLE}:backup-secret-1\n")
+    pgpass.chmod(0o600)
+    shutil.chown(pgpass, SUPERUSER)
+    env = {"PATH": os.environ["PATH"], "PGHOST": "127.0.0.1", "PGUSER": BACKUP_ROLE, "PGPASSFILE": str(pgpass)}
+    for command in (["stanza-create"], ["--type=full", "backup"]):
+        result = subprocess.run(_as_postgres([tool, f"--config={conf}", "--stanza=roles", *command]), env=env,
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    info = subprocess.run(_as_postgres([tool, f"--config={conf}", "--stanza=roles", "--output=json", "info"]), env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    assert '"type":"full"' in info.stdout
+
+
 def test_the_start_script_is_valid_shell():
     script = start_script(files_dir="/etc/platform", database=DATABASE, app_role=APP_ROLE)
     result = subprocess.run(["/bin/sh", "-n"], input=script, capture_output=True, text=True, check=False, timeout=10)

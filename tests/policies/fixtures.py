@@ -6,7 +6,6 @@ Each test mutates one resource of `secure_stack()` and expects exactly the rule 
 from __future__ import annotations
 
 import base64
-
 import copy
 from typing import Any
 
