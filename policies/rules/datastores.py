@@ -6,7 +6,7 @@ import re
 import shlex
 
 from platform_infra.policies.props import SERVICE_CONFIG, SERVICE_LABEL, WORKLOADS, Workload, truthy
-from platform_infra.policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+from platform_infra.policies.registry import MANDATORY, resource_rule, stack_rule
 from platform_infra.policies.scope import kind_is
 
 
