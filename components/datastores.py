@@ -165,7 +165,7 @@ REDIS_SERVICE_COMMANDS = ("-@all +@read +@write +@keyspace +@connection +@transa
                           "-@dangerous +info")
 # The exporter: no key, no channel; INFO (redis_up and the metrics), SLOWLOG and LATENCY readings, DBSIZE.
 REDIS_EXPORTER_COMMANDS = ("-@all +@connection -@dangerous +info +ping +dbsize +slowlog|get +slowlog|len "
-                           "+latency|latest")
+                           "+latency|latest +latency|histogram")
 
 
 class RedisArgs(TypedDict):

@@ -152,7 +152,10 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
                      (("smtp_password", "alert_smtp_password"), ("slack_webhook_url", "alert_slack_webhook_url"))
                      if args.get(key) is not None]
     probe_ca = args.get("probe_ca_certificate_pem")
-    redis_password_map = pulumi.Output.json_dumps({f"redis://{stores.redis_address}": stores.redis_password})
+    # Keyed by the address with the ACL user in it: with --redis.user set, redis_exporter (1.69) looks the
+    # password up as redis://<user>@<address>, and sends no AUTH when only redis://<address> is there (tried).
+    redis_password_map = pulumi.Output.json_dumps(
+        {f"redis://{stores.redis_user}@{stores.redis_address}": stores.redis_password})
     specs = [
         ContainerSpec(
             service="prometheus", role="mon", image=images["prometheus"], networks=["app", "data"],

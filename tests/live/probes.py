@@ -422,29 +422,33 @@ def assert_redis_accounts_confined(stack: DockerDeployment) -> None:
     """Each client its own Redis user: a service writes its own keys only and runs no CONFIG, DEBUG, MODULE,
     FLUSHALL or KEYS; the exporter's user reads INFO and cannot write or read a key; no anonymous login. The
     passwords as each client holds them, in its own container's secret file."""
-    service = exec_in(stack, "api-gateway", ["cat", "/etc/platform/secrets/spring.data.redis.password"])
+    service = exec_in(stack, "orchestrator", ["cat", "/etc/platform/secrets/spring.data.redis.password"])
     [exporter] = json.loads(exec_in(stack, "redis-exporter", ["cat", "/etc/platform/secrets/redis_passwords.json"])
                             ).values()
-    assert redis_as(stack, "api-gateway", service, "SET", "api-gateway:live", "1") == "OK"
-    assert redis_as(stack, "api-gateway", service, "GET", "api-gateway:live") == "1"
-    assert redis_as(stack, "api-gateway", service, "INFO", "server").startswith("# Server")
-    assert redis_as(stack, "api-gateway", service, "SET", "orchestrator:live", "1").startswith("NOPERM")
+
+    def as_service(*command: str) -> str:
+        return redis_as(stack, "orchestrator", service, *command)
+
+    assert as_service("SET", "orchestrator:live", "1") == "OK"
+    assert as_service("GET", "orchestrator:live") == "1"
+    assert as_service("INFO", "server").startswith("# Server")
+    assert as_service("SET", "api-gateway:live", "1").startswith("NOPERM")
     for command in (["CONFIG", "GET", "*"], ["DEBUG", "SLEEP", "0"], ["MODULE", "LIST"], ["FLUSHALL"]):
-        answer = redis_as(stack, "api-gateway", service, *command)
+        answer = as_service(*command)
         assert answer.startswith("ERR unknown command"), (command, answer)
     # Harmless ones of the refused kinds (a granted SHUTDOWN would stop the stack's Redis).
     for command in (["KEYS", "*"], ["SAVE"], ["ACL", "LIST"], ["CLIENT", "LIST"]):
-        answer = redis_as(stack, "api-gateway", service, *command)
+        answer = as_service(*command)
         assert answer.startswith("NOPERM"), (command, answer)
     assert "redis_version:" in redis_as(stack, "redis-exporter", exporter, "INFO", "server")
-    for command in (["SET", "api-gateway:live", "2"], ["GET", "api-gateway:live"], ["DEL", "api-gateway:live"]):
+    for command in (["SET", "orchestrator:live", "2"], ["GET", "orchestrator:live"], ["DEL", "orchestrator:live"]):
         answer = redis_as(stack, "redis-exporter", exporter, *command)
         assert answer.startswith("NOPERM"), (command, answer)
-    assert redis_as(stack, "api-gateway", service, "GET", "api-gateway:live") == "1"
+    assert as_service("GET", "orchestrator:live") == "1"
     assert "WRONGPASS" in redis_as(stack, "redis-exporter", service, "PING")
     _, anonymous = container_of(stack, "redis").exec_run(["redis-cli", "SET", "x", "1"])
     assert anonymous.decode().startswith("NOAUTH"), anonymous
-    assert redis_as(stack, "api-gateway", service, "DEL", "api-gateway:live") == "1"
+    assert as_service("DEL", "orchestrator:live") == "1"
 
 
 # --- infra verify against the live stack ---------------------------------------------------------------------
