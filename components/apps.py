@@ -56,10 +56,11 @@ class Connections:
     postgres_user: str
     postgres_password: pulumi.Input[str]
     redis_host: str
-    redis_password: pulumi.Input[str]
+    redis_passwords: Mapping[str, pulumi.Input[str]]
+    """Each service's own Redis user (named as the service) and its password."""
     kafka_bootstrap: str
-    kafka_user: str
-    kafka_password: pulumi.Input[str]
+    kafka_passwords: Mapping[str, pulumi.Input[str]]
+    """Each service's own SASL user (named as the service) and its password."""
     clickhouse_url: str
     clickhouse_user: str
     clickhouse_password: pulumi.Input[str]
@@ -90,7 +91,7 @@ class AppServiceArgs(TypedDict):
     """Docker healthcheck test (CMD or CMD-SHELL form); default: `default_healthcheck` of the health URL."""
 
 
-def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle: int
+def _dependency_env(service: str, needs: Sequence[Dependency], c: Connections, pool: int, idle: int
                     ) -> tuple[dict[str, str], dict[str, pulumi.Input[str]]]:
     """Connection settings as env, and credentials by Spring property name (files in SECRETS_DIR)."""
     env: dict[str, str] = {}
@@ -104,13 +105,18 @@ def _dependency_env(needs: Sequence[Dependency], c: Connections, pool: int, idle
                 "SPRING_DATASOURCE_HIKARI_INITIALIZATION_FAIL_TIMEOUT": str(DEPENDENCY_WAIT_SECONDS * 1000)}
         secret["spring.datasource.password"] = c.postgres_password
     if "redis" in needs:
-        env |= {"SPRING_DATA_REDIS_HOST": c.redis_host, "SPRING_DATA_REDIS_PORT": "6379"}
-        secret["spring.data.redis.password"] = c.redis_password
+        if service not in c.redis_passwords:
+            raise ComponentArgsError(f"AppService {service!r}: needs redis but has no Redis user of its own")
+        env |= {"SPRING_DATA_REDIS_HOST": c.redis_host, "SPRING_DATA_REDIS_PORT": "6379",
+                "SPRING_DATA_REDIS_USERNAME": service}
+        secret["spring.data.redis.password"] = c.redis_passwords[service]
     if "kafka" in needs:
         env |= {"SPRING_KAFKA_BOOTSTRAP_SERVERS": c.kafka_bootstrap,
                 "SPRING_KAFKA_PROPERTIES_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
                 "SPRING_KAFKA_PROPERTIES_SASL_MECHANISM": "PLAIN"}
-        secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(c.kafka_user, c.kafka_password)
+        if service not in c.kafka_passwords:
+            raise ComponentArgsError(f"AppService {service!r}: needs kafka but has no Kafka user of its own")
+        secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(service, c.kafka_passwords[service])
     if "clickhouse" in needs:
         env |= {"CLICKHOUSE_URL": c.clickhouse_url, "CLICKHOUSE_USER": c.clickhouse_user}
         secret["clickhouse.password"] = c.clickhouse_password
@@ -148,7 +154,7 @@ def app_spec(args: AppServiceArgs) -> ContainerSpec:
     if unreachable:
         raise ComponentArgsError(f"{where}: needs stores on {unreachable}, networks ZONES does not give it "
                                  "(components/zones.py)")
-    dependency_env, credentials = _dependency_env(args["needs"], args["connections"], pool, idle)
+    dependency_env, credentials = _dependency_env(service, args["needs"], args["connections"], pool, idle)
     swagger = "true" if args["swagger_enabled"] else "false"
     env = {
         "SPRING_APPLICATION_NAME": service,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, NotRequired, TypedDict
 
 import pulumi
 
 from platform_infra.components.backup.jobs import PostgresArchiving
-from platform_infra.components.kafka import KAFKA_NAME, TOPICS_ENV, format_topics
+from platform_infra.components.kafka import KAFKA_NAME, TOPICS_ENV, KafkaAccess, acl_arguments, format_topics
 from platform_infra.components.postgres import (
     ADMIN_RESERVED_CONNECTIONS,
     ADMIN_SQL,
+    BACKUP_CONNECTIONS,
+    BACKUP_ROLE,
     EXPORTER_CONNECTIONS,
     EXPORTER_ROLE,
     ROLES_APPLIED,
@@ -67,6 +72,8 @@ class PostgresArgs(DataStoreArgs):
     """The `postgres` superuser's, for administration only."""
     exporter_password: pulumi.Input[str]
     """The exporter role's (`postgres_exporter`, pg_monitor)."""
+    backup_password: pulumi.Input[str]
+    """The backup job's role's (`pgbackrest`, the backup functions only)."""
     admin_password_bcrypt: NotRequired[pulumi.Input[str]]
     """bcrypt of the application's `admin` user, set in its users table once that exists."""
     max_connections: NotRequired[int]
@@ -75,6 +82,10 @@ class PostgresArgs(DataStoreArgs):
 
 
 class KafkaArgs(DataStoreArgs):
+    clients: Mapping[str, KafkaClient]
+    """A SASL user per client, by name (the services' own, the exporter's), with what it may do. `password` is
+    the broker's own user (KAFKA_USER: between broker and controller, the start script's topics and ACLs), the
+    one super user."""
     mode: NotRequired[Literal["kraft"]]
     topics: NotRequired[Mapping[str, int]]
     """The topics to create at start, with their partitions: at least the most consumers of a group."""
@@ -100,24 +111,26 @@ def archived_once_started(settings: Mapping[str, str]) -> dict[str, str]:
 
 
 def postgres_spec(args: PostgresArgs) -> ContainerSpec:
-    _require("Postgres", args, "database", "user", "superuser_password", "exporter_password")
+    _require("Postgres", args, "database", "user", "superuser_password", "exporter_password", "backup_password")
     archiving = args.get("archiving")
-    if args["user"] in (SUPERUSER, EXPORTER_ROLE):
+    if args["user"] in (SUPERUSER, EXPORTER_ROLE, BACKUP_ROLE):
         raise ComponentArgsError(f"Postgres: user must be the application's own role, not {args['user']!r}")
     max_connections = args.get("max_connections", 100)
-    if not isinstance(max_connections, int) or max_connections <= ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS:
-        raise ComponentArgsError(f"Postgres: max_connections must be an integer above "
-                                 f"{ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS}, got {max_connections!r}")
+    reserved = ADMIN_RESERVED_CONNECTIONS + EXPORTER_CONNECTIONS + BACKUP_CONNECTIONS
+    if not isinstance(max_connections, int) or max_connections <= reserved:
+        raise ComponentArgsError(f"Postgres: max_connections must be an integer above {reserved}, "
+                                 f"got {max_connections!r}")
     secrets = f"{FILES_DIR}/secrets"
     admin = args.get("admin_password_bcrypt")
     files = [
         FileSpec(f"{secrets}/postgres_password", args["password"], secret=True),
         FileSpec(f"{secrets}/postgres_superuser_password", args["superuser_password"], secret=True),
         FileSpec(f"{secrets}/postgres_exporter_password", args["exporter_password"], secret=True),
+        FileSpec(f"{secrets}/postgres_backup_password", args["backup_password"], secret=True),
         *([FileSpec(f"{secrets}/app_admin_password_bcrypt", admin, secret=True)] if admin is not None else []),
         FileSpec(f"{FILES_DIR}/postgres_roles.sql", ROLES_SQL),
         FileSpec(f"{FILES_DIR}/postgres_app_admin.sql", ADMIN_SQL),
-        FileSpec(f"{FILES_DIR}/pg_hba.conf", hba_conf()),
+        FileSpec(f"{FILES_DIR}/pg_hba.conf", hba_conf(args["database"], args["user"])),
         FileSpec(f"{FILES_DIR}/start-postgres.sh", start_script(
             files_dir=FILES_DIR, database=args["database"], app_role=args["user"], admin=admin is not None)),
         *(archiving.files if archiving else ()),
@@ -148,23 +161,72 @@ def postgres_spec(args: PostgresArgs) -> ContainerSpec:
     ))
 
 
-def redis_spec(args: DataStoreArgs) -> ContainerSpec:
-    _require("Redis", args)
+REDIS_EXPORTER_USER = "redis-exporter"
+REDIS_DISABLED_COMMANDS = ("FLUSHALL", "FLUSHDB", "DEBUG", "CONFIG", "MODULE")
+"""Renamed away for every user: no client needs them (the exporter skips CONFIG, components/monitoring)."""
+# ACL rules (https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/), applied left to
+# right. A service: the data commands on its own keys and channels, never a @dangerous one (KEYS, MONITOR,
+# CLIENT KILL, SHUTDOWN, REPLICAOF, ...) but INFO, which Spring Boot's RedisHealthIndicator sends.
+REDIS_SERVICE_COMMANDS = ("-@all +@read +@write +@keyspace +@connection +@transaction +@pubsub +@scripting "
+                          "-@dangerous +info")
+# The exporter: no key, no channel; INFO (redis_up and the metrics), SLOWLOG and LATENCY readings, DBSIZE.
+REDIS_EXPORTER_COMMANDS = ("-@all +@connection -@dangerous +info +ping +dbsize +slowlog|get +slowlog|len "
+                           "+latency|latest +latency|histogram")
+
+
+class RedisArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    image: str
+    memory_mb: int
+    cpus: float
+    users: Mapping[str, RedisUser]
+    """The ACL users, by name: one per client (the services by their name, REDIS_EXPORTER_USER)."""
+
+
+@dataclass(frozen=True)
+class RedisUser:
+    password: pulumi.Input[str]
+    keys: tuple[str, ...] = ()
+    """Key (and channel) patterns the user may touch; none: no key at all."""
+    commands: str = REDIS_SERVICE_COMMANDS
+
+
+def redis_acl_line(name: str, password: str, user: RedisUser) -> str:
+    """One `user` directive: on, the password as its SHA-256 (the file holds no password), the patterns, the
+    commands. `default` is switched off beside these: every connection logs in as its own user."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    patterns = " ".join([*(f"~{key}" for key in user.keys), *(f"&{key}" for key in user.keys)])
+    return " ".join(filter(None, ["user", name, "reset on", f"#{digest}", patterns, user.commands])) + "\n"
+
+
+def redis_spec(args: RedisArgs) -> ContainerSpec:
+    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", "users") if args.get(key) is None]
+    if missing:
+        raise ComponentArgsError(f"Redis: missing required args {missing}")
+    lacking = missing_networks("redis", args["networks"])
+    if lacking:
+        raise ComponentArgsError(f"Redis: networks must include {lacking} (components/zones.py)")
+    bad = [name for name in args["users"] if name == "default" or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name)]
+    if bad or not args["users"]:
+        raise ComponentArgsError(f"Redis: users must be one or more client names (not 'default'), got {bad}")
     conf_path = f"{FILES_DIR}/redis.conf"
-    # The password lives in a config file, not on the command line where `docker inspect` shows it.
-    config = pulumi.Output.concat(
-        "requirepass ", args["password"], "\n",
+    names = sorted(args["users"])
+    # The accounts live in the config file (a secret), never on the command line where `docker inspect` shows them.
+    config = pulumi.Output.all(*(args["users"][name].password for name in names)).apply(lambda passwords: "".join([
         "appendonly yes\nprotected-mode yes\n",
-        'rename-command FLUSHALL ""\nrename-command FLUSHDB ""\nrename-command DEBUG ""\n',
-    )
+        "enable-debug-command no\nenable-module-command no\n",
+        *(f'rename-command {command} ""\n' for command in REDIS_DISABLED_COMMANDS),
+        "user default off resetkeys resetchannels -@all\n",
+        *(redis_acl_line(name, password, args["users"][name]) for name, password in zip(names, passwords, strict=True)),
+    ]))
     return validate_spec(ContainerSpec(
         service="redis", role="ds", image=args["image"], networks=networks_of("redis"),
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         command=["redis-server", conf_path],
         files=[FileSpec(conf_path, config, secret=True)],
-        healthcheck=Healthcheck(
-            ["CMD-SHELL", f"REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' {conf_path})\" redis-cli ping | grep -q PONG"],
-            start_period="10s"),
+        # Answering, without a login: with `default` off, an anonymous PING gets NOAUTH (a loading server: LOADING).
+        healthcheck=Healthcheck(["CMD-SHELL", "redis-cli ping | grep -Eq '^(PONG|NOAUTH)'"], start_period="10s"),
         volumes=[VolumeMount("redis-data", "/data")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
         cap_add=STEP_DOWN_CAPS,
@@ -175,12 +237,19 @@ def redis_spec(args: DataStoreArgs) -> ContainerSpec:
 KAFKA_USER = "platform"
 
 
-def kafka_jaas(user: str, password: pulumi.Input[str], *, broker: bool = False) -> pulumi.Output[str]:
-    """SASL/PLAIN login for a client, or for the broker, which also declares the user it accepts."""
-    accepted = ['" user_', user, '="', password] if broker else []
+@dataclass(frozen=True)
+class KafkaClient:
+    password: pulumi.Input[str]
+    access: KafkaAccess
+
+
+def kafka_jaas(user: str, password: pulumi.Input[str], *,
+               accepted: Mapping[str, pulumi.Input[str]] | None = None) -> pulumi.Output[str]:
+    """SASL/PLAIN login for a client, or for the broker, which also declares the users it accepts."""
+    users = [part for name, secret in sorted((accepted or {}).items()) for part in ('" user_', name, '="', secret)]
     return pulumi.Output.concat(
         'org.apache.kafka.common.security.plain.PlainLoginModule required username="', user,
-        '" password="', password, *accepted, '";')
+        '" password="', password, *users, '";')
 
 
 KAFKA_JAAS_PATH = f"{FILES_DIR}/secrets/kafka_server_jaas.conf"
@@ -214,13 +283,17 @@ def kafka_heap_mb(memory_mb: int) -> int:
     return min(memory_mb // 2, memory_mb - TOPIC_TOOL_HEAP_MB - 2 * JVM_NON_HEAP_MB)
 
 
-def kafka_start_script(*, kafka_home: str = "/opt/kafka", launcher: str = "/etc/kafka/docker/run",
+def kafka_start_script(*, acls: Sequence[Sequence[str]] = (), kafka_home: str = "/opt/kafka",
+                       launcher: str = "/etc/kafka/docker/run",
                        ready: str = KAFKA_TOPICS_READY, bootstrap: str = "127.0.0.1:9092") -> str:
     """The container's entrypoint: the image's launcher (apache/kafka docker/jvm/Dockerfile CMD), then, once the
     broker answers, each topic of $PLATFORM_KAFKA_TOPICS created with its partitions, or raised to them (Kafka
-    never lowers a topic's partitions: TopicCommand's --alter only adds). Healthy only once that is done.
+    never lowers a topic's partitions: TopicCommand's --alter only adds), then every client's ACLs added
+    (`acls`: kafka-acls.sh arguments; adding one that exists changes nothing). Healthy only once that is done.
     Flags: tools/src/main/java/org/apache/kafka/tools/TopicCommand.java (--bootstrap-server, --command-config,
-    --create, --if-not-exists, --describe, --alter, --partitions, --replication-factor)."""
+    --create, --if-not-exists, --describe, --alter, --partitions, --replication-factor), AclCommand (--add,
+    --allow-principal, --producer, --consumer, --operation, --topic, --group, --cluster)."""
+    acl_lines = "".join(f"acls {shlex.join(arguments)} >/dev/null\n" for arguments in acls)
     return f"""#!/bin/sh
 # Generated by platform_infra.components.datastores.kafka_start_script; see that function.
 set -eu
@@ -248,7 +321,11 @@ for pair in ${TOPICS_ENV}; do
         echo "platform: topic $topic keeps its $have partitions ($wanted declared; Kafka never lowers them)"
     fi
 done
-touch {ready}
+acls() {{
+    KAFKA_HEAP_OPTS=-Xmx{TOPIC_TOOL_HEAP_MB}m KAFKA_OPTS= {kafka_home}/bin/kafka-acls.sh --bootstrap-server {bootstrap} \
+        --command-config {KAFKA_ADMIN_CONFIG} "$@"
+}}
+{acl_lines}touch {ready}
 echo "platform: topics ready: ${TOPICS_ENV}"
 wait "$broker"
 """
@@ -264,13 +341,21 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
            if not re.fullmatch(KAFKA_NAME, name) or not isinstance(count, int) or count < 1]
     if bad:
         raise ComponentArgsError(f"Kafka: topics must map topic names to partitions >= 1, got {bad}")
+    clients = args.get("clients") or {}
+    bad = [name for name in clients if name == KAFKA_USER or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name)]
+    if bad or not clients:
+        raise ComponentArgsError(f"Kafka: clients must be one or more client names (not {KAFKA_USER!r}), got {bad}")
     heap = kafka_heap_mb(args["memory_mb"])
     env = {
-        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        # Both listeners authenticate: the controller's (loopback only) with the broker's own user, so no
+        # connection is ANONYMOUS and no super user is needed for one (Kafka docs, KRaft: "sasl.mechanism.
+        # controller.protocol"; the KafkaServer JAAS section serves every listener without its own).
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
         "KAFKA_INTER_BROKER_LISTENER_NAME": "BROKER",
         "KAFKA_ADVERTISED_LISTENERS": "BROKER://kafka:9092",
         "KAFKA_SASL_ENABLED_MECHANISMS": "PLAIN",
         "KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL": "PLAIN",
+        "KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL": "PLAIN",
         "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
@@ -284,15 +369,16 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
         "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
         "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@127.0.0.1:9093",
         "KAFKA_AUTHORIZER_CLASS_NAME": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        # The controller listener is loopback-only PLAINTEXT, so its principal is ANONYMOUS; clients
-        # can only reach the SASL listener.
-        "KAFKA_SUPER_USERS": f"User:{KAFKA_USER};User:ANONYMOUS",
+        # The broker's own user only; every client has a user of its own with its ACLs (kafka_start_script).
+        "KAFKA_SUPER_USERS": f"User:{KAFKA_USER}",
     }
     specs = []
     # The broker's login is a JAAS file named in KAFKA_OPTS (the apache/kafka image keeps KAFKA_OPTS out of
     # server.properties and expects the login there for SASL: apache/kafka docker/resources/common-scripts/
     # configure, core/src/main/scala/kafka/docker/KafkaDockerWrapper.scala), so no credential is in env.
-    jaas = pulumi.Output.concat("KafkaServer {\n  ", kafka_jaas(KAFKA_USER, args["password"], broker=True), "\n};\n")
+    accepted = {KAFKA_USER: args["password"], **{name: client.password for name, client in clients.items()}}
+    jaas = pulumi.Output.concat("KafkaServer {\n  ", kafka_jaas(KAFKA_USER, args["password"], accepted=accepted),
+                                "\n};\n")
     admin = pulumi.Output.concat("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.jaas.config=",
                                  kafka_jaas(KAFKA_USER, args["password"]), "\n")
     specs.append(ContainerSpec(
@@ -302,7 +388,9 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
              TOPICS_ENV: format_topics(topics)},
         entrypoint=["/bin/sh", KAFKA_START_SCRIPT],
         files=[FileSpec(KAFKA_JAAS_PATH, jaas, secret=True), FileSpec(KAFKA_ADMIN_CONFIG, admin, secret=True),
-               FileSpec(KAFKA_START_SCRIPT, kafka_start_script())],
+               FileSpec(KAFKA_START_SCRIPT, kafka_start_script(acls=[
+                   arguments for name, client in sorted(clients.items())
+                   for arguments in acl_arguments(name, client.access)]))],
         # Healthy once the platform's topics exist, so the services that wait for Kafka find them.
         healthcheck=Healthcheck(["CMD-SHELL", (f"test -f {KAFKA_TOPICS_READY} && "
                                                "bash -c 'echo > /dev/tcp/127.0.0.1/9092'")], start_period="90s"),
@@ -375,7 +463,7 @@ class Postgres(DataStore):
 
 
 class Redis(DataStore):
-    def __init__(self, name: str, args: DataStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("platform:index:Redis", name, [redis_spec(args)], args, 6379, opts)
 
 

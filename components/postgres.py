@@ -18,6 +18,12 @@ SUPERUSER = "postgres"
 EXPORTER_ROLE = "postgres_exporter"
 EXPORTER_CONNECTIONS = 3
 """The exporter role's connection limit, counted in the connection budget."""
+BACKUP_ROLE = "pgbackrest"
+"""The backup job's role: pgBackRest's backup functions and settings, no superuser (ROLES_SQL)."""
+BACKUP_DATABASE = "postgres"
+"""The database pgBackRest connects to (its pg1-database default)."""
+BACKUP_CONNECTIONS = 2
+"""The backup role's connection limit (pgBackRest opens one to the primary), counted in the connection budget."""
 ADMIN_RESERVED_CONNECTIONS = 5
 """superuser_reserved_connections: room for the superuser (role sync, an operator) when pools are full."""
 SOCKET_DIR = "/var/run/postgresql"
@@ -34,20 +40,28 @@ ROLES_SQL = _sql("postgres_roles.sql")
 ADMIN_SQL = _sql("postgres_app_admin.sql")
 
 
-def hba_conf() -> str:
-    """Client authentication: the superuser only over the container's own socket as its OS user; every
-    other login with a SCRAM password. Which database a role may enter is granted in ROLES_SQL."""
+def hba_conf(database: str, app_role: str) -> str:
+    """Client authentication, one line per role: the superuser only over the container's own socket as its OS
+    user, refused over TCP; the application and the exporter into the application's database, the backup job
+    into pgBackRest's, each with a SCRAM password and only from a network the server is on (`samenet`: the
+    store's own networks); every other login refused. The first matching line decides (PostgreSQL docs,
+    "The pg_hba.conf File")."""
     return (f"local all {SUPERUSER} peer\n"
-            "local all all scram-sha-256\n"
-            "host all all all scram-sha-256\n")
+            f"host all {SUPERUSER} all reject\n"
+            f"host {database} {app_role} samenet scram-sha-256\n"
+            f"host {database} {EXPORTER_ROLE} samenet scram-sha-256\n"
+            f"host {BACKUP_DATABASE} {BACKUP_ROLE} samenet scram-sha-256\n"
+            "host all all all reject\n")
 
 
 def psql_variables(*, database: str, app_role: str, app_password: str, exporter_password: str,
-                   superuser_password: str, admin_bcrypt: str | None = None) -> list[str]:
+                   backup_password: str, superuser_password: str, admin_bcrypt: str | None = None) -> list[str]:
     """psql -v arguments ROLES_SQL (and ADMIN_SQL, with admin_bcrypt) expect."""
     values = {"database": database, "app_role": app_role, "app_password": app_password,
               "exporter_role": EXPORTER_ROLE, "exporter_password": exporter_password,
-              "superuser_password": superuser_password, "exporter_connections": str(EXPORTER_CONNECTIONS)}
+              "exporter_connections": str(EXPORTER_CONNECTIONS), "backup_role": BACKUP_ROLE,
+              "backup_database": BACKUP_DATABASE, "backup_password": backup_password,
+              "backup_connections": str(BACKUP_CONNECTIONS), "superuser_password": superuser_password}
     if admin_bcrypt is not None:
         values["admin_bcrypt"] = admin_bcrypt
     return [arg for key, value in values.items() for arg in ("-v", f"{key}={value}")]
@@ -64,7 +78,9 @@ def start_script(*, files_dir: str, database: str, app_role: str, admin: bool = 
     next start and a postmaster.pid that makes pgBackRest refuse to restore."""
     secret = f"{files_dir}/secrets"
     variables = (f'-v database={database} -v app_role={app_role} -v exporter_role={EXPORTER_ROLE} '
-                 f'-v exporter_connections={EXPORTER_CONNECTIONS} '
+                 f'-v exporter_connections={EXPORTER_CONNECTIONS} -v backup_role={BACKUP_ROLE} '
+                 f'-v backup_database={BACKUP_DATABASE} -v backup_connections={BACKUP_CONNECTIONS} '
+                 f'-v backup_password="$(cat {secret}/postgres_backup_password)" '
                  f'-v app_password="$(cat {secret}/postgres_password)" '
                  f'-v exporter_password="$(cat {secret}/postgres_exporter_password)" '
                  f'-v superuser_password="$(cat {secret}/postgres_superuser_password)"')

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -10,12 +11,13 @@ import pulumi_random as random
 
 from platform_infra.components.spec import ComponentArgsError
 
+ACCOUNT = r"[a-z]+:[a-z0-9-]+"
 PASSWORD_LENGTH = 32
 # 64 characters of key material: 512 bits of HMAC key, enough for HS256 up to HS512 (RFC 7518 §3.2).
 JWT_SECRET_LENGTH = 64
-CREDENTIALS = ("postgres_password", "redis_password", "kafka_password", "clickhouse_password",
+CREDENTIALS = ("postgres_password", "kafka_password", "clickhouse_password",
                "grafana_admin_password", "grafana_secret_key", "jwt_secret", "postgres_superuser_password",
-               "postgres_exporter_password")
+               "postgres_exporter_password", "postgres_backup_password")
 
 
 class SecretsArgs(TypedDict):
@@ -23,11 +25,17 @@ class SecretsArgs(TypedDict):
     """Bump to regenerate every generated credential."""
     supplied: NotRequired[Mapping[str, pulumi.Input[str]]]
     """Credentials given by the operator (config secrets), by name from CREDENTIALS."""
+    accounts: NotRequired[Sequence[str]]
+    """One account per client of a store, as `store:client` (e.g. `redis:api-gateway`): a generated password
+    each, in `Secrets.accounts`, rotating with the others."""
 
 
 def validate_secrets_args(args: SecretsArgs) -> None:
     if not isinstance(args.get("rotation"), int) or args["rotation"] < 1:
         raise ComponentArgsError(f"Secrets: rotation must be an integer >= 1, got {args.get('rotation')!r}")
+    bad = [account for account in args.get("accounts", ()) if not re.fullmatch(ACCOUNT, account)]
+    if bad:
+        raise ComponentArgsError(f"Secrets: accounts must be store:client names, got {bad}")
     unknown = set(args.get("supplied", {})) - set(CREDENTIALS)
     if unknown:
         raise ComponentArgsError(f"Secrets: supplied: unknown credentials {sorted(unknown)}; allowed: {CREDENTIALS}")
@@ -37,7 +45,6 @@ class Secrets(pulumi.ComponentResource):
     """One secret output per credential; generated ones rotate when `rotation` changes."""
 
     postgres_password: pulumi.Output[str]
-    redis_password: pulumi.Output[str]
     kafka_password: pulumi.Output[str]
     clickhouse_password: pulumi.Output[str]
     grafana_admin_password: pulumi.Output[str]
@@ -47,6 +54,8 @@ class Secrets(pulumi.ComponentResource):
     postgres_superuser_password: pulumi.Output[str]
     """PostgreSQL's superuser, for administration only; the services use postgres_password (their own role)."""
     postgres_exporter_password: pulumi.Output[str]
+    postgres_backup_password: pulumi.Output[str]
+    """The backup job's PostgreSQL role (pgBackRest's backup functions, no superuser)."""
     app_admin_password: pulumi.Output[str]
     """Always generated: the application's `admin` user, replacing the seed's well-known password."""
     app_admin_password_bcrypt: pulumi.Output[str]
@@ -73,6 +82,12 @@ class Secrets(pulumi.ComponentResource):
         admin = random.RandomPassword(f"{name}-app-admin-password", length=PASSWORD_LENGTH, special=False,
                                       min_upper=2, min_lower=2, min_numeric=2, keepers=keepers,
                                       opts=pulumi.ResourceOptions(parent=self))
+        self.accounts: dict[str, pulumi.Output[str]] = {}
+        for account in args.get("accounts", ()):
+            generated = random.RandomPassword(
+                f"{name}-{account.replace(':', '-')}-password", length=PASSWORD_LENGTH, special=False,
+                min_upper=2, min_lower=2, min_numeric=2, keepers=keepers, opts=pulumi.ResourceOptions(parent=self))
+            self.accounts[account] = pulumi.Output.secret(generated.result)
         self.app_admin_password = pulumi.Output.secret(admin.result)
         self.app_admin_password_bcrypt = pulumi.Output.secret(admin.bcrypt_hash)
         self.register_outputs({**{credential: getattr(self, credential) for credential in CREDENTIALS},

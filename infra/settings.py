@@ -28,7 +28,11 @@ from platform_infra.components.edge.model import EdgeConfig
 from platform_infra.components.images import pinned_image, pinned_tag
 from platform_infra.components.kafka import KAFKA_NAME, WORKERS_TOPIC
 from platform_infra.components.monitoring.model import MonitoringConfig
-from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from platform_infra.components.postgres import (
+    ADMIN_RESERVED_CONNECTIONS,
+    BACKUP_CONNECTIONS,
+    EXPORTER_CONNECTIONS,
+)
 from platform_infra.components.swarm import UPDATE_PARALLELISM
 
 NAMESPACE = "platform"
@@ -38,13 +42,13 @@ SETTINGS_KEY = "settings"
 # Secrets component generates them. Each maps to the attribute name used by the components.
 SECRET_KEYS = {
     "postgresPassword": "postgres_password",
-    "redisPassword": "redis_password",
     "kafkaPassword": "kafka_password",
     "clickhousePassword": "clickhouse_password",
     "grafanaAdminPassword": "grafana_admin_password",
     "jwtSecret": "jwt_secret",
     "postgresSuperuserPassword": "postgres_superuser_password",
     "postgresExporterPassword": "postgres_exporter_password",
+    "postgresBackupPassword": "postgres_backup_password",
     "alertSmtpPassword": "alert_smtp_password",
     "alertSlackWebhookUrl": "alert_slack_webhook_url",
     "tlsCertificate": "tls_certificate",
@@ -181,7 +185,7 @@ class DataStores(Model):
     @field_validator("postgres_user")
     @classmethod
     def _not_superuser(cls, value: str) -> str:
-        if value in ("postgres", "postgres_exporter"):
+        if value in ("postgres", "postgres_exporter", "pgbackrest"):
             raise ValueError(f"the application must connect as its own role, not {value!r}")
         return value
 
@@ -350,11 +354,12 @@ class Settings(Model):
         by PostgreSQL at peak load (or in the middle of a rollout)."""
         pools = {f"apps.{name}": (app.db_pool_size, *self._most_tasks(name, app.replicas)) for name, app in self.apps}
         needed = (sum(size * count for size, count, _ in pools.values()) + EXPORTER_CONNECTIONS
-                  + ADMIN_RESERVED_CONNECTIONS)
+                  + BACKUP_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS)
         if needed > self.data.postgres_max_connections:
             terms = " + ".join(f"{key}.db_pool_size {size} x {tasks}" for key, (size, _, tasks) in pools.items())
             raise ValueError(f"data.postgres_max_connections ({self.data.postgres_max_connections}) is below the "
                              f"connections the stack can open: {terms} + {EXPORTER_CONNECTIONS} for the exporter + "
+                             f"{BACKUP_CONNECTIONS} for the backup job + "
                              f"{ADMIN_RESERVED_CONNECTIONS} reserved for administration = {needed}; raise "
                              "data.postgres_max_connections or lower the pools")
         return self

@@ -30,12 +30,16 @@ from platform_infra.components.backup.jobs import (
 )
 from platform_infra.components.datastores import (
     CLICKHOUSE_USER,
-    KAFKA_USER,
+    REDIS_EXPORTER_COMMANDS,
+    REDIS_EXPORTER_USER,
     ClickHouse,
     Kafka,
+    KafkaClient,
     Postgres,
     Redis,
+    RedisUser,
 )
+from platform_infra.components.kafka import LOGS_GROUP, LOGS_TOPIC, WORKERS_GROUP, WORKERS_TOPIC, KafkaAccess
 from platform_infra.components.loadbalancer import LoadBalancer
 from platform_infra.components.monitoring.component import (
     IMAGE_KEYS,
@@ -44,7 +48,7 @@ from platform_infra.components.monitoring.component import (
     app_scrape_targets,
 )
 from platform_infra.components.network import Network
-from platform_infra.components.postgres import EXPORTER_ROLE, SUPERUSER
+from platform_infra.components.postgres import BACKUP_ROLE, EXPORTER_ROLE
 from platform_infra.components.runtime import DockerRuntime
 from platform_infra.components.secrets import CREDENTIALS, Secrets
 from platform_infra.components.swarm import SwarmRuntime
@@ -59,6 +63,37 @@ SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
     "query-service": ("postgres", "clickhouse", "jwt"),
 }
 WORKER_NEEDS = ("postgres", "redis", "kafka")
+
+
+def clients_of(store: str) -> list[str]:
+    """The services with a user of their own in `store`: every one that needs it."""
+    return [service for service, needs in {**SERVICE_NEEDS, "worker": WORKER_NEEDS}.items() if store in needs]
+
+
+def redis_clients() -> list[str]:
+    return clients_of("redis")
+
+
+KAFKA_EXPORTER_USER = "kafka-exporter"
+
+
+def kafka_access(settings) -> dict[str, KafkaAccess]:
+    """Each Kafka client's topics and groups: the orchestrator writes jobs, the workers read them in their
+    group, the services that write logs write them, the log-aggregator reads them; the exporter describes."""
+    workers = settings.autoscaling.workers if settings.autoscaling else None
+    jobs, group = (workers.topic, workers.consumer_group) if workers else (WORKERS_TOPIC, WORKERS_GROUP)
+    return {"orchestrator": KafkaAccess(produces=(jobs, LOGS_TOPIC)),
+            "worker": KafkaAccess(produces=(LOGS_TOPIC,), consumes=(jobs,), groups=(group,)),
+            "log-aggregator": KafkaAccess(consumes=(LOGS_TOPIC,), groups=(LOGS_GROUP,)),
+            KAFKA_EXPORTER_USER: KafkaAccess(monitors=True)}
+
+
+def redis_users(secrets: Secrets) -> dict[str, RedisUser]:
+    """Each service its own keys and channels (`<service>:*`); the exporter none, and only what it reads."""
+    return {**{service: RedisUser(secrets.accounts[f"redis:{service}"], keys=(f"{service}:*",))
+               for service in redis_clients()},
+            REDIS_EXPORTER_USER: RedisUser(secrets.accounts[f"redis:{REDIS_EXPORTER_USER}"],
+                                           commands=REDIS_EXPORTER_COMMANDS)}
 
 
 def registry_login(inputs: StackInputs) -> docker.RegistryArgs | None:
@@ -96,6 +131,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
     secrets = Secrets("secrets", {
         "rotation": settings.secret_rotation,
         "supplied": {key: value for key, value in inputs.secrets.items() if key in CREDENTIALS},
+        "accounts": [*(f"redis:{client}" for client in (*redis_clients(), REDIS_EXPORTER_USER)),
+                     *(f"kafka:{client}" for client in (*clients_of("kafka"), KAFKA_EXPORTER_USER))],
     })
     tls = Tls("tls", {
         "hosts": settings.public_hosts, "mode": settings.tls.mode, "validity_days": settings.tls.validity_days,
@@ -143,20 +180,26 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "database": data.postgres_database, "user": data.postgres_user,
         "superuser_password": secrets.postgres_superuser_password,
         "exporter_password": secrets.postgres_exporter_password,
+        "backup_password": secrets.postgres_backup_password,
         "admin_password_bcrypt": secrets.app_admin_password_bcrypt,
         "max_connections": data.postgres_max_connections,
         **({"archiving": postgres_archiving(backups, store_credentials)} if backups else {})},
         pulumi.ResourceOptions(depends_on=[backup_image]) if backups else None)
-    redis = Redis("redis", store_args(images.redis, data.redis, secrets.redis_password))
+    redis = Redis("redis", {"runtime": runtime, "networks": networks, "image": images.redis,
+                            "memory_mb": data.redis.memory_mb, "cpus": data.redis.cpus, "users": redis_users(secrets)})
+    access = kafka_access(settings)
     kafka = Kafka("kafka", {**store_args(images.kafka, data.kafka, secrets.kafka_password),
-                            "mode": data.kafka_mode, "topics": data.kafka_topics})
+                            "mode": data.kafka_mode, "topics": data.kafka_topics,
+                            "clients": {client: KafkaClient(secrets.accounts[f"kafka:{client}"], access[client])
+                                        for client in (*clients_of("kafka"), KAFKA_EXPORTER_USER)}})
     clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
 
     connections = Connections(
         postgres_url=f"jdbc:postgresql://postgres:5432/{data.postgres_database}",
         postgres_user=data.postgres_user, postgres_password=secrets.postgres_password,
-        redis_host="redis", redis_password=secrets.redis_password,
-        kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password,
+        redis_host="redis", redis_passwords={service: secrets.accounts[f"redis:{service}"] for service in redis_clients()},
+        kafka_bootstrap="kafka:9092",
+        kafka_passwords={service: secrets.accounts[f"kafka:{service}"] for service in clients_of("kafka")},
         clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user=CLICKHOUSE_USER,
         clickhouse_password=secrets.clickhouse_password,
         jwt_secret=secrets.jwt_secret,
@@ -194,8 +237,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "runtime": runtime, "networks": networks, "config": backups, "job_image": settings.image("postgres-backup"),
         "clickhouse_backup_image": images.clickhouse_backup, "credentials": store_credentials,
         "per_task_dns": settings.runtime == "swarm",
-        # pgBackRest starts and stops backups and reads every relation: the administrative superuser.
-        "postgres_user": SUPERUSER, "postgres_password": secrets.postgres_superuser_password,
+        # pgBackRest's own role (components/sql/postgres_roles.sql): the backup functions, no superuser.
+        "postgres_user": BACKUP_ROLE, "postgres_password": secrets.postgres_backup_password,
         "clickhouse_user": CLICKHOUSE_USER, "clickhouse_password": secrets.clickhouse_password,
         "config_files": {"settings.json": settings.model_dump_json(), "ca.pem": tls.ca_certificate_pem,
                          "server.pem": tls.certificate_pem, "server.key": tls.private_key_pem},
@@ -240,8 +283,10 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "stores": StoreAccess(
             postgres_dsn=f"postgres:5432/{data.postgres_database}?sslmode=disable",
             postgres_user=EXPORTER_ROLE, postgres_password=secrets.postgres_exporter_password,
-            redis_address="redis:6379", redis_password=secrets.redis_password,
-            kafka_bootstrap="kafka:9092", kafka_user=KAFKA_USER, kafka_password=secrets.kafka_password),
+            redis_address="redis:6379", redis_user=REDIS_EXPORTER_USER,
+            redis_password=secrets.accounts[f"redis:{REDIS_EXPORTER_USER}"],
+            kafka_bootstrap="kafka:9092", kafka_user=KAFKA_EXPORTER_USER,
+            kafka_password=secrets.accounts[f"kafka:{KAFKA_EXPORTER_USER}"]),
         **{key: inputs.secrets[key] for key in ("alert_smtp_password", "alert_slack_webhook_url")
            if key in inputs.secrets},
         **({"clickhouse_backup": backup_jobs.clickhouse_backup_host, "textfile": (TEXTFILE_VOLUME, TEXTFILE_DIR),

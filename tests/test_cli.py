@@ -106,7 +106,7 @@ def test_plan_refuses_pools_beyond_max_connections_with_exit_2(tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("infra: error: Pulumi.prod.yaml: platform:settings: data.postgres_max_connections (200)")
     assert "apps.worker.db_pool_size 10 x workers 12" in line and line.endswith(
-        "= 213; raise data.postgres_max_connections or lower the pools")
+        "= 215; raise data.postgres_max_connections or lower the pools")
 
 
 def test_the_command_leaves_the_collector_on_with_its_start_up_frozen(monkeypatch):

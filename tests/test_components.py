@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import pulumi
 import pytest
 
 from platform_infra.components.apps import AppService, Connections, WorkerPool, app_spec
-from platform_infra.components.datastores import ClickHouse, Kafka, Postgres, Redis, kafka_jaas
+from platform_infra.components.datastores import (
+    REDIS_EXPORTER_COMMANDS,
+    ClickHouse,
+    Kafka,
+    KafkaClient,
+    Postgres,
+    Redis,
+    RedisUser,
+    kafka_jaas,
+)
+from platform_infra.components.kafka import KafkaAccess
 from platform_infra.components.network import Network
 from platform_infra.components.runtime import DockerRuntime
 from platform_infra.components.secrets import CREDENTIALS, Secrets
@@ -80,10 +91,10 @@ def test_secrets_generated_are_secret_and_rotate_with_keepers():
 
 
 def test_secrets_supplied_are_used_instead_of_generated():
-    supplied = {"jwt_secret": "x" * 64, "redis_password": "y" * 32}
+    supplied = {"jwt_secret": "x" * 64, "kafka_password": "y" * 32}
     run = deploy(lambda: export_credentials(Secrets("sec", {"rotation": 1, "supplied": supplied})))
     names = {r.name for r in registered(run, "random:index/randomPassword:RandomPassword")}
-    assert "sec-jwt-secret" not in names and "sec-redis-password" not in names and "sec-postgres-password" in names
+    assert "sec-jwt-secret" not in names and "sec-kafka-password" not in names and "sec-postgres-password" in names
     assert run.stack_outputs["jwt_secret"] == {**run.stack_outputs["jwt_secret"], "value": "x" * 64}
     assert is_secret(run.stack_outputs["jwt_secret"])
 
@@ -148,9 +159,14 @@ def test_data_stores_are_hardened_private_and_authenticated():
     run = deploy(with_networks(lambda networks: [
         Postgres("postgres", store(networks, "postgres:15.20-bookworm", database="jobs", user="jobs",
                                    superuser_password=pulumi.Output.secret("super-s3cret"),
-                                   exporter_password=pulumi.Output.secret("exporter-s3cret"))),
-        Redis("redis", store(networks, "redis:8.0.2-bookworm")),
-        Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768}),
+                                   exporter_password=pulumi.Output.secret("exporter-s3cret"),
+                                   backup_password=pulumi.Output.secret("backup-s3cret"))),
+        Redis("redis", {**{k: v for k, v in store(networks, "redis:8.0.2-bookworm").items() if k != "password"},
+                        "users": {"api-gateway": RedisUser("s3cret-of-the-gateway", keys=("api-gateway:*",)),
+                                  "redis-exporter": RedisUser("s3cret-of-the-exporter",
+                                                              commands=REDIS_EXPORTER_COMMANDS)}}),
+        Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768, "clients": {
+            "worker": KafkaClient("worker-s3cret", KafkaAccess(consumes=("jobs",), groups=("job-workers",)))}}),
         ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
     ]))
     found = by_hostname(run)
@@ -174,7 +190,13 @@ def test_data_stores_are_hardened_private_and_authenticated():
     assert "s3cret" not in " ".join(redis["command"])
     [upload] = files_of(run.resources, "redis").values()
     assert redis["command"] == ["redis-server", upload["file"]]
-    assert is_secret(upload["content"]) and "requirepass s3cret-from-secrets" in reveal(upload["content"])
+    conf = reveal(upload["content"])
+    assert is_secret(upload["content"]) and "s3cret" not in conf and "requirepass" not in conf
+    digest = hashlib.sha256(b"s3cret-of-the-gateway").hexdigest()
+    assert f"user api-gateway reset on #{digest} ~api-gateway:* &api-gateway:* -@all +@read" in conf
+    assert "user default off resetkeys resetchannels -@all\n" in conf
+    assert f"user redis-exporter reset on #{hashlib.sha256(b's3cret-of-the-exporter').hexdigest()} -@all " in conf
+    assert all(f'rename-command {name} ""' in conf for name in ("CONFIG", "DEBUG", "MODULE", "FLUSHALL"))
     kafka_env = env_of(found["kafka"])
     assert kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].startswith("BROKER:SASL_PLAINTEXT")
     assert kafka_env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
@@ -202,19 +224,20 @@ def test_data_store_refuses_unpinned_image(image):
     networks = dict.fromkeys(ZONES)
     assert_registers_nothing(
         lambda: Postgres("postgres", store(networks, image, database="jobs", user="jobs", superuser_password="a",
-                                           exporter_password="b")), "pinned")
+                                           exporter_password="b", backup_password="c")), "pinned")
 
 
 def test_postgres_refuses_superuser():
     assert_registers_nothing(lambda: Postgres(
         "postgres", store(dict.fromkeys(ZONES), "postgres:15.20-bookworm", database="jobs", user="postgres",
-                          superuser_password="a", exporter_password="b")), "own role, not 'postgres'")
+                          superuser_password="a", exporter_password="b", backup_password="c")), "own role, not 'postgres'")
 
 
 CONNECTIONS = Connections(
     postgres_url="jdbc:postgresql://postgres:5432/jobs", postgres_user="jobs", postgres_password="pg-pass",
-    redis_host="redis", redis_password="redis-pass", kafka_bootstrap="kafka:9092", kafka_user="platform",
-    kafka_password="kafka-pass", clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user="platform",
+    redis_host="redis", redis_passwords={"orchestrator": "redis-pass", "worker": "redis-pass-w"},
+    kafka_bootstrap="kafka:9092", kafka_passwords={"orchestrator": "kafka-pass", "worker": "kafka-pass-w"},
+    clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user="platform",
     clickhouse_password="ch-pass", jwt_secret="j" * 64,
 )
 
@@ -382,9 +405,9 @@ def test_read_only_files_must_live_under_the_files_directory():
 def test_kafka_login_strings_for_client_and_broker():
     def program():
         pulumi.export("client", kafka_jaas("jobs", pulumi.Output.secret("pw")))
-        pulumi.export("broker", kafka_jaas("jobs", "pw", broker=True))
+        pulumi.export("broker", kafka_jaas("jobs", "pw", accepted={"jobs": "pw", "worker": "w"}))
 
     logins = deploy(program).stack_outputs
     assert reveal(logins["client"]).endswith('username="jobs" password="pw";')
-    assert reveal(logins["broker"]).endswith('username="jobs" password="pw" user_jobs="pw";')
+    assert reveal(logins["broker"]).endswith('username="jobs" password="pw" user_jobs="pw" user_worker="w";')
     assert is_secret(logins["client"])

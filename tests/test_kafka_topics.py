@@ -29,11 +29,18 @@ from platform_infra.components.datastores import (
     MIN_KAFKA_HEAP_MB,
     MIN_KAFKA_MEMORY_MB,
     TOPIC_TOOL_HEAP_MB,
+    KafkaClient,
     kafka_heap_mb,
     kafka_specs,
     kafka_start_script,
 )
-from platform_infra.components.kafka import TOPICS_ENV, format_topics, parse_topics
+from platform_infra.components.kafka import (
+    TOPICS_ENV,
+    KafkaAccess,
+    acl_arguments,
+    format_topics,
+    parse_topics,
+)
 from platform_infra.components.spec import ComponentArgsError
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.mockrun import load_project, run_program
@@ -51,6 +58,12 @@ TOOL = f"""#!/bin/sh
 echo "heap=$KAFKA_HEAP_OPTS opts=$KAFKA_OPTS args=$*" >> "$STATE/calls"
 exec {sys.executable} {STANDIN} topics "$@"
 """
+ACL_TOOL = f"""#!/bin/sh
+exec {sys.executable} {STANDIN} acls "$@"
+"""
+ACCESS = {"orchestrator": KafkaAccess(produces=("jobs",)),
+          "worker": KafkaAccess(produces=("logs",), consumes=("jobs",), groups=("job-workers",)),
+          "kafka-exporter": KafkaAccess(monitors=True)}
 LAUNCHER = f"""#!/bin/sh
 exec {sys.executable} {STANDIN} broker
 """
@@ -76,6 +89,7 @@ class Broker:
 
     def start(self, topics: dict[str, int]) -> subprocess.Popen:
         env = {"PATH": os.environ["PATH"], "STATE": str(self.state), TOPICS_ENV: format_topics(topics),
+               "KAFKA_SUPER_USERS": f"User:{KAFKA_USER}",
                "KAFKA_HEAP_OPTS": "-Xmx1024m -Xms1024m", "KAFKA_LOG_DIRS": str(self.logs),
                "KAFKA_LISTENERS": f"BROKER://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:9093",
                "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
@@ -111,19 +125,21 @@ def broker(tmp_path) -> Broker:
     (home / "bin").mkdir(parents=True)
     state.mkdir()
     logs.mkdir()
-    tool, launcher = home / "bin" / "kafka-topics.sh", tmp_path / "run"
+    tool, acl_tool, launcher = home / "bin" / "kafka-topics.sh", home / "bin" / "kafka-acls.sh", tmp_path / "run"
     tool.write_text(TOOL)
+    acl_tool.write_text(ACL_TOOL)
     launcher.write_text(LAUNCHER)
-    for path in (tool, launcher):
+    for path in (tool, acl_tool, launcher):
         path.chmod(0o755)
     jaas = tmp_path / "kafka_server_jaas.conf"
-    accepted = f' user_{KAFKA_USER}="{PASSWORD}"'
+    accepted = f' user_{KAFKA_USER}="{PASSWORD}" user_worker="worker-s3cret"'
     jaas.write_text(f"KafkaServer {{\n  {_login(PASSWORD, accepted)}\n}};\n")
     port = _free_port()
     script = tmp_path / "start-kafka.sh"
     ready = tmp_path / "topics-ready"
     admin = _admin_config(tmp_path / "kafka_admin.properties", PASSWORD)
-    script.write_text(kafka_start_script(kafka_home=str(home), launcher=str(launcher), ready=str(ready),
+    acls = [arguments for user, access in ACCESS.items() for arguments in acl_arguments(user, access)]
+    script.write_text(kafka_start_script(acls=acls, kafka_home=str(home), launcher=str(launcher), ready=str(ready),
                                          bootstrap=f"127.0.0.1:{port}").replace(KAFKA_ADMIN_CONFIG, str(admin)))
     return Broker(state, logs, script, ready, port, jaas)
 
@@ -193,6 +209,37 @@ def test_the_broker_refuses_a_wrong_admin_password(broker, tmp_path):
         stop(process)
 
 
+def test_each_clients_acls_are_added_by_the_admin_before_ready_and_by_no_one_else(broker, tmp_path):
+    """The start script's kafka-acls.sh calls (AclCommand: --producer is Write, Describe, Create on the topic;
+    --consumer Read, Describe on the topic and Read on the group), recorded by the stand-in, which lets only a
+    super user add one: a client's own login cannot grant itself more."""
+    process = broker.start({"jobs": 1, "logs": 1})
+    try:
+        broker.wait_ready(process)
+        tool = [sys.executable, str(STANDIN), "acls", "--bootstrap-server", f"127.0.0.1:{broker.port}"]
+        admin = _admin_config(tmp_path / "admin.properties", PASSWORD)
+        listed = subprocess.run([*tool, "--command-config", str(admin), "--list"], check=True, capture_output=True,
+                                text=True).stdout.splitlines()
+        granted = {(line.split("principal=User:")[1].split(",")[0], line.split("resource=")[1].split(",")[0],
+                    line.split("operation=")[1].split(",")[0]) for line in listed}
+        assert granted == {
+            ("orchestrator", "TOPIC:jobs", "WRITE"), ("orchestrator", "TOPIC:jobs", "DESCRIBE"),
+            ("orchestrator", "TOPIC:jobs", "CREATE"),
+            ("worker", "TOPIC:logs", "WRITE"), ("worker", "TOPIC:logs", "DESCRIBE"), ("worker", "TOPIC:logs", "CREATE"),
+            ("worker", "TOPIC:jobs", "READ"), ("worker", "TOPIC:jobs", "DESCRIBE"), ("worker", "GROUP:job-workers", "READ"),
+            ("kafka-exporter", "TOPIC:*", "DESCRIBE"), ("kafka-exporter", "GROUP:*", "DESCRIBE"),
+            ("kafka-exporter", "CLUSTER:kafka-cluster", "DESCRIBE"),
+        }
+        worker = tmp_path / "worker.properties"
+        worker.write_text(admin.read_text().replace(f'username="{KAFKA_USER}" password="{PASSWORD}"',
+                                                    'username="worker" password="worker-s3cret"'))
+        refused = subprocess.run([*tool, "--command-config", str(worker), "--add", "--allow-principal", "User:worker",
+                                  "--producer", "--topic", "jobs"], check=False, capture_output=True, text=True)
+        assert refused.returncode == 1 and "ClusterAuthorizationException" in refused.stdout, refused
+    finally:
+        stop(process)
+
+
 def test_the_topic_list_round_trips():
     topics = {"jobs": 12, "logs": 6, "job.results-v2": 3}
     assert parse_topics(format_topics(topics)) == topics
@@ -226,7 +273,8 @@ def test_a_kafka_limit_too_small_for_two_jvms_is_refused():
         kafka_heap_mb(767)
     with pytest.raises(ComponentArgsError, match="memory_mb 512 is below the minimum 768"):
         kafka_specs({"runtime": object(), "networks": {"data": None}, "image": "apache/kafka:3.8.0", "memory_mb": 512,
-                     "cpus": 0.5, "password": "kafka-s3cret"})
+                     "cpus": 0.5, "password": "kafka-s3cret",
+                     "clients": {"worker": KafkaClient("w", KafkaAccess(consumes=("jobs",), groups=("g",)))}})
     # The settings say it first, naming their key.
     raw = {"environment": "dev", "public_hosts": ["orchestration.example.com"], "registry": "registry.internal/x",
            "app_version": "1.0.0", "monitoring": {"email": {"to": "a@example.com", "from_address": "b@example.com",

@@ -23,6 +23,8 @@ import pytest
 
 from platform_infra.components.postgres import (
     ADMIN_SQL,
+    BACKUP_DATABASE,
+    BACKUP_ROLE,
     EXPORTER_ROLE,
     ROLES_SQL,
     SUPERUSER,
@@ -85,7 +87,7 @@ def cluster() -> Iterator[Cluster]:
     shutil.chown(directory, SUPERUSER)
     directory.chmod(0o700)
     (directory / "pwfile").write_text("initial-superuser-secret\n")
-    (directory / "pg_hba.conf").write_text(hba_conf())
+    (directory / "pg_hba.conf").write_text(hba_conf(DATABASE, APP_ROLE))
     for name in ("pwfile", "pg_hba.conf"):
         shutil.chown(directory / name, SUPERUSER)
     data = directory / "data"
@@ -115,9 +117,10 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _roles(app: str, exporter: str = "exporter-secret-1", superuser: str = "superuser-secret-2") -> list[str]:
+def _roles(app: str, exporter: str = "exporter-secret-1", superuser: str = "superuser-secret-2",
+           backup: str = "backup-secret-1") -> list[str]:
     return psql_variables(database=DATABASE, app_role=APP_ROLE, app_password=app, exporter_password=exporter,
-                          superuser_password=superuser)
+                          backup_password=backup, superuser_password=superuser)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +143,22 @@ def test_the_application_role_owns_its_schema_and_nothing_more(roles_applied):
     assert secrets.returncode != 0 and "permission denied" in secrets.stderr
     for other in ("postgres", "template1"):
         elsewhere = pg.psql("-c", "SELECT 1", database=other, **login)
-        assert elsewhere.returncode != 0 and "permission denied for database" in elsewhere.stderr, other
+        # Refused twice over: pg_hba.conf has no line for it, and CONNECT is not granted (the grant is tried in
+        # test_no_database_is_open_to_every_role, past the file).
+        assert elsewhere.returncode != 0 and "pg_hba.conf rejects connection" in elsewhere.stderr, other
+
+
+def test_no_database_is_open_to_every_role(roles_applied):
+    """CONNECT as granted, whatever pg_hba.conf lets through: each role has its own database and no other."""
+    pg = roles_applied
+    check = ("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database "
+             "WHERE datallowconn AND has_database_privilege(:'role', datname, 'CONNECT')")
+    expected = {APP_ROLE: DATABASE, EXPORTER_ROLE: DATABASE, BACKUP_ROLE: BACKUP_DATABASE}
+    for role, database in expected.items():
+        result = subprocess.run(_as_postgres([str(PG_BIN / "psql"), "-X", "-tAq", "-h", str(pg.directory), "-p",
+                                              str(pg.port), "-U", SUPERUSER, "-d", DATABASE, "-v", f"role={role}"]),
+                                input=check, capture_output=True, text=True, timeout=30, check=False)
+        assert result.stdout.strip() == database, (role, result.stdout, result.stderr)
 
 
 def test_the_exporter_reads_statistics_only(roles_applied):
@@ -153,11 +171,42 @@ def test_the_exporter_reads_statistics_only(roles_applied):
     assert pg.psql("-c", "CREATE TABLE mine (id int)", **login).returncode != 0
 
 
-def test_the_superuser_has_its_own_rotated_secret(roles_applied):
+def test_the_superuser_never_logs_in_over_tcp(roles_applied):
     pg = roles_applied
-    assert pg.psql("-c", "SELECT 1", user=SUPERUSER, password="initial-superuser-secret").returncode != 0
-    assert pg.psql("-c", "SELECT 1", user=SUPERUSER, password="superuser-secret-2").stdout.strip() == "1"
+    for password in ("initial-superuser-secret", "superuser-secret-2"):
+        for database in (DATABASE, "postgres"):
+            refused = pg.psql("-c", "SELECT 1", user=SUPERUSER, password=password, database=database)
+            assert refused.returncode != 0 and "pg_hba.conf rejects connection" in refused.stderr, refused.stderr
     assert pg.psql("-c", "SELECT 1", user=APP_ROLE, password="superuser-secret-2").returncode != 0
+
+
+def test_the_superuser_has_its_own_rotated_secret(roles_applied):
+    """Over its socket (peer) only, but with the stack's secret: a local password login would need it."""
+    pg = roles_applied
+    check = ("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = current_user")
+    result = subprocess.run(_as_postgres([str(PG_BIN / "psql"), "-X", "-tAq", "-h", str(pg.directory), "-p",
+                                          str(pg.port), "-U", SUPERUSER, "-d", DATABASE, "-c", check]),
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.stdout.strip() == "t", result.stderr
+
+
+def test_the_backup_role_runs_backups_and_reads_no_data(roles_applied):
+    """pgBackRest's calls as its own role (components/sql/postgres_roles.sql), in its database only; no table of
+    the application, no role management, no superuser."""
+    pg = roles_applied
+    login = {"user": BACKUP_ROLE, "password": "backup-secret-1", "database": BACKUP_DATABASE}
+    settings = pg.psql("-c", "SELECT setting IS NOT NULL FROM pg_settings WHERE name = 'data_directory'", **login)
+    assert settings.returncode == 0 and settings.stdout.strip() == "t", settings.stderr
+    backup = pg.psql("-c", "SELECT pg_backup_start('live', true) IS NOT NULL",
+                     "-c", "SELECT lsn IS NOT NULL FROM pg_backup_stop(false)", **login)
+    assert backup.returncode == 0 and backup.stdout.split() == ["t", "t"], backup.stderr
+    assert pg.psql("-c", "SELECT pg_switch_wal() IS NOT NULL", **login).returncode == 0
+    assert pg.psql("-c", "SELECT rolsuper FROM pg_roles WHERE rolname = current_user", **login).stdout.strip() == "f"
+    elsewhere = pg.psql("-c", "SELECT 1", **{**login, "database": DATABASE})
+    assert elsewhere.returncode != 0 and "pg_hba.conf rejects connection" in elsewhere.stderr, elsewhere.stderr
+    for statement in ("CREATE ROLE intruder", "SELECT rolpassword FROM pg_authid", "SELECT pg_reload_conf()"):
+        refused = pg.psql("-c", statement, **login)
+        assert refused.returncode != 0 and "permission denied" in refused.stderr, (statement, refused.stderr)
 
 
 def test_rotation_changes_the_password_on_existing_data(roles_applied):
@@ -189,6 +238,36 @@ def test_the_seeded_admin_password_is_replaced(roles_applied):
     assert stored["alice"] == seeded, "only the admin user changes"
 
 
+def test_pgbackrest_backs_up_as_the_backup_role_over_tcp(roles_applied):
+    """pgBackRest itself (2.45, as in the job's image) as the data directory's OS user, logged in over TCP as
+    the backup role with its password, as the backup job runs it: stanza-create and a full backup succeed
+    without the superuser. (This cluster archives no WAL, so the backup does not wait for it: archive-check=n;
+    the live stack's backup test runs it with archiving.)"""
+    pg = roles_applied
+    tool = require_tool("pgbackrest", "pgbackrest")
+    tmp_path = Path(tempfile.mkdtemp(prefix="s6-pgbackrest-"))  # readable by the postgres user, unlike pytest's
+    tmp_path.chmod(0o755)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.chown(repo, SUPERUSER)
+    conf = tmp_path / "pgbackrest.conf"
+    conf.write_text(f"[global]\nrepo1-path={repo}\nlog-level-console=warn\nlog-level-file=off\nstart-fast=y\n"
+                    f"archive-check=n\n[roles]\npg1-path={pg.directory / 'data'}\npg1-port={pg.port}\n")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{pg.port}:*:{BACKUP_ROLE}:backup-secret-1\n")
+    pgpass.chmod(0o600)
+    shutil.chown(pgpass, SUPERUSER)
+    env = {"PATH": os.environ["PATH"], "PGHOST": "127.0.0.1", "PGUSER": BACKUP_ROLE, "PGPASSFILE": str(pgpass)}
+    for command in (["stanza-create"], ["--type=full", "backup"]):
+        result = subprocess.run(_as_postgres([tool, f"--config={conf}", "--stanza=roles", *command]), env=env,
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    info = subprocess.run(_as_postgres([tool, f"--config={conf}", "--stanza=roles", "--output=json", "info"]), env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    assert '"type":"full"' in info.stdout
+
+
 def test_the_start_script_is_valid_shell():
     script = start_script(files_dir="/etc/platform", database=DATABASE, app_role=APP_ROLE)
     result = subprocess.run(["/bin/sh", "-n"], input=script, capture_output=True, text=True, check=False, timeout=10)
@@ -215,6 +294,7 @@ def _write_secrets(files: Path, app: str, exporter: str, superuser: str, admin_h
     secrets = files / "secrets"
     secrets.mkdir(exist_ok=True)
     for name, value in (("postgres_password", app), ("postgres_exporter_password", exporter),
+                        ("postgres_backup_password", "backup-secret"),
                         ("postgres_superuser_password", superuser), ("app_admin_password_bcrypt", admin_hash)):
         (secrets / name).write_text(value)
         (secrets / name).chmod(0o444)
@@ -242,7 +322,7 @@ def test_the_start_script_initialises_then_rotates_on_the_same_data(tmp_path_fac
         tool.chmod(0o755)
     (files / "postgres_roles.sql").write_text(ROLES_SQL)
     (files / "postgres_app_admin.sql").write_text(ADMIN_SQL)
-    (files / "pg_hba.conf").write_text(hba_conf())
+    (files / "pg_hba.conf").write_text(hba_conf(DATABASE, APP_ROLE))
     script = files / "start-postgres.sh"
     script.write_text(start_script(files_dir=str(files), database=DATABASE, app_role=APP_ROLE,
                                    socket_dir=str(socket_dir), admin_poll_seconds=1))
@@ -275,7 +355,9 @@ def test_the_start_script_initialises_then_rotates_on_the_same_data(tmp_path_fac
         _write_secrets(files, "app-1", "exporter-1", "super-1", first_admin)
         process = start()
         assert pg.psql("-c", "SELECT 1", user=APP_ROLE, password="app-1").stdout.strip() == "1"
-        assert pg.psql("-c", "SELECT 1", user=SUPERUSER, password="super-1").stdout.strip() == "1"
+        assert "pg_hba.conf rejects" in pg.psql("-c", "SELECT 1", user=SUPERUSER, password="super-1").stderr
+        backup = pg.psql("-c", "SELECT 1", user=BACKUP_ROLE, password="backup-secret", database=BACKUP_DATABASE)
+        assert backup.stdout.strip() == "1", backup.stderr
         seeded = bcrypt.hashpw(b"admin123", bcrypt.gensalt(rounds=4)).decode()
         assert pg.psql("-c", "CREATE TABLE users (username text PRIMARY KEY, password text)",
                        "-c", f"INSERT INTO users VALUES ('admin', '{seeded}')",

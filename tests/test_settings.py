@@ -100,7 +100,7 @@ def test_config_keys_unknown_or_unencrypted_are_refused():
     ("jwtSecret", "your-256-bit-secret", "default or weak"),
     ("postgresPassword", "postgres", "default or weak"),
     ("grafanaAdminPassword", "admin", "default or weak"),
-    ("redisPassword", "a" * 40, "default or weak"),
+    ("kafkaPassword", "a" * 40, "default or weak"),
     ("clickhousePassword", "Abc123", "at least 16 bytes"),
     ("tlsCertificate", "not pem", "must be PEM text"),
 ])
@@ -114,10 +114,10 @@ def test_strong_supplied_secret_is_accepted():
 
 
 def test_the_connection_budget_counts_every_pool_the_exporter_and_the_reserve():
-    # prod: 20x2 + 20 + 10x3 + 10 + 15 = 115 pooled, + 3 exporter + 5 reserve = 123.
-    assert parse_settings({**BASE, "data": {"postgres_max_connections": 123}}, "Pulumi.prod.yaml")
-    with pytest.raises(SettingsError, match=r"= 124; raise data.postgres_max_connections"):
-        parse_settings({**BASE, "data": {"postgres_max_connections": 123}, "apps": {"log_aggregator": {
+    # prod: 20x2 + 20 + 10x3 + 10 + 15 = 115 pooled, + 3 exporter + 2 backup job + 5 reserve = 125.
+    assert parse_settings({**BASE, "data": {"postgres_max_connections": 125}}, "Pulumi.prod.yaml")
+    with pytest.raises(SettingsError, match=r"= 126; raise data.postgres_max_connections"):
+        parse_settings({**BASE, "data": {"postgres_max_connections": 125}, "apps": {"log_aggregator": {
             "db_pool_size": 11}}}, "Pulumi.prod.yaml")
 
 
@@ -127,7 +127,8 @@ SCALED = {"runtime": "swarm", "docker_socket_gid": 999, "autoscaling": {"docker_
 
 def test_the_budget_counts_the_autoscalers_ceiling_and_a_start_first_rollout_task_per_swarm_service():
     # prod, Swarm, workers autoscaled up to 12, each Spring service rolling out start-first (one task beside
-    # its replicas): 20x(2+1) + 20x(1+1) + 10x(12+1) + 10x(1+1) + 15x(1+1) = 280, + 3 exporter + 5 reserve = 288.
+    # its replicas): 20x(2+1) + 20x(1+1) + 10x(12+1) + 10x(1+1) + 15x(1+1) = 280, + 3 exporter + 2 backup job
+    # + 5 reserve = 290.
     # Counting `workers` (3) alone gave 123; max_replicas alone 213: both fit PostgreSQL's default 200.
     with pytest.raises(SettingsError) as error:
         parse_settings({**BASE, **SCALED}, "Pulumi.prod.yaml")
@@ -138,24 +139,24 @@ def test_the_budget_counts_the_autoscalers_ceiling_and_a_start_first_rollout_tas
         "apps.worker.db_pool_size 10 x (autoscaling.workers.max_replicas 12 + 1 start-first rollout task) + "
         "apps.log_aggregator.db_pool_size 10 x (replicas 1 + 1 start-first rollout task) + "
         "apps.query_service.db_pool_size 15 x (replicas 1 + 1 start-first rollout task) + 3 for the exporter + "
-        "5 reserved for administration = 288; raise data.postgres_max_connections or lower the pools")
-    assert parse_settings({**BASE, **SCALED, "data": {"postgres_max_connections": 288}}, "Pulumi.prod.yaml")
-    with pytest.raises(SettingsError, match=r"= 288; raise"):
-        parse_settings({**BASE, **SCALED, "data": {"postgres_max_connections": 287}}, "Pulumi.prod.yaml")
+        "2 for the backup job + 5 reserved for administration = 290; raise data.postgres_max_connections or lower the pools")
+    assert parse_settings({**BASE, **SCALED, "data": {"postgres_max_connections": 290}}, "Pulumi.prod.yaml")
+    with pytest.raises(SettingsError, match=r"= 290; raise"):
+        parse_settings({**BASE, **SCALED, "data": {"postgres_max_connections": 289}}, "Pulumi.prod.yaml")
 
 
 def test_swarm_without_autoscaling_counts_workers_and_the_rollout_task():
-    # 20x3 + 20x2 + 10x(3+1) + 10x2 + 15x2 = 190, + 8 = 198.
+    # 20x3 + 20x2 + 10x(3+1) + 10x2 + 15x2 = 190, + 10 = 200.
     swarm = {**BASE, "runtime": "swarm"}
-    assert parse_settings({**swarm, "data": {"postgres_max_connections": 198}}, "Pulumi.prod.yaml")
+    assert parse_settings({**swarm, "data": {"postgres_max_connections": 200}}, "Pulumi.prod.yaml")
     with pytest.raises(SettingsError, match=r"apps.worker.db_pool_size 10 x \(workers 3 \+ 1 start-first rollout "
-                                            r"task\) .* = 198; raise"):
-        parse_settings({**swarm, "data": {"postgres_max_connections": 197}}, "Pulumi.prod.yaml")
+                                            r"task\) .* = 200; raise"):
+        parse_settings({**swarm, "data": {"postgres_max_connections": 199}}, "Pulumi.prod.yaml")
 
 
 def test_the_docker_runtime_replaces_containers_delete_before_replace_so_no_task_is_added():
-    # The same stack on one Docker host: 20x2 + 20 + 10x3 + 10 + 15 = 115, + 8 = 123 (no rollout task).
-    assert parse_settings({**BASE, "data": {"postgres_max_connections": 123}}, "Pulumi.prod.yaml")
-    with pytest.raises(SettingsError, match=r"apps.worker.db_pool_size 10 x workers 3 .* = 124"):
+    # The same stack on one Docker host: 20x2 + 20 + 10x3 + 10 + 15 = 115, + 10 = 125 (no rollout task).
+    assert parse_settings({**BASE, "data": {"postgres_max_connections": 125}}, "Pulumi.prod.yaml")
+    with pytest.raises(SettingsError, match=r"apps.worker.db_pool_size 10 x workers 3 .* = 126"):
         parse_settings({**BASE, "workers": 3, "apps": {"query_service": {"db_pool_size": 16}},
-                        "data": {"postgres_max_connections": 123}}, "Pulumi.prod.yaml")
+                        "data": {"postgres_max_connections": 125}}, "Pulumi.prod.yaml")

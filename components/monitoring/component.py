@@ -69,6 +69,7 @@ class StoreAccess:
     postgres_user: str
     postgres_password: pulumi.Input[str]
     redis_address: str
+    redis_user: str
     redis_password: pulumi.Input[str]
     kafka_bootstrap: str
     kafka_user: str
@@ -165,7 +166,10 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
                      (("smtp_password", "alert_smtp_password"), ("slack_webhook_url", "alert_slack_webhook_url"))
                      if args.get(key) is not None]
     probe_ca = args.get("probe_ca_certificate_pem")
-    redis_password_map = pulumi.Output.json_dumps({f"redis://{stores.redis_address}": stores.redis_password})
+    # Keyed by the address with the ACL user in it: with --redis.user set, redis_exporter (1.69) looks the
+    # password up as redis://<user>@<address>, and sends no AUTH when only redis://<address> is there (tried).
+    redis_password_map = pulumi.Output.json_dumps(
+        {f"redis://{stores.redis_user}@{stores.redis_address}": stores.redis_password})
     specs = [
         ContainerSpec(
             service="prometheus", role="mon", image=images["prometheus"], networks=networks_of("prometheus"),
@@ -234,8 +238,11 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
             service="redis-exporter", role="mon", image=images["redis_exporter"], networks=networks_of("redis-exporter"),
             memory_mb=64, cpus=0.1, user=NOBODY,
             # The exporter's password file is a JSON map from address to password, not a bare password.
-            env={"REDIS_ADDR": f"redis://{stores.redis_address}",
-                 "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis_passwords.json"},
+            # Its own read-only ACL user (components/datastores.py REDIS_EXPORTER_COMMANDS); CONFIG is disabled
+            # on the server, so the exporter does not ask for it ("-": skip).
+            env={"REDIS_ADDR": f"redis://{stores.redis_address}", "REDIS_USER": stores.redis_user,
+                 "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis_passwords.json",
+                 "REDIS_EXPORTER_CONFIG_COMMAND": "-"},
             files=[_secret_file("redis_passwords.json", redis_password_map)],
             # The exporter itself answering with its own metrics (the image variant needs wget: alpine).
             healthcheck=Healthcheck(["CMD-SHELL", ("wget -qO- http://127.0.0.1:9121/metrics | "

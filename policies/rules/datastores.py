@@ -6,7 +6,7 @@ import re
 import shlex
 
 from platform_infra.policies.props import SERVICE_CONFIG, SERVICE_LABEL, WORKLOADS, Workload, truthy
-from platform_infra.policies.registry import ADVISORY, MANDATORY, resource_rule, stack_rule
+from platform_infra.policies.registry import MANDATORY, resource_rule, stack_rule
 from platform_infra.policies.scope import kind_is
 
 
@@ -65,15 +65,25 @@ def app_admin_password(stack, report, options) -> None:
 
 
 HBA_FILE_SETTING = re.compile(r"(?:-c\s*|--)hba[_-]file=['\"]?([^'\"\s]+)")
+CONFIG_FILE_SETTING = re.compile(r"(?:-c\s*|--)config[_-]file=['\"]?([^'\"\s]+)")
+CONF_HBA_FILE = re.compile(r"^\s*hba_file\s*=?\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
 INITDB_AUTH = re.compile(r"(?:--auth(?:-(host|local))?[=\s]|-A\s*)['\"]?(\w+)")
 DEFAULT_PGDATA = "/var/lib/postgresql/data"
+INITDB_SCRIPTS = "/docker-entrypoint-initdb.d/"
+"""The image's init scripts, run once at initdb: one that writes pg_hba.conf adds lines no file shows."""
 
 
-def _hba_file(w: Workload) -> str | None:
-    """The `hba_file` the server is started with (`-c hba_file=...` or `--hba_file=...`, the last one wins);
-    None: the one initdb wrote in the data directory."""
-    found = HBA_FILE_SETTING.findall(" ".join(w.command))
-    return found[-1] if found else None
+def _hba_file(w: Workload, files: dict[str, str] | None = None) -> str | None:
+    """The `hba_file` the server is started with: on its command line (`-c hba_file=...` or `--hba_file=...`,
+    the last one wins), else in the postgresql.conf its command line names (`config_file`) when that is one of
+    the stack's files; None: the one initdb wrote in the data directory."""
+    command = " ".join(w.command)
+    found = HBA_FILE_SETTING.findall(command)
+    if found:
+        return found[-1]
+    config = CONFIG_FILE_SETTING.findall(command)
+    in_config = CONF_HBA_FILE.findall((files or {}).get(config[-1], "")) if config else []
+    return in_config[-1] if in_config else None
 
 
 def _service_files(stack, w: Workload) -> dict[str, str]:
@@ -114,17 +124,22 @@ def _hba_method(fields: list[str]) -> str:
 
 
 def _hba_sources(stack, w: Workload, report) -> list[tuple[str, str]]:
-    """(where, pg_hba.conf text) the server reads; reports a source it cannot read. Without an hba_file that
-    is one of the stack's files, the server reads what the image's initdb wrote: judged from the env."""
-    path = _hba_file(w)
+    """(where, pg_hba.conf text) the server reads; reports a source it cannot read. The `hba_file` of the
+    command line or of the postgresql.conf it names, when one of the stack's files (wherever uploaded, the data
+    directory included); else what the image's initdb wrote: judged from the env, and an init script that edits
+    it cannot be checked."""
+    files = _service_files(stack, w)
+    path = _hba_file(w, files)
     pgdata = w.env.get("PGDATA", DEFAULT_PGDATA)
+    if path is not None and path in files:
+        return [(f"hba_file {path}", files[path])]
     if path is not None and not path.startswith(pgdata):
-        files = _service_files(stack, w)
-        if path in files:
-            return [(f"hba_file {path}", files[path])]
         report(f"postgres {w.name}: hba_file {path} is not one of the stack's files: its rules cannot be checked",
                w.urn)
         return []
+    for script, text in sorted(files.items()):
+        if script.startswith(INITDB_SCRIPTS) and "hba" in text:
+            report(f"postgres {w.name}: init script {script} edits pg_hba.conf: its lines cannot be checked", w.urn)
     lines = []
     methods = {kind or "all": method.lower() for kind, method in INITDB_AUTH.findall(w.env.get("POSTGRES_INITDB_ARGS", ""))}
     local = methods.get("local", methods.get("all", "trust"))  # initdb's default method is trust
@@ -173,7 +188,8 @@ def postgres_hba_no_trust(stack, report, options) -> None:
     "PostgreSQL's superuser only over the local socket",
     types=[*WORKLOADS, SERVICE_CONFIG],
     severity="high",
-    prod=ADVISORY,
+    prod=MANDATORY,
+    label_waivable=False,
     checklist=["security.database-passwords"],
     sources=["PostgreSQL docs: The pg_hba.conf File (reject)", "CIS PostgreSQL Benchmark 3.1.x"],
     remediation="Put `host all <superuser> all reject` before the other `host` lines of pg_hba.conf and give "
@@ -181,18 +197,23 @@ def postgres_hba_no_trust(stack, report, options) -> None:
 )
 def postgres_superuser_local(stack, report, options) -> None:
     """The superuser (POSTGRES_USER, default postgres) cannot log in over TCP: the first `host*` line of the
-    pg_hba.conf the server reads that names it (or `all`) rejects it. Advisory until every client has a role
-    of its own (issue 20): the backup job still logs in as the superuser."""
+    pg_hba.conf the server reads that names it (or `all`) rejects it. Mandatory since every client has a role of
+    its own (the backup job's `pgbackrest`, components/postgres.py)."""
     for w in stack.workloads:
         if w.kind != "postgres":
             continue
         superuser = w.env.get("POSTGRES_USER", "postgres").strip() or "postgres"
-        for where, text in _hba_sources(stack, w, lambda *_: None):
+        for where, text in _hba_sources(stack, w, report):
             for number, fields in _hba_records(text):
+                if fields[0].startswith("include"):
+                    report(f"postgres {w.name}: {where} line {number} includes {fields[-1]}: a line there could "
+                           f"let the superuser {superuser} in", w.urn)
+                    break
                 if not fields[0].startswith("host") or len(fields) < 4:
                     continue
                 users = fields[2].split(",")
-                if superuser not in users and "all" not in users:
+                # `+role` matches its members and `@file` the names in a file: either may hold the superuser.
+                if superuser not in users and "all" not in users and not any(u[:1] in "+@" for u in users):
                     continue
                 if _hba_method(fields) != "reject":
                     report(f"postgres {w.name}: {where} line {number} lets the superuser {superuser} log in "

@@ -27,7 +27,7 @@ from platform_infra.components.backup.jobs import (
 )
 from platform_infra.components.backup.model import BackupConfig
 from platform_infra.components.backup.pgbackrest import Cluster, render_pgbackrest_conf
-from platform_infra.components.postgres import ROLES_APPLIED
+from platform_infra.components.postgres import BACKUP_ROLE, ROLES_APPLIED
 from platform_infra.infra.cli import REPO_ROOT, main
 from platform_infra.infra.mockrun import load_project, run_program
 from platform_infra.infra.settings import SettingsError, parse_settings
@@ -213,7 +213,9 @@ def test_every_backup_credential_is_a_secret_file_the_tool_reads(prod):
         assert not [entry for entry in containers[service]["envs"] if is_secret(entry)], service
     job = env_of(containers["postgres-backup"])
     assert (job["PGPASSFILE"], job["PGBACKREST_CONFIG_INCLUDE_PATH"]) == (PGPASSFILE, PGBACKREST_INCLUDE)
-    assert reveal(files_of(run.resources, "postgres-backup")[PGPASSFILE]["content"]).startswith("*:*:*:postgres:")
+    # The backup job's own role, never the superuser (components/sql/postgres_roles.sql).
+    assert job["PGUSER"] == BACKUP_ROLE
+    assert reveal(files_of(run.resources, "postgres-backup")[PGPASSFILE]["content"]).startswith(f"*:*:*:{BACKUP_ROLE}:")
     assert env_of(containers["clickhouse-backup"])["CLICKHOUSE_BACKUP_CONFIG"] == CLICKHOUSE_BACKUP_CONFIG
     config = yaml.safe_load(reveal(files_of(run.resources, "clickhouse-backup")[CLICKHOUSE_BACKUP_CONFIG]["content"]))
     assert set(config) == {"clickhouse"} and config["clickhouse"]["password"]  # no store keys set in prod

@@ -418,21 +418,75 @@ def firing_but_unresolvable_uptime(stack: DockerDeployment) -> list[str]:
 
 
 def assert_app_role_confined(stack: DockerDeployment) -> None:
-    """The services' role logs in to its own database and nowhere else, and manages no roles."""
+    """The services' role logs in to its own database and nowhere else, and manages no roles; the superuser
+    never logs in over TCP, with its own password, from its own container or the backup job's; the backup job's
+    role enters pgBackRest's database only, and reads no table there nor anywhere else."""
     data = stack.run.settings.get("data", {})
     user, database = data.get("postgres_user", "orchestration"), data.get("postgres_database", "orchestration")
     as_app = {"PGPASSWORD": stack_output(stack, "postgres_password")}
 
-    def psql(db: str, sql: str) -> tuple[int, str]:
-        code, output = container_of(stack, "postgres").exec_run(
-            ["psql", "-h", "127.0.0.1", "-U", user, "-d", db, "-tAc", sql], environment=as_app)
+    def psql(db: str, sql: str, service: str = "postgres", host: str = "127.0.0.1", login: str = user,
+             environment: dict | None = None) -> tuple[int, str]:
+        code, output = container_of(stack, service).exec_run(
+            ["psql", "-X", "-h", host, "-U", login, "-d", db, "-tAc", sql], environment=environment or as_app)
         return code, output.decode(errors="replace")
 
     assert psql(database, "SELECT current_user") == (0, f"{user}\n")
     code, output = psql(database, "CREATE ROLE live_intruder LOGIN PASSWORD 'x'")
     assert code != 0 and "permission denied" in output, output
     code, output = psql("postgres", "SELECT 1")
-    assert code != 0 and ("permission denied" in output or "no pg_hba.conf entry" in output), output
+    assert code != 0 and "pg_hba.conf rejects connection" in output, output
+    superuser = {"PGPASSWORD": exec_in(stack, "postgres", ["cat", "/etc/platform/secrets/postgres_superuser_password"])}
+    for service, host in (("postgres", "127.0.0.1"), ("postgres-backup", "postgres")):
+        for db in (database, "postgres"):
+            code, output = psql(db, "SELECT 1", service, host, "postgres", superuser)
+            assert code != 0 and 'pg_hba.conf rejects connection' in output and 'user "postgres"' in output, output
+    # The backup job's own login (its PGUSER and PGPASSFILE), as pgBackRest makes it.
+    code, output = container_of(stack, "postgres-backup").exec_run(
+        ["psql", "-X", "-d", "postgres", "-tAc", "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"])
+    assert (code, output.decode()) == (0, "pgbackrest|f\n"), output
+    code, output = container_of(stack, "postgres-backup").exec_run(["psql", "-X", "-d", database, "-tAc", "SELECT 1"])
+    assert code != 0 and "pg_hba.conf rejects connection" in output.decode(), output
+
+
+def redis_as(stack: DockerDeployment, user: str, password: str, *command: str) -> str:
+    """One command as a Redis ACL user, from inside Redis' container; the password in the environment."""
+    _, output = container_of(stack, "redis").exec_run(["redis-cli", "--user", user, *command],
+                                                      environment={"REDISCLI_AUTH": password})
+    return output.decode(errors="replace").strip()
+
+
+def assert_redis_accounts_confined(stack: DockerDeployment) -> None:
+    """Each client its own Redis user: a service writes its own keys only and runs no CONFIG, DEBUG, MODULE,
+    FLUSHALL or KEYS; the exporter's user reads INFO and cannot write or read a key; no anonymous login. The
+    passwords as each client holds them, in its own container's secret file."""
+    service = exec_in(stack, "orchestrator", ["cat", "/etc/platform/secrets/spring.data.redis.password"])
+    [exporter] = json.loads(exec_in(stack, "redis-exporter", ["cat", "/etc/platform/secrets/redis_passwords.json"])
+                            ).values()
+
+    def as_service(*command: str) -> str:
+        return redis_as(stack, "orchestrator", service, *command)
+
+    assert as_service("SET", "orchestrator:live", "1") == "OK"
+    assert as_service("GET", "orchestrator:live") == "1"
+    assert as_service("INFO", "server").startswith("# Server")
+    assert as_service("SET", "api-gateway:live", "1").startswith("NOPERM")
+    for command in (["CONFIG", "GET", "*"], ["DEBUG", "SLEEP", "0"], ["MODULE", "LIST"], ["FLUSHALL"]):
+        answer = as_service(*command)
+        assert answer.startswith("ERR unknown command"), (command, answer)
+    # Harmless ones of the refused kinds (a granted SHUTDOWN would stop the stack's Redis).
+    for command in (["KEYS", "*"], ["SAVE"], ["ACL", "LIST"], ["CLIENT", "LIST"]):
+        answer = as_service(*command)
+        assert answer.startswith("NOPERM"), (command, answer)
+    assert "redis_version:" in redis_as(stack, "redis-exporter", exporter, "INFO", "server")
+    for command in (["SET", "orchestrator:live", "2"], ["GET", "orchestrator:live"], ["DEL", "orchestrator:live"]):
+        answer = redis_as(stack, "redis-exporter", exporter, *command)
+        assert answer.startswith("NOPERM"), (command, answer)
+    assert as_service("GET", "orchestrator:live") == "1"
+    assert "WRONGPASS" in redis_as(stack, "redis-exporter", service, "PING")
+    _, anonymous = container_of(stack, "redis").exec_run(["redis-cli", "SET", "x", "1"])
+    assert anonymous.decode().startswith("NOAUTH"), anonymous
+    assert as_service("DEL", "orchestrator:live") == "1"
 
 
 # --- infra verify against the live stack ---------------------------------------------------------------------

@@ -35,6 +35,7 @@ from tests.live.probes import (
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
     assert_reads_back_as_sent,
+    assert_redis_accounts_confined,
     assert_the_jobs_key_cannot_destroy_a_backup,
     backup_route,
     clickhouse_backup_after_the_store,
@@ -205,7 +206,12 @@ def test_every_container_reaches_what_the_zones_design_and_where_the_engine_isol
 
 
 def test_the_application_role_cannot_create_roles_or_read_other_databases(stack):
+    """And the superuser cannot log in over TCP; the backup job's role enters its own database only."""
     assert_app_role_confined(stack)
+
+
+def test_each_redis_client_has_its_own_user_with_only_its_rights(stack):
+    assert_redis_accounts_confined(stack)
 
 
 def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):

@@ -208,7 +208,9 @@ def postgres(plan, store_host) -> Iterator[PostgresServer]:
     directory.chmod(0o700)
     (directory / "pwfile").write_text(_file(plan, "orchestration-prod-postgres", f"{secret}/postgres_superuser_password"))
     (directory / "pg_hba.conf").write_text(_file(plan, "orchestration-prod-postgres", "/etc/platform/pg_hba.conf"))
-    assert (directory / "pg_hba.conf").read_text() == hba_conf()
+    database = _env(plan, "orchestration-prod-postgres")["POSTGRES_DB"]
+    app_role = _env(plan, SERVICES["api-gateway"])["SPRING_DATASOURCE_USERNAME"]
+    assert (directory / "pg_hba.conf").read_text() == hba_conf(database, app_role)
     for name in ("pwfile", "pg_hba.conf"):
         shutil.chown(directory / name, SUPERUSER)
     subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(directory / "data"), "--username", SUPERUSER,
@@ -218,10 +220,10 @@ def postgres(plan, store_host) -> Iterator[PostgresServer]:
     server.start()
     cluster = server.cluster
     try:
-        database = _env(plan, "orchestration-prod-postgres")["POSTGRES_DB"]
         cluster.apply(f'CREATE DATABASE "{database}";', [], database="postgres")
         cluster.apply(ROLES_SQL, psql_variables(
-            database=database, app_role=_env(plan, SERVICES["api-gateway"])["SPRING_DATASOURCE_USERNAME"],
+            database=database, app_role=app_role,
+            backup_password=_file(plan, "orchestration-prod-postgres", f"{secret}/postgres_backup_password"),
             app_password=_file(plan, "orchestration-prod-postgres", f"{secret}/postgres_password"),
             exporter_password=_file(plan, "orchestration-prod-postgres", f"{secret}/postgres_exporter_password"),
             superuser_password=_file(plan, "orchestration-prod-postgres", f"{secret}/postgres_superuser_password")),
@@ -386,7 +388,8 @@ def test_health_is_down_while_redis_cannot_be_reached_with_the_stack_credential(
         assert _http(gateway, "GET", "/actuator/health") == (503, '{"status":"DOWN"}')
         # Reachable, but with another password: the credential file no longer opens it.
         other = redis.config.with_name("other.conf")
-        other.write_text(re.sub(r"(?m)^requirepass .*$", "requirepass another-password", redis.config.read_text()))
+        other.write_text(re.sub(r"(?m)^(user api-gateway reset on) #\w+", r"\1 >another-password",
+                                redis.config.read_text()))
         stack_config, redis.config = redis.config, other
         redis.start()
         assert _http(gateway, "GET", "/actuator/health") == (503, '{"status":"DOWN"}')

@@ -233,13 +233,16 @@ def test_postgres_runs_the_stacks_role_sql_and_archives_with_its_pgbackrest_conf
 
 def test_redis_reads_the_stacks_config_as_redis(engine, stack, healthy):
     redis = stack["containers"][f"{PLAN_PREFIX}-redis"]
-    auth = "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /etc/platform/redis.conf)\" redis-cli"
-    code, output = _exec(engine, redis, f"{auth} config get protected-mode; {auth} config get dir; "
-                                        f"{auth} config get appendonly")
-    assert code == 0 and output.split() == ["protected-mode", "yes", "dir", "/data", "appendonly", "yes"], output
+    # The exporter's user, with its password from the exporter's own file: it reads INFO, nothing else.
+    code, passwords = _exec(engine, stack["containers"][f"{PLAN_PREFIX}-redis-exporter"],
+                            "cat /etc/platform/secrets/redis_passwords.json")
+    assert code == 0, passwords
+    auth = f"REDISCLI_AUTH='{next(iter(json.loads(passwords).values()))}' redis-cli --user redis-exporter"
+    code, output = _exec(engine, redis, f"{auth} info persistence | grep '^aof_enabled'; {auth} config get dir")
+    assert output.split()[0] == "aof_enabled:1" and "unknown command 'config'" in output, output
     code, output = _exec(engine, redis, "redis-cli ping")
     assert "NOAUTH" in output, output
-    code, owner = _exec(engine, redis, "stat -c %u /data/appendonlydir")
+    _, owner = _exec(engine, redis, "stat -c %u /data/appendonlydir")
     assert owner.strip() == "999"
 
 

@@ -143,7 +143,8 @@ def monitoring_args(settings, **overrides):
         "probe_urls": ["https://a.example.com/"],
         "grafana_root_url": "https://grafana.example.com/", "grafana_admin_password": "p" * 32,
         "grafana_secret_key": "k" * 32,
-        "stores": StoreAccess("postgres:5432/db", "db", "p" * 32, "redis:6379", "r" * 32, "kafka:9092", "platform",
+        "stores": StoreAccess("postgres:5432/db", "db", "p" * 32, "redis:6379", "redis-exporter", "r" * 32, "kafka:9092",
+                              "kafka-exporter",
                               "k" * 32),
         **overrides,
     }

@@ -5,6 +5,7 @@ Each test mutates one resource of `secure_stack()` and expects exactly the rule 
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -214,6 +215,8 @@ hostssl all  app       10.0.0.0/8     scram-sha-256
 host    all  all       all            scram-sha-256
 """
 REDIS_RENAMES = 'rename-command FLUSHALL ""\nrename-command FLUSHDB ""\nrename-command DEBUG ""\n'
+REDIS_USERS = ("user default off resetkeys -@all\n"
+               "user app reset on #8d6e4d832dba00f1415ce7b30b47361899cb01a86349340ee2aa441403cc4272 ~app:* -@all +@read +@write -@dangerous +info\n")
 
 
 def secure_stack() -> list[Registration]:
@@ -285,7 +288,7 @@ def _secure_stack() -> list[Registration]:
             uploads=[
                 {
                     "file": "/usr/local/etc/redis/redis.conf",
-                    "content": secret("requirepass Zq8vN3kP0wLx7TbR2mYc\nprotected-mode yes\n" + REDIS_RENAMES),
+                    "content": secret(REDIS_USERS + "protected-mode yes\n" + REDIS_RENAMES),
                     "permissions": "0440", "owner": "0", "group": "999",
                 }
             ],
@@ -467,5 +470,11 @@ def _secure_stack() -> list[Registration]:
                 "updateConfig": {"failureAction": "rollback", "order": "stop-first", "monitor": "30s"},
                 "rollbackConfig": {"order": "stop-first"},
             },
+        ),
+        registration(
+            "docker:index/secret:Secret",
+            "cache-acl",
+            {"name": "cache-acl", "labels": labels("ds", "redis-cache", **{"platform.path": "/run/secrets/acl"}),
+             "data": secret(base64.b64encode(REDIS_USERS.encode()).decode())},
         ),
     ]

@@ -276,7 +276,7 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("SEC-002", add_env("api-gateway", "JWT_SECRET=" + "ab" * 40), "api-gateway"),
     ("SEC-003", add_env("postgres", "POSTGRES_PASSWORD=postgres"), "postgres"),
     ("SEC-003", add_env("clickhouse", "CLICKHOUSE_PASSWORD="), "clickhouse"),
-    ("SEC-003", edit_upload("redis", "redis.conf", "Zq8vN3kP0wLx7TbR2mYc", "changeme"), "redis"),
+    ("SEC-003", edit_upload("redis", "redis.conf", "protected-mode yes", "requirepass changeme"), "redis"),
     ("SEC-004", set_fields("db-password", length=8.0), "db-password"),
     ("TLS-001", set_fields("tls-key", algorithm="RSA", rsaBits=1024.0), "tls-key"),
     ("TLS-001", set_fields("tls-key", algorithm="ECDSA", ecdsaCurve="P224"), "tls-key"),
@@ -426,6 +426,19 @@ CASES: list[tuple[str, Mutation, str | None]] = [
                               "host    all  postgres  10.1.0.0/16    reject"), "postgres"),
     ("DS-PG-004", both(drop_fields("postgres", "command"),
                        add_env("postgres", "POSTGRES_INITDB_ARGS=--auth=scram-sha-256")), "postgres"),
+    # The hba_file named by the postgresql.conf its command line names; an uploaded file in the data directory.
+    ("DS-PG-004", set_fields("postgres", command=["-c", "config_file=/etc/platform/postgresql.conf"], uploads=[
+        {"file": "/etc/platform/postgresql.conf", "content": "hba_file = '/etc/platform/other_hba.conf'\n"},
+        {"file": "/etc/platform/other_hba.conf", "content": "local all postgres peer\nhost all all all scram-sha-256\n"},
+        {"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": "x"}]), "postgres"),
+    ("DS-PG-004", set_fields("postgres", command=["-c", "hba_file=/var/lib/postgresql/data/pg_hba.conf"], uploads=[
+        {"file": "/var/lib/postgresql/data/pg_hba.conf", "content": "host all postgres 10.0.0.0/8 scram-sha-256\n"},
+        {"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": "x"}]), "postgres"),
+    # An init script that edits pg_hba.conf (run once by the image at initdb): its lines cannot be checked.
+    ("DS-PG-003", both(drop_fields("postgres", "command"), add_env("postgres", "POSTGRES_INITDB_ARGS=--auth=scram-sha-256"),
+                       set_fields("postgres", uploads=[
+        {"file": "/docker-entrypoint-initdb.d/10-hba.sh", "content": "echo 'host all all all trust' >> $PGDATA/pg_hba.conf\n"},
+        {"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": "x"}])), "postgres"),
     # Redis' debug and module commands and the data-wiping ones: uploaded redis.conf and command line.
     ("DS-REDIS-002", edit_upload("redis", "redis.conf", "protected-mode yes", "enable-debug-command yes"), "redis"),
     ("DS-REDIS-002", edit_upload("redis", "redis.conf", "protected-mode yes", "enable-module-command local"),
@@ -498,6 +511,22 @@ CASES: list[tuple[str, Mutation, str | None]] = [
      "clickhouse-backup"),
     ("BAK-API-001", add_env("clickhouse-backup", "API_PASSWORD="), "clickhouse-backup"),
     ("BAK-API-001", drop_env("clickhouse-backup", "CLICKHOUSE_BACKUP_CONFIG"), "clickhouse-backup"),
+    # An account per client: Redis' uploaded redis.conf, Swarm args and secret, command line.
+    ("DS-REDIS-003", edit_upload("redis", "redis.conf", "user default off", "user default on nopass"), "redis"),
+    ("DS-REDIS-003", edit_upload("redis", "redis.conf", "-@dangerous +info", "+@all"), "redis"),
+    ("DS-REDIS-003", edit_upload("redis", "redis.conf", "user app reset on",
+                                 "user guest on nopass ~* -@all +get\nuser app reset on"), "redis"),
+    ("DS-REDIS-003", set_fields("redis", command=["redis-server", "/usr/local/etc/redis/redis.conf", "--user", "ops",
+                                                  "on", "nopass", "+config|set"]), "redis"),
+    ("DS-REDIS-003", edit_service("cache", "taskSpec", "containerSpec", "commands",
+                                  value=["redis-server", "--aclfile", "/run/secrets/other"]), "cache"),
+    ("DS-REDIS-003", edit_service("cache", "taskSpec", "containerSpec", "commands",
+                                  value=["redis-server", "--aclfile", "/run/secrets/acl", "--requirepass", "$X"]), "cache"),
+    # Kafka: env, command line.
+    ("DS-KAFKA-002", add_env("kafka", "KAFKA_SUPER_USERS=User:platform;User:ANONYMOUS"), "kafka"),
+    ("DS-KAFKA-002", set_fields("kafka", command=["/etc/kafka/docker/run", "--override", "super.users=User:*"]), "kafka"),
+    ("DS-KAFKA-002", both(drop_env("kafka", "KAFKA_LISTENERS="),
+                          add_env("kafka", "KAFKA_LISTENERS=BROKER://:9092,CONTROLLER://0.0.0.0:9093")), "kafka"),
     # Grafana's anonymous access, even as Viewer: env, uploaded grafana.ini, command line.
     ("MON-GRAF-002", add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=true"), "grafana"),
     ("MON-GRAF-002", set_fields("grafana", uploads=[{"file": "/etc/grafana/grafana.ini",
@@ -731,6 +760,21 @@ def test_redis_findings_name_each_weakening(check):
         "redis: enable-module-command (empty): the command is offered to clients",
         "redis: loadmodule /opt/m.so: a module extends the command set",
     ]
+
+
+def test_the_hba_file_a_named_postgresql_conf_gives_is_the_one_judged(check):
+    """`-c config_file=` names an uploaded postgresql.conf: its hba_file is what the server reads, not initdb's."""
+    def uploads(hba: str):
+        return set_fields("postgres", command=["-c", "config_file=/etc/platform/postgresql.conf"], uploads=[
+            {"file": "/etc/platform/postgresql.conf", "content": "hba_file = '/etc/platform/other_hba.conf'\n"},
+            {"file": "/etc/platform/other_hba.conf", "content": hba},
+            {"file": "/etc/platform/secrets/app_admin_password_bcrypt", "content": "x"}])
+
+    safe = "local all postgres peer\nhost all postgres all reject\nhost app app samenet scram-sha-256\n"
+    assert not {"DS-PG-003", "DS-PG-004"} & ids(check(mutate=uploads(safe)))
+    report = check(mutate=uploads(safe.replace("host all postgres all reject", "host all all all scram-sha-256")))
+    assert any("hba_file /etc/platform/other_hba.conf line 2 lets the superuser" in m
+               for m in messages(report, "DS-PG-004")), messages(report, "DS-PG-004")
 
 
 def test_hba_findings_name_the_source_and_line(check):

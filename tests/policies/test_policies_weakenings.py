@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import re
 from collections.abc import Callable
 
 import pytest
@@ -95,6 +96,20 @@ def set_command(name: str, edit: Callable[[list[str]], list[str]]) -> Weakening:
         target = spec(resources, name)
         key = "command" if workload(resources, name).type.endswith("Container") else "args"
         target[key] = edit(list(target.get(key) or []))
+
+    return weaken
+
+
+def replace_in_command(name: str, old: str, new: str) -> Weakening:
+    """Replace text in every part of the workload's entrypoint and command, whichever holds it."""
+
+    def weaken(resources):
+        target = spec(resources, name)
+        for key in ("entrypoints", "command", "commands", "args"):
+            if target.get(key):
+                target[key] = [part.replace(old, new) for part in target[key]]
+        assert any(new in part for key in ("entrypoints", "command", "commands", "args")
+                   for part in target.get(key) or []), f"no {old} in {name}'s command"
 
     return weaken
 
@@ -212,6 +227,39 @@ WEAKENINGS: dict[str, tuple[str, Callable[[str], Weakening]]] = {
     "a credential on a command line as a URL": (
         "SEC-005", lambda rt: add_args("monitoring-prometheus", "--web.external-url=https://admin:Zq8vN3kP0wLx@x/")),
     "a waiver until 2099": ("CTR-014", far_waiver),
+    # An account per client (issue 20 item 2): each weakening in the uploaded file, the environment, the command line.
+    "the superuser let in over TCP by the uploaded hba_file": (
+        "DS-PG-004", lambda rt: edit_file("pg_hba.conf", lambda t: t.replace(
+            "host all postgres all reject", "host all postgres samenet scram-sha-256"))),
+    "no hba_file on the command line: initdb's host line from the environment lets the superuser in": (
+        "DS-PG-004", lambda rt: set_command("postgres", without_hba_file)),
+    "hba_file on the command line pointing at initdb's file": (
+        "DS-PG-004", lambda rt: set_command("postgres", hba_in_pgdata)),
+    "Redis' one shared password (requirepass) in redis.conf": (
+        "DS-REDIS-003", lambda rt: edit_file("redis.conf", lambda t: t + "requirepass Zq8vN3kP0wLx7TbR2mYc\n")),
+    "Redis' default user switched on in redis.conf": (
+        "DS-REDIS-003", lambda rt: edit_file("redis.conf", lambda t: t.replace("user default off", "user default on nopass"))),
+    "an all-powerful Redis user on the command line": (
+        "DS-REDIS-003", lambda rt: set_command("redis", lambda a: [*a, "--user", "admin", "on", "nopass", "allcommands"])
+        if rt == "docker" else add_args("redis", "--user", "admin", "on", "nopass", "allcommands")),
+    "two services sharing one Redis user in the environment": (
+        "DS-REDIS-003", lambda rt: add_env("orchestrator", "SPRING_DATA_REDIS_USERNAME", "api-gateway")),
+    "the Redis exporter without a user of its own in the environment": (
+        "DS-REDIS-003", lambda rt: add_env("monitoring-redis-exporter", "REDIS_USER", "")),
+    "Kafka's ANONYMOUS super user in the environment": (
+        "DS-KAFKA-002", lambda rt: add_env("kafka", "KAFKA_SUPER_USERS", "User:platform;User:ANONYMOUS")),
+    "Kafka's ANONYMOUS super user on the command line": (
+        "DS-KAFKA-002", lambda rt: add_args("kafka", "--override", "super.users=User:ANONYMOUS")),
+    "Kafka's controller listener without authentication beyond loopback, in the environment": (
+        "DS-KAFKA-002", lambda rt: both(
+            add_env("kafka", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "BROKER:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"),
+            add_env("kafka", "KAFKA_LISTENERS", "BROKER://:9092,CONTROLLER://:9093"))),
+    "every service logging in to Kafka as one user, in their uploaded JAAS files": (
+        "DS-KAFKA-002", lambda rt: edit_file("spring.kafka.properties.sasl.jaas.config",
+                                             lambda t: re.sub(r'username="[^"]*"', 'username="orchestrator"', t))),
+    "the Kafka exporter logging in as the super user, on its command line": (
+        "DS-KAFKA-002", lambda rt: replace_in_command("monitoring-kafka-exporter", "--sasl.username=kafka-exporter",
+                                                      "--sasl.username=platform")),
 }
 
 

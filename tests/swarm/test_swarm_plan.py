@@ -16,7 +16,11 @@ import pytest
 import yaml
 
 from platform_infra.components.apps import HEALTH_PATH, HEALTHCHECK_CLASS_DIR, JVM_TMPDIR
-from platform_infra.components.postgres import ADMIN_RESERVED_CONNECTIONS, EXPORTER_CONNECTIONS
+from platform_infra.components.postgres import (
+    ADMIN_RESERVED_CONNECTIONS,
+    BACKUP_CONNECTIONS,
+    EXPORTER_CONNECTIONS,
+)
 from platform_infra.components.runtime import duration_nanos
 from platform_infra.components.spec import ComponentArgsError, ContainerSpec, Healthcheck
 from platform_infra.components.swarm import UPDATE_PARALLELISM, SwarmRuntime, object_name
@@ -36,7 +40,7 @@ CONTAINER = "docker:index/container:Container"
 POLICY = {"min_replicas": 2, "max_replicas": 12, "consumer_group": "job-workers", "topic": "jobs"}
 AUTOSCALING = {"workers": POLICY, "docker_socket_accepted_until": "2027-11-30"}
 DATA = {"postgres_max_connections": 300}
-"""Up to 12 workers, and a start-first rollout task beside each service's replicas, need 288 connections."""
+"""Up to 12 workers, and a start-first rollout task beside each service's replicas, need 290 connections."""
 
 
 def swarm_project(directory: Path, **settings) -> Path:
@@ -444,7 +448,7 @@ def test_the_connection_budget_covers_the_most_tasks_the_plan_can_run(swarm_run)
     # What the settings count (infra/settings.py _most_tasks) against what the plan's services can run at once:
     # replicas (the worker service: the autoscaler's ceiling), plus the new tasks a start-first update starts
     # beside the old ones.
-    need = EXPORTER_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
+    need = EXPORTER_CONNECTIONS + BACKUP_CONNECTIONS + ADMIN_RESERVED_CONNECTIONS
     for service, inputs in services(swarm_run).items():
         env = reveal(inputs["taskSpec"]["containerSpec"].get("env", {}))
         pool = env.get("SPRING_DATASOURCE_HIKARI_MAXIMUM_POOL_SIZE")
@@ -454,7 +458,7 @@ def test_the_connection_budget_covers_the_most_tasks_the_plan_can_run(swarm_run)
         assert (update["order"], update["parallelism"]) == ("start-first", UPDATE_PARALLELISM), service
         most = POLICY["max_replicas"] if service == "worker" else inputs["mode"]["replicated"]["replicas"]
         need += int(pool) * (most + update["parallelism"])
-    assert need == 268  # 20x3 + 20x2 + 10x13 + 15x2 + 8: the log-aggregator does not connect to PostgreSQL
+    assert need == 270  # 20x3 + 20x2 + 10x13 + 15x2 + 10: the log-aggregator does not connect to PostgreSQL
     settings = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]["platform:settings"]
     with pytest.raises(SettingsError, match=r"= (\d+); raise") as refused:
         parse_settings({**settings, "runtime": "swarm", "autoscaling": AUTOSCALING,

@@ -6,6 +6,9 @@ users the JAAS file named in KAFKA_OPTS declares (`user_<name>="<password>"`, Pl
 in KAFKA_LOG_DIRS as one `<topic>-<partition>` directory per partition, as the real log manager lays them out.
 `topics`: kafka-topics.sh with TopicCommand's options and semantics (tools/src/main/java/org/apache/kafka/tools/
 TopicCommand.java 3.8.0) and the controller's refusals (metadata/.../ReplicationControlManager.java).
+`acls`: kafka-acls.sh's --add and --list (AclCommand: --allow-principal, --operation, --producer, --consumer,
+--topic, --group, --cluster), kept by the broker; only a super user (KAFKA_SUPER_USERS) may add one, as
+StandardAuthorizer requires ALTER on the cluster. The ACLs are recorded and listed, not enforced: no records.
 Client and broker speak one JSON object per line; every request carries the client's SASL credential.
 No records, no consumer groups: what the stack's start script, healthcheck and exporter use, nothing more.
 """
@@ -109,6 +112,22 @@ class TopicStore:
         raise KafkaError(f"unknown request {op!r}")
 
 
+ACL_FILE = "__cluster_metadata-acls.json"
+"""Where the stand-in keeps ACLs (the real broker: in its metadata log, __cluster_metadata-0)."""
+
+
+def acl_store(log_dir: Path, request: dict, super_user: bool) -> dict:
+    path = log_dir / ACL_FILE
+    acls = json.loads(path.read_text()) if path.exists() else []
+    if request["op"] == "acl_list":
+        return {"acls": acls}
+    if not super_user:
+        return {"error": "org.apache.kafka.common.errors.ClusterAuthorizationException: Cluster authorization failed."}
+    acls += [binding for binding in request["bindings"] if binding not in acls]
+    path.write_text(json.dumps(acls))
+    return {}
+
+
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
@@ -126,6 +145,8 @@ def broker() -> None:
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
+            supers = {p.strip()[len("User:"):] for p in env.get("KAFKA_SUPER_USERS", "").split(";")
+                      if p.strip().startswith("User:")}
             for line in self.rfile:
                 try:
                     request = json.loads(line)
@@ -134,6 +155,8 @@ def broker() -> None:
                 if users.get(request.get("username")) != request.get("password") or "username" not in request:
                     reply = {"error": "org.apache.kafka.common.errors.SaslAuthenticationException: "
                                       "Authentication failed: Invalid username or password"}
+                elif request.get("op", "").startswith("acl_"):
+                    reply = acl_store(log_dir, request, request["username"] in supers)
                 else:
                     try:
                         reply = store.handle(request)
@@ -258,10 +281,62 @@ def topics(argv: list[str]) -> int:
     return 0
 
 
+# ---- kafka-acls.sh --------------------------------------------------------------------------------------------
+
+def acls(argv: list[str]) -> int:
+    many = {"--allow-principal", "--operation", "--topic", "--group"}
+    single = {"--bootstrap-server", "--command-config"}
+    flags = {"--add", "--list", "--producer", "--consumer", "--cluster"}
+    options: dict[str, list[str]] = {}
+    args = iter(argv)
+    for arg in args:
+        if arg in many or arg in single:
+            options.setdefault(arg, []).append(next(args, ""))
+        elif arg in flags:
+            options[arg] = ["true"]
+        else:
+            print(f"Exception in thread \"main\" joptsimple.UnrecognizedOptionException: {arg.lstrip('-')} is not a "
+                  "recognized option", file=sys.stderr)
+            return 1
+    try:
+        if ("--add" in options) == ("--list" in options):
+            raise KafkaError("Command must include exactly one action: --list, --add (the stand-in has no --remove)")
+        bootstrap = options.get("--bootstrap-server", [""])[-1]
+        if not bootstrap:
+            raise KafkaError("--bootstrap-server must be specified")
+        login = client_login(options.get("--command-config", [None])[-1])
+        if "--list" in options:
+            for acl in call(bootstrap, login, {"op": "acl_list"})["acls"]:
+                print(f"(principal={acl['principal']}, resource={acl['resource']}, operation={acl['operation']}, "
+                      "permissionType=ALLOW)")
+            return 0
+        resources = [("TOPIC", t) for t in options.get("--topic", [])] + [("GROUP", g) for g in options.get("--group", [])]
+        resources += [("CLUSTER", "kafka-cluster")] if "--cluster" in options else []
+        operations = {(kind, op.upper()) for kind, _ in resources for op in options.get("--operation", [])}
+        if "--producer" in options:
+            operations |= {("TOPIC", op) for op in ("WRITE", "DESCRIBE", "CREATE")}
+        if "--consumer" in options:
+            if not options.get("--group"):
+                raise KafkaError("With --consumer you must specify a --topic and a --group")
+            operations |= {("TOPIC", "READ"), ("TOPIC", "DESCRIBE"), ("GROUP", "READ")}
+        if not options.get("--allow-principal") or not resources or not operations:
+            raise KafkaError("You must specify one of: --allow-principal, a resource and an --operation")
+        bindings = [{"principal": principal, "resource": f"{kind}:{name}", "operation": op}
+                    for principal in options["--allow-principal"] for kind, name in resources
+                    for op_kind, op in sorted(operations) if op_kind == kind]
+        call(bootstrap, login, {"op": "acl_add", "bindings": bindings})
+    except KafkaError as exc:
+        print(f"Error while executing ACL command: {exc}")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["broker"]:
         broker()
     elif sys.argv[1:2] == ["topics"]:
         sys.exit(topics(sys.argv[2:]))
+    elif sys.argv[1:2] == ["acls"]:
+        sys.exit(acls(sys.argv[2:]))
     else:
-        sys.exit("usage: kafka_standin.py broker | topics [kafka-topics.sh options]")
+        sys.exit("usage: kafka_standin.py broker | topics [kafka-topics.sh options] | acls [kafka-acls.sh options]")

@@ -307,7 +307,8 @@ public final class Main {
         if (redisHost != null) {
             pending.put("redis", checks.submit(() -> {
                 Redis.ping(redisHost, config.getInt("spring.data.redis.port", 6379),
-                    config.get("spring.data.redis.password"), STORE_CHECK_MILLIS);
+                    config.get("spring.data.redis.username"), config.get("spring.data.redis.password"),
+                    STORE_CHECK_MILLIS);
                 return null;
             }));
         }

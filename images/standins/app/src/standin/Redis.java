@@ -10,14 +10,15 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * Redis's health as Spring's RedisHealthIndicator sees it: a connection that authenticates with
- * spring.data.redis.password (AUTH, as Lettuce sends it when only a password is set) and answers PING.
+ * spring.data.redis.username and spring.data.redis.password (AUTH username password, as Lettuce sends it with
+ * both set; AUTH password with only a password) and answers PING.
  * RESP2 over a plain socket (https://redis.io/docs/latest/develop/reference/protocol-spec/).
  */
 final class Redis {
     private Redis() {
     }
 
-    static void ping(String host, int port, String password, int timeoutMillis) throws IOException {
+    static void ping(String host, int port, String username, String password, int timeoutMillis) throws IOException {
         try (Socket socket = new Socket()) {
             socket.connect(new InetSocketAddress(host, port), timeoutMillis);
             socket.setSoTimeout(timeoutMillis);
@@ -25,7 +26,11 @@ final class Redis {
             BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(),
                 StandardCharsets.UTF_8));
             if (password != null && !password.isEmpty()) {
-                expect(command(out, in, "AUTH", password), "+OK", "AUTH");
+                if (username != null && !username.isEmpty()) {
+                    expect(command(out, in, "AUTH", username, password), "+OK", "AUTH");
+                } else {
+                    expect(command(out, in, "AUTH", password), "+OK", "AUTH");
+                }
             }
             expect(command(out, in, "PING"), "+PONG", "PING");
         }
