@@ -140,7 +140,10 @@ def no_credentials_on_command_line(w: Workload, report, options) -> None:
 # What a rule can tell of an uploaded file's secrecy (a Pulumi secret is invisible to a policy: pulumi-policy#241):
 # it sits in a `secrets/` directory, its name says credential or key, or its text holds a private key or a Redis
 # password directive.
-REDIS_PASSWORD_DIRECTIVE = re.compile(r"^\s*(?:requirepass|masterauth)\s+\S|^\s*user\s.*\s>\S", re.MULTILINE)
+# A Redis password, or an ACL user's password (`>plain`) or its SHA-256 (`#hex`: enough to log in offline-guessed
+# passwords against, so kept as secret as the password).
+REDIS_PASSWORD_DIRECTIVE = re.compile(r"^\s*(?:requirepass|masterauth)\s+\S|^\s*user\s.*\s(?:>\S|#[0-9a-fA-F]{64})",
+                                      re.MULTILINE)
 DOCKER_UPLOAD_DEFAULT_MODE = 0o644
 """An upload without `permissions` (kreuzwerker/terraform-provider-docker resource_docker_container_funcs.go)."""
 DOCKER_SECRET_DEFAULT_MODE = 0o444

@@ -133,7 +133,7 @@ def test_the_job_metrics_reach_prometheus(prod):
     assert textfile == written
     prometheus_yml = yaml.safe_load(reveal(files_of(run.resources, "prometheus")["/etc/platform/prometheus.yml"]["content"]))
     targets = {job["job_name"]: job for job in prometheus_yml["scrape_configs"]}
-    assert targets["clickhouse-backup"]["static_configs"][0]["targets"] == ["clickhouse-backup:7171"]
+    assert targets["clickhouse-backup"]["static_configs"][0]["targets"] == ["clickhouse-backup-api:7171"]  # its API's alias
 
 
 def test_bak_001_is_mandatory_in_prod_and_passes(capsys):
@@ -218,7 +218,8 @@ def test_every_backup_credential_is_a_secret_file_the_tool_reads(prod):
     assert reveal(files_of(run.resources, "postgres-backup")[PGPASSFILE]["content"]).startswith(f"*:*:*:{BACKUP_ROLE}:")
     assert env_of(containers["clickhouse-backup"])["CLICKHOUSE_BACKUP_CONFIG"] == CLICKHOUSE_BACKUP_CONFIG
     config = yaml.safe_load(reveal(files_of(run.resources, "clickhouse-backup")[CLICKHOUSE_BACKUP_CONFIG]["content"]))
-    assert set(config) == {"clickhouse"} and config["clickhouse"]["password"]  # no store keys set in prod
+    assert set(config) == {"clickhouse", "api"} and config["clickhouse"]["password"]  # no store keys set in prod
+    assert config["api"]["username"] and config["api"]["password"]  # the API's own account
 
 
 @pytest.mark.parametrize("password,line", [("a:b\\c", "*:*:*:postgres:a\\:b\\\\c\n"), ("plain", "*:*:*:postgres:plain\n")])
