@@ -418,7 +418,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def add_backup_commands(commands, add_program_arguments) -> None:
+def add_backup_commands(commands, add_program_arguments):
     backup = commands.add_parser("backup", help="check, take or restore the stack's backups")
     actions = backup.add_subparsers(dest="backup_command", required=True)
     verify = actions.add_parser("verify", help="the newest backup of each class in the store, against its schedule")
@@ -434,3 +434,4 @@ def add_backup_commands(commands, add_program_arguments) -> None:
     add_program_arguments(drill_)
     drill_.add_argument("--format", choices=["text", "json"], default="text")
     drill_.set_defaults(handler=cmd_drill)
+    return actions  # the CLI adds `restore` (infra/daytwo/restore.py), which imports the drills: no import cycle

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVIDENCE_PREFIX = "evidence/"
-KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup")
+KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup", "backup.restore")
 """Who writes records: `infra verify` now; the drills (issue 17, section 2) later, with the same shape."""
 
 
