@@ -172,7 +172,7 @@ def _mib(n: int) -> str:
 
 def plan_text(stack: str, plan: dict[str, Any]) -> str:
     b, w = plan["backup"], plan["wal"]
-    refs = f" (on {', '.join(b['references'])})" if b["references"] else ""
+    refs = f" on {', '.join(b['references'])}" if b["references"] else ""
     lines = [f"infra backup restore --stack {stack}: to {plan['target']}",
              (f"  backup set {b['label']} ({b['type']}{refs}), taken {b['started']} .. {b['stopped']}: "
               f"{_mib(b['stored_bytes'])} stored, {_mib(b['database_bytes'])} of database"),
@@ -471,6 +471,9 @@ def restore_check(result: dict[str, Any], plan: dict[str, Any]) -> evidence.Chec
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    if (args.to is None) == (not args.latest):
+        raise ProgramInputError("--to/--latest: allowed exactly one: --to TIME (a point in time, with its offset) or "
+                                "--latest (the end of the archived WAL)")
     timeout = bounded_timeout(args.timeout)
     target = parse_target(args.to) if args.to is not None else None
     now = evidence.now()
@@ -488,12 +491,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     ids = verify.check_ids("first-hour")
     context = None
     if not args.plan:
-        # The sources verify reads, and the evidence store, reached before anything is stopped.
-        context = verify.build_context(verify_args, expected, ids, store.records)
+        # The evidence store and the sources verify reads, reached before anything is stopped.
         try:
             store.records()
         except evidence.EvidenceError as error:
             raise ProgramInputError(f"store unreachable: {error}") from None
+        context = verify.build_context(verify_args, expected, ids, store.records)
     runtime = Runtime(verify.Engine(args.docker_host), expected, prefix, settings.backups.stanza)
     runtime.no_one_off_left()
     postgres = runtime.postgres()
@@ -528,10 +531,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def add_restore_arguments(parser: argparse.ArgumentParser, add_program_arguments: Callable) -> None:
     add_program_arguments(parser)
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--to", help="the time to return to, with its offset ('2026-12-03 10:00:00+00'): after "
-                        "the oldest backup's end, not in the future")
-    target.add_argument("--latest", action="store_true", help="to the end of the archived WAL")
+    # Exactly one of the two, checked by cmd_restore: its one line says what is allowed (argparse adds its usage).
+    parser.add_argument("--to", metavar="TIME", help="the time to return to, with its offset ('2026-12-03 "
+                        "10:00:00+00'): after the oldest backup's end, not in the future")
+    parser.add_argument("--latest", action="store_true", help="to the end of the archived WAL (one of --to, --latest)")
     parser.add_argument("--plan", action="store_true", help="print the backup set, the WAL range, the size to "
                         "fetch and the services it would stop; change nothing")
     add_guard_arguments(parser)
