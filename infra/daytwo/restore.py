@@ -469,6 +469,16 @@ def restore_check(result: dict[str, Any], plan: dict[str, Any]) -> evidence.Chec
 
 # --- the command ------------------------------------------------------------------------------------------------
 
+TARGETS_UP_SECONDS = 120
+
+
+def _targets_up(context: verify.Context) -> bool:
+    try:
+        return verify.metrics_collected(context).status == "pass"
+    except Exception:  # noqa: BLE001 Prometheus restarting or slow: asked again; verify reports it after
+        return False
+
+
 
 def cmd_restore(args: argparse.Namespace) -> int:
     if (args.to is None) == (not args.latest):
@@ -519,7 +529,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     checks = [restore_check(result, plan)]
     verified = None
     if result["ok"]:
-        log("infra verify --phase first-hour")
+        # The restarted targets are down in Prometheus until its next scrape of each: verify once they are up
+        # again (or after TARGETS_UP_SECONDS, when the check says which are not).
+        log("infra verify --phase first-hour, once Prometheus scrapes every target again")
+        wait_until(lambda: _targets_up(context), time.monotonic() + TARGETS_UP_SECONDS)
         checks += verify.run_checks(context, ids)
         verified = all(c.status == "pass" for c in checks[1:])
     data = {"plan": plan, **{k: v for k, v in result.items() if k != "ok"}, "restored": result["ok"],
