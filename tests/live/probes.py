@@ -18,7 +18,6 @@ import urllib3
 
 from platform_infra.components.backup.model import BackupConfig, StoreRoute, store_route
 from platform_infra.components.runtime import go_duration_string, nano_decimal
-from platform_infra.infra.cli import REPO_ROOT
 from tests.helpers import reveal
 from tests.live.deploy import DockerDeployment, host_ulimits
 from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
@@ -283,14 +282,6 @@ def assert_backup_and_wal_archive_reach_the_store(stack: DockerDeployment) -> No
         stack, "/api/v1/query?query=backup_last_success_timestamp_seconds"))["data"]["result"], 90,
         "the backup's success time in Prometheus")
     assert {m["metric"]["type"] for m in metric} >= {"incr"}
-
-
-def runbook_block(first_line: str) -> str:
-    """The runbook's ```sh block that starts with `first_line`: the commands as a user copies them."""
-    blocks = re.findall(r"^```sh\n(.*?)^```$", (REPO_ROOT / "docs" / "RUNBOOK.md").read_text(),
-                        re.MULTILINE | re.DOTALL)
-    (block,) = [b for b in blocks if b.startswith(first_line)]
-    return block
 
 
 def as_superuser(stack: DockerDeployment, sql: str) -> str:
