@@ -262,8 +262,10 @@ def swarm_project(tmp_path) -> Path:
 @contextmanager
 def monitoring_on_the_host(stack: SwarmDeployment) -> Iterator[dict[str, str]]:
     """Prometheus' and Grafana's APIs on host ports, for the verify `infra backup restore` runs from this machine:
-    the stack's overlays are not attachable and publish neither, so an nginx service (the stand-in image) on
-    its app overlay proxies them on host-mode ports; removed after."""
+    the stack's overlays are not attachable and publish neither, so an nginx service (the stand-in image) on its
+    app overlay proxies them on host-mode ports. The app overlay is internal (a task only on it gets no host
+    port), so the service is on an overlay of its own too; it proxies to `tasks.<service>` (the tasks' own
+    addresses: this kernel may lack the IPVS a virtual IP needs). All removed after."""
     from docker.types import ConfigReference, EndpointSpec, NetworkAttachmentConfig
 
     from tests.live.plan import free_port
@@ -271,18 +273,23 @@ def monitoring_on_the_host(stack: SwarmDeployment) -> Iterator[dict[str, str]]:
 
     ports = {"prometheus": (9090, free_port()), "grafana": (3000, free_port())}
     conf = "pid /tmp/nginx.pid;\nevents {}\nhttp {\n  access_log off;\n" + "".join(
-        f"  server {{ listen {port}; location / {{ proxy_pass http://{name}:{port}; }} }}\n"
+        f"  server {{ listen {port}; location / {{ proxy_pass http://tasks.{name}:{port}; }} }}\n"
         for name, (port, _) in ports.items()) + "}\n"
     name = f"{stack.prefix}-monitoring-forward"
     config = stack.client.configs.create(name=name, data=conf.encode())
+    own = stack.client.networks.create(name, driver="overlay")
     try:
         stack.client.services.create(
-            NGINX_IMAGE, name=name, networks=[NetworkAttachmentConfig(stack.local(f"{STACK_PREFIX}-app"))],
+            NGINX_IMAGE, name=name, networks=[NetworkAttachmentConfig(stack.local(f"{STACK_PREFIX}-app")),
+                                              NetworkAttachmentConfig(own.id)],
             configs=[ConfigReference(config.id, name, filename="/etc/nginx/nginx.conf")],
             endpoint_spec=EndpointSpec(mode="dnsrr", ports={host: (port, "tcp", "host") for port, host in ports.values()}))
         urls = {service: f"http://127.0.0.1:{host}" for service, (_, host) in ports.items()}
-        wait_for(lambda: urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5).status == 200, 120,
-                 "Prometheus through the forwarding service")
+        try:
+            wait_for(lambda: urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5).status == 200, 180,
+                     "Prometheus through the forwarding service")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{stack.tasks_report(name)}") from None
         yield urls
     finally:
         try:
@@ -292,6 +299,7 @@ def monitoring_on_the_host(stack: SwarmDeployment) -> Iterator[dict[str, str]]:
         wait_for(lambda: not stack.client.api.containers(
             all=True, filters={"label": f"com.docker.swarm.service.name={name}"}) or None, 60, f"{name} gone")
         config.remove()
+        wait_for(lambda: own.remove() or True, 60, f"network {name} removed")
 
 
 def _tasks(stack: SwarmDeployment) -> dict[str, set[str]]:
