@@ -310,7 +310,9 @@ class Runtime:
             status = ended[-1]["Status"]
             return int(status.get("ContainerStatus", {}).get("ExitCode", -1)), status.get("Err", status["State"])
         state = self.api.inspect_container(self.one_off)["State"]
-        return None if state["Status"] in ("created", "running", "restarting") else (state["ExitCode"], state["Error"])
+        if state["Status"] == "created":  # run_one_off starts it at once: one left created never ran
+            return -1, "never started"
+        return None if state["Status"] in ("running", "restarting") else (state["ExitCode"], state["Error"])
 
     def one_off_logs(self, stdout: bool = True, stderr: bool = True) -> str:
         if self.swarm:
