@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVIDENCE_PREFIX = "evidence/"
 KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup", "backup.restore")
-"""Who writes records: `infra verify` now; the drills (issue 17, section 2) later, with the same shape."""
+"""Who writes records: `infra verify`, the drills and `infra backup restore`, with the same shape."""
 
 
 class EvidenceError(RuntimeError):
