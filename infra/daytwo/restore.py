@@ -69,6 +69,8 @@ ACTIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "re
 ENDED_TASK_STATES = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 FAILED_RESTORE_WAIT = 300
 """Seconds PostgreSQL is given to come back after a failed restore (it may have nothing to start from)."""
+ENGINE_CALL_SECONDS = 120
+"""The HTTP timeout of each Engine API call the restore makes (a stop adds its own stop timeout)."""
 
 
 def writer_services(settings: Settings) -> tuple[str, ...]:
@@ -193,6 +195,8 @@ class Runtime:
     """The stack's objects on the engine: what to stop and start, and the one-off pgBackRest runs in."""
 
     def __init__(self, engine: verify.Engine, expected: verify.Expected, prefix: str, stanza: str):
+        # Stopping ten containers at once on a loaded host can keep the engine's answer past verify's 10 s.
+        engine.client.api.timeout = ENGINE_CALL_SECONDS
         self.engine, self.api, self.expected, self.prefix, self.stanza = engine, engine.client.api, expected, prefix, stanza
         self.swarm = expected.settings.runtime == "swarm"
         self.one_off = f"{prefix}-restore"
@@ -387,10 +391,19 @@ def backup_info(runtime: Runtime, postgres: Stopped, timeout: float) -> list[dic
 
 def _wait_through_signals(probe: Callable[[], Any], deadline: float, noted: list[str],
                           log: Callable[[str], None]) -> Any:
-    """wait_until, but a SIGINT or SIGTERM is noted and the wait goes on (the step must end)."""
+    """wait_until, but a SIGINT or SIGTERM is noted and the wait goes on (the step must end), and an engine call
+    that fails (a timeout on a loaded host) is a "not yet"."""
+    def quietly() -> Any:
+        try:
+            return probe()
+        except DrillInterrupted:
+            raise
+        except Exception:  # noqa: BLE001 asked again at the next poll
+            return None
+
     while True:
         try:
-            return wait_until(probe, deadline)
+            return wait_until(quietly, deadline)
         except DrillInterrupted as signal_name:
             noted.append(str(signal_name))
             log(f"{signal_name}: finishing this step first, then starting everything again")
@@ -450,7 +463,13 @@ def run_restore(runtime: Runtime, postgres: Stopped, writers: list[Stopped], res
                 began = time.monotonic()
                 for target in group:
                     log(f"starting {target.name}")
-                    runtime.start(target)
+                    try:
+                        runtime.start(target)
+                    except DrillInterrupted as signal_name:
+                        noted.append(str(signal_name))
+                        runtime.start(target)
+                    except Exception as error:  # noqa: BLE001 the others are started still; its health says
+                        log(f"starting {target.name}: {error}")
                 if not _wait_through_signals(lambda g=group: all(runtime.healthy(s) for s in g),
                                              time.monotonic() + bound, noted, log):
                     result["unhealthy"] += [s.name for s in group if not runtime.healthy(s)]

@@ -373,7 +373,7 @@ def infra_restore(stack, monkeypatch, capsys, tmp_path, *extra: str) -> dict:
     return report
 
 
-@pytest.mark.timeout(1200)  # a backup on the schedule, the restore, and the stack's start when run alone
+@pytest.mark.timeout(1800)  # a backup on the schedule, the restore, and the stack's start when run alone
 def test_infra_backup_restore_returns_postgresql_to_a_point_in_time(stack, monkeypatch, capsys, tmp_path):
     """Last: it stops PostgreSQL and its clients. `--plan` names the backup set pgBackRest picks, the WAL and
     every container it stops, and stops none; then the restore to a time after a scheduled backup: the rows

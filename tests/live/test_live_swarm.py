@@ -312,6 +312,7 @@ STOPPED_BY_THE_RESTORE = ("api-gateway", "orchestrator", "worker", "log-aggregat
                           "postgres-backup", "postgres-exporter", "postgres")
 
 
+@pytest.mark.timeout(1800)  # a backup on the schedule, the restore, and the stack's start when run alone
 def test_infra_backup_restore_returns_postgresql_to_a_point_in_time(stack, monkeypatch, capsys, tmp_path):
     """Last: it stops PostgreSQL and its clients. `--plan` names the backup set, the WAL and every service it
     scales to 0, and stops none; then the restore to a time after a scheduled backup, in a one-off task: the rows
