@@ -58,11 +58,13 @@ benchmark: $(STAMP)
 	$(VENV)/bin/python benchmarks/plan_scaling.py
 	$(VENV)/bin/python benchmarks/plan_scaling.py --runtime swarm
 	$(VENV)/bin/python benchmarks/check_overhead.py
+	$(VENV)/bin/python benchmarks/restore_rto.py
 
 benchmark-quick: $(STAMP)
 	$(VENV)/bin/python benchmarks/plan_scaling.py --workers 3 6 12 --repeat 1
 	$(VENV)/bin/python benchmarks/plan_scaling.py --runtime swarm --workers 3 6 12 --repeat 1
 	$(VENV)/bin/python benchmarks/check_overhead.py --repeat 1
+	$(VENV)/bin/python benchmarks/restore_rto.py --sizes 16MB
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,7 +1,8 @@
 """The production checklist as the project's own data: infra/checklist.yaml, validated once on load.
 
 Each line has a stable id (rules and reports name it), its section and how it is covered: policy rules,
-components that provide it when deployed, tests of this repository that prove it, or a runbook step.
+components that provide it when deployed, tests of this repository that prove it, or a runbook step; a
+run-time line (a freshness) only by evidence records: those that check it by id, or the record kinds it names.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ItemId = Annotated[str, StringConstraints(pattern=r"^[a-z]+(\.[a-z0-9]+(-[a-z0-9
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Z]+(-[A-Z]+)?-\d{3}$")]
 TestId = Annotated[str, StringConstraints(pattern=r"^tests/[\w/]+\.py::test_\w+$")]
 RunbookRef = Annotated[str, StringConstraints(pattern=r"^docs/RUNBOOK\.md#[a-z0-9-]+$")]
+RecordKind = Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[a-z]+$|^verify$")]
 
 
 class Item(BaseModel):
@@ -36,6 +38,12 @@ class Item(BaseModel):
     runbook: RunbookRef | None = None
     freshness: Duration | None = None
     """A run-time line: only an evidence record (infra/daytwo/evidence.py) younger than this proves it."""
+    records: tuple[RecordKind, ...] = ()
+    """Record kinds whose run is itself the proof (`drill.backup`, `backup.restore`): the newest such record
+    verifies the line when it succeeded and fails it when not, besides any record that checks the line by id."""
+    stack: str | None = None
+    """The stack whose `records` prove the line when it is not the one checked: `staging` for the release
+    verified there before prod."""
     signoff: str | None = None
     """Who signs the line off when a person does it (default: its section's)."""
 
@@ -43,6 +51,10 @@ class Item(BaseModel):
     def _covered(self) -> Item:
         if not (self.rules or self.components or self.tests or self.runbook):
             raise ValueError(f"{self.id}: no coverage; name rules, components, tests or a runbook step")
+        if self.records and not self.freshness:
+            raise ValueError(f"{self.id}: records prove a run-time line; give it a freshness")
+        if self.stack and not self.records:
+            raise ValueError(f"{self.id}: stack names whose records prove the line; name the record kinds")
         return self
 
 
@@ -80,6 +92,10 @@ class Catalog(BaseModel):
 
     def by_id(self) -> dict[str, Item]:
         return {item.id: item for _, item in self.lines()}
+
+    def other_stacks(self) -> set[str]:
+        """The stacks whose records some line reads besides the checked one's."""
+        return {item.stack for _, item in self.lines() if item.stack}
 
 
 class CatalogError(ValueError):

@@ -37,6 +37,12 @@ COVERED = ("enforced", "waived", "verified", "provided", "proven")
 exception)."""
 
 
+RECORD_COMMANDS = {"verify": "infra verify", "drill.alerts": "infra drill alerts", "drill.load": "infra drill load",
+                   "drill.failover": "infra drill failover", "drill.backup": "infra backup drill",
+                   "backup.restore": "infra backup restore"}
+"""The command that writes each kind of evidence record (infra/daytwo/evidence.py KINDS)."""
+
+
 @dataclass
 class Line:
     id: str
@@ -157,11 +163,16 @@ def own_project() -> str | None:
 def _runtime_status(item: catalog.Item, found: tuple[Any, Any] | None, now: datetime) -> tuple[str, dict]:
     """A run-time line's status from its newest judged check: verified, stale, fail, or manual (no record)."""
     if found is None:
-        return "manual", {"kind": "awaiting", "detail": "no run-time evidence: run `infra verify` (or the drill)"}
+        on = f" --stack {item.stack}" if item.stack else ""
+        commands = " or ".join(f"`{RECORD_COMMANDS.get(kind, kind)}{on}`" for kind in item.records)
+        return "manual", {"kind": "awaiting",
+                          "detail": f"no run-time evidence: run {commands or '`infra verify` (or the drill)'}"}
     record, check = found
     age = (now - record.created_at).total_seconds()
     shown = {"kind": "record", "record": record.name, "date": record.created_at.isoformat(), "result": check.status,
              "detail": check.evidence, "freshness": item.freshness}
+    if item.stack:
+        shown["detail"] = f"stack {record.stack} at commit {record.commit or 'unknown'}: {check.evidence}"
     if check.status == "fail":
         return "fail", shown
     return ("stale" if age > duration_seconds(item.freshness) else "verified"), shown
@@ -175,6 +186,28 @@ def newest_by_line(records: list, stack: str) -> dict[str, tuple[Any, Any]]:
             if check.status != "unknown":
                 found[check.id] = (record, check)
     return found
+
+
+@dataclass(frozen=True)
+class RecordVerdict:
+    """A whole record as one line's check: the run succeeded or not (the line's `records` kinds)."""
+
+    status: str
+    evidence: str
+
+
+def newest_of_kinds(records: list, stack: str, kinds: tuple[str, ...]) -> tuple[Any, RecordVerdict] | None:
+    """The newest record of one of `kinds` for the stack, judged by its own verdict (`ok`)."""
+    newest = max((r for r in records if r.stack == stack and r.kind in kinds), key=lambda r: r.created_at,
+                 default=None)
+    if newest is None:
+        return None
+    said = "; ".join(c.evidence for c in newest.checks if c.evidence) or ("ok" if newest.ok else "failed")
+    return newest, RecordVerdict("pass" if newest.ok else "fail", f"{newest.kind}: {said}")
+
+
+def _newest(*found: tuple[Any, Any] | None) -> tuple[Any, Any] | None:
+    return max((f for f in found if f is not None), key=lambda f: f[0].created_at, default=None)
 
 
 def build(report: Report, loaded: catalog.Catalog | None = None, records: list | None = None,
@@ -204,7 +237,9 @@ def build(report: Report, loaded: catalog.Catalog | None = None, records: list |
         if "fail" in verdicts:
             status = "fail"
         elif item.freshness:
-            status, shown = _runtime_status(item, runtime.get(item.id), now)
+            by_kind = newest_of_kinds(records or [], item.stack or report.stack, item.records)
+            found = by_kind if item.stack and item.stack != report.stack else _newest(runtime.get(item.id), by_kind)
+            status, shown = _runtime_status(item, found, now)
             evidence.append(shown)
         elif "waived" in verdicts:
             status = "waived"
@@ -438,6 +473,10 @@ def cmd_checklist(args: argparse.Namespace, read_evidence: EvidenceReader) -> in
     report = check_report(args)
     project = Path(args.project)
     environment, records, where = read_evidence(project, args.stack)
+    # Lines proven on another stack (the release verified in staging) read that stack's records too.
+    for other in sorted(catalog.load().other_stacks() - {args.stack}):
+        if (project / f"Pulumi.{other}.yaml").is_file():
+            records = [*(records or []), *(read_evidence(project, other)[1] or [])]
     checklist = build(report, records=records)
     checklist.environment, checklist.evidence_store = environment, where
     checklist.commit = commit(project)

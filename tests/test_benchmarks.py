@@ -28,6 +28,7 @@ def test_benchmark_quick_runs_to_the_end_with_a_verdict_per_goal():
         "policies add under 20% to the plan (in-process, median)",
         "infra check takes under 20% more than infra plan (fresh processes, best)",
         "infra check takes under 3x the bare SDK import (fresh processes, best)",
+        "the physical restore is faster than the logical one at the largest size",
     ], result.stdout
     assert "Traceback" not in result.stderr
 

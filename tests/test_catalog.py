@@ -88,3 +88,19 @@ def test_rule_sources_name_upstream_documents_not_local_files():
     for rule in all_rules():
         for source in rule.sources:
             assert not re.search(r"\.md\b|synthesis|\.\./", source), f"{rule.id}: {source!r}"
+
+
+def test_record_kinds_named_are_written_by_a_command_and_need_a_freshness():
+    from platform_infra.infra.checklist import RECORD_COMMANDS
+    from platform_infra.infra.daytwo import evidence
+
+    assert set(RECORD_COMMANDS) == set(evidence.KINDS)
+    for _, item in catalog.load().lines():
+        assert set(item.records) <= set(evidence.KINDS), item.id
+    with pytest.raises(catalog.CatalogError, match="give it a freshness"):
+        catalog.parse("sections: [{name: S, phase: P, items: [{id: s.a, text: A, records: [drill.backup], "
+                      "runbook: 'docs/RUNBOOK.md#x'}]}]\nsign_off: [QA]")
+    with pytest.raises(catalog.CatalogError, match="name the record kinds"):
+        catalog.parse("sections: [{name: S, phase: P, items: [{id: s.a, text: A, stack: staging, freshness: 1d, "
+                      "runbook: 'docs/RUNBOOK.md#x'}]}]\nsign_off: [QA]")
+

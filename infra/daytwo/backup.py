@@ -29,9 +29,12 @@ from pathlib import Path
 from platform_infra.components.backup.model import CLASSES, PREFIXES, BackupConfig
 from platform_infra.components.backup.pgbackrest import Cluster, render_pgbackrest_conf
 from platform_infra.components.monitoring.model import duration_seconds
+from platform_infra.infra.daytwo import evidence
+from platform_infra.infra.daytwo.s3 import s3_client
 from platform_infra.infra.daytwo.stackfile import stack_settings
 from platform_infra.infra.mockrun import ProgramInputError
 from platform_infra.infra.settings import NAMESPACE, SETTINGS_KEY
+from platform_infra.infra.version import commit
 
 # PostgreSQL refuses to run as root; run as root, infra hands its tools to the data directory's owner,
 # or to this conventional account for the drill's throwaway instance.
@@ -53,14 +56,6 @@ def stack_backup_config(project: Path, stack: str) -> BackupConfig:
         raise ProgramInputError(f"Pulumi.{stack}.yaml: {NAMESPACE}:{SETTINGS_KEY}.backups: the stack declares no "
                                 "backup store")
     return settings.backups
-
-
-def s3_client():
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                                               s3={"addressing_style": "path"}, connect_timeout=10))
 
 
 def store_error(operation: str, bucket: str, exc: Exception) -> ProgramInputError:
@@ -197,9 +192,11 @@ def pgbackrest_config(config: BackupConfig, cluster: Cluster) -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def pgbackrest(conf: str, config: BackupConfig, owner: str | None, *args: str) -> str:
-    """Run one pgBackRest command; its stdout, or BackupError with its last lines."""
-    env = {**os.environ, **pgbackrest_environment(config)}
+def pgbackrest(conf: str, config: BackupConfig, owner: str | None, *args: str,
+               env: Mapping[str, str] | None = None) -> str:
+    """Run one pgBackRest command (with `env` added to its environment); its stdout, or BackupError with its last
+    lines."""
+    env = {**os.environ, **pgbackrest_environment(config), **(env or {})}
     tool = shutil.which("pgbackrest")
     if tool is None:
         raise BackupError("pgbackrest not found (Debian: apt-get install pgbackrest)")
@@ -296,19 +293,61 @@ def throwaway_instance(config: BackupConfig, owner: str) -> Iterator[tuple[str, 
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _wait_promoted(conninfo: Mapping[str, str], deadline: float) -> None:
+def _wait_promoted(conninfo: Mapping[str, str], deadline: float) -> float:
+    """The wall-clock time at which the restored instance first answered out of recovery (polled every 0.1 s)."""
     import psycopg
 
     while True:
         try:
             with psycopg.connect(**conninfo, connect_timeout=5) as conn:
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    return
+                    return time.time()
         except psycopg.OperationalError:
             pass
         if time.monotonic() > deadline:
             raise BackupError("the restored instance did not finish recovery in time")
-        time.sleep(0.2)
+        time.sleep(0.1)
+
+
+# Phase boundaries from the tools' own timestamped log lines, in UTC (pgBackRest logs local time: the drill runs
+# it with TZ=UTC; PostgreSQL is given log_timezone=UTC and this prefix). Milliseconds, as both tools log them.
+# pgBackRest's console: "2026-12-06 13:00:00.123 P00   INFO: repo1: restore backup set ..." (log-timestamp=y).
+_PGBACKREST_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) P\d+ +[A-Z]+: (.*)$", re.MULTILINE)
+_POSTGRES_PREFIX = "%m [%p] "
+_POSTGRES_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[\d+\] [A-Z]+:  (.*)$", re.MULTILINE)
+PHASES = {
+    "download": "pgBackRest's restore command starting, to its line 'restore backup set': backup.info and the "
+                "backup's manifest fetched from the store and checked. Only the metadata: pgBackRest fetches each "
+                "data file and writes it in one stream (restore/file.c), so the files' download is in `restore`",
+    "restore": "to the restore command's exit: every file fetched from the store, decrypted, decompressed and "
+               "written, the recovery settings written, the data directory synced",
+    "replay": "to PostgreSQL's log line 'redo done at': the instance started, each WAL segment after the backup "
+              "fetched from the store (archive-get) and replayed",
+    "promote": "to pg_is_in_recovery() answering false (polled every 0.1 s): the end-of-recovery checkpoint, the new "
+               "timeline, writes accepted",
+    "compare": "to the last table compared: row counts and checksums of every table, source and restore",
+}
+
+
+def logged_at(pattern: re.Pattern[str], text: str, message: str) -> float | None:
+    """The UTC time (epoch seconds) of the first log line whose message starts with `message`."""
+    for stamp, line in pattern.findall(text):
+        if line.startswith(message):
+            return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+    return None
+
+
+def phase_timings(boundaries: list[float | None]) -> list[dict]:
+    """The PHASES between consecutive wall-clock boundaries (the first is the start: one more than the phases).
+    A boundary no log line gave (None) is taken as the one before it: its phase is 0 and the next one holds its
+    time. A boundary is never before the one before it (the tools log milliseconds, the drill's clock has more),
+    so phases are ordered, never negative, and add up to the whole."""
+    start, marks = boundaries[0], [boundaries[0]]
+    for mark in boundaries[1:]:
+        marks.append(marks[-1] if mark is None else max(mark, marks[-1]))
+    offsets = [round((mark - start) * 1000) for mark in marks]
+    return [{"name": name, "start_seconds": offsets[i] / 1000, "seconds": (offsets[i + 1] - offsets[i]) / 1000,
+             "observed_by": how} for i, (name, how) in enumerate(PHASES.items())]
 
 
 def drill(config: BackupConfig) -> dict:
@@ -323,30 +362,36 @@ def drill(config: BackupConfig) -> dict:
             if not backups:
                 raise BackupError(f"no PostgreSQL backup of stanza {config.stanza} in s3://{config.bucket}")
             newest = backups[-1]
-            started = time.monotonic()
+            # Wall-clock boundaries, the drill's own and the tools' logged ones on the same clock (see PHASES).
+            started = time.time()
             # The newest backup plus every archived WAL segment after it, then promotion.
-            pgbackrest(conf, config, owner, "--archive-mode=off", "--type=default", "restore")
+            restore_log = pgbackrest(conf, config, owner, "--archive-mode=off", "--type=default",
+                                     "--log-level-console=info", "restore", env={"TZ": "UTC"})
+            restored_at = time.time()
             env = {**os.environ, **pgbackrest_environment(config)}
-            # Local socket only, no archiving: the throwaway instance must not write into the store.
+            # Local socket only, no archiving: the throwaway instance must not write into the store. Its log goes
+            # to server.log, with timestamps the drill reads, whatever the source's logging settings were.
             options = (f"-c port={port} -c listen_addresses='' -c unix_socket_directories='{root}' "
-                       "-c archive_mode=off -c cluster_name=infra-drill")
+                       "-c archive_mode=off -c cluster_name=infra-drill -c logging_collector=off "
+                       f"-c log_destination=stderr -c log_timezone=UTC -c log_line_prefix='{_POSTGRES_PREFIX}'")
             server = [*run_as(owner), pg_binary("pg_ctl"), "-D", data_dir, "-l", f"{root}/server.log", "-w",
                       "-t", "600", "-o", options, "start"]
             result = subprocess.run(server, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+            server_log = Path(f"{root}/server.log")
             if result.returncode != 0:
-                log = Path(f"{root}/server.log")
-                tail = "\n".join(log.read_text().splitlines()[-5:]) if log.exists() else result.stderr
+                tail = "\n".join(server_log.read_text().splitlines()[-5:]) if server_log.exists() else result.stderr
                 raise BackupError(f"the restored instance did not start: {tail}")
             try:
                 restored = {**source, "host": root, "port": str(port)}
-                _wait_promoted(restored, time.monotonic() + 600)
-                rto = time.monotonic() - started
+                promoted_at = _wait_promoted(restored, time.monotonic() + 600)
                 with psycopg.connect(**source) as conn:
                     source_now = conn.execute("SELECT now()").fetchone()[0]
                 with psycopg.connect(**restored) as conn:
                     replayed = conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()[0]
                 newest_restored = replayed or datetime.fromtimestamp(newest["timestamp"]["stop"], UTC)
                 source_sums, restored_sums = table_checksums(source), table_checksums(restored)
+                compared_at = time.time()
+                postgres_log = server_log.read_text()
             finally:
                 subprocess.run([*run_as(owner), pg_binary("pg_ctl"), "-D", data_dir, "-m", "immediate", "-w", "stop"],
                                capture_output=True, timeout=120, check=False)
@@ -365,7 +410,18 @@ def drill(config: BackupConfig) -> dict:
                    "stored_bytes": b["info"]["repository"]["delta"]}
                   for b in backups if b["label"] in {newest["label"], *(newest.get("reference") or [])}],
         "tables": tables,
-        "rto_seconds": round(rto, 3),
+        "rto_seconds": round(promoted_at - started, 3),
+        # download, restore, replay, promote, compare: from the restore's start to the last table compared.
+        "phases": phase_timings([started, logged_at(_PGBACKREST_LINE, restore_log, "repo1: restore backup set"),
+                                 restored_at, logged_at(_POSTGRES_LINE, postgres_log, "redo done at"), promoted_at,
+                                 compared_at]),
+        "total_seconds": round(compared_at - started, 3),
+        # The database's size in the restored backup, as `pgbackrest info --output=json` gives it (info.size),
+        # over the restore command's time (download and restore).
+        "restore_bytes": newest["info"]["size"],
+        "restore_bytes_per_second": round(newest["info"]["size"] / max(restored_at - started, 1e-3)),
+        "wal_segments_restored": sum(1 for _, line in _POSTGRES_LINE.findall(postgres_log)
+                                     if line.startswith("restored log file")),
         "rpo_seconds": round(max(0.0, (source_now - newest_restored).total_seconds()), 3),
         "ok": bool(tables) and all(t["match"] for t in tables),
     }
@@ -407,15 +463,49 @@ def cmd_drill(args: argparse.Namespace) -> int:
     except (BackupError, psycopg.Error) as exc:
         print(f"infra: error: drill failed: {exc}", file=sys.stderr)
         return 1
+    where = write_drill_record(args, config, report)
     if args.format == "json":
-        print(json.dumps(report, indent=2))
+        print(json.dumps({**report, "evidence_record": where}, indent=2))
     else:
-        print(f"Restore drill of {report['source']} from backup {report['backup']}")
-        for t in report["tables"]:
-            print(f"  {'ok  ' if t['match'] else 'DIFF'} {t['name']}: {t['source_rows']} rows, "
-                  f"restored {t['restored_rows']}")
+        print(drill_text(report))
+        print(f"evidence: {where}")
         print(f"RTO {report['rto_seconds']}s, RPO {report['rpo_seconds']}s: {'identical' if report['ok'] else 'DIFFERENT'}")
     return 0 if report["ok"] else 1
+
+
+def drill_text(report: dict) -> str:
+    lines = [f"Restore drill of {report['source']} from backup {report['backup']}"]
+    lines += [f"  {'ok  ' if t['match'] else 'DIFF'} {t['name']}: {t['source_rows']} rows, restored {t['restored_rows']}"
+              for t in report["tables"]]
+    phases = ", ".join(f"{p['name']} {p['seconds']:.3f}s" for p in report["phases"])
+    lines.append(f"Phases: {phases} (total {report['total_seconds']:.3f}s; {report['wal_segments_restored']} WAL "
+                 "segments fetched in replay; download is the backup's metadata only, the files are fetched in restore)")
+    lines.append(f"Restored {report['restore_bytes'] / 1e6:.1f} MB (pgbackrest info) in "
+                 f"{report['phases'][0]['seconds'] + report['phases'][1]['seconds']:.3f}s: "
+                 f"{report['restore_bytes_per_second'] / 1e6:.1f} MB/s")
+    return "\n".join(lines)
+
+
+def write_drill_record(args: argparse.Namespace, config: BackupConfig, report: dict) -> str:
+    """The drill's `drill.backup` evidence record, in the stack's backup bucket (`evidence/<stack>/`): it proves
+    the checklist's quarterly disaster-recovery drill (and the prod gate reads it). Where it was written."""
+    figures = {key: report[key] for key in ("rto_seconds", "rpo_seconds", "total_seconds", "restore_bytes",
+                                            "restore_bytes_per_second")}
+    matched = sum(1 for t in report["tables"] if t["match"])
+    check = evidence.Check(
+        id="ongoing.dr-drills", section="Ongoing", text="Quarterly disaster recovery drills",
+        status="pass" if report["ok"] else "fail",
+        value={**figures, "phases": {p["name"]: p["seconds"] for p in report["phases"]}},
+        evidence=f"backup {report['backup']} restored into a throwaway instance: {matched} of {len(report['tables'])} "
+                 f"tables identical to {report['source']}; RTO {report['rto_seconds']} s, RPO {report['rpo_seconds']} s")
+    project = Path(args.project)
+    record = evidence.Record(kind="drill.backup", stack=args.stack, created_at=evidence.now(), commit=commit(project),
+                             ok=report["ok"], checks=[check], data=report)
+    try:
+        return evidence.store_for(args.stack, config.bucket, project).write(record)
+    except evidence.EvidenceError as error:
+        print(drill_text(report), file=sys.stderr)
+        raise ProgramInputError(f"evidence not written: {error}") from None
 
 
 def add_backup_commands(commands, add_program_arguments):

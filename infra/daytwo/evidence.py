@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVIDENCE_PREFIX = "evidence/"
 KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup", "backup.restore")
-"""Who writes records: `infra verify`, the drills and `infra backup restore`, with the same shape."""
+"""Who writes records: `infra verify`, the drills, the backup drill and `infra backup restore`."""
 
 
 class EvidenceError(RuntimeError):
@@ -116,7 +116,7 @@ class BucketStore:
 
     def _client(self) -> Any:
         if self.client is None:
-            from platform_infra.infra.daytwo.backup import s3_client
+            from platform_infra.infra.daytwo.s3 import s3_client
 
             self.client = s3_client()
         return self.client

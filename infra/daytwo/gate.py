@@ -2,8 +2,9 @@
 
 Fails: the last successful backup drill older than the freshness of the checklist's "Quarterly disaster
 recovery drills" line (or none on record), the newest backup stale (the newest `infra verify` record's
-backup ages, grown by the time since, against the max ages recorded with them; or no such record).
-Lists: the waivers that expire within `warn_days` (an expired one already fails the rule it waived).
+backup ages, grown by the time since, against the max ages recorded with them; or no such record), a waiver
+past its expiry date (its findings come back on the rule it waived too, at that rule's level).
+Lists: the waivers that expire within `warn_days`.
 """
 
 from __future__ import annotations

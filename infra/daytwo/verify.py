@@ -362,8 +362,53 @@ def metrics_collected(ctx: Context) -> Result:
                  "; ".join(down) or f"every one of {len(targets)} scrape targets up")
 
 
+LOGS_TOPIC = "logs"
+"""The Kafka topic the services publish their log lines to and log-aggregator consumes into ClickHouse (one of
+`data.kafka_topics`); only log-aggregator's consumer group reads it."""
+
+
+def _spread(ctx: Context, metric: str) -> float | None:
+    """How far a monotonic series (summed over its partitions) moved in the window: highest minus lowest sample
+    of each series, so no extrapolation; None when Prometheus has no such series."""
+    samples = ctx.prometheus.vector(f"sum(max_over_time({metric}[{ctx.w}]) - min_over_time({metric}[{ctx.w}]))")
+    return samples[0][1] if samples else None
+
+
 def logs_aggregated(ctx: Context) -> Result:
-    return _unknown("needs ClickHouse, where log-aggregator writes the logs: infra verify does not query it")
+    """Log lines produced to the logs topic in the window were consumed (the consumer group's offsets moved,
+    its lag within KafkaConsumerLagHigh's threshold) and ClickHouse inserted rows: each from Prometheus
+    (kafka-exporter, ClickHouse's own metrics endpoint)."""
+    topic = f'{{topic="{LOGS_TOPIC}"}}'
+    produced = _spread(ctx, f"kafka_topic_partition_current_offset{topic}")
+    consumed = _spread(ctx, f"kafka_consumergroup_current_offset{topic}")
+    lag_samples = ctx.prometheus.vector(f"max(sum by (consumergroup) (kafka_consumergroup_lag{topic}))")
+    inserted = ctx.prometheus.vector(f"sum(increase(ClickHouseProfileEvents_InsertedRows[{ctx.w}]))")
+    limit = ctx.thresholds.kafka_consumer_lag_messages
+    value = {"produced": produced, "consumed": consumed, "lag": lag_samples[0][1] if lag_samples else None,
+             "inserted_rows": inserted[0][1] if inserted else None}
+    missing = [what for what, found in (
+        (f"kafka_topic_partition_current_offset{topic} (kafka-exporter: the log lines published)", produced),
+        (f"kafka_consumergroup_current_offset{topic} (kafka-exporter: log-aggregator's consumer group)", consumed),
+        (f"kafka_consumergroup_lag{topic}", value["lag"]),
+        ("ClickHouseProfileEvents_InsertedRows (ClickHouse, where log-aggregator writes the logs)", value["inserted_rows"]),
+    ) if found is None]
+    if missing:
+        return Result("unknown", value, limit, "no " + "; no ".join(missing))
+    problems = []
+    if value["lag"] > limit:
+        problems.append(f"the logs' consumer group is {value['lag']:.0f} messages behind (max {limit})")
+    if produced > 0 and consumed == 0:
+        problems.append(f"{produced:.0f} log lines published to {LOGS_TOPIC} in {ctx.w}, none consumed")
+    if consumed > 0 and value["inserted_rows"] == 0:
+        problems.append(f"{consumed:.0f} log lines consumed in {ctx.w}, no row inserted into ClickHouse")
+    if problems:
+        return Result("fail", value, limit, "; ".join(problems))
+    if produced == 0:
+        return Result("unknown", value, limit, f"no log line published to {LOGS_TOPIC} in {ctx.w}: nothing to "
+                      "show aggregation")
+    return Result("pass", value, limit, f"{produced:.0f} log lines published to {LOGS_TOPIC}, {consumed:.0f} "
+                  f"consumed, {value['inserted_rows']:.0f} rows inserted into ClickHouse over {ctx.w}; lag "
+                  f"{value['lag']:.0f} (KafkaConsumerLagHigh's threshold)")
 
 
 def _login(ctx: Context) -> tuple[str | None, str]:

@@ -58,7 +58,7 @@ def _waivers(stack) -> list[tuple[str, str]]:
 @stack_rule(
     "EVD-001",
     "evidence-gate",
-    "Recent backup drill and fresh backups on record",
+    "Recent backup drill, fresh backups, no expired waiver",
     types=(*WORKLOADS, BUCKET_TYPE),
     severity="high",
     prod=MANDATORY,
@@ -66,14 +66,20 @@ def _waivers(stack) -> list[tuple[str, str]]:
     sources=["Production checklist: Ongoing (quarterly disaster recovery drills)", "NIST SP 800-34 §3.5"],
     options=STORE_OPTIONS,
     remediation="Run `infra backup drill` and `infra verify --phase success` against the stack (they write the "
-    "evidence), and take a backup (`infra backup now`) when the newest is stale.",
+    "evidence), take a backup (`infra backup now`) when the newest is stale, and fix what an expired waiver "
+    "excused (or review it and set a new expiry date).",
 )
 def evidence_gate(stack, report, options) -> None:
-    """The stack's evidence store (its backup bucket, or the policy config's `evidence_dir`) says the last
-    successful backup drill is within its freshness and the newest backup is fresh; an unreadable store is
-    unknown. An expired waiver already fails: its findings come back on the waived rule."""
+    """No waiver of the stack has expired (its findings also come back on the waived rule, at that rule's
+    level, which may be advisory: here it fails the gate), and the stack's evidence store (its backup bucket, or
+    the policy config's `evidence_dir`) says the last successful backup drill is within its freshness and the
+    newest backup is fresh; an unreadable store is unknown, never a pass."""
+    if not stack.workloads:
+        return
+    for failure in gate.waiver_dates(_waivers(stack), date.today()).failures:
+        report(failure)
     store = _store(stack, options)
-    if not stack.workloads or store is None:
+    if store is None:
         return
     name, now = _stack_name(stack), datetime.now(UTC)
     records = _records(store)

@@ -7,8 +7,10 @@ all driven by the standard AWS and libpq environment variables only."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -248,10 +250,53 @@ def test_drill_restores_every_table_identical(chain):
     assert rows == {"public.\"Event Log\"": 304_695, "public.awkward": 2001}
     assert all(t["match"] and t["source_rows"] == t["restored_rows"] for t in report["tables"])
     assert 0 < report["rto_seconds"] < 600 and 0 <= report["rpo_seconds"] < 600
+    assert_phases(report)
+    # The throughput is the backup's size as pgBackRest's info gives it, over the restore command's time.
+    assert report["restore_bytes"] == report["chain"][-1]["size_bytes"] > 0
+    command = report["phases"][0]["seconds"] + report["phases"][1]["seconds"]
+    assert abs(report["restore_bytes_per_second"] - report["restore_bytes"] / command) <= 0.01 * report["restore_bytes_per_second"]
+    # The writes after the incremental live only in the archived WAL: the replay fetched it.
+    assert report["wal_segments_restored"] >= 1
+    assert_drill_record(chain, report)
     print(f"\ndrill: {json.dumps(report)}")
     text = infra(chain.env, chain.project, "backup", "drill")
     assert text.returncode == 0 and "public.awkward: 2001 rows, restored 2001" in text.stdout
+    assert re.search(r"^Phases: download [\d.]+s, restore [\d.]+s, replay [\d.]+s, promote [\d.]+s, compare [\d.]+s "
+                     r"\(total [\d.]+s; \d+ WAL segments", text.stdout, re.MULTILINE), text.stdout
+    assert re.search(r"^Restored [\d.]+ MB \(pgbackrest info\) in [\d.]+s: [\d.]+ MB/s$", text.stdout, re.MULTILINE)
     assert text.stdout.splitlines()[-1].endswith("identical")
+
+
+def assert_phases(report: dict) -> None:
+    """download, restore, replay, promote, compare: in that order, each starting where the one before ended,
+    none negative, each phase that does work on this chain taking time (a boundary its log line no longer
+    gives would leave its phase at 0), adding up to no more than the whole, the first four to the RTO."""
+    phases = report["phases"]
+    assert [p["name"] for p in phases] == ["download", "restore", "replay", "promote", "compare"]
+    assert phases[0]["start_seconds"] == 0 and all(p["seconds"] >= 0 for p in phases)
+    for before, after in itertools.pairwise(phases):
+        assert after["start_seconds"] == pytest.approx(before["start_seconds"] + before["seconds"], abs=1e-6)
+    assert all(p["seconds"] > 0 for p in phases), phases
+    assert round(sum(p["seconds"] for p in phases), 3) <= report["total_seconds"]
+    assert sum(p["seconds"] for p in phases[:4]) == pytest.approx(report["rto_seconds"], abs=0.002)
+    assert all(p["observed_by"] for p in phases)
+
+
+def assert_drill_record(chain: Chain, report: dict) -> None:
+    """The drill's evidence record, in the stack's bucket, carries the same figures."""
+    store = boto3.session.Session().client("s3", endpoint_url=chain.env["AWS_ENDPOINT_URL"], region_name=REGION,
+                                           aws_access_key_id=chain.env["AWS_ACCESS_KEY_ID"],
+                                           aws_secret_access_key=chain.env["AWS_SECRET_ACCESS_KEY"],
+                                           verify=chain.env["AWS_CA_BUNDLE"])
+    key = report["evidence_record"].removeprefix(f"s3://{BUCKET}/")
+    assert key.startswith("evidence/drill/") and key.endswith("-drill.backup.json")
+    record = json.loads(store.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert record["kind"] == "drill.backup" and record["stack"] == "drill" and record["ok"] is True
+    assert record["data"]["phases"] == report["phases"]
+    assert record["data"]["restore_bytes_per_second"] == report["restore_bytes_per_second"]
+    [check] = record["checks"]
+    assert check["id"] == "ongoing.dr-drills" and check["status"] == "pass"
+    assert check["value"]["phases"] == {p["name"]: p["seconds"] for p in report["phases"]}
 
 
 def test_drill_exits_1_when_the_restore_differs(chain):

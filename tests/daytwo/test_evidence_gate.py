@@ -211,3 +211,51 @@ def test_expiring_waiver_listed_by_evd_002_on_a_stack(capsys, tmp_path):
     listed = [v["message"] for v in report["violations"] if v["rule"] == "EVD-002"]
     assert listed == [f"waiver CTR-014 on {listed[0].split(' on ')[1].split(' expires')[0]} expires on {soon}"]
     assert {v["enforcement"] for v in report["violations"] if v["rule"] == "EVD-002"} == {"advisory"}
+
+
+def prod_with_cadvisor_waiver_until(tmp_path, until: str):
+    """This repository's prod stack with cAdvisor's socket waiver (its docker_socket_accepted_until) moved."""
+    import yaml
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "stacks").symlink_to(catalog.REPO_ROOT / "stacks")
+    (project / "Pulumi.yaml").write_text((catalog.REPO_ROOT / "Pulumi.yaml").read_text())
+    stack = yaml.safe_load((catalog.REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    stack["config"]["platform:settings"]["container_metrics"]["docker_socket_accepted_until"] = until
+    (project / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    return project
+
+
+def prod_check(capsys, project, monkeypatch) -> dict:
+    # No AWS credential anywhere: the stack's evidence bucket cannot be read.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(project / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(project / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    main(["check", "--stack", "prod", "--project", str(project), "--policy-config",
+          str(catalog.REPO_ROOT / "policies" / "config" / "prod.json"), "--format", "json"])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_gate_fails_an_expired_waiver_even_when_the_store_is_unreadable(capsys, tmp_path, monkeypatch):
+    """CTR-014 is waived for cAdvisor until yesterday: EVD-001 (mandatory in prod) fails on it, and is also
+    unknown, not passed, on the store it cannot read."""
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    report = prod_check(capsys, prod_with_cadvisor_waiver_until(tmp_path, yesterday), monkeypatch)
+    gate_findings = [v for v in report["violations"] if v["rule"] == "EVD-001"]
+    assert [v["message"] for v in gate_findings] == [
+        f"waiver CTR-014 on {gate_findings[0]['message'].split(' on ')[1].split(' expired')[0]} expired on {yesterday}"]
+    assert gate_findings[0]["enforcement"] == "mandatory"
+    unknown = [u for u in report["unknown"] if u["rule"] == "EVD-001"]
+    assert unknown and "the evidence store cannot be read" in unknown[0]["message"]
+    assert "s3://orchestration-prod-backups/evidence/prod/" in unknown[0]["message"]
+
+
+def test_gate_is_unknown_not_a_pass_when_the_stacks_bucket_cannot_be_read(capsys, tmp_path, monkeypatch):
+    later = (date.today() + timedelta(days=200)).isoformat()
+    report = prod_check(capsys, prod_with_cadvisor_waiver_until(tmp_path, later), monkeypatch)
+    assert not [v for v in report["violations"] if v["rule"] == "EVD-001"]
+    unknown = [u for u in report["unknown"] if u["rule"] == "EVD-001"]
+    assert len(unknown) == 1 and "cannot be read" in unknown[0]["message"]

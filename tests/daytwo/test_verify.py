@@ -190,9 +190,37 @@ def test_metrics_collected_every_target_up_or_the_down_ones_named(expected, prom
     assert verify.metrics_collected(context(expected, prometheus)).status == "unknown"
 
 
-def test_logs_need_clickhouse_and_say_so(expected):
-    result = verify.logs_aggregated(context(expected))
-    assert result.status == "unknown" and "ClickHouse" in result.evidence
+def logs_flow(produced=500.0, consumed=480.0, lag=20.0, inserted=480.0) -> dict:
+    return {"kafka_topic_partition_current_offset": vector(({}, produced)),
+            "kafka_consumergroup_current_offset": vector(({}, consumed)),
+            "kafka_consumergroup_lag": vector(({"consumergroup": "log-aggregator"}, lag)),
+            "InsertedRows": vector(({}, inserted))}
+
+
+def test_logs_aggregated_from_kafka_and_clickhouse_metrics(expected, prometheus):
+    limit = expected.monitoring.alerts.kafka_consumer_lag_messages
+    prometheus.results = logs_flow()
+    ok = verify.logs_aggregated(context(expected, prometheus))
+    assert (ok.status, ok.threshold) == ("pass", limit)
+    assert ok.value == {"produced": 500, "consumed": 480, "lag": 20, "inserted_rows": 480}
+    assert all('topic="logs"' in q for q in prometheus.queries if "kafka" in q)
+    # Published but nobody consuming; consumed but nothing stored; too far behind: each fails, named.
+    for flow, said in ((logs_flow(consumed=0), "none consumed"), (logs_flow(inserted=0), "no row inserted"),
+                       (logs_flow(lag=limit + 1), "messages behind")):
+        prometheus.results = flow
+        result = verify.logs_aggregated(context(expected, prometheus))
+        assert result.status == "fail" and said in result.evidence, flow
+    # Nothing published in the window shows nothing.
+    prometheus.results = logs_flow(produced=0, consumed=0, inserted=0)
+    assert verify.logs_aggregated(context(expected, prometheus)).status == "unknown"
+
+
+def test_logs_aggregated_is_unknown_without_the_consumer_group_or_clickhouse(expected, prometheus):
+    """The live stack's stand-ins: the Kafka one keeps no consumer groups, the ClickHouse one counts no inserts."""
+    prometheus.results = {"kafka_topic_partition_current_offset": vector(({}, 0.0))}
+    result = verify.logs_aggregated(context(expected, prometheus))
+    assert result.status == "unknown"
+    assert "kafka_consumergroup_current_offset" in result.evidence and "ClickHouse" in result.evidence
 
 
 def edge_server(health=(200, {"status": "UP"}), login_status=200, jobs_unauthorised=401, job_status="succeeded"):

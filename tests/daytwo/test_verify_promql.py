@@ -99,3 +99,26 @@ def test_5xx_p95_and_job_success_queries(promtool, tmp_path, expected):
         (f"count(({p95}) > 0.449 < 0.451)", [{"labels": "{}", "value": 1}]),
         (f"count(({jobs}) > 0.969 < 0.971)", [{"labels": "{}", "value": 1}]),
     ])
+
+
+def test_logs_queries_measure_the_offsets_moved_and_the_inserts(promtool, tmp_path, expected):
+    produced, consumed, lag, inserted = sent(verify.logs_aggregated, expected)
+    topic = 'job="kafka-exporter",topic="%s",partition="%s"'
+    group = 'job="kafka-exporter",consumergroup="log-aggregator",topic="%s",partition="%s"'
+    series = {
+        # Two partitions of the logs topic, 10 and 5 lines a minute; another topic does not count.
+        f"kafka_topic_partition_current_offset{{{topic % ('logs', 0)}}}": "100+10x60",
+        f"kafka_topic_partition_current_offset{{{topic % ('logs', 1)}}}": "0+5x60",
+        f"kafka_topic_partition_current_offset{{{topic % ('jobs', 0)}}}": "0+1000x60",
+        f"kafka_consumergroup_current_offset{{{group % ('logs', 0)}}}": "90+10x60",
+        f"kafka_consumergroup_current_offset{{{group % ('logs', 1)}}}": "0+4x60",
+        f"kafka_consumergroup_lag{{{group % ('logs', 0)}}}": "10+0x60",
+        f"kafka_consumergroup_lag{{{group % ('logs', 1)}}}": "0+1x60",
+        'ClickHouseProfileEvents_InsertedRows{job="clickhouse",instance="clickhouse:9363"}': "0+14x60",
+    }
+    evaluate(promtool, tmp_path, series, [
+        (produced, [{"labels": "{}", "value": (10 + 5) * 30}]),  # over the 30-minute window, exactly
+        (consumed, [{"labels": "{}", "value": (10 + 4) * 30}]),
+        (lag, [{"labels": "{}", "value": 10 + 60}]),  # the group's partitions summed
+        (f"count(({inserted}) > 400 < 440)", [{"labels": "{}", "value": 1}]),  # increase extrapolates
+    ])

@@ -26,6 +26,8 @@ KEY_METRICS = {
     "Job submission rate": r"rate\(orchestrator_jobs_submitted_total",
     "Job completion rate": r'rate\(orchestrator_jobs_completed_total\{status="succeeded"\}',
     "Job failure rate": r'rate\(orchestrator_jobs_completed_total\{status="failed"\}',
+    "Success rate": r'rate\(orchestrator_jobs_completed_total\{status="succeeded"\}\[[^]]+\]\)\) / '
+                    r"\(sum\(rate\(orchestrator_jobs_completed_total\[",
     "Queue depth": r"orchestrator_queue_depth",
     "CPU utilization": r"rate\(node_cpu_seconds_total",
     "Container CPU": r"rate\(container_cpu_usage_seconds_total",
