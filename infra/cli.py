@@ -17,6 +17,7 @@ from platform_infra.infra.daytwo.backup import add_backup_commands
 from platform_infra.infra.daytwo.drill_failover import add_failover_arguments
 from platform_infra.infra.daytwo.drill_load import add_load_arguments
 from platform_infra.infra.daytwo.drills import add_alerts_arguments
+from platform_infra.infra.daytwo.restore import add_restore_arguments
 from platform_infra.infra.daytwo.verify import add_verify_arguments, cmd_verify, stack_evidence
 from platform_infra.infra.diagram import add_diagram_arguments, cmd_diagram
 from platform_infra.infra.mockrun import DEFAULT_PROJECT, ProgramInputError, ProgramRun, redact, run_project
@@ -113,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_program_arguments(diagram)
     add_diagram_arguments(diagram)
     diagram.set_defaults(handler=cmd_diagram)
-    add_backup_commands(commands, add_program_arguments)
+    backup_actions = add_backup_commands(commands, add_program_arguments)
+    add_restore_arguments(backup_actions.add_parser("restore", help="return the running stack's PostgreSQL to a point "
+                                                    "in time (--plan first), then verify its first hour"),
+                          add_program_arguments)
     verify = commands.add_parser("verify", help="the checklist's post-deployment lines, checked on the running stack")
     add_program_arguments(verify)
     add_verify_arguments(verify)

@@ -80,11 +80,6 @@ class Shown:
         return f"{self.doc}: {self.line}"
 
 
-# A block whose first line names the test that runs it whole (a procedure, e.g. the runbook's restores): that
-# test proves it; here it is syntax-checked (test_every_script_block_parses_and_its_test_runs_it).
-SCRIPT_BLOCK = re.compile(r"^# .*\((?:\S+ )*?(tests/\S+\.py) runs this block as it is\)")
-
-
 def shell_blocks(text: str) -> list[str]:
     return [token.content for token in MarkdownIt().parse(text)
             if token.type == "fence" and token.info.strip() in SHELL_BLOCKS]
@@ -94,8 +89,6 @@ def shell_lines(text: str) -> list[str]:
     """Command lines of a document's shell blocks: continuations joined, comments and here-documents left out."""
     lines = []
     for block in shell_blocks(text):
-        if SCRIPT_BLOCK.match(block):
-            continue
         heredoc = None
         for line in block.replace("\\\n", " ").splitlines():
             if heredoc is not None:
@@ -162,22 +155,6 @@ def test_a_new_block_is_picked_up_and_its_synopsis_made_runnable():
     assert plainest(shlex.split(shell_lines(text)[0])) == ["infra", "verify", "--stack", "prod", "--format", "text"]
     synopsis = shlex.split("infra autoscale --service S (--policy p.yaml | --stack prod) [--once] [--interval SECONDS]")
     assert plainest(synopsis) == ["infra", "autoscale", "--service", "S", "--policy", "p.yaml", "--once"]
-
-
-def script_blocks() -> list[tuple[str, str, str]]:
-    return [(str(doc.relative_to(REPO_ROOT)), block, match.group(1)) for doc in DOCS
-            for block in shell_blocks(doc.read_text()) if (match := SCRIPT_BLOCK.match(block))]
-
-
-@pytest.mark.parametrize(("doc", "block", "test_file"), script_blocks(), ids=lambda v: v.splitlines()[0][:60])
-def test_every_script_block_parses_and_its_test_runs_it(doc, block, test_file):
-    """A procedure block is not run line by line here: bash parses it, and the test it names runs it whole,
-    finding it by its first line."""
-    parsed = subprocess.run(["bash", "-n"], input=block, text=True, capture_output=True, check=False)
-    assert parsed.returncode == 0, f"{doc}: {parsed.stderr}"
-    first = block.splitlines()[0]
-    marker = first[2:first.index(" (")]
-    assert marker in (REPO_ROOT / test_file).read_text(), f"{test_file} does not run the block {first!r}"
 
 
 def environment_without_credentials(home: Path) -> dict[str, str]:

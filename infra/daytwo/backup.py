@@ -517,7 +517,7 @@ def cmd_job_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_backup_commands(commands, add_program_arguments) -> None:
+def add_backup_commands(commands, add_program_arguments):
     backup = commands.add_parser("backup", help="check, take or restore the stack's backups")
     actions = backup.add_subparsers(dest="backup_command", required=True)
     verify = actions.add_parser("verify", help="the newest backup of each class in the store, against its schedule")
@@ -537,3 +537,4 @@ def add_backup_commands(commands, add_program_arguments) -> None:
                                 "no version deletes, no change to the bucket's lock, policy or lifecycle")
     add_program_arguments(policy)
     policy.set_defaults(handler=cmd_job_policy)
+    return actions  # the CLI adds `restore` (infra/daytwo/restore.py), which imports the drills: no import cycle

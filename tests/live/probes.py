@@ -18,7 +18,6 @@ import urllib3
 
 from platform_infra.components.backup.model import BackupConfig, StoreRoute, store_route
 from platform_infra.components.runtime import go_duration_string, nano_decimal
-from platform_infra.infra.cli import REPO_ROOT
 from tests.helpers import reveal
 from tests.live.deploy import DockerDeployment, host_ulimits
 from tests.live.plan import CONTAINER, MIB, NETWORK, VOLUME
@@ -321,14 +320,6 @@ def assert_the_jobs_key_cannot_destroy_a_backup(stack: DockerDeployment) -> None
         assert (code, output.decode()) == (0, "403"), (what, output)
     assert s3.call("head_object", Key=manifest["Key"], VersionId=manifest["VersionId"])
     assert s3.call("get_bucket_lifecycle_configuration")["Rules"][0]["ID"].startswith("expire-")
-
-
-def runbook_block(first_line: str) -> str:
-    """The runbook's ```sh block that starts with `first_line`: the commands as a user copies them."""
-    blocks = re.findall(r"^```sh\n(.*?)^```$", (REPO_ROOT / "docs" / "RUNBOOK.md").read_text(),
-                        re.MULTILINE | re.DOTALL)
-    (block,) = [b for b in blocks if b.startswith(first_line)]
-    return block
 
 
 def as_superuser(stack: DockerDeployment, sql: str) -> str:

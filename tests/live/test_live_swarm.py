@@ -4,8 +4,8 @@ bound and none restarted or failed for a minute after; HTTPS through the load ba
 a job submitted and processed by a worker, each api-gateway replica answering); Prometheus scraping every target
 (`tasks.<service>`); no alert firing in Alertmanager; the application's role confined; a scheduled backup and the
 WAL archive in the store (tests/live/store.py, as Swarm services on the stack's egress network) through its
-gateway; every definition reading back as sent (a second `up` changes nothing); and last, the runbook's Swarm
-restore, run as docs/RUNBOOK.md gives it, returning PostgreSQL to a point in time. Images: tests/live/images.py (real software where Debian has it,
+gateway; every definition reading back as sent (a second `up` changes nothing); and last, `infra backup restore`
+(the runbook's restore) returning PostgreSQL to a point in time in a one-off task. Images: tests/live/images.py (real software where Debian has it,
 stand-ins named as such)."""
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ import base64
 import json
 import os
 import re
-import subprocess
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import docker
 import pytest
 import yaml
 
@@ -27,17 +31,19 @@ from tests.live.deploy import live_plan
 from tests.live.probes import (
     RESTORED_ROWS,
     STACK_PREFIX,
+    VERIFY_NAMED_UNKNOWN,
     EdgeClient,
     as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
     create_bucket,
     firing_but_unresolvable_uptime,
+    host_port,
     live_secrets,
     live_settings,
+    operator_env,
     request_counts,
     rows_around_a_point_in_time,
-    runbook_block,
     table,
     targets_all_up,
     wait_for,
@@ -249,10 +255,6 @@ def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gate
     assert_backup_and_wal_archive_reach_the_store(stack)
 
 
-RESTORE_BLOCK = "# Swarm: restore PostgreSQL"
-"""The first line of the runbook's Swarm restore block."""
-
-
 def unwell_services(stack: SwarmDeployment) -> dict[str, str]:
     """The services without their expected number of running, healthy tasks, with their tasks' report."""
     unwell = {}
@@ -265,26 +267,138 @@ def unwell_services(stack: SwarmDeployment) -> dict[str, str]:
     return unwell
 
 
-def test_the_runbooks_swarm_restore_returns_postgresql_to_a_point_in_time(stack):
-    """Last: it stops PostgreSQL and its clients. After the runbook's block restored to a time after a scheduled
-    backup, the rows written before that backup are there, and those written between the backup and that time
-    (replayed from the archived WAL); the rows written after it are gone; PostgreSQL is promoted and every
-    service runs healthy again, as many tasks as before."""
-    require_tool("docker", "docker.io")  # the runbook's commands are the docker CLI's
+def swarm_project(tmp_path) -> Path:
+    """This repository's project with the prod stack file's settings as the live Swarm stack runs them: what an
+    operator's checkout of a Swarm stack holds (the day-two commands read the runtime from it)."""
+    from platform_infra.infra.cli import REPO_ROOT
+
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    project["main"] = str(REPO_ROOT / project["main"])
+    stack_file = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    stack_file["config"]["platform:settings"].update(SETTINGS)
+    directory = tmp_path / "project"
+    directory.mkdir()
+    (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+    (directory / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack_file))
+    return directory
+
+
+@contextmanager
+def monitoring_on_the_host(stack: SwarmDeployment) -> Iterator[dict[str, str]]:
+    """Prometheus' and Grafana's APIs on host ports, for the verify `infra backup restore` runs from this machine:
+    the stack's overlays are not attachable and publish neither, so an nginx service (the stand-in image) on its
+    app overlay proxies them on host-mode ports. The app overlay is internal (a task only on it gets no host
+    port), so the service is on an overlay of its own too; it proxies to `tasks.<service>` (the tasks' own
+    addresses: this kernel may lack the IPVS a virtual IP needs). All removed after."""
+    from docker.types import ConfigReference, EndpointSpec, NetworkAttachmentConfig
+
+    from tests.live.plan import free_port
+    from tests.live.store import NGINX_IMAGE
+
+    ports = {"prometheus": (9090, free_port()), "grafana": (3000, free_port())}
+    conf = "pid /tmp/nginx.pid;\nevents {}\nhttp {\n  access_log off;\n" + "".join(
+        f"  server {{ listen {port}; location / {{ proxy_pass http://tasks.{name}:{port}; }} }}\n"
+        for name, (port, _) in ports.items()) + "}\n"
+    name = f"{stack.prefix}-monitoring-forward"
+    config = stack.client.configs.create(name=name, data=conf.encode())
+    own = stack.client.networks.create(name, driver="overlay")
+    try:
+        stack.client.services.create(
+            NGINX_IMAGE, name=name, networks=[NetworkAttachmentConfig(stack.local(f"{STACK_PREFIX}-app")),
+                                              NetworkAttachmentConfig(own.id)],
+            configs=[ConfigReference(config.id, name, filename="/etc/nginx/nginx.conf")],
+            endpoint_spec=EndpointSpec(mode="dnsrr", ports={host: (port, "tcp", "host") for port, host in ports.values()}))
+        urls = {service: f"http://127.0.0.1:{host}" for service, (_, host) in ports.items()}
+        try:
+            wait_for(lambda: urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5).status == 200, 180,
+                     "Prometheus through the forwarding service")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{stack.tasks_report(name)}") from None
+        yield urls
+    finally:
+        try:
+            stack.client.api.remove_service(name)
+        except docker.errors.NotFound:
+            pass
+        wait_for(lambda: not stack.client.api.containers(
+            all=True, filters={"label": f"com.docker.swarm.service.name={name}"}) or None, 60, f"{name} gone")
+        config.remove()
+        wait_for(lambda: own.remove() or True, 60, f"network {name} removed")
+
+
+def _tasks(stack: SwarmDeployment) -> dict[str, set[str]]:
+    """Each service's running tasks, by id."""
+    return {s["name"]: {t["ID"] for t in stack.tasks(s["name"]) if t["Status"]["State"] == "running"}
+            for s in stack.services()}
+
+
+STOPPED_BY_THE_RESTORE = ("api-gateway", "orchestrator", "worker", "log-aggregator", "query-service",
+                          "postgres-backup", "postgres-exporter", "postgres")
+
+
+@pytest.mark.timeout(1800)  # a backup on the schedule, the restore, and the stack's start when run alone
+def test_infra_backup_restore_returns_postgresql_to_a_point_in_time(stack, monkeypatch, capsys, tmp_path):
+    """Last: it stops PostgreSQL and its clients. `--plan` names the backup set, the WAL and every service it
+    scales to 0, and stops none; then the restore to a time after a scheduled backup, in a one-off task: the rows
+    written before that backup are there, and those written between the backup and that time (replayed from the
+    archived WAL); the rows written after it are gone; PostgreSQL is promoted, every service it stopped runs
+    again with as many tasks as before, nothing of the restore is left, and verify's first hour passes but for
+    what the stand-ins cannot show."""
+    from platform_infra.infra.cli import main
+
+    test_started = time.monotonic()
+    project = swarm_project(tmp_path)
     target = rows_around_a_point_in_time(stack)
-    started = time.monotonic()
-    result = subprocess.run(["sh", "-c", runbook_block(RESTORE_BLOCK)], capture_output=True, text=True,
-                            timeout=600, check=False, env={**os.environ, "STACK": stack.prefix, "TARGET": target})
-    print(f"the runbook's Swarm restore to {target} took {time.monotonic() - started:.0f} s")
-    print(result.stdout[-4000:], result.stderr[-4000:])
-    assert result.returncode == 0
+    before = _tasks(stack)
+    for key, value in operator_env(stack, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    with monitoring_on_the_host(stack) as urls:
+        def restore(*extra: str) -> dict:
+            capsys.readouterr()
+            code = main(["backup", "restore", "--stack", "prod", "--project", str(project), "--name-prefix",
+                         stack.prefix, "--format", "json", "--to", target, "--prometheus-url", urls["prometheus"],
+                         "--grafana-url", urls["grafana"], "--endpoint", f"https://127.0.0.1:{host_port(stack, 443)}",
+                         *extra])
+            captured = capsys.readouterr()
+            return {**(json.loads(captured.out) if captured.out.strip() else {"stderr": captured.err}), "exit": code}
+
+        plan = restore("--plan")
+        print("plan:", json.dumps(plan))
+        assert plan["exit"] == 0, plan
+        wanted = {f"{stack.prefix}-{service}": _expected_tasks(inputs) for inputs in stack.services()
+                  for service in STOPPED_BY_THE_RESTORE if inputs["name"] == f"{stack.prefix}-{service}"}
+        assert {s["name"]: s["replicas"] for s in plan["stop"]} == wanted, plan
+        assert plan["stop"][-1]["service"] == "postgres" and plan["runtime"] == "swarm", plan
+        assert plan["wal"]["segments_at_most"] >= 1 and plan["backup"]["stored_bytes"] > 0, plan
+        assert _tasks(stack) == before  # --plan stopped nothing
+        started = time.monotonic()
+        report = restore("--yes-in-prod")
+        took = time.monotonic() - started
+    data = report.get("data", {})
+    with capsys.disabled():
+        print(f"\ninfra backup restore (Swarm) to {target} took {took:.0f} s:",
+              {k: data.get(k) for k in ("seconds", "restore_exit", "restore_error", "promoted", "unhealthy")})
+        print("its log:", data.get("restore_log"))
+        print("verify's first hour:", data.get("verify_first_hour"))
+    assert data.get("restored") is True and data["promoted"] is True, report
+    assert data["plan"]["backup"]["label"] == plan["backup"]["label"]
     assert as_superuser(stack, "SELECT phase, count(*) FROM live_restore GROUP BY phase ORDER BY phase") \
         == RESTORED_ROWS
     assert as_superuser(stack, "SELECT pg_is_in_recovery()") == "f"
     assert wait_for(lambda: unwell_services(stack) == {} or None, 120, "every service healthy again")
+    after = _tasks(stack)
+    replaced = {name for name in before if not before[name] & after[name]}
+    assert replaced == set(wanted), replaced ^ set(wanted)  # each one stopped and started, and only those
+    assert {name: len(after[name]) for name in wanted} == wanted
     # Nothing of the restore is left: no service, no container holding the data volume.
     assert stack.client.api.services(filters={"name": f"{stack.prefix}-restore"}) == []
-    assert wait_for(lambda: stack.client.api.containers(
-        all=True, filters={"label": f"com.docker.swarm.service.name={stack.prefix}-restore"}) == [] or None, 30,
-        "the restore's container removed")
+    assert stack.client.api.containers(
+        all=True, filters={"label": f"com.docker.swarm.service.name={stack.prefix}-restore"}) == []
+    checks = {c["id"]: c for c in report["checks"][1:]}
+    assert report["checks"][0]["id"] == "rollback.restore-database" and report["checks"][0]["status"] == "pass"
+    not_passing = {i: (c["status"], c["evidence"]) for i, c in checks.items() if c["status"] != "pass"}
+    assert set(not_passing) <= set(VERIFY_NAMED_UNKNOWN) and {s for s, _ in not_passing.values()} <= {"unknown"}, \
+        not_passing
+    assert report["exit"] == (0 if not not_passing else 1)  # unknown is never a pass
     EdgeClient.of(stack).login()  # the restored users table, through the restarted api-gateway
+    print(f"the Swarm restore test took {time.monotonic() - test_started:.0f} s (the restore {took:.0f} s)")
