@@ -22,7 +22,6 @@ import pytest
 from platform_infra.components.zones import ZONES
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.daytwo.stackfile import stack_settings
-from tests.conftest import require_tool
 from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
 from tests.live.mailrelay import MailRelay, relay_settings
 from tests.live.probes import (

@@ -26,7 +26,6 @@ import pytest
 import yaml
 
 from platform_infra.components.zones import ZONES
-from tests.conftest import require_tool
 from tests.live.deploy import live_plan
 from tests.live.probes import (
     RESTORED_ROWS,
