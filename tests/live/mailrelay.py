@@ -19,7 +19,8 @@ from tests.live.store import PYTHON_IMAGE
 
 RELAY_HOST, RELAY_PORT = "drill-mail-relay", 2525
 SERVER = r'''
-import json, socketserver
+import json, socketserver, sys, threading
+LOG = threading.Lock()
 class Session(socketserver.StreamRequestHandler):
     def say(self, line):
         self.wfile.write((line + "\r\n").encode()); self.wfile.flush()
@@ -30,7 +31,9 @@ class Session(socketserver.StreamRequestHandler):
             line = raw.decode(errors="replace").rstrip("\r\n")
             if in_data:
                 if line == ".":
-                    print("MESSAGE " + json.dumps("\n".join(body)), flush=True)
+                    with LOG:  # sessions run in threads: one message, one whole line
+                        sys.stdout.write("MESSAGE " + json.dumps("\n".join(body)) + "\n")
+                        sys.stdout.flush()
                     body, in_data = [], False
                     self.say("250 queued")
                 else:
