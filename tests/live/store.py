@@ -188,7 +188,7 @@ class LiveStore:
         # init: Python as PID 1 would ignore the stop signal until the grace period's SIGKILL.
         service("moto", moto_image(self.client), "moto", init=True, endpoint_spec=EndpointSpec(
             mode="dnsrr", ports={self.host_port: (MOTO_PORT, "tcp", "host")}))
-        deadline = time.monotonic() + 240  # a shared host under load (average above 30) starts it in minutes
+        deadline = time.monotonic() + 480  # moto starts in minutes on a shared host under load (118 s at an average of 30)
         while not self._answers():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"moto's service did not answer on port {self.host_port}")
