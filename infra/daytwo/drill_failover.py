@@ -97,14 +97,22 @@ def running_tasks(engine: Engine, target: Target) -> set[str]:
 def inject(engine: Engine, target: Target, how: str) -> Callable[[], bool]:
     """The fault done; a probe that answers once the service is back."""
     if target.swarm:
+        service = engine.client.services.get(target.name)
         before = running_tasks(engine, target)
-        task = engine.client.services.get(target.name).tasks({"desired-state": "running"})[0]
-        engine.client.api.kill(task["Status"]["ContainerStatus"]["ContainerID"])
-        wanted = target.replicas or len(before)
+        wanted = max(target.replicas or 0, len(before))
+        if how == "restart":
+            # `docker service update --force`: every task replaced as the service's update config says (stop-first
+            # for a stateful one). Stopping a task's container instead ends it cleanly (exit 0), which the
+            # `on-failure` restart condition never replaces.
+            service.force_update()
+        else:
+            # The first task that runs: one still starting has no container to kill yet.
+            task = next(t for t in service.tasks({"desired-state": "running"}) if t["Status"]["State"] == "running")
+            engine.client.api.kill(task["Status"]["ContainerStatus"]["ContainerID"])
 
         def replaced() -> bool:
             now = running_tasks(engine, target)
-            return len(now) >= wanted and bool(now - before)
+            return len(now) >= wanted and (not now & before if how == "restart" else bool(now - before))
 
         return replaced
     before = started_at(engine, target.name)

@@ -109,9 +109,9 @@ def find_target(engine: Engine, containers: tuple[str, ...], services: tuple[tup
     """The service's last container of the plan (`<prefix>-<service>` or `<prefix>-<service>-N`), or its Swarm
     service: only the stack's own objects, by the plan's names."""
     own = re.compile(rf"{re.escape(prefix)}-{re.escape(service)}(-\d+)?")
-    for name, replicas in services:
+    for name, _ in services:
         if name == f"{prefix}-{service}":
-            return Target(service, name, swarm=True, replicas=replicas)
+            return Target(service, name, swarm=True, replicas=swarm_replicas(engine, name, service))
     matching = sorted((c for c in containers if own.fullmatch(c)), key=lambda c: (len(c), c))
     if not matching:
         known = sorted({re.sub(r"-\d+$", "", c.removeprefix(f"{prefix}-")) for c in containers}
@@ -120,6 +120,24 @@ def find_target(engine: Engine, containers: tuple[str, ...], services: tuple[tup
     name = matching[-1]
     hostname = engine.client.api.inspect_container(name)["Config"]["Hostname"]
     return Target(service, name, swarm=False, hostname=hostname)
+
+
+def swarm_replicas(engine: Engine, name: str, service: str) -> int:
+    """The replicas the Swarm service runs now (the plan's, the autoscaler's or an operator's): what a drill
+    puts back. A global service cannot be scaled; one at 0 has nothing to take down."""
+    import docker
+
+    try:
+        mode = engine.client.services.get(name).attrs["Spec"]["Mode"]
+    except docker.errors.NotFound:
+        raise ProgramInputError(f"--service {service}: no Swarm service {name} on the engine") from None
+    replicas = (mode.get("Replicated") or {}).get("Replicas")
+    if replicas is None:
+        raise ProgramInputError(f"--service {service}: {name} is a global Swarm service (a task per node), which "
+                                "cannot be scaled: drill a replicated one")
+    if replicas == 0:
+        raise ProgramInputError(f"--service {service}: {name} is scaled to 0 already: nothing to drill")
+    return replicas
 
 
 def stop(engine: Engine, target: Target) -> None:

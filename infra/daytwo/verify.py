@@ -85,6 +85,8 @@ class Expected:
     grafana_url: str
     grafana_user: str = "admin"
     """Grafana's admin (GF_SECURITY_ADMIN_USER of the stack's Grafana)."""
+    autoscaled: tuple[tuple[str, int], ...] = ()
+    """Swarm runtime: the services whose replicas the autoscaler owns, each with its least (min_replicas)."""
 
     @property
     def monitoring(self) -> MonitoringConfig:
@@ -119,17 +121,27 @@ def expected_from(run: ProgramRun, settings: Settings, name_prefix: str | None) 
 
     containers = tuple(named(plain(r.inputs["name"])) for r in run.resources
                        if r.type == CONTAINER and plain(r.inputs.get("start", True)) is not False)
-    services = []
+    services, autoscaled = [], []
     for r in run.resources:
         if r.type == SERVICE:
             mode = plain(r.inputs.get("mode")) or {}
             replicated = mode.get("replicated")
-            services.append((named(plain(r.inputs["name"])),
-                             None if mode.get("global") else int((replicated or {}).get("replicas", 1))))
+            name = named(plain(r.inputs["name"]))
+            services.append((name, None if mode.get("global") else int((replicated or {}).get("replicas", 1))))
+            # The worker service's replicas are the autoscaler's once it runs (stacks/platform.py `autoscaled`).
+            if settings.autoscaling and _service_label(r) == "worker":
+                autoscaled.append((name, settings.autoscaling.workers.min_replicas))
     user = next((line.split("=", 1)[1] for line in _env_lines(run) if line.startswith("GF_SECURITY_ADMIN_USER=")),
                 "admin")
     return Expected(run.stack, settings, containers, tuple(services), f"https://{settings.public_hosts[0]}",
-                    tuple(settings.public_hosts), settings.grafana_url, user)
+                    tuple(settings.public_hosts), settings.grafana_url, user, tuple(autoscaled))
+
+
+def _service_label(r) -> str | None:
+    """A Swarm service's `platform.service` label (components/swarm.py), the service it runs."""
+    labels = r.inputs.get("labels") or []
+    return next((item.get("value") for item in labels if isinstance(item, dict)
+                 and item.get("label") == "platform.service"), None)
 
 
 def _env_lines(run: ProgramRun) -> list[str]:
@@ -257,18 +269,37 @@ class Engine:
             return f"{name}: {health}"
         return None
 
-    def service_problem(self, name: str, replicas: int | None) -> str | None:
+    def service_problem(self, name: str, replicas: int | None, autoscaled_min: int | None = None) -> str | None:
         import docker
 
         try:
             service = self.client.services.get(name)
         except docker.errors.NotFound:
             return f"{name}: no such service"
-        running = [t for t in service.tasks({"desired-state": "running"}) if t["Status"]["State"] == "running"]
-        wanted = replicas if replicas is not None else len(self.client.nodes.list(filters={"role": "worker"})) or 1
-        if len(running) < wanted:
-            return f"{name}: {len(running)}/{wanted} tasks running"
-        return None
+        return task_count_problem(name, replicas, service.attrs["Spec"], service.tasks({"desired-state": "running"}),
+                                  autoscaled_min)
+
+
+def task_count_problem(name: str, replicas: int | None, spec: dict, tasks: list[dict],
+                       autoscaled_min: int | None = None) -> str | None:
+    """A Swarm service short of its desired tasks, or None. `replicas` is the plan's (None: a global service);
+    `tasks` those the orchestrator wants running. A task is counted once its state is `running`: with a
+    healthcheck that is once healthy (moby daemon/cluster/executor/container/controller.go Start waits for it).
+    The desired count: the plan's replicas, which a service scaled below is short of; an autoscaled service's
+    own (the controller's, at least its min_replicas); a global service's one task per eligible node (the
+    orchestrator makes those tasks, so their number is the nodes' that qualify, placement constraints applied)."""
+    running = sum(t.get("DesiredState") == "running" and t["Status"]["State"] == "running" for t in tasks)
+    mode = spec.get("Mode") or {}
+    if replicas is None or "Global" in mode:
+        wanted = max(1, sum(t.get("DesiredState") == "running" for t in tasks))
+    else:
+        live = (mode.get("Replicated") or {}).get("Replicas", 0)
+        wanted = replicas if autoscaled_min is None else max(live, autoscaled_min)
+        if live < wanted:
+            return f"{name}: scaled to {live} of {wanted} replicas, {running} running"
+    if running < wanted:
+        return f"{name}: {running}/{wanted} tasks running"
+    return None
 
 
 # --- checks -----------------------------------------------------------------------------------------------
@@ -319,7 +350,9 @@ def _unknown(text: str, threshold: Any = None) -> Result:
 def services_healthy(ctx: Context) -> Result:
     e = ctx.expected
     if e.settings.runtime == "swarm":
-        problems = [p for name, replicas in e.services if (p := ctx.engine.service_problem(name, replicas))]
+        floors = dict(e.autoscaled)
+        problems = [p for name, replicas in e.services
+                    if (p := ctx.engine.service_problem(name, replicas, floors.get(name)))]
         total, what = len(e.services), "services at their desired task count"
     else:
         problems = [p for name in e.containers if (p := ctx.engine.container_problem(name))]
@@ -629,7 +662,9 @@ def security_scan(ctx: Context) -> Result:
     # The evidence gate (EVD-*) judges the records verify writes: its own line, not the security scan's.
     judged = [v for v in report.violations if not v["rule"].startswith(EVIDENCE_RULES)]
     mandatory = sum(v["enforcement"] == "mandatory" for v in judged)
-    return _pass(not mandatory, mandatory, 0, f"infra check: {mandatory} mandatory violations, "
+    rules = sorted({v["rule"] for v in judged if v["enforcement"] == "mandatory"})
+    return _pass(not mandatory, mandatory, 0, f"infra check: {mandatory} mandatory violations"
+                 + (f" ({', '.join(rules)})" if rules else "") + ", "
                  f"{len(judged) - mandatory} advisory, {len(report.unknown)} unknown (the evidence gate aside)")
 
 

@@ -144,3 +144,88 @@ def test_failover_bad_input_is_one_line(capsys, monkeypatch, flags, env, needle)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     one_line_exit_2(capsys, ["drill", "failover", "--stack", "dev", *flags], needle)
+
+
+class FakeSwarm:
+    """The Engine API's Swarm answers the drills read and the changes they make, as docker-py's objects give
+    them: a service's spec and tasks; scale, force_update and a container killed change them as the
+    orchestrator would (a killed task failed and a new one in its slot, every task new after a forced update)."""
+
+    def __init__(self, mode: dict, running: int = 0):
+        import docker
+
+        self.errors = docker.errors
+        self.mode, self.tasks, self.calls, self.serial = mode, [], [], 0
+        for _ in range(running):
+            self._new_task()
+        self.client = self
+        self.services = self
+        self.api = self
+
+    def _new_task(self, state: str = "running") -> None:
+        self.serial += 1
+        self.tasks.append({"ID": f"t{self.serial}", "DesiredState": "running",
+                           "Status": {"State": state, "ContainerStatus": {"ContainerID": f"c{self.serial}"}}})
+
+    def get(self, name):  # services.get
+        if name != "p-worker":
+            raise self.errors.NotFound("no such service")
+        service = type("Service", (), {})()
+        service.attrs = {"Spec": {"Mode": self.mode}}
+        service.tasks = lambda filters=None: [t for t in self.tasks if t["DesiredState"] == "running"]
+        service.scale = lambda n: self.calls.append(("scale", n))
+        service.force_update = lambda: self.calls.append(("force_update",))
+        return service
+
+    def kill(self, container_id):
+        self.calls.append(("kill", container_id))
+        (task,) = [t for t in self.tasks if t["Status"]["ContainerStatus"]["ContainerID"] == container_id]
+        task["DesiredState"], task["Status"]["State"] = "shutdown", "failed"
+
+    def replace_all(self) -> None:
+        for task in self.tasks:
+            task["DesiredState"] = "shutdown"
+        for _ in range(self.mode["Replicated"]["Replicas"]):
+            self._new_task()
+
+
+def test_a_swarm_target_is_restored_to_the_replicas_it_runs_now():
+    swarm = FakeSwarm({"Replicated": {"Replicas": 5}}, running=5)  # the autoscaler's 5, the plan's 3
+    target = drills.find_target(swarm, (), (("p-worker", 3),), "p", "worker")
+    assert (target.swarm, target.replicas) == (True, 5)
+    drills.stop(swarm, target)
+    drills.restore(swarm, target)
+    assert swarm.calls == [("scale", 0), ("scale", 5)]
+
+
+@pytest.mark.parametrize(("mode", "services", "needle"), [
+    ({"Global": {}}, (("p-worker", None),), "global Swarm service"),
+    ({"Replicated": {"Replicas": 0}}, (("p-worker", 3),), "scaled to 0 already"),
+    ({"Replicated": {"Replicas": 3}}, (("p-queue", 3),), "no Swarm service p-queue on the engine"),
+])
+def test_a_swarm_service_that_cannot_be_drilled_is_refused(mode, services, needle):
+    from platform_infra.infra.mockrun import ProgramInputError
+
+    service = services[0][0].removeprefix("p-")
+    with pytest.raises(ProgramInputError, match=needle):
+        drills.find_target(FakeSwarm(mode), (), services, "p", "worker" if service == "worker" else "queue")
+
+
+def test_a_swarm_failover_kills_a_running_task_and_restarts_by_a_forced_update():
+    from platform_infra.infra.daytwo import drill_failover
+
+    swarm = FakeSwarm({"Replicated": {"Replicas": 2}})
+    swarm._new_task("starting")  # no container to kill yet
+    swarm._new_task()
+    swarm._new_task()
+    target = drills.Target("worker", "p-worker", swarm=True, replicas=2)
+    replaced = drill_failover.inject(swarm, target, "crash")
+    assert swarm.calls == [("kill", "c2")] and not replaced()
+    swarm.tasks[0]["Status"]["State"] = "running"  # the orchestrator's new task in the killed one's slot
+    assert replaced()
+
+    swarm.calls.clear()
+    replaced = drill_failover.inject(swarm, target, "restart")
+    assert swarm.calls == [("force_update",)] and not replaced()
+    swarm.replace_all()
+    assert replaced()

@@ -17,6 +17,7 @@ import pytest
 from platform_infra.infra import catalog
 from platform_infra.infra.cli import main
 from platform_infra.infra.daytwo import evidence, verify
+from platform_infra.infra.mockrun import load_project, run_program
 
 REPO = catalog.REPO_ROOT
 
@@ -114,7 +115,7 @@ class FakeEngine:
     def container_problem(self, name):
         return self.problems.get(name)
 
-    def service_problem(self, name, replicas):
+    def service_problem(self, name, replicas, autoscaled_min=None):
         return self.problems.get(name)
 
 
@@ -530,3 +531,45 @@ def test_engine_reads_containers_and_swarm_tasks_from_the_engine_api():
         server.close()
     with pytest.raises(verify.Unreachable, match="--docker-host: no Docker engine answers at tcp://127.0.0.1:9 "):
         verify.Engine("tcp://127.0.0.1:9")
+
+
+def _tasks(*states: str, desired: str = "running") -> list[dict]:
+    return [{"DesiredState": desired, "Status": {"State": state}} for state in states]
+
+
+REPLICATED_3 = {"Mode": {"Replicated": {"Replicas": 3}}}
+
+
+@pytest.mark.parametrize(("replicas", "spec", "tasks", "floor", "problem"), [
+    (3, REPLICATED_3, _tasks("running", "running", "running"), None, None),
+    # A task still starting (its healthcheck not passed yet) or replaced is not running.
+    (3, REPLICATED_3, _tasks("running", "running", "starting"), None, "s: 2/3 tasks running"),
+    (3, REPLICATED_3, _tasks("running", "running") + _tasks("running", desired="shutdown"), None,
+     "s: 2/3 tasks running"),
+    # Scaled below the plan's replicas: short, though every task it still wants runs.
+    (3, {"Mode": {"Replicated": {"Replicas": 2}}}, _tasks("running", "running"), None,
+     "s: scaled to 2 of 3 replicas, 2 running"),
+    (3, {"Mode": {"Replicated": {"Replicas": 0}}}, [], None, "s: scaled to 0 of 3 replicas, 0 running"),
+    # The autoscaler's service: its own replicas are wanted (the plan's are only its start), at least its floor.
+    (3, {"Mode": {"Replicated": {"Replicas": 5}}}, _tasks(*["running"] * 5), 1, None),
+    (3, {"Mode": {"Replicated": {"Replicas": 5}}}, _tasks(*["running"] * 4), 1, "s: 4/5 tasks running"),
+    (3, {"Mode": {"Replicated": {"Replicas": 1}}}, _tasks("running"), 1, None),
+    (3, {"Mode": {"Replicated": {"Replicas": 1}}}, _tasks("running"), 2, "s: scaled to 1 of 2 replicas, 1 running"),
+    # Global: one task per node the orchestrator placed one on, whatever the nodes' roles.
+    (None, {"Mode": {"Global": {}}}, _tasks("running", "running"), None, None),
+    (None, {"Mode": {"Global": {}}}, _tasks("running", "preparing"), None, "s: 1/2 tasks running"),
+    (None, {"Mode": {"Global": {}}}, [], None, "s: 0/1 tasks running"),
+])
+def test_a_swarm_service_is_short_of_its_desired_tasks(replicas, spec, tasks, floor, problem):
+    assert verify.task_count_problem("s", replicas, spec, tasks, floor) == problem
+
+
+def test_the_autoscaled_worker_service_is_known_from_the_settings(prod_run, tmp_path):
+    from tests.swarm.test_swarm_plan import AUTOSCALING, DATA, swarm_project
+
+    assert verify.expected_from(prod_run, verify.stack_settings(REPO, "prod"), None).autoscaled == ()
+    project = swarm_project(tmp_path, runtime="swarm", autoscaling=AUTOSCALING, data=DATA)
+    run = run_program(load_project(project, "prod"), "prod")
+    expected = verify.expected_from(run, verify.stack_settings(project, "prod"), "p")
+    assert expected.autoscaled == (("p-worker", AUTOSCALING["workers"]["min_replicas"]),)
+    assert ("p-worker", 3) in expected.services  # the plan's start

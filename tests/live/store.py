@@ -270,7 +270,7 @@ class LiveStore:
         # init: Python as PID 1 would ignore the stop signal until the grace period's SIGKILL.
         service("moto", moto_image(self.client), "moto", init=True, endpoint_spec=EndpointSpec(
             mode="dnsrr", ports={self.host_port: (MOTO_PORT, "tcp", "host")}))
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 480  # moto starts in minutes on a shared host under load (118 s at an average of 30)
         while not self._answers():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"moto's service did not answer on port {self.host_port}")
@@ -286,7 +286,7 @@ class LiveStore:
         service("s3-front", NGINX_IMAGE, STORE_HOST, endpoint_spec=EndpointSpec(mode="dnsrr"),
                 configs=[ref for kind, ref in files if kind == "config"],
                 secrets=[ref for kind, ref in files if kind == "secret"])
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240
         while not any(t["Status"]["State"] == "running" for t in self.client.api.tasks(
                 filters={"service": f"{self.prefix}-s3-front", "desired-state": "running"})):
             if time.monotonic() > deadline:

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -23,13 +20,14 @@ from platform_infra.components.zones import ZONES
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.daytwo.stackfile import stack_settings
 from tests.live.deploy import CONTAINER, DockerDeployment, live_plan
-from tests.live.mailrelay import MailRelay, relay_settings
+from tests.live.mailrelay import MailRelay
 from tests.live.probes import (
     RESTORED_ROWS,
     STACK_PREFIX,
     VERIFY_HOST_LIMITED,
     VERIFY_NAMED_UNKNOWN,
     EdgeClient,
+    alerts_drill_delivered,
     as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
@@ -41,15 +39,16 @@ from tests.live.probes import (
     container_address,
     container_of,
     create_bucket,
-    drill_argv,
     exec_in,
+    failover_drill,
     firing_but_unresolvable_uptime,
     healthy_table,
     host_port,
-    infra_drill,
     infra_verify,
+    interrupted_alerts_drill,
     live_secrets,
     live_settings,
+    load_drill_held,
     operator_env,
     prometheus_get,
     request_counts,
@@ -83,7 +82,7 @@ def stack(engine, live_images):
         # moto first: the stack is deployed with the keys of its IAM users, the jobs' restricted to the job policy.
         store.start()
         store.enforce_iam(stack_settings(REPO_ROOT, "prod").backups.bucket)
-        run = live_plan("prod", {**live_settings(store), **relay_settings()}, live_secrets(store))
+        run = live_plan("prod", live_settings(store), live_secrets(store))
     except BaseException:
         store.remove()
         raise
@@ -281,51 +280,25 @@ def _healthy_again(stack, name: str, seconds: float = 120) -> None:
 def test_an_interrupted_alerts_drill_restores_the_service(stack, tmp_path):
     """SIGTERM while the worker is stopped: the drill starts it again before it exits."""
     worker = stack.local(f"{STACK_PREFIX}-worker-3")
-    env = {**os.environ, **operator_env(stack, tmp_path)}
-    drill = subprocess.Popen([sys.executable, "-m", "platform_infra.infra", *drill_argv(stack, "alerts")], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: not stack.client.api.inspect_container(worker)["State"]["Running"], 90,
-                 "the drill stops worker-3")
-        drill.send_signal(signal.SIGTERM)
-        out, err = drill.communicate(timeout=60)
-    finally:
-        if drill.poll() is None:
-            drill.kill()
-    assert drill.returncode == 130, (drill.returncode, err)
-    assert stack.client.api.inspect_container(worker)["State"]["Running"], err
-    report = json.loads(out)
-    assert report["data"]["interrupted"] == "SIGTERM" and report["data"]["restored"], report
-    assert report["checks"][0]["status"] == "fail" and "interrupted" in report["checks"][0]["evidence"]
+    interrupted_alerts_drill(stack, tmp_path, lambda: not stack.client.api.inspect_container(worker)["State"][
+        "Running"], "the drill stops worker-3")
+    assert stack.client.api.inspect_container(worker)["State"]["Running"]
     _healthy_again(stack, worker)
 
 
-@pytest.mark.timeout(600)  # the alert's `for` (2m) and a resolution, or three recoveries and the jobs
+@pytest.mark.timeout(600)  # the alert's `for` and a resolution; selected alone, the module's boot
 def test_alerts_drill_fires_delivers_and_resolves(stack, monkeypatch, capsys, tmp_path):
-    """worker-3 stopped: ServiceDown fires in Alertmanager after the rule's `for` (2m) and a scrape, the stack's
-    e-mail receiver delivers it (to the stand-in relay), and it resolves once the worker is back."""
+    """worker-3 stopped: ServiceDown fires in Alertmanager after the rule's `for` (the live settings' 30s, prod's
+    2m) and a scrape, the stack's e-mail receiver delivers it (to the stand-in relay), and it resolves once the
+    worker is back."""
     worker = stack.local(f"{STACK_PREFIX}-worker-3")
     _healthy_again(stack, worker)  # after the interruption test, if it ran first
     targets_all_up(stack)
-    sent_before = len(stack.mail_relay.messages())
-    report = infra_drill(stack, monkeypatch, capsys, tmp_path, "alerts")
-    data = report["data"]
-    with capsys.disabled():
-        print("\nalerts drill:", {k: data[k] for k in ("alert", "seconds_to_fire", "seconds_to_deliver",
-                                                      "delivered_by", "failed_integrations", "seconds_to_resolve")})
-    assert report["exit"] == 0 and report["ok"], report
-    assert data["alert"] == "ServiceDown" and 120 <= data["seconds_to_fire"] <= 120 + 90, data
-    assert "email" in data["delivered_by"], data
+    started = time.monotonic()
+    alerts_drill_delivered(stack, monkeypatch, capsys, tmp_path, {"ServiceDown"}, 90)
     assert stack.client.api.inspect_container(worker)["State"]["Running"]
-    mails = stack.mail_relay.messages()[sent_before:]
-    assert any("ServiceDown" in m and "FIRING" in m for m in mails), mails
-    wait_for(lambda: any("RESOLVED" in m for m in stack.mail_relay.messages()[sent_before:]), 120,
-             "the resolved notice mailed (send_resolved)")
-    assert any(key.endswith("-drill.alerts.json") for key in s3_objects(stack, "evidence/prod/"))
-    verified = infra_verify(stack, monkeypatch, capsys, tmp_path, "--phase", "first-hour")
-    line = next(c for c in verified["checks"] if c["id"] == "post.hour.alerts-firing")
-    assert line["status"] == "pass", line
     _healthy_again(stack, worker)
+    print(f"the Docker alerts drill test took {time.monotonic() - started:.0f} s")
 
 
 @pytest.mark.timeout(600)  # selected alone, it carries the module's boot
@@ -334,20 +307,7 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
     passed at most, the rest refused), and the same load through a bare nginx in front of the same replicas."""
     from benchmarks.edge_vs_bare_nginx import compare
 
-    edge_url = f"https://127.0.0.1:{host_port(stack, 443)}"
-    report = infra_drill(stack, monkeypatch, capsys, tmp_path, "load", "--endpoint", edge_url,
-                         "--requests", "3000", "--duration", "15", "--concurrency", "8")
-    data = report["data"]
-    with capsys.disabled():
-        print("\nload drill:", {k: data[k] for k in ("answered", "seconds", "throughput_per_second", "p50_ms",
-                                                    "p95_ms", "p99_ms", "p95_ms_2xx", "by_status", "rate_limit")})
-    assert report["exit"] == 0 and report["ok"], report
-    assert set(data["by_status"]) == {"200", "429"} and not data["errors"], data
-    edge = stack_settings(REPO_ROOT, "prod").edge
-    assert data["by_status"]["200"] >= edge.api_burst, data  # the burst passes at once (nodelay)
-    assert data["rate_limit"]["passed"] <= edge.api_rate_per_second * data["seconds"] * 1.1 + edge.api_burst + 2
-    assert any(key.endswith("-drill.load.json") for key in s3_objects(stack, "evidence/prod/"))
-
+    edge_url, _ = load_drill_held(stack, monkeypatch, capsys, tmp_path)
     gateway = container_of(stack, "api-gateway-1")
     network = next(n for n in gateway.attrs["NetworkSettings"]["Networks"] if n.endswith("-front"))
     upstreams = [f"{container_of(stack, f'api-gateway-{i}').attrs['Config']['Hostname']}:8080" for i in (1, 2)]
@@ -360,28 +320,17 @@ def test_load_drill_through_the_edge_against_a_bare_nginx(stack, monkeypatch, ca
     assert bench["ratio"]["p95_2xx"] and bench["ratio"]["throughput"], bench
 
 
-@pytest.mark.timeout(600)  # the alert's `for` (2m) and a resolution, or three recoveries and the jobs
+@pytest.mark.timeout(600)  # three recoveries and the jobs; selected alone, the module's boot
 def test_failover_drill_under_load_loses_no_job(stack, monkeypatch, capsys, tmp_path):
     """Jobs submitted through the edge while api-gateway-2 and worker-3 crash (their restart policy brings them
     back) and PostgreSQL restarts: each comes back healthy, and every job the platform accepted ends succeeded."""
     for name in ("api-gateway-2", "worker-3", "postgres"):
         _healthy_again(stack, stack.local(f"{STACK_PREFIX}-{name}"))
-    report = infra_drill(stack, monkeypatch, capsys, tmp_path, "failover",
-                         "--endpoint", f"https://127.0.0.1:{host_port(stack, 443)}", "--rate", "2", "--timeout", "180")
-    data = report["data"]
-    with capsys.disabled():
-        print("\nfailover drill:", {k: data[k] for k in ("faults", "accepted", "by_status", "client_errors",
-                                                        "lost_jobs", "jobs_by_outcome")})
-    assert [f["target"] for f in data["faults"]] == [stack.local(f"{STACK_PREFIX}-{n}")
-                                                    for n in ("api-gateway-2", "worker-3", "postgres")], data
-    assert report["exit"] == 0 and report["ok"], report
-    assert data["accepted"] >= 20 and data["lost_jobs"] == [], data
-    assert all(f["seconds_to_replace"] for f in data["faults"]), data
+    failover_drill(stack, monkeypatch, capsys, tmp_path,
+                   [stack.local(f"{STACK_PREFIX}-{n}") for n in ("api-gateway-2", "worker-3", "postgres")])
     restarted = {n: stack.client.api.inspect_container(stack.local(f"{STACK_PREFIX}-{n}"))["RestartCount"]
                  for n in ("api-gateway-2", "worker-3")}
     assert all(count >= 1 for count in restarted.values()), restarted  # the restart policy, not the drill
-    assert any(key.endswith("-drill.failover.json") for key in s3_objects(stack, "evidence/prod/"))
-    targets_all_up(stack)
 
 
 # --- last: `infra backup restore` stops PostgreSQL and its clients ---------------------------------------------

@@ -27,30 +27,42 @@ import yaml
 
 from platform_infra.components.zones import ZONES
 from tests.live.deploy import live_plan
+from tests.live.mailrelay import MailRelay
 from tests.live.probes import (
     RESTORED_ROWS,
     STACK_PREFIX,
+    VERIFY_HOST_LIMITED,
     VERIFY_NAMED_UNKNOWN,
     EdgeClient,
+    alertmanager_get,
+    alerts_drill_delivered,
     as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
     create_bucket,
+    failover_drill,
     firing_but_unresolvable_uptime,
     host_port,
+    infra_verify,
+    interrupted_alerts_drill,
     live_secrets,
     live_settings,
+    load_drill_held,
     operator_env,
+    prometheus_get,
     request_counts,
     rows_around_a_point_in_time,
+    show_verify,
     table,
     targets_all_up,
+    verify_passes_what_the_stand_ins_allow,
     wait_for,
 )
 from tests.live.reachability import matrix_differences, membership_differences, missing, reachability
 from tests.live.store import LiveStore
 from tests.live.swarm_deploy import CONFIG, NETWORK, SECRET, SERVICE, SwarmDeployment
 from tests.live.swarm_engine import _labels, as_sent, read_back
+from tests.live.tunnel import Tunnel
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(900)]
 """The stack comes up in the first test's setup: within the services' own bounds (up to 910 s), not the suite's 300 s."""
@@ -252,6 +264,153 @@ def test_the_definitions_read_back_as_sent(stack):
 
 def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):
     assert_backup_and_wal_archive_reach_the_store(stack)
+
+
+# --- infra verify and the drills on the live Swarm stack ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def operated(stack):
+    """The stack and what the operator's machine needs besides it, both Swarm services on its networks (whose
+    overlays nothing else may join): the forwarder to its unpublished APIs (tests/live/tunnel.py) and the
+    stand-in mail relay the live settings' e-mail receiver sends through (tests/live/mailrelay.py)."""
+    relay, tunnel = MailRelay(stack.client, stack.prefix), Tunnel(stack, OPERATOR_PORTS)
+    try:
+        relay.start_swarm(stack.local(f"{STACK_PREFIX}-egress"))
+        tunnel.start()
+        stack.mail_relay, stack.tunnel = relay, tunnel
+        stack.host_differences.add("alert e-mail: the stack's critical-email receiver sends through a stand-in "
+                                   "mail relay on its egress network, in plain (require_tls off for it)")
+        yield stack
+    finally:
+        stack.tunnel = None
+        if os.environ.get("LIVE_KEEP") != "1":
+            tunnel.remove()
+            relay.remove()
+
+
+OPERATOR_PORTS = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
+SWARM_VERIFY_FAILS = {**VERIFY_HOST_LIMITED, "success.security-scan": "1 mandatory violations (SWM-005)"}
+"""What verify may fail on this Swarm stack: what the host limits, and `infra check` on its settings (prod with
+the Swarm runtime and no worker autoscaling, which SWM-005 makes mandatory on Swarm: the plan test of that rule,
+tests/swarm/test_swarm_plan.py, proves the same)."""
+TARGETS_SECONDS = 180
+"""How long, beyond a service's own bound to run its tasks healthy (its converge timeout), Prometheus may take to
+scrape each one (tasks.<service> re-resolved every 30 s, dns_sd_configs' default refresh_interval), on a host
+whose load may pass 70."""
+
+
+def _name(stack: SwarmDeployment, service: str) -> str:
+    return stack.local(f"{STACK_PREFIX}-{service}")
+
+
+def _replicas(stack: SwarmDeployment, service: str) -> int:
+    return stack.client.api.inspect_service(_name(stack, service))["Spec"]["Mode"]["Replicated"]["Replicas"]
+
+
+def _targets(stack: SwarmDeployment, job: str) -> list[str]:
+    """The health of each of the job's active scrape targets."""
+    targets = json.loads(prometheus_get(stack, "/api/v1/targets?state=active"))["data"]["activeTargets"]
+    return [t["health"] for t in targets if t["labels"].get("job") == job]
+
+
+def _at(stack: SwarmDeployment, service: str, replicas: int) -> None:
+    """Until the service runs `replicas` tasks and Prometheus scrapes that many targets of its job, all up."""
+    wait_for(lambda: len([t for t in stack.tasks(_name(stack, service)) if t["Status"]["State"] == "running"])
+             == replicas and _targets(stack, service) == ["up"] * replicas,
+             stack.bounds[_name(stack, service)] + TARGETS_SECONDS, f"{service}: {replicas} tasks running, each scraped")
+
+
+def _no_down_alert(stack: SwarmDeployment, service: str) -> None:
+    wait_for(lambda: not [a for a in json.loads(alertmanager_get(stack, "/api/v2/alerts?active=true"))
+                          if a["labels"].get("alertname") in ("ServiceDown", "ServiceAbsent")
+                          and a["labels"].get("service") == service], TARGETS_SECONDS,
+             f"no down alert on {service} active")
+
+
+@pytest.mark.timeout(1800)  # selected alone, it carries the module's boot (on a loaded host, more than 900 s)
+def test_verify_on_swarm_passes_every_check_the_stand_ins_allow(operated, monkeypatch, capsys, tmp_path):
+    started = time.monotonic()
+    operated.verified = verify_passes_what_the_stand_ins_allow(operated, monkeypatch, capsys, tmp_path,
+                                                               SWARM_VERIFY_FAILS)
+    print(f"the Swarm verify test took {time.monotonic() - started:.0f} s")
+
+
+def test_verify_on_swarm_with_the_worker_service_scaled_down_fails_its_check_and_only_that(
+        operated, monkeypatch, capsys, tmp_path):
+    """The worker service scaled from 3 to 2: once Prometheus dropped the gone task's target (tasks.worker
+    re-resolved), the first-hour check of the services fails naming it, and nothing else changes."""
+    stack, started = operated, time.monotonic()
+    healthy = getattr(stack, "verified", None) or infra_verify(stack, monkeypatch, capsys, tmp_path)
+    replicas = _replicas(stack, "worker")
+    stack.client.services.get(_name(stack, "worker")).scale(replicas - 1)
+    try:
+        _at(stack, "worker", replicas - 1)
+        report = infra_verify(stack, monkeypatch, capsys, tmp_path, "--phase", "first-hour")
+        show_verify(report)
+    finally:
+        stack.client.services.get(_name(stack, "worker")).scale(replicas)
+        _at(stack, "worker", replicas)
+    before = {h["id"]: h["status"] for h in healthy["checks"]}
+    changed = {c["id"]: (c["status"], c["evidence"]) for c in report["checks"] if c["status"] != before[c["id"]]}
+    assert changed == {"post.hour.services-healthy": (
+        "fail", f"{_name(stack, 'worker')}: scaled to {replicas - 1} of {replicas} replicas, {replicas - 1} running")}
+    assert report["exit"] == 1
+    print(f"the Swarm scaled-down verify test took {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.timeout(600)
+def test_an_interrupted_alerts_drill_on_swarm_restores_the_replicas(operated, tmp_path):
+    """SIGTERM once the drill scaled the worker service to 0: it scales it back to its replicas before it exits."""
+    stack, started = operated, time.monotonic()
+    replicas = _replicas(stack, "worker")
+    _no_down_alert(stack, "worker")  # else the drill refuses: nothing to drill
+    interrupted_alerts_drill(stack, tmp_path, lambda: _replicas(stack, "worker") == 0,
+                             "the drill scales the worker service to 0")
+    assert _replicas(stack, "worker") == replicas
+    _at(stack, "worker", replicas)
+    print(f"the Swarm interrupted alerts drill test took {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.timeout(600)
+def test_alerts_drill_on_swarm_fires_delivers_and_resolves(operated, monkeypatch, capsys, tmp_path):
+    """The worker service scaled to 0: ServiceDown (its tasks' targets failing) or ServiceAbsent (none left once
+    tasks.worker is re-resolved, within 30 s) fires after the rule's `for`, the e-mail receiver mails it, and it
+    resolves once the drill scaled the service back; the service runs its replicas again."""
+    stack, started = operated, time.monotonic()
+    replicas = _replicas(stack, "worker")
+    _at(stack, "worker", replicas)
+    _no_down_alert(stack, "worker")  # after the interruption test: its short outage may have alerted
+    alerts_drill_delivered(stack, monkeypatch, capsys, tmp_path, {"ServiceDown", "ServiceAbsent"}, 30 + 90)
+    assert _replicas(stack, "worker") == replicas
+    _at(stack, "worker", replicas)
+    print(f"the Swarm alerts drill test took {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.timeout(600)
+def test_load_drill_through_the_swarm_edge(operated, monkeypatch, capsys, tmp_path):
+    started = time.monotonic()
+    load_drill_held(operated, monkeypatch, capsys, tmp_path)
+    print(f"the Swarm load drill test took {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.timeout(900)
+def test_failover_drill_on_swarm_under_load_loses_no_job(operated, monkeypatch, capsys, tmp_path):
+    """An api-gateway task and a worker task killed (the orchestrator starts new ones) and PostgreSQL restarted
+    by a forced update under a load of jobs: each service runs its replicas again, every job accepted succeeds."""
+    stack, started = operated, time.monotonic()
+    services = ("api-gateway", "worker", "postgres")
+    before = {s: {t["ID"] for t in stack.tasks(_name(stack, s))} for s in services}
+    data = failover_drill(stack, monkeypatch, capsys, tmp_path, [_name(stack, s) for s in services])
+    for service in services:
+        running = {t["ID"] for t in stack.tasks(_name(stack, service)) if t["Status"]["State"] == "running"}
+        assert len(running) == _replicas(stack, service) and running - before[service], service
+    assert not {t["ID"] for t in stack.tasks(_name(stack, "postgres"))} & before["postgres"]  # every task new
+    print(f"the Swarm failover drill test took {time.monotonic() - started:.0f} s; faults: {data['faults']}")
+
+
+RESTORE_BLOCK = "# Swarm: restore PostgreSQL"
+"""The first line of the runbook's Swarm restore block."""
 
 
 def unwell_services(stack: SwarmDeployment) -> dict[str, str]:
