@@ -15,13 +15,8 @@ import json
 import os
 import re
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-import docker
 import pytest
 import yaml
 
@@ -45,6 +40,7 @@ from tests.live.probes import (
     host_port,
     infra_verify,
     interrupted_alerts_drill,
+    live_project,
     live_secrets,
     live_settings,
     load_drill_held,
@@ -425,65 +421,6 @@ def unwell_services(stack: SwarmDeployment) -> dict[str, str]:
     return unwell
 
 
-def swarm_project(tmp_path) -> Path:
-    """This repository's project with the prod stack file's settings as the live Swarm stack runs them: what an
-    operator's checkout of a Swarm stack holds (the day-two commands read the runtime from it)."""
-    from platform_infra.infra.cli import REPO_ROOT
-
-    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
-    project["main"] = str(REPO_ROOT / project["main"])
-    stack_file = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
-    stack_file["config"]["platform:settings"].update(SETTINGS)
-    directory = tmp_path / "project"
-    directory.mkdir()
-    (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
-    (directory / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack_file))
-    return directory
-
-
-@contextmanager
-def monitoring_on_the_host(stack: SwarmDeployment) -> Iterator[dict[str, str]]:
-    """Prometheus' and Grafana's APIs on host ports, for the verify `infra backup restore` runs from this machine:
-    the stack's overlays are not attachable and publish neither, so an nginx service (the stand-in image) on its
-    app overlay proxies them on host-mode ports. The app overlay is internal (a task only on it gets no host
-    port), so the service is on an overlay of its own too; it proxies to `tasks.<service>` (the tasks' own
-    addresses: this kernel may lack the IPVS a virtual IP needs). All removed after."""
-    from docker.types import ConfigReference, EndpointSpec, NetworkAttachmentConfig
-
-    from tests.live.plan import free_port
-    from tests.live.store import NGINX_IMAGE
-
-    ports = {"prometheus": (9090, free_port()), "grafana": (3000, free_port())}
-    conf = "pid /tmp/nginx.pid;\nevents {}\nhttp {\n  access_log off;\n" + "".join(
-        f"  server {{ listen {port}; location / {{ proxy_pass http://tasks.{name}:{port}; }} }}\n"
-        for name, (port, _) in ports.items()) + "}\n"
-    name = f"{stack.prefix}-monitoring-forward"
-    config = stack.client.configs.create(name=name, data=conf.encode())
-    own = stack.client.networks.create(name, driver="overlay")
-    try:
-        stack.client.services.create(
-            NGINX_IMAGE, name=name, networks=[NetworkAttachmentConfig(stack.local(f"{STACK_PREFIX}-app")),
-                                              NetworkAttachmentConfig(own.id)],
-            configs=[ConfigReference(config.id, name, filename="/etc/nginx/nginx.conf")],
-            endpoint_spec=EndpointSpec(mode="dnsrr", ports={host: (port, "tcp", "host") for port, host in ports.values()}))
-        urls = {service: f"http://127.0.0.1:{host}" for service, (_, host) in ports.items()}
-        try:
-            wait_for(lambda: urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5).status == 200, 180,
-                     "Prometheus through the forwarding service")
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{stack.tasks_report(name)}") from None
-        yield urls
-    finally:
-        try:
-            stack.client.api.remove_service(name)
-        except docker.errors.NotFound:
-            pass
-        wait_for(lambda: not stack.client.api.containers(
-            all=True, filters={"label": f"com.docker.swarm.service.name={name}"}) or None, 60, f"{name} gone")
-        config.remove()
-        wait_for(lambda: own.remove() or True, 60, f"network {name} removed")
-
-
 def _tasks(stack: SwarmDeployment) -> dict[str, set[str]]:
     """Each service's running tasks, by id."""
     return {s["name"]: {t["ID"] for t in stack.tasks(s["name"]) if t["Status"]["State"] == "running"}
@@ -495,7 +432,7 @@ STOPPED_BY_THE_RESTORE = ("api-gateway", "orchestrator", "worker", "log-aggregat
 
 
 @pytest.mark.timeout(1800)  # a backup on the schedule, the restore, and the stack's start when run alone
-def test_infra_backup_restore_returns_postgresql_to_a_point_in_time(stack, monkeypatch, capsys, tmp_path):
+def test_infra_backup_restore_returns_postgresql_to_a_point_in_time(operated, monkeypatch, capsys, tmp_path):
     """Last: it stops PostgreSQL and its clients. `--plan` names the backup set, the WAL and every service it
     scales to 0, and stops none; then the restore to a time after a scheduled backup, in a one-off task: the rows
     written before that backup are there, and those written between the backup and that time (replayed from the
@@ -504,34 +441,35 @@ def test_infra_backup_restore_returns_postgresql_to_a_point_in_time(stack, monke
     what the stand-ins cannot show."""
     from platform_infra.infra.cli import main
 
-    test_started = time.monotonic()
-    project = swarm_project(tmp_path)
+    stack, test_started = operated, time.monotonic()
+    project = live_project(stack)
     target = rows_around_a_point_in_time(stack)
     before = _tasks(stack)
     for key, value in operator_env(stack, tmp_path).items():
         monkeypatch.setenv(key, value)
-    with monitoring_on_the_host(stack) as urls:
-        def restore(*extra: str) -> dict:
-            capsys.readouterr()
-            code = main(["backup", "restore", "--stack", "prod", "--project", str(project), "--name-prefix",
-                         stack.prefix, "--format", "json", "--to", target, "--prometheus-url", urls["prometheus"],
-                         "--grafana-url", urls["grafana"], "--endpoint", f"https://127.0.0.1:{host_port(stack, 443)}",
-                         *extra])
-            captured = capsys.readouterr()
-            return {**(json.loads(captured.out) if captured.out.strip() else {"stderr": captured.err}), "exit": code}
+    urls = {service: stack.tunnel.url(service, port) for service, port in OPERATOR_PORTS.items()}
 
-        plan = restore("--plan")
-        print("plan:", json.dumps(plan))
-        assert plan["exit"] == 0, plan
-        wanted = {f"{stack.prefix}-{service}": _expected_tasks(inputs) for inputs in stack.services()
-                  for service in STOPPED_BY_THE_RESTORE if inputs["name"] == f"{stack.prefix}-{service}"}
-        assert {s["name"]: s["replicas"] for s in plan["stop"]} == wanted, plan
-        assert plan["stop"][-1]["service"] == "postgres" and plan["runtime"] == "swarm", plan
-        assert plan["wal"]["segments_at_most"] >= 1 and plan["backup"]["stored_bytes"] > 0, plan
-        assert _tasks(stack) == before  # --plan stopped nothing
-        started = time.monotonic()
-        report = restore("--yes-in-prod")
-        took = time.monotonic() - started
+    def restore(*extra: str) -> dict:
+        capsys.readouterr()
+        code = main(["backup", "restore", "--stack", "prod", "--project", str(project), "--name-prefix",
+                     stack.prefix, "--format", "json", "--to", target, "--prometheus-url", urls["prometheus"],
+                     "--grafana-url", urls["grafana"], "--endpoint", f"https://127.0.0.1:{host_port(stack, 443)}",
+                     *extra])
+        captured = capsys.readouterr()
+        return {**(json.loads(captured.out) if captured.out.strip() else {"stderr": captured.err}), "exit": code}
+
+    plan = restore("--plan")
+    print("plan:", json.dumps(plan))
+    assert plan["exit"] == 0, plan
+    wanted = {f"{stack.prefix}-{service}": _expected_tasks(inputs) for inputs in stack.services()
+              for service in STOPPED_BY_THE_RESTORE if inputs["name"] == f"{stack.prefix}-{service}"}
+    assert {s["name"]: s["replicas"] for s in plan["stop"]} == wanted, plan
+    assert plan["stop"][-1]["service"] == "postgres" and plan["runtime"] == "swarm", plan
+    assert plan["wal"]["segments_at_most"] >= 1 and plan["backup"]["stored_bytes"] > 0, plan
+    assert _tasks(stack) == before  # --plan stopped nothing
+    started = time.monotonic()
+    report = restore("--yes-in-prod")
+    took = time.monotonic() - started
     data = report.get("data", {})
     with capsys.disabled():
         print(f"\ninfra backup restore (Swarm) to {target} took {took:.0f} s:",
