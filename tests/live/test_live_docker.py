@@ -35,7 +35,6 @@ from tests.live.probes import (
     assert_redis_accounts_confined,
     assert_the_jobs_key_cannot_destroy_a_backup,
     backup_route,
-    clickhouse_backup_after_the_store,
     container_address,
     container_of,
     create_bucket,
@@ -56,6 +55,7 @@ from tests.live.probes import (
     s3_objects,
     show_verify,
     targets_all_up,
+    verify_passes_what_the_stand_ins_allow,
     wait_for,
 )
 from tests.live.reachability import (
@@ -195,12 +195,14 @@ def test_every_container_reaches_what_the_zones_design_and_where_the_engine_isol
     assert membership_differences(matrix) == {}
     assert missing(matrix) == []
     assert {"api-gateway-1", "api-gateway-2"} <= matrix.found["load-balancer"].keys()
-    if not engine_isolates_bridges(stack.client, f"{stack.prefix}-probe"):
+    if engine_isolates_bridges(stack.client, f"{stack.prefix}-probe"):
+        assert matrix.found == matrix.designed, matrix_differences(matrix)
+    else:  # a fact of this host, reported with the others, not a skip: the Swarm module proves it on overlays
         extra = matrix_differences(matrix)
-        pytest.skip(f"this engine does not keep bridge networks apart (dockerd --iptables=false, as .ci/run starts "
-                    f"it): {len(extra)} pairs beyond the zones answer, e.g. {extra[:2]}; the Swarm module proves "
-                    "the design on overlays")
-    assert matrix.found == matrix.designed, matrix_differences(matrix)
+        stack.host_differences.add(f"this engine does not keep bridge networks apart (dockerd --iptables=false): "
+                                   f"{len(extra)} pairs beyond the zones answer, e.g. {extra[:2]}; the Swarm module "
+                                   "proves the design on overlays")
+        print(f"not proven on this engine: {len(extra)} pairs beyond the zones answer")
 
 
 def test_the_application_role_cannot_create_roles_or_read_other_databases(stack):
@@ -221,30 +223,7 @@ def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gate
 
 
 def test_verify_passes_every_check_the_stand_ins_allow(stack, monkeypatch, capsys, tmp_path):
-    clickhouse_backup_after_the_store(stack)
-    # Traffic in the window, as users make it: a counter Prometheus first sees already counted shows no
-    # increase, so the requests come in two rounds with a scrape (15 s) between, and two more after.
-    edge = EdgeClient.of(stack)
-    token = edge.login()
-    for pause in (20, 35):
-        for _ in range(5):
-            assert edge.post("/api/v1/jobs", {"type": "echo", "payload": {}}, token=token).status == 201
-        time.sleep(pause)
-    report = infra_verify(stack, monkeypatch, capsys, tmp_path)
-    show_verify(report)
-    statuses = {c["id"]: c for c in report["checks"]}
-    unknown = {i for i, c in statuses.items() if c["status"] == "unknown"}
-    assert unknown == set(VERIFY_NAMED_UNKNOWN), {i: statuses[i]["evidence"] for i in unknown}
-    for check_id, named in VERIFY_NAMED_UNKNOWN.items():
-        assert named in statuses[check_id]["evidence"], statuses[check_id]
-    failing = {i: c["evidence"] for i, c in statuses.items() if c["status"] == "fail"}
-    for check_id, evidence in failing.items():
-        assert check_id in VERIFY_HOST_LIMITED and VERIFY_HOST_LIMITED[check_id] in evidence, (check_id, evidence)
-        stack.host_differences.add(f"infra verify {check_id} fails here: {evidence}")
-    assert report["exit"] == 1  # unknown is never a pass
-    written = s3_objects(stack, "evidence/prod/")
-    assert any(key.endswith("-verify.json") for key in written), written
-    stack.verified = report
+    stack.verified = verify_passes_what_the_stand_ins_allow(stack, monkeypatch, capsys, tmp_path, VERIFY_HOST_LIMITED)
 
 
 def test_verify_with_a_stopped_worker_fails_its_checks_and_only_those(stack, monkeypatch, capsys, tmp_path):
