@@ -234,8 +234,21 @@ class BackupJobsArgs(TypedDict):
 
 
 def api_host(per_task_dns: bool) -> str:
-    """The address clickhouse-backup's API listens on and Prometheus scrapes: its alias on API_NETWORK."""
+    """The name Prometheus scrapes clickhouse-backup's API by: its alias on API_NETWORK."""
     return f"{TASKS_DNS_PREFIX}{API_ALIAS}" if per_task_dns else API_ALIAS
+
+
+def api_listen(per_task_dns: bool) -> str:
+    """Where the API listens, and where its healthcheck asks. On Docker, its alias's address on API_NETWORK only.
+    A Swarm task with a healthcheck gets its DNS records only once healthy (tried on this engine: `tasks.<alias>`
+    fails to resolve inside the task until then), so it cannot bind its own name: it listens on its task's
+    addresses, which are on its zones' internal networks only, and the healthcheck asks on loopback."""
+    return "0.0.0.0" if per_task_dns else API_ALIAS
+
+
+def _asked(per_task_dns: bool) -> str:
+    listen = api_listen(per_task_dns)
+    return "127.0.0.1" if listen == "0.0.0.0" else listen
 
 
 def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
@@ -298,7 +311,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
              # (pkg/storage/s3.go PutFile: PutObjectInput.ChecksumAlgorithm).
              "S3_CHECKSUM_ALGORITHM": "SHA256",
              "BACKUPS_TO_KEEP_LOCAL": "-1", "BACKUPS_TO_KEEP_REMOTE": str(config.clickhouse_keep_remote()),
-             "API_LISTEN": f"{api_host(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}",
+             "API_LISTEN": f"{api_listen(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}",
              "API_ENABLE_METRICS": "true",
              # Its credentials: the config file it reads first, then this environment (Altinity/clickhouse-backup
              # pkg/config/config.go: CLICKHOUSE_BACKUP_CONFIG, `clickhouse.password`, `s3.access_key|secret_key`).
@@ -316,7 +329,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
         # Its own API where it listens, logged in through curl's config file (no credential on a command line).
         healthcheck=Healthcheck(["CMD", "curl", "-fsS", "-o", "/dev/null", "-K", API_CURL_CONFIG,
-                                 (f"http://{api_host(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}"
+                                 (f"http://{_asked(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}"
                                  "/backup/status")]),
         aliases={API_NETWORK: [API_ALIAS]},
     )

@@ -95,13 +95,16 @@ def _clickhouse_backup_config(text: str) -> dict | None:
 def clickhouse_backup_api(w: Workload, report, options) -> None:
     """`clickhouse-backup server` exposes a REST API that deletes remote backups and restores old data over live
     tables: its config file gives it an account (api.username, api.password; the environment never empties
-    them), and it listens on one address, not all (API_LISTEN or api.listen, not `0.0.0.0:7171` or `:7171`)."""
+    them), and a container's listens on one address, not all (API_LISTEN or api.listen, not `0.0.0.0:7171` or
+    `:7171`; a Swarm task cannot bind its own name before it is healthy, so its networks bound it)."""
     names = " ".join([w.labels.get(SERVICE_LABEL, ""), w.name, w.resource_name, w.image]).lower()
     if "clickhouse-backup" not in names:
         return
     env = w.env
     if w.runs and "server" in w.command:
-        if "API_LISTEN" in env and _all_addresses(env["API_LISTEN"]):
+        # A Swarm task cannot bind its own name (its DNS records appear only once it is healthy): its networks,
+        # held to its zones by NET-004, bound the API there.
+        if "API_LISTEN" in env and _all_addresses(env["API_LISTEN"]) and not w.is_service:
             report(f"API_LISTEN={env['API_LISTEN']} listens on every address")
         if "CLICKHOUSE_BACKUP_CONFIG" not in env and not env.get("API_PASSWORD"):
             report("the API has no account: no config file (CLICKHOUSE_BACKUP_CONFIG) gives api.username/password")
