@@ -272,7 +272,7 @@ def test_a_kafka_limit_too_small_for_two_jvms_is_refused():
     with pytest.raises(ComponentArgsError, match=rf"^Kafka: memory_mb 767 is below the minimum {MIN_KAFKA_MEMORY_MB}"):
         kafka_heap_mb(767)
     with pytest.raises(ComponentArgsError, match="memory_mb 512 is below the minimum 768"):
-        kafka_specs({"runtime": object(), "networks": {"data": None}, "image": "apache/kafka:3.8.0", "memory_mb": 512,
+        kafka_specs({"runtime": object(), "networks": {"store-kafka": None}, "image": "apache/kafka:3.8.0", "memory_mb": 512,
                      "cpus": 0.5, "password": "kafka-s3cret",
                      "clients": {"worker": KafkaClient("w", KafkaAccess(consumes=("jobs",), groups=("g",)))}})
     # The settings say it first, naming their key.

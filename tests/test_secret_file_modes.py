@@ -39,7 +39,7 @@ def test_every_secret_file_is_0440_of_its_service_user(prod, service, owner, gro
 
 
 def test_a_secret_file_without_a_user_to_read_it_is_refused():
-    spec = ContainerSpec(service="cache", role="ds", image="redis:8.0.2-bookworm", networks=["data"], memory_mb=64,
+    spec = ContainerSpec(service="cache", role="ds", image="redis:8.0.2-bookworm", networks=["store-redis"], memory_mb=64,
                          cpus=0.5, healthcheck=Healthcheck(["CMD", "true"]),
                          files=[FileSpec("/etc/platform/secrets/password", "x", secret=True)])
     with pytest.raises(ComponentArgsError, match="container 'cache': secret files need a `user`, or the "
