@@ -197,7 +197,7 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     # The alias resolves on the internal overlay to the service's virtual IP, and tasks.<service> to each
     # task (what Prometheus scrapes in Swarm mode).
     assert "Address" in run("nslookup", "store-client")
-    task_ips = {c.attrs["NetworkSettings"]["Networks"][f"{prefix}-app"]["IPAddress"] for c in running}
+    task_ips = {c.attrs["NetworkSettings"]["Networks"][f"{prefix}-scrape"]["IPAddress"] for c in running}
     assert len(task_ips) == 2
 
     def resolved() -> set[str]:
@@ -210,7 +210,7 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
     request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5"
     answers = {run("sh", "-c", f"{request} {ip} {PORT}").split("\r\n\r\n")[-1].strip() for ip in task_ips}
     assert answers == {c.attrs["Config"]["Hostname"] for c in running}
-    network = swarm.networks.get(f"{prefix}-app")
+    network = swarm.networks.get(f"{prefix}-scrape")
     assert (network.attrs["Driver"], network.attrs["Internal"], network.attrs["Options"].get("encrypted")) == (
         "overlay", True, "true")
     # The engine reads the options back exactly as sent, the VXLAN id included: no diff, no replacement.
@@ -258,12 +258,14 @@ def app_standin_spec(image: str, service: str) -> ContainerSpec:
     healthcheck class delivered as a file), but for the image, which no registry here has: the stand-in
     sleeps, and its healthcheck only says it runs."""
     connections = Connections(*(["unused"] * 11))
-    spec = app_spec({"runtime": SwarmRuntime(name_prefix="unused"), "networks": {}, "service": service,
+    # Built as the worker's (a service of the zones table), then named `service` on the one network the test makes.
+    spec = app_spec({"runtime": SwarmRuntime(name_prefix="unused"), "networks": {}, "service": "worker",
                      "image": "registry.internal/orchestration/api-gateway:1.0.0", "memory_mb": 64, "cpus": 0.1,
                      "environment": "prod", "log_level": "INFO", "swagger_enabled": False, "needs": ["jwt"],
                      "connections": connections, "replicas": 2})
     return dataclasses.replace(
-        spec, image=image, entrypoint=["/bin/busybox", "sleep"], command=["3600"], stop_grace_seconds=1,
+        spec, service=service, networks=["scrape"], image=image, entrypoint=["/bin/busybox", "sleep"],
+        command=["3600"], stop_grace_seconds=1,
         healthcheck=Healthcheck(["CMD", "/bin/busybox", "true"], interval="1s", timeout="1s", retries=2,
                                 start_period="1s"))
 
