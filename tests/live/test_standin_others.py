@@ -258,7 +258,7 @@ def test_kafka_exporter_exits_when_its_login_is_refused(stack, engine, images):
     inputs = stack.definitions[f"{PLAN_PREFIX}-kafka-exporter"]
     command = inputs["entrypoints"][-1]
     kafka_server = re.search(r"--kafka\.server=(\S+)", command).group(1)
-    network = _local(_own(inputs)["networksAdvanced"][0]["name"])
+    network = _local(next(n["name"] for n in _own(inputs)["networksAdvanced"] if n["name"].endswith("-store-kafka")))
     output = engine.containers.run(
         images["kafka-exporter"], [f"--kafka.server={kafka_server}", "--sasl.enabled", "--sasl.mechanism=plain",
                                    "--sasl.username=platform", "--sasl.password=wrong"],
