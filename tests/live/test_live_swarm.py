@@ -349,8 +349,13 @@ def test_verify_on_swarm_with_the_worker_service_scaled_down_fails_its_check_and
         _at(stack, "worker", replicas)
     before = {h["id"]: h["status"] for h in healthy["checks"]}
     changed = {c["id"]: (c["status"], c["evidence"]) for c in report["checks"] if c["status"] != before[c["id"]]}
-    assert changed == {"post.hour.services-healthy": (
-        "fail", f"{_name(stack, 'worker')}: scaled to {replicas - 1} of {replicas} replicas, {replicas - 1} running")}
+    assert changed.pop("post.hour.services-healthy") == (
+        "fail", f"{_name(stack, 'worker')}: scaled to {replicas - 1} of {replicas} replicas, {replicas - 1} running")
+    # Until Prometheus re-resolves tasks.worker (30 s), the gone task may still be a down target: then the metrics
+    # check fails too, naming it (as on Docker, where a stopped container stays a down target); nothing else.
+    # (Selected alone, the baseline is taken on a young stack, where a target may not be up yet: then it passes.)
+    assert set(changed) <= {"post.hour.metrics-collected"}, changed
+    assert all(status == "pass" or "worker/" in evidence for status, evidence in changed.values()), changed
     assert report["exit"] == 1
     print(f"the Swarm scaled-down verify test took {time.monotonic() - started:.0f} s")
 
