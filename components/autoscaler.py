@@ -22,7 +22,6 @@ from platform_infra.components.socketproxy import (
     EngineProxy,
     EngineProxyArgs,
     autoscaler_calls,
-    joined,
     proxy_url,
 )
 from platform_infra.components.spec import (
@@ -80,7 +79,7 @@ def autoscaler_spec(args: AutoscalerArgs) -> ContainerSpec:
         healthcheck=Healthcheck(["CMD", "python", "-c", METRICS_PROBE], start_period="20s"),
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
     )
-    return validate_spec(joined(spec, CLIENT))
+    return validate_spec(spec)  # on its proxy's network by the zones table (`autoscaler-engine`)
 
 
 class Autoscaler(pulumi.ComponentResource):

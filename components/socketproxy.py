@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypedDict
 
 import pulumi
@@ -142,11 +142,6 @@ def proxy_service(client: str) -> str:
 def proxy_url(client: str) -> str:
     """The Engine API as the client reaches it."""
     return f"tcp://{proxy_service(client)}:{PROXY_PORT}"
-
-
-def joined(spec: ContainerSpec, client: str) -> ContainerSpec:
-    """The client's spec on its proxy's network too."""
-    return spec if network_name(client) in spec.networks else replace(spec, networks=[*spec.networks, network_name(client)])
 
 
 def proxy_spec(client: str, calls: Sequence[EngineCall], image: str, socket_gid: int, accepted_until: str) -> ContainerSpec:

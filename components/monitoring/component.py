@@ -30,7 +30,6 @@ from platform_infra.components.socketproxy import (
     CADVISOR_CALLS,
     EngineProxy,
     EngineProxyArgs,
-    joined,
     proxy_url,
 )
 from platform_infra.components.spec import (
@@ -278,7 +277,7 @@ def monitoring_specs(args: MonitoringArgs) -> tuple[list[ContainerSpec], str]:
                          BindMount("/sys", "/sys"), BindMount("/var/lib/docker", "/var/lib/docker")],
             healthcheck=Healthcheck(["CMD", "wget", "-qO-", "http://127.0.0.1:8080/healthz"]),
         )
-        specs.append(joined(cadvisor, CADVISOR))
+        specs.append(cadvisor)  # on its proxy's network by the zones table (`cadvisor-engine`)
     return [validate_spec(spec) for spec in specs], prometheus_yml
 
 
