@@ -21,6 +21,7 @@ from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import (
     AUTOSCALER_PROXY_CFG,
     CADVISOR_PROXY_CFG,
+    DAEMON_ATTESTED,
     DIGEST,
     HAPROXY_CFG,
     C,
@@ -232,6 +233,103 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("CTR-031", edit_service("orders", "taskSpec", "logDriver", value={"name": "none"}), "orders"),
     ("CTR-032", set_fields("api-gateway", sysctls={"kernel.shmmax": "1"}), "api-gateway"),
     ("CTR-033", shared_volume, "grafana"),
+    # Second failing cases, each in another form than the first: a Swarm service's field where the first is a
+    # Container's, another field or value, another file or carrier (test_policies_failing_cases counts them).
+    ("CTR-001", set_fields("redis", privileged="true"), "redis"),
+    ("CTR-002", edit_service("orders", "taskSpec", "containerSpec", "capAdds", value=["SYS_PTRACE"]), "orders"),
+    ("CTR-005", edit_service("orders", "taskSpec", "containerSpec", "readOnly", value=False), "orders"),
+    ("CTR-006", drop_fields("api-gateway", "securityOpts"), "api-gateway"),
+    ("CTR-007", set_fields("api-gateway", securityOpts=["no-new-privileges", "systempaths=unconfined"]), "api-gateway"),
+    ("CTR-010", set_fields("redis", pidMode="HOST"), "redis"),
+    ("CTR-011", set_fields("redis", ipcMode="Host"), "redis"),
+    ("CTR-012", set_fields("postgres", usernsMode="HOST"), "postgres"),
+    ("CTR-014", edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
+        {"type": "bind", "source": "/run/docker.sock", "target": "/var/run/docker.sock", "readOnly": True}]), "orders"),
+    ("CTR-015", edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
+        {"type": "bind", "source": "/", "target": "/host"}]), "orders"),
+    ("CTR-016", edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
+        {"type": "bind", "source": "/srv/m", "target": "/m", "readOnly": True,
+         "bindOptions": {"propagation": "shared"}}]), "orders"),
+    ("CTR-017", set_fields("api-gateway", gpus="all"), "api-gateway"),
+    ("CTR-018", set_fields("api-gateway", cgroupnsMode="host"), "api-gateway"),
+    ("CTR-020", edit_service("orders", "taskSpec", "resources", value={"limits": {"memoryBytes": 536870912.0}}),
+     "orders"),
+    ("CTR-023", edit_service("orders", "taskSpec", "containerSpec", "healthcheck", value={"tests": ["NONE"]}),
+     "orders"),
+    ("CTR-024", edit_service("orders", "endpointSpec", value={"ports": [{"targetPort": 8080.0, "publishedPort": 443.0}]}),
+     "orders"),
+    ("CTR-025", set_fields("postgres-exporter", ports=[{"internal": 9187.0, "external": 9187.0}]), "postgres-exporter"),
+    ("CTR-026", edit_service("cache", "endpointSpec", value={"ports": [
+        {"targetPort": 6379.0, "publishedPort": 16379.0, "publishMode": "host"}]}), "cache"),
+    ("CTR-027", set_fields("postgres", publishAllPorts="true"), "postgres"),
+    ("CTR-028", set_fields("api-gateway", ports=[{"internal": 22.0, "external": 2222.0, "ip": "127.0.0.1"}]),
+     "api-gateway"),
+    ("CTR-029", edit_service("orders", "taskSpec", "networksAdvanceds", value=[]), "orders"),
+    ("CTR-030", set_fields("clickhouse", ulimits=[{"name": "nofile", "soft": 1024.0, "hard": 4194304.0}]), "clickhouse"),
+    ("CTR-032", edit_service("orders", "taskSpec", "containerSpec", "sysctl", value={"net.ipv4.ip_forward": "1"}),
+     "orders"),
+    ("CTR-033", both(set_fields("api-gateway", mounts=[{"type": "bind", "source": "/srv/shared", "target": "/a"}]),
+                     set_fields("grafana", mounts=[{"type": "bind", "source": "/srv/shared", "target": "/b"}])),
+     "api-gateway"),
+    ("CFG-001", set_fields("api-gateway", command=["java", "-Dlogging.level.org.springframework=DEBUG", "-jar",
+                                                   "/app/app.jar"]), "api-gateway"),
+    # The password moved to an uploaded users.xml, in plain text: not a hash ClickHouse could check.
+    ("DS-CH-001", both(drop_env("clickhouse", "CLICKHOUSE_PASSWORD_FILE"), set_fields("clickhouse", uploads=[
+        {"file": "/etc/clickhouse-server/users.d/default.xml",
+         "content": "<clickhouse><users><default><password>x</password></default></users></clickhouse>"}])),
+     "clickhouse"),
+    ("DS-CH-001", add_env("clickhouse", "CLICKHOUSE_SKIP_USER_SETUP=1"), "clickhouse"),
+    ("DS-KAFKA-001", drop_env("kafka", "KAFKA_AUTHORIZER_CLASS_NAME"), "kafka"),
+    ("DS-PG-002", set_upload_field("postgres", "app_admin_password_bcrypt",
+                                   file="/etc/platform/secrets/app_admin_password"), "postgres"),
+    ("DS-ZK-001", both(drop_env("zookeeper", "ZOO_4LW_COMMANDS_WHITELIST"),
+                       add_env("zookeeper", "ZOO_4LW_COMMANDS_WHITELIST=*")), "zookeeper"),
+    ("EDGE-004", site("return 301 https://$host$request_uri;", "return 301 http://$host$request_uri;"), "nginx"),
+    ("EDGE-005", site("ssl_session_tickets off;", "ssl_session_tickets on;"), "nginx"),
+    ("EDGE-007", site("add_header Cache-Control no-store always;",
+                      'add_header Cache-Control no-store always;\n    add_header X-XSS-Protection "1; mode=block" always;'),
+     "nginx"),
+    ("EDGE-008", edit_upload("nginx", "nginx.conf", "server_tokens off;", ""), "nginx"),
+    ("EDGE-010", edit_upload("nginx", "nginx.conf", "client_body_timeout 10s;", ""), "nginx"),
+    ("EDGE-013", site("|OPTIONS)$)", "|OPTIONS|TRACE)$)"), "nginx"),
+    ("EDGE-014", set_fields("traefik", uploads=[{"file": "/etc/traefik/traefik.yml",
+                                                 "content": "api:\n  insecure: true\n"}]), "traefik"),
+    ("IMG-002", set_fields("redis", image="redis:7.4.1"), "redis"),
+    ("IMG-003", edit_service("orders", "taskSpec", "containerSpec", "image", value=f"ghcr.io/acme/orders:1.0.0{DIGEST}"),
+     "orders"),
+    ("IMG-004", set_fields("app-push", insecureSkipVerify="true"), "app-push"),
+    ("MON-002", remove("alertmanager"), None),
+    ("MON-004", set_fields("prometheus", entrypoints=["/bin/sh", "-c"], command=[
+        "exec prometheus --config.file=/etc/prometheus/prometheus.yml"]), "prometheus"),
+    ("MON-GRAF-001", set_fields("grafana", uploads=[{"file": "/etc/grafana/grafana.ini",
+                                                      "content": "[auth.anonymous]\nenabled = true\norg_role = Admin\n"}]),
+     "grafana"),
+    ("MON-PROM-001", set_fields("prometheus", ports=[{"internal": 9090.0, "external": 9090.0, "ip": "127.0.0.1"}]),
+     "prometheus"),
+    ("NET-002", add_resource(registration("docker:index/network:Network", "jobs",
+                                          {"name": "jobs", "driver": "overlay", "internal": True})), "jobs"),
+    ("NET-003", both(edit_service("orders", "labels", value=labels("lb", "orders")),
+                     edit_service("orders", "endpointSpec", value={"ports": [
+                         {"targetPort": 8443.0, "publishedPort": 443.0, "publishMode": "host"}]})), "orders"),
+    # The app network claims the edge zone, which only the load balancer may join.
+    ("NET-004", set_fields("app", labels=[{"label": "platform.network", "value": "edge"}]), "api-gateway"),
+    ("PROV-001", set_fields("docker", host="tcp://10.1.2.3:2376", caMaterial="ca"), "docker"),
+    ("SEC-001", set_fields("api-gateway", uploads=[{"file": "/etc/platform/application.yml",
+                                                     "content": "tls:\n  key: |\n    -----BEGIN PRIVATE KEY-----\n"}]),
+     "api-gateway"),
+    ("SEC-004", set_fields("db-password", upper=False, lower=False, special=False), "db-password"),
+    ("SWM-001", edit_service("orders", "taskSpec", "containerSpec", "env",
+                             value={"SPRING_DATASOURCE_PASSWORD": "Zq8vN3kP0wLx7TbR2mYc"}), "orders"),
+    ("SWM-002", edit_service("orders", "mode", value={"replicated": {}}), "orders"),
+    ("SWM-003", edit_service("orders", "rollbackConfig", value={}), "orders"),
+    ("SWM-004", edit_service("cache", "taskSpec", "placement", value={"constraints": []}), "cache"),
+    # The workers' autoscaler names a scaling policy no file carries.
+    ("SWM-005", both(edit_service("orders", "labels", value=[{"label": "platform.service", "value": "worker"}]),
+                     add_resource(registration(S, "autoscaler", {"name": "autoscaler", "labels": labels("mon", "autoscaler"),
+                                  "taskSpec": {"containerSpec": {"image": f"registry.internal/tools/autoscaler:1{DIGEST}",
+                                                                 "args": ["--service", "orders", "--policy",
+                                                                          "/etc/platform/policy.yml"]}}}))), "autoscaler"),
+    ("TLS-002", set_fields("tls-cert", isCaCertificate=True, validityPeriodHours=24 * 3661.0), "tls-cert"),
     ("IMG-001", set_fields("postgres-image", name="postgres:latest"), "postgres-image"),
     (
         "IMG-001",
@@ -569,6 +667,13 @@ CASES: list[tuple[str, Mutation, str | None]] = [
 
 NO_ATTESTATION = {"CTR-021", "DMN-001"}
 
+# The rules judging what the policy config attests about the host: besides no attestation (CASES), a weak one.
+CONFIG_CASES: list[tuple[str, dict]] = [
+    ("CTR-021", {"ctr-021-pids-limit": {"daemonDefaultPidsLimit": 0}}),
+    ("DMN-001", {"dmn-001-daemon-evidence": {"daemon": {
+        **DAEMON_ATTESTED["dmn-001-daemon-evidence"]["daemon"], "icc": True}}}),
+]
+
 
 def test_secure_baseline_passes_every_rule(check):
     report = check()
@@ -578,8 +683,10 @@ def test_secure_baseline_passes_every_rule(check):
 
 
 FAILING_ELSEWHERE = {
-    "EVD-001": "tests/daytwo/test_evidence_gate.py::test_gate_fails_an_old_drill_and_a_stale_backup",
-    "EVD-002": "tests/daytwo/test_evidence_gate.py::test_expiring_waiver_listed_by_evd_002_on_a_stack",
+    "EVD-001": ("tests/daytwo/test_evidence_gate.py::test_gate_fails_an_old_drill_and_a_stale_backup",
+                "tests/daytwo/test_evidence_gate.py::test_gate_fails_an_expired_waiver_even_when_the_store_is_unreadable"),
+    "EVD-002": ("tests/daytwo/test_evidence_gate.py::test_expiring_waiver_listed_by_evd_002_on_a_stack",
+                "tests/daytwo/test_evidence_gate.py::test_waivers_expired_fail_and_expiring_within_14_days_are_listed"),
 }
 """The evidence gate's rules read a store, not a resource a mutation could break: their failing cases."""
 
@@ -587,7 +694,7 @@ FAILING_ELSEWHERE = {
 def test_every_enforced_rule_has_a_failing_case():
     from platform_infra.infra.catalog import named_test_exists
 
-    assert all(named_test_exists(test) for test in FAILING_ELSEWHERE.values())
+    assert all(named_test_exists(test) for tests in FAILING_ELSEWHERE.values() for test in tests)
     covered = {rule_id for rule_id, _, _ in CASES} | set(FAILING_ELSEWHERE)
     assert {r.id for r in enforced_rules()} <= covered
 
@@ -603,6 +710,13 @@ def test_rule_fails_on_its_mutation(check, rule_id, mutation, resource):
     assert {v["enforcement"] for v in findings} == {rule.prod}
     expected = resource or "fixture-test"
     assert any(v["resource"].rsplit("::", 1)[-1] == expected for v in findings), messages(report, rule_id)
+
+
+@pytest.mark.parametrize(("rule_id", "config"), CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_rule_fails_on_its_policy_config(check, rule_id, config):
+    report = check(config=config)
+    rule = next(r for r in enforced_rules() if r.id == rule_id)
+    assert {v["enforcement"] for v in report.violations if v["rule"] == rule_id} == {rule.prod}, messages(report, rule_id)
 
 
 def test_service_role_and_kind_come_from_labels_or_image(check):
