@@ -41,8 +41,21 @@ is checked for a critical or high rule, 730 for a medium or low one (`policies/w
 MAX_WAIVER_DAYS); one dated further out is refused. Rules marked *config waiver only* are never waived by
 a label: only their policy config entry waives them, and only with `"approver": "<who accepted it>"`.
 
-**Mutation testing.** `tests/policies/cosmic-ray.toml` runs cosmic-ray over `policies/rules` against the
-rule tests (how, in its comments); a surviving mutant is a behaviour no test pins down.
+**Failing cases.** Every enforced rule fails in at least two test cases, and a rule reading a setting through
+more than one carrier (environment, command line, uploaded file) fails through two of them
+(`tests/policies/test_policies_failing_cases.py` counts the cases of `tests/policies/test_policies_rules.py`).
+
+**Mutation testing.** `tests/policies/cosmic-ray.toml` configures cosmic-ray over `policies/rules` (its
+mutation operators, its session database, `cr-report`); `tests/policies/mutation.py` executes the session:
+each mutant runs only the tests coverage.py saw execute its line, with `-x` and a timeout, in a forked child
+that imports the mutated module from memory (the file is never edited), two at a time:
+
+    cosmic-ray init tests/policies/cosmic-ray.toml pack.sqlite
+    nice -n 10 .venv/bin/python -m tests.policies.mutation tests/policies/cosmic-ray.toml pack.sqlite
+    cr-report --show-output pack.sqlite
+
+A surviving mutant is a behaviour no test pins down, or an equivalent mutant: those are listed, with the
+reason, in `tests/policies/mutation-equivalent.md`.
 
 **Unknowns.** A value not known at preview is reported as unknown (counted in every report), never
 passed silently. Rules marked *fail closed* report it as a violation instead.

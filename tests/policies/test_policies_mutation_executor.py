@@ -1,0 +1,62 @@
+"""tests/policies/mutation.py on a tiny module: a mutant a test catches is recorded killed in the cosmic-ray
+session, an equivalent one survived, and the module on disk is never edited."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import TestOutcome as Outcome
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+CALC = "def clamp(value):\n    if value > 100:\n        return 100\n    return value\n"
+TEST = "from tiny.calc import clamp\n\n\ndef test_clamp():\n    assert clamp(150) == 100 and clamp(5) == 5 and clamp(100) == 100\n"
+# Two of cosmic-ray's mutants of `value > 100`: `<` breaks clamp(150); `>=` is equivalent (clamp(100) is 100
+# either way). Every other operator is filtered out of the session, to keep this quick.
+KILLABLE, EQUIVALENT = "core/ReplaceComparisonOperator_Gt_Lt", "core/ReplaceComparisonOperator_Gt_GtE"
+CONFIG = f"""[cosmic-ray]
+module-path = "calc.py"
+timeout = 60.0
+excluded-modules = []
+test-command = "python -m pytest -q test_calc.py"
+
+[cosmic-ray.distributor]
+name = "local"
+
+[cosmic-ray.filters.operators-filter]
+exclude-operators = ["(?!{KILLABLE}$|{EQUIVALENT}$)"]
+"""
+
+
+def test_a_killable_mutant_is_killed_and_an_equivalent_one_survives(tmp_path):
+    package = tmp_path / "tiny"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "calc.py").write_text(CALC)
+    (package / "test_calc.py").write_text(TEST)
+    (package / "cr.toml").write_text(CONFIG)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"}
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command, check=False, cwd=package, env=env, capture_output=True, text=True, timeout=120)
+
+    run(str(BIN / "cosmic-ray"), "init", "cr.toml", "session.sqlite").check_returncode()
+    run(str(BIN / "cr-filter-operators"), "session.sqlite", "cr.toml").check_returncode()
+    done = run(sys.executable, "-m", "tests.policies.mutation", "cr.toml", "session.sqlite",
+               "--package", "tiny")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "2 mutants" in done.stdout, done.stdout
+
+    with use_db(str(package / "session.sqlite"), WorkDB.Mode.open) as db:
+        outcomes = {item.mutations[0].operator_name: result.test_outcome for item, result in db.completed_work_items
+                    if item.mutations[0].operator_name in (KILLABLE, EQUIVALENT)}
+        results = {item.mutations[0].operator_name: result for item, result in db.completed_work_items}
+    assert outcomes == {KILLABLE: Outcome.KILLED, EQUIVALENT: Outcome.SURVIVED}
+    assert "-    if value > 100:\n+    if value < 100:" in results[KILLABLE].diff
+    assert "1 failed" in results[KILLABLE].output and "1 passed" in results[EQUIVALENT].output
+    assert (package / "calc.py").read_text() == CALC  # served from memory, never written
