@@ -31,6 +31,7 @@ import importlib.abc
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -275,10 +276,42 @@ class Session:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def execute(config_file: str, session: str, package: str, workers: int, limit: int | None, log=print) -> dict:
-    """Test every pending mutant of `session` (at most `limit`); returns counts of the outcomes recorded."""
+EQUIVALENT_ROW = re.compile(r"^\|\s*(\S+\.py):(\d+)\s*\|\s*`?([\w/]+)`?\s*\|", re.MULTILINE)
+
+
+def equivalent_mutants(listing: Path) -> set[tuple[str, int, str]]:
+    """(path, line, operator) of each row `| path:line | operator | why |` of the equivalent mutants' list."""
+    return {(path, int(line), operator) for path, line, operator in EQUIVALENT_ROW.findall(listing.read_text())}
+
+
+def is_listed(mutation, listed: set[tuple[str, int, str]]) -> bool:
+    return (str(mutation.module_path), mutation.start_pos[0], mutation.operator_name) in listed
+
+
+def score(session: str, listing: Path | None) -> dict:
+    """Killed / tested, and killed / (tested - the equivalent mutants listed)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    listed = equivalent_mutants(listing) if listing else set()
+    with use_db(session, WorkDB.Mode.open) as db:
+        done = [(item.mutations[0], result) for item, result in db.completed_work_items
+                if result.test_outcome is not None]
+        total = db.num_work_items
+    killed = sum(result.test_outcome == TestOutcome.KILLED for _, result in done)
+    equivalent = sum(result.test_outcome == TestOutcome.SURVIVED and is_listed(m, listed) for m, result in done)
+    return {"mutants": total, "tested": len(done), "killed": killed, "equivalent": equivalent,
+            "score": round(killed / len(done), 4) if done else None,
+            "score_without_equivalent": round(killed / (len(done) - equivalent), 4) if done else None}
+
+
+def execute(config_file: str, session: str, package: str, workers: int, limit: int | None,
+            survivors: bool = False, equivalent: Path | None = None, log=print) -> dict:
+    """Test every pending mutant of `session` (at most `limit`; with `survivors`, the survived ones again, as
+    after adding tests, but for those listed in `equivalent`); returns counts of the outcomes recorded."""
     from cosmic_ray.config import load_config
     from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
 
     config = load_config(config_file)
     started = time.monotonic()
@@ -296,7 +329,11 @@ def execute(config_file: str, session: str, package: str, workers: int, limit: i
     forget_project_modules()
     with use_db(session, WorkDB.Mode.open) as db:
         runner = Session(db, coverage_map, package, workers)
-        pending = list(db.pending_work_items)[:limit]
+        listed = equivalent_mutants(equivalent) if equivalent else set()
+        pending = list(db.pending_work_items) if not survivors else [
+            item for item, result in db.completed_work_items
+            if result.test_outcome == TestOutcome.SURVIVED and not is_listed(item.mutations[0], listed)]
+        pending = pending[:limit]
         runner.run(pending, log)
     log(f"{len(pending)} mutants in {time.monotonic() - started:.0f} s: {runner.counts}")
     return runner.counts
@@ -309,8 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", default="platform_infra", help="the package the working directory is")
     parser.add_argument("--workers", type=int, default=2, help="children at a time (default 2)")
     parser.add_argument("--limit", type=int, help="test at most this many pending mutants (a sample)")
+    parser.add_argument("--survivors", action="store_true",
+                        help="test the survived mutants again (after adding tests; delete the coverage map first)")
+    parser.add_argument("--equivalent", type=Path, help="the equivalent mutants' list: not tested again, and "
+                        "left out of the second score")
+    parser.add_argument("--score", action="store_true", help="only print the session's score")
     args = parser.parse_args(argv)
-    execute(args.config, args.session, args.package, args.workers, args.limit)
+    if not args.score:
+        execute(args.config, args.session, args.package, args.workers, args.limit, args.survivors, args.equivalent)
+    print(json.dumps(score(args.session, args.equivalent)))
     return 0
 
 

@@ -1,0 +1,57 @@
+"""Behaviours mutation testing (tests/policies/mutation.py) found no test pinned down: each test here kills
+mutants that survived the pack's other tests (the comment names the rule line and the mutant)."""
+
+from __future__ import annotations
+
+from tests.policies.conftest import ids, messages
+from tests.policies.test_policies_rules import add_env, both, edit_service, edit_upload, set_fields, site
+
+
+def test_one_restart_attempt_is_within_the_bound(check):
+    # containers.py restart_policy `1 <= attempts` (1 -> 2): one attempt is a bounded policy.
+    assert "CTR-022" not in ids(check(mutate=edit_service(
+        "orders", "taskSpec", "restartPolicy", value={"condition": "on-failure", "maxAttempts": 1.0})))
+    assert "CTR-022" not in ids(check(mutate=set_fields("api-gateway", maxRetryCount=1.0)))
+
+
+def test_grafana_sign_up_is_reported(check):
+    # monitoring.py grafana_hardening `truthy(sign_up or "")` (or -> and).
+    report = check(mutate=add_env("grafana", "GF_USERS_ALLOW_SIGN_UP=true"))
+    assert messages(report, "MON-GRAF-001") == ["grafana: users can sign up"]
+
+
+def test_an_explicit_ingress_port_of_a_store_is_reported(check):
+    # networks.py no_ingress_publish_ds `port.mode == "ingress"` (== -> is: the wire value is not the literal).
+    report = check(mutate=edit_service("cache", "endpointSpec", value={"ports": [
+        {"targetPort": 6379.0, "publishedPort": 6379.0, "publishMode": "ingress"}]}))
+    assert messages(report, "NET-003") == ["cache: role ds publishes 6379 on the ingress mesh"]
+
+
+def test_one_character_class_is_too_few_and_two_are_enough(check):
+    # secrets.py generated_secret_strength `len(classes) < 2` (2 -> 1).
+    one = check(mutate=set_fields("db-password", upper=False, lower=False, special=False))
+    assert messages(one, "SEC-004") == ["db-password: fewer than two character classes enabled"]
+    two = check(mutate=set_fields("db-password", upper=False, special=False))
+    assert "SEC-004" not in ids(two)
+
+
+def test_a_ca_certificate_may_live_ten_years_a_server_certificate_one(check):
+    # secrets.py cert_lifetime's maxCaHours default `10 * 366 * 24` (* -> /, +, ...) and maxHours.
+    ca = check(mutate=set_fields("tls-cert", isCaCertificate=True, validityPeriodHours=9 * 366 * 24.0))
+    assert "TLS-002" not in ids(ca)
+    server = check(mutate=set_fields("tls-cert", validityPeriodHours=367 * 24.0))
+    assert messages(server, "TLS-002") == ["tls-cert: validityPeriodHours 8808 exceeds 8784"]
+
+
+CORS_FROM_THE_MAP = site("location /api/ {", (
+    "location /api/ {\n        add_header Access-Control-Allow-Origin $cors_origin always;\n"
+    "        add_header Vary Origin always;"))
+
+
+def test_an_origin_map_is_read_past_its_hostnames_flag(check):
+    # edge.py _cors_problems: `hostnames` is skipped (`continue`, not `break`), the entries after it judged.
+    assert "EDGE-011" not in ids(check(mutate=CORS_FROM_THE_MAP))
+    loose = check(mutate=both(CORS_FROM_THE_MAP, edit_upload(
+        "nginx", "nginx.conf", 'default "";', 'hostnames;\n        default "";\n        app.example.com $http_origin;')))
+    assert any("origin map entry app.example.com is not an anchored regex" in m
+               for m in messages(loose, "EDGE-011")), messages(loose, "EDGE-011")
