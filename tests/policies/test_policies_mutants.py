@@ -55,3 +55,25 @@ def test_an_origin_map_is_read_past_its_hostnames_flag(check):
         "nginx", "nginx.conf", 'default "";', 'hostnames;\n        default "";\n        app.example.com $http_origin;')))
     assert any("origin map entry app.example.com is not an anchored regex" in m
                for m in messages(loose, "EDGE-011")), messages(loose, "EDGE-011")
+
+
+def test_hsts_without_include_subdomains_is_reported(check):
+    # edge.py hsts requireIncludeSubDomains default True (True -> False).
+    report = check(mutate=site('"max-age=63072000; includeSubDomains"', '"max-age=63072000"'))
+    assert any("includeSubDomains" in m for m in messages(report, "EDGE-003")), messages(report, "EDGE-003")
+
+
+def test_a_plain_http_root_location_is_no_redirect(check):
+    # edge.py http_to_https `root is not None and <it redirects>` (and -> or): a `/` location must itself redirect.
+    report = check(mutate=site("return 301 https://$host$request_uri;", "location / { return 200; }"))
+    assert any(m.endswith("does not redirect to https://") for m in messages(report, "EDGE-004")), messages(
+        report, "EDGE-004")
+
+
+def test_a_bind_of_the_run_directories_reaches_the_socket(check):
+    # engine.py _socket_parents `parents | {"/run", "/var/run"}` (| -> ^, -): both directories hold the socket.
+    for directory in ("/var/run", "/run"):
+        report = check(mutate=set_fields("api-gateway", user="0:0", volumes=[
+            {"hostPath": directory, "containerPath": "/host-run", "readOnly": True}]))
+        assert "ENG-001" in ids(report), directory
+
