@@ -77,3 +77,26 @@ def test_a_bind_of_the_run_directories_reaches_the_socket(check):
             {"hostPath": directory, "containerPath": "/host-run", "readOnly": True}]))
         assert "ENG-001" in ids(report), directory
 
+
+
+def test_the_actuator_finding_names_only_what_is_beyond_the_allowed(check):
+    # edge.py hide_docs_and_mgmt `exposed - allowed` in the message (- -> |).
+    report = check(mutate=add_env("api-gateway", "MANAGEMENT_ENDPOINTS_WEB_EXPOSURE_INCLUDE=health,env,heapdump"))
+    assert "api-gateway: actuator exposes env, heapdump" in messages(report, "EDGE-012")
+
+
+def test_an_hba_line_with_an_unbalanced_quote_is_read_up_to_its_comment(check):
+    # datastores.py _hba_records' fallback `line.split("#", 1)[0]` (1 -> 0, [0] -> [-1]).
+    trusting = check(mutate=edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
+                                        "10.0.0.0/8     trust  # it's the app"))
+    assert "DS-PG-003" in ids(trusting)
+    commented = check(mutate=edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
+                                         "10.0.0.0/8     scram-sha-256  # don't trust"))
+    assert "DS-PG-003" not in ids(commented)
+
+
+def test_a_weak_requirepass_later_on_the_command_line_is_judged(check):
+    # secrets.py _credential_values `command[index + 1]`, the flag's own value (+ -> &).
+    report = check(mutate=set_fields("redis", command=["redis-server", "/usr/local/etc/redis/redis.conf",
+                                                       "--requirepass", "changeme"]))
+    assert messages(report, "SEC-003") == ["redis: command --requirepass is a default or well-known weak value"]
