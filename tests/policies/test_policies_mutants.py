@@ -4,6 +4,7 @@ mutants that survived the pack's other tests (the comment names the rule line an
 from __future__ import annotations
 
 from tests.policies.conftest import ids, messages
+from tests.policies.fixtures import registration
 from tests.policies.test_policies_rules import add_env, both, edit_service, edit_upload, set_fields, site
 
 
@@ -100,3 +101,23 @@ def test_a_weak_requirepass_later_on_the_command_line_is_judged(check):
     report = check(mutate=set_fields("redis", command=["redis-server", "/usr/local/etc/redis/redis.conf",
                                                        "--requirepass", "changeme"]))
     assert messages(report, "SEC-003") == ["redis: command --requirepass is a default or well-known weak value"]
+
+
+def test_the_namespace_rules_describe_their_namespace():
+    # containers.py: each host-namespace rule's description (its docs entry) names the namespace, `field[:-4]`.
+    from platform_infra.policies.registry import enforced_rules
+
+    described = {r.id: r.description for r in enforced_rules() if r.id in ("CTR-010", "CTR-011", "CTR-012")}
+    assert described == {
+        "CTR-010": "Containers must not share the host's pid namespace (pidMode=host).",
+        "CTR-011": "Containers must not share the host's ipc namespace (ipcMode=host).",
+        "CTR-012": "Containers must not share the host's userns namespace (usernsMode=host).",
+    }
+
+
+def test_a_bucket_without_a_name_leaves_the_evidence_in_the_configured_directory(check, tmp_path):
+    # evidence.py _store `isinstance(bucket, str) and bucket` (and -> or): an empty name is no bucket.
+    bucket = registration("pulumi-python:dynamic/backup:BackupBucket", "backups", {"bucket": ""})
+    report = check(mutate=lambda rs: rs.append(bucket), config={"evd-001-evidence-gate": {
+        "enforcementLevel": "mandatory", "evidence_dir": str(tmp_path / "evidence")}})
+    assert any("no successful backup drill" in m for m in messages(report, "EVD-001")), report
