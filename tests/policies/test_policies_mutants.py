@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from tests.policies.conftest import ids, messages
 from tests.policies.fixtures import registration
-from tests.policies.test_policies_rules import add_env, both, edit_service, edit_upload, set_fields, site
+from tests.policies.test_policies_rules import (
+    add_env,
+    both,
+    drop_fields,
+    edit_service,
+    edit_upload,
+    set_fields,
+    site,
+)
 
 
 def test_one_restart_attempt_is_within_the_bound(check):
@@ -121,3 +129,11 @@ def test_a_bucket_without_a_name_leaves_the_evidence_in_the_configured_directory
     report = check(mutate=lambda rs: rs.append(bucket), config={"evd-001-evidence-gate": {
         "enforcementLevel": "mandatory", "evidence_dir": str(tmp_path / "evidence")}})
     assert any("no successful backup drill" in m for m in messages(report, "EVD-001")), report
+
+
+def test_a_cpu_quota_alone_is_a_cap(check):
+    # containers.py cpu_limit `cpus <= 0 and quota <= 0`: either one caps the container.
+    assert "CTR-020" not in ids(check(mutate=both(drop_fields("api-gateway", "cpus"),
+                                                  set_fields("api-gateway", cpuQuota=50000.0))))
+    assert messages(check(mutate=drop_fields("api-gateway", "cpus")), "CTR-020") == [
+        "api-gateway: no CPU limit (cpus or cpuQuota)"]
