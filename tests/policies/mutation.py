@@ -20,7 +20,10 @@ gives the score) and changes only how a mutant is tested:
     nice -n 10 .venv/bin/python -m tests.policies.mutation tests/policies/cosmic-ray.toml pack.sqlite
     cr-report --show-output pack.sqlite
 
-Run it from the directory `cosmic-ray init` ran in (the mutants' paths are relative to it).
+After adding tests for the survivors, `--survivors --equivalent tests/policies/mutation-equivalent.md` tests the
+survived mutants again but for the listed equivalent ones (delete the session's coverage map first: the tests
+changed); `--score` prints killed / tested and killed / (tested - equivalent). Run it from the directory
+`cosmic-ray init` ran in (the mutants' paths are relative to it).
 """
 
 from __future__ import annotations
