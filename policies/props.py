@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -207,6 +208,12 @@ def _read_image_source(resource_type: str, props: Any) -> ImageSource:
     return ImageSource(known(name_field), tuple(r for r in map(known, reference_fields) if r))
 
 
+def host_path_as_resolved(path: str) -> str:
+    """An absolute host path as the kernel resolves it (`//etc`, `/srv/../etc/` are `/etc`), so that a rule
+    comparing paths cannot be sidestepped by spelling one differently; a volume's name stays as it is."""
+    return "/" + posixpath.normpath(path).lstrip("/") if path.startswith("/") else path
+
+
 @dataclass(frozen=True)
 class Mount:
     source: str
@@ -375,7 +382,7 @@ class Workload:
         if not self.is_service:
             for volume in items(get(self.props, "volumes")):
                 host_path = get(volume, "hostPath")
-                source = host_path or get(volume, "volumeName") or ""
+                source = host_path_as_resolved(str(host_path)) if host_path else get(volume, "volumeName") or ""
                 found.append(
                     Mount(
                         str(source),
@@ -388,7 +395,7 @@ class Workload:
         for mount in items(get(self.spec, "mounts")):
             found.append(
                 Mount(
-                    str(get(mount, "source", default="")),
+                    host_path_as_resolved(str(get(mount, "source", default=""))),
                     str(get(mount, "target", default="")),
                     str(get(mount, "type", default="volume")),
                     truthy(get(mount, "readOnly")),

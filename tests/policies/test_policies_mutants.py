@@ -4,7 +4,7 @@ mutants that survived the pack's other tests (the comment names the rule line an
 from __future__ import annotations
 
 from tests.policies.conftest import ids, messages
-from tests.policies.fixtures import registration
+from tests.policies.fixtures import DIGEST, container, registration
 from tests.policies.test_policies_rules import (
     add_env,
     both,
@@ -137,3 +137,51 @@ def test_a_cpu_quota_alone_is_a_cap(check):
                                                   set_fields("api-gateway", cpuQuota=50000.0))))
     assert messages(check(mutate=drop_fields("api-gateway", "cpus")), "CTR-020") == [
         "api-gateway: no CPU limit (cpus or cpuQuota)"]
+
+
+def test_only_port_22_itself_is_ssh(check):
+    # containers.py no_ssh `port.external == 22` (== -> <=).
+    report = check(mutate=set_fields("api-gateway", ports=[{"internal": 8080.0, "external": 21.0, "ip": "127.0.0.1"}]))
+    assert "CTR-024" in ids(report) and "CTR-028" not in ids(report)
+
+
+def test_an_api_without_a_stricter_login_location_is_reported(check):
+    # edge.py rate_limit requireAuthLimit default True (True -> False).
+    report = check(mutate=site("location ~* ^/api/v1/auth/login {\n        limit_req zone=login burst=5 nodelay;\n"
+                               "        proxy_pass http://api-gateway:8080;\n    }", ""))
+    assert messages(report, "EDGE-009") == [
+        "nginx: no dedicated location with a stricter limit for auth/login/token endpoints"]
+
+
+def test_springdoc_is_judged_on_spring_applications_only(check):
+    # edge.py hide_docs_and_mgmt `w.role == "app" and _is_spring(w)` (and -> or).
+    static = container("static-site", "app", f"registry.internal/orchestration/static:1.0.0{DIGEST}", "app")
+    report = check(mutate=lambda rs: rs.append(static))
+    assert not [m for m in messages(report, "EDGE-012") if m.startswith("static-site")]
+
+
+def test_a_base64_key_counts_its_decoded_bytes(check):
+    # secrets.py _key_bytes `len(value) % 4 == 0` (% -> >>): 32 base64 characters are 24 bytes of key.
+    report = check(mutate=add_env("api-gateway", "JWT_SECRET=B8gNYwH6H0BNgAPJN1oR8EIIviFlDN4t"))
+    assert messages(report, "SEC-002") == ["api-gateway: env JWT_SECRET is shorter than 32 bytes (256 bits) for HS256"]
+
+
+def test_the_autoscaler_policy_finding_gives_the_first_line_of_the_error(check):
+    # swarm.py worker_autoscaling's message `str(error).splitlines()[0]` ([0] -> [1]).
+    from tests.policies.test_policies_rules import CASES
+
+    (weakening,) = [mutation for rule, mutation, resource in CASES if rule == "SWM-005" and resource == "autoscaler"]
+    assert messages(check(mutate=weakening), "SWM-005") == [
+        ("autoscaler: the autoscaler's policy /etc/platform/policy.yml is missing or invalid: "
+         "1 validation error for ScalingPolicy")]
+
+
+def test_a_host_path_is_judged_as_the_kernel_resolves_it(check):
+    # containers.py no_sensitive_host_paths `directory != "/"` (!= -> is not) showed that `//etc` or `/etc/../etc`
+    # was not `/etc`: bind sources are normalised (props.Workload.mounts) before any rule reads them.
+    for source in ("//etc", "/srv/../etc/", "/etc/./"):
+        report = check(mutate=set_fields("api-gateway", volumes=[{"hostPath": source, "containerPath": "/x"}]))
+        assert messages(report, "CTR-015") == ["api-gateway: bind-mounts /etc read-write"], source
+    socket = check(mutate=edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
+        {"type": "bind", "source": "//var/run//docker.sock", "target": "/var/run/docker.sock", "readOnly": True}]))
+    assert {"CTR-014", "ENG-001"} <= ids(socket)
