@@ -3,7 +3,9 @@ mutants that survived the pack's other tests (the comment names the rule line an
 
 from __future__ import annotations
 
-from tests.policies.conftest import ids, messages
+import copy
+
+from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import DIGEST, container, registration
 from tests.policies.test_policies_rules import (
     add_env,
@@ -185,3 +187,48 @@ def test_a_host_path_is_judged_as_the_kernel_resolves_it(check):
     socket = check(mutate=edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
         {"type": "bind", "source": "//var/run//docker.sock", "target": "/var/run/docker.sock", "readOnly": True}]))
     assert {"CTR-014", "ENG-001"} <= ids(socket)
+
+
+def test_a_clickhouse_backup_config_on_a_files_carrier_is_judged(check):
+    # backups.py BAK-API-001 reads_files=True (True -> False): the carrier never runs, yet its file configures the API.
+    def mutate(rs):
+        carrier = copy.deepcopy(named(rs, "clickhouse-backup"))
+        carrier.name = carrier.inputs["name"] = "clickhouse-backup-files"
+        carrier.urn = carrier.urn.replace("::clickhouse-backup", "::clickhouse-backup-files")
+        carrier.inputs.update(start=False, envs=[], command=[])
+        rs.append(carrier)
+        edit_upload("clickhouse-backup-files", "chb.yml", "  username: backup-api\n",
+                    "  username: backup-api\n  listen: ':7171'\n")(rs)
+
+    report = check(mutate=mutate)
+    assert any(m.startswith("clickhouse-backup-files:") for m in messages(report, "BAK-API-001")), report.violations
+
+
+def test_tls_1_3_alone_is_allowed(check):
+    # edge.py tls_protocols `set(protocols) <= allowed` (<= -> ==).
+    assert "EDGE-001" not in ids(check(mutate=site("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.3;")))
+
+
+def test_a_socket_proxy_may_name_its_acl(check):
+    # engine.py _allowed_calls reads named ACLs `acl <name> <fetch> <value>` (len(tokens) > 2 -> == 2).
+    path = "'^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$'"
+    report = check(mutate=edit_upload("autoscaler-socket-proxy", "haproxy.cfg",
+                                      f"    http-request allow if {{ method POST }} {{ path_reg {path} }}",
+                                      f"    acl update path_reg {path}\n    http-request allow if {{ method POST }} update"))
+    assert "ENG-002" not in ids(report), messages(report, "ENG-002")
+
+
+def test_prometheus_lifecycle_is_a_published_port_finding_only_when_published(check):
+    # monitoring.py prometheus_access `w.ports and "--web.enable-lifecycle"` (AddNot).
+    command = ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.retention.time=15d",
+               "--web.enable-lifecycle", "--web.config.file=/etc/prometheus/web.yml"]
+    assert "MON-PROM-001" not in ids(check(mutate=set_fields("prometheus", command=command)))
+    published = check(mutate=set_fields("prometheus", command=command, ports=[
+        {"internal": 9090.0, "external": 9090.0, "ip": "127.0.0.1"}]))
+    assert messages(published, "MON-PROM-001") == ["prometheus: --web.enable-lifecycle on a published port"]
+
+
+def test_a_requirepass_taken_from_the_environment_is_no_weak_value(check):
+    # secrets.py _credential_values `command[index + 1]` right after the flag (+ -> |, at an odd index).
+    report = check(mutate=set_fields("redis", command=["redis-server", "--requirepass", "$REDIS_PASSWORD"]))
+    assert "SEC-003" not in ids(report)
