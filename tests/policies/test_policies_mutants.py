@@ -232,3 +232,16 @@ def test_a_requirepass_taken_from_the_environment_is_no_weak_value(check):
     # secrets.py _credential_values `command[index + 1]` right after the flag (+ -> |, at an odd index).
     report = check(mutate=set_fields("redis", command=["redis-server", "--requirepass", "$REDIS_PASSWORD"]))
     assert "SEC-003" not in ids(report)
+
+
+def test_method_terms_of_one_allow_are_anded(check):
+    # engine.py _allowed_calls `methods & found` (& -> ^): `{ method POST DELETE } { method POST }` allows POST only.
+    report = check(mutate=edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "{ method POST }",
+                                      "{ method POST DELETE } { method POST }"))
+    assert "ENG-002" not in ids(report), messages(report, "ENG-002")
+
+
+def test_a_dangerous_commands_subcommand_is_a_grant_of_it(check):
+    # accounts.py _redis_grants `rule[1:].split("|")[0]`, the command of `+config|set` ([0] -> [-1]).
+    report = check(mutate=edit_upload("redis", "redis.conf", "-@dangerous +info", "-@dangerous +info +config|set"))
+    assert messages(report, "DS-REDIS-003") == ["redis: redis redis: redis.conf: user app may run config|set"]
