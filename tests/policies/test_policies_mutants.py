@@ -245,3 +245,12 @@ def test_a_dangerous_commands_subcommand_is_a_grant_of_it(check):
     # accounts.py _redis_grants `rule[1:].split("|")[0]`, the command of `+config|set` ([0] -> [-1]).
     report = check(mutate=edit_upload("redis", "redis.conf", "-@dangerous +info", "-@dangerous +info +config|set"))
     assert messages(report, "DS-REDIS-003") == ["redis: redis redis: redis.conf: user app may run config|set"]
+
+
+def test_only_a_clickhouse_backup_config_is_judged_as_one(check):
+    # backups.py _clickhouse_backup_config: a YAML file with none of its sections is another file (& -> |).
+    def mutate(rs):
+        named(rs, "clickhouse-backup").inputs["uploads"].append(
+            {"file": "/etc/platform/logging.yml", "content": "level: info\n"})
+
+    assert "BAK-API-001" not in ids(check(mutate=mutate))
