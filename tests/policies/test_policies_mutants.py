@@ -254,3 +254,53 @@ def test_only_a_clickhouse_backup_config_is_judged_as_one(check):
             {"file": "/etc/platform/logging.yml", "content": "level: info\n"})
 
     assert "BAK-API-001" not in ids(check(mutate=mutate))
+
+
+def test_an_admin_grant_stays_until_minus_admin(check):
+    # accounts.py _redis_grants `rule == "-@admin"` (== -> !=): a later `+info` does not take @admin back.
+    report = check(mutate=edit_upload("redis", "redis.conf", "-@dangerous +info", "-@dangerous +@admin +info"))
+    assert any("user app may run @admin" in m for m in messages(report, "DS-REDIS-003")), messages(report, "DS-REDIS-003")
+
+
+def test_a_container_without_networking_needs_no_network(check):
+    # containers.py user_defined_network `not mode and not w.networks` (Delete_Not): networkMode none is no bridge.
+    report = check(mutate=both(drop_fields("api-gateway", "networksAdvanced"), set_fields("api-gateway", networkMode="none")))
+    assert "CTR-029" not in ids(report)
+
+
+def test_an_origin_map_allowing_null_is_reported(check):
+    # edge.py _cors_problems `"null" in values or key == "null"` (AddNot).
+    report = check(mutate=both(CORS_FROM_THE_MAP, edit_upload("nginx", "nginx.conf", 'default "";',
+                                                               'default "";\n        null $http_origin;')))
+    assert any("origin map allows the null origin" in m for m in messages(report, "EDGE-011")), messages(
+        report, "EDGE-011")
+
+
+def test_springdoc_enabled_true_is_reported(check):
+    # edge.py hide_docs_and_mgmt `!= "false"` (!= -> <: "true" sorts after "false").
+    report = check(mutate=add_env("api-gateway", "SPRINGDOC_API_DOCS_ENABLED=true"))
+    assert "api-gateway: env SPRINGDOC_API_DOCS_ENABLED is not false (springdoc defaults to enabled)" in messages(
+        report, "EDGE-012")
+
+
+def test_a_server_refusing_everything_routes_nothing(check):
+    # edge.py _docs_routed `r[0].startswith("4")`, the status of `return 403 text` ([0] -> [1], [-1]).
+    report = check(mutate=site("location / { return 404; }\n}", (
+        "location / { return 404; }\n}\nserver {\n    listen 8444 ssl;\n    server_name closed.example.com;\n"
+        "    return 403 closed;\n    location /actuator/ { proxy_pass http://api-gateway:8080; }\n}")))
+    assert not [m for m in messages(report, "EDGE-012") if "closed.example.com" in m], messages(report, "EDGE-012")
+
+
+def test_a_store_publishing_in_host_mode_is_not_on_the_ingress_mesh(check):
+    # networks.py no_ingress_publish_ds `port.mode == "ingress"` (== -> <=: "host" sorts before "ingress").
+    report = check(mutate=edit_service("cache", "endpointSpec", value={"ports": [
+        {"targetPort": 6379.0, "publishedPort": 16379.0, "publishMode": "host"}]}))
+    assert "CTR-026" in ids(report) and "NET-003" not in ids(report)
+
+
+def test_hs512_needs_64_bytes(check):
+    # secrets.py HMAC_MIN_BYTES HS512 64 (64 -> 65).
+    key = "Xk3pq9Lm2nVb7Rt5Wz8yQa1cE4fG6hJ0kL2mN4pQ6rS8tU9vW1xY3zA5bC7dE9f-"  # "-": not base64, 64 bytes as written
+    assert len(key) == 64
+    assert "SEC-002" not in ids(check(mutate=add_env("api-gateway", "JWT_ALGORITHM=HS512", f"JWT_SECRET={key}")))
+    assert "SEC-002" in ids(check(mutate=add_env("api-gateway", "JWT_ALGORITHM=HS512", f"JWT_SECRET={key[:63]}")))
