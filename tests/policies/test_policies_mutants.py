@@ -304,3 +304,28 @@ def test_hs512_needs_64_bytes(check):
     assert len(key) == 64
     assert "SEC-002" not in ids(check(mutate=add_env("api-gateway", "JWT_ALGORITHM=HS512", f"JWT_SECRET={key}")))
     assert "SEC-002" in ids(check(mutate=add_env("api-gateway", "JWT_ALGORITHM=HS512", f"JWT_SECRET={key[:63]}")))
+
+
+def test_ports_on_loopback_bind_no_other_interface(check):
+    # containers.py bind_specific_interface `not 127.* and != "::1"` (and -> or).
+    for ip in ("127.0.0.1", "::1"):
+        report = check(mutate=set_fields("grafana", ports=[{"internal": 3000.0, "external": 3000.0, "ip": ip}]))
+        assert "CTR-026" in ids(report) and "CTR-025" not in ids(report), ip
+
+
+def test_only_an_override_flag_configures_kafka(check):
+    # accounts.py _kafka_settings `token == "--override"` (== -> is not): another flag's value is no setting.
+    report = check(mutate=set_fields("kafka", command=["/etc/kafka/docker/run", "--note", "super.users=User:ANONYMOUS"]))
+    assert "DS-KAFKA-002" not in ids(report), messages(report, "DS-KAFKA-002")
+
+
+def test_two_services_sharing_a_redis_user_are_reported(check):
+    # accounts.py redis_accounts' loop over shared users (ZeroIterationForLoop).
+    def mutate(rs):
+        add_env("api-gateway", "SPRING_DATA_REDIS_HOST=redis", "SPRING_DATA_REDIS_USERNAME=app")(rs)
+        named(rs, "orders").inputs["taskSpec"]["containerSpec"]["env"].update(
+            SPRING_DATA_REDIS_HOST="redis", SPRING_DATA_REDIS_USERNAME="app")
+
+    report = check(mutate=mutate)
+    assert any(m.endswith("redis user app is shared by api-gateway, orders: one user per client")
+               for m in messages(report, "DS-REDIS-003")), messages(report, "DS-REDIS-003")
