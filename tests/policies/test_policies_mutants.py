@@ -329,3 +329,27 @@ def test_two_services_sharing_a_redis_user_are_reported(check):
     report = check(mutate=mutate)
     assert any(m.endswith("redis user app is shared by api-gateway, orders: one user per client")
                for m in messages(report, "DS-REDIS-003")), messages(report, "DS-REDIS-003")
+
+
+def test_an_unlimited_cpu_quota_is_no_cap(check):
+    # containers.py cpu_limit `quota <= 0` (<= -> ==): -1 is the engine's "no limit".
+    report = check(mutate=both(drop_fields("api-gateway", "cpus"), set_fields("api-gateway", cpuQuota=-1.0)))
+    assert messages(report, "CTR-020") == ["api-gateway: no CPU limit (cpus or cpuQuota)"]
+
+
+def test_a_path_reg_without_a_pattern_restricts_no_path(check):
+    # engine.py _allowed_calls `len(values) == 1` (== -> <=): `{ path_reg }` names no path, so it allows any.
+    report = check(mutate=edit_upload("autoscaler-socket-proxy", "haproxy.cfg",
+                                      "{ path_reg '^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$' }",
+                                      "{ path_reg }"))
+    assert messages(report, "ENG-002"), report.violations
+
+
+def test_a_service_attached_by_network_id_is_judged_on_that_network(check):
+    # networks.py _attached: a Service names its network by id; the network dependency left over is it (is -> is not).
+    def mutate(rs):
+        orders, edge = named(rs, "orders"), named(rs, "edge")
+        orders.inputs["taskSpec"]["networksAdvanceds"].append({"id": "edge-id"})
+        orders.dependencies.append(edge.urn)
+
+    assert "orders: role app joins the load balancer's edge network edge" in messages(check(mutate=mutate), "NET-001")
