@@ -145,6 +145,9 @@ def test_every_task_reaches_exactly_what_the_zones_design(stack):
     matrix = reachability(stack.client, containers, lambda net: net.removeprefix(own) if net.startswith(own)
                           and net.removeprefix(own) in ZONES else None, f"{stack.prefix}-probe", name_of)
     print("\nreachability (Swarm runtime):\n" + matrix.table())
+    if matrix.outside:  # tasks with docker_gwbridge's default route meet this sandbox's egress proxy
+        stack.host_differences.add(f"{len(matrix.outside)} connections to overlay addresses were answered from "
+                                   "beyond the host (this sandbox's egress proxy), not by their task: set aside")
     assert membership_differences(matrix) == {}
     assert missing(matrix) == []
     assert matrix.found == matrix.designed, matrix_differences(matrix)
