@@ -141,7 +141,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
            if settings.tls.mode == "provided" else {}),
     })
 
-    data, images = settings.data, settings.images
+    data, images = settings.data, settings.pulled_images
 
     # Backups (settings.backups): the store, WAL archiving from PostgreSQL, and the scheduled jobs below.
     backups = settings.backups

@@ -160,8 +160,8 @@ def stapling(engine, edge_as_deployed):
 def _handshake(responder, edge) -> str:
     """`openssl s_client -status` from the responder's container to the edge, verifying its chain."""
     code, output = responder.exec_run(
-        ["sh", "-c", f"openssl s_client -connect {edge.name}:{HTTPS_PORT} -servername {SERVER_NAME} -status "
-                     "-CAfile /ocsp/ca.pem -verify_return_error </dev/null 2>&1"])
+        ["sh", "-c", (f"openssl s_client -connect {edge.name}:{HTTPS_PORT} -servername {SERVER_NAME} -status "
+                      "-CAfile /ocsp/ca.pem -verify_return_error </dev/null 2>&1")])
     assert code == 0, output.decode(errors="replace")
     return output.decode(errors="replace")
 
