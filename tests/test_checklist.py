@@ -231,7 +231,14 @@ def fresh_records(stack: str = "prod", ok: bool = True, age=None) -> list:
     """One record of each kind, as its command writes it: the checks come from verify's and the drills' own code."""
     from datetime import timedelta
 
-    from platform_infra.infra.daytwo import autoscale_review, drill_failover, drill_load, drills, evidence, verify
+    from platform_infra.infra.daytwo import (
+        autoscale_review,
+        drill_failover,
+        drill_load,
+        drills,
+        evidence,
+        verify,
+    )
 
     created = datetime.now(UTC) - (age or timedelta(minutes=5))
     status = "pass" if ok else "fail"

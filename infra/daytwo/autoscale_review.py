@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from platform_infra.components.autoscaling import ScalingPolicy
@@ -85,7 +85,7 @@ def review(policy: ScalingPolicy, lines: list[dict], workers: int, at_max_for: i
     """The simulated decisions, judged: each holds from its time to the next one (the last for one step)."""
     times = [float(line["time"]) for line in lines]
     step = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else float(policy.interval_seconds)
-    held = [b - a for a, b in zip(times, times[1:], strict=False)] + [step]
+    held = [b - a for a, b in pairwise(times)] + [step]
     over = [_over_target(policy, line) for line in lines]
     above = longest = stretch = at_max = 0.0
     for line, seconds, is_over in zip(lines, held, over, strict=True):
@@ -96,7 +96,7 @@ def review(policy: ScalingPolicy, lines: list[dict], workers: int, at_max_for: i
     moves = [(t, line["desired"] - line["current"]) for t, line in zip(times, lines, strict=True)
              if line["desired"] != line["current"]]
     reversals = sum((a > 0) != (b > 0) and t2 - t1 < FLAP_SECONDS
-                    for (t1, a), (t2, b) in zip(moves, moves[1:], strict=False))
+                    for (t1, a), (t2, b) in pairwise(moves))
     counted = [max(0.0, line["inputs"]["lag"] - line["inputs"]["stuck_lag"]) for line in lines
                if line["inputs"]["lag"] is not None]
     needed = max((math.ceil(lag / policy.target_lag_per_replica) for lag in counted), default=0)

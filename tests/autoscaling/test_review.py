@@ -53,8 +53,8 @@ def test_a_floor_higher_than_the_lag_ever_needed_is_lowered(tmp_path):
     steady = write_trace(tmp_path, [(15 * i, 120) for i in range(40)])
     seen = replayed(LAG_POLICY.model_copy(update={"min_replicas": 4}), steady, initial=4)
     assert seen.needed_replicas == 1 and seen.worker_seconds == 4 * 600
-    assert seen.suggestions == ["lower min_replicas (4) to 1: the lag never asked for more than 1 replicas at "
-                                "target_lag_per_replica 1000"]
+    assert seen.suggestions == [("lower min_replicas (4) to 1: the lag never asked for more than 1 replicas at "
+                                 "target_lag_per_replica 1000")]
     assert replayed(LAG_POLICY.model_copy(update={"min_replicas": 1}), steady, initial=1).suggestions == []
 
 
