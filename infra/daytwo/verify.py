@@ -5,8 +5,8 @@ the certificate checked for the stack's public host names against the system's C
 Prometheus' and Alertmanager's HTTP APIs, Grafana's, and the evidence store (infra/daytwo/evidence.py). The
 application admin's and Grafana's passwords come from PLATFORM_APP_ADMIN_PASSWORD and GRAFANA_ADMIN_PASSWORD
 (the stack outputs `app_admin_password` and `grafana_admin_password`); without them the checks that log in are
-unknown. Every threshold is the stack's setting its alert uses (MonitoringConfig.alerts), or its success
-criterion (MonitoringConfig.success); a metric that is missing makes its check unknown, never pass.
+unknown. Every threshold is the stack's setting its alert uses (MonitoringConfig.alerts), its success
+criterion (MonitoringConfig.success) or the index review's (MonitoringConfig.index_use); a metric that is missing makes its check unknown, never pass.
 
 Exit codes: 0 every check passes, 1 any fails or is unknown, 2 bad input or an unreachable endpoint.
 """
