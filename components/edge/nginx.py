@@ -237,7 +237,11 @@ def _stapling(trusted_certificate_path: str | None) -> list[Directive]:
     or failing responder, or a status other than good: it logs why and serves without a staple (clients then
     ask the responder themselves, or soft-fail). nginx fetches on the first handshake and refreshes the
     response itself before it expires (an ssl_stapling_file would be stapled as is, even expired, and would need
-    a job and a reload to stay fresh; the edge's network routes out, so nginx can fetch it).
+    a job and a reload to stay fresh; the edge's network routes out, so nginx can fetch it). The resolver is
+    Docker's embedded DNS in both runtimes (127.0.0.11 in every container on a user-defined bridge or an overlay:
+    moby daemon/libnetwork/sandbox_dns_unix.go resolverIPSandbox), which forwards names it does not own to the
+    host's servers for a container with a way out (resolver.go forwardExtDNS; SetForwardingPolicy(
+    hasExternalAccess)): the load balancer's `edge` network is routed (components/zones.py).
     ssl_stapling_verify: the response is checked before it is stapled: signed by the issuer in the chain, or by a
     delegated responder that chains to ssl_trusted_certificate (never sent to clients)."""
     return [directive("ssl_stapling", "on"), directive("ssl_stapling_verify", "on"),
