@@ -141,7 +141,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
            if settings.tls.mode == "provided" else {}),
     })
 
-    data, images = settings.data, settings.images
+    data, images = settings.data, settings.pulled_images
 
     # Backups (settings.backups): the store, WAL archiving from PostgreSQL, and the scheduled jobs below.
     backups = settings.backups
@@ -229,6 +229,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         # The name answering with every running replica: nginx balances over them and skips a failing one.
         "upstreams": [f"{gateway.every_instance}:{APP_PORT}"],
         "certificate_pem": tls.certificate_pem, "private_key_pem": tls.private_key_pem,
+        "trusted_certificate_pem": tls.ca_certificate_pem,
         "memory_mb": lb.resources.memory_mb, "cpus": lb.resources.cpus, "bind_address": lb.bind_address,
         "depends_on": gateway.containers,
     })

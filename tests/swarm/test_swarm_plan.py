@@ -200,7 +200,7 @@ def test_secrets_and_configs_are_files_of_their_service(swarm_run) -> None:
         assert {(s["fileUid"], s["fileGid"], s["fileMode"]) for s in spec["secrets"]} == {("0", group, 0o440)}
     lb = services(swarm_run)["load-balancer"]
     lb_configs = {c["fileName"] for c in lb["taskSpec"]["containerSpec"]["configs"]}
-    assert lb_configs == {"/etc/platform/nginx.conf", "/etc/platform/tls/fullchain.pem"}
+    assert lb_configs == {"/etc/platform/nginx.conf", "/etc/platform/tls/fullchain.pem", "/etc/platform/tls/trusted.pem"}
     nginx_conf = next(c for c in configs.values() if labels_of(c)["platform.path"] == "/etc/platform/nginx.conf"
                       and labels_of(c)["platform.service"] == "load-balancer")
     conf = base64.b64decode(nginx_conf["data"]).decode()
