@@ -355,8 +355,8 @@ def redis_dangerous_commands(w: Workload, report, options) -> None:
     prod=MANDATORY,
     checklist=["security.clickhouse-password"],
     sources=["docker-library clickhouse docs"],
-    remediation="Set CLICKHOUSE_USER and CLICKHOUSE_PASSWORD from a secret (or a users.xml with "
-    "password_sha256_hex); never CLICKHOUSE_SKIP_USER_SETUP=1.",
+    remediation="Upload a users.d file giving each user a password_sha256_hex (DS-CH-002: not CLICKHOUSE_USER and "
+    "CLICKHOUSE_PASSWORD, whose user the image opens to any address); never CLICKHOUSE_SKIP_USER_SETUP=1.",
 )
 def clickhouse_auth(w: Workload, report, options) -> None:
     """ClickHouse's `default` user is not left without a password."""

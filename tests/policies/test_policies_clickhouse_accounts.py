@@ -36,6 +36,14 @@ WEAKENINGS = {
         lambda rt: edit_file(USERS, lambda t: t.replace("<password_sha256_hex>", "<password>Zq8vN3kP0wLx7TbR</password>"
                                                         "<!-- ", 1).replace("</password_sha256_hex>", " -->", 1)),
         "has a plaintext <password>"),
+    "a user without a password (uploaded file)": (
+        lambda rt: edit_file(USERS, lambda t: t.replace("<password_sha256_hex>", "<!-- ", 1).replace(
+            "</password_sha256_hex>", " -->", 1)),
+        "user clickhouse-backup has no password"),
+    "a grant that can be passed on (uploaded file)": (
+        lambda rt: edit_file(USERS, lambda t: t.replace("GRANT INSERT ON logs.*</query>",
+                                                        "GRANT INSERT ON logs.* WITH GRANT OPTION</query>", 1)),
+        "WITH GRANT OPTION"),
     "default reachable over the network (uploaded file)": (
         lambda rt: edit_file(USERS, lambda t: t.replace("<ip>::1</ip>", "<ip>::/0</ip>")),
         "user default accepts any address"),
