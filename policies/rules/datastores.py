@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 import shlex
 
-from platform_infra.policies.props import SERVICE_CONFIG, SERVICE_LABEL, WORKLOADS, Workload, get, items, truthy
+from platform_infra.policies.props import (
+    SERVICE_CONFIG,
+    SERVICE_LABEL,
+    WORKLOADS,
+    Workload,
+    get,
+    items,
+    truthy,
+)
 from platform_infra.policies.registry import MANDATORY, resource_rule, stack_rule
 from platform_infra.policies.scope import kind_is
 
