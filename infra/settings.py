@@ -43,7 +43,6 @@ SETTINGS_KEY = "settings"
 SECRET_KEYS = {
     "postgresPassword": "postgres_password",
     "kafkaPassword": "kafka_password",
-    "clickhousePassword": "clickhouse_password",
     "grafanaAdminPassword": "grafana_admin_password",
     "jwtSecret": "jwt_secret",
     "postgresSuperuserPassword": "postgres_superuser_password",

@@ -31,6 +31,7 @@ from tests.live.probes import (
     as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
+    assert_clickhouse_accounts_confined,
     assert_reads_back_as_sent,
     assert_redis_accounts_confined,
     assert_the_jobs_key_cannot_destroy_a_backup,
@@ -214,6 +215,10 @@ def test_the_application_role_cannot_create_roles_or_read_other_databases(stack)
 
 def test_each_redis_client_has_its_own_user_with_only_its_rights(stack):
     assert_redis_accounts_confined(stack)
+
+
+def test_each_clickhouse_client_has_its_own_user_from_its_own_container(stack):
+    assert_clickhouse_accounts_confined(stack)
 
 
 def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):

@@ -34,6 +34,7 @@ from tests.live.probes import (
     as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
+    assert_clickhouse_accounts_confined,
     create_bucket,
     failover_drill,
     firing_but_unresolvable_uptime,
@@ -230,6 +231,12 @@ def test_no_alert_fires_on_the_healthy_stack(stack):
 
 def test_the_application_role_cannot_create_roles_or_read_other_databases(stack):
     assert_app_role_confined(stack)
+
+
+def test_each_clickhouse_client_has_its_own_user_from_its_own_task(stack):
+    """ClickHouse lets each user in from the addresses of `tasks.<client>` only, the clients reaching its task
+    directly (`tasks.clickhouse`), not through the service's virtual IP, whose load balancer would be the source."""
+    assert_clickhouse_accounts_confined(stack)
 
 
 def test_the_definitions_read_back_as_sent(stack):

@@ -178,8 +178,8 @@ def test_no_credential_in_any_environment_value(swarm_run) -> None:
         for key, value in env.items():
             assert not any(secret in str(value) for secret in decoded if len(secret) >= 16), (service, key)
     clickhouse = services(swarm_run)["clickhouse"]["taskSpec"]["containerSpec"]
-    assert clickhouse["env"]["CLICKHOUSE_PASSWORD_FILE"] == "/etc/platform/secrets/clickhouse_password"
-    assert "/etc/platform/secrets/clickhouse_password" in {s["fileName"] for s in clickhouse["secrets"]}
+    assert not {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD_FILE"} & set(clickhouse["env"])
+    assert "/etc/clickhouse-server/users.d/platform-users.xml" in {s["fileName"] for s in clickhouse["secrets"]}
     kafka = services(swarm_run)["kafka"]["taskSpec"]["containerSpec"]
     assert "/etc/platform/secrets/kafka_server_jaas.conf" in {s["fileName"] for s in kafka["secrets"]}
 
