@@ -62,8 +62,8 @@ class Connections:
     kafka_passwords: Mapping[str, pulumi.Input[str]]
     """Each service's own SASL user (named as the service) and its password."""
     clickhouse_url: str
-    clickhouse_user: str
-    clickhouse_password: pulumi.Input[str]
+    clickhouse_passwords: Mapping[str, pulumi.Input[str]]
+    """Each service's own ClickHouse user (named as the service) and its password."""
     jwt_secret: pulumi.Input[str]
 
 
@@ -118,8 +118,10 @@ def _dependency_env(service: str, needs: Sequence[Dependency], c: Connections, p
             raise ComponentArgsError(f"AppService {service!r}: needs kafka but has no Kafka user of its own")
         secret["spring.kafka.properties.sasl.jaas.config"] = kafka_jaas(service, c.kafka_passwords[service])
     if "clickhouse" in needs:
-        env |= {"CLICKHOUSE_URL": c.clickhouse_url, "CLICKHOUSE_USER": c.clickhouse_user}
-        secret["clickhouse.password"] = c.clickhouse_password
+        if service not in c.clickhouse_passwords:
+            raise ComponentArgsError(f"AppService {service!r}: needs clickhouse but has no ClickHouse user of its own")
+        env |= {"CLICKHOUSE_URL": c.clickhouse_url, "CLICKHOUSE_USER": service}
+        secret["clickhouse.password"] = c.clickhouse_passwords[service]
     if "jwt" in needs:
         secret["jwt.secret"] = c.jwt_secret
     return env, secret

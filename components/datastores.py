@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NotRequired, TypedDict
@@ -13,6 +14,7 @@ import pulumi
 
 from platform_infra.components.backup.jobs import PostgresArchiving
 from platform_infra.components.kafka import KAFKA_NAME, TOPICS_ENV, KafkaAccess, acl_arguments, format_topics
+from platform_infra.components.monitoring.targets import TASKS_DNS_PREFIX
 from platform_infra.components.postgres import (
     ADMIN_RESERVED_CONNECTIONS,
     ADMIN_SQL,
@@ -400,8 +402,9 @@ def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
     return [validate_spec(spec) for spec in specs]
 
 
-CLICKHOUSE_USER = "platform"
-CLICKHOUSE_PASSWORD_PATH = f"{FILES_DIR}/secrets/clickhouse_password"
+CLICKHOUSE_DATABASE = "logs"
+CLICKHOUSE_USERS_PATH = "/etc/clickhouse-server/users.d/platform-users.xml"
+"""The stack's users (a secret: the password hashes), merged over the image's users.xml as every users.d file."""
 CLICKHOUSE_METRICS = """<clickhouse>
   <prometheus>
     <endpoint>/metrics</endpoint><port>9363</port>
@@ -409,20 +412,105 @@ CLICKHOUSE_METRICS = """<clickhouse>
   </prometheus>
 </clickhouse>
 """
+# A user's <host> is resolved at each login, not from ClickHouse's DNS cache: with the cache, a replica replaced
+# by one at a new address would be refused (and the old address still let in) for up to dns_cache_update_period
+# (15 s), the period of the cache's refresh (ClickHouse docs, server settings disable_internal_dns_cache,
+# "recommended for ... frequently changing infrastructure"; src/Common/DNSResolver.cpp
+# resolveHostAllInOriginOrder, src/Access/Common/AllowedClientHosts.cpp isAddressOfHost).
+CLICKHOUSE_DNS = """<clickhouse>
+  <disable_internal_dns_cache>1</disable_internal_dns_cache>
+</clickhouse>
+"""
+CLICKHOUSE_LOOPBACK = ("::1", "127.0.0.1")
 
 
-def clickhouse_spec(args: DataStoreArgs) -> ContainerSpec:
-    _require("ClickHouse", args)
+@dataclass(frozen=True)
+class ClickHouseUser:
+    """One client's ClickHouse account: logged in from its own addresses only, with only its grants."""
+
+    password: pulumi.Input[str]
+    grants: tuple[str, ...]
+    """GRANT queries without the grantee (ClickHouse docs, settings_users `grants`); never ALL."""
+    profile: str = "default"
+
+
+def clickhouse_host(client: str, per_task_dns: bool) -> str:
+    """The DNS name whose addresses are `client`'s: its alias on the store's network, or on Swarm `tasks.<client>`
+    (the service's own name is a virtual IP, never a connection's source)."""
+    return f"{TASKS_DNS_PREFIX}{client}" if per_task_dns else client
+
+
+def clickhouse_users_xml(users: Mapping[str, tuple[str, ClickHouseUser]], per_task_dns: bool) -> str:
+    """users.d: the image's `default` kept to loopback (the entrypoint creates CLICKHOUSE_DB through it at the
+    first start, as root inside the container), every client a user named as it, its password as SHA-256, its
+    addresses by name, its profile, its grants. `users`: name -> (password, user)."""
+    root = ET.Element("clickhouse")
+    profiles = ET.SubElement(root, "profiles")
+    ET.SubElement(ET.SubElement(profiles, "readonly"), "readonly").text = "1"
+    accounts = ET.SubElement(root, "users")
+    default = ET.SubElement(accounts, "default")
+    networks = ET.SubElement(default, "networks", {"replace": "replace"})
+    for address in CLICKHOUSE_LOOPBACK:
+        ET.SubElement(networks, "ip").text = address
+    ET.SubElement(default, "access_management").text = "0"
+    for name, (password, user) in sorted(users.items()):
+        account = ET.SubElement(accounts, name)
+        ET.SubElement(account, "password_sha256_hex").text = hashlib.sha256(password.encode()).hexdigest()
+        ET.SubElement(ET.SubElement(account, "networks"), "host").text = clickhouse_host(name, per_task_dns)
+        ET.SubElement(account, "profile").text = user.profile
+        ET.SubElement(account, "quota").text = "default"
+        ET.SubElement(account, "access_management").text = "0"
+        grants = ET.SubElement(account, "grants")
+        for grant in user.grants:
+            ET.SubElement(grants, "query").text = f"GRANT {grant}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+class ClickHouseArgs(TypedDict):
+    runtime: Runtime
+    networks: Mapping[str, pulumi.Resource]
+    image: str
+    memory_mb: int
+    cpus: float
+    users: Mapping[str, ClickHouseUser]
+    """One user per client, named as the client's service (its DNS name on the store's network)."""
+    per_task_dns: NotRequired[bool]
+    """Swarm: a client's addresses are `tasks.<client>`."""
+
+
+def clickhouse_spec(args: ClickHouseArgs) -> ContainerSpec:
+    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", "users") if args.get(key) is None]
+    if missing:
+        raise ComponentArgsError(f"ClickHouse: missing required args {missing}")
+    lacking = missing_networks("clickhouse", args["networks"])
+    if lacking:
+        raise ComponentArgsError(f"ClickHouse: networks must include {lacking} (components/zones.py)")
+    users = args["users"]
+    bad = [name for name in users if name == "default" or not re.fullmatch(r"[a-z][a-z0-9-]*", name)]
+    if bad or not users:
+        raise ComponentArgsError(f"ClickHouse: users must be one or more client names (not 'default'), got {bad}")
+    powerful = [name for name, user in users.items()
+                if not user.grants or any(re.match(r"(?i)\s*(ALL|ACCESS MANAGEMENT)\b", g) for g in user.grants)]
+    if powerful:
+        raise ComponentArgsError(f"ClickHouse: users {powerful} need grants of their own, never ALL or ACCESS "
+                                 "MANAGEMENT")
+    names = sorted(users)
+    per_task_dns = args.get("per_task_dns", False)
+    content = pulumi.Output.all(*(users[name].password for name in names)).apply(
+        lambda passwords: clickhouse_users_xml(
+            {name: (password, users[name]) for name, password in zip(names, passwords, strict=True)}, per_task_dns))
     return validate_spec(ContainerSpec(
         service="clickhouse", role="ds", image=args["image"], networks=networks_of("clickhouse"),
         memory_mb=args["memory_mb"], cpus=args["cpus"],
-        # The image's entrypoint reads CLICKHOUSE_PASSWORD_FILE (ClickHouse/docker-library
-        # server/24.8.*/entrypoint.sh), so the password is a file, not env.
-        env={"CLICKHOUSE_USER": CLICKHOUSE_USER, "CLICKHOUSE_DB": "logs",
-             "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT": "0", "CLICKHOUSE_SKIP_USER_SETUP": "0",
-             "CLICKHOUSE_PASSWORD_FILE": CLICKHOUSE_PASSWORD_PATH},
+        # No CLICKHOUSE_USER nor CLICKHOUSE_PASSWORD: with either the image's entrypoint would write
+        # users.d/default-user.xml, a user of every right, any address (<ip>::/0) and a plaintext password
+        # (ClickHouse/docker-library server/24.8.*/entrypoint.sh). Without them it leaves `default` to the users.d
+        # file, and creates CLICKHOUSE_DB through it from loopback at the first start.
+        env={"CLICKHOUSE_DB": CLICKHOUSE_DATABASE, "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT": "0"},
         files=[FileSpec("/etc/clickhouse-server/config.d/prometheus.xml", CLICKHOUSE_METRICS),
-               FileSpec(CLICKHOUSE_PASSWORD_PATH, args["password"], secret=True)],
+               FileSpec("/etc/clickhouse-server/config.d/dns.xml", CLICKHOUSE_DNS),
+               FileSpec(CLICKHOUSE_USERS_PATH, content, secret=True)],
         healthcheck=Healthcheck(["CMD-SHELL", "wget -qO- http://127.0.0.1:8123/ping | grep -q Ok"]),
         volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse"),
                  VolumeMount("clickhouse-logs", "/var/log/clickhouse-server")],
@@ -473,5 +561,10 @@ class Kafka(DataStore):
 
 
 class ClickHouse(DataStore):
-    def __init__(self, name: str, args: DataStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    """`address`: the name its clients connect to, so that ClickHouse sees each client's own address (on Swarm
+    `tasks.clickhouse`: a connection to the service's virtual IP reaches it from the network's load balancer,
+    which rewrites the source to its own address: moby libnetwork/service_linux.go configureFWMark, SNAT)."""
+
+    def __init__(self, name: str, args: ClickHouseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("platform:index:ClickHouse", name, [clickhouse_spec(args)], args, 8123, opts)
+        self.address = self.deployments[0].every_instance

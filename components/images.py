@@ -33,3 +33,29 @@ def pinned_image(value: str) -> str:
     if not repo or "/" in tag or not TAG.match(tag) or tag == "latest":
         raise ValueError(f"image {value!r} must be pinned as repo:version or repo@sha256:digest, not latest")
     return value
+
+
+def qualified_repository(repository: str) -> str:
+    """A repository as Docker reads it, its registry host first: `postgres` -> `docker.io/library/postgres`,
+    `grafana/grafana` -> `docker.io/grafana/grafana`, `gcr.io/cadvisor/cadvisor` unchanged (the first component
+    names a host when it holds a dot or a port, or is localhost: distribution/reference normalize.go
+    splitDockerDomain)."""
+    first = repository.split("/", 1)[0]
+    if "/" not in repository:
+        return f"docker.io/library/{repository}"
+    if "." not in first and ":" not in first and first != "localhost":
+        return f"docker.io/{repository}"
+    return repository
+
+
+def through_mirror(image: str, mirror: str) -> str:
+    """The reference of `image` pulled through a registry mirror: the mirror's path, then the upstream's fully
+    qualified repository (its host included, so one mirror keeps docker.io/x/y and quay.io/x/y apart), tag and
+    digest kept: `nginx:1.26.3` -> `<mirror>/docker.io/library/nginx:1.26.3`. An image already under the mirror
+    is kept as it is."""
+    if image.startswith(f"{mirror}/"):
+        return image
+    name, at, digest = image.partition("@")
+    colon = name.rfind(":")
+    repository, tag = (name[:colon], name[colon:]) if colon > name.rfind("/") else (name, "")
+    return f"{mirror}/{qualified_repository(repository)}{tag}{at}{digest}"

@@ -27,6 +27,8 @@ CONF_PATH = f"{FILES_DIR}/nginx.conf"
 TEMP_DIR = "/tmp"
 CERT_PATH = f"{FILES_DIR}/tls/fullchain.pem"
 KEY_PATH = f"{FILES_DIR}/tls/privkey.pem"
+# The CA certificates an OCSP response's signer must chain to (nginx ssl_trusted_certificate, for stapling).
+TRUSTED_PATH = f"{FILES_DIR}/tls/trusted.pem"
 # Unprivileged ports inside the container, so nginx runs as its own user with no capabilities at all.
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
@@ -46,6 +48,9 @@ class LoadBalancerArgs(TypedDict):
     resolved per request through Docker's DNS: nginx starts and serves with a replica absent."""
     certificate_pem: pulumi.Input[str]
     private_key_pem: pulumi.Input[str]
+    trusted_certificate_pem: NotRequired[pulumi.Input[str]]
+    """The CA that issued the certificate (and its intermediates): OCSP responses are verified against it before
+    nginx staples them."""
     memory_mb: int
     cpus: float
     bind_address: NotRequired[str]
@@ -67,7 +72,8 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
     try:
         conf = render_nginx_conf(args["config"], list(args["upstreams"]), CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
-                                 temp_dir=TEMP_DIR, resolver=DOCKER_DNS)
+                                 temp_dir=TEMP_DIR, resolver=DOCKER_DNS,
+                                 trusted_certificate_path=TRUSTED_PATH if args.get("trusted_certificate_pem") else None)
     except ValueError as exc:
         raise ComponentArgsError(f"LoadBalancer: {exc}") from None
     bind = args.get("bind_address", "0.0.0.0")
@@ -76,7 +82,9 @@ def load_balancer_spec(args: LoadBalancerArgs) -> tuple[ContainerSpec, str]:
         memory_mb=args["memory_mb"], cpus=args["cpus"],
         command=["nginx", "-c", CONF_PATH, "-g", "daemon off;"],
         files=[FileSpec(CONF_PATH, conf), FileSpec(CERT_PATH, args["certificate_pem"]),
-               FileSpec(KEY_PATH, args["private_key_pem"], secret=True)],
+               FileSpec(KEY_PATH, args["private_key_pem"], secret=True),
+               *([FileSpec(TRUSTED_PATH, args["trusted_certificate_pem"])] if args.get("trusted_certificate_pem")
+                 else [])],
         ports=[Port(HTTP_PORT, 80, bind), Port(HTTPS_PORT, 443, bind)],
         healthcheck=Healthcheck(
             ["CMD-SHELL", f"curl -so /dev/null -w '%{{http_code}}' http://127.0.0.1:{HTTP_PORT}/ | grep -q 301"],

@@ -15,7 +15,7 @@ ACCOUNT = r"[a-z]+:[a-z0-9-]+"
 PASSWORD_LENGTH = 32
 # 64 characters of key material: 512 bits of HMAC key, enough for HS256 up to HS512 (RFC 7518 §3.2).
 JWT_SECRET_LENGTH = 64
-CREDENTIALS = ("postgres_password", "kafka_password", "clickhouse_password",
+CREDENTIALS = ("postgres_password", "kafka_password",
                "grafana_admin_password", "grafana_secret_key", "jwt_secret", "postgres_superuser_password",
                "postgres_exporter_password", "postgres_backup_password")
 
@@ -46,7 +46,6 @@ class Secrets(pulumi.ComponentResource):
 
     postgres_password: pulumi.Output[str]
     kafka_password: pulumi.Output[str]
-    clickhouse_password: pulumi.Output[str]
     grafana_admin_password: pulumi.Output[str]
     grafana_secret_key: pulumi.Output[str]
     """Encrypts Grafana's stored datasource secrets; its built-in default is public."""

@@ -39,7 +39,7 @@ exception)."""
 
 RECORD_COMMANDS = {"verify": "infra verify", "drill.alerts": "infra drill alerts", "drill.load": "infra drill load",
                    "drill.failover": "infra drill failover", "drill.backup": "infra backup drill",
-                   "backup.restore": "infra backup restore"}
+                   "backup.restore": "infra backup restore", "autoscale.review": "infra autoscale review"}
 """The command that writes each kind of evidence record (infra/daytwo/evidence.py KINDS)."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from platform_infra.infra.check import add_check_arguments, cmd_check
 from platform_infra.infra.checklist import add_checklist_arguments, cmd_checklist
 from platform_infra.infra.daytwo.autoscale import add_autoscale_arguments, cmd_autoscale
+from platform_infra.infra.daytwo.autoscale_review import add_review_arguments, cmd_review
 from platform_infra.infra.daytwo.autoscale_simulate import add_simulate_arguments, cmd_simulate
 from platform_infra.infra.daytwo.backup import add_backup_commands
 from platform_infra.infra.daytwo.drill_failover import add_failover_arguments
@@ -135,10 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     autoscale = commands.add_parser("autoscale", help="scale a Swarm service on Kafka consumer lag (a controller)")
     add_autoscale_arguments(autoscale)
     autoscale.set_defaults(handler=cmd_autoscale)
-    simulate = autoscale.add_subparsers(dest="autoscale_command").add_parser(
+    autoscale_commands = autoscale.add_subparsers(dest="autoscale_command")
+    simulate = autoscale_commands.add_parser(
         "simulate", help="replay a lag trace through the controller's decision, offline")
     add_simulate_arguments(simulate)
     simulate.set_defaults(handler=cmd_simulate)
+    review = autoscale_commands.add_parser(
+        "review", help="replay the window's observed lag through the stack's policy; a dated evidence record")
+    add_review_arguments(review)
+    review.set_defaults(handler=cmd_review)
     return parser
 
 

@@ -25,7 +25,7 @@ from platform_infra.components.autoscaling import ScalingPolicy
 from platform_infra.components.backup.model import BackupConfig
 from platform_infra.components.datastores import MIN_KAFKA_MEMORY_MB
 from platform_infra.components.edge.model import EdgeConfig
-from platform_infra.components.images import pinned_image, pinned_tag
+from platform_infra.components.images import pinned_image, pinned_tag, qualified_repository, through_mirror
 from platform_infra.components.kafka import KAFKA_NAME, WORKERS_TOPIC
 from platform_infra.components.monitoring.model import MonitoringConfig
 from platform_infra.components.postgres import (
@@ -43,7 +43,6 @@ SETTINGS_KEY = "settings"
 SECRET_KEYS = {
     "postgresPassword": "postgres_password",
     "kafkaPassword": "kafka_password",
-    "clickhousePassword": "clickhouse_password",
     "grafanaAdminPassword": "grafana_admin_password",
     "jwtSecret": "jwt_secret",
     "postgresSuperuserPassword": "postgres_superuser_password",
@@ -235,6 +234,12 @@ class Settings(Model):
     app_version: str
     """Tag of the platform's own images (api-gateway, orchestrator, ...)."""
     images: Images = Images()
+    image_mirror: str | None = None
+    """The registry path every third-party image (`images`) is pulled through, e.g. registry.internal/mirror (a
+    pull-through cache such as Harbor's proxy projects): `nginx:1.26.3-bookworm` is pulled as
+    <image_mirror>/docker.io/library/nginx:1.26.3-bookworm, repository, tag and digest kept. The deploying
+    provider logs in to the host of `registry` only: a mirror elsewhere must let it pull without a login.
+    Omitted: from their own registries."""
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
     swagger_enabled: bool
     workers: int = Field(ge=1, le=1000)
@@ -292,12 +297,24 @@ class Settings(Model):
                 raise ValueError(f"{host!r} is not a lower-case DNS host name")
         return hosts
 
-    @field_validator("registry")
+    @field_validator("registry", "image_mirror")
     @classmethod
-    def _registry(cls, value: str) -> str:
-        if not _REGISTRY.match(value):
-            raise ValueError("must be a registry path such as registry.example.internal/orchestration")
+    def _registry(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _REGISTRY.match(value):
+            example = "registry.example.internal/mirror" if info.field_name == "image_mirror" else \
+                "registry.example.internal/orchestration"
+            raise ValueError(f"must be a registry path such as {example}")
         return value
+
+    @model_validator(mode="after")
+    def _mirrorable(self) -> Settings:
+        # A host's port cannot become a path component of the mirror's reference (distribution/reference grammar).
+        if self.image_mirror is not None:
+            for key, image in self.images:
+                if ":" in qualified_repository(image.split("@")[0].rsplit(":", 1)[0]).split("/", 1)[0]:
+                    raise ValueError(f"images.{key}: {image!r} names a registry with a port, which cannot be "
+                                     "pulled through image_mirror; give the mirror's own reference instead")
+        return self
 
     @field_validator("app_version")
     @classmethod
@@ -386,6 +403,13 @@ class Settings(Model):
 
     def image(self, service: str) -> str:
         return f"{self.registry}/{service}:{self.app_version}"
+
+    @property
+    def pulled_images(self) -> Images:
+        """The third-party images as the stack pulls them: through `image_mirror` when it is set."""
+        if self.image_mirror is None:
+            return self.images
+        return Images(**{key: through_mirror(image, self.image_mirror) for key, image in self.images})
 
     @property
     def registry_host(self) -> str:

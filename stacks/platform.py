@@ -21,6 +21,8 @@ from platform_infra.components.backup.component import BackupStore
 from platform_infra.components.backup.gateway import StoreGateway
 from platform_infra.components.backup.jobs import API_USER as CLICKHOUSE_BACKUP_API_USER
 from platform_infra.components.backup.jobs import (
+    CLICKHOUSE_BACKUP_GRANTS,
+    CLICKHOUSE_BACKUP_USER,
     IMAGE_CONTEXT,
     IMAGE_DOCKERFILE,
     TEXTFILE_DIR,
@@ -29,10 +31,11 @@ from platform_infra.components.backup.jobs import (
     postgres_archiving,
 )
 from platform_infra.components.datastores import (
-    CLICKHOUSE_USER,
+    CLICKHOUSE_DATABASE,
     REDIS_EXPORTER_COMMANDS,
     REDIS_EXPORTER_USER,
     ClickHouse,
+    ClickHouseUser,
     Kafka,
     KafkaClient,
     Postgres,
@@ -96,6 +99,31 @@ def redis_users(secrets: Secrets) -> dict[str, RedisUser]:
                                            commands=REDIS_EXPORTER_COMMANDS)}
 
 
+CLICKHOUSE_RIGHTS: dict[str, tuple[tuple[str, ...], str]] = {
+    # Reads the logs: SELECT there, and the readonly profile behind it (no write, no setting changed).
+    "query-service": (("SELECT ON {database}.*",), "readonly"),
+    # Writes them, into the tables it creates at its start: CREATE TABLE IF NOT EXISTS is checked as CREATE TABLE
+    # even when the table exists. No SELECT, ALTER or DROP: it neither reads nor migrates (a schema change that
+    # alters a table would need ALTER on it, granted here with that change).
+    "log-aggregator": (("INSERT ON {database}.*", "CREATE TABLE ON {database}.*"), "default"),
+    CLICKHOUSE_BACKUP_USER: (CLICKHOUSE_BACKUP_GRANTS, "default"),
+}
+"""Each ClickHouse client's grants (on the stack's database) and settings profile."""
+
+
+def clickhouse_clients(backups: bool) -> list[str]:
+    return [*clients_of("clickhouse"), *([CLICKHOUSE_BACKUP_USER] if backups else [])]
+
+
+def clickhouse_users(secrets: Secrets, backups: bool) -> dict[str, ClickHouseUser]:
+    """A user per client, named as it, with its rights of CLICKHOUSE_RIGHTS."""
+    return {client: ClickHouseUser(secrets.accounts[f"clickhouse:{client}"],
+                                   grants=tuple(g.format(database=CLICKHOUSE_DATABASE)
+                                                for g in CLICKHOUSE_RIGHTS[client][0]),
+                                   profile=CLICKHOUSE_RIGHTS[client][1])
+            for client in clickhouse_clients(backups)}
+
+
 def registry_login(inputs: StackInputs) -> docker.RegistryArgs | None:
     """The login for the registry host of `settings.registry` (platform:registryUsername and
     platform:registryPassword, both Pulumi secrets), or None when the stack sets none."""
@@ -132,7 +160,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "rotation": settings.secret_rotation,
         "supplied": {key: value for key, value in inputs.secrets.items() if key in CREDENTIALS},
         "accounts": [*(f"redis:{client}" for client in (*redis_clients(), REDIS_EXPORTER_USER)),
-                     *(f"kafka:{client}" for client in (*clients_of("kafka"), KAFKA_EXPORTER_USER))],
+                     *(f"kafka:{client}" for client in (*clients_of("kafka"), KAFKA_EXPORTER_USER)),
+                     *(f"clickhouse:{client}" for client in clickhouse_clients(bool(settings.backups)))],
     })
     tls = Tls("tls", {
         "hosts": settings.public_hosts, "mode": settings.tls.mode, "validity_days": settings.tls.validity_days,
@@ -141,7 +170,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
            if settings.tls.mode == "provided" else {}),
     })
 
-    data, images = settings.data, settings.images
+    data, images = settings.data, settings.pulled_images
 
     # Backups (settings.backups): the store, WAL archiving from PostgreSQL, and the scheduled jobs below.
     backups = settings.backups
@@ -192,7 +221,10 @@ def build(inputs: StackInputs) -> dict[str, Any]:
                             "mode": data.kafka_mode, "topics": data.kafka_topics,
                             "clients": {client: KafkaClient(secrets.accounts[f"kafka:{client}"], access[client])
                                         for client in (*clients_of("kafka"), KAFKA_EXPORTER_USER)}})
-    clickhouse = ClickHouse("clickhouse", store_args(images.clickhouse, data.clickhouse, secrets.clickhouse_password))
+    clickhouse = ClickHouse("clickhouse", {
+        "runtime": runtime, "networks": networks, "image": images.clickhouse, "memory_mb": data.clickhouse.memory_mb,
+        "cpus": data.clickhouse.cpus, "users": clickhouse_users(secrets, bool(backups)),
+        "per_task_dns": settings.runtime == "swarm"})
 
     connections = Connections(
         postgres_url=f"jdbc:postgresql://postgres:5432/{data.postgres_database}",
@@ -200,8 +232,9 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         redis_host="redis", redis_passwords={service: secrets.accounts[f"redis:{service}"] for service in redis_clients()},
         kafka_bootstrap="kafka:9092",
         kafka_passwords={service: secrets.accounts[f"kafka:{service}"] for service in clients_of("kafka")},
-        clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user=CLICKHOUSE_USER,
-        clickhouse_password=secrets.clickhouse_password,
+        clickhouse_url=f"jdbc:clickhouse://{clickhouse.address}:8123/{CLICKHOUSE_DATABASE}",
+        clickhouse_passwords={service: secrets.accounts[f"clickhouse:{service}"]
+                              for service in clients_of("clickhouse")},
         jwt_secret=secrets.jwt_secret,
     )
 
@@ -229,6 +262,7 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         # The name answering with every running replica: nginx balances over them and skips a failing one.
         "upstreams": [f"{gateway.every_instance}:{APP_PORT}"],
         "certificate_pem": tls.certificate_pem, "private_key_pem": tls.private_key_pem,
+        "trusted_certificate_pem": tls.ca_certificate_pem,
         "memory_mb": lb.resources.memory_mb, "cpus": lb.resources.cpus, "bind_address": lb.bind_address,
         "depends_on": gateway.containers,
     })
@@ -239,7 +273,8 @@ def build(inputs: StackInputs) -> dict[str, Any]:
         "per_task_dns": settings.runtime == "swarm",
         # pgBackRest's own role (components/sql/postgres_roles.sql): the backup functions, no superuser.
         "postgres_user": BACKUP_ROLE, "postgres_password": secrets.postgres_backup_password,
-        "clickhouse_user": CLICKHOUSE_USER, "clickhouse_password": secrets.clickhouse_password,
+        "clickhouse_password": secrets.accounts[f"clickhouse:{CLICKHOUSE_BACKUP_USER}"],
+        "clickhouse_host": clickhouse.address,
         "config_files": {"settings.json": settings.model_dump_json(), "ca.pem": tls.ca_certificate_pem,
                          "server.pem": tls.certificate_pem, "server.key": tls.private_key_pem},
         "depends_on": [backup_image, *postgres.deployments[0].containers, *clickhouse.deployments[0].containers],

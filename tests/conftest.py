@@ -12,6 +12,31 @@ from platform_infra.infra.mockrun import PlanMocks, ProgramRun, Registration, ru
 
 ON_CI = os.environ.get("CI") == "true"
 
+SERIAL_GROUPS = {
+    "swarm": ("tests/live/test_live_swarm.py", "tests/live/test_load_balancer_temp_paths.py",
+              "tests/swarm/test_swarm_runtime_live.py", "tests/swarm/test_autoscale_live.py",
+              "tests/swarm/test_autoscaler_image_live.py"),
+    "docker-stack": ("tests/live/",),
+}
+"""`make test` runs the suite on two xdist workers (`-n 2 --dist loadgroup`). Each group here runs on one worker,
+its modules one after the other, since they share what two at once would fight over: the Swarm modules the one
+node's CPU and memory reservations, the Docker live modules the engine's bridge address pools (a stack takes
+14 of about 29). Every other module is a group of its own. The two go first, so both stacks run side by side
+and the rest fills in around them."""
+
+
+def xdist_group(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    return next((name for name, paths in SERIAL_GROUPS.items() if path.startswith(paths)), path)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    first = list(SERIAL_GROUPS)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item.nodeid)))
+    # Stable: within a group, and among the other modules, collection order stays.
+    items.sort(key=lambda item: first.index(g) if (g := xdist_group(item.nodeid)) in first else len(first))
+
 
 def require_tool(name: str, debian_package: str | None = None) -> str:
     """Path of a system tool the test needs: skipped locally when absent, a failure on CI (CI=true), where a

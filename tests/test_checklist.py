@@ -231,7 +231,14 @@ def fresh_records(stack: str = "prod", ok: bool = True, age=None) -> list:
     """One record of each kind, as its command writes it: the checks come from verify's and the drills' own code."""
     from datetime import timedelta
 
-    from platform_infra.infra.daytwo import drill_failover, drill_load, drills, evidence, verify
+    from platform_infra.infra.daytwo import (
+        autoscale_review,
+        drill_failover,
+        drill_load,
+        drills,
+        evidence,
+        verify,
+    )
 
     created = datetime.now(UTC) - (age or timedelta(minutes=5))
     status = "pass" if ok else "fail"
@@ -247,10 +254,16 @@ def fresh_records(stack: str = "prod", ok: bool = True, age=None) -> list:
     failover = drill_failover.failover_check({"interrupted": None, "faults": [
         {"target": "api-gateway-1", "fault": "kill", "seconds_to_replace": 12}], "accepted": 40, "lost_jobs": [],
         "client_errors": {}, "ok": ok}, 180)
+    week = autoscale_review.Review(samples=40320, missing=0, seconds=604800, worker_seconds=1.9e6,
+                                   fixed_worker_seconds=1.8e6, above_target_seconds=600,
+                                   longest_above_target_seconds=300, at_max_seconds=0, peak_replicas=6,
+                                   needed_replicas=6, reversals=1,
+                                   suggestions=[] if ok else ["raise max_replicas (6) and the topic's partitions"])
+    review = autoscale_review.review_check(week, 604800, "http://prometheus:9090")
     return [
         record("verify", [evidence.Check(id=i, status=status) for i in verify.check_ids("all")]),
         record("drill.alerts", [alerts]), record("drill.load", [load]), record("drill.failover", [failover]),
-        record("drill.backup", []), record("backup.restore", []),
+        record("drill.backup", []), record("backup.restore", []), record("autoscale.review", [review]),
         # The release verified in staging first (`infra verify --stack staging --phase first-hour`).
         record("verify", [evidence.Check(id=i, status=status) for i in verify.check_ids("first-hour")], "staging"),
     ]
@@ -262,7 +275,8 @@ NEWLY_PROVEN = {"incident.contain": "proven", "documentation.incident-response":
 BY_RECORD = {"post.hour.logs-aggregated": "verify", "ongoing.dr-drills": "drill.backup",
              "ongoing.backup-verification": "drill.backup", "rollback.restore-database": "backup.restore",
              "incident.recover": "backup.restore", "testing.load": "drill.load", "post.day.failover": "drill.failover",
-             "post.hour.alerts-firing": "drill.alerts", "infrastructure.tested-in-staging": "verify"}
+             "post.hour.alerts-firing": "drill.alerts", "infrastructure.tested-in-staging": "verify",
+             "post.week.auto-scaling": "autoscale.review"}
 """Run-time lines and the kind of record that verifies them (besides verify's own lines)."""
 
 
@@ -343,13 +357,14 @@ def test_old_records_are_stale_by_each_lines_freshness(prod_run, tmp_path):
 
 # The figures of docs/VERIFY.md "Coverage": prod as the repository declares it, without evidence and with a full set
 # of fresh records; then with the host's daemon.json attested as well.
-WITHOUT_EVIDENCE = {"Security": 12, "Configuration": 9, "Infrastructure": 5, "Monitoring & Observability": 8,
+WITHOUT_EVIDENCE = {"Security": 13, "Configuration": 9, "Infrastructure": 6, "Monitoring & Observability": 8,
                     "Testing": 3, "Documentation": 7, FIRST_HOUR: 0, "First Day": 0, "First Week": 0, "Ongoing": 1,
                     "Rollback Plan": 0, "Key Metrics": 19, "Alerts": 10, "Backup Strategy": 8,
                     "Security Incident Response": 1, SUCCESS: 0}
-WITH_RECORDS = {**WITHOUT_EVIDENCE, "Infrastructure": 6, "Testing": 4, FIRST_HOUR: 8, "First Day": 5, "Ongoing": 3, "Rollback Plan": 1,
-                "Security Incident Response": 2, SUCCESS: 7}
-ATTESTED = {**WITH_RECORDS, "Infrastructure": 7, SUCCESS: 8}
+WITH_RECORDS = {**WITHOUT_EVIDENCE, "Configuration": 10, "Infrastructure": 7, "Testing": 4, FIRST_HOUR: 8,
+                "First Day": 5, "First Week": 1, "Ongoing": 3, "Rollback Plan": 1, "Security Incident Response": 2,
+                SUCCESS: 7}
+ATTESTED = {**WITH_RECORDS, "Infrastructure": 8, SUCCESS: 8}
 
 
 def covered(checklist) -> dict[str, int]:
@@ -371,7 +386,9 @@ def test_coverage_per_section_without_evidence_with_records_and_attested(prod_ru
     assert covered(whole) == ATTESTED
     assert whole.coverage()[FIRST_HOUR] == {"covered": 8, "total": 8}
     assert whole.coverage()[SUCCESS] == {"covered": 8, "total": 8}
-    assert whole.coverage()["overall"]["covered"] == sum(ATTESTED.values())
+    assert whole.coverage()["overall"]["covered"] == sum(ATTESTED.values()) == 115
+    assert verified.coverage()["overall"]["covered"] == sum(WITH_RECORDS.values()) == 113
+    assert build(plain, records=[]).coverage()["overall"]["covered"] == sum(WITHOUT_EVIDENCE.values()) == 85
 
 
 def test_the_runbook_documents_each_incident_response_step(prod_run):

@@ -55,8 +55,8 @@ def test_plan_misspelt_key_exits_2_with_one_line(tmp_path):
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         ("infra: error: Pulumi.prod.yaml: platform:settings.app_verison: unknown key; allowed: environment, "
-        "public_hosts, registry, app_version, images, log_level, swagger_enabled, workers, apps, data, tls, edge, "
-        "load_balancer, monitoring, container_metrics, grafana_root_url, secret_rotation, docker_host, backups, "
+        "public_hosts, registry, app_version, images, image_mirror, log_level, swagger_enabled, workers, apps, data, "
+        "tls, edge, load_balancer, monitoring, container_metrics, grafana_root_url, secret_rotation, docker_host, backups, "
         "runtime, swarm, autoscaling, docker_socket_gid")]
 
 

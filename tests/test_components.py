@@ -12,6 +12,7 @@ from platform_infra.components.apps import AppService, Connections, WorkerPool, 
 from platform_infra.components.datastores import (
     REDIS_EXPORTER_COMMANDS,
     ClickHouse,
+    ClickHouseUser,
     Kafka,
     KafkaClient,
     Postgres,
@@ -170,7 +171,10 @@ def test_data_stores_are_hardened_private_and_authenticated():
                                                               commands=REDIS_EXPORTER_COMMANDS)}}),
         Kafka("kafka", {**store(networks, "apache/kafka:3.8.0"), "memory_mb": 768, "clients": {
             "worker": KafkaClient("worker-s3cret", KafkaAccess(consumes=("jobs",), groups=("job-workers",)))}}),
-        ClickHouse("clickhouse", store(networks, "clickhouse/clickhouse-server:24.8.4.13")),
+        ClickHouse("clickhouse", {**{k: v for k, v in store(networks, "clickhouse/clickhouse-server:24.8.4.13").items()
+                                     if k != "password"},
+                                  "users": {"query-service": ClickHouseUser("s3cret-of-the-reader",
+                                                                            grants=("SELECT ON logs.*",))}}),
     ]))
     found = by_hostname(run)
     assert set(found) == {"postgres", "redis", "kafka", "clickhouse"}
@@ -211,8 +215,9 @@ def test_data_stores_are_hardened_private_and_authenticated():
         "KafkaServer {\n  org.apache.kafka.common.security.plain.PlainLoginModule required")
     assert (jaas["permissions"], jaas["owner"]) == ("0440", "1000")
     assert secret_env_keys(found["clickhouse"]) == set()
-    assert env_of(found["clickhouse"])["CLICKHOUSE_PASSWORD_FILE"] == "/etc/platform/secrets/clickhouse_password"
-    assert env_of(found["clickhouse"])["CLICKHOUSE_SKIP_USER_SETUP"] == "0"
+    assert not {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD_FILE"} & set(env_of(found["clickhouse"]))
+    users = files_of(run.resources, "clickhouse")["/etc/clickhouse-server/users.d/platform-users.xml"]
+    assert is_secret(users["content"]) and "s3cret-of-the-reader" not in reveal(users["content"])
     volumes = {r.inputs["name"] for r in registered(run, "docker:index/volume:Volume")}
     assert "orchestration-test-postgres-data" in volumes
 
@@ -240,8 +245,8 @@ CONNECTIONS = Connections(
     postgres_url="jdbc:postgresql://postgres:5432/jobs", postgres_user="jobs", postgres_password="pg-pass",
     redis_host="redis", redis_passwords={"orchestrator": "redis-pass", "worker": "redis-pass-w"},
     kafka_bootstrap="kafka:9092", kafka_passwords={"orchestrator": "kafka-pass", "worker": "kafka-pass-w"},
-    clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_user="platform",
-    clickhouse_password="ch-pass", jwt_secret="j" * 64,
+    clickhouse_url="jdbc:clickhouse://clickhouse:8123/logs", clickhouse_passwords={"orchestrator": "ch-pass"},
+    jwt_secret="j" * 64,
 )
 
 

@@ -101,7 +101,7 @@ def test_config_keys_unknown_or_unencrypted_are_refused():
     ("postgresPassword", "postgres", "default or weak"),
     ("grafanaAdminPassword", "admin", "default or weak"),
     ("kafkaPassword", "a" * 40, "default or weak"),
-    ("clickhousePassword", "Abc123", "at least 16 bytes"),
+    ("postgresBackupPassword", "Abc123", "at least 16 bytes"),
     ("tlsCertificate", "not pem", "must be PEM text"),
 ])
 def test_supplied_secret_values_are_checked(key, value, message):

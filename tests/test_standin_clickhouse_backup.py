@@ -4,7 +4,9 @@ botocore's, and an object it puts lands in moto's S3 with the server-side encryp
 from __future__ import annotations
 
 import datetime
+import http.server
 import importlib.util
+import threading
 from pathlib import Path
 
 import boto3
@@ -72,8 +74,12 @@ def test_the_api_answers_its_account_only(tmp_path):
         port = probe.getsockname()[1]
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump({"api": {"username": "backup-api", "password": "pw-1"}}))
-    env = {**os.environ, "CLICKHOUSE_BACKUP_CONFIG": str(config), "API_LISTEN": f"127.0.0.1:{port}"}
-    server = subprocess.Popen([sys.executable, str(STANDIN), "server"], env=env, stderr=subprocess.PIPE)
+    # A ClickHouse answering the stand-in's HTTP login (port 8123, on an address of loopback's 127/8 of its own).
+    clickhouse_host = f"127.{os.getpid() % 250 + 2}.81.23"
+    env = {**os.environ, "CLICKHOUSE_BACKUP_CONFIG": str(config), "API_LISTEN": f"127.0.0.1:{port}",
+           "CLICKHOUSE_HOST": clickhouse_host}
+    server = subprocess.Popen([sys.executable, str(STANDIN), "server"], env=env, stderr=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
 
     def status(path: str, login: tuple[str, str] | None = None) -> int:
         request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
@@ -86,7 +92,17 @@ def test_the_api_answers_its_account_only(tmp_path):
             assert error.code != 401 or error.headers["WWW-Authenticate"].startswith("Basic ")
             return error.code
 
+    clickhouse = None
     try:
+        # pkg/server/server.go Run: no API before a ClickHouse login has succeeded.
+        time.sleep(3)
+        try:
+            status("/health")
+            raise AssertionError("the API answered before ClickHouse did")
+        except urllib.error.URLError as error:
+            assert isinstance(error.reason, ConnectionRefusedError), error
+        clickhouse = http.server.ThreadingHTTPServer((clickhouse_host, 8123), AnswersOne)
+        threading.Thread(target=clickhouse.serve_forever, daemon=True).start()
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -104,6 +120,20 @@ def test_the_api_answers_its_account_only(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+        if clickhouse is not None:
+            clickhouse.shutdown()
+
+
+class AnswersOne(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"1\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def test_an_upload_to_a_locked_bucket_carries_the_checksum_s3_requires(moto_server, monkeypatch):  # noqa: F811

@@ -62,6 +62,28 @@ API_ALIAS = "clickhouse-backup-api"
 """Its name on API_NETWORK only: the API listens on its address there (API_LISTEN), not on every interface."""
 API_NETWORK = "store-clickhouse"
 """The network Prometheus scrapes the API through."""
+CLICKHOUSE_BACKUP_GRANTS = (
+    # Its reads of system tables: disks, storage policies, databases, tables, columns, parts and parts_columns,
+    # build_options, macros, functions, settings, mutations, user_directories, asynchronous_metrics
+    # (Altinity/clickhouse-backup v2.6.9 pkg/clickhouse/clickhouse.go GetDisks, GetTables, GetDatabases,
+    # GetVersion; pkg/backup/create.go, pkg/backup/backuper.go).
+    "SELECT ON system.*",
+    # SHOW CREATE DATABASE / SHOW CREATE TABLE (clickhouse.go GetDatabases, GetTables).
+    "SHOW ON {database}.*",
+    # ALTER TABLE ... FREEZE [WITH NAME] and UNFREEZE WITH NAME (clickhouse.go FreezeTable, create.go).
+    "ALTER FREEZE PARTITION ON {database}.*",
+    # restore: CREATE DATABASE IF NOT EXISTS, CREATE/ATTACH TABLE (clickhouse.go CreateDatabase, CreateTable),
+    # DROP/DETACH TABLE of `restore --rm` (DropOrDetachTable), ALTER TABLE ... ATTACH PART, which ClickHouse
+    # checks as INSERT (AttachDataParts).
+    "CREATE DATABASE ON {database}.*",
+    "CREATE TABLE ON {database}.*",
+    "DROP TABLE ON {database}.*",
+    "INSERT ON {database}.*",
+)
+"""What clickhouse-backup (server --watch, and the restores an operator runs through it) does in ClickHouse, on
+the stack's database only; no ACCESS MANAGEMENT: its RBAC backup reads the access files on the shared volume."""
+CLICKHOUSE_BACKUP_USER = "clickhouse-backup"
+"""Its ClickHouse user: named as its service, whose addresses ClickHouse lets that user in from."""
 STORE_CA = f"{FILES_DIR}/store-ca.pem"
 """The private CA of the store's endpoint (settings backups.endpoint_ca), for every client of the store."""
 # The official postgres image's data layout (PGDATA) and its postgres user (uid 999 in the Debian image).
@@ -222,8 +244,10 @@ class BackupJobsArgs(TypedDict):
     credentials: StoreCredentials
     postgres_user: str
     postgres_password: pulumi.Input[str]
-    clickhouse_user: str
     clickhouse_password: pulumi.Input[str]
+    """CLICKHOUSE_BACKUP_USER's password."""
+    clickhouse_host: str
+    """The name it reaches ClickHouse by (the ClickHouse component's `address`)."""
     config_files: Mapping[str, pulumi.Input[str]]
     """The configuration and TLS material archived daily, by file name; kept secret."""
     api_password: NotRequired[pulumi.Input[str]]
@@ -253,7 +277,7 @@ def _asked(per_task_dns: bool) -> str:
 
 def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
     for key in ("runtime", "networks", "config", "job_image", "clickhouse_backup_image", "credentials",
-                "postgres_user", "postgres_password", "clickhouse_user", "clickhouse_password", "config_files",
+                "postgres_user", "postgres_password", "clickhouse_password", "clickhouse_host", "config_files",
                 "api_password"):
         if args.get(key) is None:
             raise ComponentArgsError(f"BackupJobs: missing required arg {key!r}")
@@ -302,7 +326,7 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
         # A full backup at every interval (watch = full = the ClickHouse schedule's max age less a day).
         command=["server", "--watch", f"--watch-interval={_hours(config.clickhouse.max_age)}",
                  f"--full-interval={_hours(config.clickhouse.max_age)}"],
-        env={"CLICKHOUSE_HOST": "clickhouse", "CLICKHOUSE_USERNAME": args["clickhouse_user"],
+        env={"CLICKHOUSE_HOST": args["clickhouse_host"], "CLICKHOUSE_USERNAME": CLICKHOUSE_BACKUP_USER,
              "REMOTE_STORAGE": "s3", "S3_BUCKET": config.bucket, "S3_REGION": config.region,
              # By virtual host (the bucket's name), as the store's gateway forwards it.
              "S3_ENDPOINT": route.endpoint_url, "S3_FORCE_PATH_STYLE": "false",
@@ -327,13 +351,26 @@ def backup_job_specs(args: BackupJobsArgs) -> list[ContainerSpec]:
                    lambda password: f'user = "{API_USER}:{password}"\n'), secret=True)],
         volumes=[VolumeMount("clickhouse-data", "/var/lib/clickhouse", shared_from="clickhouse")],
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
-        # Its own API where it listens, logged in through curl's config file (no credential on a command line).
-        healthcheck=Healthcheck(["CMD", "curl", "-fsS", "-o", "/dev/null", "-K", API_CURL_CONFIG,
-                                 (f"http://{_asked(args.get('per_task_dns', False))}:{CLICKHOUSE_BACKUP_API_PORT}"
-                                 "/backup/status")]),
+        healthcheck=api_healthcheck(args.get("per_task_dns", False)),
         aliases={API_NETWORK: [API_ALIAS]},
     )
     return [postgres_job, clickhouse_job]
+
+
+def api_healthcheck(per_task_dns: bool) -> Healthcheck:
+    """Its own API where it listens, logged in through curl's config file (no credential on a command line).
+
+    On Swarm also healthy while nothing listens on the API port yet: clickhouse-backup starts its API only once it
+    has logged in to ClickHouse, retrying every 5 s until then (v2.6.9 pkg/server/server.go Run, "Wait for
+    ClickHouse"), and ClickHouse lets its user in only from the addresses of `tasks.clickhouse-backup`, which
+    Swarm publishes once the task is healthy (moby daemon/cluster/executor/container/controller.go: the service
+    binding is activated on the healthy event). A port that listens must answer; curl exits 7 when it cannot
+    connect."""
+    url = f"http://{_asked(per_task_dns)}:{CLICKHOUSE_BACKUP_API_PORT}/backup/status"
+    if not per_task_dns:
+        return Healthcheck(["CMD", "curl", "-fsS", "-o", "/dev/null", "-K", API_CURL_CONFIG, url])
+    return Healthcheck(["CMD-SHELL", (f"curl -fsS -o /dev/null -K {API_CURL_CONFIG} {url} || "
+                                      f"{{ curl -s -o /dev/null {url}; test $? -eq 7; }}")])
 
 
 def _hours(duration: str) -> str:

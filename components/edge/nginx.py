@@ -229,8 +229,27 @@ def _listen(address: str | None, port: int, *flags: str) -> Directive:
     return directive("listen", f"{address}:{port}" if address else str(port), *flags)
 
 
+def _stapling(trusted_certificate_path: str | None) -> list[Directive]:
+    """OCSP stapling (Mozilla intermediate): nginx fetches the certificate's status from the OCSP responder its
+    AIA names, through the http block's resolver, and staples it to handshakes. nginx 1.26
+    (src/event/ngx_event_openssl_stapling.c) never fails because of it: a certificate without an OCSP URL (a
+    private CA's, or a CA that dropped OCSP), a responder whose name does not resolve at start, an unreachable
+    or failing responder, or a status other than good: it logs why and serves without a staple (clients then
+    ask the responder themselves, or soft-fail). nginx fetches on the first handshake and refreshes the
+    response itself before it expires (an ssl_stapling_file would be stapled as is, even expired, and would need
+    a job and a reload to stay fresh; the edge's network routes out, so nginx can fetch it). The resolver is
+    Docker's embedded DNS in both runtimes (127.0.0.11 in every container on a user-defined bridge or an overlay:
+    moby daemon/libnetwork/sandbox_dns_unix.go resolverIPSandbox), which forwards names it does not own to the
+    host's servers for a container with a way out (resolver.go forwardExtDNS; SetForwardingPolicy(
+    hasExternalAccess)): the load balancer's `edge` network is routed (components/zones.py).
+    ssl_stapling_verify: the response is checked before it is stapled: signed by the issuer in the chain, or by a
+    delegated responder that chains to ssl_trusted_certificate (never sent to clients)."""
+    return [directive("ssl_stapling", "on"), directive("ssl_stapling_verify", "on"),
+            *([directive("ssl_trusted_certificate", trusted_certificate_path)] if trusted_certificate_path else [])]
+
+
 def _https_server(config: EdgeConfig, deployment: EdgeDeployment, listen: Directive,
-                  resolved_upstream: str | None) -> Directive:
+                  resolved_upstream: str | None, trusted_certificate_path: str | None) -> Directive:
     proxy_headers = [
         ("Host", "$host"),
         # The edge is the first hop: overwrite (not append to) client-supplied X-Forwarded-For.
@@ -255,6 +274,7 @@ def _https_server(config: EdgeConfig, deployment: EdgeDeployment, listen: Direct
         directive("ssl_session_timeout", f"{config.ssl_session_timeout_minutes}m"),
         directive("ssl_session_cache", f"shared:EdgeSSL:{config.ssl_session_cache_mb}m"),
         directive("ssl_session_tickets", "on" if config.ssl_session_tickets else "off"),
+        *_stapling(trusted_certificate_path),
         directive("client_max_body_size", config.client_max_body_size_bytes),
         directive(
             "if",
@@ -294,6 +314,7 @@ def render_nginx_conf(
     user: str | None = None,
     resolver: str | None = None,
     resolver_valid_seconds: int = 10,
+    trusted_certificate_path: str | None = None,
 ) -> str:
     """Return a complete nginx.conf for the edge.
 
@@ -303,6 +324,7 @@ def render_nginx_conf(
     (Docker's embedded DNS, 127.0.0.11): nginx then starts and serves with a replica, or all, absent, and
     reaches each one again once its name resolves; the resolver drops a stopped container's address.
     cert_path/key_path: absolute paths of the PEM certificate chain and key inside the nginx host.
+    trusted_certificate_path: the CA certificates an OCSP response's signer must chain to (OCSP stapling).
     listen_address: bind address (e.g. "127.0.0.1" in tests); None listens on all IPv4 addresses.
     pid_path/temp_dir/access_log_path: point them into a writable directory to run nginx
     unprivileged; temp_dir must exist (nginx creates only its subdirectories).
@@ -366,7 +388,7 @@ def render_nginx_conf(
         ),
         _https_server(
             config, deployment, _listen(listen_address, listen_https, "ssl", "http2", "default_server"),
-            deployment.upstream_servers[0] if resolver else None,
+            deployment.upstream_servers[0] if resolver else None, trusted_certificate_path,
         ),
     ]
     payload = [

@@ -119,6 +119,16 @@ class SuccessCriteria(_Frozen):
     latency_p95_seconds: float = Field(default=0.5, gt=0)
 
 
+class IndexUse(_Frozen):
+    """`infra verify`'s "Database indexes verified", from PostgreSQL's own statistics (pg_stat_user_tables, as
+    postgres_exporter's stat_user_tables collector exports them): a table of at least `min_live_rows` live rows
+    whose scans over the window were more than `max_seq_scan_ratio` sequential lacks an index its queries need.
+    Smaller tables are left out: PostgreSQL rightly reads a table of a few pages sequentially."""
+
+    min_live_rows: int = Field(default=10_000, gt=0)
+    max_seq_scan_ratio: Ratio = 0.5
+
+
 class EmailReceiver(_Frozen):
     to: Email
     from_address: Email
@@ -168,6 +178,7 @@ class MonitoringConfig(_Frozen):
     required_jobs: tuple[JobName, ...] = APP_JOBS + EXPORTER_JOBS
     alerts: AlertThresholds = AlertThresholds()
     success: SuccessCriteria = SuccessCriteria()
+    index_use: IndexUse = IndexUse()
     email: EmailReceiver
     slack: SlackReceiver
     routing: Routing = Routing()

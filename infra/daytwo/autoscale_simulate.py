@@ -114,18 +114,19 @@ def at_simulated_replicas(seen: Observation) -> Observation:
                    consumers=seen.current)
 
 
-def range_seconds(text: str) -> int:
+def range_seconds(text: str, flag: str = "--range") -> int:
     match = RANGE.match(text)
     seconds = int(match[1]) * UNIT_SECONDS[match[2]] if match else 0
     if not 60 <= seconds <= MAX_RANGE_SECONDS:
-        raise ProgramInputError(f"--range: a duration such as 30m, 24h or 7d, from 1m to 31d; got {text!r}")
+        raise ProgramInputError(f"{flag}: a duration such as 30m, 24h or 7d, from 1m to 31d; got {text!r}")
     return seconds
 
 
-def prometheus_history(url: str, policy: ScalingPolicy, seconds: int, end: float) -> list[Sample]:
+def prometheus_history(url: str, policy: ScalingPolicy, seconds: int, end: float,
+                       flag: str = "--from-prometheus") -> list[Sample]:
     """The controller's queries over the range, one row per interval (coarser when the range needs it)."""
     if not url.startswith(("http://", "https://")):
-        raise ProgramInputError(f"--from-prometheus: must be an http:// or https:// URL, got {url!r}")
+        raise ProgramInputError(f"{flag}: must be an http:// or https:// URL, got {url!r}")
     step = max(policy.interval_seconds, math.ceil(seconds / MAX_POINTS))
     start = end - seconds
     times = [start + i * step for i in range(seconds // step + 1)]
@@ -135,12 +136,13 @@ def prometheus_history(url: str, policy: ScalingPolicy, seconds: int, end: float
             series = _prometheus_api(url, "query_range", {"query": expr, "start": f"{start:.3f}",
                                                           "end": f"{times[-1]:.3f}", "step": f"{step}s"}, 30)
         except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise ProgramInputError(f"--from-prometheus: cannot query {url}: {error}") from None
+            raise ProgramInputError(f"{flag}: cannot query {url}: {error}") from None
         for t in times:
             answers[t][name] = []
         for one in series:
             for at, value in one["values"]:
-                key = min(times, key=lambda t, a=float(at): abs(t - a))
+                # The row of the evaluation time the sample was answered for (Prometheus answers on the steps).
+                key = times[min(len(times) - 1, max(0, round((float(at) - start) / step)))]
                 answers[key][name].append((one["metric"], float(value)))
     return [Sample(t, lambda current, a=answers[t], now=t: at_simulated_replicas(observation(a, current, now, False)))
             for t in times]

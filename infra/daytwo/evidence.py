@@ -20,8 +20,10 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EVIDENCE_PREFIX = "evidence/"
-KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup", "backup.restore")
-"""Who writes records: `infra verify`, the drills, the backup drill and `infra backup restore`."""
+KINDS = ("verify", "drill.alerts", "drill.failover", "drill.load", "drill.backup", "backup.restore",
+         "autoscale.review")
+"""Who writes records: `infra verify`, the drills, the backup drill, `infra backup restore` and `infra autoscale
+review`."""
 
 
 class EvidenceError(RuntimeError):

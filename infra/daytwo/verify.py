@@ -5,8 +5,8 @@ the certificate checked for the stack's public host names against the system's C
 Prometheus' and Alertmanager's HTTP APIs, Grafana's, and the evidence store (infra/daytwo/evidence.py). The
 application admin's and Grafana's passwords come from PLATFORM_APP_ADMIN_PASSWORD and GRAFANA_ADMIN_PASSWORD
 (the stack outputs `app_admin_password` and `grafana_admin_password`); without them the checks that log in are
-unknown. Every threshold is the stack's setting its alert uses (MonitoringConfig.alerts), or its success
-criterion (MonitoringConfig.success); a metric that is missing makes its check unknown, never pass.
+unknown. Every threshold is the stack's setting its alert uses (MonitoringConfig.alerts), its success
+criterion (MonitoringConfig.success) or the index review's (MonitoringConfig.index_use); a metric that is missing makes its check unknown, never pass.
 
 Exit codes: 0 every check passes, 1 any fails or is unknown, 2 bad input or an unreachable endpoint.
 """
@@ -47,7 +47,7 @@ PHASES = {
                 "success.no-memory-leaks", "success.alerts-functioning", "success.backup-job",
                 "success.security-scan"),
     "first-day": ("post.day.error-rates", "post.day.resource-utilization", "post.day.backup-jobs",
-                  "post.day.response-times"),
+                  "post.day.response-times", "configuration.database-indexes"),
 }
 ADMIN_PASSWORD_ENV, GRAFANA_PASSWORD_ENV, GRAFANA_USER_ENV = (
     "PLATFORM_APP_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "GRAFANA_ADMIN_USER")
@@ -720,6 +720,49 @@ def response_times(ctx: Context) -> Result:
                  f"p95 of each service's API requests over {ctx.w}, seconds (HighLatencyP95's threshold)")
 
 
+TABLES = "datname, schemaname, relname"
+"""The labels naming a table in postgres_exporter's pg_stat_user_tables_* series."""
+
+
+def database_indexes(ctx: Context) -> Result:
+    """Each large table's scans over the window (pg_stat_user_tables' counters through postgres_exporter's
+    stat_user_tables collector): a table of at least min_live_rows live rows whose scans were mostly sequential
+    fails, named with its scans and the rows each sequential scan read."""
+    limits = ctx.expected.monitoring.index_use
+    threshold = {"min_live_rows": limits.min_live_rows, "max_seq_scan_ratio": limits.max_seq_scan_ratio}
+
+    def by_table(expr: str) -> dict[str, float]:
+        return {f"{s[0].get('datname')}.{s[0].get('schemaname')}.{s[0].get('relname')}": s[1]
+                for s in ctx.prometheus.vector(f"max by ({TABLES}) ({expr})")}
+
+    live = by_table("pg_stat_user_tables_n_live_tup")
+    if not live:
+        return _unknown("no pg_stat_user_tables_n_live_tup series (postgres-exporter's stat_user_tables collector)",
+                        threshold)
+    seq = by_table(f"increase(pg_stat_user_tables_seq_scan[{ctx.w}])")
+    idx = by_table(f"increase(pg_stat_user_tables_idx_scan[{ctx.w}])")
+    rows_read = by_table(f"increase(pg_stat_user_tables_seq_tup_read[{ctx.w}])")
+    large = sorted(table for table, rows in live.items() if rows >= limits.min_live_rows)
+    value, problems = {"tables": len(live), "large": {}}, []
+    for table in large:
+        scans = seq.get(table, 0.0) + idx.get(table, 0.0)
+        share = seq.get(table, 0.0) / scans if scans else None
+        value["large"][table] = {"live_rows": round(live[table]), "seq_scans": round(seq.get(table, 0.0)),
+                                 "idx_scans": round(idx.get(table, 0.0)),
+                                 "seq_scan_ratio": None if share is None else round(share, 4)}
+        if share is not None and share > limits.max_seq_scan_ratio:
+            per_scan = rows_read.get(table, 0.0) / seq[table]
+            problems.append(f"{table}: {live[table]:.0f} live rows, {share:.0%} of its {scans:.0f} scans over "
+                            f"{ctx.w} sequential, {per_scan:.0f} rows read by each (an index its queries need?)")
+    if problems:
+        return Result("fail", value, threshold, "; ".join(problems))
+    if not large:
+        return Result("pass", value, threshold, f"none of the {len(live)} tables holds {limits.min_live_rows} live "
+                      "rows: PostgreSQL reads tables this small sequentially, as it should")
+    return Result("pass", value, threshold, f"{len(large)} tables of at least {limits.min_live_rows} live rows, "
+                  f"each read mostly through an index (or not read) over {ctx.w}")
+
+
 CHECKS: dict[str, Callable[[Context], Result]] = {
     "post.hour.services-healthy": services_healthy, "post.hour.health-endpoints": health_endpoints,
     "post.hour.metrics-collected": metrics_collected, "post.hour.logs-aggregated": logs_aggregated,
@@ -731,6 +774,7 @@ CHECKS: dict[str, Callable[[Context], Result]] = {
     "success.security-scan": security_scan,
     "post.day.error-rates": error_rates, "post.day.resource-utilization": resource_utilization,
     "post.day.backup-jobs": backups_running, "post.day.response-times": response_times,
+    "configuration.database-indexes": database_indexes,
 }
 NEEDS = {
     "engine": {"post.hour.services-healthy", "success.health-checks"},

@@ -1,11 +1,14 @@
 """An account per client of each data store, with only its rights: no password every client shares, no anonymous
-or all-powerful account (Redis ACL users, Kafka super users, listeners and SASL users)."""
+or all-powerful account (Redis ACL users, Kafka super users, listeners and SASL users, ClickHouse users)."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import xml.etree.ElementTree as ET
 from collections import defaultdict
+
+import yaml
 
 from platform_infra.policies.props import SERVICE_LABEL, WORKLOADS, Workload
 from platform_infra.policies.registry import MANDATORY, stack_rule
@@ -262,3 +265,141 @@ def kafka_account_per_client(stack, report, options) -> None:
             report(f"kafka client {service}: logs in as the super user {user}")
     for user, services in sorted(_shared(clients).items()):
         report(f"kafka user {user} is shared by {', '.join(services)}: one user per client")
+
+
+CLICKHOUSE_USERS_D = "/etc/clickhouse-server/users.d/"
+CLICKHOUSE_ANY_ADDRESS = frozenset({"::/0", "0.0.0.0/0", "%", "::", "0.0.0.0", ".*"})
+"""What ClickHouse counts as any host (src/Access/Common/AllowedClientHosts.cpp addSubnet with a wildcard mask,
+addLikePattern, addNameRegexp)."""
+CLICKHOUSE_LOOPBACK = frozenset({"::1", "127.0.0.1", "localhost"})
+CLICKHOUSE_HASHES = ("password_sha256_hex", "password_double_sha1_hex", "bcrypt_hash", "ldap", "kerberos",
+                     "ssl_certificates", "ssh_keys")
+CLICKHOUSE_ALL_POWERFUL = re.compile(r"(?i)^\s*GRANT\s+(.*\b(ALL|ACCESS MANAGEMENT)\b.*\bON\b|.*WITH GRANT OPTION)")
+
+
+def _clickhouse_user_elements(stack, w: Workload, report) -> list[tuple[str, str, ET.Element]]:
+    """(where, name, element) of each user the server gets: the users.d XML files the stack uploads (a removed
+    user dropped), the user the image's entrypoint writes from the environment, and the image's own `default`
+    (any address, no password: the image's users.xml) unless a file locks or removes it."""
+    found: list[tuple[str, str, ET.Element]] = []
+    removed: set[str] = set()
+    for path, text in sorted(_service_files(stack, w).items()):
+        if not path.endswith(".xml") or "<users" not in text:
+            continue
+        try:
+            root = ET.fromstring(text)
+        except ET.ParseError as error:
+            report(f"clickhouse {w.name}: {path} is not XML ({error}): its users cannot be checked", w.urn)
+            continue
+        for users in root.iter("users"):
+            for user in users:
+                if user.get("remove") == "remove":
+                    removed.add(user.tag)
+                else:
+                    found.append((path, user.tag, user))
+    env = w.env
+    user = env.get("CLICKHOUSE_USER") or "default"
+    skip = env.get("CLICKHOUSE_SKIP_USER_SETUP", "").strip() == "1"
+    if not skip and (user != "default" or _has_env(env, "CLICKHOUSE_PASSWORD")
+                     or env.get("CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT", "0").strip() not in ("", "0")):
+        # ClickHouse/docker-library server/24.8.*/entrypoint.sh: users.d/default-user.xml, `default` removed.
+        element = ET.fromstring(f"<{user}><networks><ip>::/0</ip></networks><password>(env)</password>"
+                                f"<access_management>{env.get('CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT', '0')}"
+                                f"</access_management></{user}>")
+        found.append(("env CLICKHOUSE_USER/CLICKHOUSE_PASSWORD (the image's entrypoint)", user, element))
+        removed.add("default")
+    if "default" not in removed and not any(name == "default" for _, name, _ in found):
+        found.append(("the image's users.xml", "default", ET.fromstring(
+            "<default><networks><ip>::/0</ip></networks><password></password></default>")))
+    return [(where, name, element) for where, name, element in found if name not in removed or where.startswith("env")]
+
+
+def _has_env(env: dict[str, str], key: str) -> bool:
+    return bool(env.get(key, "").strip() or env.get(f"{key}_FILE", "").strip())
+
+
+def _clickhouse_networks(name: str, user: ET.Element) -> list[str] | None:
+    """The user's address patterns; None: no <networks> (any address; `default` keeps the image's ::/0)."""
+    networks = user.find("networks")
+    if networks is None:
+        return None
+    return [(entry.text or "").strip() for entry in networks]
+
+
+def _clickhouse_client_users(stack) -> dict[str, str | None]:
+    """The ClickHouse user each client logs in as: a service's CLICKHOUSE_USER beside its CLICKHOUSE_URL;
+    clickhouse-backup's CLICKHOUSE_USERNAME or its config file's clickhouse.username (its own default: `default`,
+    Altinity/clickhouse-backup pkg/config/config.go)."""
+    found: dict[str, str | None] = {}
+    for w in stack.workloads:
+        env = w.env
+        if "CLICKHOUSE_URL" in env:
+            found[_service(w)] = env.get("CLICKHOUSE_USER") or None
+        elif "CLICKHOUSE_BACKUP_CONFIG" in env or "CLICKHOUSE_HOST" in env:
+            named = env.get("CLICKHOUSE_USERNAME")
+            for path, text in _service_files(stack, w).items():
+                if named is None and path.endswith((".yml", ".yaml")):
+                    try:
+                        config = yaml.safe_load(text)
+                    except yaml.YAMLError:
+                        continue
+                    section = config.get("clickhouse") if isinstance(config, dict) else None
+                    named = section.get("username") if isinstance(section, dict) else None
+            found[_service(w)] = str(named) if named else "default"
+    return found
+
+
+@stack_rule(
+    "DS-CH-002",
+    "clickhouse-account-per-client",
+    "ClickHouse: a user per client from its own addresses, hashed passwords, none all-powerful",
+    types=WORKLOADS,
+    severity="high",
+    prod=MANDATORY,
+    label_waivable=False,
+    checklist=["security.clickhouse-password"],
+    sources=["ClickHouse docs: settings_users (password_sha256_hex, networks, profile, grants, access_management)",
+             "ClickHouse/docker-library server/24.8.*/entrypoint.sh (CLICKHOUSE_USER, CLICKHOUSE_PASSWORD)",
+             "OWASP ASVS 4.0 1.4.3 (least privilege)"],
+    remediation="Upload a users.d file with a user per client (password_sha256_hex, <networks><host> of the client "
+    "alone, <grants> of what it does, never ALL or ACCESS MANAGEMENT), `default` kept to ::1 and 127.0.0.1; no "
+    "CLICKHOUSE_USER or CLICKHOUSE_PASSWORD, with which the image writes a user of every right from any address; "
+    "name each client's own user in it (CLICKHOUSE_USER, clickhouse-backup's CLICKHOUSE_USERNAME).",
+)
+def clickhouse_account_per_client(stack, report, options) -> None:
+    """Every ClickHouse user the server gets (the uploaded users.d files, the one the image's entrypoint writes
+    from CLICKHOUSE_USER/CLICKHOUSE_PASSWORD, the image's own `default`) either stays on loopback or accepts its
+    clients' addresses only (not `::/0`, `0.0.0.0/0`, `%`, nor no <networks> at all), with a hashed password (no
+    plaintext <password>, none at all only on loopback), and without access management or every right (<grants>
+    of ALL, ACCESS MANAGEMENT or WITH GRANT OPTION, or no <grants> at all, which ClickHouse reads as ALL). Each
+    client logs in as a user of its own, never `default`."""
+    houses = [w for w in stack.workloads if w.kind == "clickhouse" and w.runs]
+    for w in houses:
+        for where, name, user in _clickhouse_user_elements(stack, w, report):
+            networks = _clickhouse_networks(name, user)
+            loopback = networks is not None and bool(networks) and set(networks) <= CLICKHOUSE_LOOPBACK
+            if networks is None or not networks or set(networks) & CLICKHOUSE_ANY_ADDRESS:
+                report(f"clickhouse {w.name}: {where}: user {name} accepts any address", w.urn)
+            plaintext = user.find("password")
+            if plaintext is not None and (plaintext.text or "").strip():
+                report(f"clickhouse {w.name}: {where}: user {name} has a plaintext <password>", w.urn)
+            elif not loopback and not any(user.find(tag) is not None for tag in CLICKHOUSE_HASHES):
+                report(f"clickhouse {w.name}: {where}: user {name} has no password", w.urn)
+            if loopback:
+                continue
+            if (user.findtext("access_management") or "0").strip().lower() in ("1", "true"):
+                report(f"clickhouse {w.name}: {where}: user {name} has access_management", w.urn)
+            grants = [(query.text or "").strip() for query in user.iterfind("grants/query")]
+            if user.find("grants") is None and user.find("allow_databases") is None:
+                report(f"clickhouse {w.name}: {where}: user {name} has every right (no <grants>)", w.urn)
+            for grant in grants:
+                if CLICKHOUSE_ALL_POWERFUL.match(grant):
+                    report(f"clickhouse {w.name}: {where}: user {name}: {grant}", w.urn)
+    if not houses:
+        return
+    clients = _clickhouse_client_users(stack)
+    for service, user in sorted(clients.items()):
+        if user is None or user == "default":
+            report(f"clickhouse client {service}: logs in as {user or 'no user'}, not a user of its own")
+    for user, services in sorted(_shared(clients).items()):
+        report(f"clickhouse user {user} is shared by {', '.join(services)}: one user per client")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 import shlex
 
-from platform_infra.policies.props import SERVICE_CONFIG, SERVICE_LABEL, WORKLOADS, Workload, truthy
+from platform_infra.policies.props import (
+    SERVICE_CONFIG,
+    SERVICE_LABEL,
+    WORKLOADS,
+    Workload,
+    get,
+    items,
+    truthy,
+)
 from platform_infra.policies.registry import MANDATORY, resource_rule, stack_rule
 from platform_infra.policies.scope import kind_is
 
@@ -355,8 +363,8 @@ def redis_dangerous_commands(w: Workload, report, options) -> None:
     prod=MANDATORY,
     checklist=["security.clickhouse-password"],
     sources=["docker-library clickhouse docs"],
-    remediation="Set CLICKHOUSE_USER and CLICKHOUSE_PASSWORD from a secret (or a users.xml with "
-    "password_sha256_hex); never CLICKHOUSE_SKIP_USER_SETUP=1.",
+    remediation="Upload a users.d file giving each user a password_sha256_hex (DS-CH-002: not CLICKHOUSE_USER and "
+    "CLICKHOUSE_PASSWORD, whose user the image opens to any address); never CLICKHOUSE_SKIP_USER_SETUP=1.",
 )
 def clickhouse_auth(w: Workload, report, options) -> None:
     """ClickHouse's `default` user is not left without a password."""
@@ -365,6 +373,9 @@ def clickhouse_auth(w: Workload, report, options) -> None:
         "password_sha256_hex" in text or "password_double_sha1_hex" in text
         for path, text in w.uploads.items()
         if path.endswith(".xml")
+    ) or any(  # a Swarm service's users file is a secret of its own, which DS-CH-002 reads
+        str(get(secret, "fileName", default="")).startswith("/etc/clickhouse-server/users.d/")
+        for secret in items(get(w.spec, "secrets"))
     )
     if not _has_value(env, "CLICKHOUSE_PASSWORD") and not users_file:
         report("CLICKHOUSE_PASSWORD is not set: the default user has no password")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from platform_infra.components.images import qualified_repository
 from platform_infra.policies.props import (
     DOCKER_PROVIDER,
     IMAGE,
@@ -104,13 +105,7 @@ DEFAULT_REGISTRIES = [
 
 def qualified(image: str) -> str:
     """`postgres:16` -> `docker.io/library/postgres`, `grafana/grafana` -> `docker.io/grafana/grafana`."""
-    repository = image_repository(image)
-    first = repository.split("/", 1)[0]
-    if "/" not in repository:
-        return f"docker.io/library/{repository}"
-    if "." not in first and ":" not in first and first != "localhost":
-        return f"docker.io/{repository}"
-    return repository
+    return qualified_repository(image_repository(image))
 
 
 @resource_rule(

@@ -77,7 +77,8 @@ def test_postgres_archives_its_wal_with_the_rendered_configuration(prod):
     postgres = running_containers(run.resources)["postgres"]
     [image] = [r for r in run.resources if r.type == IMAGE]
     assert image.inputs["imageName"] == settings.image("postgres-backup")
-    assert image.inputs["build"]["args"] == {"POSTGRES_IMAGE": settings.images.postgres}
+    # FROM the PostgreSQL image the stack pulls (through its image_mirror in prod).
+    assert image.inputs["build"]["args"] == {"POSTGRES_IMAGE": settings.pulled_images.postgres}
     # Absolute: the engine runs the program in stacks/, where a path from the project root names nothing.
     assert image.inputs["build"]["context"] == str(REPO_ROOT / "images" / "postgres-backup")
     assert image.inputs["build"]["dockerfile"] == str(REPO_ROOT / "images" / "postgres-backup" / "Dockerfile")

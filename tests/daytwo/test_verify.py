@@ -4,6 +4,7 @@ unknown where a metric is missing, the JSON contract, exit codes and the evidenc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -418,6 +419,39 @@ def test_error_rates_and_resource_utilization_against_the_alert_thresholds(expec
     assert result.status == "unknown" and "disk_free" in result.evidence
     prometheus.results["node_filesystem"] = vector(({}, 0.5))
     assert verify.resource_utilization(ctx).status == "pass"
+
+
+def _table(name: str) -> dict:
+    return {"datname": "orchestration", "schemaname": "public", "relname": name}
+
+
+def test_database_indexes_from_the_tables_scans_and_the_stacks_thresholds(expected, prometheus):
+    ctx = context(expected, prometheus)
+    result = verify.database_indexes(ctx)
+    assert result.status == "unknown" and "pg_stat_user_tables_n_live_tup" in result.evidence
+    # Small tables only: read sequentially, as PostgreSQL should.
+    prometheus.results = {"n_live_tup": vector((_table("users"), 3), (_table("jobs"), 900))}
+    result = verify.database_indexes(ctx)
+    assert result.status == "pass" and "none of the 2 tables holds 10000 live rows" in result.evidence
+    # A large table read mostly by sequential scans fails, named; one read through its index passes.
+    prometheus.results = {
+        "n_live_tup": vector((_table("jobs"), 250_000), (_table("events"), 40_000), (_table("users"), 3)),
+        "pg_stat_user_tables_seq_scan": vector((_table("jobs"), 30), (_table("events"), 2), (_table("users"), 500)),
+        "pg_stat_user_tables_idx_scan": vector((_table("jobs"), 10), (_table("events"), 4000)),
+        "seq_tup_read": vector((_table("jobs"), 7_500_000), (_table("events"), 80_000)),
+    }
+    result = verify.database_indexes(ctx)
+    assert result.status == "fail" and result.threshold == {"min_live_rows": 10_000, "max_seq_scan_ratio": 0.5}
+    assert result.evidence.startswith("orchestration.public.jobs: 250000 live rows, 75% of its 40 scans")
+    assert "250000 rows read by each" in result.evidence and "events" not in result.evidence
+    assert result.value["large"]["orchestration.public.events"]["seq_scan_ratio"] == 0.0005
+    assert "orchestration.public.users" not in result.value["large"]
+    # The thresholds are the stack's settings (monitoring.index_use).
+    looser = expected.settings.monitoring.model_copy(update={"index_use": expected.settings.monitoring.index_use
+                                                             .model_copy(update={"max_seq_scan_ratio": 0.8})})
+    settings = expected.settings.model_copy(update={"monitoring": looser})
+    result = verify.database_indexes(context(dataclasses.replace(expected, settings=settings), prometheus))
+    assert result.status == "pass" and result.threshold["max_seq_scan_ratio"] == 0.8
 
 
 # --- the command ---------------------------------------------------------------------------------------------

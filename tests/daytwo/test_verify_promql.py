@@ -122,3 +122,26 @@ def test_logs_queries_measure_the_offsets_moved_and_the_inserts(promtool, tmp_pa
         (lag, [{"labels": "{}", "value": 10 + 60}]),  # the group's partitions summed
         (f"count(({inserted}) > 400 < 440)", [{"labels": "{}", "value": 1}]),  # increase extrapolates
     ])
+
+
+def test_table_scan_queries_per_table_over_the_window(promtool, tmp_path, expected):
+    live, seq, idx, rows = sent(verify.database_indexes, expected)
+    table = 'job="postgres-exporter",instance="postgres-exporter:9187",datname="orchestration",schemaname="public"'
+    series = {
+        # postgres_exporter 0.17.1's stat_user_tables series: a large table scanned sequentially 2 a minute from
+        # the window's start, and through its index 1 a minute; a small one.
+        f'pg_stat_user_tables_n_live_tup{{{table},relname="jobs"}}': "50000+0x60",
+        f'pg_stat_user_tables_seq_scan{{{table},relname="jobs"}}': "0+2x60",
+        f'pg_stat_user_tables_idx_scan{{{table},relname="jobs"}}': "0+1x60",
+        f'pg_stat_user_tables_seq_tup_read{{{table},relname="jobs"}}': "0+100000x60",
+        f'pg_stat_user_tables_n_live_tup{{{table},relname="users"}}': "3+0x60",
+        f'pg_stat_user_tables_seq_scan{{{table},relname="users"}}': "0+0x60",
+    }
+    jobs = '{datname="orchestration",schemaname="public",relname="jobs"}'
+    users = '{datname="orchestration",schemaname="public",relname="users"}'
+    evaluate(promtool, tmp_path, series, [
+        (live, [{"labels": jobs, "value": 50000}, {"labels": users, "value": 3}]),
+        (seq, [{"labels": jobs, "value": 60}, {"labels": users, "value": 0}]),  # 30 minutes, 2 a minute
+        (idx, [{"labels": jobs, "value": 30}]),
+        (rows, [{"labels": jobs, "value": 3_000_000}]),
+    ])

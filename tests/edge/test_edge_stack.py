@@ -17,6 +17,7 @@ from platform_infra.components.loadbalancer import (
     HTTP_PORT,
     HTTPS_PORT,
     KEY_PATH,
+    TRUSTED_PATH,
 )
 from platform_infra.infra.cli import REPO_ROOT
 from platform_infra.infra.mockrun import load_project, run_program
@@ -65,13 +66,17 @@ def test_uploaded_config_is_the_stack_settings_rendered(deployed):
                for network in containers[host]["networksAdvanced"])
     expected = render_nginx_conf(settings.edge, ["api-gateway:8080"], CERT_PATH, KEY_PATH,
                                  listen_http=HTTP_PORT, listen_https=HTTPS_PORT, pid_path="/tmp/nginx.pid",
-                                 temp_dir="/tmp", resolver=DOCKER_DNS)
+                                 temp_dir="/tmp", resolver=DOCKER_DNS, trusted_certificate_path=TRUSTED_PATH)
     assert files[CONF_PATH]["content"] == expected
     parsed = parse_nginx_conf(expected)
     # The gateways' shared alias, resolved per request by Docker's DNS: no name is resolved at start.
     assert [d["args"] for d in iter_directives(parsed, "resolver")] == [["127.0.0.11", "valid=10s", "ipv6=off"]]
     assert [d["args"] for d in iter_directives(parsed, "set")] == [["$api_gateway", "api-gateway:8080"]]
     assert list(iter_directives(parsed, "upstream")) == []
+    # OCSP stapling, its responses verified against the stack's CA, uploaded beside the certificate.
+    assert [d["args"] for d in iter_directives(parsed, "ssl_stapling")] == [["on"]]
+    assert [d["args"] for d in iter_directives(parsed, "ssl_trusted_certificate")] == [[TRUSTED_PATH]]
+    assert reveal(files[TRUSTED_PATH]["content"]).startswith("-----BEGIN CERTIFICATE-----")
 
 
 def localize(conf: str, workdir: Path, tls_files, upstream: str) -> Path:
@@ -84,6 +89,8 @@ def localize(conf: str, workdir: Path, tls_files, upstream: str) -> Path:
                 stmt["args"] = [tls_files.cert_path]
             elif stmt["directive"] == "ssl_certificate_key":
                 stmt["args"] = [tls_files.key_path]
+            elif stmt["directive"] == "ssl_trusted_certificate":
+                stmt["args"] = [tls_files.ca_path]
             elif stmt["directive"] == "pid":
                 stmt["args"] = [str(workdir / "nginx.pid")]
             elif stmt["directive"].endswith("_temp_path"):

@@ -146,6 +146,15 @@ def reference(key: str) -> str:
     return prod_settings().image(key)
 
 
+def references(key: str) -> list[str]:
+    """Every reference a settings key's image goes by: `reference(key)`, and for a third-party image the one the
+    prod stack pulls it by (through its image_mirror): the live tests run the prod plan's own references."""
+    from platform_infra.infra.settings import Images
+
+    pulled = getattr(prod_settings().pulled_images, key) if key in Images.model_fields else None
+    return list(dict.fromkeys(filter(None, [reference(key), pulled])))
+
+
 def _shown(path: Path) -> str:
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
@@ -164,7 +173,7 @@ def load_standins(directory: Path = STANDINS) -> list[Standin]:
         keys = [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
         extra = meta.get("tags") or meta.get("tag") or []
         extra = [extra] if isinstance(extra, str) else list(extra)
-        tags = tuple(dict.fromkeys([*(reference(key) for key in keys), *extra]))
+        tags = tuple(dict.fromkeys([*(tag for key in keys for tag in references(key)), *extra]))
         if not tags:
             raise ImageBuildError(f"{_shown(meta_file)}: no settings_key nor tag to tag the image with")
         standins.append(Standin(folder.name, folder, meta["suite"], tags, meta.get("real"), meta.get("standin"),
@@ -235,11 +244,20 @@ def build_base(client, suite: str) -> str:
 
 def build_image(client, *, context: Path, tags: tuple[str, ...], wanted: str, dockerfile: Path | None = None,
                 buildargs: dict[str, str] | None = None) -> str:
-    """Build `context` and tag it with every tag, unless each already carries `wanted`; "built" or "cached"."""
+    """Build `context` and tag it with every tag, unless each already carries `wanted`; "built", "cached", or
+    "tagged" (an image of these inputs had some of the tags: the others are added to it)."""
     import docker
 
-    if all(_labelled(client, tag) == wanted for tag in tags):
+    labelled = {tag: _labelled(client, tag) for tag in tags}
+    if all(label == wanted for label in labelled.values()):
         return "cached"
+    built = next((tag for tag, label in labelled.items() if label == wanted), None)
+    if built is not None:
+        image = client.images.get(built)
+        for tag in (t for t, label in labelled.items() if label != wanted):
+            repository, _, version = tag.rpartition(":")
+            image.tag(repository, version)
+        return "tagged"
     try:
         image, _ = client.images.build(
             path=str(context), dockerfile=str(dockerfile.relative_to(context)) if dockerfile else None,

@@ -495,6 +495,81 @@ def assert_redis_accounts_confined(stack: DockerDeployment) -> None:
     assert as_service("DEL", "orchestrator:live") == "1"
 
 
+CLICKHOUSE_AS = """
+import base64, json, sys, urllib.error, urllib.request
+address, attempts = sys.argv[1], json.loads(sys.argv[2])
+answers = []
+for user, password, sql in attempts:
+    request = urllib.request.Request(f"http://{address}:8123/", data=sql.encode(), headers={
+        "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answers.append([response.status, response.read().decode()])
+    except urllib.error.HTTPError as error:
+        answers.append([error.code, error.read().decode()])
+print(json.dumps(answers))
+"""
+
+
+def clickhouse_from(stack: DockerDeployment, service: str, attempts: list[tuple[str, str, str]]) -> list[tuple[int, str]]:
+    """Each (user, password, statement) sent to ClickHouse's HTTP interface from inside `service`'s container (a
+    throwaway probe sharing its network namespace and nothing else, tests/live/reachability.py): ClickHouse sees
+    that container's own address."""
+    from tests.live.reachability import Member, _probe
+
+    source = container_of(stack, service)
+    probe = Member(service, service, source.id, {})
+    return [tuple(answer) for answer in _probe(stack.client, probe, f"{stack.prefix}-clickhouse-as-{secrets.token_hex(3)}", [
+        "python3", "-c", CLICKHOUSE_AS, container_address(stack, "clickhouse"), json.dumps(attempts)])]
+
+
+def assert_clickhouse_accounts_confined(stack: DockerDeployment) -> None:
+    """Each ClickHouse client its own user, from its own container only (ClickHouse is a STAND-IN here,
+    images/standins/clickhouse, enforcing the users.d contract: SHA-256 passwords, <networks><host>, grants,
+    readonly): log-aggregator creates its table and inserts, reads nothing; query-service reads, cannot insert or
+    create; the backup user and `default` cannot log in from query-service's container, nor query-service's own
+    user from log-aggregator's. The passwords as each client holds them, in its own container's secret file."""
+    secrets_dir = "/etc/platform/secrets"
+    reader = exec_in(stack, "query-service", ["cat", f"{secrets_dir}/clickhouse.password"])
+    writer = exec_in(stack, "log-aggregator", ["cat", f"{secrets_dir}/clickhouse.password"])
+    backup = re.search(r"^  password: (\S+)$", exec_in(stack, "clickhouse-backup", [
+        "cat", f"{secrets_dir}/clickhouse-backup.yml"]), re.MULTILINE).group(1)
+    target, row = "logs.live_accounts", "('2026-12-06 17:00:00', 'written by log-aggregator')"
+    started = time.monotonic()
+    as_writer = clickhouse_from(stack, "log-aggregator", [
+        ("log-aggregator", writer, (f"CREATE TABLE IF NOT EXISTS {target} (at DateTime, line String) "
+                                    "ENGINE = MergeTree ORDER BY at")),
+        ("log-aggregator", writer, f"INSERT INTO {target} VALUES {row}"),
+        ("log-aggregator", writer, f"SELECT count() FROM {target}"),
+        ("log-aggregator", writer, "CREATE DATABASE live_other"),
+        ("query-service", reader, "SELECT 1")])
+    as_reader = clickhouse_from(stack, "query-service", [
+        ("query-service", reader, f"SELECT count() FROM {target}"),
+        ("query-service", reader, f"INSERT INTO {target} VALUES {row}"),
+        ("query-service", reader, "CREATE TABLE logs.live_forged (x String) ENGINE = MergeTree ORDER BY x"),
+        ("clickhouse-backup", backup, "SHOW DATABASES"),
+        ("default", "", "SHOW DATABASES")])
+    seconds = time.monotonic() - started
+    rows = [("from", "statement", "answer")]
+    for source, attempts, answers in (("log-aggregator", ["CREATE TABLE", "INSERT", "SELECT", "CREATE DATABASE",
+                                                          "login as query-service"], as_writer),
+                                      ("query-service", ["SELECT", "INSERT", "CREATE TABLE", "login as clickhouse-backup",
+                                                         "login as default"], as_reader)):
+        rows += [(source, what, f"{status} {text.strip().splitlines()[0][:70] if text.strip() else ''}")
+                 for what, (status, text) in zip(attempts, answers, strict=True)]
+    print(f"\nClickHouse accounts (ClickHouse is a STAND-IN: images/standins/clickhouse), {seconds:.1f} s:\n"
+          + table(rows))
+    assert [status for status, _ in as_writer[:2]] == [200, 200], as_writer
+    assert as_writer[2][0] == 403 and "Code: 497" in as_writer[2][1] and "SELECT ON logs.live_accounts" in as_writer[2][1]
+    assert as_writer[3][0] == 403 and "Code: 497" in as_writer[3][1], as_writer[3]
+    assert as_writer[4][0] == 401 and "Code: 516" in as_writer[4][1], as_writer[4]
+    assert as_reader[0][0] == 200 and int(as_reader[0][1]) >= 1, as_reader[0]
+    for status, text in as_reader[1:3]:
+        assert status == 403 and "Code: 497" in text and "ACCESS_DENIED" in text, text
+    for status, text in as_reader[3:]:
+        assert status == 401 and "Code: 516" in text and "AUTHENTICATION_FAILED" in text, text
+
+
 # --- infra verify against the live stack ---------------------------------------------------------------------
 
 VERIFY_WINDOW = "5m"

@@ -14,6 +14,12 @@ its own namespace and VXLAN; a task has routes to its overlays only). Bridge net
 writes into iptables (DOCKER-ISOLATION-STAGE-1/2, and the DROP rules of an internal network): a dockerd started
 with `--iptables=false` routes every bridge to every other through the host, internal or not
 (`engine_isolates_bridges` finds out with two throwaway networks).
+
+A connection accepted is not always the target's: a task on an overlay that is not internal also has
+docker_gwbridge's default route, and where the host masquerades (dockerd's iptables management) a connection to
+an address the host cannot route leaves the host, and this sandbox's egress proxy accepts every TCP connection.
+Each attempt reports the address it left from; one that left through a gateway to an address the host has no
+route to is set aside and counted (`from_outside`), not taken as reached.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from platform_infra.components.zones import networks_of, shared_networks
 from tests.live.store import PYTHON_IMAGE
@@ -63,13 +70,35 @@ attempts, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
 def attempt(item):
     ip, port = item
     try:
-        with socket.create_connection((ip, port), timeout=timeout):
-            return [ip, port]
+        with socket.create_connection((ip, port), timeout=timeout) as connection:
+            return [ip, port, connection.getsockname()[0]]
     except OSError:
         return None
 with ThreadPoolExecutor(64) as pool:
     print(json.dumps([r for r in pool.map(attempt, [tuple(a) for a in attempts]) if r]))
 """
+
+
+def host_routes(table: str | None = None) -> list[ipaddress.IPv4Network]:
+    """The networks this host routes to itself (every route of /proc/net/route but the default one): a bridge
+    network's subnet is one, a Swarm overlay's never is (each lives in its own namespace)."""
+    lines = (table if table is not None else Path("/proc/net/route").read_text()).splitlines()[1:]
+    routes = []
+    for line in lines:
+        destination, mask = (bytes.fromhex(field)[::-1] for field in (line.split()[1], line.split()[7]))
+        network = ipaddress.IPv4Network((int.from_bytes(destination, "big"), str(ipaddress.IPv4Address(mask))))
+        if network.prefixlen:
+            routes.append(network)
+    return routes
+
+
+def from_outside(target: str, left_from: str, on_shared_networks: set[str], routes: list[ipaddress.IPv4Network]) -> bool:
+    """Whether an answer to `target` came from beyond this host rather than from the target: the connection left
+    from none of the prober's addresses on a network it shares with the target (`left_from` is the address it
+    left from; so it went through a gateway), and the host has no route of its own to the target, so that
+    gateway sent it off the host. A sandbox whose egress proxy accepts every TCP connection answers those (this
+    one does: a Swarm task on an overlay that is not internal has docker_gwbridge's default route)."""
+    return left_from not in on_shared_networks and not any(ipaddress.IPv4Address(target) in n for n in routes)
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,8 @@ class Matrix:
     designed: dict[str, dict[str, set[int]]]
     members: list[Member]
     seconds: float
+    outside: list[str]
+    """`source -> target:port` answered from beyond the host (`from_outside`): not counted as reached."""
 
     def table(self) -> str:
         """Each container and what answered it; `!` marks what the zones do not design."""
@@ -137,6 +168,9 @@ class Matrix:
                                 for t, p in sorted(self.found[m.name].items()))
             lines.append(f"{m.name:<{width}}  {reached or '(nothing)'}")
         lines.append(f"{len(self.members)} containers probed in {self.seconds:.1f} s")
+        if self.outside:
+            lines.append(f"{len(self.outside)} connections answered from beyond the host, not by their target "
+                         f"(set aside), e.g. {self.outside[:2]}")
         return "\n".join(lines)
 
 
@@ -157,9 +191,15 @@ def reachability(client, containers, zone_of, prefix: str, name_of=hostname) -> 
             lambda m: _probe(client, m, f"{prefix}-connect-{m.id[:12]}",
                              ["python3", "-c", CONNECTS, json.dumps(attempts[m.name]), str(CONNECT_TIMEOUT)]), stack)))
     found: dict[str, dict[str, set[int]]] = {m.name: {} for m in stack}
+    outside, routes, named = [], host_routes(), {m.name: m for m in stack}
     for source, hits in answered.items():
-        for ip, port in hits:
-            found[source].setdefault(by_address[(ip, port)], set()).add(port)
+        for ip, port, left_from in hits:
+            target = named[by_address[(ip, port)]]
+            shared = {address for zone, address in named[source].addresses.items() if zone in target.addresses}
+            if from_outside(ip, left_from, shared, routes):
+                outside.append(f"{source} -> {target.name}:{port}")
+                continue
+            found[source].setdefault(target.name, set()).add(port)
     designed: dict[str, dict[str, set[int]]] = {}
     for source in stack:
         designed[source.name] = {}
@@ -170,7 +210,7 @@ def reachability(client, containers, zone_of, prefix: str, name_of=hostname) -> 
             reached = set().union(*(ports[target.name][zone] for zone in shared)) if shared else set()
             if reached:
                 designed[source.name][target.name] = reached
-    return Matrix(found, designed, stack, time.monotonic() - started)
+    return Matrix(found, designed, stack, time.monotonic() - started, outside)
 
 
 def membership_differences(matrix: Matrix) -> dict[str, tuple[list[str], list[str]]]:

@@ -28,8 +28,9 @@ def test_every_standin_is_tagged_with_the_stacks_own_reference():
         assert meta.get("real") or meta.get("standin"), f"{standin.name}: says what it runs or imitates"
         keys = meta["settings_key"] if isinstance(meta["settings_key"], list) else [meta["settings_key"]]
         for key in filter(None, keys):
-            expected = getattr(images, key) if key in Images.model_fields else prod_settings().image(key)
-            assert expected in standin.tags, (standin.name, key)
+            expected = [getattr(images, key), getattr(prod_settings().pulled_images, key)] \
+                if key in Images.model_fields else [prod_settings().image(key)]
+            assert set(expected) <= set(standin.tags), (standin.name, key)
     # The autoscaler's Dockerfile is built FROM a stand-in, so it names one.
     assert any(_dockerfile_from(AUTOSCALER_DOCKERFILE) in s.tags for s in standins.values())
 
@@ -43,7 +44,9 @@ def test_a_standin_without_a_reference_is_refused(tmp_path):
         load_standins(tmp_path)
     (folder / "standin.yaml").write_text("suite: trixie\nsettings_key: redis\ntags: [a/b:1]\nreal: x\n")
     (standin,) = load_standins(tmp_path)
-    assert standin.tags == (Images().redis, "a/b:1")
+    # The upstream reference, the one the prod stack pulls it by through its mirror, then the extra tags.
+    assert standin.tags == (Images().redis, prod_settings().pulled_images.redis, "a/b:1")
+    assert standin.tags[1] == "registry.internal/mirror/docker.io/library/redis:8.0.2-bookworm"
     (folder / "standin.yaml").write_text("suite: sid\nsettings_key: redis\n")
     with pytest.raises(ImageBuildError, match="suite must be one of trixie, bookworm"):
         load_standins(tmp_path)

@@ -31,6 +31,7 @@ from tests.live.probes import (
     as_superuser,
     assert_app_role_confined,
     assert_backup_and_wal_archive_reach_the_store,
+    assert_clickhouse_accounts_confined,
     assert_reads_back_as_sent,
     assert_redis_accounts_confined,
     assert_the_jobs_key_cannot_destroy_a_backup,
@@ -45,6 +46,7 @@ from tests.live.probes import (
     host_port,
     infra_verify,
     interrupted_alerts_drill,
+    live_project,
     live_secrets,
     live_settings,
     load_drill_held,
@@ -53,6 +55,7 @@ from tests.live.probes import (
     request_counts,
     rows_around_a_point_in_time,
     s3_objects,
+    service_url,
     show_verify,
     targets_all_up,
     verify_passes_what_the_stand_ins_allow,
@@ -214,6 +217,10 @@ def test_each_redis_client_has_its_own_user_with_only_its_rights(stack):
     assert_redis_accounts_confined(stack)
 
 
+def test_each_clickhouse_client_has_its_own_user_from_its_own_container(stack):
+    assert_clickhouse_accounts_confined(stack)
+
+
 def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gateway(stack):
     assert_backup_and_wal_archive_reach_the_store(stack)
     assert_the_jobs_key_cannot_destroy_a_backup(stack)
@@ -224,6 +231,32 @@ def test_wal_archiving_and_the_scheduled_backup_reach_the_store_through_its_gate
 
 def test_verify_passes_every_check_the_stand_ins_allow(stack, monkeypatch, capsys, tmp_path):
     stack.verified = verify_passes_what_the_stand_ins_allow(stack, monkeypatch, capsys, tmp_path, VERIFY_HOST_LIMITED)
+    # The indexes, from PostgreSQL's own statistics as the stack's postgres_exporter exports them: the application's
+    # tables are seen, and on a stack this young none is large enough for a sequential scan to matter.
+    indexes = next(c for c in stack.verified["checks"] if c["id"] == "configuration.database-indexes")
+    assert indexes["status"] == "pass" and indexes["value"]["tables"] >= 1, indexes
+    assert f"none of the {indexes['value']['tables']} tables holds 10000 live rows" in indexes["evidence"], indexes
+
+
+def test_autoscale_review_asks_the_live_prometheus_and_names_the_missing_lag(stack, monkeypatch, capsys, tmp_path):
+    """`infra autoscale review` against the stack's real Prometheus: the kafka-exporter stand-in exports the
+    workers' topic but no consumer group (its broker keeps none), so there is no lag to replay: unknown, exit 1,
+    no record written. prod runs its workers fixed: the review is of the documented lag policy."""
+    from platform_infra.infra.cli import main
+
+    for key, value in operator_env(stack, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    topic = json.loads(prometheus_get(stack, "/api/v1/query?query=kafka_topic_partitions%7Btopic%3D%22jobs%22%7D"))
+    assert topic["data"]["result"], "the workers' topic is scraped: the query path is the real one"
+    capsys.readouterr()
+    code = main(["autoscale", "review", "--stack", "prod", "--project", live_project(stack), "--prometheus-url",
+                 service_url(stack, "prometheus", 9090), "--window", "5m", "--policy",
+                 str(REPO_ROOT / "docs" / "autoscaling" / "lag-policy.yaml"), "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["status"] == "unknown" and report["record"] is None, report
+    assert report["samples"] >= 5 and report["missing"] == report["samples"], report
+    assert "kafka_consumergroup_lag" in report["evidence"]
+    assert not [key for key in s3_objects(stack, "evidence/prod/") if key.endswith("-autoscale.review.json")]
 
 
 def test_verify_with_a_stopped_worker_fails_its_checks_and_only_those(stack, monkeypatch, capsys, tmp_path):

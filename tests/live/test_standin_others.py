@@ -270,15 +270,20 @@ def test_kafka_exporter_exits_when_its_login_is_refused(stack, engine, images):
         output.remove(force=True)
 
 
-def test_clickhouse_logs_in_the_stacks_user_and_writes_its_logs(stack):
-    password = stack.file("clickhouse", "/etc/platform/secrets/clickhouse_password")
-    user = stack.env("clickhouse")["CLICKHOUSE_USER"]
-    query = "http://127.0.0.1:8123/?query=SHOW%20DATABASES"
-    status, databases = stack.http("clickhouse", query, auth=(user, password))
+def test_clickhouse_lets_each_user_in_from_its_own_addresses_and_writes_its_logs(stack):
+    """`default` from loopback only (the entrypoint created CLICKHOUSE_DB through it), clickhouse-backup's user
+    from clickhouse-backup's container only, with the password of its config file."""
+    query = "http://{}:8123/?query=SHOW%20DATABASES"
+    status, databases = stack.http("clickhouse", query.format("127.0.0.1"), auth=("default", ""))
     assert status == 200 and stack.env("clickhouse")["CLICKHOUSE_DB"] in databases.split()
-    for refused in ((user, password + "x"), ("default", "")):
-        status, text = stack.http("clickhouse", query, auth=refused)
-        assert status == 401 and "AUTHENTICATION_FAILED" in text
+    backup = ("clickhouse-backup", yaml.safe_load(stack.file("clickhouse-backup", CLICKHOUSE_BACKUP_CONFIG))[
+        "clickhouse"]["password"])
+    status, databases = stack.http("clickhouse-backup", query.format("clickhouse"), auth=backup)
+    assert status == 200 and "logs" in databases.split(), databases
+    for where, host, refused in (("clickhouse", "127.0.0.1", backup), ("clickhouse-backup", "clickhouse", ("default", "")),
+                                 ("clickhouse-backup", "clickhouse", (backup[0], backup[1] + "x"))):
+        status, text = stack.http(where, query.format(host), auth=refused)
+        assert status == 401 and "AUTHENTICATION_FAILED" in text, (where, refused[0], text)
     # The server runs as clickhouse (101), and writes its log where the backup job archives it.
     code, output = stack.run("clickhouse", ["sh", "-c", "stat -c %u /proc/1; ls /var/log/clickhouse-server"])
     assert code == 0 and output.split()[0] == "101" and "clickhouse-server.log" in output.split(), output

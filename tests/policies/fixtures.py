@@ -206,6 +206,15 @@ DAEMON_ATTESTED = {
 
 CADVISOR_PROXY_CFG = render_haproxy_config("cadvisor", CADVISOR_CALLS)
 AUTOSCALER_PROXY_CFG = render_haproxy_config("autoscaler", autoscaler_calls("platform-prod-worker"))
+CLICKHOUSE_USERS = """<clickhouse><users>
+  <default><networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks></default>
+  <clickhouse-backup>
+    <password_sha256_hex>8f8bc65c98d6f4254bd465b5b421b691a5ca081f5318c98133adc6f8c4bafd81</password_sha256_hex>
+    <networks><host>clickhouse-backup</host></networks>
+    <grants><query>GRANT SELECT ON system.*</query><query>GRANT ALTER FREEZE PARTITION ON logs.*</query></grants>
+  </clickhouse-backup>
+</users></clickhouse>
+"""
 CLICKHOUSE_BACKUP_YML = "clickhouse:\n  password: Zq8vN3kP0wLx7TbR2mYc\napi:\n  username: backup-api\n  password: Xk2LmQ9vN3kP0wRt7TbY\n"
 
 PG_HBA = """# the superuser over its own socket only
@@ -298,7 +307,9 @@ def _secure_stack() -> list[Registration]:
             "ds",
             f"clickhouse/clickhouse-server:24.8{DIGEST}",
             "data",
-            envs=["CLICKHOUSE_USER=platform", "CLICKHOUSE_PASSWORD_FILE=/run/secrets/ch"],
+            envs=["CLICKHOUSE_DB=logs"],
+            uploads=[{"file": "/etc/clickhouse-server/users.d/users.xml", "content": secret(CLICKHOUSE_USERS),
+                      "permissions": "0440", "owner": "0", "group": "101"}],
             ulimits=[{"name": "nofile", "soft": 262144.0, "hard": 262144.0}],
         ),
         container(
@@ -307,7 +318,8 @@ def _secure_stack() -> list[Registration]:
             f"registry.internal/tools/clickhouse-backup:2.5{DIGEST}",
             "data",
             command=["server", "--watch"],
-            envs=["API_LISTEN=clickhouse-backup-api:7171", "CLICKHOUSE_BACKUP_CONFIG=/etc/platform/secrets/chb.yml"],
+            envs=["API_LISTEN=clickhouse-backup-api:7171", "CLICKHOUSE_BACKUP_CONFIG=/etc/platform/secrets/chb.yml",
+                  "CLICKHOUSE_USERNAME=clickhouse-backup"],
             uploads=[{"file": "/etc/platform/secrets/chb.yml", "content": secret(CLICKHOUSE_BACKUP_YML),
                       "permissions": "0440", "owner": "0", "group": "101"}],
         ),

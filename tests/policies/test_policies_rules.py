@@ -387,7 +387,7 @@ CASES: list[tuple[str, Mutation, str | None]] = [
         set_fields("redis", command=["redis-server", "--requirepass", "Zq8vN3kP0wLx7TbR2mYc"]),
         "redis",
     ),
-    ("DS-CH-001", drop_env("clickhouse", "CLICKHOUSE_PASSWORD_FILE"), "clickhouse"),
+    ("DS-CH-001", set_fields("clickhouse", uploads=[]), "clickhouse"),
     ("DS-KAFKA-001", set_fields("kafka", envs=["KAFKA_LISTENERS=PLAINTEXT://:9092"]), "kafka"),
     ("DS-ZK-001", drop_env("zookeeper", "ZOO_ADMINSERVER_ENABLED"), "zookeeper"),
     ("MON-GRAF-001", drop_env("grafana", "GF_SECURITY_ADMIN_PASSWORD__FILE"), "grafana"),
@@ -625,6 +625,14 @@ CASES: list[tuple[str, Mutation, str | None]] = [
     ("DS-KAFKA-002", set_fields("kafka", command=["/etc/kafka/docker/run", "--override", "super.users=User:*"]), "kafka"),
     ("DS-KAFKA-002", both(drop_env("kafka", "KAFKA_LISTENERS="),
                           add_env("kafka", "KAFKA_LISTENERS=BROKER://:9092,CONTROLLER://0.0.0.0:9093")), "kafka"),
+    # ClickHouse: the uploaded users.d file, the image's entrypoint user from the env, a client's env.
+    ("DS-CH-002", edit_upload("clickhouse", "users.xml", "<host>clickhouse-backup</host>", "<ip>::/0</ip>"),
+     "clickhouse"),
+    ("DS-CH-002", edit_upload("clickhouse", "users.xml", "<grants><query>GRANT SELECT ON system.*</query>",
+                              "<grants><query>GRANT ALL ON *.*</query>"), "clickhouse"),
+    ("DS-CH-002", add_env("clickhouse", "CLICKHOUSE_USER=platform", "CLICKHOUSE_PASSWORD_FILE=/run/secrets/ch"),
+     "clickhouse"),
+    ("DS-CH-002", add_env("clickhouse-backup", "CLICKHOUSE_USERNAME=default"), None),
     # Grafana's anonymous access, even as Viewer: env, uploaded grafana.ini, command line.
     ("MON-GRAF-002", add_env("grafana", "GF_AUTH_ANONYMOUS_ENABLED=true"), "grafana"),
     ("MON-GRAF-002", set_fields("grafana", uploads=[{"file": "/etc/grafana/grafana.ini",

@@ -178,8 +178,8 @@ def test_no_credential_in_any_environment_value(swarm_run) -> None:
         for key, value in env.items():
             assert not any(secret in str(value) for secret in decoded if len(secret) >= 16), (service, key)
     clickhouse = services(swarm_run)["clickhouse"]["taskSpec"]["containerSpec"]
-    assert clickhouse["env"]["CLICKHOUSE_PASSWORD_FILE"] == "/etc/platform/secrets/clickhouse_password"
-    assert "/etc/platform/secrets/clickhouse_password" in {s["fileName"] for s in clickhouse["secrets"]}
+    assert not {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD_FILE"} & set(clickhouse["env"])
+    assert "/etc/clickhouse-server/users.d/platform-users.xml" in {s["fileName"] for s in clickhouse["secrets"]}
     kafka = services(swarm_run)["kafka"]["taskSpec"]["containerSpec"]
     assert "/etc/platform/secrets/kafka_server_jaas.conf" in {s["fileName"] for s in kafka["secrets"]}
 
@@ -200,7 +200,7 @@ def test_secrets_and_configs_are_files_of_their_service(swarm_run) -> None:
         assert {(s["fileUid"], s["fileGid"], s["fileMode"]) for s in spec["secrets"]} == {("0", group, 0o440)}
     lb = services(swarm_run)["load-balancer"]
     lb_configs = {c["fileName"] for c in lb["taskSpec"]["containerSpec"]["configs"]}
-    assert lb_configs == {"/etc/platform/nginx.conf", "/etc/platform/tls/fullchain.pem"}
+    assert lb_configs == {"/etc/platform/nginx.conf", "/etc/platform/tls/fullchain.pem", "/etc/platform/tls/trusted.pem"}
     nginx_conf = next(c for c in configs.values() if labels_of(c)["platform.path"] == "/etc/platform/nginx.conf"
                       and labels_of(c)["platform.service"] == "load-balancer")
     conf = base64.b64decode(nginx_conf["data"]).decode()

@@ -205,8 +205,8 @@ def test_secrets_configs_and_the_internal_overlay_from_the_runtimes_definitions(
 
     # The overlay's DNS learns a task's address by gossip, a moment after the task runs: wait for both.
     wait_for(lambda: task_ips <= resolved(), 30, f"tasks.store-client resolving to {task_ips}")
-    # Every task answers over the overlay. (Not through the service's virtual IP: that needs the daemon's
-    # iptables, which the CI daemon runs without; busybox's own nc, since a static glibc wget cannot resolve.)
+    # Every task answers over the overlay, each by its own address (busybox's own nc, since a static glibc wget
+    # cannot resolve).
     request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5"
     answers = {run("sh", "-c", f"{request} {ip} {PORT}").split("\r\n\r\n")[-1].strip() for ip in task_ips}
     assert answers == {c.attrs["Config"]["Hostname"] for c in running}

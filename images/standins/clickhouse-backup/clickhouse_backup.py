@@ -255,6 +255,14 @@ def server(argv: list[str]) -> None:
     seconds(options["full-interval"])
     metrics, status = Metrics(), Status()
     enable_metrics = config["api", "enable_metrics"].lower() == "true"
+    # pkg/server/server.go Run: "Wait for ClickHouse", a login every 5 s until one succeeds, before the API starts.
+    while True:
+        try:
+            clickhouse_query(config, "SELECT 1")
+            break
+        except (RuntimeError, OSError) as error:
+            log(f"Wait for ClickHouse: {error}")
+            time.sleep(5)
 
     class Api(BaseHTTPRequestHandler):
         def authorized(self) -> bool:
