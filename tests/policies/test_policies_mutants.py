@@ -97,12 +97,13 @@ def test_the_actuator_finding_names_only_what_is_beyond_the_allowed(check):
 
 
 def test_an_hba_line_with_an_unbalanced_quote_is_read_up_to_its_comment(check):
-    # datastores.py _hba_records' fallback `line.split("#", 1)[0]` (1 -> 0, [0] -> [-1]).
+    # datastores.py _hba_records' fallback when shlex cannot split a line: `line.split("#", 1)[0]` (1 -> 0,
+    # [0] -> [-1]). The quote opened before the comment is what sends the line there.
     trusting = check(mutate=edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
-                                        "10.0.0.0/8     trust  # it's the app"))
+                                        '10.0.0.0/8     trust "x  # the app'))
     assert "DS-PG-003" in ids(trusting)
     commented = check(mutate=edit_upload("postgres", "pg_hba.conf", "10.0.0.0/8     scram-sha-256",
-                                         "10.0.0.0/8     scram-sha-256  # don't trust"))
+                                         '10.0.0.0/8     scram-sha-256 "x  # not trust'))
     assert "DS-PG-003" not in ids(commented)
 
 
