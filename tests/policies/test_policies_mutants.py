@@ -354,3 +354,13 @@ def test_a_service_attached_by_network_id_is_judged_on_that_network(check):
         orders.dependencies.append(edge.urn)
 
     assert "orders: role app joins the load balancer's edge network edge" in messages(check(mutate=mutate), "NET-001")
+
+
+def test_a_store_attached_by_id_to_an_internal_network_passes(check):
+    # networks.py _attached resolves only the references without a network (`if network is None`, AddNot).
+    def mutate(rs):
+        cache, data = named(rs, "cache"), named(rs, "data")
+        cache.inputs["taskSpec"]["networksAdvanceds"].append({"id": "data-id"})
+        cache.dependencies.append(data.urn)
+
+    assert "NET-001" not in ids(check(mutate=mutate))
