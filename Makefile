@@ -41,7 +41,7 @@ plan: preview
 
 # Two workers, the machine's two cores; tests/conftest.py says which modules share one (SERIAL_GROUPS).
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
+	$(VENV)/bin/python -m pytest -n 2 --no-loadscope-reorder
 
 # The prod stack booted on this machine's Docker engine (both runtimes) from images built here, and proven;
 # `make live LIVE_KEEP=1` leaves it running for a look (remove it with `docker rm -f`, or run again).

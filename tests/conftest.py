@@ -18,11 +18,11 @@ SERIAL_GROUPS = {
               "tests/swarm/test_autoscaler_image_live.py"),
     "docker-stack": ("tests/live/",),
 }
-"""`make test` runs the suite on two xdist workers (`-n 2 --dist loadgroup`). Each group here runs on one worker,
-its modules one after the other, since they share what two at once would fight over: the Swarm modules the one
-node's CPU and memory reservations, the Docker live modules the engine's bridge address pools (a stack takes
-14 of about 29). Every other module is a group of its own. The two go first, so both stacks run side by side
-and the rest fills in around them."""
+"""`make test` runs the suite on two xdist workers (`-n 2`). Each group here runs on one worker, its modules one
+after the other, since they share what two at once would fight over: the Swarm modules the one node's CPU and
+memory reservations, the Docker live modules the engine's bridge address pools (a stack takes 14 of about 29).
+Every other module is a group of its own. The two go first, so both stacks run side by side and the rest fills
+in around them."""
 
 
 def xdist_group(nodeid: str) -> str:
@@ -30,11 +30,21 @@ def xdist_group(nodeid: str) -> str:
     return next((name for name, paths in SERIAL_GROUPS.items() if path.startswith(paths)), path)
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's scheduler by scope, the scope being the group. (Not `--dist loadgroup`: with pytest 9 its marks
+    never reach the scheduler, since xdist/remote.py renames `item._nodeid`, which pytest no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return ByGroup(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    first = list(SERIAL_GROUPS)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item.nodeid)))
     # Stable: within a group, and among the other modules, collection order stays.
+    first = list(SERIAL_GROUPS)
     items.sort(key=lambda item: first.index(g) if (g := xdist_group(item.nodeid)) in first else len(first))
 
 

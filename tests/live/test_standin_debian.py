@@ -82,7 +82,7 @@ def _tls(hosts: list[str]) -> dict[str, str]:
 
 def _with_real_tls(inputs: dict[str, Any], tls: dict[str, str]) -> dict[str, Any]:
     replacements = {"/etc/platform/tls/fullchain.pem": tls["fullchain"], "/etc/platform/tls/privkey.pem": tls["privkey"],
-                    "/etc/platform/probe-ca.pem": tls["ca"]}
+                    "/etc/platform/tls/trusted.pem": tls["ca"], "/etc/platform/probe-ca.pem": tls["ca"]}
     uploads = [{**upload, "content": replacements[upload["file"]]} if upload["file"] in replacements else upload
                for upload in inputs.get("uploads", [])]
     return {**inputs, "uploads": uploads}

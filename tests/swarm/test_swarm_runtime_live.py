@@ -257,7 +257,7 @@ def app_standin_spec(image: str, service: str) -> ContainerSpec:
     """A Spring service exactly as `app_spec` defines it (user, read-only root, tmpfs mounts, JVM temp dir, the
     healthcheck class delivered as a file), but for the image, which no registry here has: the stand-in
     sleeps, and its healthcheck only says it runs."""
-    connections = Connections(*(["unused"] * 11))
+    connections = Connections(*(["unused"] * len(dataclasses.fields(Connections))))
     # Built as the worker's (a service of the zones table), then named `service` on the one network the test makes.
     spec = app_spec({"runtime": SwarmRuntime(name_prefix="unused"), "networks": {}, "service": "worker",
                      "image": "registry.internal/orchestration/api-gateway:1.0.0", "memory_mb": 64, "cpus": 0.1,
