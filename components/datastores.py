@@ -94,13 +94,18 @@ class KafkaArgs(DataStoreArgs):
 
 
 def _require(component: str, args: Mapping, *keys: str) -> None:
-    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", "password", *keys)
-               if args.get(key) is None]
+    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", *keys) if args.get(key) is None]
     if missing:
         raise ComponentArgsError(f"{component}: missing required args {missing}")
     lacking = missing_networks(component.lower(), args["networks"])
     if lacking:
         raise ComponentArgsError(f"{component}: networks must include {lacking} (components/zones.py)")
+
+
+def _require_client_users(component: str, users: Mapping, name_pattern: str) -> None:
+    bad = [name for name in users if name == "default" or not re.fullmatch(name_pattern, name)]
+    if bad or not users:
+        raise ComponentArgsError(f"{component}: users must be one or more client names (not 'default'), got {bad}")
 
 
 def archived_once_started(settings: Mapping[str, str]) -> dict[str, str]:
@@ -113,7 +118,8 @@ def archived_once_started(settings: Mapping[str, str]) -> dict[str, str]:
 
 
 def postgres_spec(args: PostgresArgs) -> ContainerSpec:
-    _require("Postgres", args, "database", "user", "superuser_password", "exporter_password", "backup_password")
+    _require("Postgres", args, "password", "database", "user", "superuser_password", "exporter_password",
+             "backup_password")
     archiving = args.get("archiving")
     if args["user"] in (SUPERUSER, EXPORTER_ROLE, BACKUP_ROLE):
         raise ComponentArgsError(f"Postgres: user must be the application's own role, not {args['user']!r}")
@@ -203,15 +209,8 @@ def redis_acl_line(name: str, password: str, user: RedisUser) -> str:
 
 
 def redis_spec(args: RedisArgs) -> ContainerSpec:
-    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", "users") if args.get(key) is None]
-    if missing:
-        raise ComponentArgsError(f"Redis: missing required args {missing}")
-    lacking = missing_networks("redis", args["networks"])
-    if lacking:
-        raise ComponentArgsError(f"Redis: networks must include {lacking} (components/zones.py)")
-    bad = [name for name in args["users"] if name == "default" or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name)]
-    if bad or not args["users"]:
-        raise ComponentArgsError(f"Redis: users must be one or more client names (not 'default'), got {bad}")
+    _require("Redis", args, "users")
+    _require_client_users("Redis", args["users"], r"[a-z0-9][a-z0-9-]*")
     conf_path = f"{FILES_DIR}/redis.conf"
     names = sorted(args["users"])
     # The accounts live in the config file (a secret), never on the command line where `docker inspect` shows them.
@@ -334,7 +333,7 @@ wait "$broker"
 
 
 def kafka_specs(args: KafkaArgs) -> list[ContainerSpec]:
-    _require("Kafka", args)
+    _require("Kafka", args, "password")
     if args.get("mode", "kraft") != "kraft":
         # apache/kafka's launch script formats its storage for KRaft at every start and refuses ZooKeeper.
         raise ComponentArgsError(f"Kafka: mode must be kraft (ZooKeeper mode was removed), got {args.get('mode')!r}")
@@ -480,16 +479,9 @@ class ClickHouseArgs(TypedDict):
 
 
 def clickhouse_spec(args: ClickHouseArgs) -> ContainerSpec:
-    missing = [key for key in ("runtime", "networks", "image", "memory_mb", "cpus", "users") if args.get(key) is None]
-    if missing:
-        raise ComponentArgsError(f"ClickHouse: missing required args {missing}")
-    lacking = missing_networks("clickhouse", args["networks"])
-    if lacking:
-        raise ComponentArgsError(f"ClickHouse: networks must include {lacking} (components/zones.py)")
+    _require("ClickHouse", args, "users")
     users = args["users"]
-    bad = [name for name in users if name == "default" or not re.fullmatch(r"[a-z][a-z0-9-]*", name)]
-    if bad or not users:
-        raise ComponentArgsError(f"ClickHouse: users must be one or more client names (not 'default'), got {bad}")
+    _require_client_users("ClickHouse", users, r"[a-z][a-z0-9-]*")
     powerful = [name for name, user in users.items()
                 if not user.grants or any(re.match(r"(?i)\s*(ALL|ACCESS MANAGEMENT)\b", g) for g in user.grants)]
     if powerful:
