@@ -57,12 +57,15 @@ CLICKHOUSE_CAPS = (*STEP_DOWN_CAPS, "KILL")
 POSTGRES_GID, REDIS_GID, CLICKHOUSE_GID = "999", "999", "101"
 
 
-class DataStoreArgs(TypedDict):
+class StoreArgs(TypedDict):
     runtime: Runtime
     networks: Mapping[str, pulumi.Resource]
     image: str
     memory_mb: int
     cpus: float
+
+
+class DataStoreArgs(StoreArgs):
     password: pulumi.Input[str]
 
 
@@ -182,12 +185,7 @@ REDIS_EXPORTER_COMMANDS = ("-@all +@connection -@dangerous +info +ping +dbsize +
                            "+latency|latest +latency|histogram")
 
 
-class RedisArgs(TypedDict):
-    runtime: Runtime
-    networks: Mapping[str, pulumi.Resource]
-    image: str
-    memory_mb: int
-    cpus: float
+class RedisArgs(StoreArgs):
     users: Mapping[str, RedisUser]
     """The ACL users, by name: one per client (the services by their name, REDIS_EXPORTER_USER)."""
 
@@ -466,12 +464,7 @@ def clickhouse_users_xml(users: Mapping[str, tuple[str, ClickHouseUser]], per_ta
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-class ClickHouseArgs(TypedDict):
-    runtime: Runtime
-    networks: Mapping[str, pulumi.Resource]
-    image: str
-    memory_mb: int
-    cpus: float
+class ClickHouseArgs(StoreArgs):
     users: Mapping[str, ClickHouseUser]
     """One user per client, named as the client's service (its DNS name on the store's network)."""
     per_task_dns: NotRequired[bool]
@@ -518,7 +511,7 @@ class DataStore(pulumi.ComponentResource):
     host: pulumi.Output[str]
     port: pulumi.Output[int]
 
-    def __init__(self, token: str, name: str, specs: list[ContainerSpec], args: DataStoreArgs, port: int,
+    def __init__(self, token: str, name: str, specs: list[ContainerSpec], args: StoreArgs, port: int,
                  opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(token, name, {}, opts)
         self.deployments = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import io
 import tarfile
-import time
 import uuid
 
 import pytest
@@ -26,6 +25,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from platform_infra.components.loadbalancer import CERT_PATH, CONF_PATH, HTTPS_PORT, KEY_PATH, TRUSTED_PATH
 from tests.live.deploy import CONTAINER, live_plan
 from tests.live.plan import image_reference, load_prod_plan
+from tests.live.probes import wait_for
 from tests.live.swarm_engine import wire_values as reveal
 
 pytestmark = pytest.mark.live
@@ -166,16 +166,6 @@ def _handshake(responder, edge) -> str:
     return output.decode(errors="replace")
 
 
-def _until(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
 def _logs(edge) -> str:
     return edge.logs().decode(errors="replace")
 
@@ -183,8 +173,8 @@ def _logs(edge) -> str:
 def test_nginx_staples_a_good_status_from_the_cas_responder(stapling):
     responder, edges, _ = stapling
     # The first handshake starts the fetch (through Docker's DNS for the responder's name); later ones carry it.
-    output = _until(lambda: (o := _handshake(responder, edges["good"])) and "OCSP Response Status: successful" in o
-                    and o, 30, "a stapled response")
+    output = wait_for(lambda: (o := _handshake(responder, edges["good"])) and "OCSP Response Status: successful" in o
+                    and o, 30, "a stapled response", every=0.5)
     assert "Cert Status: good" in output and "Verify return code: 0 (ok)" in output
     assert "Responder Id: CN = stapling test OCSP signer" in output
     assert "OCSP_basic_verify() failed" not in _logs(edges["good"])
@@ -193,9 +183,9 @@ def test_nginx_staples_a_good_status_from_the_cas_responder(stapling):
 def test_a_revoked_status_is_never_stapled_and_the_edge_still_serves(stapling):
     responder, edges, _ = stapling
     # A handshake starts the fetch; the answer is logged, never stapled.
-    _until(lambda: _handshake(responder, edges["revoked"])
+    wait_for(lambda: _handshake(responder, edges["revoked"])
            and 'certificate status "revoked" in the OCSP response' in _logs(edges["revoked"]), 30,
-           "nginx to log the revoked status")
+           "nginx to log the revoked status", every=0.5)
     output = _handshake(responder, edges["revoked"])
     assert "OCSP response: no response sent" in output and "Verify return code: 0 (ok)" in output
 
