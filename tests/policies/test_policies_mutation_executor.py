@@ -60,3 +60,80 @@ def test_a_killable_mutant_is_killed_and_an_equivalent_one_survives(tmp_path):
     assert "-    if value > 100:\n+    if value < 100:" in results[KILLABLE].diff
     assert "1 failed" in results[KILLABLE].output and "1 passed" in results[EQUIVALENT].output
     assert (package / "calc.py").read_text() == CALC  # served from memory, never written
+
+
+REGISTRY = '''from dataclasses import dataclass
+from typing import Any
+
+RULES: dict = {}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    check: Any
+    scope: Any = None
+
+
+def rule(id):
+    def register(check):
+        RULES[id] = Rule(id, check)
+        return check
+    return register
+'''
+RULE = '''from tiny.policies.registry import rule
+
+
+@rule("R-1")
+def over_limit(value, report, options):
+    if value > 100:
+        report(f"{value} is over the limit")
+'''
+RULE_TEST = '''from tiny.policies.registry import RULES
+import tiny.policies.rules  # noqa: F401 registration
+
+
+def findings(value):
+    found = []
+    RULES["R-1"].check(value, found.append, {})
+    return found
+
+
+def test_over_limit():
+    assert findings(150) == ["150 is over the limit"] and findings(5) == []
+'''
+
+
+def test_a_rule_mutant_is_replayed_and_only_a_different_answer_runs_the_tests(tmp_path):
+    """With a rule registry, each mutant first replays the rule's recorded calls: `>=` answers 150 and 5 as `>`
+    does, so it survives without a test run; `<` answers both differently, so the test that made them runs
+    and kills it."""
+    package = tmp_path / "tiny"
+    (package / "policies" / "rules").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "policies" / "__init__.py").write_text("")
+    (package / "policies" / "registry.py").write_text(REGISTRY)
+    (package / "policies" / "rules" / "__init__.py").write_text("from tiny.policies.rules import limit  # noqa: F401\n")
+    (package / "policies" / "rules" / "limit.py").write_text(RULE)
+    (package / "test_limit.py").write_text(RULE_TEST)
+    (package / "cr.toml").write_text(CONFIG.replace('"calc.py"', '"policies/rules/limit.py"')
+                                     .replace("test_calc.py", "test_limit.py"))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"}
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command, check=False, cwd=package, env=env, capture_output=True, text=True, timeout=120)
+
+    run(str(BIN / "cosmic-ray"), "init", "cr.toml", "session.sqlite").check_returncode()
+    run(str(BIN / "cr-filter-operators"), "session.sqlite", "cr.toml").check_returncode()
+    done = run(sys.executable, "-m", "tests.policies.mutation", "cr.toml", "session.sqlite", "--package", "tiny")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "recorded 2 distinct calls of 1 rules" in done.stdout, done.stdout
+
+    with use_db(str(package / "session.sqlite"), WorkDB.Mode.open) as db:
+        results = {item.mutations[0].operator_name: result for item, result in db.completed_work_items
+                   if item.mutations[0].operator_name in (KILLABLE, EQUIVALENT)}
+    assert results[KILLABLE].test_outcome == Outcome.KILLED
+    assert "replay: 2 of 2 calls of 1 rules (R-1) answered differently" in results[KILLABLE].output
+    assert "1 failed" in results[KILLABLE].output
+    assert results[EQUIVALENT].test_outcome == Outcome.SURVIVED
+    assert "replay: 0 of 2 calls" in results[EQUIVALENT].output and "passed" not in results[EQUIVALENT].output
