@@ -71,22 +71,25 @@ RULES: dict = {}
 @dataclass(frozen=True)
 class Rule:
     id: str
+    severity: int
     check: Any
     scope: Any = None
 
 
-def rule(id):
+def rule(id, severity):
     def register(check):
-        RULES[id] = Rule(id, check)
+        RULES[id] = Rule(id, severity, check)
         return check
     return register
 '''
 RULE = '''from tiny.policies.registry import rule
 
+LIMIT = 100
 
-@rule("R-1")
+
+@rule("R-1", severity=2)
 def over_limit(value, report, options):
-    if value > 100:
+    if value > LIMIT:
         report(f"{value} is over the limit")
 '''
 RULE_TEST = '''from tiny.policies.registry import RULES
@@ -101,13 +104,15 @@ def findings(value):
 
 def test_over_limit():
     assert findings(150) == ["150 is over the limit"] and findings(5) == []
+    assert RULES["R-1"].severity == 2
 '''
 
 
 def test_a_rule_mutant_is_replayed_and_only_a_different_answer_runs_the_tests(tmp_path):
-    """With a rule registry, each mutant first replays the rule's recorded calls: `>=` answers 150 and 5 as `>`
-    does, so it survives without a test run; `<` answers both differently, so the test that made them runs
-    and kills it."""
+    """With a rule registry, each mutant first replays the rule's recorded calls (150 and 5). `>=` and a limit of
+    99 or 101 answer both as the original does: survived, without a test run. `<` answers both differently: the
+    test that made them runs and kills it. A severity of 1 or 3 changes the registration (the calls were made
+    under the old one): every covering test runs, and one kills it."""
     package = tmp_path / "tiny"
     (package / "policies" / "rules").mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -117,7 +122,8 @@ def test_a_rule_mutant_is_replayed_and_only_a_different_answer_runs_the_tests(tm
     (package / "policies" / "rules" / "limit.py").write_text(RULE)
     (package / "test_limit.py").write_text(RULE_TEST)
     (package / "cr.toml").write_text(CONFIG.replace('"calc.py"', '"policies/rules/limit.py"')
-                                     .replace("test_calc.py", "test_limit.py"))
+                                     .replace("test_calc.py", "test_limit.py")
+                                     .replace(f"|{EQUIVALENT}$)", f"|{EQUIVALENT}$|core/NumberReplacer$)"))
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"}
 
     def run(*command: str) -> subprocess.CompletedProcess:
@@ -127,13 +133,17 @@ def test_a_rule_mutant_is_replayed_and_only_a_different_answer_runs_the_tests(tm
     run(str(BIN / "cr-filter-operators"), "session.sqlite", "cr.toml").check_returncode()
     done = run(sys.executable, "-m", "tests.policies.mutation", "cr.toml", "session.sqlite", "--package", "tiny")
     assert done.returncode == 0, done.stderr + done.stdout
-    assert "recorded 2 distinct calls of 1 rules" in done.stdout, done.stdout
+    assert "recorded 2 distinct calls of 1 rules" in done.stdout and "6 mutants" in done.stdout, done.stdout
 
     with use_db(str(package / "session.sqlite"), WorkDB.Mode.open) as db:
-        results = {item.mutations[0].operator_name: result for item, result in db.completed_work_items
-                   if item.mutations[0].operator_name in (KILLABLE, EQUIVALENT)}
-    assert results[KILLABLE].test_outcome == Outcome.KILLED
-    assert "replay: 2 of 2 calls of 1 rules (R-1) answered differently" in results[KILLABLE].output
-    assert "1 failed" in results[KILLABLE].output
-    assert results[EQUIVALENT].test_outcome == Outcome.SURVIVED
-    assert "replay: 0 of 2 calls" in results[EQUIVALENT].output and "passed" not in results[EQUIVALENT].output
+        results = {(item.mutations[0].operator_name, item.mutations[0].start_pos[0]): result.output
+                   for item, result in db.completed_work_items if result.test_outcome == Outcome.SURVIVED}
+        killed = {(item.mutations[0].operator_name, item.mutations[0].start_pos[0]): result.output
+                  for item, result in db.completed_work_items if result.test_outcome == Outcome.KILLED}
+    number, limit_line, severity_line = "core/NumberReplacer", 3, 6
+    assert set(results) == {(EQUIVALENT, 8), (number, limit_line)}  # the two limits share an operator and line
+    assert all("replay: 0 of 2 calls" in output and "passed" not in output for output in results.values())
+    assert set(killed) == {(KILLABLE, 8), (number, severity_line)}
+    assert "replay: 2 of 2 calls of 1 rules (R-1) answered differently" in killed[KILLABLE, 8]
+    assert "the registration of R-1 changed" in killed[number, severity_line]
+    assert all("1 failed" in output for output in killed.values())
