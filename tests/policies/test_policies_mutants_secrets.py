@@ -1,0 +1,53 @@
+"""Behaviours of the secrets and monitoring rules that mutation testing found no test pinned down (the comment of
+each test names the rule line and the mutants it kills), in the style of test_policies_mutants.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from platform_infra.policies.props import RANDOM_BYTES
+from tests.policies.conftest import ids, messages
+from tests.policies.fixtures import registration
+from tests.policies.test_policies_rules import add_resource, both, drop_env, edit_service, set_fields
+
+
+@pytest.mark.parametrize("path", ["/etc/app/api-token", "/etc/app/tls/server.key"])
+def test_an_upload_named_a_credential_or_a_key_is_a_secret_file(check, path):
+    # secrets.py:155 is_secret_file `SENSITIVE_NAME.search(name) or name.endswith(".key")` (or -> and): either the
+    # name alone makes a file secret, outside a secrets/ directory and with no key or password text in it.
+    report = check(mutate=set_fields("api-gateway", uploads=[{"file": path, "content": "opaque"}]))
+    assert messages(report, "SEC-006") == [
+        f"api-gateway: upload {path} has mode 0644, readable by every user of the container"]
+
+
+def test_the_others_execute_bit_alone_is_reported_on_a_secret_file(check):
+    # secrets.py:198 (uploads) and :189 (Swarm secrets) `mode & 0o007` (0o007 -> 6): 0441 grants others a bit.
+    upload = check(mutate=set_fields("api-gateway", uploads=[
+        {"file": "/etc/platform/secrets/token", "content": "opaque", "permissions": "0441"}]))
+    assert messages(upload, "SEC-006") == [
+        "api-gateway: upload /etc/platform/secrets/token has mode 0441, readable by every user of the container"]
+    secret = check(mutate=edit_service("orders", "taskSpec", "containerSpec", "secrets", value=[
+        {"secretId": "db-id", "secretName": "db", "fileName": "/run/secrets/db", "fileUid": "10001",
+         "fileGid": "10001", "fileMode": float(0o441)}]))
+    assert messages(secret, "SEC-006") == [
+        "orders: secret /run/secrets/db has mode 0441, readable by every user of the container"]
+
+
+def _random_bytes(length: float):
+    return add_resource(registration(RANDOM_BYTES, "jwt-key", {"length": length}))
+
+
+def test_random_bytes_below_32_are_reported_and_32_pass(check):
+    # secrets.py:378 generated_secret_strength `length < options["minBytes"]` (< -> ==, <=, ...).
+    assert messages(check(mutate=_random_bytes(16.0)), "SEC-004") == ["jwt-key: length 16 is below 32 bytes"]
+    assert "SEC-004" not in ids(check(mutate=_random_bytes(32.0)))
+
+
+def test_an_unparseable_grafana_ini_is_skipped_and_the_next_one_read(check):
+    # monitoring.py:41 _grafana_setting `except configparser.Error: continue` (the exception replaced): a file
+    # without a section header does not stop the rule, which reads the next .ini upload.
+    report = check(mutate=both(drop_env("grafana", "GF_USERS_ALLOW_SIGN_UP"), set_fields("grafana", uploads=[
+        {"file": "/etc/grafana/provisioning.ini", "content": "allow_sign_up = false\n"},
+        {"file": "/etc/grafana/grafana.ini", "content": "[users]\nallow_sign_up = true\n"},
+    ])))
+    assert messages(report, "MON-GRAF-001") == ["grafana: users can sign up"]
