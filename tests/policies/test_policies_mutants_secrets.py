@@ -11,11 +11,17 @@ from tests.policies.fixtures import registration
 from tests.policies.test_policies_rules import add_resource, both, drop_env, edit_service, set_fields
 
 
-@pytest.mark.parametrize("path", ["/etc/app/api-token", "/etc/app/tls/server.key"])
-def test_an_upload_named_a_credential_or_a_key_is_a_secret_file(check, path):
-    # secrets.py:155 is_secret_file `SENSITIVE_NAME.search(name) or name.endswith(".key")` (or -> and): either the
-    # name alone makes a file secret, outside a secrets/ directory and with no key or password text in it.
-    report = check(mutate=set_fields("api-gateway", uploads=[{"file": path, "content": "opaque"}]))
+@pytest.mark.parametrize(("path", "content"), [
+    ("/etc/platform/secrets/db", "opaque"),  # its directory alone
+    ("/etc/app/api-token", "opaque"),  # its name alone
+    ("/etc/app/tls/server.key", "opaque"),  # its extension alone
+    ("/etc/app/tls/server.pem", "-----BEGIN PRIVATE KEY-----\nabc\n"),  # a private key in it
+    ("/etc/app/redis.conf", "requirepass Xk2LmQ9vN3kP0wRt7TbY\n"),  # a Redis password directive in it
+])
+def test_each_sign_of_a_secret_file_alone_makes_it_one(check, path, content):
+    # secrets.py:155 is_secret_file, a chain of `or` (each -> and): any one sign makes the file a secret file,
+    # whose default mode 0644 is then reported.
+    report = check(mutate=set_fields("api-gateway", uploads=[{"file": path, "content": content}]))
     assert messages(report, "SEC-006") == [
         f"api-gateway: upload {path} has mode 0644, readable by every user of the container"]
 
