@@ -57,3 +57,30 @@ def test_an_unparseable_grafana_ini_is_skipped_and_the_next_one_read(check):
         {"file": "/etc/grafana/grafana.ini", "content": "[users]\nallow_sign_up = true\n"},
     ])))
     assert messages(report, "MON-GRAF-001") == ["grafana: users can sign up"]
+
+
+def test_a_requirepass_at_an_odd_position_on_the_command_line_is_judged_by_its_own_value(check):
+    # secrets.py:317 _credential_values `command[index + 1]` (+ -> ^): at an odd index, `index ^ 1` is the
+    # argument before the flag (test_policies_mutants.py covers an even one).
+    weak = check(mutate=set_fields("redis", command=["redis-server", "--requirepass", "changeme"]))
+    assert messages(weak, "SEC-003") == ["redis: command --requirepass is a default or well-known weak value"]
+    strong = check(mutate=set_fields("redis", command=["redis-server", "--requirepass", "Xk2LmQ9vN3kP0wRt7TbY"]))
+    assert "SEC-003" not in ids(strong)
+
+
+OPEN_API_ENV = ["API_LISTEN=0.0.0.0:7171"]  # on every address, and no config file giving it an account
+
+
+@pytest.mark.parametrize("fields", [
+    {"command": ["create_remote"]},  # a one-shot backup job: it serves no API
+    {"command": ["server", "--watch"], "start": False},  # a files carrier: it never runs
+])
+def test_the_api_environment_is_judged_only_where_the_api_is_served(check, fields):
+    # backups.py:104 clickhouse_backup_api `w.runs and "server" in w.command` (and -> or).
+    assert "BAK-API-001" not in ids(check(mutate=set_fields("clickhouse-backup", envs=OPEN_API_ENV, **fields)))
+    served = check(mutate=set_fields("clickhouse-backup", envs=OPEN_API_ENV))
+    assert messages(served, "BAK-API-001") == [
+        "clickhouse-backup: API_LISTEN=0.0.0.0:7171 listens on every address",
+        ("clickhouse-backup: the API has no account: no config file (CLICKHOUSE_BACKUP_CONFIG) gives "
+         "api.username/password"),
+    ]
