@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from platform_infra.policies.props import RANDOM_BYTES
-from tests.policies.conftest import ids, messages
+from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import registration
-from tests.policies.test_policies_rules import add_resource, both, drop_env, edit_service, set_fields
+from tests.policies.test_policies_rules import add_env, add_resource, both, drop_env, edit_service, set_fields
 
 
 @pytest.mark.parametrize(("path", "content"), [
@@ -84,3 +84,101 @@ def test_the_api_environment_is_judged_only_where_the_api_is_served(check, field
         ("clickhouse-backup: the API has no account: no config file (CLICKHOUSE_BACKUP_CONFIG) gives "
          "api.username/password"),
     ]
+
+
+def test_a_swarm_secret_without_a_mode_gets_the_cli_default_0444(check):
+    # secrets.py:149 DOCKER_SECRET_DEFAULT_MODE 0o444 (NumberReplacer): the mode reported is the one Docker gives.
+    report = check(mutate=edit_service("orders", "taskSpec", "containerSpec", "secrets", value=[
+        {"secretId": "db-id", "secretName": "db", "fileName": "/run/secrets/db"}]))
+    assert messages(report, "SEC-006") == [
+        "orders: secret /run/secrets/db has mode 0444, readable by every user of the container"]
+
+
+def test_an_unreadable_permissions_string_fails_closed(check):
+    # secrets.py:165 _mode `except ValueError: return None` (the exception replaced): a mode that is no octal
+    # number is reported as unknown, not let through or crashing the rule.
+    report = check(mutate=set_fields("api-gateway", uploads=[
+        {"file": "/etc/platform/secrets/db", "content": "opaque", "permissions": "u=r"}]))
+    assert messages(report, "SEC-006") == [
+        "api-gateway: upload /etc/platform/secrets/db has mode ?, readable by every user of the container"]
+
+
+def _key(length: int) -> str:
+    """Key material of `length` bytes, distinct enough for the entropy test, and no base64 (so counted raw)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+    return "".join(alphabet[(7 * i) % len(alphabet)] for i in range(length))
+
+
+@pytest.mark.parametrize(("algorithm", "needed"), [("HS256", 32), ("HS384", 48), ("HS512", 64), ("RS256", 32)])
+def test_a_jwt_key_as_long_as_its_hash_passes_and_one_byte_less_fails(check, algorithm, needed):
+    # secrets.py:203 HMAC_MIN_BYTES and :256 `.get(algorithm, 32)` for an algorithm it does not list
+    # (NumberReplacer), :262 `_key_bytes(value) < needed` (< -> <=).
+    env = f"JWT_ALGORITHM={algorithm}"
+    assert "SEC-002" not in ids(check(mutate=add_env("api-gateway", env, f"JWT_SECRET={_key(needed)}")))
+    short = check(mutate=add_env("api-gateway", env, f"JWT_SECRET={_key(needed - 1)}"))
+    assert messages(short, "SEC-002") == [
+        f"api-gateway: env JWT_SECRET is shorter than {needed} bytes ({needed * 8} bits) for {algorithm}"]
+
+
+def test_a_jwt_key_of_three_bits_per_character_passes_and_of_two_fails(check):
+    # secrets.py:247 minEntropyBitsPerChar default 3.0 (NumberReplacer) and :264 `< options[...]` (< -> <=):
+    # eight characters, each as often, are exactly 3 bits each; four are 2.
+    assert "SEC-002" not in ids(check(mutate=add_env("api-gateway", "JWT_SECRET=" + "-_.~!*()" * 4)))
+    patterned = check(mutate=add_env("api-gateway", "JWT_SECRET=" + "-_.~" * 8))
+    assert messages(patterned, "SEC-002") == [
+        "api-gateway: env JWT_SECRET has too little entropy (repeated or patterned characters)"]
+
+
+def test_a_credential_of_16_characters_passes_and_of_15_fails(check):
+    # secrets.py:301 _weakness `len(value) < min_length` (< -> <=) and :341 minLength default 16 (NumberReplacer).
+    assert "SEC-003" not in ids(check(mutate=add_env("api-gateway", "DB_PASSWORD=" + _key(16))))
+    short = check(mutate=add_env("api-gateway", "DB_PASSWORD=" + _key(15)))
+    assert messages(short, "SEC-003") == ["api-gateway: env DB_PASSWORD is shorter than 16 characters"]
+
+
+def test_a_config_files_password_taken_from_elsewhere_is_not_judged(check):
+    # secrets.py:320 _credential_values `not match.group(1).startswith(("$", "/"))` (group 1 -> 0, not -> ...):
+    # a placeholder the application resolves, or a file path, is no password written in the file.
+    config = ("spring.datasource.password=${DB_PASSWORD}\nspring.kafka.password=/run/secrets/kafka\n"
+              "spring.data.redis.password=changeme\n")
+    report = check(mutate=set_fields("api-gateway", uploads=[
+        {"file": "/etc/app/application.properties", "content": config}]))
+    assert messages(report, "SEC-003") == [
+        "api-gateway: upload /etc/app/application.properties is a default or well-known weak value"]
+
+
+def test_a_generated_password_of_16_characters_passes_and_of_15_fails(check):
+    # secrets.py:381 generated_secret_strength `length < options["minLength"]` (< -> <=) and :368 its default 16.
+    assert "SEC-004" not in ids(check(mutate=set_fields("db-password", length=16.0)))
+    assert messages(check(mutate=set_fields("db-password", length=15.0)), "SEC-004") == [
+        "db-password: length 15 is below 16"]
+
+
+def test_rsa_keys_of_2048_bits_pass_and_the_provider_default_is_2048(check):
+    # secrets.py:393 RSA_MIN_BITS 2048 and :412 `number(rsaBits) or 2048` (NumberReplacer), :413 (< -> <=).
+    assert "TLS-001" not in ids(check(mutate=set_fields("tls-key", algorithm="RSA", rsaBits=2048.0)))
+    assert "TLS-001" not in ids(check(mutate=both(set_fields("tls-key", algorithm="RSA"),
+                                                  lambda rs: named(rs, "tls-key").inputs.pop("ecdsaCurve"))))
+    assert messages(check(mutate=set_fields("tls-key", algorithm="RSA", rsaBits=1024.0)), "TLS-001") == [
+        "tls-key: RSA key of 1024 bits (minimum 2048)"]
+
+
+def test_an_ecdsa_key_without_a_curve_is_the_providers_p224(check):
+    # secrets.py:418 the message's `STRONG_CURVES[:2]` (NumberReplacer); the provider's default curve is P224.
+    report = check(mutate=lambda rs: named(rs, "tls-key").inputs.pop("ecdsaCurve"))
+    assert messages(report, "TLS-001") == ["tls-key: ECDSA curve P224 (use P256 or P384)"]
+
+
+@pytest.mark.parametrize(("ca", "limit"), [(False, 366 * 24), (True, 10 * 366 * 24)])
+def test_a_certificate_may_live_exactly_its_limit(check, ca, limit):
+    # secrets.py:440 cert_lifetime `hours > limit` (> -> >=) and :431/:432 the limits' defaults (NumberReplacer).
+    assert "TLS-002" not in ids(check(mutate=set_fields("tls-cert", isCaCertificate=ca, validityPeriodHours=float(limit))))
+    longer = check(mutate=set_fields("tls-cert", isCaCertificate=ca, validityPeriodHours=float(limit + 24)))
+    assert messages(longer, "TLS-002") == [f"tls-cert: validityPeriodHours {limit + 24} exceeds {limit}"]
+
+
+def test_an_alertmanager_yml_that_is_no_yaml_is_reported(check):
+    # monitoring.py:189 _yaml `except yaml.YAMLError: return None` (the exception replaced).
+    report = check(mutate=set_fields("alertmanager", uploads=[
+        {"file": "/etc/alertmanager/alertmanager.yml", "content": "route: [receiver: team\n"}]))
+    assert messages(report, "MON-003") == ["alertmanager: alertmanager.yml is not a YAML mapping"]
