@@ -8,7 +8,15 @@ import pytest
 from platform_infra.policies.props import RANDOM_BYTES
 from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import registration
-from tests.policies.test_policies_rules import add_env, add_resource, both, drop_env, edit_service, set_fields
+from tests.policies.test_policies_rules import (
+    add_env,
+    add_resource,
+    both,
+    drop_env,
+    edit_service,
+    edit_upload,
+    set_fields,
+)
 
 
 @pytest.mark.parametrize(("path", "content"), [
@@ -182,3 +190,16 @@ def test_an_alertmanager_yml_that_is_no_yaml_is_reported(check):
     report = check(mutate=set_fields("alertmanager", uploads=[
         {"file": "/etc/alertmanager/alertmanager.yml", "content": "route: [receiver: team\n"}]))
     assert messages(report, "MON-003") == ["alertmanager: alertmanager.yml is not a YAML mapping"]
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("    metrics_path: /actuator/prometheus\n", ""),  # Prometheus' default, /metrics
+    ("/actuator/prometheus", "/actuator/metrics"),  # a path that sorts before the expected one
+])
+def test_an_app_scraped_on_another_path_is_reported(check, old, new):
+    # monitoring.py:245 scrape_coverage `job.get("metrics_path", "/metrics") != options["metricsPath"]` (!= -> <, >).
+    report = check(mutate=edit_upload("prometheus", "prometheus.yml", old, new))
+    assert messages(report, "MON-001") == [
+        "api-gateway: app api-gateway is scraped, but not on /actuator/prometheus",
+        "orders: app orders is scraped, but not on /actuator/prometheus",
+    ]
