@@ -203,3 +203,17 @@ def test_an_app_scraped_on_another_path_is_reported(check, old, new):
         "api-gateway: app api-gateway is scraped, but not on /actuator/prometheus",
         "orders: app orders is scraped, but not on /actuator/prometheus",
     ]
+
+
+def test_receivers_without_a_notification_config_are_a_blackhole(check):
+    # monitoring.py:369 alert_routing `key.endswith("_configs") and value` (and -> or): a receiver's name, or an
+    # empty email_configs, delivers nothing; :371 `used and not delivering` (and -> or): without a routed
+    # receiver, only the missing route is reported.
+    def alertmanager_yml(route: str):
+        return set_fields("alertmanager", uploads=[{"file": "/etc/alertmanager/alertmanager.yml", "content": (
+            f"route: {route}\nreceivers:\n  - name: oncall\n    email_configs: []\n  - name: quiet\n")}])
+
+    report = check(mutate=alertmanager_yml("{receiver: oncall, routes: [{receiver: quiet}]}"))
+    assert messages(report, "MON-003") == ["alertmanager: every routed receiver is a blackhole (no *_configs)"]
+    unrouted = check(mutate=alertmanager_yml("{group_by: [alertname]}"))
+    assert messages(unrouted, "MON-003") == ["alertmanager: alertmanager.yml has no route receiver"]
