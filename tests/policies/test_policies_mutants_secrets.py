@@ -217,3 +217,21 @@ def test_receivers_without_a_notification_config_are_a_blackhole(check):
     assert messages(report, "MON-003") == ["alertmanager: every routed receiver is a blackhole (no *_configs)"]
     unrouted = check(mutate=alertmanager_yml("{group_by: [alertname]}"))
     assert messages(unrouted, "MON-003") == ["alertmanager: alertmanager.yml has no route receiver"]
+
+
+def test_an_empty_api_account_in_the_environment_is_reported_a_set_one_is_not(check):
+    # backups.py:112 clickhouse_backup_api `key in env and not env[key]` (not removed, and -> or).
+    assert "BAK-API-001" not in ids(check(mutate=add_env("clickhouse-backup", "API_USERNAME=backup-api")))
+    empty = check(mutate=add_env("clickhouse-backup", "API_PASSWORD="))
+    assert messages(empty, "BAK-API-001") == [
+        "clickhouse-backup: API_PASSWORD is empty in the environment, over the config file: the API has no account"]
+
+
+@pytest.mark.parametrize(("listen", "open_"), [("0.0.0.0:7171", True), ("[::]:7171", True),
+                                               ("clickhouse-backup-api:7171", False)])
+def test_the_config_files_api_listen_is_judged(check, listen, open_):
+    # backups.py:122 `"listen" in api and _all_addresses(str(api["listen"]))` and _all_addresses' host part.
+    report = check(mutate=edit_upload("clickhouse-backup", "chb.yml", "api:\n", f"api:\n  listen: '{listen}'\n"))
+    assert messages(report, "BAK-API-001") == (
+        [f"clickhouse-backup: /etc/platform/secrets/chb.yml: api.listen {listen} listens on every address"]
+        if open_ else [])
