@@ -107,3 +107,28 @@ def test_an_app_cors_origin_of_the_wildcard_is_reported(check, value):
                                _service_env("orders", APP_CORS_ALLOWED_ORIGINS=value)))
     assert messages(report, "EDGE-011") == ["api-gateway: env APP_CORS_ALLOWED_ORIGINS allows every origin",
                                             "orders: env APP_CORS_ALLOWED_ORIGINS allows every origin"]
+
+
+def test_a_rate_limit_answering_503_is_reported(check):
+    # edge.py:461 rate_limit `limit_req_status != "429"` (!= -> <: nginx's default 503 sorts after "429").
+    report = check(mutate=edit_upload("nginx", "nginx.conf", "limit_req_status 429;", "limit_req_status 503;"))
+    assert messages(report, "EDGE-009") == [
+        f"nginx: server example.com:8443 location {path} answers rate-limited requests without limit_req_status 429"
+        for path in ("^/api/v1/auth/login", "/api/")]
+
+
+def test_a_405_guard_on_another_variable_allows_every_method(check):
+    # edge.py:646 methods_allowlist `d["args"][:1] == ["$request_method"]` (== -> <=: "$arg_..." sorts first).
+    report = check(mutate=site("if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$)",
+                               "if ($arg_debug)"))
+    assert messages(report, "EDGE-013") == ["nginx: server example.com:8443 accepts any HTTP method"]
+
+
+@pytest.mark.parametrize("origin", ["*", '"*"', "'*'"])
+def test_a_wildcard_origin_as_nginx_reads_it_is_the_wildcard(check, origin):
+    # edge.py:511 _cors_problems `origin == "*"` (`is "*"` holds as `==` does: see the report).
+    report = check(mutate=site("location /api/ {", (
+        f"location /api/ {{\n        add_header Access-Control-Allow-Origin {origin} always;\n"
+        "        add_header Access-Control-Allow-Credentials true always;")))
+    assert messages(report, "EDGE-011") == [
+        "nginx: server example.com:8443 location /api/: Access-Control-Allow-Origin * with credentials"]
