@@ -40,9 +40,12 @@ def test_an_nginx_listening_on_port_80_itself_serves_plain_http(check):
      ["proxies /api/ over plain HTTP"]),
     # the server-level return answers before any location is chosen: its locations proxy nothing
     (f"{REDIRECT}\n    location /api/ {{ proxy_pass http://api-gateway:8080; }}", []),
+    # ACME HTTP-01 challenges are answered over plain HTTP by design
+    (f"location / {{ {REDIRECT} }}\n    location /.well-known/acme-challenge/ {{ proxy_pass http://acme:8080; }}", []),
 ])
 def test_port_80_proxies_unless_the_server_itself_redirects(check, server, found):
-    # edge.py:259 http_to_https `proxied and not _redirects_to_https(server.returns)` (Delete_Not).
+    # edge.py:259 http_to_https `proxied and not _redirects_to_https(server.returns)` (Delete_Not);
+    # edge.py:255 `not loc.path.startswith("/.well-known/acme-challenge")` (Delete_Not).
     report = check(mutate=site(REDIRECT, server))
     assert messages(report, "EDGE-004") == [f"nginx: server example.com:8080 {m}" for m in found]
 
@@ -59,9 +62,11 @@ def test_x_frame_options_sameorigin_is_no_frame_denial(check):
 @pytest.mark.parametrize(("login", "api", "found"), [
     ("1r/s", "60r/m", ["nginx: the auth/login/token limit is not stricter than the general API limit"]),
     ("59r/m", "1r/s", []),
+    ("10r/m", "30r/m", []),
 ])
 def test_a_rate_per_minute_is_a_sixtieth_per_second(check, login, api, found):
-    # edge.py:414 _rate_per_second `/ 60` for r/m (60 -> 59): 60r/m is exactly 1r/s, 59r/m is below it.
+    # edge.py:414 _rate_per_second `/ 60` for r/m (60 -> 59): 60r/m is exactly 1r/s, 59r/m is below it;
+    # (/ -> //): 10r/m is stricter than 30r/m though both are below one a second.
     report = check(mutate=both(
         edit_upload("nginx", "nginx.conf", "zone=api:10m rate=10r/s", f"zone=api:10m rate={api}"),
         edit_upload("nginx", "nginx.conf", "zone=login:10m rate=10r/m", f"zone=login:10m rate={login}")))
@@ -78,13 +83,16 @@ def test_only_proxied_api_locations_need_a_rate_limit(check, location):
     assert "EDGE-009" not in ids(report), messages(report, "EDGE-009")
 
 
-def test_a_wildcard_origin_with_credentials_is_reported(check):
-    # edge.py:510 _cors_problems `credentials == "true"` (== -> is: `.lower()` makes a new string).
+@pytest.mark.parametrize(("credentials", "found"), [
+    ("TRUE", ["nginx: server example.com:8443 location /api/: Access-Control-Allow-Origin * with credentials"]),
+    ("yes", []),  # the Fetch standard's CORS check allows credentials on `true` only
+])
+def test_a_wildcard_origin_with_credentials_is_reported(check, credentials, found):
+    # edge.py:510 _cors_problems `credentials == "true"` (== -> is: `.lower()` makes a new string; == -> >=).
     report = check(mutate=site("location /api/ {", (
         "location /api/ {\n        add_header Access-Control-Allow-Origin * always;\n"
-        "        add_header Access-Control-Allow-Credentials TRUE always;")))
-    assert messages(report, "EDGE-011") == [
-        "nginx: server example.com:8443 location /api/: Access-Control-Allow-Origin * with credentials"]
+        f"        add_header Access-Control-Allow-Credentials {credentials} always;")))
+    assert messages(report, "EDGE-011") == found
 
 
 def _service_env(name: str, **env: str):
@@ -132,3 +140,11 @@ def test_a_wildcard_origin_as_nginx_reads_it_is_the_wildcard(check, origin):
         "        add_header Access-Control-Allow-Credentials true always;")))
     assert messages(report, "EDGE-011") == [
         "nginx: server example.com:8443 location /api/: Access-Control-Allow-Origin * with credentials"]
+
+
+def test_only_an_if_on_the_request_method_is_a_method_guard(check):
+    # edge.py:645 methods_allowlist `d["directive"] == "if"` (== -> >=: `location` sorts after "if"): a location
+    # whose prefix is the text `$request_method` guards nothing.
+    report = check(mutate=site("if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$) { return 405; }",
+                               "location $request_method { return 405; }"))
+    assert messages(report, "EDGE-013") == ["nginx: server example.com:8443 accepts any HTTP method"]
