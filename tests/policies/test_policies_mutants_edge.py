@@ -20,11 +20,14 @@ def test_an_hsts_header_without_max_age_has_none(check):
     assert messages(report, "EDGE-003") == [f"nginx: {where}: HSTS max-age below 1" for where in TLS_WHERE]
 
 
-def test_an_nginx_listening_on_port_80_itself_serves_plain_http(check):
-    # edge.py:244 http_to_https `{80} | ...` (80 -> 79): port 80 is plain HTTP also when no mapping publishes it
-    # (here a host-networked nginx).
+@pytest.mark.parametrize("network", [
+    {"networkMode": "host", "ports": []},  # no mapping publishes port 80: it is port 80 itself
+    {"ports": [{"internal": 80.0, "external": 80.0, "ip": "0.0.0.0"}]},  # published as itself
+])
+def test_an_nginx_listening_on_port_80_itself_serves_plain_http(check, network):
+    # edge.py:244 http_to_https `{80} | {published as 80}` (80 -> 79; | -> ^, which drops 80 published as 80).
     report = check(mutate=both(
-        set_fields("nginx", networkMode="host", ports=[]),
+        set_fields("nginx", **network),
         site(f"listen 8080;\n    server_name example.com;\n    {REDIRECT}",
              "listen 80;\n    server_name example.com;\n    location / { proxy_pass http://api-gateway:8080; }")))
     assert messages(report, "EDGE-004") == ["nginx: server example.com:80 does not redirect to https://",
