@@ -151,3 +151,10 @@ def test_only_an_if_on_the_request_method_is_a_method_guard(check):
     report = check(mutate=site("if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$) { return 405; }",
                                "location $request_method { return 405; }"))
     assert messages(report, "EDGE-013") == ["nginx: server example.com:8443 accepts any HTTP method"]
+
+
+@pytest.mark.parametrize("indent", [" ", "\t"])
+def test_a_haproxy_global_section_may_be_indented_by_one_character(check, indent):
+    # edge.py:712 _haproxy_global `raw[:1].isspace()` (1 -> 2): one space or tab of indentation is inside the section.
+    report = check(mutate=edit_upload("haproxy", "haproxy.cfg", "\n    ssl-default-bind", f"\n{indent}ssl-default-bind"))
+    assert "EDGE-015" not in ids(report), messages(report, "EDGE-015")
