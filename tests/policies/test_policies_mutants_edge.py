@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.policies.conftest import ids, messages, named
+from tests.policies.test_policies_mutants import CORS_FROM_THE_MAP
 from tests.policies.test_policies_rules import add_env, both, edit_upload, set_fields, site
 
 REDIRECT = "return 301 https://$host$request_uri;"
@@ -53,23 +54,48 @@ def test_port_80_proxies_unless_the_server_itself_redirects(check, server, found
     assert messages(report, "EDGE-004") == [f"nginx: server example.com:8080 {m}" for m in found]
 
 
-def test_x_frame_options_sameorigin_is_no_frame_denial(check):
-    # edge.py:299 _header_problems `x-frame-options != "deny"` (!= -> <: "sameorigin" sorts after "deny").
+FRAME_ANCESTORS = "\"default-src 'none'; frame-ancestors 'none'\""
+
+
+@pytest.mark.parametrize("frame_options", ["DENY", "SAMEORIGIN", None])
+@pytest.mark.parametrize("frame_ancestors", [True, False])
+def test_framing_is_denied_by_x_frame_options_deny_or_the_csp(check, frame_options, frame_ancestors):
+    # edge.py:299-300 _header_problems `x-frame-options != "deny" and "frame-ancestors 'none'" not in csp`
+    # (!= -> <, <=, >, >=, is, is not: "sameorigin" sorts after "deny", "" before it; and -> or).
     report = check(mutate=both(
-        site("X-Frame-Options DENY", "X-Frame-Options SAMEORIGIN"),
-        site("\"default-src 'none'; frame-ancestors 'none'\"", "\"default-src 'none'\"")))
-    assert messages(report, "EDGE-006") == [
+        site("add_header X-Frame-Options DENY always;",
+             f"add_header X-Frame-Options {frame_options} always;" if frame_options else ""),
+        site(FRAME_ANCESTORS, FRAME_ANCESTORS if frame_ancestors else "\"default-src 'none'\"")))
+    denied = frame_options == "DENY" or frame_ancestors
+    assert messages(report, "EDGE-006") == [] if denied else [
         f"nginx: {where}: missing X-Frame-Options DENY (or CSP frame-ancestors 'none')" for where in TLS_WHERE]
+
+
+def test_x_content_type_options_other_than_nosniff_is_reported(check):
+    # edge.py:296 _header_problems `!= "nosniff"` (!= -> <: "true" sorts after "nosniff").
+    report = check(mutate=site("X-Content-Type-Options nosniff", "X-Content-Type-Options true"))
+    assert messages(report, "EDGE-006") == [
+        f"nginx: {where}: missing X-Content-Type-Options nosniff" for where in TLS_WHERE]
+
+
+def test_cache_control_no_store_is_required_on_the_api_only(check):
+    # edge.py:307 `api and "no-store" not in cache-control` (and -> or): the server level is no API path.
+    report = check(mutate=site("add_header Cache-Control no-store always;", ""))
+    assert messages(report, "EDGE-006") == [
+        f"nginx: {where}: missing Cache-Control no-store" for where in TLS_WHERE[1:]]
 
 
 @pytest.mark.parametrize(("login", "api", "found"), [
     ("1r/s", "60r/m", ["nginx: the auth/login/token limit is not stricter than the general API limit"]),
     ("59r/m", "1r/s", []),
     ("10r/m", "30r/m", []),
+    ("61r/m", "2r/s", []),
+    ("2r/s", "1r/s", ["nginx: the auth/login/token limit is not stricter than the general API limit"]),
 ])
 def test_a_rate_per_minute_is_a_sixtieth_per_second(check, login, api, found):
     # edge.py:414 _rate_per_second `/ 60` for r/m (60 -> 59): 60r/m is exactly 1r/s, 59r/m is below it;
-    # (/ -> //): 10r/m is stricter than 30r/m though both are below one a second.
+    # (/ -> //): 10r/m is stricter than 30r/m though both are below one a second; (/ -> -, %, **): 61r/m is
+    # stricter than 2r/s. edge.py:467 `max(auth) >= max(other)` (>= -> ==, >, is): a looser auth limit.
     report = check(mutate=both(
         edit_upload("nginx", "nginx.conf", "zone=api:10m rate=10r/s", f"zone=api:10m rate={api}"),
         edit_upload("nginx", "nginx.conf", "zone=login:10m rate=10r/m", f"zone=login:10m rate={login}")))
@@ -89,9 +115,11 @@ def test_only_proxied_api_locations_need_a_rate_limit(check, location):
 @pytest.mark.parametrize(("credentials", "found"), [
     ("TRUE", ["nginx: server example.com:8443 location /api/: Access-Control-Allow-Origin * with credentials"]),
     ("yes", []),  # the Fetch standard's CORS check allows credentials on `true` only
+    ("false", []),
 ])
 def test_a_wildcard_origin_with_credentials_is_reported(check, credentials, found):
-    # edge.py:510 _cors_problems `credentials == "true"` (== -> is: `.lower()` makes a new string; == -> >=).
+    # edge.py:510 _cors_problems `credentials == "true"` (== -> is: `.lower()` makes a new
+    # string; == -> !=, <, <=, >, >=).
     report = check(mutate=site("location /api/ {", (
         "location /api/ {\n        add_header Access-Control-Allow-Origin * always;\n"
         f"        add_header Access-Control-Allow-Credentials {credentials} always;")))
@@ -128,10 +156,11 @@ def test_a_rate_limit_answering_503_is_reported(check):
         for path in ("^/api/v1/auth/login", "/api/")]
 
 
-def test_a_405_guard_on_another_variable_allows_every_method(check):
-    # edge.py:646 methods_allowlist `d["args"][:1] == ["$request_method"]` (== -> <=: "$arg_..." sorts first).
-    report = check(mutate=site("if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$)",
-                               "if ($arg_debug)"))
+@pytest.mark.parametrize("guard", ["if ($arg_debug)", "if ($request_uri ~ ^/debug)"])
+def test_a_405_guard_on_another_variable_allows_every_method(check, guard):
+    # edge.py:646 methods_allowlist `d["args"][:1] == ["$request_method"]` (== -> <=, >=: "$arg_debug" sorts
+    # before it, "$request_uri" after).
+    report = check(mutate=site("if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$)", guard))
     assert messages(report, "EDGE-013") == ["nginx: server example.com:8443 accepts any HTTP method"]
 
 
@@ -158,3 +187,147 @@ def test_a_haproxy_global_section_may_be_indented_by_one_character(check, indent
     # edge.py:712 _haproxy_global `raw[:1].isspace()` (1 -> 2): one space or tab of indentation is inside the section.
     report = check(mutate=edit_upload("haproxy", "haproxy.cfg", "\n    ssl-default-bind", f"\n{indent}ssl-default-bind"))
     assert "EDGE-015" not in ids(report), messages(report, "EDGE-015")
+
+
+@pytest.mark.parametrize(("max_age", "config", "found"), [
+    ("max-age=31536000; ", {}, []),
+    ("max-age=31535999; ", {}, ["HSTS max-age below 31536000"]),
+    ("", {"minMaxAge": 1}, ["HSTS max-age below 1"]),
+    ("", {"minMaxAge": 0}, []),
+])
+def test_hsts_max_age_is_at_least_the_minimum(check, max_age, config, found):
+    # edge.py:184 _max_age: no `max-age=` is 0 (0 -> 1, -1); edge.py:198 minMaxAge default 31536000 (+-1) and
+    # its schema minimum 0 (0 -> 1).
+    report = check(mutate=site('"max-age=63072000; includeSubDomains"', f'"{max_age}includeSubDomains"'),
+                   config={"edge-003-hsts": config} if config else None)
+    assert messages(report, "EDGE-003") == [f"nginx: {where}: {m}" for where in TLS_WHERE for m in found]
+
+
+@pytest.mark.parametrize(("old", "new", "found"), [
+    ("ssl_session_tickets off;", "ssl_session_tickets on;", "ssl_session_tickets off not set"),
+    ("ssl_stapling on;", "ssl_stapling off;", "ssl_stapling on not set"),
+    ("ssl_session_timeout 1d;", "", "ssl_session_timeout not set"),
+])
+def test_tls_session_settings_name_the_value_wanted(check, old, new, found):
+    # edge.py:289 tls_hygiene `setting[0] != value` (!= -> <, >: "on" sorts after "off"); edge.py:290
+    # `value or ''` (or -> and: "None" in the message).
+    report = check(mutate=site(old, new))
+    assert messages(report, "EDGE-005") == [f"nginx: server example.com:8443: {found}"]
+
+
+def test_a_bare_redirect_status_is_no_redirect(check):
+    # edge.py:224 _redirects_to_https `len(r) > 1` (> -> >=; 1 -> 0): `return 301;` names no location.
+    report = check(mutate=site(REDIRECT, "return 301;"))
+    assert messages(report, "EDGE-004") == ["nginx: server example.com:8080 does not redirect to https://"]
+
+
+def test_an_unparseable_nginx_config_is_reported_by_the_tls_rule(check):
+    # edge.py:73 _serves_http `return True` when the config does not parse (True -> False): the parse error is
+    # the finding, not a missing http block.
+    report = check(mutate=site("location / { return 404; }", "location / {"))
+    found = messages(report, "EDGE-001")
+    assert len(found) == 1 and found[0].startswith("nginx: nginx config does not parse: "), found
+
+
+def test_a_limit_except_restricts_the_methods(check):
+    # edge.py:649 methods_allowlist `d["directive"] == "limit_except"` (== -> is: a parsed token is no literal).
+    report = check(mutate=both(
+        site("if ($request_method !~ ^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$) { return 405; }", ""),
+        site("location /api/ {", "location /api/ {\n        limit_except GET POST { deny all; }")))
+    assert "EDGE-013" not in ids(report), messages(report, "EDGE-013")
+
+
+CORS_CREDENTIALS = "\n        add_header Access-Control-Allow-Credentials true always;"
+
+
+@pytest.mark.parametrize("origin", ["$cors_origin", "https://app.example.com"])
+def test_a_known_origin_may_send_credentials(check, origin):
+    # edge.py:511 `origin == "*" and credentials` (== -> <=: "$cors_origin" sorts before "*"; >=: "https://...");
+    # edge.py:513 `origin == "$http_origin"` (== -> >=: "https://..." sorts after it).
+    report = check(mutate=both(CORS_FROM_THE_MAP, site(
+        "add_header Access-Control-Allow-Origin $cors_origin always;",
+        f"add_header Access-Control-Allow-Origin {origin} always;{CORS_CREDENTIALS}")))
+    assert "EDGE-011" not in ids(report), messages(report, "EDGE-011")
+
+
+def test_an_echoed_origin_is_reported_once(check):
+    # edge.py:513 `origin == "$http_origin"` (== -> is: a parsed token is no literal; the map checks then run).
+    report = check(mutate=site("location /api/ {", (
+        "location /api/ {\n        add_header Access-Control-Allow-Origin $http_origin always;")))
+    assert messages(report, "EDGE-011") == [
+        "nginx: server example.com:8443 location /api/: Access-Control-Allow-Origin echoes any $http_origin"]
+
+
+def test_other_maps_of_the_origin_are_not_the_allowlist(check):
+    # edge.py:519 `d["args"] == ["$http_origin", origin]` (== -> <=, >=: `$allowed` and `$trusted` sort around
+    # `$cors_origin`, and their defaults are not empty).
+    report = check(mutate=both(CORS_FROM_THE_MAP, edit_upload(
+        "nginx", "nginx.conf", "map $http_origin $cors_origin {",
+        "map $http_origin $allowed { default 0; }\n    map $http_origin $trusted { default 0; }\n"
+        "    map $http_origin $cors_origin {")))
+    assert "EDGE-011" not in ids(report), messages(report, "EDGE-011")
+
+
+def test_an_origin_regex_is_anchored_at_both_ends(check):
+    # edge.py:530 `key.startswith("~") and <^> and <$>` (and -> or, either one).
+    report = check(mutate=both(CORS_FROM_THE_MAP, edit_upload(
+        "nginx", "nginx.conf", '"~^https://app\\.example\\.com$" $http_origin;',
+        '"~app\\.example\\.com$" $http_origin;\n        "~^https://app\\.example\\.com" $http_origin;')))
+    where = "nginx: server example.com:8443 location /api/"
+    assert messages(report, "EDGE-011") == [
+        f"{where}: origin map entry ~app\\.example\\.com$ is not an anchored regex",
+        f"{where}: origin map entry ~^https://app\\.example\\.com is not an anchored regex"]
+
+
+TRAEFIK_DOCKER = ["--providers.docker.endpoint=tcp://socket-proxy:2375"]
+
+
+@pytest.mark.parametrize(("command", "uploads", "found"), [
+    # edge.py:663 `value or "true"` (or -> and): a bare flag is true
+    (["--api.insecure", *TRAEFIK_DOCKER, "--providers.docker.exposedByDefault=false"], [], ["api.insecure is enabled"]),
+    # edge.py:702 `!= "false"` (!= -> >: "True" sorts before "false")
+    ([*TRAEFIK_DOCKER, "--providers.docker.exposedByDefault=True"], [],
+     ["providers.docker.exposedByDefault is not false"]),
+    # edge.py:702 `docker_provider and ...` (and -> or): without the Docker provider nothing is exposed
+    (["--providers.file.directory=/etc/traefik/dynamic"], [], []),
+    # edge.py:665-676 traefik.yml: a key without a value is true (672 is not -> is; 675 or -> and; 665 AddNot)
+    ([], [{"file": "/etc/traefik/traefik.yml",
+           "content": "api:\n  insecure:\nproviders:\n  docker:\n    exposedByDefault: false\n"}],
+     ["api.insecure is enabled"]),
+    # edge.py:676 the YAML error is a finding (ExceptionReplacer)
+    ([], [{"file": "/etc/traefik/traefik.yml", "content": "api: [\n"}], ["/etc/traefik/traefik.yml is not valid YAML"]),
+])
+def test_traefik_settings_from_flags_and_traefik_yml(check, command, uploads, found):
+    report = check(mutate=set_fields("traefik", command=command, uploads=uploads))
+    assert messages(report, "EDGE-014") == [f"traefik: {m}" for m in found]
+
+
+@pytest.mark.parametrize("between", ["\n", "\n# Mozilla intermediate\n"])
+def test_blank_and_comment_lines_do_not_end_the_haproxy_global_section(check, between):
+    # edge.py:711 `continue` after an empty line (-> break); edge.py:709 `split("#", 1)[0]` (1 -> 0, [0] -> [-1]).
+    report = check(mutate=edit_upload("haproxy", "haproxy.cfg", "global\n", f"global\n{between}"))
+    assert "EDGE-015" not in ids(report), messages(report, "EDGE-015")
+
+
+@pytest.mark.parametrize("keyword", ["ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites",
+                                     "ssl-default-bind-options"])
+def test_each_haproxy_tls_default_is_required(check, keyword):
+    # edge.py:741 `line.split()[0] == keyword` (== -> <, <=, >, >=: "...-ciphers" is a prefix of "...-ciphersuites").
+    def drop(rs):
+        upload = named(rs, "haproxy").inputs["uploads"][0]
+        upload["content"] = "\n".join(line for line in upload["content"].splitlines()
+                                      if not line.strip().startswith(f"{keyword} "))
+
+    report = check(mutate=drop)
+    assert messages(report, "EDGE-015") == [f"haproxy: global section lacks {keyword}"]
+
+
+def test_only_the_global_section_sets_haproxy_tls_defaults(check):
+    # edge.py:713 `in_global = line == "global"` (== -> <, <=: "defaults" sorts first; >, >=: "listen" after).
+    report = check(mutate=both(
+        edit_upload("haproxy", "haproxy.cfg", "global\n    ssl-default-bind-ciphers", "global\n    maxconn 100\n"
+                    "defaults\n    ssl-default-bind-ciphers"),
+        edit_upload("haproxy", "haproxy.cfg", "    ssl-default-bind-ciphersuites", "listen web\n"
+                    "    ssl-default-bind-ciphersuites")))
+    assert messages(report, "EDGE-015") == [f"haproxy: global section lacks {keyword}" for keyword in (
+        "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-options")]
