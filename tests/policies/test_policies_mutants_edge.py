@@ -331,3 +331,29 @@ def test_only_the_global_section_sets_haproxy_tls_defaults(check):
                     "    ssl-default-bind-ciphersuites")))
     assert messages(report, "EDGE-015") == [f"haproxy: global section lacks {keyword}" for keyword in (
         "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-options")]
+
+
+def test_springdoc_is_judged_on_applications_only(check):
+    # edge.py:600 hide_docs_and_mgmt `w.role == "app"` (== -> >=: "lb" sorts after "app"): the rule's scope also
+    # takes the load balancer (its nginx.conf), whose env is no Spring application's even with a JAVA_ key.
+    report = check(mutate=add_env("nginx", "JAVA_TOOL_OPTIONS=-XX:MaxRAMPercentage=75"))
+    assert "EDGE-012" not in ids(report), messages(report, "EDGE-012")
+
+
+def test_refusing_and_redirecting_locations_serve_no_headers(check):
+    # edge.py:96 _served_chains `not loc.refuses and not <return>` (Delete_Not, and -> or): a location that
+    # denies everyone or redirects sends no page, so its own add_header needs none of the security headers.
+    report = check(mutate=site("location / { return 404; }", (
+        "location /internal/ { deny all; add_header X-Robots-Tag none always; }\n"
+        "    location /old/ { return 301 https://example.com/new; add_header X-Robots-Tag none always; }\n"
+        "    location / { return 404; }")))
+    assert not {"EDGE-003", "EDGE-006", "EDGE-007"} & ids(report), report.violations
+
+
+def test_a_server_is_named_by_its_first_name(check):
+    # edge.py:80 _label `names[0][0]` (0 -> -1, either index): the first name of the first server_name.
+    report = check(mutate=both(
+        site("listen 8443 ssl;\n    server_name example.com;",
+             "listen 8443 ssl;\n    server_name example.com www.example.com;\n    server_name api.example.com;"),
+        site("ssl_session_tickets off;", "")))
+    assert messages(report, "EDGE-005") == ["nginx: server example.com:8443: ssl_session_tickets off not set"]
