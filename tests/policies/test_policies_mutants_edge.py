@@ -357,3 +357,42 @@ def test_a_server_is_named_by_its_first_name(check):
              "listen 8443 ssl;\n    server_name example.com www.example.com;\n    server_name api.example.com;"),
         site("ssl_session_tickets off;", "")))
     assert messages(report, "EDGE-005") == ["nginx: server example.com:8443: ssl_session_tickets off not set"]
+
+
+def test_the_protocols_finding_names_only_the_old_ones(check):
+    # edge.py:135 `set(args) - allowed` in the message (- -> |, ^, &, ...).
+    report = check(mutate=site("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.1 TLSv1.2;"))
+    assert messages(report, "EDGE-001") == ["nginx: ssl_protocols allows TLSv1.1"]
+
+
+def test_every_served_chain_without_hsts_is_reported(check):
+    # edge.py:213 hsts `continue` after a chain without the header (-> break).
+    report = check(mutate=site('add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;', ""))
+    assert messages(report, "EDGE-003") == [f"nginx: {where}: no Strict-Transport-Security" for where in TLS_WHERE]
+
+
+STATUS_SERVER = "server {\n    listen 8081;\n    server_name status.internal;\n    location /nginx_status { stub_status; }\n}\n"
+PLAIN_SERVER = ("server {\n    listen 8080;\n    server_name www.example.com;\n"
+                "    location / { proxy_pass http://api-gateway:8080; }\n}\n")
+
+
+def test_every_plain_server_on_port_80_is_judged_and_only_those(check):
+    # edge.py:247 `continue` past a server not on port 80 (-> break: the TLS server comes first here);
+    # edge.py:246 `port in http_ports and not ssl` (and -> or: a plain server on another port is not port 80).
+    last = "    location / { return 404; }\n}\n"
+    report = check(mutate=site(last, last + STATUS_SERVER + PLAIN_SERVER))
+    assert messages(report, "EDGE-004") == ["nginx: server www.example.com:8080 does not redirect to https://",
+                                            "nginx: server www.example.com:8080 proxies / over plain HTTP"]
+
+
+def test_each_tls_server_is_judged_on_its_ciphers(check):
+    # edge.py:171 tls_ciphers `continue` after a server on nginx's default ciphers (-> break).
+    report = check(mutate=both(
+        site("ECDHE-ECDSA-AES256-GCM-SHA384;", "ECDHE-ECDSA-AES256-GCM-SHA384:AES128-SHA;"),
+        site("server {\n    listen 8443 ssl;", (
+            "server {\n    listen 8444 ssl;\n    server_name admin.example.com;\n"
+            "    ssl_certificate /etc/nginx/tls/cert.pem;\n    ssl_certificate_key /etc/nginx/tls/key.pem;\n"
+            "    return 404;\n}\nserver {\n    listen 8443 ssl;"))))
+    assert messages(report, "EDGE-002") == [
+        "nginx: server admin.example.com:8444 relies on nginx's default ssl_ciphers (HIGH:!aNULL:!MD5 includes CBC suites)",
+        "nginx: server example.com:8443 ssl_ciphers outside the intermediate list: AES128-SHA"]
