@@ -1,0 +1,113 @@
+"""Behaviours of the account and image rules (policies/rules/accounts.py, images.py) that mutation testing found no
+test pinned down: each test kills mutants that survived the pack's other tests (the comment names the rule line
+and the mutants)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.policies.conftest import ids, messages, named
+from tests.policies.fixtures import DIGEST, REDIS_USERS, container, registration, secret
+from tests.policies.test_policies_rules import add_env, both, edit_service, edit_upload, set_fields
+
+GUEST = "user guest on nopass ~cache:* -@all +get\n"
+
+
+def _aclfile_users(text: str):
+    """Both runtimes' Redis read their users from an aclfile holding `text`: the Docker redis gets it as an
+    uploaded file its redis.conf names (Redis refuses `user` lines in redis.conf beside an aclfile), the Swarm
+    cache as the secret its `--aclfile` names."""
+    def mutate(rs):
+        named(rs, "redis").inputs["uploads"] = [
+            {"file": "/usr/local/etc/redis/redis.conf",
+             "content": secret("aclfile /usr/local/etc/redis/users.acl\nprotected-mode yes\n")},
+            {"file": "/usr/local/etc/redis/users.acl", "content": secret(text)},
+        ]
+        named(rs, "cache-acl").inputs["data"] = secret(base64.b64encode(text.encode()).decode())
+
+    return mutate
+
+
+def test_an_aclfile_user_is_judged_under_its_own_name(check):
+    # accounts.py:62 _redis_users `line[1:]`, the aclfile line after `user` (1 -> 2: the name would be taken for
+    # the first rule, `on` for the rules, and the user read as off).
+    assert "DS-REDIS-003" not in ids(check(mutate=_aclfile_users(REDIS_USERS)))
+    report = check(mutate=_aclfile_users(REDIS_USERS + GUEST))
+    assert messages(report, "DS-REDIS-003") == [
+        "redis: redis redis: aclfile /usr/local/etc/redis/users.acl: user guest logs in without a password (nopass)",
+        "cache: redis cache: aclfile /run/secrets/acl: user guest logs in without a password (nopass)",
+    ]
+
+
+@pytest.mark.parametrize(("rules", "nopass"), [
+    # accounts.py:70 _redis_nopass `nopass = False` (False -> True): a user without any password is no nopass user
+    # (nobody can log in as it).
+    ("on ~cache:* -@all +get", False),
+    # accounts.py:74 `rule[:1] in (">", "#")` (1 -> 0): a password or hash after `nopass` turns it off.
+    ("on nopass >Zq8vN3kP0wLx7TbR ~cache:* -@all +get", False),
+    ("on nopass #8d6e4d832dba00f1415ce7b30b47361899cb01a86349340ee2aa441403cc4272 ~cache:* -@all +get", False),
+    # ... and `nopass` after the password is the last word.
+    ("on >Zq8vN3kP0wLx7TbR nopass ~cache:* -@all +get", True),
+])
+def test_nopass_is_the_users_last_word_on_passwords(check, rules, nopass):
+    report = check(mutate=edit_upload("redis", "redis.conf", "user app reset on", f"user guest {rules}\nuser app reset on"))
+    expected = ["redis: redis redis: redis.conf: user guest logs in without a password (nopass)"] if nopass else []
+    assert messages(report, "DS-REDIS-003") == expected
+
+
+def test_a_key_pattern_named_like_a_dangerous_command_takes_no_grant_back(check):
+    # accounts.py:93 _redis_grants `rule[:1] in "+-"` (1 -> 0: "" is in every string, so `~keys`, a key pattern,
+    # would be read as `-keys`).
+    report = check(mutate=edit_upload("redis", "redis.conf", "-@dangerous +info", "-@dangerous +info +keys ~keys"))
+    assert messages(report, "DS-REDIS-003") == ["redis: redis redis: redis.conf: user app may run keys"]
+
+
+def _exporter_and_gateway(exporter_user: str, gateway_user: str):
+    exporter = container("redis-exporter", "mon", f"oliver006/redis_exporter:v1.62.0{DIGEST}", "data",
+                         command=["redis_exporter", "--redis.addr=redis://redis:6379", f"--redis.user={exporter_user}"])
+    return both(lambda rs: rs.append(exporter),
+                add_env("api-gateway", "SPRING_DATA_REDIS_HOST=redis", f"SPRING_DATA_REDIS_USERNAME={gateway_user}"))
+
+
+def test_the_exporters_redis_user_flag_is_read_whole(check):
+    # accounts.py:109 _redis_client_users `part.split("=", 1)[1]` (1 -> 2: a user name holding `=` would be cut).
+    shared = check(mutate=_exporter_and_gateway("app=1", "app=1"))
+    assert messages(shared, "DS-REDIS-003") == [
+        "fixture-test: redis user app=1 is shared by api-gateway, redis-exporter: one user per client"]
+    assert "DS-REDIS-003" not in ids(check(mutate=_exporter_and_gateway("app=1", "app")))
+
+
+@pytest.mark.parametrize(("properties", "anonymous"), [
+    # accounts.py:182 _kafka_settings' loop over the uploaded files (ZeroIterationForLoop) and :186
+    # `not key.strip().startswith("#")` (Delete_Not): a server.properties setting is read ...
+    ("super.users=User:ANONYMOUS\n", True),
+    # ... a commented one is not.
+    ("# super.users=User:ANONYMOUS\nsuper.users=User:kafka-broker\n", False),
+])
+def test_an_uploaded_server_properties_configures_kafka(check, properties, anonymous):
+    report = check(mutate=set_fields("kafka", uploads=[
+        {"file": "/mnt/shared/config/server.properties", "content": properties}]))
+    finding = "kafka: kafka kafka: super.users holds User:ANONYMOUS: every connection without a login is all-powerful"
+    expected = [finding] if anonymous else []
+    assert messages(report, "DS-KAFKA-002") == expected
+
+
+def test_an_untagged_image_is_named_by_the_field_of_its_resource(check):
+    # images.py:35 _image_names `resource.type == SERVICE` (== -> <=: a Container's type sorts before a Service's)
+    # and :37 `resource.resource_type == IMAGE` (== -> is: the type arrives as a string off the wire).
+    untagged = "registry.internal/orchestration/api-gateway"
+    report = check(mutate=both(
+        set_fields("api-gateway", image=untagged),
+        edit_service("orders", "taskSpec", "containerSpec", "image", value=untagged),
+        set_fields("app-image", name=untagged),
+        lambda rs: rs.append(registration("docker:index/image:Image", "app-build", {
+            "imageName": untagged, "build": {"context": "services/api-gateway"}})),
+    ))
+    assert sorted(messages(report, "IMG-001")) == [
+        f"api-gateway: image {untagged} has no tag",
+        f"app-build: imageName {untagged} has no tag",
+        f"app-image: name {untagged} has no tag",
+        f"orders: containerSpec.image {untagged} has no tag",
+    ]
