@@ -1,6 +1,6 @@
-"""Behaviours of the account and image rules (policies/rules/accounts.py, images.py) that mutation testing found no
-test pinned down: each test kills mutants that survived the pack's other tests (the comment names the rule line
-and the mutants)."""
+"""Behaviours of the account, image and evidence rules (policies/rules/accounts.py, images.py, evidence.py) that
+mutation testing found no test pinned down: each test kills mutants that survived the pack's other tests (the
+comment names the rule line and the mutants)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import DIGEST, REDIS_USERS, container, registration, secret
 from tests.policies.test_policies_rules import add_env, both, edit_service, edit_upload, set_fields
+from tests.policies.test_policies_waivers_unknowns import FUTURE, PAST, privileged_api
 
 GUEST = "user guest on nopass ~cache:* -@all +get\n"
 
@@ -111,3 +112,11 @@ def test_an_untagged_image_is_named_by_the_field_of_its_resource(check):
         f"app-image: name {untagged} has no tag",
         f"orders: containerSpec.image {untagged} has no tag",
     ]
+
+
+def test_an_expired_waiver_fails_the_evidence_gate(check):
+    # evidence.py:79 evidence_gate's loop over the expired waivers (ZeroIterationForLoop): without an evidence
+    # store to read, the expired waiver alone is the gate's finding.
+    report = check(mutate=privileged_api(f"reason=temporary;expires={PAST}"))
+    assert messages(report, "EVD-001") == [f"fixture-test: waiver CTR-001 on api-gateway expired on {PAST}"]
+    assert "EVD-001" not in ids(check(mutate=privileged_api(f"reason=temporary;expires={FUTURE}")))
