@@ -10,7 +10,14 @@ import pytest
 
 from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import DIGEST, REDIS_USERS, container, registration, secret
-from tests.policies.test_policies_rules import add_env, both, edit_service, edit_upload, set_fields
+from tests.policies.test_policies_rules import (
+    add_env,
+    both,
+    drop_env,
+    edit_service,
+    edit_upload,
+    set_fields,
+)
 from tests.policies.test_policies_waivers_unknowns import FUTURE, PAST, privileged_api
 
 GUEST = "user guest on nopass ~cache:* -@all +get\n"
@@ -65,6 +72,13 @@ def test_a_key_pattern_named_like_a_dangerous_command_takes_no_grant_back(check)
     assert messages(report, "DS-REDIS-003") == ["redis: redis redis: redis.conf: user app may run keys"]
 
 
+def test_an_admin_grant_stays_past_a_later_key_pattern(check):
+    # accounts.py:91 _redis_grants `rule == "-@admin"` (== -> >: a key pattern, `on` or a `>password` sorts after
+    # "-@admin" and would take @admin back).
+    report = check(mutate=edit_upload("redis", "redis.conf", "-@dangerous +info", "-@dangerous +info +@admin ~audit:*"))
+    assert messages(report, "DS-REDIS-003") == ["redis: redis redis: redis.conf: user app may run @admin"]
+
+
 def _exporter_and_gateway(exporter_user: str, gateway_user: str):
     exporter = container("redis-exporter", "mon", f"oliver006/redis_exporter:v1.62.0{DIGEST}", "data",
                          command=["redis_exporter", "--redis.addr=redis://redis:6379", f"--redis.user={exporter_user}"])
@@ -93,6 +107,29 @@ def test_an_uploaded_server_properties_configures_kafka(check, properties, anony
     finding = "kafka: kafka kafka: super.users holds User:ANONYMOUS: every connection without a login is all-powerful"
     expected = [finding] if anonymous else []
     assert messages(report, "DS-KAFKA-002") == expected
+
+
+BACKUP_AS_DEFAULT = ["fixture-test: clickhouse client clickhouse-backup: logs in as default, not a user of its own"]
+
+
+@pytest.mark.parametrize(("env_user", "section", "expected"), [
+    # accounts.py:346 _clickhouse_client_users `config.get("clickhouse") if isinstance(config, dict)` (AddNot): the
+    # user clickhouse-backup's config file names is the one it logs in as ...
+    (None, "clickhouse:\n  username: clickhouse-backup\n", []),
+    # ... and without one there, its own default, `default`; as when the file is no YAML or the section no mapping.
+    (None, "clickhouse:\n", BACKUP_AS_DEFAULT),
+    (None, "clickhouse: [clickhouse-backup\n", BACKUP_AS_DEFAULT),
+    (None, "clickhouse: [clickhouse-backup]\nprevious:\n", BACKUP_AS_DEFAULT),
+    # CLICKHOUSE_USERNAME overrides the file.
+    ("clickhouse-backup", "clickhouse:\n  username: default\n", []),
+])
+def test_clickhouse_backup_logs_in_as_the_user_its_config_file_names(check, env_user, section, expected):
+    report = check(mutate=both(
+        drop_env("clickhouse-backup", "CLICKHOUSE_USERNAME="),
+        add_env("clickhouse-backup", *([f"CLICKHOUSE_USERNAME={env_user}"] if env_user else [])),
+        edit_upload("clickhouse-backup", "chb.yml", "clickhouse:\n", section),
+    ))
+    assert messages(report, "DS-CH-002") == expected
 
 
 def test_an_untagged_image_is_named_by_the_field_of_its_resource(check):
