@@ -49,13 +49,31 @@ def test_an_aclfile_user_is_judged_under_its_own_name(check):
     ]
 
 
+HASH = "#8d6e4d832dba00f1415ce7b30b47361899cb01a86349340ee2aa441403cc4272"
+
+
+def test_a_user_line_with_a_name_alone_is_a_user(check):
+    # accounts.py:55 _redis_users `len(fields) > 1` (1 -> 2): `user default` alone is a user directive (Redis resets
+    # the default user to off, acl.c ACLLoadConfiguredUsers), so there is an ACL user and nobody shares one.
+    report = check(mutate=edit_upload("redis", "redis.conf", REDIS_USERS, "user default\n"))
+    assert messages(report, "DS-REDIS-003") == []
+
+
+def test_the_default_user_switched_on_is_reported(check):
+    # accounts.py:153 redis_account_per_client `name == "default"` (== -> is: the name is a token shlex built).
+    report = check(mutate=edit_upload("redis", "redis.conf", "user default off", f"user default on {HASH}"))
+    assert messages(report, "DS-REDIS-003") == [(
+        "redis: redis redis: redis.conf: the default user is on: every connection that does not log in, or logs in "
+        "with its one password, is it")]
+
+
 @pytest.mark.parametrize(("rules", "nopass"), [
     # accounts.py:70 _redis_nopass `nopass = False` (False -> True): a user without any password is no nopass user
     # (nobody can log in as it).
     ("on ~cache:* -@all +get", False),
     # accounts.py:74 `rule[:1] in (">", "#")` (1 -> 0): a password or hash after `nopass` turns it off.
     ("on nopass >Zq8vN3kP0wLx7TbR ~cache:* -@all +get", False),
-    ("on nopass #8d6e4d832dba00f1415ce7b30b47361899cb01a86349340ee2aa441403cc4272 ~cache:* -@all +get", False),
+    (f"on nopass {HASH} ~cache:* -@all +get", False),
     # ... and `nopass` after the password is the last word.
     ("on >Zq8vN3kP0wLx7TbR nopass ~cache:* -@all +get", True),
 ])
@@ -130,6 +148,20 @@ def test_clickhouse_backup_logs_in_as_the_user_its_config_file_names(check, env_
         edit_upload("clickhouse-backup", "chb.yml", "clickhouse:\n", section),
     ))
     assert messages(report, "DS-CH-002") == expected
+
+
+def test_a_yaml_file_that_does_not_parse_is_passed_over_for_the_next(check):
+    # accounts.py:345 _clickhouse_client_users' `continue` past a file YAML cannot read (continue -> break: the
+    # config file after it would go unread, and the user taken for `default`).
+    def mutate(rs):
+        named(rs, "clickhouse-backup").inputs["uploads"].insert(
+            0, {"file": "/etc/platform/notes.yml", "content": "clickhouse: [unclosed\n  username: x\n"})
+
+    report = check(mutate=both(
+        drop_env("clickhouse-backup", "CLICKHOUSE_USERNAME="), mutate,
+        edit_upload("clickhouse-backup", "chb.yml", "clickhouse:\n", "clickhouse:\n  username: clickhouse-backup\n"),
+    ))
+    assert messages(report, "DS-CH-002") == []
 
 
 def test_an_untagged_image_is_named_by_the_field_of_its_resource(check):
