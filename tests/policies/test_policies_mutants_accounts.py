@@ -164,6 +164,18 @@ def test_a_yaml_file_that_does_not_parse_is_passed_over_for_the_next(check):
     assert messages(report, "DS-CH-002") == []
 
 
+def test_the_images_default_user_stays_unless_a_file_configures_it(check):
+    # accounts.py:311 _clickhouse_user_elements `any(name == "default" ...)` (== -> is not: another user in the file
+    # would be taken for the default's): a users.d file without `default` leaves the image's users.xml one.
+    report = check(mutate=edit_upload("clickhouse", "users.xml", (
+        '<default><networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks></default>'), ""))
+    assert messages(report, "DS-CH-002") == [
+        "clickhouse: clickhouse clickhouse: the image's users.xml: user default accepts any address",
+        "clickhouse: clickhouse clickhouse: the image's users.xml: user default has no password",
+        "clickhouse: clickhouse clickhouse: the image's users.xml: user default has every right (no <grants>)",
+    ]
+
+
 def test_an_untagged_image_is_named_by_the_field_of_its_resource(check):
     # images.py:35 _image_names `resource.type == SERVICE` (== -> <=: a Container's type sorts before a Service's)
     # and :37 `resource.resource_type == IMAGE` (== -> is: the type arrives as a string off the wire).
