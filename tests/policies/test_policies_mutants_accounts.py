@@ -105,7 +105,8 @@ def _exporter_and_gateway(exporter_user: str, gateway_user: str):
 
 
 def test_the_exporters_redis_user_flag_is_read_whole(check):
-    # accounts.py:109 _redis_client_users `part.split("=", 1)[1]` (1 -> 2: a user name holding `=` would be cut).
+    # accounts.py:109 _redis_client_users `part.split("=", 1)[1]` (1 -> 2: a user name holding `=` would be cut)
+    # and :110 `flags[-1]`, the last (here only) flag (-1 -> +1).
     shared = check(mutate=_exporter_and_gateway("app=1", "app=1"))
     assert messages(shared, "DS-REDIS-003") == [
         "fixture-test: redis user app=1 is shared by api-gateway, redis-exporter: one user per client"]
