@@ -59,6 +59,18 @@ def test_a_user_line_with_a_name_alone_is_a_user(check):
     assert messages(report, "DS-REDIS-003") == []
 
 
+@pytest.mark.parametrize("where", ["redis.conf", "command line"])
+def test_a_user_directive_without_a_name_is_passed_over(check, where):
+    # accounts.py:55 _redis_users `len(fields) > 1` (1 -> 0: a bare `user`, which Redis refuses to start with,
+    # would be taken for a user without a name, and the check would crash on it): the rest is still judged.
+    guest = edit_upload("redis", "redis.conf", "user app reset on", "user guest on nopass ~cache:* -@all +get\nuser app reset on")
+    bare = (edit_upload("redis", "redis.conf", "user default off", "user\nuser default off") if where == "redis.conf"
+            else set_fields("redis", command=["redis-server", "/usr/local/etc/redis/redis.conf", "--user"]))
+    report = check(mutate=both(guest, bare))
+    assert messages(report, "DS-REDIS-003") == [
+        "redis: redis redis: redis.conf: user guest logs in without a password (nopass)"]
+
+
 def test_the_default_user_switched_on_is_reported(check):
     # accounts.py:153 redis_account_per_client `name == "default"` (== -> is: the name is a token shlex built).
     report = check(mutate=edit_upload("redis", "redis.conf", "user default off", f"user default on {HASH}"))
