@@ -5,6 +5,7 @@ comment names the rule line and the mutants)."""
 from __future__ import annotations
 
 import base64
+import datetime
 
 import pytest
 
@@ -214,3 +215,11 @@ def test_an_expired_waiver_fails_the_evidence_gate(check):
     report = check(mutate=privileged_api(f"reason=temporary;expires={PAST}"))
     assert messages(report, "EVD-001") == [f"fixture-test: waiver CTR-001 on api-gateway expired on {PAST}"]
     assert "EVD-001" not in ids(check(mutate=privileged_api(f"reason=temporary;expires={FUTURE}")))
+
+
+def test_a_waiver_expiring_within_14_days_is_listed(check):
+    # evidence.py:104 waivers_expiring's loop over the expiring waivers (ZeroIterationForLoop).
+    soon = (datetime.date.today() + datetime.timedelta(days=7)).isoformat()
+    report = check(mutate=privileged_api(f"reason=temporary;expires={soon}"))
+    assert messages(report, "EVD-002") == [f"fixture-test: waiver CTR-001 on api-gateway expires on {soon}"]
+    assert "EVD-002" not in ids(check(mutate=privileged_api(f"reason=temporary;expires={FUTURE}")))
