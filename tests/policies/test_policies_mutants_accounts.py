@@ -180,7 +180,8 @@ def test_a_yaml_file_that_does_not_parse_is_passed_over_for_the_next(check):
 
 def test_the_images_default_user_stays_unless_a_file_configures_it(check):
     # accounts.py:311 _clickhouse_user_elements `any(name == "default" ...)` (== -> is not: another user in the file
-    # would be taken for the default's): a users.d file without `default` leaves the image's users.xml one.
+    # would be taken for the default's; AddNot on `"default" not in removed`): a users.d file without `default`
+    # leaves the image's users.xml one.
     report = check(mutate=edit_upload("clickhouse", "users.xml", (
         '<default><networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks></default>'), ""))
     assert messages(report, "DS-CH-002") == [
