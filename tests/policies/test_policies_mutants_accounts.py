@@ -145,8 +145,9 @@ BACKUP_AS_DEFAULT = ["fixture-test: clickhouse client clickhouse-backup: logs in
 
 
 @pytest.mark.parametrize(("env_user", "section", "expected"), [
-    # accounts.py:346 _clickhouse_client_users `config.get("clickhouse") if isinstance(config, dict)` (AddNot): the
-    # user clickhouse-backup's config file names is the one it logs in as ...
+    # accounts.py:346 _clickhouse_client_users `config.get("clickhouse") if isinstance(config, dict)` (AddNot) and
+    # :340, the loop over its files (ZeroIterationForLoop): the user clickhouse-backup's config file names is the
+    # one it logs in as ...
     (None, "clickhouse:\n  username: clickhouse-backup\n", []),
     # ... and without one there, its own default, `default`; as when the file is no YAML or the section no mapping.
     (None, "clickhouse:\n", BACKUP_AS_DEFAULT),
@@ -185,6 +186,19 @@ def test_the_images_default_user_stays_unless_a_file_configures_it(check):
     report = check(mutate=edit_upload("clickhouse", "users.xml", (
         '<default><networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks></default>'), ""))
     assert messages(report, "DS-CH-002") == [
+        "clickhouse: clickhouse clickhouse: the image's users.xml: user default accepts any address",
+        "clickhouse: clickhouse clickhouse: the image's users.xml: user default has no password",
+        "clickhouse: clickhouse clickhouse: the image's users.xml: user default has every right (no <grants>)",
+    ]
+
+
+def test_a_users_file_that_is_no_xml_is_reported(check):
+    # accounts.py:291 _clickhouse_user_elements `except ET.ParseError` (ExceptionReplacer: the check would crash).
+    report = check(mutate=edit_upload("clickhouse", "users.xml", "</users></clickhouse>", "</users>"))
+    # The file's users unread, the image's own `default` is what the server is taken to have.
+    assert messages(report, "DS-CH-002") == [
+        ("clickhouse: clickhouse clickhouse: /etc/clickhouse-server/users.d/users.xml is not XML (no element found: "
+         "line 9, column 0): its users cannot be checked"),
         "clickhouse: clickhouse clickhouse: the image's users.xml: user default accepts any address",
         "clickhouse: clickhouse clickhouse: the image's users.xml: user default has no password",
         "clickhouse: clickhouse clickhouse: the image's users.xml: user default has every right (no <grants>)",
