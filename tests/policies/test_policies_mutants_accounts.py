@@ -103,11 +103,16 @@ def test_a_key_pattern_named_like_a_dangerous_command_takes_no_grant_back(check)
     assert messages(report, "DS-REDIS-003") == ["redis: redis redis: redis.conf: user app may run keys"]
 
 
-def test_an_admin_grant_stays_past_a_later_key_pattern(check):
+@pytest.mark.parametrize(("rules", "expected"), [
     # accounts.py:91 _redis_grants `rule == "-@admin"` (== -> >: a key pattern, `on` or a `>password` sorts after
-    # "-@admin" and would take @admin back).
-    report = check(mutate=edit_upload("redis", "redis.conf", "-@dangerous +info", "-@dangerous +info +@admin ~audit:*"))
-    assert messages(report, "DS-REDIS-003") == ["redis: redis redis: redis.conf: user app may run @admin"]
+    # "-@admin" and would take @admin back) ...
+    ("-@dangerous +info +@admin ~audit:*", ["redis: redis redis: redis.conf: user app may run @admin"]),
+    # ... and :92, `-@admin` takes it back.
+    ("-@dangerous +info +@admin -@admin", []),
+])
+def test_an_admin_grant_stays_until_minus_admin_takes_it_back(check, rules, expected):
+    report = check(mutate=edit_upload("redis", "redis.conf", "-@dangerous +info", rules))
+    assert messages(report, "DS-REDIS-003") == expected
 
 
 def _exporter_and_gateway(exporter_user: str, gateway_user: str):
@@ -203,6 +208,20 @@ def test_a_users_file_that_is_no_xml_is_reported(check):
         "clickhouse: clickhouse clickhouse: the image's users.xml: user default has no password",
         "clickhouse: clickhouse clickhouse: the image's users.xml: user default has every right (no <grants>)",
     ]
+
+
+def test_a_default_user_a_users_file_removes_is_gone(check):
+    # accounts.py:296-297 _clickhouse_user_elements: `<default remove="remove"/>` drops the image's default user.
+    report = check(mutate=edit_upload("clickhouse", "users.xml", (
+        '<default><networks replace="replace"><ip>::1</ip><ip>127.0.0.1</ip></networks></default>'),
+        '<default remove="remove"/>'))
+    assert messages(report, "DS-CH-002") == []
+
+
+def test_a_kafka_client_without_a_sasl_user_is_reported(check):
+    # accounts.py:262-263 kafka_account_per_client: a client naming no SASL user.
+    report = check(mutate=add_env("api-gateway", "SPRING_KAFKA_BOOTSTRAP_SERVERS=kafka:9092"))
+    assert messages(report, "DS-KAFKA-002") == ["fixture-test: kafka client api-gateway: no SASL user"]
 
 
 def test_an_untagged_image_is_named_by_the_field_of_its_resource(check):
