@@ -72,6 +72,14 @@ def test_a_user_directive_without_a_name_is_passed_over(check, where):
         "redis: redis redis: redis.conf: user guest logs in without a password (nopass)"]
 
 
+def test_a_directive_sorting_before_aclfile_names_no_aclfile(check):
+    # accounts.py:57 _redis_users `name == "aclfile"` (== -> <=: `acl-pubsub-default resetchannels`, a Redis 6.2+
+    # directive, would be read as an aclfile named `resetchannels`).
+    report = check(mutate=edit_upload("redis", "redis.conf", "protected-mode yes",
+                                      "protected-mode yes\nacl-pubsub-default resetchannels"))
+    assert "DS-REDIS-003" not in ids(report), messages(report, "DS-REDIS-003")
+
+
 def test_the_default_user_switched_on_is_reported(check):
     # accounts.py:153 redis_account_per_client `name == "default"` (== -> is: the name is a token shlex built).
     report = check(mutate=edit_upload("redis", "redis.conf", "user default off", f"user default on {HASH}"))
@@ -244,8 +252,8 @@ def test_an_untagged_image_is_named_by_the_field_of_its_resource(check):
 
 
 def test_an_expired_waiver_fails_the_evidence_gate(check):
-    # evidence.py:79 evidence_gate's loop over the expired waivers (ZeroIterationForLoop): without an evidence
-    # store to read, the expired waiver alone is the gate's finding.
+    # evidence.py:79 evidence_gate's loop over the expired waivers and :49 _waivers' loop over the labels
+    # (ZeroIterationForLoop): without an evidence store to read, the expired waiver alone is the gate's finding.
     report = check(mutate=privileged_api(f"reason=temporary;expires={PAST}"))
     assert messages(report, "EVD-001") == [f"fixture-test: waiver CTR-001 on api-gateway expired on {PAST}"]
     assert "EVD-001" not in ids(check(mutate=privileged_api(f"reason=temporary;expires={FUTURE}")))
