@@ -1,0 +1,43 @@
+"""Behaviours of the container, Swarm and network rules that mutation testing (tests/policies/mutation.py) found
+no test pinned down: each test kills mutants that survived the pack's other tests (the comment names the rule
+line and the mutants)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.policies.conftest import ids, messages
+from tests.policies.test_policies_rules import set_fields
+
+
+@pytest.mark.parametrize(("field", "rule"), [("pidMode", "CTR-010"), ("ipcMode", "CTR-011"),
+                                             ("usernsMode", "CTR-012")])
+def test_only_the_host_namespace_mode_is_reported(check, field, rule):
+    # containers.py _host_mode_rule `.lower() == "host"` (== -> >=: "private", "shareable" and "none" sort after
+    # "host"). Docker's own modes besides host (container:<name> sorts before it) are no finding.
+    for mode in ("private", "shareable", "none", "container:postgres"):
+        assert rule not in ids(check(mutate=set_fields("api-gateway", **{field: mode}))), mode
+    assert messages(check(mutate=set_fields("api-gateway", **{field: "host"})), rule) == [
+        f"api-gateway: {field} is host"]
+
+
+@pytest.mark.parametrize(("name", "role", "port"), [("api-gateway", "app", 8080.0), ("postgres", "ds", 5432.0)])
+def test_an_app_or_store_port_on_all_interfaces_is_reported(check, name, role, port):
+    # containers.py bind_specific_interface `w.role == "lb"` (== -> <=: "app", "ds" and "egress" sort before
+    # "lb"): only the load balancer may bind all interfaces.
+    report = check(mutate=set_fields(name, ports=[{"internal": port, "external": port, "ip": "0.0.0.0"}]))
+    assert messages(report, "CTR-025") == [f"{name}: port {port:.0f} binds 0.0.0.0 (role {role})"]
+
+
+def test_host_port_22_is_ssh_whatever_the_container_port(check):
+    # containers.py no_ssh `port.external == 22` (22 -> 23): a host's port 22 forwarded to 2222 inside.
+    report = check(mutate=set_fields("api-gateway", ports=[{"internal": 2222.0, "external": 22.0, "ip": "127.0.0.1"}]))
+    assert messages(report, "CTR-028") == ["api-gateway: exposes port 22"]
+
+
+def test_a_core_ulimit_of_zero_is_sane(check):
+    # containers.py ulimits_sane `number(soft) or 0` (0 -> 1): soft 0 = hard 0 (no core dumps) is consistent.
+    report = check(mutate=set_fields("clickhouse", ulimits=[{"name": "core", "soft": 0.0, "hard": 0.0}]))
+    assert "CTR-030" not in ids(report), messages(report, "CTR-030")
+    report = check(mutate=set_fields("clickhouse", ulimits=[{"name": "core", "soft": 1.0, "hard": 0.0}]))
+    assert messages(report, "CTR-030") == ["clickhouse: ulimit core: soft 1 > hard 0"]
