@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests.policies.conftest import ids, messages
-from tests.policies.test_policies_rules import set_fields
+from tests.policies.fixtures import DIGEST, S, labels, registration
+from tests.policies.test_policies_rules import add_resource, both, edit_service, set_fields
 
 
 @pytest.mark.parametrize(("field", "rule"), [("pidMode", "CTR-010"), ("ipcMode", "CTR-011"),
@@ -41,3 +42,16 @@ def test_a_core_ulimit_of_zero_is_sane(check):
     assert "CTR-030" not in ids(report), messages(report, "CTR-030")
     report = check(mutate=set_fields("clickhouse", ulimits=[{"name": "core", "soft": 1.0, "hard": 0.0}]))
     assert messages(report, "CTR-030") == ["clickhouse: ulimit core: soft 1 > hard 0"]
+
+
+def test_the_autoscaler_flags_are_read_wherever_they_stand(check):
+    # swarm.py _flag `args[i + 1]` (+ -> ^: the same for a flag at an even index only): with a leading flag,
+    # --service and --policy stand at odd indexes, and the value read is still the one after each.
+    autoscaler = registration(S, "autoscaler", {
+        "name": "autoscaler", "labels": labels("mon", "autoscaler"),
+        "taskSpec": {"containerSpec": {"image": f"registry.internal/tools/autoscaler:1{DIGEST}",
+                                       "args": ["--once", "--service", "orders", "--policy", "/etc/platform/policy.yml"]}}})
+    report = check(mutate=both(edit_service("orders", "labels", value=labels("app", "worker")), add_resource(autoscaler)))
+    assert messages(report, "SWM-005") == [
+        ("autoscaler: the autoscaler's policy /etc/platform/policy.yml is missing or invalid: "
+         "1 validation error for ScalingPolicy")]
