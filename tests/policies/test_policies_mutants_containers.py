@@ -55,3 +55,31 @@ def test_the_autoscaler_flags_are_read_wherever_they_stand(check):
     assert messages(report, "SWM-005") == [
         ("autoscaler: the autoscaler's policy /etc/platform/policy.yml is missing or invalid: "
          "1 validation error for ScalingPolicy")]
+
+
+SAFE_MOUNTS_FIRST = [
+    set_fields("api-gateway", volumes=[
+        {"volumeName": "cache", "containerPath": "/cache"},
+        {"hostPath": "/etc/ssl", "containerPath": "/ssl", "readOnly": True},
+        {"hostPath": "/etc", "containerPath": "/host-etc"}]),
+    edit_service("orders", "taskSpec", "containerSpec", "mounts", value=[
+        {"type": "volume", "source": "cache", "target": "/cache"},
+        {"type": "bind", "source": "/etc/ssl", "target": "/ssl", "readOnly": True},
+        {"type": "bind", "source": "/etc", "target": "/host-etc"}]),
+]
+
+
+@pytest.mark.parametrize("mutation", SAFE_MOUNTS_FIRST, ids=["container", "service"])
+def test_a_sensitive_bind_after_a_volume_and_a_read_only_bind_is_reported(check, mutation):
+    # containers.py no_sensitive_host_paths `continue` past a volume or a read-only bind (continue -> break).
+    report = check(mutate=mutation)
+    (name,) = {m.split(":")[0] for m in messages(report, "CTR-015")}
+    assert messages(report, "CTR-015") == [f"{name}: bind-mounts /etc read-write"]
+
+
+@pytest.mark.parametrize("source", ["/srv/data", "/etcd-data", "/devices"])
+def test_a_writable_bind_outside_the_system_directories_passes(check, source):
+    # containers.py no_sensitive_host_paths `mount.source == directory` (== -> is not); `/etcd-data` is no
+    # path under /etc, nor `/devices` under /dev.
+    report = check(mutate=set_fields("api-gateway", volumes=[{"hostPath": source, "containerPath": "/data"}]))
+    assert "CTR-015" not in ids(report), messages(report, "CTR-015")
