@@ -8,7 +8,7 @@ import pytest
 
 from tests.policies.conftest import ids, messages
 from tests.policies.fixtures import DIGEST, S, labels, registration
-from tests.policies.test_policies_rules import add_resource, both, edit_service, set_fields
+from tests.policies.test_policies_rules import add_resource, both, drop_fields, edit_service, set_fields
 
 
 @pytest.mark.parametrize(("field", "rule"), [("pidMode", "CTR-010"), ("ipcMode", "CTR-011"),
@@ -83,3 +83,106 @@ def test_a_writable_bind_outside_the_system_directories_passes(check, source):
     # path under /etc, nor `/devices` under /dev.
     report = check(mutate=set_fields("api-gateway", volumes=[{"hostPath": source, "containerPath": "/data"}]))
     assert "CTR-015" not in ids(report), messages(report, "CTR-015")
+
+
+# The tests below pin boundaries found by reading the rules against cosmic-ray's operators, ahead of the run
+# reaching them; each was checked to fail with the mutant named.
+
+
+@pytest.mark.parametrize("mode", ["bridge", "none", "container:postgres"])
+def test_only_the_host_network_mode_is_the_host_network(check, mode):
+    # containers.py no_host_network `.lower() == "host"` (== -> <=: "bridge"; == -> >=, >: "none").
+    assert "CTR-009" not in ids(check(mutate=set_fields("api-gateway", networkMode=mode)))
+
+
+def test_a_private_cgroup_namespace_passes(check):
+    # containers.py default_cgroup `cgroupnsMode == "host"` (== -> >=, >: "private" sorts after "host").
+    assert "CTR-018" not in ids(check(mutate=set_fields("api-gateway", cgroupnsMode="private")))
+    assert messages(check(mutate=set_fields("api-gateway", cgroupnsMode="host")), "CTR-018") == [
+        "api-gateway: cgroupnsMode is host"]
+
+
+def test_any_attested_pids_limit_bounds_a_fork_bomb(check):
+    # containers.py pids_limit `daemonDefaultPidsLimit <= 0` (0 -> 1).
+    assert "CTR-021" not in ids(check(config={"ctr-021-pids-limit": {"daemonDefaultPidsLimit": 1}}))
+
+
+@pytest.mark.parametrize(("external", "reported"), [(1023.0, True), (1024.0, False)])
+def test_a_host_port_below_1024_is_privileged(check, external, reported):
+    # containers.py no_privileged_host_ports `port.external < 1024` (< -> <=; 1024 -> 1023, 1025), both runtimes.
+    container = check(mutate=set_fields("api-gateway", ports=[{"internal": 8080.0, "external": external,
+                                                               "ip": "127.0.0.1"}]))
+    service = check(mutate=edit_service("orders", "endpointSpec", value={"ports": [
+        {"targetPort": 8080.0, "publishedPort": external, "publishMode": "host"}]}))
+    assert messages(container, "CTR-024") == (
+        [f"api-gateway: publishes privileged host port {external:.0f} (role app)"] if reported else [])
+    assert messages(service, "CTR-024") == (
+        [f"orders: publishes privileged host port {external:.0f} (role app)"] if reported else [])
+
+
+def test_only_the_load_balancer_may_publish_443(check):
+    # containers.py no_privileged_host_ports `w.role != "lb"` (!= -> <: "mon" sorts after "lb").
+    report = check(mutate=set_fields("grafana", ports=[{"internal": 3000.0, "external": 443.0, "ip": "127.0.0.1"}]))
+    assert messages(report, "CTR-024") == ["grafana: publishes privileged host port 443 (role mon)"]
+
+
+@pytest.mark.parametrize(("attempts", "reported"), [(5.0, False), (6.0, True)])
+def test_a_service_may_retry_up_to_the_limit(check, attempts, reported):
+    # containers.py restart_policy `attempts <= limit` (<= -> <) on a Service (a container's baseline is at 5).
+    report = check(mutate=edit_service("orders", "taskSpec", "restartPolicy", value={
+        "condition": "on-failure", "maxAttempts": attempts}))
+    assert messages(report, "CTR-022") == (
+        ["orders: restartPolicy on-failure needs maxAttempts between 1 and 5"] if reported else [])
+
+
+def test_a_container_that_never_restarts_needs_no_retry_count(check):
+    # containers.py restart_policy `restart == "on-failure"` (== -> <=, <: "no" sorts before "on-failure").
+    report = check(mutate=both(set_fields("api-gateway", restart="no"), drop_fields("api-gateway", "maxRetryCount")))
+    assert "CTR-022" not in ids(report), messages(report, "CTR-022")
+
+
+def test_a_healthcheck_whose_last_argument_is_none_is_a_healthcheck(check):
+    # containers.py healthcheck `tests[0]` (0 -> -1): only the first element says NONE.
+    test = ["CMD", "/healthcheck", "--tls", "none"]
+    assert "CTR-023" not in ids(check(mutate=set_fields("api-gateway", healthcheck={"tests": test})))
+    assert "CTR-023" not in ids(check(mutate=edit_service("orders", "taskSpec", "containerSpec", "healthcheck",
+                                                          value={"tests": test})))
+
+
+@pytest.mark.parametrize(("hard", "reported"), [(1048576.0, False), (1048577.0, True)])
+def test_a_ulimit_may_reach_the_ceiling(check, hard, reported):
+    # containers.py ulimits_sane `hard > ceiling` (> -> >=) and the ceiling's default 1048576 (-> 1048575, 1048577).
+    report = check(mutate=set_fields("clickhouse", ulimits=[{"name": "nofile", "soft": 262144.0, "hard": hard}]))
+    assert messages(report, "CTR-030") == (
+        [f"clickhouse: ulimit nofile: hard {hard:.0f} above 1048576"] if reported else [])
+
+
+@pytest.mark.parametrize("driver", ["syslog", "splunk", "journald"])
+def test_a_remote_or_journal_log_driver_needs_no_max_size(check, driver):
+    # containers.py logging_rotated `driver == "none"` (== -> >=, >: "syslog" and "splunk" sort after "none";
+    # <=, <: "journald" before it), both runtimes.
+    container = check(mutate=set_fields("api-gateway", logDriver=driver, logOpts={}))
+    service = check(mutate=edit_service("orders", "taskSpec", "logDriver", value={"name": driver}))
+    assert "CTR-031" not in ids(container), messages(container, "CTR-031")
+    assert "CTR-031" not in ids(service), messages(service, "CTR-031")
+
+
+def test_an_unset_replica_count_is_one(check):
+    # swarm.py replicas `... or 1` (1 -> 0, 2): Docker runs one replica when none is given.
+    report = check(mutate=edit_service("orders", "mode", value={"replicated": {}}))
+    assert messages(report, "SWM-002") == ["orders: 1 replica(s), fewer than 2"]
+
+
+def test_a_service_without_an_update_config_gets_every_rollout_finding(check):
+    # swarm.py safe_rollout `failureAction != "rollback"` (!= -> <, <=: an absent action is None) and its loop
+    # over ("order", "monitor").
+    report = check(mutate=drop_fields("orders", "updateConfig"))
+    assert messages(report, "SWM-003") == [
+        "orders: updateConfig.failureAction is not rollback", "orders: updateConfig.order is not set",
+        "orders: updateConfig.monitor is not set"]
+
+
+def test_only_data_store_services_need_placement(check):
+    # swarm.py stateful_placement `w.role == "ds"` (== -> >=, >: "mon", "lb" and "egress" sort after "ds").
+    report = check(mutate=edit_service("orders", "labels", value=labels("mon", "orders")))
+    assert "SWM-004" not in ids(report), messages(report, "SWM-004")
