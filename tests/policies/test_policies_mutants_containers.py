@@ -186,3 +186,15 @@ def test_only_data_store_services_need_placement(check):
     # swarm.py stateful_placement `w.role == "ds"` (== -> >=, >: "mon", "lb" and "egress" sort after "ds").
     report = check(mutate=edit_service("orders", "labels", value=labels("mon", "orders")))
     assert "SWM-004" not in ids(report), messages(report, "SWM-004")
+
+
+def test_only_a_load_balancer_in_host_mode_needs_placement(check):
+    # networks.py no_ingress_publish_ds `w.role == "lb"` (== -> <=: "app" sorts before "lb") and
+    # `port.mode == "host"` (== -> >=, >: "ingress" sorts after "host").
+    on_the_mesh = check(mutate=both(edit_service("orders", "labels", value=labels("lb", "orders")),
+                                    edit_service("orders", "endpointSpec", value={"ports": [
+                                        {"targetPort": 8443.0, "publishedPort": 443.0, "publishMode": "ingress"}]})))
+    assert "NET-003" not in ids(on_the_mesh), messages(on_the_mesh, "NET-003")
+    app = check(mutate=edit_service("orders", "endpointSpec", value={"ports": [
+        {"targetPort": 8080.0, "publishedPort": 18080.0, "publishMode": "host"}]}))
+    assert "CTR-026" in ids(app) and "NET-003" not in ids(app), messages(app, "NET-003")
