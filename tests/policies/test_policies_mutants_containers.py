@@ -4,8 +4,11 @@ line and the mutants)."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
+from platform_infra.policies.props import SERVICE_CONFIG
 from tests.policies.conftest import ids, messages
 from tests.policies.fixtures import DIGEST, S, labels, registration
 from tests.policies.test_policies_rules import add_resource, both, drop_fields, edit_service, set_fields
@@ -198,3 +201,31 @@ def test_only_a_load_balancer_in_host_mode_needs_placement(check):
     app = check(mutate=edit_service("orders", "endpointSpec", value={"ports": [
         {"targetPort": 8080.0, "publishedPort": 18080.0, "publishMode": "host"}]}))
     assert "CTR-026" in ids(app) and "NET-003" not in ids(app), messages(app, "NET-003")
+
+
+def _autoscaled_workers(topics: str | None, max_replicas: int):
+    """orders becomes the workers, an autoscaler scales them with a policy a Swarm config carries, and a Kafka
+    service creates `topics` ($PLATFORM_KAFKA_TOPICS; None: it auto-creates them)."""
+    policy = f"min_replicas: 1\nmax_replicas: {max_replicas}\nconsumer_group: job-workers\ntopic: jobs\n"
+    config = registration(SERVICE_CONFIG, "autoscale-policy", {
+        "name": "autoscale-policy", "labels": labels("mon", "autoscaler", **{"platform.path": "/etc/platform/policy.yml"}),
+        "data": base64.b64encode(policy.encode()).decode()})
+    autoscaler = registration(S, "autoscaler", {
+        "name": "autoscaler", "labels": labels("mon", "autoscaler"),
+        "taskSpec": {"containerSpec": {"image": f"registry.internal/tools/autoscaler:1{DIGEST}",
+                                       "args": ["--service", "orders", "--policy", "/etc/platform/policy.yml"]}}})
+    kafka = registration(S, "kafka", {
+        "name": "kafka", "labels": labels("ds", "kafka"),
+        "taskSpec": {"containerSpec": {"image": f"apache/kafka:3.8.0{DIGEST}",
+                                       "env": {} if topics is None else {"PLATFORM_KAFKA_TOPICS": topics}}}})
+    return both(edit_service("orders", "labels", value=labels("app", "worker")),
+                add_resource(config), add_resource(autoscaler), add_resource(kafka))
+
+
+@pytest.mark.parametrize(("topics", "partitions"), [("jobs:4 logs:6", 4), (None, 1)])
+def test_as_many_workers_as_partitions_is_enough(check, topics, partitions):
+    # swarm.py worker_autoscaling `max_replicas > partitions` (> -> >=, !=) and KAFKA_DEFAULT_PARTITIONS 1 (-> 0, 2).
+    assert messages(check(mutate=_autoscaled_workers(topics, partitions)), "SWM-005") == []
+    assert messages(check(mutate=_autoscaled_workers(topics, partitions + 1)), "SWM-005") == [
+        (f"autoscaler: max_replicas {partitions + 1} is above the {partitions} partition(s) of topic jobs: "
+         "workers beyond them would idle")]
