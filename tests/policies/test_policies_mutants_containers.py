@@ -229,3 +229,38 @@ def test_as_many_workers_as_partitions_is_enough(check, topics, partitions):
     assert messages(check(mutate=_autoscaled_workers(topics, partitions + 1)), "SWM-005") == [
         (f"autoscaler: max_replicas {partitions + 1} is above the {partitions} partition(s) of topic jobs: "
          "workers beyond them would idle")]
+
+
+def _policy_file(path: str, topic: str, max_replicas: int):
+    text = f"max_replicas: {max_replicas}\nconsumer_group: job-workers\ntopic: {topic}\n"
+    return registration(SERVICE_CONFIG, path.rsplit("/", 1)[-1], {
+        "name": path.rsplit("/", 1)[-1], "labels": labels("mon", "autoscaler", **{"platform.path": path}),
+        "data": base64.b64encode(text.encode()).decode()})
+
+
+def _scaler(name: str, service: str, policy: str):
+    return registration(S, name, {"name": name, "labels": labels("mon", "autoscaler"), "taskSpec": {"containerSpec": {
+        "image": f"registry.internal/tools/autoscaler:1{DIGEST}", "args": ["--service", service, "--policy", policy]}}})
+
+
+def test_every_worker_and_every_autoscaler_is_judged(check):
+    # swarm.py worker_autoscaling's three `continue`s (-> break): past a worker without an autoscaler, past an
+    # autoscaler with an invalid policy, past one whose topic the stack does not create.
+    kafka = registration(S, "kafka", {"name": "kafka", "labels": labels("ds", "kafka"), "taskSpec": {"containerSpec": {
+        "image": f"apache/kafka:3.8.0{DIGEST}", "env": {"PLATFORM_KAFKA_TOPICS": "jobs:4"}}}})
+    report = check(mutate=both(
+        edit_service("orders", "labels", value=labels("app", "worker")),
+        edit_service("cache", "labels", value=labels("app", "worker")),
+        add_resource(kafka),
+        add_resource(_policy_file("/etc/platform/other.yml", "other", 2)),
+        add_resource(_policy_file("/etc/platform/jobs.yml", "jobs", 5)),
+        add_resource(_scaler("scaler-invalid", "cache", "/etc/platform/missing.yml")),
+        add_resource(_scaler("scaler-other", "cache", "/etc/platform/other.yml")),
+        add_resource(_scaler("scaler-jobs", "cache", "/etc/platform/jobs.yml"))))
+    assert sorted(messages(report, "SWM-005")) == [
+        "orders: no autoscaler targets orders: its replicas do not follow the Kafka lag",
+        ("scaler-invalid: the autoscaler's policy /etc/platform/missing.yml is missing or invalid: "
+         "1 validation error for ScalingPolicy"),
+        "scaler-jobs: max_replicas 5 is above the 4 partition(s) of topic jobs: workers beyond them would idle",
+        ("scaler-other: topic other is not among the topics the stack creates (PLATFORM_KAFKA_TOPICS of kafka): "
+         "the workers would consume nothing")]
