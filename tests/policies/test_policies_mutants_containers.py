@@ -264,3 +264,10 @@ def test_every_worker_and_every_autoscaler_is_judged(check):
         "scaler-jobs: max_replicas 5 is above the 4 partition(s) of topic jobs: workers beyond them would idle",
         ("scaler-other: topic other is not among the topics the stack creates (PLATFORM_KAFKA_TOPICS of kafka): "
          "the workers would consume nothing")]
+
+
+def test_the_user_not_the_group_decides_root(check):
+    # containers.py non_root_user `user.split(":", 1)[0]` (0 -> -1): the part before the colon is the user.
+    assert "CTR-004" not in ids(check(mutate=set_fields("api-gateway", user="10001:0")))
+    assert messages(check(mutate=set_fields("api-gateway", user="root:10001")), "CTR-004") == [
+        "api-gateway: user is root"]
