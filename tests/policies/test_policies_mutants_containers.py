@@ -271,3 +271,18 @@ def test_the_user_not_the_group_decides_root(check):
     assert "CTR-004" not in ids(check(mutate=set_fields("api-gateway", user="10001:0")))
     assert messages(check(mutate=set_fields("api-gateway", user="root:10001")), "CTR-004") == [
         "api-gateway: user is root"]
+
+
+def test_a_container_retrying_more_than_the_limit_is_reported(check):
+    # containers.py restart_policy `retries <= limit` (<= -> is not: a float count is never the int limit).
+    report = check(mutate=set_fields("api-gateway", maxRetryCount=6.0))
+    assert messages(report, "CTR-022") == ["api-gateway: restart on-failure needs maxRetryCount between 1 and 5"]
+
+
+def test_only_the_overlay_driver_is_judged_for_encryption(check):
+    # networks.py encrypted_overlay `driver == "overlay"` (== -> >=, >): a plugin driver sorting after it has no
+    # `encrypted` option to set.
+    plugin = registration("docker:index/network:Network", "weave",
+                          {"name": "weave", "driver": "weaveworks/net-plugin:latest_release", "internal": True})
+    report = check(mutate=add_resource(plugin))
+    assert "NET-002" not in ids(report), messages(report, "NET-002")
