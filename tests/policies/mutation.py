@@ -535,8 +535,9 @@ def execute(config_file: str, session: str, package: str, workers: int, limit: i
             survivors: bool = False, equivalent: Path | None = None, log=print, sample: int | None = None,
             seed: int = 0, use_replay: bool = True) -> dict:
     """Test every pending mutant of `session` (at most `limit`, or a random `sample`; with `survivors`, the
-    survived ones again, as after adding tests, but for those listed in `equivalent`); returns counts of the
-    outcomes recorded. Mutants inside annotations are recorded skipped, as cosmic-ray's filters do."""
+    survived ones again, as after adding tests, but for those listed in `equivalent`, and then the `sample` of
+    pending ones if one is asked for); returns counts of the outcomes recorded. Mutants inside annotations are
+    recorded skipped, as cosmic-ray's filters do."""
     import random
 
     from cosmic_ray.config import load_config
@@ -554,9 +555,7 @@ def execute(config_file: str, session: str, package: str, workers: int, limit: i
     with use_db(session, WorkDB.Mode.open) as db:
         runner = Session(db, coverage_map, rule_calls if use_replay else None, package, workers)
         listed = equivalent_mutants(equivalent) if equivalent else set()
-        pending = list(db.pending_work_items) if not survivors else [
-            item for item, result in db.completed_work_items
-            if result.test_outcome == TestOutcome.SURVIVED and not is_listed(item.mutations[0], listed)]
+        pending = list(db.pending_work_items)
         spans = {path: annotation_spans(path.read_text(encoding="utf-8"))
                  for path in {item.mutations[0].module_path for item in pending}}
         for item in [item for item in pending if in_annotation(item.mutations[0], spans[item.mutations[0].module_path])]:
@@ -565,6 +564,10 @@ def execute(config_file: str, session: str, package: str, workers: int, limit: i
             pending.remove(item)
         if sample is not None:
             pending = random.Random(seed).sample(pending, min(sample, len(pending)))
+        if survivors:  # the survived ones again, and only the sampled pending ones
+            pending = [item for item, result in db.completed_work_items
+                       if result.test_outcome == TestOutcome.SURVIVED and not is_listed(item.mutations[0], listed)
+                       ] + (pending if sample is not None else [])
         pending = pending[:limit]
         runner.run(pending, log)
     log(f"{len(pending)} mutants in {time.monotonic() - started:.0f} s: {runner.counts}")
@@ -579,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="children at a time (default 2)")
     parser.add_argument("--limit", type=int, help="test at most this many pending mutants (a sample)")
     parser.add_argument("--survivors", action="store_true",
-                        help="test the survived mutants again (after adding tests; delete the coverage map first)")
+                        help="test the survived mutants again (after adding tests), and a --sample of pending ones")
     parser.add_argument("--equivalent", type=Path, help="the equivalent mutants' list: not tested again, and "
                         "left out of the second score")
     parser.add_argument("--sample", type=int, help="test a random sample of this many pending mutants")
