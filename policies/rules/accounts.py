@@ -8,6 +8,7 @@ import shlex
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
+import javaproperties
 import yaml
 
 from platform_infra.policies.props import SERVICE_LABEL, WORKLOADS, Workload
@@ -181,10 +182,9 @@ def _kafka_settings(stack, w: Workload) -> dict[str, str]:
     found: dict[str, str] = {}
     for path, text in sorted(_service_files(stack, w).items()):
         if path.endswith(".properties") and "/secrets/" not in path:
-            for line in text.splitlines():
-                key, sep, value = line.partition("=")
-                if sep and not key.strip().startswith("#"):
-                    found[key.strip()] = value.strip()
+            # As java.util.Properties.load reads it (Kafka's Utils.loadProps): `=`, `:` or a space separates,
+            # `#` and `!` comment, a trailing backslash continues the line, escapes are decoded.
+            found.update((key, value.strip()) for key, value in javaproperties.loads(text).items())
     for key, value in w.env.items():
         for prefix in ("KAFKA_CFG_", "KAFKA_"):
             if key.startswith(prefix) and key not in ("KAFKA_OPTS", "KAFKA_HEAP_OPTS"):

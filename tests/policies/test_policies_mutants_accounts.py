@@ -140,11 +140,16 @@ def test_the_exporters_redis_user_flag_is_read_whole(check):
 
 
 @pytest.mark.parametrize(("properties", "anonymous"), [
-    # accounts.py:182 _kafka_settings' loop over the uploaded files (ZeroIterationForLoop) and :186
-    # `not key.strip().startswith("#")` (Delete_Not): a server.properties setting is read ...
+    # accounts.py _kafka_settings' loop over the uploaded files (ZeroIterationForLoop): a server.properties
+    # setting is read ...
     ("super.users=User:ANONYMOUS\n", True),
     # ... a commented one is not.
     ("# super.users=User:ANONYMOUS\nsuper.users=User:kafka-broker\n", False),
+    ("! super.users=User:ANONYMOUS\nsuper.users=User:kafka-broker\n", False),
+    # Java's properties syntax, which Kafka reads: `:` or whitespace separates, a backslash continues the line.
+    ("super.users:User:ANONYMOUS\n", True),
+    ("super.users User:ANONYMOUS\n", True),
+    ("super.users=User:kafka-broker;\\\n    User:ANONYMOUS\n", True),
 ])
 def test_an_uploaded_server_properties_configures_kafka(check, properties, anonymous):
     report = check(mutate=set_fields("kafka", uploads=[
