@@ -1,0 +1,79 @@
+"""Mutants of policies/rules/datastores.py and policies/rules/engine.py that survived the pack's other tests: each
+test here pins the behaviour one of them changes (the comment names the rule line and the mutants it kills)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.policies.conftest import ids, messages, named
+from tests.policies.test_policies_rules import edit_upload, set_fields
+
+HAPROXY_CFG = "/etc/platform/haproxy.cfg"
+UPDATE_PATH = "'^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$'"
+FINAL_DENY = "    http-request deny deny_status 403"
+NO_FINAL_DENY = (f"autoscaler-socket-proxy: {HAPROXY_CFG}: the last http-request rule must be `http-request deny` "
+                 "(refuse every other call)")
+
+
+def test_the_superuser_finding_names_the_included_file(check):
+    # datastores.py:217 postgres_superuser_local `includes {fields[-1]}`, the file an include line names
+    # ([-1] -> [not 1], the directive itself).
+    report = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ", "include_dir conf.d\nlocal "))
+    assert messages(report, "DS-PG-004") == [
+        ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 includes conf.d: a line there could "
+         "let the superuser postgres in")]
+
+
+@pytest.mark.parametrize("directory", ["/var", "/run/containerd", "/var/run/crio"])
+def test_every_directory_above_a_runtime_socket_reaches_it(check, directory):
+    # engine.py:28 _socket_parents `range(1, len(parts) + 1)`, every ancestor of each socket (+ -> ^ leaves out
+    # /run/containerd, the parent of containerd.sock).
+    report = check(mutate=set_fields("api-gateway", user="0:0", volumes=[
+        {"hostPath": directory, "containerPath": "/host", "readOnly": True}]))
+    assert messages(report, "ENG-001") == [
+        f"api-gateway: mounts {directory} as root: the runtime socket under it is the whole Engine API"]
+
+
+def test_root_is_the_user_id_not_the_group(check):
+    # engine.py:44 runs_as_root `user.split(":", 1)[0]`, the uid of `uid:gid` ([0] -> [-1], the gid).
+    def bind_run_as(user):
+        return check(mutate=set_fields("api-gateway", user=user, volumes=[
+            {"hostPath": "/var/run", "containerPath": "/host-run", "readOnly": True}]))
+
+    assert messages(bind_run_as("0:1000"), "ENG-001") == [
+        "api-gateway: mounts /var/run as root: the runtime socket under it is the whole Engine API"]
+    assert "ENG-001" not in ids(bind_run_as("1000:0"))
+
+
+def test_a_path_reg_of_two_patterns_allows_either(check):
+    # engine.py:128 _allowed_calls `len(values) == 1` (== -> >=): HAProxy ORs an ACL's patterns, so the client's
+    # path followed by another restricts the POST to neither.
+    allow = f"http-request allow if {{ method POST }} {{ path_reg {UPDATE_PATH} '^/containers/create$' }}"
+    report = check(mutate=edit_upload("autoscaler-socket-proxy", "haproxy.cfg",
+                                      f"http-request allow if {{ method POST }} {{ path_reg {UPDATE_PATH} }}", allow))
+    assert messages(report, "ENG-002") == [
+        f"autoscaler-socket-proxy: {HAPROXY_CFG}: `{allow}` allows POST beyond autoscaler's calls"]
+
+
+@pytest.mark.parametrize("last", [
+    "http-request deny deny_status 403 if { method DELETE }",
+    "http-request deny unless { method POST }",
+    "http-request set-header X-Client autoscaler",
+])
+def test_a_config_ending_in_another_rule_than_a_plain_deny_is_reported(check, last):
+    # engine.py:131 `tokens[:2] == ["http-request", "deny"]` ([:2] -> [:1]: a conditional deny taken for a plain
+    # one) and line 134, the last rule when it is neither allow nor deny (no other test reaches it).
+    report = check(mutate=edit_upload("autoscaler-socket-proxy", "haproxy.cfg", FINAL_DENY, f"    {last}"))
+    assert messages(report, "ENG-002") == [NO_FINAL_DENY]
+
+
+def test_a_proxy_config_after_another_upload_is_judged(check):
+    # engine.py:172 socket_proxy_allow_list skips a file that does not forward to the socket (`continue`, not
+    # `break`): the proxy's error page uploaded before its haproxy.cfg does not end the search.
+    def mutate(rs):
+        edit_upload("autoscaler-socket-proxy", "haproxy.cfg", f"{FINAL_DENY}\n", "")(rs)
+        named(rs, "autoscaler-socket-proxy").inputs["uploads"].insert(0, {
+            "file": "/etc/platform/errors/403.http",
+            "content": "HTTP/1.0 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nnot an allowed call\n"})
+
+    assert messages(check(mutate=mutate), "ENG-002") == [NO_FINAL_DENY]
