@@ -77,3 +77,12 @@ def test_a_proxy_config_after_another_upload_is_judged(check):
             "content": "HTTP/1.0 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nnot an allowed call\n"})
 
     assert messages(check(mutate=mutate), "ENG-002") == [NO_FINAL_DENY]
+
+
+def test_a_literal_requirepass_is_reported_whatever_precedes_the_flag(check):
+    # datastores.py:265 redis_auth `command[index + 1]`, the flag's own value (+ -> ^ reads, at an odd index, the
+    # argument before the flag: here one starting with `$`).
+    report = check(mutate=set_fields("redis", command=["redis-server", "--dir", "$REDIS_DATA",
+                                                       "--requirepass", "changeme"]))
+    assert messages(report, "DS-REDIS-001") == [
+        "redis: --requirepass with a literal value on the command line (visible in docker inspect)"]
