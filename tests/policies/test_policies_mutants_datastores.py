@@ -59,10 +59,12 @@ def test_a_path_reg_of_two_patterns_allows_either(check):
     "http-request deny deny_status 403 if { method DELETE }",
     "http-request deny unless { method POST }",
     "http-request set-header X-Client autoscaler",
+    "http-request disable-l7-retry",
 ])
 def test_a_config_ending_in_another_rule_than_a_plain_deny_is_reported(check, last):
     # engine.py:131 `tokens[:2] == ["http-request", "deny"]` ([:2] -> [:1]: a conditional deny taken for a plain
-    # one) and line 134, the last rule when it is neither allow nor deny (no other test reaches it).
+    # one) and line 134, the last rule when it is neither allow nor deny (no other test reaches it; tokens[1] ->
+    # tokens[2] fails on an action without arguments).
     report = check(mutate=edit_upload("autoscaler-socket-proxy", "haproxy.cfg", FINAL_DENY, f"    {last}"))
     assert messages(report, "ENG-002") == [NO_FINAL_DENY]
 
