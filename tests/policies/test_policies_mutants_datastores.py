@@ -88,3 +88,32 @@ def test_a_literal_requirepass_is_reported_whatever_precedes_the_flag(check):
                                                        "--requirepass", "changeme"]))
     assert messages(report, "DS-REDIS-001") == [
         "redis: --requirepass with a literal value on the command line (visible in docker inspect)"]
+
+
+@pytest.mark.parametrize("users", ["+admins", "app,@admins.txt"])
+def test_a_role_or_a_user_file_may_hold_the_superuser(check, users):
+    # datastores.py:224 postgres_superuser_local `u[:1] in "+@"`: a `+role` or `@file` user field may name the
+    # superuser, so a line with one before the reject lets it in ([:1] -> [:2] matches neither).
+    report = check(mutate=edit_upload("postgres", "pg_hba.conf", "host    all  postgres  all            reject",
+                                      f"host    all  {users}  all  scram-sha-256\nhost    all  postgres  all  reject"))
+    assert messages(report, "DS-PG-004") == [
+        ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 3 lets the superuser postgres log in "
+         "over TCP")]
+
+
+def test_a_comment_after_a_proxy_rule_is_no_part_of_it(check):
+    # engine.py:107 _allowed_calls `shlex.split(line, comments=True)` (True -> False): HAProxy ends a line at `#`
+    # (haproxy -c accepts both lines), so the comments add no condition to the allow nor to the final deny.
+    def mutate(rs):
+        edit_upload("autoscaler-socket-proxy", "haproxy.cfg", "/version$' }", "/version$' }  # the SDK's first call")(rs)
+        edit_upload("autoscaler-socket-proxy", "haproxy.cfg", FINAL_DENY, f"{FINAL_DENY}  # if nothing above allowed it")(rs)
+
+    assert "ENG-002" not in ids(check(mutate=mutate))
+
+
+def test_only_rename_command_disables_or_enables_a_redis_command(check):
+    # datastores.py:345 redis_dangerous_commands `name == "rename-command"` (== -> is not): another directive
+    # of three fields, here the ACL user `debug`, leaves the disabled DEBUG disabled.
+    report = check(mutate=edit_upload("redis", "redis.conf", 'rename-command DEBUG ""\n',
+                                      f'rename-command DEBUG ""\nuser debug on #{"0" * 64} ~* -@all +@read\n'))
+    assert "DS-REDIS-002" not in ids(report), messages(report, "DS-REDIS-002")
