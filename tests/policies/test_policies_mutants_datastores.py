@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.policies.conftest import ids, messages, named
-from tests.policies.test_policies_rules import edit_upload, set_fields
+from tests.policies.test_policies_rules import add_env, both, drop_env, edit_upload, set_fields
 
 HAPROXY_CFG = "/etc/platform/haproxy.cfg"
 UPDATE_PATH = "'^(/v[0-9]+[.][0-9]+)?/services/platform-prod-worker/update$'"
@@ -117,3 +117,41 @@ def test_only_rename_command_disables_or_enables_a_redis_command(check):
     report = check(mutate=edit_upload("redis", "redis.conf", 'rename-command DEBUG ""\n',
                                       f'rename-command DEBUG ""\nuser debug on #{"0" * 64} ~* -@all +@read\n'))
     assert "DS-REDIS-002" not in ids(report), messages(report, "DS-REDIS-002")
+
+
+def test_a_listener_the_map_leaves_out_is_named_by_its_protocol(check):
+    # datastores.py:394 _listener_protocols `KAFKA_LISTENERS or KAFKA_CFG_LISTENERS` (or -> and): the Apache
+    # image's listeners alone are read, and one the map does not name uses the protocol of its name.
+    report = check(mutate=both(drop_env("kafka", "KAFKA_LISTENERS="), add_env(
+        "kafka", "KAFKA_LISTENERS=BROKER://:9092,CONTROLLER://127.0.0.1:9093,PLAINTEXT://:9094")))
+    assert messages(report, "DS-KAFKA-001") == ["kafka: listener PLAINTEXT uses PLAINTEXT: no authentication"]
+
+
+def _allow(old: str, new: str):
+    return edit_upload("autoscaler-socket-proxy", "haproxy.cfg", old, new)
+
+
+POST_UPDATE = f"http-request allow if {{ method POST }} {{ path_reg {UPDATE_PATH} }}"
+
+
+def test_a_named_acl_before_another_term_is_anded_with_it(check):
+    # engine.py:93 _terms `i += 1` past a named ACL (1 -> 2 skips the `{` of the term after it).
+    report = check(mutate=_allow(POST_UPDATE, f"acl update path_reg {UPDATE_PATH}\n"
+                                              "    http-request allow if update { method POST }"))
+    assert "ENG-002" not in ids(report), messages(report, "ENG-002")
+
+
+def test_an_allow_unless_allows_anything_else(check):
+    # engine.py:117 `tokens[2] == "if"` (== -> is not): `unless { method GET }` allows every other method.
+    line = "http-request allow unless { method GET }"
+    report = check(mutate=_allow(FINAL_DENY, f"    {line}\n{FINAL_DENY}"))
+    assert messages(report, "ENG-002") == [
+        f"autoscaler-socket-proxy: {HAPROXY_CFG}: `{line}` allows any method beyond autoscaler's calls"]
+
+
+def test_a_write_for_one_host_header_is_still_a_write(check):
+    # engine.py:125 `fetch == "method"` (== -> <=: `hdr` sorts before `method`, its value taken for a method).
+    line = "http-request allow if { method DELETE } { hdr(host) -i engine }"
+    report = check(mutate=_allow(FINAL_DENY, f"    {line}\n{FINAL_DENY}"))
+    assert messages(report, "ENG-002") == [
+        f"autoscaler-socket-proxy: {HAPROXY_CFG}: `{line}` allows DELETE beyond autoscaler's calls"]
