@@ -106,15 +106,23 @@ def _service_files(stack, w: Workload) -> dict[str, str]:
 
 
 def _hba_records(text: str) -> list[tuple[int, list[str]]]:
-    """(line number, fields) of each pg_hba.conf record; quoted fields kept whole, comments dropped."""
-    records = []
+    """(line number, fields) of each pg_hba.conf record; quoted fields kept whole, comments dropped. A line ending
+    in a backslash continues on the next, as PostgreSQL reads it (src/backend/libpq/hba.c tokenize_auth_file:
+    the backslash is dropped and the next line appended, before comments are looked at)."""
+    records, pending, first = [], "", 0
     for number, line in enumerate(text.splitlines(), 1):
+        first = first or number
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        line, pending = pending + line, ""
         try:
             fields = shlex.split(line, comments=True)
         except ValueError:
             fields = line.split("#", 1)[0].split()
         if fields:
-            records.append((number, fields))
+            records.append((first, fields))
+        first = 0
     return records
 
 

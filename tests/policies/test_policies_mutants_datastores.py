@@ -101,6 +101,18 @@ def test_a_role_or_a_user_file_may_hold_the_superuser(check, users):
          "over TCP")]
 
 
+def test_an_hba_record_continued_on_the_next_line_is_read_whole(check):
+    # PostgreSQL joins a line ending in a backslash with the next (checked on postgres:15.20: `host \` then
+    # `replication postgres samenet trust` is a host trust record in pg_hba_file_rules); the rules read it whole.
+    report = check(mutate=edit_upload("postgres", "pg_hba.conf", "local ",
+                                      "host \\\nreplication postgres samenet trust\nlocal "))
+    assert messages(report, "DS-PG-003") == [
+        ("postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 trusts host connections of "
+         "postgres without a password")]
+    assert "postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 lets the superuser postgres log " \
+        "in over TCP" in messages(report, "DS-PG-004")
+
+
 def test_a_comment_after_a_proxy_rule_is_no_part_of_it(check):
     # engine.py:107 _allowed_calls `shlex.split(line, comments=True)` (True -> False): HAProxy ends a line at `#`
     # (haproxy -c accepts both lines), so the comments add no condition to the allow nor to the final deny.
