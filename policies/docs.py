@@ -51,7 +51,7 @@ The tests run once with every rule's calls recorded (`tests/policies/replay.py`)
 child imports the rules afresh, the mutated module from memory (the file is never edited), and makes the
 recorded calls of the rules executing the mutated line again. A mutant answering every call as before
 survives without a test run; otherwise only the tests that made a call answered differently run, with `-x`
-and a timeout. Mutants inside annotations (never evaluated) are skipped. About 1.5 s a mutant, two at a time:
+and a timeout. Mutants inside annotations (never evaluated) are skipped. About 2 s a mutant, two at a time:
 
     cosmic-ray init tests/policies/cosmic-ray.toml pack.sqlite
     nice -n 10 .venv/bin/python -m tests.policies.mutation tests/policies/cosmic-ray.toml pack.sqlite
