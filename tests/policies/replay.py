@@ -9,8 +9,9 @@ the mutant. Where every answer is the same, no test can tell the mutant from the
 only the tests that made that call can, and they run for real.
 
 The premise is that a rule's answer depends on its arguments alone (the rules keep no state between calls and
-do not change their subject); `validate_against_tests` checks it on a sample of mutants by running their
-tests for real as well.
+do not change their subject). Replaying every call once unmutated checks it (a rule answering differently runs
+its tests instead), and a kill is always a test failing: the replay can only err towards "survived", so the
+score it gives is a lower bound (`--no-replay` runs the covering tests instead, to compare on a sample).
 """
 
 from __future__ import annotations
