@@ -121,17 +121,19 @@ class CoverageMap:
     lines: dict[str, dict[int, set[str]]]  # module path -> line -> contexts that executed it
 
     def contexts(self, path: str, lines: set[int]) -> set[str]:
-        executed = self.lines.get(path, {})
-        return set().union(*(executed.get(line, set()) for line in lines))
+        return contexts_of(self.lines, path, lines)
 
     def tests_for(self, path: str, lines: set[int]) -> list[str]:
-        """The tests executing any of the lines (every test, for a line run at import)."""
+        """The tests executing any of the lines (every test, for a line run at import); Session.start_tests
+        orders them."""
         contexts = self.contexts(path, lines)
-        selected = self.tests if IMPORTED in contexts or "" in contexts else [t for t in self.tests if t in contexts]
-        return self.quickest_first(selected)
+        return self.tests if IMPORTED in contexts or "" in contexts else [t for t in self.tests if t in contexts]
 
-    def quickest_first(self, tests: list[str]) -> list[str]:
-        return sorted(tests, key=lambda test: self.durations.get(test, 0.0))  # -x stops at the first failure
+
+def contexts_of(executed: dict[str, dict[int, set[str]]], path: str, lines: set[int]) -> set[str]:
+    """The coverage contexts (tests, or rule ids) that executed any of the lines."""
+    by_line = executed.get(path, {})
+    return set().union(*(by_line.get(line, set()) for line in lines))
 
 
 class PerTestContext:
@@ -223,8 +225,7 @@ class RuleCalls:
         return cls(calls, _lines(cov), unreplayable, registered(rules), seconds)
 
     def rules_for(self, path: str, lines: set[int]) -> set[str]:
-        executed = self.lines.get(path, {})
-        return set().union(*(executed.get(line, set()) for line in lines))
+        return contexts_of(self.lines, path, lines)
 
 
 class MutantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
