@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import subprocess
 
 import pytest
 
+from tests.conftest import require_tool
 from tests.policies.conftest import ids, messages, named
 from tests.policies.fixtures import DIGEST, REDIS_USERS, container, registration, secret
 from tests.policies.test_policies_rules import (
@@ -139,7 +141,7 @@ def test_the_exporters_redis_user_flag_is_read_whole(check):
     assert "DS-REDIS-003" not in ids(check(mutate=_exporter_and_gateway("app=1", "app")))
 
 
-@pytest.mark.parametrize(("properties", "anonymous"), [
+SERVER_PROPERTIES_FORMS = [
     # accounts.py _kafka_settings' loop over the uploaded files (ZeroIterationForLoop): a server.properties
     # setting is read ...
     ("super.users=User:ANONYMOUS\n", True),
@@ -150,7 +152,10 @@ def test_the_exporters_redis_user_flag_is_read_whole(check):
     ("super.users:User:ANONYMOUS\n", True),
     ("super.users User:ANONYMOUS\n", True),
     ("super.users=User:kafka-broker;\\\n    User:ANONYMOUS\n", True),
-])
+]
+
+
+@pytest.mark.parametrize(("properties", "anonymous"), SERVER_PROPERTIES_FORMS)
 def test_an_uploaded_server_properties_configures_kafka(check, properties, anonymous):
     report = check(mutate=set_fields("kafka", uploads=[
         {"file": "/mnt/shared/config/server.properties", "content": properties}]))
@@ -270,3 +275,27 @@ def test_a_waiver_expiring_within_14_days_is_listed(check):
     report = check(mutate=privileged_api(f"reason=temporary;expires={soon}"))
     assert messages(report, "EVD-002") == [f"fixture-test: waiver CTR-001 on api-gateway expires on {soon}"]
     assert "EVD-002" not in ids(check(mutate=privileged_api(f"reason=temporary;expires={FUTURE}")))
+
+
+# What Kafka reads: java.util.Properties.load (Kafka's Utils.loadProps), run in a JVM for each form above.
+PROPERTIES_READER = """import java.util.Properties; import java.io.StringReader; import java.nio.file.*;
+public class Read { public static void main(String[] files) throws Exception {
+  for (String file : files) { Properties p = new Properties(); p.load(new StringReader(Files.readString(Path.of(file))));
+    System.out.println(p.getProperty("super.users")); } } }
+"""
+
+
+def test_kafka_reads_each_server_properties_form_as_the_rule_does(tmp_path):
+    """The forms the rule is tested with mean to Java what the rule takes them to mean: the anonymous super user
+    is in super.users exactly where the rule reports it."""
+    java = require_tool("java", "default-jdk-headless")
+    forms = SERVER_PROPERTIES_FORMS
+    (tmp_path / "Read.java").write_text(PROPERTIES_READER)
+    files = []
+    for index, (properties, _) in enumerate(forms):
+        files.append(tmp_path / f"{index}.properties")
+        files[-1].write_text(properties)
+    done = subprocess.run([java, str(tmp_path / "Read.java"), *map(str, files)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    read_by_java = done.stdout.splitlines()
+    assert ["User:ANONYMOUS" in users for users in read_by_java] == [anonymous for _, anonymous in forms]
