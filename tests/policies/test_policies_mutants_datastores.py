@@ -3,8 +3,13 @@ test here pins the behaviour one of them changes (the comment names the rule lin
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+import time
+
 import pytest
 
+from tests.conftest import require_tool
 from tests.policies.conftest import ids, messages, named
 from tests.policies.test_policies_rules import add_env, both, drop_env, edit_upload, set_fields
 
@@ -111,6 +116,37 @@ def test_an_hba_record_continued_on_the_next_line_is_read_whole(check):
          "postgres without a password")]
     assert "postgres: postgres postgres: hba_file /etc/platform/pg_hba.conf line 2 lets the superuser postgres log " \
         "in over TCP" in messages(report, "DS-PG-004")
+
+
+CONTINUED_HBA = "local all all trust\nhost \\\nreplication postgres samenet trust\n"
+POSTGRES_IMAGE = "postgres:15.20-bookworm"  # the stack's pin (infra/settings.py)
+
+
+def test_postgres_reads_the_continued_hba_record_as_the_rules_do(tmp_path):
+    """The stack's PostgreSQL image, given the continued record as its hba_file, lists one host trust record for
+    the superuser on line 2 in pg_hba_file_rules: what DS-PG-003 and DS-PG-004 now report."""
+    docker = require_tool("docker", "docker.io")
+    hba = tmp_path / "pg_hba.conf"
+    hba.write_text(CONTINUED_HBA)
+    hba.chmod(0o644)
+    name = f"hba-continued-{secrets.token_hex(4)}"
+    subprocess.run([docker, "run", "-d", "--rm", "--name", name, "-e", f"POSTGRES_PASSWORD={secrets.token_hex(16)}",
+                    "-v", f"{hba}:/etc/platform/pg_hba.conf:ro", POSTGRES_IMAGE,
+                    "-c", "hba_file=/etc/platform/pg_hba.conf"], check=True, capture_output=True, timeout=120)
+    try:
+        query = ["psql", "-Atc", "select line_number, type, database, user_name, auth_method from pg_hba_file_rules"]
+        deadline, done = time.monotonic() + 120, None
+        while time.monotonic() < deadline:
+            done = subprocess.run([docker, "exec", "-u", "postgres", name, *query], check=False,
+                                  capture_output=True, text=True,
+                                  timeout=60)
+            if done.returncode == 0:
+                break
+            time.sleep(1)
+        assert done is not None and done.returncode == 0, done and done.stderr
+        assert done.stdout.splitlines() == ["1|local|{all}|{all}|trust", "2|host|{replication}|{postgres}|trust"]
+    finally:
+        subprocess.run([docker, "rm", "-f", name], check=False, capture_output=True, timeout=60)
 
 
 def test_a_comment_after_a_proxy_rule_is_no_part_of_it(check):
